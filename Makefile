@@ -1,0 +1,43 @@
+# Two commands a new user needs: `make study` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STUDY  ?= runs/study
+SEEDS  ?= 0 1 2
+
+.PHONY: study test data clean
+
+# The venv is rebuilt when pyproject.toml changes; the stamp files record what was installed.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Offline Debian machines (CI, this project's machines) get the data from the Debian package when we are
+# root; everywhere else `convlens data fetch` downloads it from the official URLs into the user cache.
+data: $(VENV)/.installed
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian package dataset-fashion-mnist"; \
+	  { apt-get install -y -qq dataset-fashion-mnist || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; } >/dev/null 2>&1 \
+	    || echo "note: apt could not install dataset-fashion-mnist; convlens will download the data"; \
+	fi
+	$(BIN)/convlens data fetch
+
+# Until `convlens study` exists: the seed-000 baseline and CNN, several seeds each, and their comparison.
+study: data
+	@for s in $(SEEDS); do \
+	  $(BIN)/convlens train --model seed000-mlp --seed $$s --out $(STUDY)/seed000-mlp/seed$$s --quiet || exit 1; \
+	  $(BIN)/convlens train --model seed000-cnn --seed $$s --out $(STUDY)/seed000-cnn/seed$$s || exit 1; \
+	done
+	$(BIN)/convlens compare $(STUDY)/seed000-mlp/seed* $(STUDY)/seed000-cnn/seed*
+
+test: $(VENV)/.installed-test data
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

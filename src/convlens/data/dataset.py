@@ -1,0 +1,106 @@
+"""The dataset in memory: verified uint8 arrays on the host, float tensors resident on the training device."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convlens.data.sources import FASHION_MNIST, DatasetManifest, LocatedFiles, load_arrays, locate
+from convlens.errors import UsageError
+
+PIXEL_SCALE = 255.0  # inputs are pixel / 255, in [0, 1], as in every seed (and what seed 000's endpoint sends)
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Verified Fashion-MNIST as uint8 arrays: images (N, 28, 28), labels (N,)."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: LocatedFiles
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> ImageDataset:
+        """The first ``n_train`` / ``n_test`` images (deterministic; for quick runs and tests)."""
+        for n, total, what in ((n_train, len(self.train_labels), "train"), (n_test, len(self.test_labels), "test")):
+            if n is not None and not 0 < n <= total:
+                raise UsageError(f"{what} subset size must be between 1 and {total}, got {n}")
+        return ImageDataset(self.train_images[:n_train], self.train_labels[:n_train],
+                            self.test_images[:n_test], self.test_labels[:n_test], self.class_names, self.source)
+
+    def describe(self) -> dict:
+        """Sizes, shapes, pixel range and class balance (what ``convlens data info`` prints)."""
+        return {
+            "source": {"origin": self.source.origin, "directory": str(self.source.directory),
+                       "files": {role: str(p) for role, p in self.source.paths.items()}},
+            "train": {"n": int(len(self.train_labels)), "shape": list(self.train_images.shape[1:])},
+            "test": {"n": int(len(self.test_labels)), "shape": list(self.test_images.shape[1:])},
+            "dtype": str(self.train_images.dtype),
+            "pixel_range": [int(self.train_images.min()), int(self.train_images.max())],
+            "class_names": list(self.class_names),
+            "train_counts": np.bincount(self.train_labels, minlength=len(self.class_names)).tolist(),
+            "test_counts": np.bincount(self.test_labels, minlength=len(self.class_names)).tolist(),
+        }
+
+
+def load_dataset(data_dir: str | os.PathLike | None = None, manifest: DatasetManifest = FASHION_MNIST,
+                 *, download: bool = True) -> ImageDataset:
+    """Locate (or download), verify and load the dataset."""
+    located = locate(data_dir, manifest, download=download)
+    arrays = load_arrays(located, manifest)
+    return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
+                        arrays["test_labels"], manifest.class_names, located)
+
+
+def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
+                     channels_last: bool = False) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1] on ``device``; converted once, on the device."""
+    t = torch.as_tensor(images).to(device)
+    x = t.unsqueeze(1).float().div_(PIXEL_SCALE)  # (N, 1, H, W)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@dataclass(frozen=True)
+class DeviceSplits:
+    """Train / validation / test tensors resident on one device. x: (N, 1, 28, 28) float in [0, 1]; y: (N,) int64."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+
+def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx): a random split that depends only on ``n``, ``val_fraction`` and ``seed``."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(n * val_fraction))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def to_device(ds: ImageDataset, device: torch.device, *, val_fraction: float, seed: int,
+              channels_last: bool = False) -> DeviceSplits:
+    """Move the whole dataset onto ``device`` once, then split train/validation there."""
+    x_all = images_to_tensor(ds.train_images, device, channels_last)
+    y_all = torch.as_tensor(ds.train_labels.astype(np.int64), device=device)
+    train_idx, val_idx = validation_indices(len(y_all), val_fraction, seed)
+    train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return DeviceSplits(
+        x_train=x_all[train_idx].contiguous(memory_format=fmt), y_train=y_all[train_idx],
+        x_val=x_all[val_idx].contiguous(memory_format=fmt), y_val=y_all[val_idx],
+        x_test=images_to_tensor(ds.test_images, device, channels_last),
+        y_test=torch.as_tensor(ds.test_labels.astype(np.int64), device=device),
+    )

@@ -1,0 +1,80 @@
+"""The IDX file format (LeCun's MNIST format) and verification of one dataset file.
+
+An IDX file is a big-endian header -- 2 zero bytes, a dtype code (0x08 = uint8), the number of dimensions --
+followed by one uint32 per dimension and the raw values.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convlens.errors import DataError
+
+UINT8_CODE = 0x08
+
+
+@dataclass(frozen=True)
+class IdxFileSpec:
+    """What one decompressed IDX file must be: its name, exact size, md5 and array shape."""
+
+    name: str  # e.g. "train-images-idx3-ubyte" (without .gz)
+    n_bytes: int
+    md5: str | None  # None: shape check only (small files that tests write)
+    shape: tuple[int, ...]
+
+    @property
+    def header_bytes(self) -> int:
+        return 4 + 4 * len(self.shape)
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The decompressed bytes of ``path`` (``.gz`` or raw). Raises DataError if it cannot be decompressed."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid gzip file ({e}); delete it so convlens fetches it again") from None
+
+
+def parse_idx(data: bytes, spec: IdxFileSpec, origin: Path) -> np.ndarray:
+    """Check ``data`` against ``spec`` (header, shape, size, checksum) and return it as a uint8 array."""
+    fix = "delete it so convlens fetches it again, or reinstall the package 'dataset-fashion-mnist'"
+    if len(data) < spec.header_bytes:
+        raise DataError(f"{origin}: truncated ({len(data)} bytes, no complete IDX header); {fix}")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != UINT8_CODE or ndim != len(spec.shape):
+        raise DataError(
+            f"{origin}: not an IDX uint8 file of {len(spec.shape)} dimensions "
+            f"(header says dtype 0x{dtype_code:02x}, {ndim} dims); {fix}"
+        )
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    if tuple(shape) != spec.shape:
+        raise DataError(f"{origin}: shape {tuple(shape)} in the header, expected {spec.shape}; {fix}")
+    if len(data) != spec.n_bytes:
+        what = "truncated" if len(data) < spec.n_bytes else "too long"
+        raise DataError(f"{origin}: {what} ({len(data):,} bytes decompressed, expected {spec.n_bytes:,}); {fix}")
+    if spec.md5 is not None:
+        digest = hashlib.md5(data).hexdigest()
+        if digest != spec.md5:
+            raise DataError(f"{origin}: checksum mismatch (md5 {digest}, expected {spec.md5}); {fix}")
+    # A copy: frombuffer views the immutable bytes, which torch cannot wrap safely.
+    return np.frombuffer(data, dtype=np.uint8, offset=spec.header_bytes).reshape(spec.shape).copy()
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The IDX bytes of a uint8 array (used to write test fixtures and caches)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, UINT8_CODE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()

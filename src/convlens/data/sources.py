@@ -1,0 +1,151 @@
+"""Where Fashion-MNIST comes from, in order, and how a missing copy is downloaded.
+
+Search order (the first directory that holds all four files wins):
+  1. an explicit directory: ``--data-dir`` or ``$CONVLENS_DATA`` (an error if the files are not there);
+  2. the user cache directory (``platformdirs.user_cache_dir("convlens")/fashion-mnist``);
+  3. the Debian package path ``/usr/share/datasets/fashion-mnist/`` (``apt-get install dataset-fashion-mnist``);
+  4. otherwise download from the official URLs into the cache directory.
+
+Files may be gzipped or raw. Checksums are of the *decompressed* bytes, so Debian's recompressed ``.gz``
+files and the official ones both pass.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from convlens.atomic_files import atomic_write_bytes
+from convlens.data.idx import IdxFileSpec, parse_idx, read_file_bytes
+from convlens.errors import DataError
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+OFFICIAL_BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """The four files of an MNIST-style dataset and where to download them."""
+
+    name: str
+    files: dict[str, IdxFileSpec]  # role ("train_images", ...) -> spec
+    class_names: tuple[str, ...]
+    base_url: str
+
+
+FASHION_MNIST = DatasetManifest(
+    name="fashion-mnist",
+    files={
+        "train_images": IdxFileSpec("train-images-idx3-ubyte", 47_040_016, "f4a8712d7a061bf5bd6d2ca38dc4d50a", (60_000, 28, 28)),
+        "train_labels": IdxFileSpec("train-labels-idx1-ubyte", 60_008, "9018921c3c673c538a1fc5bad174d6f9", (60_000,)),
+        "test_images": IdxFileSpec("t10k-images-idx3-ubyte", 7_840_016, "8181f5470baa50b63fa0f6fddb340f0a", (10_000, 28, 28)),
+        "test_labels": IdxFileSpec("t10k-labels-idx1-ubyte", 10_008, "15d484375f8d13e6eb1aabb0c3f46965", (10_000,)),
+    },
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    base_url=OFFICIAL_BASE_URL,
+)
+
+
+@dataclass(frozen=True)
+class LocatedFiles:
+    """The four files found for a manifest, and how they were found."""
+
+    directory: Path
+    origin: str  # "explicit", "cache", "debian" or "download"
+    paths: dict[str, Path]
+
+
+def user_cache_dir(manifest: DatasetManifest = FASHION_MNIST) -> Path:
+    return Path(platformdirs.user_cache_dir("convlens")) / manifest.name
+
+
+def _find_in(directory: Path, manifest: DatasetManifest) -> dict[str, Path] | None:
+    """The path of each file in ``directory`` (raw preferred over .gz), or None if any is missing."""
+    paths = {}
+    for role, spec in manifest.files.items():
+        raw, gz = directory / spec.name, directory / f"{spec.name}.gz"
+        if raw.is_file():
+            paths[role] = raw
+        elif gz.is_file():
+            paths[role] = gz
+        else:
+            return None
+    return paths
+
+
+def _missing_in(directory: Path, manifest: DatasetManifest) -> str:
+    return next(spec.name for spec in manifest.files.values()
+                if not (directory / spec.name).is_file() and not (directory / f"{spec.name}.gz").is_file())
+
+
+def locate(
+    data_dir: str | os.PathLike | None = None,
+    manifest: DatasetManifest = FASHION_MNIST,
+    *,
+    download: bool = True,
+    cache_dir: Path | None = None,
+    system_dir: Path | None = DEBIAN_DIR,
+) -> LocatedFiles:
+    """Find the dataset files following the search order above; download them if allowed and needed."""
+    explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
+    if explicit is not None:
+        directory = Path(explicit).expanduser()
+        if not directory.is_dir():
+            raise DataError(f"data directory {directory} does not exist; pass an existing --data-dir "
+                            "or unset CONVLENS_DATA to use the cache or the Debian package")
+        paths = _find_in(directory, manifest)
+        if paths is None:
+            raise DataError(f"{directory / _missing_in(directory, manifest)}(.gz) is missing; copy the "
+                            f"{manifest.name} IDX files there, or drop --data-dir/CONVLENS_DATA to download them")
+        return LocatedFiles(directory, "explicit", paths)
+
+    cache = cache_dir if cache_dir is not None else user_cache_dir(manifest)
+    for directory, origin in ((cache, "cache"), (system_dir, "debian")):
+        if directory is not None and directory.is_dir() and (paths := _find_in(directory, manifest)):
+            return LocatedFiles(directory, origin, paths)
+    if not download:
+        raise DataError(f"{manifest.name} not found in {cache} or {system_dir}; run 'convlens data fetch' "
+                        "or 'apt-get install dataset-fashion-mnist'")
+    return LocatedFiles(cache, "download", download_manifest(manifest, cache))
+
+
+def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str | None = None) -> dict[str, Path]:
+    """Download each missing ``.gz`` file, verify it, and move it into place (never a half-written file).
+
+    Only the decompressed bytes are checked: mirrors (and Debian) recompress, the content is what matters.
+    """
+    base_url = base_url or os.environ.get("CONVLENS_DATA_URL") or manifest.base_url
+    paths = {}
+    for role, spec in manifest.files.items():
+        target = directory / f"{spec.name}.gz"
+        if not target.is_file():
+            url = base_url.rstrip("/") + f"/{spec.name}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    payload = response.read()
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise DataError(f"cannot download {url} ({reason}); check the network, or install the Debian "
+                                "package 'dataset-fashion-mnist', or pass --data-dir") from None
+            try:
+                decompressed = gzip.decompress(payload)
+            except (OSError, EOFError) as e:
+                raise DataError(f"{url}: downloaded file is not valid gzip ({e}); run the command again") from None
+            parse_idx(decompressed, spec, Path(url))  # verify before anything lands on disk
+            atomic_write_bytes(target, payload)
+        paths[role] = target
+    return paths
+
+
+def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST) -> dict[str, np.ndarray]:
+    """Read and verify every file; returns role -> uint8 array."""
+    return {role: parse_idx(read_file_bytes(path), manifest.files[role], path)
+            for role, path in located.paths.items()}

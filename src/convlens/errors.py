@@ -1,0 +1,31 @@
+"""Errors meant for people: one line that says what was wrong and what to do.
+
+The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback is shown for these.
+"""
+
+
+class ConvlensError(Exception):
+    """An expected failure (bad data file, failed run, ...). Exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(ConvlensError):
+    """The user asked for something invalid (unknown model, bad override, bad flag value). Exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(ConvlensError):
+    """A dataset file is missing, truncated or corrupt; the message names the file and the fix."""
+
+
+class TrainingDiverged(ConvlensError):
+    """The loss became NaN or infinite; the message says at which epoch and step."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        self.epoch, self.step, self.value = epoch, step, value
+        super().__init__(
+            f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
+            "lower the learning rate or check the inputs"
+        )

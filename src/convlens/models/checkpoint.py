@@ -1,0 +1,63 @@
+"""Saved models: ``model.safetensors`` (weights, no pickle) + ``config.json`` (the spec that rebuilds it).
+
+Loading is ``Network(spec_from_config(config))`` then the weights; nothing is unpickled, so a model
+directory from elsewhere cannot run code. Training code is not imported here (the server uses this).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from pydantic import TypeAdapter, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from convlens.atomic_files import atomic_write_bytes
+from convlens.errors import UsageError
+from convlens.models.network import Network
+from convlens.models.spec import ModelSpec
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+_SPEC_ADAPTER = TypeAdapter(ModelSpec)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    # safetensors wants contiguous tensors; channels_last conv weights are not.
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors))
+
+
+def read_config(directory: Path) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise UsageError(f"{path} not found; give a directory written by 'convlens train' or 'convlens export'")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def spec_from_config(config: dict, origin: Path) -> ModelSpec:
+    try:
+        return _SPEC_ADAPTER.validate_python(config["model"]["spec"])
+    except (KeyError, TypeError, ValidationError):
+        raise UsageError(f"{origin / CONFIG_FILE} has no valid model spec under model.spec") from None
+
+
+def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Network, dict]:
+    """Rebuild the model saved in ``directory`` and load its weights; returns (model in eval mode, config)."""
+    directory = Path(directory)
+    config = read_config(directory)
+    model = Network(spec_from_config(config, directory))
+    weights = directory / WEIGHTS_FILE
+    try:
+        state = load_file(weights, device=str(device))
+    except (FileNotFoundError, SafetensorError, OSError) as e:
+        raise UsageError(f"{weights}: cannot load weights ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UsageError(f"{weights} does not match the spec in {CONFIG_FILE}: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), config

@@ -1,0 +1,85 @@
+"""Build a PyTorch network from a spec: ``features`` (conv blocks) then ``head`` (flatten + dense layers).
+
+Layers mirror the seeds' Keras models one to one, including Keras' initialisation (Glorot-uniform weights,
+zero biases) and BatchNorm settings (eps 1e-3, momentum 0.99), so parameter counts and training behaviour
+can be compared with the seeds' notebooks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from convlens.models.spec import CNNSpec, MLPSpec, conv_output_size, same_padding
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+}
+KERAS_BN = {"eps": 1e-3, "momentum": 0.01}  # Keras BatchNormalization defaults (its momentum 0.99 = torch 0.01)
+
+
+class Network(nn.Module):
+    """logits = head(features(x)); x: (B, C, H, W) float in [0, 1]."""
+
+    def __init__(self, spec: MLPSpec | CNNSpec):
+        super().__init__()
+        self.spec = spec
+        if isinstance(spec, CNNSpec):
+            self.features, (channels, size) = _conv_blocks(spec)
+        else:
+            self.features, (channels, size) = nn.Sequential(), (spec.in_channels, spec.image_size)
+        self.head = _dense_head(channels * size * size, spec)
+        self.apply(_keras_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (B, num_classes) logits
+
+
+def _conv_blocks(spec: CNNSpec) -> tuple[nn.Sequential, tuple[int, int]]:
+    blocks, channels, size = OrderedDict(), spec.in_channels, spec.image_size
+    for i, out_channels in enumerate(spec.filters, start=1):
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        padding = 0
+        if spec.padding == "same":
+            before, after = same_padding(size, spec.kernel_size, spec.stride)
+            if before == after:
+                padding = before
+            else:  # asymmetric (even kernel or stride > 1): pad explicitly, as Keras does
+                layers["pad"] = nn.ZeroPad2d((before, after, before, after))
+        layers["conv"] = nn.Conv2d(channels, out_channels, spec.kernel_size, spec.stride, padding)
+        act = ACTIVATIONS[spec.activation]()
+        if spec.batch_norm and spec.norm_order == "conv-bn-act":
+            layers["bn"], layers["act"] = nn.BatchNorm2d(out_channels, **KERAS_BN), act
+        elif spec.batch_norm:
+            layers["act"], layers["bn"] = act, nn.BatchNorm2d(out_channels, **KERAS_BN)
+        else:
+            layers["act"] = act
+        size = conv_output_size(size, spec.kernel_size, spec.stride, spec.padding)
+        if spec.pool != "none":
+            pool_cls = nn.MaxPool2d if spec.pool == "max" else nn.AvgPool2d
+            layers["pool"] = pool_cls(spec.pool_size)  # floor mode, like Keras 'valid' pooling
+            size //= spec.pool_size
+        blocks[f"block{i}"] = nn.Sequential(layers)
+        channels = out_channels
+    return nn.Sequential(blocks), (channels, size)
+
+
+def _dense_head(in_features: int, spec: MLPSpec | CNNSpec) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+    width = in_features
+    for i, hidden in enumerate(spec.dense, start=1):
+        layers[f"dense{i}"] = nn.Linear(width, hidden)
+        layers[f"act{i}"] = ACTIVATIONS[spec.activation]()
+        if spec.dropout > 0:
+            layers[f"dropout{i}"] = nn.Dropout(spec.dropout)
+        width = hidden
+    layers["output"] = nn.Linear(width, spec.num_classes)  # logits; softmax lives in the loss / at inference
+    return nn.Sequential(layers)
+
+
+def _keras_init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,140 @@
+"""One training run end to end, and its directory: config.json, model.safetensors, metrics.json.
+
+Files are written atomically; metrics.json is written last, so its presence means the run finished
+(``status`` "ok") or failed with a recorded reason (``status`` "failed").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from convlens.atomic_files import atomic_write_json
+from convlens.config import TrainConfig
+from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_dataset, to_device
+from convlens.errors import TrainingDiverged, UsageError
+from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_weights
+from convlens.models.network import Network
+from convlens.models.registry import resolve_spec
+from convlens.models.summary import count_params, flops_per_image
+from convlens.provenance import provenance
+from convlens.training import (ProgressCallback, configure_threads, evaluate, pick_device, seed_everything, train,
+                               uses_channels_last)
+
+METRICS_FILE = "metrics.json"
+# What the model expects; serving and export read this from config.json.
+INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
+                  "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    directory: Path | None
+    config: dict
+    metrics: dict
+    model: Network
+
+
+def _dataset_for(cfg: TrainConfig, dataset: ImageDataset | None) -> ImageDataset:
+    ds = dataset if dataset is not None else load_dataset(cfg.data_dir)
+    if cfg.train_subset is not None or cfg.test_subset is not None:
+        ds = ds.subset(cfg.train_subset, cfg.test_subset)
+    return ds
+
+
+def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: ImageDataset | None = None,
+                 progress: ProgressCallback | None = None) -> RunResult:
+    """Train ``cfg`` and evaluate on the test set; write the run directory if ``out_dir`` is given.
+
+    A diverged run (NaN/inf loss) writes metrics.json with status "failed" and its reason, then re-raises.
+    """
+    spec = resolve_spec(cfg.model, cfg.overrides)  # validate before any expensive work
+    device = pick_device(cfg.device)
+    threads = configure_threads(cfg.threads)
+    ds = _dataset_for(cfg, dataset)
+    channels_last = uses_channels_last(device)
+    splits = to_device(ds, device, val_fraction=cfg.recipe.val_fraction, seed=cfg.seed, channels_last=channels_last)
+    seed_everything(cfg.seed)
+    model = Network(spec).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    trainable, non_trainable = count_params(model)
+    input_shape = (spec.in_channels, spec.image_size, spec.image_size)
+    config = {
+        "format": "convlens-run/1",
+        "model": {"name": cfg.model, "overrides": dict(cfg.overrides), "spec": spec.model_dump(mode="json")},
+        "recipe": cfg.recipe.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "data": {"dataset": "fashion-mnist", "origin": ds.source.origin, "directory": str(ds.source.directory),
+                 "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
+                 "train_subset": cfg.train_subset, "test_subset": cfg.test_subset},
+        "input": INPUT_CONTRACT,
+        "class_names": list(ds.class_names),
+        "provenance": {**provenance(device), "threads": threads},
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        (out_dir / METRICS_FILE).unlink(missing_ok=True)  # a rerun into the same directory starts unfinished
+        atomic_write_json(out_dir / CONFIG_FILE, config)
+
+    base_metrics = {"params": {"trainable": trainable, "non_trainable": non_trainable,
+                               "total": trainable + non_trainable},
+                    "macs": flops_per_image(Network(spec), input_shape)[0] // 2}
+    try:
+        outcome = train(model, splits, cfg.recipe, seed=cfg.seed, progress=progress)
+    except TrainingDiverged as e:
+        if out_dir is not None:
+            atomic_write_json(out_dir / METRICS_FILE, {"status": "failed", "reason": str(e), "epoch": e.epoch,
+                                                       "step": e.step, **base_metrics})
+        raise
+    test = evaluate(model, splits.x_test, splits.y_test, spec.num_classes, cfg.recipe.eval_batch_size)
+    # Validation metrics of the model that is kept (early stopping may have restored an earlier epoch).
+    val = (evaluate(model, splits.x_val, splits.y_val, spec.num_classes, cfg.recipe.eval_batch_size)
+           if len(splits.y_val) else None)
+    images_seen = len(outcome.history) * len(splits.y_train)
+    metrics = {
+        "status": "ok",
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "val_accuracy": val.accuracy if val else None,
+        "val_loss": val.loss if val else None,
+        "train_seconds": outcome.train_seconds,
+        "train_images_per_second": images_seen / outcome.train_seconds,
+        "epochs_run": len(outcome.history),
+        "stopped_early_at": outcome.stopped_early_at,
+        "per_class_accuracy": test.per_class_accuracy,
+        "confusion_matrix": test.confusion_matrix,
+        **base_metrics,
+        "history": [asdict(r) for r in outcome.history],
+    }
+    if out_dir is not None:
+        save_weights(model, out_dir / WEIGHTS_FILE)
+        atomic_write_json(out_dir / METRICS_FILE, metrics)
+    return RunResult(out_dir, config, metrics, model)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise UsageError(f"{path} not found: the run in {run_dir} has not finished (or is not a convlens run)")
+    return json.loads(path.read_text())
+
+
+def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
+                 dataset: ImageDataset | None = None) -> dict:
+    """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
+    dev = pick_device(device)
+    model, config = load_model(run_dir, dev)
+    ds = dataset if dataset is not None else load_dataset(data_dir)
+    ds = ds.subset(None, config["data"].get("test_subset"))
+    x = images_to_tensor(ds.test_images, dev, uses_channels_last(dev))
+    y = torch.as_tensor(ds.test_labels, dtype=torch.long, device=dev)
+    if uses_channels_last(dev):
+        model = model.to(memory_format=torch.channels_last)
+    result = evaluate(model, x, y, model.spec.num_classes)
+    return {"run": str(run_dir), "model": config["model"]["name"], "seed": config["seed"],
+            "n_test": len(y), **result.to_dict("test_")}

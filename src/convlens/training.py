@@ -1,0 +1,192 @@
+"""Train and evaluate one model: resident data, sliced batches, no DataLoader, no host sync per step.
+
+The whole dataset sits on the training device as one float tensor; each step slices a batch with
+``index_select``. Per-step losses are written into a device tensor and checked once per epoch, so a NaN is
+located to its exact step without a host sync on every step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convlens.config import Recipe
+from convlens.data.dataset import DeviceSplits
+from convlens.errors import TrainingDiverged, UsageError
+from convlens.models.network import Network
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA device is available; use --device auto or cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def configure_threads(threads: int | None) -> int:
+    """Use ``threads`` CPU threads (default: all cores this process may run on)."""
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global torch RNG (weight init, dropout). Data order uses its own generator, see ``train``."""
+    torch.manual_seed(seed)
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    # oneDNN's convolutions are fastest on NHWC on CPU; cuDNN picks its own layout well enough.
+    return device.type == "cpu"
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    seconds: float  # wall time of this epoch (training + validation)
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+    confusion_matrix: list[list[int]]  # [true][predicted]
+
+    def to_dict(self, prefix: str = "") -> dict:
+        return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy,
+                "per_class_accuracy": self.per_class_accuracy, "confusion_matrix": self.confusion_matrix}
+
+
+@dataclass
+class TrainingOutcome:
+    model: Network
+    history: list[EpochRecord]
+    train_seconds: float
+    stopped_early_at: int | None = None
+
+
+ProgressCallback = Callable[[str, dict], None]  # (event, payload): "start", "step", "epoch"
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """(N, num_classes) logits in eval mode, in batches."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             batch_size: int = 1000) -> Evaluation:
+    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on (x, y)."""
+    logits = predict_logits(model, x, batch_size)
+    loss = F.cross_entropy(logits, y).item()
+    pred = logits.argmax(1)
+    confusion = torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
+    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
+    return Evaluation(loss=loss, accuracy=(pred == y).float().mean().item(),
+                      per_class_accuracy=per_class, confusion_matrix=confusion.cpu().tolist())
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if recipe.optimizer == "adam":  # Keras Adam defaults: eps 1e-7
+        return torch.optim.Adam(params, lr=recipe.lr, eps=1e-7, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, eps=1e-7, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
+                           weight_decay=recipe.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=recipe.warmup_fraction,
+            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return None
+
+
+def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
+          progress: ProgressCallback | None = None) -> TrainingOutcome:
+    """Train ``model`` in place on ``splits`` following ``recipe``; returns history and timing.
+
+    Same seed + same machine + same thread count -> same numbers on CPU: weight init was seeded by the
+    caller (``seed_everything``) and the data order comes from a generator seeded here.
+    """
+    device = splits.device
+    report = progress or (lambda event, payload: None)
+    n = len(splits.y_train)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    optimizer = make_optimizer(model, recipe)
+    schedule = make_schedule(optimizer, recipe, total_steps)
+    order_rng = torch.Generator().manual_seed(seed)
+    num_classes = model.spec.num_classes
+    has_val = len(splits.y_val) > 0
+
+    history: list[EpochRecord] = []
+    best_val, best_state, bad_epochs, stopped_at = math.inf, None, 0, None
+    report("start", {"epochs": recipe.epochs, "steps_per_epoch": steps_per_epoch})
+    step_losses = torch.empty(steps_per_epoch, device=device)
+    t_start = time.perf_counter()
+    for epoch in range(1, recipe.epochs + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order_rng).to(device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        lr = optimizer.param_groups[0]["lr"]
+        for step in range(steps_per_epoch):
+            idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            xb, yb = splits.x_train.index_select(0, idx), splits.y_train.index_select(0, idx)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            step_losses[step] = loss.detach()
+            correct += (logits.detach().argmax(1) == yb).sum()
+            if progress is not None and device.type == "cpu" and step % 10 == 0:
+                report("step", {"epoch": epoch, "step": step + 1, "loss": loss.detach().item()})
+        finite = torch.isfinite(step_losses)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise TrainingDiverged(epoch, bad + 1, float(step_losses[bad]))
+        val = evaluate(model, splits.x_val, splits.y_val, num_classes, recipe.eval_batch_size) if has_val else None
+        record = EpochRecord(epoch=epoch, train_loss=step_losses.mean().item(), train_accuracy=correct.item() / n,
+                             val_loss=val.loss if val else None, val_accuracy=val.accuracy if val else None,
+                             lr=lr, seconds=time.perf_counter() - t_epoch)
+        history.append(record)
+        report("epoch", {"record": record})
+        if recipe.patience is not None and val is not None:
+            if val.loss < best_val:
+                best_val, best_state, bad_epochs = val.loss, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad_epochs += 1
+                if bad_epochs >= recipe.patience:
+                    stopped_at = epoch
+                    break
+    train_seconds = time.perf_counter() - t_start
+    if best_state is not None:
+        model.load_state_dict(best_state)  # early stopping keeps the best validation weights
+    return TrainingOutcome(model=model, history=history, train_seconds=train_seconds, stopped_early_at=stopped_at)

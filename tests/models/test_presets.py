@@ -1,0 +1,139 @@
+"""Every preset builds and runs; parameter counts equal Keras counts worked out by hand from each seed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from convlens import create_model, list_models
+from convlens.errors import UsageError
+from convlens.models.registry import resolve_spec
+from convlens.models.summary import count_params, summarize
+
+
+def conv(k, c_in, c_out):  # Keras Conv2D: k*k*c_in weights per filter + 1 bias
+    return k * k * c_in * c_out + c_out
+
+
+def dense(n_in, n_out):  # Keras Dense: weights + biases
+    return n_in * n_out + n_out
+
+
+# (trainable, non_trainable) per preset, from each seed's layer list.
+HAND_COUNTS = {
+    # 784-128-64-10
+    "seed000-mlp": (dense(784, 128) + dense(128, 64) + dense(64, 10), 0),  # 100,480 + 8,256 + 650 = 109,386
+    "seed001-mlp": (dense(784, 128) + dense(128, 64) + dense(64, 10), 0),
+    "seed004-mlp": (dense(784, 128) + dense(128, 64) + dense(64, 10), 0),
+    # 784-256-128-10: 200,960 + 32,896 + 1,290 = 235,146
+    "seed002-mlp": (dense(784, 256) + dense(256, 128) + dense(128, 10), 0),
+    # conv 32-64-128 (3x3) -> 3x3x128 = 1,152 -> 128 -> 10: 320 + 18,496 + 73,856 + 147,584 + 1,290 = 241,546
+    "seed000-cnn": (conv(3, 1, 32) + conv(3, 32, 64) + conv(3, 64, 128) + dense(3 * 3 * 128, 128) + dense(128, 10), 0),
+    # conv 16-32 -> 7x7x32 = 1,568 -> 128 -> 10: 160 + 4,640 + 200,832 + 1,290 = 206,922
+    "seed001-cnn": (conv(3, 1, 16) + conv(3, 16, 32) + dense(7 * 7 * 32, 128) + dense(128, 10), 0),
+    # conv 32-64 -> 7x7x64 = 3,136 -> 128 -> 10: 320 + 18,496 + 401,536 + 1,290 = 421,642
+    "seed002-cnn": (conv(3, 1, 32) + conv(3, 32, 64) + dense(7 * 7 * 64, 128) + dense(128, 10), 0),
+    # seed000-cnn's convs + BN (gamma, beta trainable; moving mean, variance not) -> 128 -> 64 -> 10
+    "seed004-cnn": (conv(3, 1, 32) + conv(3, 32, 64) + conv(3, 64, 128) + 2 * (32 + 64 + 128)
+                    + dense(1152, 128) + dense(128, 64) + dense(64, 10), 2 * (32 + 64 + 128)),  # 249,610 + 448
+}
+
+
+def test_every_preset_has_a_hand_count():
+    assert set(list_models()) == set(HAND_COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(HAND_COUNTS))
+def test_preset_builds_runs_and_matches_keras_counts(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    logits = model(torch.rand(4, 1, 28, 28))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    assert count_params(model) == HAND_COUNTS[name]
+    summary = summarize(model, name)
+    trainable, non_trainable = HAND_COUNTS[name]
+    assert summary.params == {"trainable": trainable, "non_trainable": non_trainable,
+                              "total": trainable + non_trainable}
+    assert sum(r.params_trainable + r.params_non_trainable for r in summary.layers) == trainable + non_trainable
+    assert list_models()[name]  # every preset documents itself
+
+
+def test_hand_counts_match_the_totals_the_seeds_and_reference_state():
+    assert sum(HAND_COUNTS["seed000-mlp"]) == 109_386  # seed 000/004 text, REFERENCE.md
+    assert sum(HAND_COUNTS["seed000-cnn"]) == 241_546
+    assert count_params(create_model("seed000-cnn", kernel_size=5))[0] == 405_898  # REFERENCE.md, 5x5
+
+
+def test_receptive_field_and_jump_of_the_seed000_stack_by_hand():
+    # conv3: rf 1+2=3, j1 | pool2: 3+1=4, j2 | conv3: 4+2*2=8 | pool: 8+1*2=10, j4 | conv3: 10+2*4=18 | pool: 18+4=22, j8
+    rows = [r for r in summarize(create_model("seed000-cnn"), "x").layers if r.receptive_field is not None]
+    assert [r.receptive_field for r in rows] == [3, 4, 8, 10, 18, 22]
+    assert [r.jump for r in rows] == [1, 2, 2, 4, 4, 8]
+    # 5x5: 5 | 6 | 6+4*2=14 | 16 | 16+4*4=32 | 36
+    rows = [r for r in summarize(create_model("seed000-cnn", kernel_size=5), "x").layers if r.receptive_field]
+    assert [r.receptive_field for r in rows] == [5, 6, 14, 16, 32, 36]
+
+
+def test_macs_per_layer_equal_the_direct_formula():
+    layers = {r.name: r for r in summarize(create_model("seed000-cnn"), "x").layers}
+    assert layers["features.block1.conv"].macs == 28 * 28 * 32 * (3 * 3 * 1)
+    assert layers["features.block2.conv"].macs == 14 * 14 * 64 * (3 * 3 * 32)
+    assert layers["head.dense1"].macs == 1152 * 128
+    assert layers["features.block1.pool"].macs == 0
+    assert layers["features.block3.pool"].output_shape == [3, 3, 128]
+
+
+def test_train_flops_match_reference():
+    # REFERENCE.md: 45.1 / 123.8 / 241.8 MFLOP per image (forward + backward) for 3x3 / 5x5 / 7x7.
+    for k, mflop in ((3, 45.1), (5, 123.8), (7, 241.8)):
+        assert summarize(create_model("seed000-cnn", kernel_size=k), "x").train_flops / 1e6 == pytest.approx(mflop, abs=0.05)
+
+
+def test_depth_and_filters_overrides_reshape_each_other():
+    assert resolve_spec("seed000-cnn", {"depth": "2"}).filters == (32, 64)
+    assert resolve_spec("seed000-cnn", {"depth": 4}).filters == (32, 64, 128, 256)
+    spec = resolve_spec("seed000-cnn", {"filters": "16,32"})
+    assert (spec.depth, spec.filters) == (2, (16, 32))
+    assert resolve_spec("seed000-cnn", {"dense": ""}).dense == ()  # no hidden dense layer
+    with pytest.raises(UsageError, match="filters has 3 entries but depth is 2"):
+        resolve_spec("seed000-cnn", {"depth": 2, "filters": "8,8,8"})
+
+
+def test_keras_same_padding_for_even_kernels_and_strides():
+    model = create_model("seed000-cnn", kernel_size=4)
+    assert isinstance(model.features.block1.pad, nn.ZeroPad2d)  # Keras pads (1, 2) for k=4
+    assert model.features.block1(torch.zeros(1, 1, 28, 28)).shape == (1, 32, 14, 14)
+    strided = create_model("seed000-cnn", stride=2, pool="none")
+    assert strided(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    rows = summarize(strided, "x").layers
+    assert [r.output_shape[0] for r in rows if r.layer.startswith("Conv2D")] == [14, 7, 4]  # ceil(n / 2)
+
+
+def test_valid_padding_and_pool_variants_change_shapes_as_expected():
+    rows = summarize(create_model("seed001-cnn", padding="valid", pool="avg"), "x").layers
+    convs = [r.output_shape for r in rows if r.layer.startswith("Conv2D")]
+    assert convs == [[26, 26, 16], [11, 11, 32]]  # 28-2=26 -> pool 13 -> 13-2=11
+    assert any(r.layer.startswith("AveragePooling2D") for r in rows)
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("nope", {}, "unknown model 'nope'; valid models: seed000-cnn"),
+    ("seed000-cnn", {"colour": 1}, "unknown override 'colour'.*valid keys: .*kernel_size"),
+    ("seed000-mlp", {"kernel_size": 3}, "unknown override 'kernel_size' for seed000-mlp"),
+    ("seed000-cnn", {"kernel_size": "big"}, "kernel_size: Input should be a valid integer"),
+    ("seed000-cnn", {"pool": "median"}, "pool: Input should be 'max', 'avg' or 'none'"),
+    ("seed000-cnn", {"padding": "valid", "depth": 4}, "feature map vanishes after block 4"),
+    ("seed000-cnn", {"dropout": 1.5}, "dropout: Input should be less than 1"),
+])
+def test_bad_names_and_overrides_raise_one_line_usage_errors(name, overrides, message):
+    with pytest.raises(UsageError, match=message) as info:
+        create_model(name, **overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_batchnorm_uses_keras_settings_and_order():
+    block = create_model("seed004-cnn").features.block1
+    assert list(block._modules) == ["conv", "act", "bn", "pool"]  # Conv2D(relu) -> BatchNormalization -> pool
+    assert block.bn.eps == pytest.approx(1e-3) and block.bn.momentum == pytest.approx(0.01)
+    assert list(create_model("seed000-cnn", batch_norm=True).features.block1._modules) == ["conv", "bn", "act", "pool"]

@@ -1,0 +1,117 @@
+"""Training on real Fashion-MNIST: it learns, writes its artifacts, reloads to the same accuracy, is seeded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from convlens.config import RECIPES, TrainConfig, resolve_recipe
+from convlens.errors import TrainingDiverged, UsageError
+from convlens.models.checkpoint import load_model
+from convlens.runs import evaluate_run, read_metrics, run_training
+from convlens.training import evaluate, pick_device
+
+SHORT = resolve_recipe("fast", {"epochs": 2})
+
+
+@pytest.fixture(scope="module")
+def cnn_run(fashion, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(model="seed000-cnn", recipe=SHORT, seed=5, train_subset=5_000, test_subset=2_000)
+    return run_training(cfg, out, dataset=fashion)
+
+
+def test_short_run_learns_well_above_chance(cnn_run):
+    m = cnn_run.metrics
+    assert m["status"] == "ok"
+    assert m["test_accuracy"] > 0.70  # chance is 0.10
+    assert len(m["history"]) == 2 and m["history"][1]["train_loss"] < m["history"][0]["train_loss"]
+    assert sum(map(sum, m["confusion_matrix"])) == 2_000
+    diag = [row[i] for i, row in enumerate(m["confusion_matrix"])]
+    assert sum(diag) / 2_000 == pytest.approx(m["test_accuracy"], abs=1e-6)
+
+
+def test_run_directory_holds_model_config_and_metrics(cnn_run):
+    d = cnn_run.directory
+    assert {p.name for p in d.iterdir()} == {"model.safetensors", "config.json", "metrics.json"}
+    config = json.loads((d / "config.json").read_text())
+    assert config["model"]["spec"]["filters"] == [32, 64, 128]
+    assert config["recipe"] == SHORT.model_dump(mode="json") and config["seed"] == 5
+    assert config["data"]["n_train"] + config["data"]["n_val"] == 5_000 and config["data"]["n_test"] == 2_000
+    assert {"versions", "device", "threads"} <= set(config["provenance"])
+    metrics = read_metrics(d)
+    for key in ("test_accuracy", "test_loss", "train_seconds", "per_class_accuracy", "confusion_matrix", "history"):
+        assert key in metrics
+    assert metrics["params"]["total"] == 241_546 and metrics["macs"] == 7_599_872
+
+
+def test_reloaded_run_evaluates_to_the_same_accuracy(cnn_run, fashion):
+    again = evaluate_run(cnn_run.directory, dataset=fashion)
+    assert again["n_test"] == 2_000
+    assert again["test_accuracy"] == pytest.approx(cnn_run.metrics["test_accuracy"], abs=1e-9)
+    assert again["test_loss"] == pytest.approx(cnn_run.metrics["test_loss"], rel=1e-5)
+    model, config = load_model(cnn_run.directory)
+    assert not model.training and config["model"]["name"] == "seed000-cnn"
+
+
+def _mlp_run(fashion, seed):
+    cfg = TrainConfig(model="seed000-mlp", recipe=resolve_recipe("seed", {"epochs": 2}), seed=seed,
+                      train_subset=3_000, test_subset=1_000)
+    return run_training(cfg, None, dataset=fashion).metrics
+
+
+def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(fashion):
+    a, b, c = _mlp_run(fashion, 11), _mlp_run(fashion, 11), _mlp_run(fashion, 12)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["test_accuracy"] == b["test_accuracy"] and a["confusion_matrix"] == b["confusion_matrix"]
+    assert a["history"][0]["train_loss"] != c["history"][0]["train_loss"]
+
+
+def test_diverging_run_stops_at_its_step_and_is_recorded_as_failed(fashion, tmp_path):
+    # Leaky-ReLU MLP with SGD at lr 10 overflows within a few steps (seed 0: NaN at step 6).
+    cfg = TrainConfig(model="seed000-mlp", overrides={"activation": "leaky_relu"},
+                      recipe=resolve_recipe("seed", {"epochs": 1, "optimizer": "sgd", "lr": 10.0}),
+                      train_subset=2_000, test_subset=100)
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at epoch 1, step \d+") as info:
+        run_training(cfg, tmp_path, dataset=fashion)
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "failed" and metrics["epoch"] == 1 and metrics["step"] == info.value.step
+    assert "diverged" in metrics["reason"]
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_early_stopping_keeps_the_best_validation_weights(fashion):
+    recipe = resolve_recipe("seed", {"epochs": 6, "patience": 1, "lr": 5e-2})  # too high an LR: val loss rises
+    cfg = TrainConfig(model="seed000-mlp", recipe=recipe, train_subset=2_000, test_subset=500)
+    result = run_training(cfg, None, dataset=fashion)
+    history = result.metrics["history"]
+    if result.metrics["stopped_early_at"] is None:
+        pytest.fail(f"expected early stopping with lr 5e-2; val losses {[h['val_loss'] for h in history]}")
+    best = min(h["val_loss"] for h in history)
+    assert history[-1]["val_loss"] > best  # the last epoch was worse than the best ...
+    assert result.metrics["val_loss"] == pytest.approx(best, rel=1e-5)  # ... and the best weights were kept
+
+
+def test_recipes_and_device_choice_validate():
+    assert RECIPES["seed"].optimizer == "adam" and RECIPES["seed"].lr == 1e-3 and RECIPES["seed"].batch_size == 128
+    assert RECIPES["seed"].schedule == "constant" and RECIPES["seed"].epochs == 15
+    with pytest.raises(UsageError, match="unknown recipe 'slow'"):
+        resolve_recipe("slow")
+    with pytest.raises(UsageError, match="batch_size"):
+        resolve_recipe("seed", {"batch_size": 0})
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            pick_device("cuda")
+
+
+def test_evaluate_counts_per_class_correctly():
+    class Fixed(torch.nn.Module):  # predicts class 0 for everything
+        def forward(self, x):
+            return torch.tensor([[5.0, 0.0, 0.0]]).repeat(len(x), 1)
+    y = torch.tensor([0, 0, 1, 2])
+    result = evaluate(Fixed(), torch.zeros(4, 1, 2, 2), y, num_classes=3)
+    assert result.accuracy == 0.5 and result.per_class_accuracy == [1.0, 0.0, 0.0]
+    assert result.confusion_matrix == [[2, 0, 0], [1, 0, 0], [1, 0, 0]]
