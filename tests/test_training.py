@@ -115,3 +115,14 @@ def test_evaluate_counts_per_class_correctly():
     result = evaluate(Fixed(), torch.zeros(4, 1, 2, 2), y, num_classes=3)
     assert result.accuracy == 0.5 and result.per_class_accuracy == [1.0, 0.0, 0.0]
     assert result.confusion_matrix == [[2, 0, 0], [1, 0, 0], [1, 0, 0]]
+
+
+def test_one_cycle_schedule_warms_up_peaks_and_decays_for_any_length():
+    from convlens.training import one_cycle_factor
+    factors = [one_cycle_factor(s, 100, 0.25) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and max(factors) == pytest.approx(1.0) and factors.index(1.0) == 25
+    assert all(a <= b for a, b in zip(factors[:25], factors[1:26]))  # rising
+    assert all(a >= b for a, b in zip(factors[25:], factors[26:]))  # falling
+    assert factors[-1] == pytest.approx(1e-3 + (1 - 1e-3) / 75)
+    for total in (1, 2, 3, 4):  # tiny runs (torch's OneCycleLR divides by zero here)
+        assert all(0 < one_cycle_factor(s, total, 0.25) <= 1 for s in range(total))

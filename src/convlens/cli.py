@@ -23,13 +23,16 @@ app = typer.Typer(help="Controlled, multi-seed experiments on convolutional arch
                   rich_markup_mode=None)
 data_app = typer.Typer(help="Find, verify and describe the dataset.", no_args_is_help=True)
 models_app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.",
+                             no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(experiment_app, name="experiment")
 
 # markup=False: names like "[fast]" and user input must print as written, never as rich markup.
 out = Console(highlight=False, soft_wrap=True)
 if not out.is_terminal:  # piped output: rich would assume 80 columns and wrap the tables
-    out = Console(highlight=False, soft_wrap=True, markup=False, width=132)
+    out = Console(highlight=False, soft_wrap=True, markup=False, width=160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataDirOption = Annotated[Optional[Path], typer.Option(
@@ -281,6 +284,151 @@ def compare_cmd(run_dirs: Annotated[list[Path], typer.Argument(help="Run directo
     if any(r["n"] < 2 for r in rows):
         out.print("Note: a configuration with one seed has no spread; differences smaller than the seed-to-seed "
                   "spread (about 0.25 pp for the seed-000 CNN) mean nothing.")
+
+
+# ---------------------------------------------------------------------------------------- experiments
+def _pp(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 100:+.2f}" if signed else f"{x * 100:.2f}"
+
+
+def print_experiment_table(summary: dict) -> None:
+    """The statistics table: per level n, mean ± std, 95% CI, and the paired test against the reference."""
+    table = Table("level", "n", "test acc % (mean ± std)", "95% CI", "diff vs ref, pp [95% CI]", "p", "p Holm",
+                  "verdict", "params", "train s", "ms/img",
+                  title=f"{summary['experiment']}: reference {summary['reference']}, "
+                        f"recipe {_recipe_label(summary['recipe'])}, {summary['seeds']} seeds")
+    for lv in summary["levels"]:
+        acc, c = lv["test_accuracy"], lv["vs_reference"]
+        n = f"{lv['n']}" + (f" ({len(lv['failed'])} failed)" if lv["failed"] else "") + (
+            f" ({lv['pending']} pending)" if lv["pending"] else "")
+        std = f" ± {_pp(acc['std'])}" if acc["std"] is not None else ""
+        ci = f"{_pp(acc['ci95'][0])}..{_pp(acc['ci95'][1])}" if acc["ci95"][0] is not None else "-"
+        if c is None:
+            vs, p, ph, word = "reference", "", "", ""
+        else:
+            lo, hi = c["ci95"]
+            vs = f"{_pp(c['diff'], True)}" + (f" [{_pp(lo, True)}, {_pp(hi, True)}]" if lo is not None else "")
+            from convlens.stats import format_p
+            p, ph = (format_p(x) if x is not None else "n/a" for x in (c["p_value"], c["p_holm"]))
+            word = c["verdict"].split(" (")[0]
+        secs, ms = lv["train_seconds"]["mean"], lv["inference_ms_per_image"]["mean"]
+        table.add_row(lv["label"], n, f"{_pp(acc['mean'])}{std}" if lv["n"] else "-", ci, vs, p, ph, word,
+                      f"{lv['params']:,}" if lv["params"] else "-", f"{secs:.1f}" if secs is not None else "-",
+                      f"{ms:.3f}" if ms is not None else "-")
+    out.print(table)
+    for line in summary["conclusions"]:
+        out.print(f"- {line}")
+    best = summary["best"]
+    if best:
+        out.print(f"Best mean accuracy: {best['accuracy']}; best accuracy per parameter: "
+                  f"{best['accuracy_per_mparam']}; per second of training: {best['accuracy_per_second']}.")
+
+
+@experiment_app.command("list")
+def experiment_list() -> None:
+    """The built-in experiments (run one with: convlens experiment run NAME)."""
+    from convlens.experiments import BUILTIN_EXPERIMENTS
+    table = Table("name", "base model", "factor: levels", "description")
+    for name, spec in BUILTIN_EXPERIMENTS.items():
+        table.add_row(name, spec.model, f"{spec.factor.name}: " + ", ".join(lbl.split("=", 1)[1] for lbl, _ in
+                                                                          spec.factor.labelled_levels()),
+                      spec.description)
+    out.print(table)
+
+
+@experiment_app.command("run")
+def experiment_run(
+    spec_source: Annotated[str, typer.Argument(metavar="SPEC", help="A built-in name (convlens experiment list) "
+                                               "or a YAML spec file.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Experiment directory "
+                                                    "(default runs/experiments/NAME).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per level (default: the spec's, 3).")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel worker processes; the cores are split between them.")] = 1,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and run everything again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final table.")] = False,
+) -> None:
+    """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
+    from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, parse_spec
+    from convlens.experiments.run import execute_plan, plan
+
+    spec = load_spec(spec_source, BUILTIN_EXPERIMENTS)
+    changes = {k: v for k, v in dict(seeds=seeds, train_subset=train_subset, test_subset=test_subset).items()
+               if v is not None}
+    if epochs is not None:
+        changes["recipe_set"] = {**spec.recipe_set, "epochs": epochs}
+    if changes:
+        spec = parse_spec({**spec.model_dump(mode="json"), **changes}, origin=spec_source)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    out_dir = out_dir or Path("runs") / "experiments" / spec.name
+    p = plan(spec, out_dir, force=force)
+    total = len(p.jobs) + p.done + p.failed
+    if not quiet:
+        out.print(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in "
+                  f"{out_dir}: {p.done} finished, {p.failed} failed, {len(p.jobs)} to run with {workers} worker(s)")
+    progress = None
+    if not quiet and out.is_terminal and p.jobs:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=out)
+        task = progress.add_task("runs", total=len(p.jobs))
+        progress.start()
+
+    def on_start(job) -> None:
+        if progress is not None:
+            progress.update(task, description=f"{job.level} seed {job.seed}")
+
+    def on_result(result) -> None:
+        line = f"{result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else "")
+        if progress is not None:
+            progress.advance(task)
+            progress.console.print(line)
+        elif not quiet:
+            out.print(line)
+    try:
+        summary = execute_plan(p, workers=workers, on_result=on_result, on_start=on_start)
+    finally:
+        if progress is not None:
+            progress.stop()
+    print_experiment_table(summary)
+    if not quiet:
+        out.print(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
+
+
+@experiment_app.command("status")
+def experiment_status(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
+                      as_json: JsonOption = False) -> None:
+    """Done / failed / pending per level and seed."""
+    from convlens.experiments.store import RunStore
+    store = RunStore(directory)
+    experiment = store.read_experiment()
+    seeds = range(experiment["spec"]["seeds"])
+    grid = {lv["label"]: {seed: store.status(lv["label"], seed) for seed in seeds} for lv in experiment["levels"]}
+    if as_json:
+        return _print_json(grid)
+    table = Table("level", *[f"seed {s}" for s in seeds], title=f"{experiment['spec']['name']} in {directory}")
+    for label, row in grid.items():
+        table.add_row(label, *row.values())
+    out.print(table)
+    counts = [s for row in grid.values() for s in row.values()]
+    out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending")
+
+
+@experiment_app.command("table")
+def experiment_table(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
+                     as_json: JsonOption = False) -> None:
+    """The statistics table of an experiment, computed from its run files."""
+    from convlens.experiments.analysis import analyze
+    from convlens.experiments.store import RunStore
+    summary = analyze(RunStore(directory))
+    if as_json:
+        return _print_json(summary)
+    print_experiment_table(summary)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,8 @@ from convlens.models.network import Network
 from convlens.models.registry import resolve_spec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
-from convlens.training import (ProgressCallback, configure_threads, evaluate, pick_device, seed_everything, train,
-                               uses_channels_last)
+from convlens.training import (ProgressCallback, configure_threads, evaluate, measure_inference_ms, pick_device,
+                               seed_everything, train, uses_channels_last)
 
 METRICS_FILE = "metrics.json"
 # What the model expects; serving and export read this from config.json.
@@ -105,6 +105,9 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         "train_seconds": outcome.train_seconds,
         "train_images_per_second": images_seen / outcome.train_seconds,
         "epochs_run": len(outcome.history),
+        # Inference cost, measured on test images: per image in batches of 1,000, and one image at a time.
+        "inference_ms_per_image": measure_inference_ms(model, splits.x_test, 1000, repeats=3),
+        "inference_ms_single": measure_inference_ms(model, splits.x_test, 1, repeats=21),
         "stopped_early_at": outcome.stopped_early_at,
         "per_class_accuracy": test.per_class_accuracy,
         "confusion_matrix": test.confusion_matrix,

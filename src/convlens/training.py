@@ -93,6 +93,24 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) ->
     return out
 
 
+def measure_inference_ms(model: nn.Module, x: torch.Tensor, batch_size: int, repeats: int = 5) -> float:
+    """Median wall time in ms per image of eval-mode forward passes on batches of ``batch_size`` from ``x``."""
+    was_training = model.training
+    model.eval()
+    batch = x[:batch_size]
+    times = []
+    with torch.inference_mode():
+        model(batch)  # warm-up: first-call allocations and kernel selection
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(batch)
+            if batch.device.type == "cuda":
+                torch.cuda.synchronize(batch.device)
+            times.append((time.perf_counter() - start) * 1000 / len(batch))
+    model.train(was_training)
+    return float(sorted(times)[len(times) // 2])
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              batch_size: int = 1000) -> Evaluation:
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on (x, y)."""
@@ -115,11 +133,22 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                            weight_decay=recipe.weight_decay)
 
 
+def one_cycle_factor(step: int, total_steps: int, warmup_fraction: float) -> float:
+    """LR multiplier of the one-cycle schedule: linear warm-up from 1/10 to 1, then linear decay to 1/1000.
+
+    Written out (rather than torch's OneCycleLR) so that any step count works, down to a one-step run.
+    """
+    warmup = max(1, round(total_steps * warmup_fraction))
+    if step < warmup:
+        return 0.1 + 0.9 * step / warmup
+    remaining = max(1, total_steps - warmup)
+    return 1e-3 + (1 - 1e-3) * max(0.0, 1 - (step - warmup) / remaining)
+
+
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
     if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=recipe.warmup_fraction,
-            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: one_cycle_factor(step, total_steps, recipe.warmup_fraction))
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return None

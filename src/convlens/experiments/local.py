@@ -1,0 +1,91 @@
+"""Run an experiment's pending runs on this machine: in this process, or in parallel worker processes.
+
+With N workers, each gets cores // N threads. Workers are spawned (not forked: forking a process that has
+started torch's thread pools is unsafe) and each loads the dataset once.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from convlens.atomic_files import atomic_write_json
+from convlens.config import TrainConfig
+from convlens.data.dataset import ImageDataset
+from convlens.errors import ConvlensError, TrainingDiverged
+from convlens.runs import METRICS_FILE
+
+
+@dataclass(frozen=True)
+class Job:
+    level: str
+    seed: int
+    config: TrainConfig
+    directory: Path
+
+
+@dataclass(frozen=True)
+class JobResult:
+    level: str
+    seed: int
+    status: str  # "done" or "failed"
+    reason: str | None = None
+
+
+_DATASETS: dict[str, ImageDataset] = {}  # per process: the dataset is loaded once per worker
+
+
+def _dataset(data_dir: Path | None) -> ImageDataset:
+    from convlens.data import load_dataset
+    key = str(data_dir)
+    if key not in _DATASETS:
+        _DATASETS[key] = load_dataset(data_dir)
+    return _DATASETS[key]
+
+
+def execute(job: Job) -> JobResult:
+    """Train one run; any failure is recorded in its metrics.json with the reason, never raised."""
+    from convlens.runs import run_training
+    try:
+        run_training(job.config, job.directory, dataset=_dataset(job.config.data_dir))
+        return JobResult(job.level, job.seed, "done")
+    except TrainingDiverged as e:  # run_training already recorded it
+        return JobResult(job.level, job.seed, "failed", str(e))
+    except Exception as e:  # noqa: BLE001 - a failed run must not stop the sweep; its reason is kept
+        reason = str(e) if isinstance(e, ConvlensError) else f"{type(e).__name__}: {e}"
+        atomic_write_json(job.directory / METRICS_FILE, {
+            "status": "failed", "reason": reason,
+            "traceback": None if isinstance(e, ConvlensError) else traceback.format_exc(limit=8)})
+        return JobResult(job.level, job.seed, "failed", reason)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], None]) -> list[JobResult]:
+    """Execute ``jobs`` (``workers`` processes, or in-process for 1); ``on_result`` is called as each ends."""
+    results = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            result = execute(job)
+            on_result(result)
+            results.append(result)
+        return results
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // workers)
+    jobs = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads}), j.directory) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(execute, job) for job in jobs]
+        for future in as_completed(futures):
+            result = future.result()
+            on_result(result)
+            results.append(result)
+    return results

@@ -1,0 +1,58 @@
+"""Run an experiment end to end: resolve and check the design, run what is pending, analyse, plot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from convlens.experiments.analysis import write_outputs
+from convlens.experiments.local import Job, JobResult, run_jobs
+from convlens.experiments.plots import write_plots
+from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference_level, resolve_levels
+from convlens.experiments.store import RunStore
+
+
+@dataclass(frozen=True)
+class Plan:
+    store: RunStore
+    jobs: list[Job]  # pending runs, in the order they will start
+    done: int
+    failed: int
+
+
+def plan(spec: ExperimentSpec, out: Path, *, force: bool = False) -> Plan:
+    """Resolve every level, check one factor changes, write experiment.json, list the pending runs."""
+    levels = resolve_levels(spec)
+    diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
+    store = RunStore(out)
+    store.prepare(spec, levels, reference_level(spec, levels).label, diff, force=force)
+    jobs, done, failed = [], 0, 0
+    for seed in range(spec.seeds):  # seed-major: every level gets seed 0 before any gets seed 1
+        for level in levels:
+            status = store.status(level.label, seed)
+            if status == "done":
+                done += 1
+            elif status == "failed":
+                failed += 1
+            else:
+                jobs.append(Job(level.label, seed, level.for_seed(seed), store.run_dir(level.label, seed)))
+    return Plan(store, jobs, done, failed)
+
+
+def execute_plan(p: Plan, *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
+                 on_start: Callable[[Job], None] = lambda j: None) -> dict:
+    """Run the pending jobs, then write summary.json, runs.csv and the plots; returns the summary."""
+    for job in p.jobs:
+        p.store.clear_partial(job.level, job.seed)
+    if workers <= 1:
+        for job in p.jobs:  # in-process: report each start for the progress display
+            on_start(job)
+            run_jobs([job], 1, on_result)
+    else:
+        run_jobs(p.jobs, workers, on_result)
+    summary = write_outputs(p.store)
+    if any(level["n"] > 0 for level in summary["levels"]):
+        from convlens.data.sources import FASHION_MNIST
+        write_plots(p.store, summary, list(FASHION_MNIST.class_names))
+    return summary

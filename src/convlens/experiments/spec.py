@@ -1,0 +1,217 @@
+"""Experiment specs: a base configuration, one factor (optionally two) with levels, a reference, seeds.
+
+Before anything runs, every level is resolved to a full training config and compared with the reference:
+levels may differ only in the named factor(s) (and fields the factor determines, e.g. ``depth`` sets
+``filters``). Anything else that differs is an error that shows the diff.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from convlens.config import DEFAULT_RECIPE, RECIPES, Recipe, TrainConfig, resolve_recipe
+from convlens.errors import UsageError
+from convlens.models.registry import format_validation_error, resolve_spec
+from convlens.models.spec import CNNSpec, MLPSpec
+
+# Fields a factor changes along with itself: they are part of the factor, not a confound.
+COUPLED_FIELDS = {"depth": {"spec.filters"}, "filters": {"spec.depth"}}
+
+
+class Factor(BaseModel):
+    """One factor: a model spec field (``kernel_size``), ``model`` (a preset) or ``recipe.FIELD``.
+
+    A level is a value of the factor, or a mapping of overrides (``{kernel_size: 7, dropout: 0.5}``) whose
+    extra keys the one-factor check will reject unless they are the factor's own.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    levels: Annotated[list[Any], Field(min_length=2)]
+    reference: Any = None  # default: the first level
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, name: str) -> str:
+        spec_fields = set(CNNSpec.model_fields) | set(MLPSpec.model_fields)
+        if name == "model" or name in spec_fields - {"kind"}:
+            return name
+        if name.startswith("recipe.") and name.removeprefix("recipe.") in Recipe.model_fields:
+            return name
+        valid = sorted(spec_fields - {"kind"}) + ["model"] + [f"recipe.{f}" for f in Recipe.model_fields]
+        raise ValueError(f"unknown factor '{name}'; valid factors: {', '.join(valid)}")
+
+    @model_validator(mode="after")
+    def _reference_is_a_level(self) -> Factor:
+        labels = [level_label(self.name, v) for v in self.levels]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"factor {self.name} lists a level twice: {labels}")
+        if self.reference is not None and level_label(self.name, self.reference) not in labels:
+            raise ValueError(f"reference {self.reference!r} is not among the levels of {self.name}: {labels}")
+        return self
+
+    @property
+    def reference_label(self) -> str:
+        return level_label(self.name, self.levels[0] if self.reference is None else self.reference)
+
+    def labelled_levels(self) -> list[tuple[str, Any]]:
+        return [(level_label(self.name, v), v) for v in self.levels]
+
+
+class ExperimentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    model: str  # base preset
+    set: dict[str, Any] = Field(default_factory=dict)  # base model overrides
+    recipe: str = DEFAULT_RECIPE
+    recipe_set: dict[str, Any] = Field(default_factory=dict)  # base recipe overrides
+    factor: Factor
+    second_factor: Factor | None = None  # a full grid with the first
+    seeds: Annotated[int, Field(ge=1, le=100)] = 3  # seeds 0 .. seeds-1; runs are paired by seed
+    train_subset: Annotated[int, Field(ge=1)] | None = None
+    test_subset: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct_factors(self) -> ExperimentSpec:
+        if self.second_factor is not None and self.second_factor.name == self.factor.name:
+            raise ValueError(f"second_factor repeats the factor '{self.factor.name}'")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe '{self.recipe}'; valid recipes: {', '.join(RECIPES)}")
+        return self
+
+    @property
+    def factors(self) -> list[Factor]:
+        return [self.factor] + ([self.second_factor] if self.second_factor else [])
+
+
+def level_label(factor: str, value: Any) -> str:
+    """'kernel_size=5', 'filters=16,32', 'model=seed000-mlp'; a mapping level: its sorted overrides."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_fmt(v)}" for k, v in sorted(value.items()))
+    return f"{factor}={_fmt(value)}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def load_spec(source: str | Path, builtins: dict[str, ExperimentSpec]) -> ExperimentSpec:
+    """A built-in name (``kernel-size``) or a YAML file."""
+    if str(source) in builtins:
+        return builtins[str(source)]
+    path = Path(source)
+    if not path.is_file():
+        raise UsageError(f"'{source}' is neither a built-in experiment ({', '.join(builtins)}) nor a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_spec(data, origin=str(path))
+
+
+def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        raise UsageError(f"{origin}: {format_validation_error(e)}") from None
+
+
+class Level(BaseModel):
+    """One cell of the design: its label, factor values and the resolved config (seed left out)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    values: dict[str, Any]
+    config: TrainConfig  # seed 0; each run sets its own
+
+    def for_seed(self, seed: int) -> TrainConfig:
+        return self.config.model_copy(update={"seed": seed})
+
+
+def _apply(factor: Factor, value: Any, model: str, overrides: dict, recipe_overrides: dict) -> tuple[str, dict, dict]:
+    changes = value if isinstance(value, dict) else {factor.name: value}
+    for key, v in changes.items():
+        if key == "model":
+            model = v
+        elif key.startswith("recipe."):
+            recipe_overrides = {**recipe_overrides, key.removeprefix("recipe."): v}
+        else:
+            overrides = {**overrides, key: v}
+    return model, overrides, recipe_overrides
+
+
+def resolve_levels(spec: ExperimentSpec) -> list[Level]:
+    """Every level (or grid cell) as a full, validated training config."""
+    grids = [f.labelled_levels() for f in spec.factors]
+    levels = []
+    for cell in itertools.product(*grids):
+        model, overrides, recipe_overrides = spec.model, dict(spec.set), dict(spec.recipe_set)
+        for factor, (_, value) in zip(spec.factors, cell):
+            model, overrides, recipe_overrides = _apply(factor, value, model, overrides, recipe_overrides)
+        label = " ".join(lbl for lbl, _ in cell)
+        try:
+            resolve_spec(model, overrides)
+            recipe = resolve_recipe(spec.recipe, recipe_overrides)
+        except UsageError as e:
+            raise UsageError(f"level {label}: {e}") from None
+        config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0,
+                             train_subset=spec.train_subset, test_subset=spec.test_subset)
+        levels.append(Level(label=label, values={f.name: v for f, (_, v) in zip(spec.factors, cell)}, config=config))
+    return levels
+
+
+def reference_level(spec: ExperimentSpec, levels: list[Level]) -> Level:
+    label = " ".join(f.reference_label for f in spec.factors)
+    return next(level for level in levels if level.label == label)
+
+
+def flatten_config(config: TrainConfig) -> dict[str, Any]:
+    """The resolved config as flat keys: model, spec.*, recipe.*, data.* (what the one-factor check compares)."""
+    spec = resolve_spec(config.model, config.overrides)
+    flat: dict[str, Any] = {"model": config.model, "spec.kind": spec.kind}
+    flat.update({f"spec.{k}": v for k, v in spec.model_dump(mode="json").items()})
+    flat.update({f"recipe.{k}": v for k, v in config.recipe.model_dump(mode="json").items() if k != "name"})
+    flat.update({"data.train_subset": config.train_subset, "data.test_subset": config.test_subset})
+    return flat
+
+
+def _allowed_keys(factor_name: str) -> set[str]:
+    if factor_name == "model":
+        return {"model"} | {"spec.*"}  # the architecture as a whole is the factor
+    key = factor_name if factor_name.startswith("recipe.") else f"spec.{factor_name}"
+    return {key} | COUPLED_FIELDS.get(factor_name, set())
+
+
+def one_factor_diff(spec: ExperimentSpec, levels: list[Level]) -> dict[str, dict[str, list]]:
+    """Per level: {key: [reference value, level value]} for every key that differs from the reference.
+
+    Raises UsageError if a level differs in anything but the factor(s) and the fields they determine.
+    """
+    reference = reference_level(spec, levels)
+    ref_flat = flatten_config(reference.config)
+    allowed = set().union(*(_allowed_keys(f.name) for f in spec.factors))
+    diffs = {}
+    for level in levels:
+        flat = flatten_config(level.config)
+        diff = {k: [ref_flat.get(k), flat.get(k)] for k in sorted(set(ref_flat) | set(flat))
+                if ref_flat.get(k) != flat.get(k)}
+        extra = {k: v for k, v in diff.items() if k not in allowed and not ("spec.*" in allowed and k.startswith("spec."))}
+        if extra:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in extra.items())
+            raise UsageError(f"level {level.label} differs from the reference {reference.label} in more than "
+                             f"the factor: {shown}")
+        diffs[level.label] = diff
+    return diffs

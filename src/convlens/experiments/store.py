@@ -1,0 +1,97 @@
+"""The run store: one directory per experiment, one run directory per (level, seed).
+
+    OUT/experiment.json                 spec, resolved level configs, the one-factor diff, provenance
+    OUT/runs/<level>/seed<k>/           config.json, model.safetensors, metrics.json (see convlens.runs)
+    OUT/summary.json, OUT/runs.csv, OUT/plots/*.png   (written by the analysis)
+
+A run is finished when its metrics.json exists (status "ok" or "failed"): it is written last and atomically,
+so a process killed at any moment leaves either a finished run or one that is simply redone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from convlens.atomic_files import atomic_write_json
+from convlens.errors import UsageError
+from convlens.experiments.spec import ExperimentSpec, Level
+from convlens.models.checkpoint import CONFIG_FILE
+from convlens.provenance import package_versions
+from convlens.runs import METRICS_FILE
+
+EXPERIMENT_FILE = "experiment.json"
+RunStatus = Literal["done", "failed", "pending"]
+
+
+def slug(label: str) -> str:
+    """A directory name for a level label ('kernel_size=5 depth=2' -> 'kernel_size=5__depth=2')."""
+    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label.replace(" ", "__"))
+
+
+@dataclass(frozen=True)
+class RunRef:
+    level: str
+    seed: int
+    directory: Path
+
+
+class RunStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def experiment_file(self) -> Path:
+        return self.root / EXPERIMENT_FILE
+
+    def run_dir(self, level: str, seed: int) -> Path:
+        return self.root / "runs" / slug(level) / f"seed{seed}"
+
+    def status(self, level: str, seed: int) -> RunStatus:
+        path = self.run_dir(level, seed) / METRICS_FILE
+        if not path.is_file():
+            return "pending"
+        return "done" if json.loads(path.read_text()).get("status") == "ok" else "failed"
+
+    def read_experiment(self) -> dict:
+        if not self.experiment_file.is_file():
+            raise UsageError(f"{self.root} holds no experiment ({EXPERIMENT_FILE} missing); "
+                             "run 'convlens experiment run' first")
+        return json.loads(self.experiment_file.read_text())
+
+    def read_run(self, level: str, seed: int) -> tuple[dict, dict]:
+        d = self.run_dir(level, seed)
+        return json.loads((d / CONFIG_FILE).read_text()), json.loads((d / METRICS_FILE).read_text())
+
+    def prepare(self, spec: ExperimentSpec, levels: list[Level], reference: str, diff: dict, *,
+                force: bool) -> None:
+        """Write experiment.json; refuse to mix two different experiments in one directory (unless force)."""
+        record = {
+            "format": "convlens-experiment/1",
+            "spec": spec.model_dump(mode="json"),
+            "reference": reference,
+            "levels": [{"label": lv.label, "values": lv.values,
+                        "config": lv.config.model_dump(mode="json", exclude={"seed"})} for lv in levels],
+            "diff": diff,
+            "versions": package_versions(),
+        }
+        if self.experiment_file.is_file() and not force:
+            old = json.loads(self.experiment_file.read_text())
+            if old.get("levels") != record["levels"]:
+                raise UsageError(f"{self.root} holds a different experiment ({old['spec']['name']}, other levels or "
+                                 "configs); use another --out, or --force to discard its runs")
+        if force and (self.root / "runs").exists():
+            shutil.rmtree(self.root / "runs")
+        atomic_write_json(self.experiment_file, record)
+
+    def clear_partial(self, level: str, seed: int) -> Path:
+        """Remove what an interrupted attempt left (temp files, a config without metrics)."""
+        d = self.run_dir(level, seed)
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        return d

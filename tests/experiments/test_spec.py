@@ -1,0 +1,86 @@
+"""Experiment specs: validation with one-line errors, level resolution, and the one-factor check."""
+
+from __future__ import annotations
+
+import pytest
+
+from convlens.errors import UsageError
+from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, parse_spec
+from convlens.experiments.spec import one_factor_diff, reference_level, resolve_levels
+
+BASE = dict(name="k", model="seed000-cnn", factor=dict(name="kernel_size", levels=[3, 5]))
+
+
+def spec(**changes):
+    return parse_spec({**BASE, **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(factor=dict(name="kernal_size", levels=[3, 5])), "unknown factor 'kernal_size'; valid factors: .*kernel_size"),
+    (dict(factor=dict(name="kernel_size", levels=[])), "levels: List should have at least 2 items"),
+    (dict(factor=dict(name="kernel_size", levels=[3, 5], reference=7)), "reference 7 is not among the levels"),
+    (dict(factor=dict(name="kernel_size", levels=[3, 3])), "lists a level twice"),
+    (dict(seeds=0), "seeds: Input should be greater than or equal to 1"),
+    (dict(recipe="slow"), "unknown recipe 'slow'"),
+    (dict(colour="red"), "colour: Extra inputs are not permitted"),
+    (dict(second_factor=dict(name="kernel_size", levels=[3, 5])), "repeats the factor"),
+])
+def test_invalid_specs_fail_with_one_line(changes, message):
+    with pytest.raises(UsageError, match=message) as info:
+        spec(**changes)
+    assert "\n" not in str(info.value)
+
+
+def test_levels_that_build_no_valid_model_name_the_level():
+    with pytest.raises(UsageError, match=r"level kernel_size=0: .*kernel_size"):
+        resolve_levels(spec(factor=dict(name="kernel_size", levels=[3, 0])))
+
+
+def test_one_factor_check_accepts_the_factor_and_its_coupled_fields():
+    s = spec(factor=dict(name="depth", levels=[1, 3], reference=3))
+    diff = one_factor_diff(s, resolve_levels(s))
+    assert diff["depth=1"] == {"spec.depth": [3, 1], "spec.filters": [[32, 64, 128], [32]]}
+    assert diff["depth=3"] == {}
+
+
+def test_one_factor_check_rejects_levels_that_differ_elsewhere():
+    s = spec(factor=dict(name="kernel_size", levels=[3, {"kernel_size": 5, "dropout": 0.5}]))
+    with pytest.raises(UsageError, match=r"level dropout=0.5,kernel_size=5 differs from the reference kernel_size=3 "
+                                         r"in more than the factor: spec.dropout: 0.3 -> 0.5"):
+        one_factor_diff(s, resolve_levels(s))
+    s = spec(factor=dict(name="recipe.lr", levels=[0.001, {"recipe.lr": 0.01, "recipe.epochs": 3}]))
+    with pytest.raises(UsageError, match=r"recipe.epochs: 6 -> 3"):
+        one_factor_diff(s, resolve_levels(s))
+
+
+def test_grid_of_two_factors_and_its_reference():
+    s = spec(second_factor=dict(name="pool", levels=["max", "avg"]), seeds=2)
+    levels = resolve_levels(s)
+    assert [lv.label for lv in levels] == ["kernel_size=3 pool=max", "kernel_size=3 pool=avg",
+                                           "kernel_size=5 pool=max", "kernel_size=5 pool=avg"]
+    assert reference_level(s, levels).label == "kernel_size=3 pool=max"
+    diff = one_factor_diff(s, levels)
+    assert diff["kernel_size=5 pool=avg"] == {"spec.kernel_size": [3, 5], "spec.pool": ["max", "avg"]}
+    assert levels[3].for_seed(1).seed == 1 and levels[3].config.overrides == {"kernel_size": 5, "pool": "avg"}
+
+
+def test_builtins_cover_what_the_seeds_ran_and_pass_the_check():
+    assert set(BUILTIN_EXPERIMENTS) == {"kernel-size", "depth", "filters", "pooling", "batch-norm", "cnn-vs-mlp"}
+    for s in BUILTIN_EXPERIMENTS.values():
+        one_factor_diff(s, resolve_levels(s))
+        assert s.seeds == 3
+    assert [lv.label for lv in resolve_levels(BUILTIN_EXPERIMENTS["kernel-size"])] == [
+        "kernel_size=3", "kernel_size=5", "kernel_size=7"]
+
+
+def test_load_spec_from_name_or_yaml(tmp_path):
+    assert load_spec("kernel-size", BUILTIN_EXPERIMENTS).factor.levels == [3, 5, 7]
+    path = tmp_path / "e.yaml"
+    path.write_text("name: e\nmodel: seed001-cnn\nfactor: {name: pool, levels: [max, none]}\nseeds: 4\n")
+    loaded = load_spec(path, BUILTIN_EXPERIMENTS)
+    assert loaded.seeds == 4 and loaded.factor.reference_label == "pool=max"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_spec(path, BUILTIN_EXPERIMENTS)
+    with pytest.raises(UsageError, match="neither a built-in experiment"):
+        load_spec(tmp_path / "missing.yaml", BUILTIN_EXPERIMENTS)

@@ -1,0 +1,127 @@
+"""Sweeps end to end on a small real subset: outputs, resume after kill -9, failed runs, parallel workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from convlens.cli import main
+
+TINY = dict(model="seed000-cnn", recipe="fast", recipe_set={"epochs": 1},
+            factor=dict(name="kernel_size", levels=[3, 5]), seeds=2, train_subset=2_000, test_subset=500)
+
+
+def write_spec(path: Path, name: str, **changes) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, **TINY, **changes}))
+    return path
+
+
+def test_sweep_through_the_cli_writes_every_output(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    code = main(["experiment", "run", str(write_spec(tmp_path / "s.yaml", "tiny")), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert {p.name for p in out.iterdir()} == {"experiment.json", "runs", "summary.json", "runs.csv", "plots"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"curves.png", "accuracy_vs_params.png",
+                                                          "accuracy_vs_time.png", "per_class.png"}
+    assert all((out / "plots" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in ("curves.png", "per_class.png"))
+
+    experiment = json.loads((out / "experiment.json").read_text())
+    assert experiment["diff"]["kernel_size=5"] == {"spec.kernel_size": [3, 5]}  # the proof that one factor changed
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+    summary = json.loads((out / "summary.json").read_text())
+    by_label = {lv["label"]: lv for lv in summary["levels"]}
+    acc3 = sorted(float(r["test_accuracy"]) for r in rows if r["level"] == "kernel_size=3")
+    assert by_label["kernel_size=3"]["test_accuracy"]["mean"] == pytest.approx(sum(acc3) / 2)
+    assert by_label["kernel_size=3"]["n"] == 2 and by_label["kernel_size=5"]["params"] == 405_898
+    c = by_label["kernel_size=5"]["vs_reference"]
+    assert {"diff", "ci95", "p_value", "p_holm", "effect_size", "verdict"} <= set(c)
+    assert c["verdict"].startswith(("significantly", "no significant difference", "not tested"))
+    assert "kernel_size=5 vs kernel_size=3: test accuracy" in summary["conclusions"][0]
+    assert "kernel_size=5" in printed and "reference" in printed and "diff vs ref" in printed
+
+    # Re-running changes nothing; status and table read the same files.
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert main(["experiment", "run", str(tmp_path / "s.yaml"), "--out", str(out)]) == 0
+    assert "4 finished, 0 failed, 0 to run" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert main(["experiment", "table", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["levels"][1]["vs_reference"]["p_value"] == c["p_value"]
+    assert main(["experiment", "status", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"kernel_size=3": {"0": "done", "1": "done"},
+                                                   "kernel_size=5": {"0": "done", "1": "done"}}
+
+
+def test_a_different_experiment_in_the_same_directory_is_refused(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    spec = write_spec(tmp_path / "a.yaml", "a", seeds=1, train_subset=500, test_subset=100)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    other = write_spec(tmp_path / "b.yaml", "b", seeds=1, factor=dict(name="pool", levels=["max", "avg"]))
+    assert main(["experiment", "run", str(other), "--out", str(out)]) == 2
+    assert "holds a different experiment" in capsys.readouterr().err
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, fashion):
+    spec = write_spec(tmp_path / "k.yaml", "killed", seeds=4, train_subset=1_500, test_subset=300)
+    out = tmp_path / "exp"
+    cmd = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the worker (this process runs the training) dies mid-sweep
+    proc.wait()
+    finished = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("runs/*/*/metrics.json")}
+    assert 1 <= len(finished) < 8, "the kill should land after the first run and before the last"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} finished, 0 failed, {8 - len(finished)} to run" in rerun.stdout
+    for path, (mtime, content) in finished.items():  # nothing finished was redone or touched
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == content
+    statuses = json.loads(subprocess.run(cmd[:1] + ["experiment", "status", str(out), "--json"],
+                                         capture_output=True, text=True, timeout=120).stdout)
+    assert all(s == "done" for row in statuses.values() for s in row.values())
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path, capsys, fashion):
+    # SGD at lr 10 on a leaky-ReLU MLP overflows to NaN within a few steps; lr 0.01 trains normally.
+    spec = write_spec(tmp_path / "nan.yaml", "nan", model="seed000-mlp", recipe="seed",
+                      set={"activation": "leaky_relu"}, recipe_set={"epochs": 1, "optimizer": "sgd"},
+                      factor=dict(name="recipe.lr", levels=[0.01, 10.0]), seeds=2, train_subset=2_000, test_subset=200)
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recipe.lr=10.0 seed 0: failed (training diverged: loss is" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    failed = {lv["label"]: lv for lv in summary["levels"]}["recipe.lr=10.0"]
+    assert failed["n"] == 0 and len(failed["failed"]) == 2 and "diverged" in failed["failed"][0]["reason"]
+    assert {lv["label"]: lv for lv in summary["levels"]}["recipe.lr=0.01"]["n"] == 2
+    assert failed["vs_reference"]["verdict"] == "not tested (no seed finished in both levels)"
+    assert summary["conclusions"] == ["recipe.lr=10.0 vs recipe.lr=0.01: test accuracy not tested "
+                                      "(no seed finished in both levels)"]
+    failed_files = {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
+    assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0  # failed runs are not retried
+    assert "2 finished, 2 failed, 0 to run" in capsys.readouterr().out
+    assert failed_files == {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
+
+
+def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fashion):
+    spec = write_spec(tmp_path / "w.yaml", "workers", train_subset=1_000, test_subset=200)
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--workers", "2"]) == 0
+    configs = [json.loads(p.read_text()) for p in out.glob("runs/*/*/config.json")]
+    assert len(configs) == 4
+    assert {c["provenance"]["threads"] for c in configs} == {max(1, len(os.sched_getaffinity(0)) // 2)}
+    assert json.loads((out / "summary.json").read_text())["levels"][0]["n"] == 2

@@ -1,0 +1,76 @@
+"""Statistics against scipy (the oracle) on fixed numbers, and properties of the Holm correction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from convlens.stats import holm, mean_ci, paired_comparison, verdict
+
+ACC_3x3 = [0.9180, 0.9132, 0.9166]  # REFERENCE.md: Keras seed recipe, seeds 42, 1, 2
+ACC_5x5 = [0.9125, 0.9101, 0.9150]  # made-up paired partner values
+
+
+def test_mean_ci_matches_scipy():
+    s = mean_ci(ACC_3x3)
+    assert s.n == 3 and s.mean == pytest.approx(np.mean(ACC_3x3))
+    assert s.std == pytest.approx(np.std(ACC_3x3, ddof=1))
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(ACC_3x3), scale=sps.sem(ACC_3x3))
+    assert s.ci95 == pytest.approx((lo, hi))
+    assert s.std * 100 == pytest.approx(0.246, abs=0.001)  # REFERENCE.md: std 0.25 pp
+
+
+def test_mean_ci_of_one_value_has_no_spread():
+    s = mean_ci([0.9])
+    assert s.n == 1 and s.mean == 0.9 and math.isnan(s.std) and math.isnan(s.ci95[0])
+
+
+def test_paired_comparison_matches_scipy_ttest_rel():
+    c = paired_comparison(ACC_5x5, ACC_3x3)
+    ref = sps.ttest_rel(ACC_5x5, ACC_3x3)
+    d = np.subtract(ACC_5x5, ACC_3x3)
+    assert c.n == 3 and c.diff == pytest.approx(d.mean())
+    assert c.t == pytest.approx(ref.statistic) and c.p_value == pytest.approx(ref.pvalue)
+    assert c.ci95 == pytest.approx(sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d)))
+    assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+
+
+def test_paired_comparison_without_spread_is_not_tested():
+    c = paired_comparison([0.91, 0.92], [0.90, 0.91])  # identical differences: t undefined
+    assert math.isnan(c.p_value)
+    assert verdict(c, c.p_value).startswith("not tested (identical differences")
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_comparison([0.9, 0.8], [0.9])
+
+
+def test_holm_matches_hand_computation():
+    # p sorted: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04); back in input order.
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    # sorted: 0.02 x 3 = 0.06, 0.03 x 2 = 0.06, 0.5 x 1 = 0.5
+    assert holm([0.02, 0.03, 0.5]) == pytest.approx([0.06, 0.06, 0.5])
+    adjusted = holm([0.2, math.nan, 0.01])
+    assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=12))
+def test_holm_is_bounded_monotone_and_no_smaller_than_raw(p):
+    adjusted = holm(p)
+    assert all(a >= raw - 1e-12 and a <= 1.0 for a, raw in zip(adjusted, p))
+    order = np.argsort(p, kind="stable")
+    assert all(adjusted[order[i]] <= adjusted[order[i + 1]] + 1e-12 for i in range(len(p) - 1))
+    assert min(adjusted) == pytest.approx(min(1.0, len(p) * min(p)))
+
+
+def test_wording_follows_the_test_not_the_difference():
+    strong = paired_comparison([0.93, 0.931, 0.929, 0.932], [0.91, 0.912, 0.909, 0.911])
+    assert verdict(strong, strong.p_value).startswith("significantly higher (p=")
+    assert verdict(paired_comparison([0.91, 0.912, 0.909, 0.911], [0.93, 0.931, 0.929, 0.932]),
+                   strong.p_value).startswith("significantly lower")
+    noisy = paired_comparison([0.915, 0.910, 0.921], [0.918, 0.913, 0.917])
+    assert verdict(noisy, noisy.p_value) == f"no significant difference (p={noisy.p_value:.3f}, n=3)"
+    assert verdict(paired_comparison([0.92], [0.91]), math.nan) == "not tested (n=1: one seed has no spread)"
