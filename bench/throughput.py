@@ -1,0 +1,119 @@
+"""Training throughput of the seed-000 CNN as a fraction of this machine's sgemm roofline, in one process.
+
+Prints, for the same process and machine state:
+  * the sgemm roofline: best FLOP/s of large fp32 matmuls (n = 1024..4096);
+  * a plain PyTorch loop of the seeds' recipe (DataLoader over a TensorDataset, NCHW, Adam 1e-3, batch 128):
+    the in-run reference, so the ratio can be checked on any machine without TensorFlow;
+  * convlens' training step (resident tensors, index_select batches, channels_last) at several batch sizes.
+Training FLOPs per image come from torch.utils.flop_counter (45.1 MFLOP for the 3x3 seed CNN).
+
+Usage: .venv/bin/python bench/throughput.py [--steps 60] [--batch-sizes 128,256,512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from convlens import create_model
+from convlens.models.summary import summarize
+
+
+def sgemm_roofline(repeats: int = 5) -> float:
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    """The seeds' recipe written the usual PyTorch way; returns images/s."""
+    torch.manual_seed(0)
+    model = create_model("seed000-cnn").train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
+    it = iter(loader)
+    for _ in range(5):  # warm-up
+        xb, yb = next(it)
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    start, seen = time.perf_counter(), 0
+    for _ in range(steps):
+        xb, yb = next(it)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        seen += len(xb)
+    return seen / (time.perf_counter() - start)
+
+
+def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, channels_last: bool = True) -> float:
+    """convlens' training step (as in convlens.training.train); returns images/s."""
+    torch.manual_seed(0)
+    model = create_model("seed000-cnn").train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7)
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(y), generator=gen)
+    losses = torch.empty(steps + 5)
+
+    def step(i: int) -> None:
+        idx = perm[(i * batch) % (len(y) - batch):][:batch]
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses[i] = loss.detach()
+
+    for i in range(5):
+        step(i)
+    start = time.perf_counter()
+    for i in range(5, steps + 5):
+        step(i)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-sizes", default="32,64,128,256")
+    args = parser.parse_args()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    flops_per_image = summarize(create_model("seed000-cnn"), "seed000-cnn").train_flops
+    x = torch.rand(20_000, 1, 28, 28)
+    y = torch.randint(0, 10, (20_000,))
+
+    roofline = sgemm_roofline()
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"sgemm roofline: {roofline / 1e9:.0f} GFLOP/s; seed CNN training cost {flops_per_image / 1e6:.1f} MFLOP/image "
+          f"-> roofline {roofline / flops_per_image:,.0f} img/s")
+
+    def report(name: str, ips: float) -> None:
+        print(f"{name:<44} {ips:8,.0f} img/s  {ips * flops_per_image / roofline:6.1%} of roofline")
+
+    reference = plain_loop(x, y, args.steps)
+    report("plain loop (DataLoader, NCHW, Adam, batch 128)", reference)
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        for channels_last in (True, False):
+            ips = convlens_step(x, y, batch, max(10, args.steps * 128 // batch), channels_last)
+            report(f"convlens step, {'channels_last' if channels_last else 'NCHW'}, batch {batch}", ips)
+            print(f"{'':<44} {ips / reference:8.2f}x the plain loop")
+    print(f"roofline re-measured at the end: {sgemm_roofline() / 1e9:.0f} GFLOP/s (drift check)")
+
+
+if __name__ == "__main__":
+    main()
