@@ -431,6 +431,73 @@ def experiment_table(directory: Annotated[Path, typer.Argument(help="An experime
     print_experiment_table(summary)
 
 
+# ------------------------------------------------------------------------------------------ serving
+@app.command("export")
+def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+               out_dir: Annotated[Optional[Path], typer.Option("--out", help="Model directory "
+                                                               "(default RUN_DIR/export).")] = None,
+               fmt: Annotated[Optional[str], typer.Option("--format", help="Also write 'onnx' (model.onnx).")] = None,
+               ) -> None:
+    """Export a run to a self-contained model directory (safetensors + config.json, optionally ONNX)."""
+    from convlens.serving.export import export_run
+    if fmt not in (None, "onnx"):
+        raise UsageError(f"unknown format '{fmt}'; the only extra format is 'onnx'")
+    out_dir = out_dir or run_dir / "export"
+    export_run(run_dir, out_dir, onnx=fmt == "onnx")
+    out.print(f"exported {run_dir} -> {out_dir} ({', '.join(sorted(p.name for p in out_dir.iterdir()))})")
+
+
+@app.command("predict")
+def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
+                inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images or .npy arrays.")],
+                top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
+                as_json: JsonOption = False) -> None:
+    """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
+    from convlens.serving.inputs import InputError, decode
+    from convlens.serving.predictor import Predictor
+    predictor = Predictor(model_dir)
+    results = []
+    for path in inputs:
+        kind = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy"}.get(
+            path.suffix.lower())
+        if kind is None:
+            raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg or .npy files")
+        try:
+            x = decode(path.read_bytes(), kind)
+        except FileNotFoundError:
+            raise UsageError(f"{path} not found") from None
+        except InputError as e:
+            raise UsageError(f"{path}: {e}") from None
+        for i, probs in enumerate(predictor.predict(x)):
+            order = probs.argsort()[::-1][:top_k]
+            results.append({"input": str(path) if len(x) == 1 else f"{path}[{i}]",
+                            "top": [{"class": predictor.class_names[j], "probability": float(probs[j])}
+                                    for j in order]})
+    if as_json:
+        return _print_json(results)
+    for r in results:
+        out.print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
+
+
+@app.command("serve")
+def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
+              host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="Port (SageMaker uses 8080).")] = 8080,
+              workers: Annotated[int, typer.Option(help="Server processes.")] = 1) -> None:
+    """Serve the model over the SageMaker inference contract, with a web page at /."""
+    import os
+
+    import uvicorn
+
+    from convlens.models.checkpoint import read_config
+    from convlens.serving.app import MODEL_DIR_ENV
+    read_config(model_dir)  # fail with one line before the server starts
+    os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
+    out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
+    uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn expected errors into one line on stderr."""
     command = typer.main.get_command(app)

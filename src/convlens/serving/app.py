@@ -1,0 +1,89 @@
+"""The HTTP server: the SageMaker inference contract (GET /ping, POST /invocations) plus a small web page.
+
+Client mistakes get a 4xx with a JSON ``{"error": ...}`` body, never a 500: 400 for undecodable or invalid
+input, 413 above 6 MB or too many instances, 415 for an unsupported content type. Imports no training code.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
+
+from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, InputError, decode
+from convlens.serving.predictor import Predictor
+
+MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
+
+
+class Prediction(BaseModel):
+    predictions: list[list[float]]  # one probability vector per image, summing to 1
+    classes: list[str]
+
+
+class ErrorMessage(BaseModel):
+    error: str
+
+
+_BODY_SCHEMAS = {
+    "application/json": {"schema": {"oneOf": [
+        {"type": "object", "required": ["instances"], "properties": {"instances": {"type": "array"}}},
+        {"type": "array"}]}},
+    "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def create_app(model_dir: str | Path | None = None) -> FastAPI:
+    """The app for ``model_dir`` (default: $CONVLENS_MODEL_DIR, as set by ``convlens serve``)."""
+    model_dir = model_dir or os.environ.get(MODEL_DIR_ENV)
+    if not model_dir:
+        raise RuntimeError(f"no model directory: pass one or set {MODEL_DIR_ENV}")
+    predictor = Predictor(model_dir)
+    app = FastAPI(title="convlens model server",
+                  description="SageMaker inference contract for a convlens Fashion-MNIST model.",
+                  version=predictor.config.get("versions", {}).get("convlens", "0"))
+    app.state.predictor = predictor
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/ping", summary="Health check: 200 once the model is loaded")
+    async def ping() -> Response:
+        return Response(status_code=200)
+
+    @app.post("/invocations", response_model=Prediction, summary="Class probabilities for one or more images",
+              responses={400: {"model": ErrorMessage}, 413: {"model": ErrorMessage}, 415: {"model": ErrorMessage}},
+              openapi_extra={"requestBody": {"required": True, "content": _BODY_SCHEMAS}})
+    async def invocations(request: Request) -> dict:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise InputError(f"payload of {int(declared):,} bytes exceeds the 6 MB limit", status=413)
+        body = bytearray()
+        async for chunk in request.stream():  # read at most the limit, whatever the header claimed
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise InputError(f"payload exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)", status=413)
+        x = decode(bytes(body), request.headers.get("content-type"))
+        probabilities = predictor.predict(x)
+        return {"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return resources.files("convlens.serving").joinpath("page.html").read_text()
+
+    @app.get("/model", summary="What is being served: architecture, classes, input contract, backend")
+    async def model_info() -> dict:
+        c = predictor.config
+        return {"name": c["model"]["name"], "classes": predictor.class_names, "input": c["input"],
+                "backend": predictor.backend, "content_types": list(CONTENT_TYPES),
+                "source_run": c.get("source_run")}
+
+    return app

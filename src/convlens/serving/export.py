@@ -1,0 +1,80 @@
+"""Export a trained run to a self-contained model directory (the format served and shipped to SageMaker).
+
+    MODEL_DIR/model.safetensors   weights (no pickle)
+    MODEL_DIR/config.json         architecture spec, class names, input contract, versions, source run
+    MODEL_DIR/model.onnx          optional: the same network for ONNX Runtime (input "input", output "logits")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from convlens.atomic_files import atomic_write_json
+from convlens.errors import UsageError
+from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model
+from convlens.provenance import package_versions
+from convlens.serving.predictor import ONNX_FILE
+
+ONNX_OPSET = 18
+
+
+def model_config(run_config: dict, metrics: dict | None, run_dir: Path) -> dict:
+    return {
+        "format": "convlens-model/1",
+        "model": run_config["model"],
+        "class_names": run_config["class_names"],
+        "input": run_config["input"],
+        "versions": package_versions(),
+        "source_run": {"directory": str(run_dir), "seed": run_config.get("seed"),
+                       "recipe": run_config.get("recipe", {}).get("name"),
+                       "test_accuracy": (metrics or {}).get("test_accuracy")},
+    }
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
+    """Write ``model`` as ONNX with a dynamic batch dimension; atomic (temp file + rename)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UsageError("ONNX export needs the 'onnx' extra: pip install 'convlens[onnx]'") from None
+    model = model.to(memory_format=torch.contiguous_format).eval()
+    example = torch.zeros(2, 1, 28, 28)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter logs about optional packages (torchvision) it does not need here; keep the CLI quiet.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmp_path = Path(tmp) / ONNX_FILE
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), opset_version=ONNX_OPSET, verbose=False)
+        program.save(str(tmp_path))
+        os.replace(tmp_path, path)
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) -> Path:
+    """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    if metrics is not None and metrics.get("status") != "ok":
+        raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
+    model, run_config = load_model(run_dir)  # validates config and weights before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{WEIGHTS_FILE}.tmp"
+    shutil.copyfile(run_dir / WEIGHTS_FILE, tmp)
+    os.replace(tmp, out_dir / WEIGHTS_FILE)
+    if onnx:
+        export_onnx(model, out_dir / ONNX_FILE)
+    else:
+        (out_dir / ONNX_FILE).unlink(missing_ok=True)  # a stale ONNX file must not shadow new weights
+    atomic_write_json(out_dir / CONFIG_FILE, model_config(run_config, metrics, run_dir))
+    return out_dir

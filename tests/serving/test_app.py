@@ -1,0 +1,160 @@
+"""The server on the SageMaker contract: an exported real model behind FastAPI, and a real uvicorn process."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from convlens.cli import main
+from convlens.config import TrainConfig, resolve_recipe
+from convlens.runs import run_training
+from convlens.serving.app import create_app
+from convlens.serving.export import export_run
+from convlens.serving.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def exported(fashion, tmp_path_factory):
+    """A seed-001 CNN trained briefly on real data, exported with ONNX."""
+    root = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(model="seed001-cnn", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
+                      test_subset=1_000)
+    result = run_training(cfg, root / "run", dataset=fashion)
+    export_run(root / "run", root / "model", onnx=True)
+    return root / "model", result.metrics
+
+
+@pytest.fixture(scope="module")
+def client(exported):
+    return TestClient(create_app(exported[0]))
+
+
+def test_onnx_matches_pytorch_on_real_test_images(exported, fashion):
+    x = (fashion.test_images[:1000].astype(np.float32) / 255).reshape(-1, 1, 28, 28)
+    onnx, torch_ = Predictor(exported[0]), Predictor(exported[0], backend="torch")
+    assert onnx.backend == "onnxruntime" and torch_.backend == "torch"
+    assert np.abs(onnx.logits(x) - torch_.logits(x)).max() < 1e-4
+    accuracy = (onnx.predict(x).argmax(1) == fashion.test_labels[:1000]).mean()
+    assert accuracy == pytest.approx(exported[1]["test_accuracy"], abs=1e-3)
+
+
+def test_exported_config_describes_model_input_and_source(exported):
+    config = json.loads((exported[0] / "config.json").read_text())
+    assert config["format"] == "convlens-model/1" and config["model"]["name"] == "seed001-cnn"
+    assert config["input"]["range"] == [0.0, 1.0] and len(config["class_names"]) == 10
+    assert config["source_run"]["test_accuracy"] == exported[1]["test_accuracy"]
+    assert {p.name for p in exported[0].iterdir()} == {"model.safetensors", "config.json", "model.onnx"}
+
+
+def test_ping_and_seed000_style_request(client, fashion):
+    ping = client.get("/ping")
+    assert ping.status_code == 200 and ping.content == b""
+    x = (fashion.test_images[0:1].astype(np.float32) / 255).reshape(1, 28, 28, 1)  # X_test_cnn[0:1]
+    response = client.post("/invocations", content=json.dumps(x.tolist()), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["classes"][9] == "Ankle boot" and len(body["predictions"]) == 1
+    assert sum(body["predictions"][0]) == pytest.approx(1.0, abs=1e-5)
+    assert int(np.argmax(body["predictions"][0])) == fashion.test_labels[0]  # an ankle boot, classified right
+
+
+def test_batched_npy_and_tf_serving_rows_agree(client, fashion):
+    pixels = fashion.test_images[:64]  # uint8 0-255
+    buffer = io.BytesIO()
+    np.save(buffer, pixels)
+    npy = client.post("/invocations", content=buffer.getvalue(), headers={"Content-Type": "application/x-npy"})
+    rows = client.post("/invocations", json={"instances": (pixels / 255.0).reshape(64, 784).tolist()})
+    assert npy.status_code == rows.status_code == 200
+    np.testing.assert_allclose(npy.json()["predictions"], rows.json()["predictions"], atol=1e-5)
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"[]", "application/json", 400), (b"{}", "application/json", 400), (b"[[NaN]]", "application/json", 400),
+    (b"hello", "text/plain", 415), (b"\x00\x01", "image/jpeg", 400), (b"x" * 6_291_457, "application/json", 413),
+])
+def test_client_mistakes_get_4xx_json(client, body, content_type, status):
+    response = client.post("/invocations", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status and response.json()["error"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=9), inner, max_size=3),
+                    max_leaves=30))
+def test_arbitrary_json_never_gets_a_500(client, payload):
+    body = json.dumps(payload).encode()
+    response = client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (200, 400, 413), response.text
+
+
+def test_page_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text and "invocations" in page.text
+    schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]["/invocations"]["post"]["requestBody"]["content"]) == {
+        "application/json", "application/x-npy", "image/png", "image/jpeg"}
+    assert client.get("/model").json()["backend"] == "onnxruntime"
+
+
+def test_server_imports_no_training_code(exported):
+    code = ("import sys; from convlens.serving.app import create_app; create_app(sys.argv[1]); "
+            "bad = [m for m in ('convlens.training', 'convlens.runs', 'convlens.experiments') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code, str(exported[0])], check=True, timeout=120)
+
+
+def test_predict_command_on_png_and_npy(exported, fashion, tmp_path, capsys):
+    from PIL import Image
+    Image.fromarray(fashion.test_images[1]).save(tmp_path / "pullover.png")  # test image 1: a pullover
+    np.save(tmp_path / "batch.npy", fashion.test_images[:3])
+    assert main(["predict", str(exported[0]), str(tmp_path / "pullover.png"), str(tmp_path / "batch.npy"),
+                 "--json", "--top-k", "2"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["input"] for r in results] == [str(tmp_path / "pullover.png")] + [f"{tmp_path / 'batch.npy'}[{i}]"
+                                                                                  for i in range(3)]
+    assert results[0]["top"][0]["class"] == results[2]["top"][0]["class"]  # same image, two encodings
+    assert len(results[0]["top"]) == 2
+    assert main(["predict", str(exported[0]), str(tmp_path / "notes.txt")]) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_runs_a_real_server(exported, fashion):
+    port = _free_port()
+    exe = str(Path(sys.executable).parent / "convlens")
+    proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        body = json.dumps({"instances": [fashion.test_images[0].tolist()]}).encode()  # uint8 pixels as ints
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert len(json.loads(r.read())["predictions"][0]) == 10
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
