@@ -126,3 +126,13 @@ def test_one_cycle_schedule_warms_up_peaks_and_decays_for_any_length():
     assert factors[-1] == pytest.approx(1e-3 + (1 - 1e-3) / 75)
     for total in (1, 2, 3, 4):  # tiny runs (torch's OneCycleLR divides by zero here)
         assert all(0 < one_cycle_factor(s, total, 0.25) <= 1 for s in range(total))
+
+
+def test_hflip_mirrors_training_images_and_stays_seeded(fashion):
+    recipe = resolve_recipe("seed", {"epochs": 1, "hflip": 0.5})
+    cfg = TrainConfig(model="seed000-mlp", recipe=recipe, seed=4, train_subset=2_000, test_subset=200)
+    a, b = (run_training(cfg, None, dataset=fashion).metrics for _ in range(2))
+    plain = run_training(cfg.model_copy(update={"recipe": resolve_recipe("seed", {"epochs": 1})}), None,
+                         dataset=fashion).metrics
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]  # seeded: same mirrors each time
+    assert a["history"][0]["train_loss"] != plain["history"][0]["train_loss"]  # and the mirrors changed training

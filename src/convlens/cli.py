@@ -28,6 +28,9 @@ experiment_app = typer.Typer(help="Controlled experiments: one factor, several s
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(experiment_app, name="experiment")
+sagemaker_app = typer.Typer(help="Train and deploy on Amazon SageMaker (needs the 'cloud' extra and AWS credentials).",
+                            no_args_is_help=True)
+app.add_typer(sagemaker_app, name="sagemaker")
 
 # markup=False: names like "[fast]" and user input must print as written, never as rich markup.
 out = Console(highlight=False, soft_wrap=True)
@@ -173,6 +176,7 @@ def train_cmd(
     schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
+    hflip: Annotated[Optional[float], typer.Option(help="Probability of mirroring a training image.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Validation fraction (default 0.1).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience on validation loss.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, dropout, split and data order.")] = 0,
@@ -196,7 +200,7 @@ def train_cmd(
     resolve_spec(model, overrides)  # fail fast on a bad model or override
     recipe_obj = resolve_recipe(recipe, dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                              schedule=schedule, weight_decay=weight_decay,
-                                             label_smoothing=label_smoothing, val_fraction=val_fraction,
+                                             label_smoothing=label_smoothing, hflip=hflip, val_fraction=val_fraction,
                                              patience=patience))
     try:
         cfg = TrainConfig(model=model, overrides=overrides, recipe=recipe_obj, seed=seed, device=device,
@@ -453,13 +457,12 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
                 top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
                 as_json: JsonOption = False) -> None:
     """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
-    from convlens.serving.inputs import InputError, decode
+    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, InputError, decode
     from convlens.serving.predictor import Predictor
     predictor = Predictor(model_dir)
     results = []
     for path in inputs:
-        kind = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy"}.get(
-            path.suffix.lower())
+        kind = CONTENT_TYPE_BY_SUFFIX.get(path.suffix.lower())
         if kind is None:
             raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg or .npy files")
         try:
@@ -496,6 +499,108 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
     uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")
+
+
+# ---------------------------------------------------------------------------------------- sagemaker
+RegionOption = Annotated[str, typer.Option(help="AWS region.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the exact API requests; send nothing.")]
+
+
+def _gateway(region: str, dry_run: bool):
+    try:
+        from convlens.cloud.sagemaker.launcher import Gateway
+        import boto3  # noqa: F401
+    except ImportError:
+        raise UsageError("SageMaker commands need the 'cloud' extra: pip install 'convlens[cloud]'") from None
+    return Gateway(region=region, dry_run=dry_run, echo=lambda text: out.print(text))
+
+
+def _settings(**kwargs):
+    from pydantic import ValidationError
+
+    from convlens.cloud.sagemaker.launcher import SageMakerSettings
+    from convlens.models.registry import format_validation_error
+    try:
+        return SageMakerSettings(**{k: v for k, v in kwargs.items() if v is not None})
+    except ValidationError as e:
+        raise UsageError(f"invalid SageMaker setting: {format_validation_error(e)}") from None
+
+
+@sagemaker_app.command("train")
+def sagemaker_train(
+    role_arn: Annotated[str, typer.Option(help="IAM role SageMaker assumes (arn:aws:iam::ACCOUNT:role/NAME).")],
+    bucket: Annotated[str, typer.Option(help="S3 bucket for data, source and model artifacts.")],
+    region: RegionOption = "us-east-1",
+    prefix: Annotated[str, typer.Option(help="S3 key prefix.")] = "convlens",
+    instance_type: Annotated[str, typer.Option(help="Training instance type.")] = "ml.m5.large",
+    image: Annotated[Optional[str], typer.Option(help="Training image URI (default: AWS PyTorch CPU container).")] = None,
+    hp: Annotated[Optional[list[str]], typer.Option(help="Hyperparameter key=value (repeatable), e.g. "
+                                                     "--hp model=seed000-cnn --hp epochs=5.")] = None,
+    base_job_name: Annotated[str, typer.Option(help="Job name prefix.")] = "convlens",
+    job_name: Annotated[Optional[str], typer.Option(help="Exact job name (default: prefix + time).")] = None,
+    data_dir: DataDirOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job, showing its status.")] = True,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Upload data and code to S3 and start a SageMaker training job."""
+    from convlens.cloud.sagemaker.launcher import launch_training
+    from convlens.models.registry import parse_override
+    settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix, base_job_name=base_job_name,
+                         training_instance=instance_type, training_image=image,
+                         hyperparameters=dict(parse_override(x) for x in hp or []))
+    result = launch_training(_gateway(region, dry_run), settings, data_dir, job_name=job_name, wait=wait,
+                             on_status=lambda status: out.print(f"training job: {status}"))
+    if not dry_run:
+        out.print(f"training job {result['job_name']}: model at {result['model_data']}")
+
+
+@sagemaker_app.command("deploy")
+def sagemaker_deploy(
+    role_arn: Annotated[str, typer.Option(help="IAM role the endpoint runs as.")],
+    bucket: Annotated[str, typer.Option(help="S3 bucket used by 'convlens sagemaker train'.")],
+    job_name: Annotated[str, typer.Option(help="The training job whose model to deploy.")],
+    endpoint: Annotated[str, typer.Option(help="Endpoint name to create.")],
+    region: RegionOption = "us-east-1",
+    prefix: Annotated[str, typer.Option(help="S3 key prefix used for training.")] = "convlens",
+    instance_type: Annotated[str, typer.Option(help="Inference instance type.")] = "ml.m5.large",
+    image: Annotated[Optional[str], typer.Option(help="Inference image URI (default: AWS PyTorch CPU container).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Create model, endpoint config and endpoint for a finished training job."""
+    from convlens.cloud.sagemaker.launcher import deploy
+    settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix,
+                         inference_instance=instance_type, inference_image=image)
+    names = deploy(_gateway(region, dry_run), settings, settings.s3("output", job_name, "output", "model.tar.gz"),
+                   endpoint, source=settings.s3("source", job_name, "sourcedir.tar.gz"), wait=wait,
+                   on_status=lambda status: out.print(f"endpoint: {status}"))
+    if not dry_run:
+        out.print(f"endpoint {names['endpoint']} created (model {names['model']}, config {names['config']})")
+
+
+@sagemaker_app.command("invoke")
+def sagemaker_invoke(endpoint: Annotated[str, typer.Option(help="Endpoint name.")],
+                     image: Annotated[Path, typer.Argument(help="A PNG/JPEG image or .npy array.")],
+                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+    """Send one image to an endpoint and print the class probabilities."""
+    from convlens.cloud.sagemaker.launcher import invoke
+    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX
+    kind = CONTENT_TYPE_BY_SUFFIX.get(image.suffix.lower())
+    if kind is None or not image.is_file():
+        raise UsageError(f"{image}: give an existing .png, .jpg or .npy file")
+    result = invoke(_gateway(region, dry_run), endpoint, image.read_bytes(), kind)
+    if result:
+        _print_json(result)
+
+
+@sagemaker_app.command("delete")
+def sagemaker_delete(endpoint: Annotated[str, typer.Option(help="Endpoint name (its -config and -model too).")],
+                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+    """Delete an endpoint and the endpoint config and model that 'deploy' created for it."""
+    from convlens.cloud.sagemaker.launcher import delete
+    deleted = delete(_gateway(region, dry_run), endpoint)
+    if not dry_run:
+        out.print("deleted " + ", ".join(deleted))
 
 
 def main(argv: list[str] | None = None) -> int:

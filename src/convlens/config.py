@@ -31,6 +31,7 @@ class Recipe(BaseModel):
     schedule: Schedule = "constant"
     warmup_fraction: Annotated[float, Field(ge=0, le=0.9)] = 0.25  # onecycle: share of steps spent warming up
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of mirroring a training image left-right
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=1)] | None = None  # early stopping on validation loss; best weights kept
     eval_batch_size: Annotated[int, Field(ge=1)] = 1000

@@ -186,6 +186,9 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
         for step in range(steps_per_epoch):
             idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             xb, yb = splits.x_train.index_select(0, idx), splits.y_train.index_select(0, idx)
+            if recipe.hflip > 0:  # garments are roughly left-right symmetric: mirror on the device, per image
+                mirror = torch.rand(len(idx), 1, 1, 1, device=device) < recipe.hflip
+                xb = torch.where(mirror, xb.flip(3), xb)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

@@ -141,6 +141,9 @@ CONTENT_TYPES = {
 }
 
 
+CONTENT_TYPE_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy"}
+
+
 def decode(body: bytes, content_type: str | None) -> np.ndarray:
     """Decode a request body by its content type (parameters such as '; charset=utf-8' are ignored)."""
     if len(body) > MAX_BODY_BYTES:

@@ -1,0 +1,242 @@
+"""Launch training and endpoints on Amazon SageMaker with boto3; ``dry_run`` prints the exact requests instead.
+
+train:  upload the IDX files (the 'training' channel) and a source tarball (convlens + an entry script) to S3,
+        CreateTrainingJob on the PyTorch training container, wait with progress.
+deploy: CreateModel (PyTorch inference container, convlens' handlers) -> CreateEndpointConfig ->
+        CreateEndpoint, wait until InService.
+invoke: InvokeEndpoint with one image. delete: the endpoint, its config and the model.
+
+The failures the seeds hit become one line each with what to do (see ``explain``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import convlens
+from convlens.errors import ConvlensError
+from convlens.serving.inputs import CONTENT_TYPES
+
+# AWS Deep Learning Containers for PyTorch (CPU); any torch 2.x runs convlens' layers.
+DLC_ACCOUNT = "763104351884"
+DLC_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+ENTRY_SCRIPT = "convlens_entry.py"
+# Installed in the container next to its own torch (so no torch pin here: the image brings it).
+CONTAINER_REQUIREMENTS = ["numpy", "pydantic>=2.6", "pyyaml", "safetensors", "platformdirs", "typer>=0.12",
+                          "rich", "scipy", "matplotlib", "pillow"]
+
+
+class SageMakerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = "us-east-1"
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    prefix: str = "convlens"
+    base_job_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}$")] = "convlens"
+    training_instance: str = "ml.m5.large"
+    inference_instance: str = "ml.m5.large"
+    training_image: str | None = None
+    inference_image: str | None = None
+    max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
+    hyperparameters: dict[str, str] = Field(default_factory=dict)
+
+    def image(self, kind: str) -> str:
+        explicit = self.training_image if kind == "training" else self.inference_image
+        return explicit or f"{DLC_ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/pytorch-{kind}:{DLC_TAG}"
+
+    def s3(self, *parts: str) -> str:
+        return "s3://" + "/".join([self.bucket, self.prefix.strip("/"), *parts])
+
+
+@dataclass
+class Gateway:
+    """Sends AWS requests, or in dry-run mode records and prints them without sending anything."""
+
+    region: str
+    dry_run: bool = False  # boto3 honours $AWS_ENDPOINT_URL (tests point it at a local moto server)
+    sent: list[dict] = field(default_factory=list)
+    echo: Callable[[str], None] = print
+    _session: Any = field(default=None, repr=False)
+    _clients: dict = field(default_factory=dict, repr=False)
+
+    def _client(self, service: str):
+        # One session per gateway: boto3's module-level default session would cache credentials across uses.
+        if self._session is None:
+            import boto3
+            self._session = boto3.session.Session(region_name=self.region)
+        if service not in self._clients:
+            self._clients[service] = self._session.client(service)
+        return self._clients[service]
+
+    def call(self, service: str, operation: str, **params: Any) -> dict:
+        shown = {k: (f"<{len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else v) for k, v in params.items()}
+        self.sent.append({"service": service, "operation": operation, "params": shown})
+        if self.dry_run:
+            self.echo(json.dumps({"service": service, "operation": operation, "params": shown}, indent=1))
+            return {}
+        method = re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()  # CreateTrainingJob -> create_training_job
+        try:
+            return getattr(self._client(service), method)(**params)
+        except Exception as e:  # noqa: BLE001 - translated to one actionable line below
+            raise ConvlensError(explain(e, service, operation)) from None
+
+
+def explain(error: Exception, service: str, operation: str) -> str:
+    """The seeds' failures (and a few more) as one line with what to do."""
+    from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
+                                     NoRegionError, PartialCredentialsError)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return ("no AWS credentials: run 'aws configure', or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE); a lab account needs its temporary session token too")
+    if isinstance(error, (ConnectTimeoutError, EndpointConnectionError)):
+        url = getattr(error, "kwargs", {}).get("endpoint_url", service)
+        return (f"cannot reach {url} ({type(error).__name__}): this network blocks or cannot route to AWS; "
+                "check the proxy/VPC endpoints and --region, or run 'convlens serve' locally instead")
+    if isinstance(error, NoRegionError):
+        return "no AWS region: pass --region (e.g. us-east-1) or set AWS_DEFAULT_REGION"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
+            action = re.search(r"perform:?\s+([\w-]+:\w+)", message)
+            missing = action.group(1) if action else f"{service}:{operation}"
+            return (f"access denied: this identity is not allowed {missing}; ask an administrator to grant it "
+                    "(AWS Academy/lab roles often deny endpoints: serve locally with 'convlens serve')")
+        if code == "ResourceLimitExceeded":
+            return (f"resource limit exceeded for {operation}: {message}; request a quota increase in Service "
+                    "Quotas or use another --instance-type")
+        if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"}:
+            return f"AWS credentials rejected ({code}): refresh them (lab sessions expire) and try again"
+        return f"{service} {operation} failed: {code}: {message}"
+    return f"{service} {operation} failed: {type(error).__name__}: {error}"
+
+
+def source_tarball() -> bytes:
+    """sourcedir.tar.gz: the convlens package, an entry script and requirements.txt for the container."""
+    package = Path(convlens.__file__).parent
+    entry = (b"import sys\nfrom convlens.cloud.sagemaker.train import main\n\n"
+             b"if __name__ == '__main__':\n    sys.exit(main())\n")
+    inference = b"from convlens.cloud.sagemaker.inference import input_fn, model_fn, output_fn, predict_fn  # noqa\n"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        def add_bytes(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                add_bytes(f"convlens/{path.relative_to(package)}", path.read_bytes())
+        add_bytes(ENTRY_SCRIPT, entry)
+        add_bytes("inference.py", inference)
+        add_bytes("requirements.txt", ("\n".join(CONTAINER_REQUIREMENTS) + "\n").encode())
+    return buffer.getvalue()
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def upload(gw: Gateway, uri: str, data: bytes) -> str:
+    bucket, key = _split_s3(uri)
+    gw.call("s3", "PutObject", Bucket=bucket, Key=key, Body=data)
+    return uri
+
+
+def wait_for(gw: Gateway, describe: Callable[[], dict], status_key: str, done: set[str], failed: set[str],
+             poll_s: float, timeout_s: float, on_status: Callable[[str], None]) -> dict:
+    if gw.dry_run:
+        return {}
+    deadline, last = time.monotonic() + timeout_s, None
+    while True:
+        description = describe()
+        status = description[status_key]
+        if status != last:
+            on_status(status)
+            last = status
+        if status in done:
+            return description
+        if status in failed:
+            reason = description.get("FailureReason", "no reason given")
+            raise ConvlensError(f"{status}: {reason}")
+        if time.monotonic() > deadline:
+            raise ConvlensError(f"still {status} after {timeout_s:.0f} s; check the SageMaker console")
+        time.sleep(poll_s)
+
+
+def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_name: str | None = None,
+                    wait: bool = True, poll_s: float = 15, on_status: Callable[[str], None] = print) -> dict:
+    from convlens.data.sources import FASHION_MNIST, locate
+    located = locate(data_dir)  # the same verified files convlens trains on
+    job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    channel = s.s3("data", "training")
+    for role, path in located.paths.items():
+        upload(gw, f"{channel}/{path.name}", path.read_bytes())
+    source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"), source_tarball())
+    hyperparameters = {**s.hyperparameters, "sagemaker_program": ENTRY_SCRIPT, "sagemaker_submit_directory": source,
+                       "sagemaker_region": s.region}
+    gw.call("sagemaker", "CreateTrainingJob",
+            TrainingJobName=job_name,
+            AlgorithmSpecification={"TrainingImage": s.image("training"), "TrainingInputMode": "File"},
+            RoleArn=s.role_arn,
+            InputDataConfig=[{"ChannelName": "training", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": channel + "/", "S3DataDistributionType": "FullyReplicated"}}}],
+            OutputDataConfig={"S3OutputPath": s.s3("output")},
+            ResourceConfig={"InstanceType": s.training_instance, "InstanceCount": 1, "VolumeSizeInGB": 10},
+            StoppingCondition={"MaxRuntimeInSeconds": s.max_runtime_s},
+            HyperParameters=hyperparameters)
+    result = {"job_name": job_name, "model_data": s.s3("output", job_name, "output", "model.tar.gz"),
+              "classes": list(FASHION_MNIST.class_names)}
+    if wait:
+        description = wait_for(gw, lambda: gw.call("sagemaker", "DescribeTrainingJob", TrainingJobName=job_name),
+                               "TrainingJobStatus", {"Completed"}, {"Failed", "Stopped"}, poll_s,
+                               s.max_runtime_s + 600, on_status)
+        result["model_data"] = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", result["model_data"])
+    return result
+
+
+def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *, source: str,
+           wait: bool = True, poll_s: float = 20, on_status: Callable[[str], None] = print) -> dict:
+    names = {"model": f"{endpoint}-model", "config": f"{endpoint}-config", "endpoint": endpoint}
+    gw.call("sagemaker", "CreateModel", ModelName=names["model"], ExecutionRoleArn=s.role_arn,
+            PrimaryContainer={"Image": s.image("inference"), "ModelDataUrl": model_data,
+                              "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
+                                              "SAGEMAKER_SUBMIT_DIRECTORY": source,
+                                              "SAGEMAKER_REGION": s.region}})
+    gw.call("sagemaker", "CreateEndpointConfig", EndpointConfigName=names["config"], ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": names["model"], "InstanceType": s.inference_instance,
+        "InitialInstanceCount": 1}])
+    gw.call("sagemaker", "CreateEndpoint", EndpointName=endpoint, EndpointConfigName=names["config"])
+    if wait:
+        wait_for(gw, lambda: gw.call("sagemaker", "DescribeEndpoint", EndpointName=endpoint), "EndpointStatus",
+                 {"InService"}, {"Failed"}, poll_s, 3600, on_status)
+    return names
+
+
+def invoke(gw: Gateway, endpoint: str, body: bytes, content_type: str) -> dict:
+    if content_type not in CONTENT_TYPES:
+        raise ConvlensError(f"unsupported content type {content_type}; use one of {', '.join(CONTENT_TYPES)}")
+    response = gw.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint, ContentType=content_type,
+                       Accept="application/json", Body=body)
+    if gw.dry_run:
+        return {}
+    return json.loads(response["Body"].read())
+
+
+def delete(gw: Gateway, endpoint: str) -> list[str]:
+    """Delete the endpoint, its config and its model (the names ``deploy`` created)."""
+    gw.call("sagemaker", "DeleteEndpoint", EndpointName=endpoint)
+    gw.call("sagemaker", "DeleteEndpointConfig", EndpointConfigName=f"{endpoint}-config")
+    gw.call("sagemaker", "DeleteModel", ModelName=f"{endpoint}-model")
+    return [endpoint, f"{endpoint}-config", f"{endpoint}-model"]

@@ -1,0 +1,117 @@
+"""SageMaker training entry point: ``python -m convlens.cloud.sagemaker.train``.
+
+Follows the training-container contract (see REFERENCE.md):
+  * hyperparameters from ``$SM_HPS`` (JSON) or ``$SM_INPUT_CONFIG_DIR/hyperparameters.json``
+    (default /opt/ml/input/config); values are strings, possibly JSON-encoded (the SageMaker SDK does that);
+  * data: the Fashion-MNIST IDX files in ``$SM_CHANNEL_TRAINING`` (.gz or raw);
+  * the model is written to ``$SM_MODEL_DIR`` (default /opt/ml/model) in convlens' export format, metrics to
+    ``$SM_OUTPUT_DATA_DIR`` (default /opt/ml/output/data);
+  * on failure the reason goes to ``$SM_OUTPUT_DIR/failure`` (default /opt/ml/output/failure; SageMaker
+    shows its first 1024 characters) and the exit code is 1.
+
+Hyperparameters: model, set ("kernel_size=5;filters=16,32" or a JSON object), recipe, epochs, batch-size,
+lr, optimizer, schedule, weight-decay, label-smoothing, val-fraction, patience, seed, onnx ("true"/"false"),
+train-subset, test-subset (first N images, for quick jobs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import ConvlensError, UsageError
+
+RECIPE_KEYS = {"epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
+               "val_fraction", "patience"}
+ALIASES = {"learning_rate": "lr"}
+VALID_KEYS = {"model", "set", "recipe", "seed", "onnx", "train_subset", "test_subset"} | RECIPE_KEYS
+
+
+def read_hyperparameters() -> dict[str, Any]:
+    raw = os.environ.get("SM_HPS")
+    if raw is None:
+        path = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")) / "hyperparameters.json"
+        raw = path.read_text() if path.is_file() else "{}"
+    try:
+        hps = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"hyperparameters are not valid JSON ({e.msg})") from None
+    result = {}
+    for key, value in hps.items():
+        if key.startswith("sagemaker_"):  # the SDK's own bookkeeping (program, submit directory, region)
+            continue
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)  # the SDK JSON-encodes values: '"seed000-cnn"', '15'
+            except json.JSONDecodeError:
+                pass  # a plain string, as CreateTrainingJob passes it
+        name = key.replace("-", "_")
+        result[ALIASES.get(name, name)] = value
+    unknown = sorted(set(result) - VALID_KEYS)
+    if unknown:
+        raise UsageError(f"unknown hyperparameter '{unknown[0]}'; valid: {', '.join(sorted(VALID_KEYS))}")
+    return result
+
+
+def parse_set(value: Any) -> dict[str, Any]:
+    if value in (None, ""):
+        return {}
+    if isinstance(value, dict):
+        return value
+    from convlens.models.registry import parse_override
+    return dict(parse_override(item) for item in str(value).split(";") if item.strip())
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes"}
+
+
+def run() -> Path:
+    """Train, evaluate and export; returns the model directory."""
+    from convlens.config import DEFAULT_RECIPE, TrainConfig, resolve_recipe
+    from convlens.runs import run_training
+    from convlens.serving.export import export_run
+
+    hps = read_hyperparameters()
+    channel = os.environ.get("SM_CHANNEL_TRAINING")
+    if not channel:
+        raise UsageError("SM_CHANNEL_TRAINING is not set: give the job a 'training' channel with the "
+                         "Fashion-MNIST IDX files")
+    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    output_data = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
+    cfg = TrainConfig(model=str(hps.get("model", "seed000-cnn")), overrides=parse_set(hps.get("set")),
+                      recipe=recipe, seed=int(hps.get("seed", 0)), data_dir=Path(channel),
+                      train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_training(cfg, Path(tmp) / "run")
+        export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")))
+        output_data.mkdir(parents=True, exist_ok=True)
+        (output_data / "metrics.json").write_text((result.directory / "metrics.json").read_text())
+    m = result.metrics
+    print(f"test_accuracy={m['test_accuracy']:.4f}; test_loss={m['test_loss']:.4f}; "
+          f"train_seconds={m['train_seconds']:.1f}", flush=True)  # for SageMaker metric definitions
+    return model_dir
+
+
+def main() -> int:
+    failure = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"
+    try:
+        run()
+        return 0
+    except Exception as e:  # noqa: BLE001 - every failure must reach SageMaker's failure file
+        expected = isinstance(e, ConvlensError)
+        reason = str(e) if expected else f"{type(e).__name__}: {e}"
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(reason[:1024] if expected else reason[:1024] + "\n" + traceback.format_exc())
+        print(f"convlens training failed: {reason}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The SageMaker launcher against a local moto server (S3 + SageMaker APIs), and its one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import tarfile
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ConnectTimeoutError, NoCredentialsError
+
+from convlens.cli import main
+from convlens.cloud.sagemaker.launcher import (Gateway, SageMakerSettings, delete, deploy, explain, launch_training,
+                                              source_tarball)
+from convlens.data.sources import DEBIAN_DIR
+
+ROLE = "arn:aws:iam::123456789012:role/ConvlensRole"
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    from moto.server import ThreadedMotoServer
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return moto_url
+
+
+def settings(bucket: str, **changes) -> SageMakerSettings:
+    return SageMakerSettings(role_arn=ROLE, bucket=bucket, hyperparameters={"model": "seed000-cnn", "epochs": "5"},
+                             **changes)
+
+
+def test_training_job_request_channels_hyperparameters_image_and_output(aws):
+    boto3.client("s3").create_bucket(Bucket="train-bucket")
+    gw = Gateway(region="us-east-1")
+    result = launch_training(gw, settings("train-bucket"), DEBIAN_DIR, job_name="convlens-test-1", poll_s=0.1,
+                             on_status=lambda status: None)
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="train-bucket")["Contents"]}
+    assert {f"convlens/data/training/{p.name}" for p in DEBIAN_DIR.glob("*.gz")} <= keys
+    assert "convlens/source/convlens-test-1/sourcedir.tar.gz" in keys
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="convlens-test-1")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311-ubuntu22.04-sagemaker")
+    channel = job["InputDataConfig"][0]
+    assert channel["ChannelName"] == "training"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://train-bucket/convlens/data/training/"
+    assert job["OutputDataConfig"]["S3OutputPath"] == "s3://train-bucket/convlens/output"
+    assert job["HyperParameters"]["epochs"] == "5" and job["HyperParameters"]["sagemaker_program"] == "convlens_entry.py"
+    assert job["HyperParameters"]["sagemaker_submit_directory"] == \
+        "s3://train-bucket/convlens/source/convlens-test-1/sourcedir.tar.gz"
+    assert job["RoleArn"] == ROLE and job["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert result["job_name"] == "convlens-test-1" and result["model_data"].endswith("model.tar.gz")
+    assert [c["operation"] for c in gw.sent][-2:] == ["CreateTrainingJob", "DescribeTrainingJob"]
+
+
+def test_deploy_invoke_delete_create_and_remove_everything(aws, tmp_path):
+    s = settings("deploy-bucket", inference_instance="ml.t2.medium")
+    gw = Gateway(region="us-east-1")
+    names = deploy(gw, s, "s3://deploy-bucket/convlens/output/j/output/model.tar.gz", "fmnist",
+                   source="s3://deploy-bucket/convlens/source/j/sourcedir.tar.gz", poll_s=0.1,
+                   on_status=lambda status: None)
+    sm = boto3.client("sagemaker")
+    model = sm.describe_model(ModelName=names["model"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://deploy-bucket/convlens/output/j/output/model.tar.gz"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    config = sm.describe_endpoint_config(EndpointConfigName="fmnist-config")
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
+    assert sm.describe_endpoint(EndpointName="fmnist")["EndpointConfigName"] == "fmnist-config"
+    assert delete(gw, "fmnist") == ["fmnist", "fmnist-config", "fmnist-model"]
+    assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_dry_run_prints_requests_and_sends_nothing(aws, capsys):
+    boto3.client("s3").create_bucket(Bucket="dry-bucket")
+    code = main(["sagemaker", "train", "--role-arn", ROLE, "--bucket", "dry-bucket", "--hp", "epochs=3",
+                 "--job-name", "dry-1", "--dry-run"])
+    printed = capsys.readouterr().out
+    assert code == 0 and '"operation": "CreateTrainingJob"' in printed and '"epochs": "3"' in printed
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="dry-bucket")
+    assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == [] or all(
+        j["TrainingJobName"] != "dry-1" for j in boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+    assert main(["sagemaker", "delete", "--endpoint", "x", "--dry-run"]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if '"operation"' in line] == [
+        ' "operation": "DeleteEndpoint",', ' "operation": "DeleteEndpointConfig",', ' "operation": "DeleteModel",']
+
+
+def test_source_tarball_holds_package_entry_and_requirements_without_torch():
+    with tarfile.open(fileobj=io.BytesIO(source_tarball()), mode="r:gz") as tar:
+        names = set(tar.getnames())
+        requirements = tar.extractfile("requirements.txt").read().decode()
+    assert {"convlens_entry.py", "inference.py", "requirements.txt", "convlens/cloud/sagemaker/train.py",
+            "convlens/serving/page.html"} <= names
+    assert "torch" not in requirements  # the container brings its own torch
+    assert not any("__pycache__" in n for n in names)
+
+
+@pytest.mark.parametrize("error, expected", [
+    (NoCredentialsError(), "no AWS credentials: run 'aws configure'"),
+    (ConnectTimeoutError(endpoint_url="https://sts.us-east-1.amazonaws.com/"),
+     "cannot reach https://sts.us-east-1.amazonaws.com/ (ConnectTimeoutError)"),
+    (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "User: arn:aws:sts::1:assumed-role/LabRole/x "
+                  "is not authorized to perform: sagemaker:CreateEndpointConfig on resource: arn:... with an explicit "
+                  "deny"}}, "CreateEndpointConfig"),
+     "access denied: this identity is not allowed sagemaker:CreateEndpointConfig; ask an administrator"),
+    (ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "The account-level service limit "
+                  "'ml.p3.2xlarge for training job usage' is 0 Instances"}}, "CreateTrainingJob"),
+     "resource limit exceeded for CreateTrainingJob: The account-level service limit"),
+])
+def test_the_seeds_failures_become_one_actionable_line(error, expected):
+    message = explain(error, "sagemaker", "CreateEndpointConfig" if "perform" in str(error) else "CreateTrainingJob")
+    assert message.startswith(expected) and "\n" not in message
+
+
+def test_cli_without_credentials_fails_with_one_line(monkeypatch, tmp_path, capsys):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code = main(["sagemaker", "delete", "--endpoint", "x"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "no AWS credentials" in err
+    assert main(["sagemaker", "train", "--role-arn", "not-an-arn", "--bucket", "b"]) == 2
+    assert "role_arn" in capsys.readouterr().err
