@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STUDY  ?= runs/study
 SEEDS  ?= 0 1 2
 
-.PHONY: study test data clean
+.PHONY: study test data browser clean
 
 # The venv is rebuilt when pyproject.toml changes; the stamp files record what was installed.
 $(VENV)/.installed: pyproject.toml
@@ -36,7 +36,15 @@ study: data
 	done
 	$(BIN)/convlens compare $(STUDY)/seed000-mlp/seed* $(STUDY)/seed000-cnn/seed*
 
-test: $(VENV)/.installed-test data
+# The web page test drives Debian's Chromium; install it the same way as the data when we are root.
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian package chromium (for the web page test)"; \
+	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
+	    || echo "note: apt could not install chromium; the browser test will say what to do"; \
+	fi
+
+test: $(VENV)/.installed-test data browser
 	$(BIN)/python -m pytest
 
 clean:

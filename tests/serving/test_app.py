@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,22 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convlens.cli import main
-from convlens.config import TrainConfig, resolve_recipe
-from convlens.runs import run_training
 from convlens.serving.app import create_app
-from convlens.serving.export import export_run
 from convlens.serving.predictor import Predictor
-
-
-@pytest.fixture(scope="module")
-def exported(fashion, tmp_path_factory):
-    """A seed-001 CNN trained briefly on real data, exported with ONNX."""
-    root = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(model="seed001-cnn", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
-                      test_subset=1_000)
-    result = run_training(cfg, root / "run", dataset=fashion)
-    export_run(root / "run", root / "model", onnx=True)
-    return root / "model", result.metrics
 
 
 @pytest.fixture(scope="module")
@@ -129,32 +113,11 @@ def test_predict_command_on_png_and_npy(exported, fashion, tmp_path, capsys):
     assert main(["predict", str(exported[0]), str(tmp_path / "notes.txt")]) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_serve_command_runs_a_real_server(exported, fashion):
-    port = _free_port()
-    exe = str(Path(sys.executable).parent / "convlens")
-    proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        body = json.dumps({"instances": [fashion.test_images[0].tolist()]}).encode()  # uint8 pixels as ints
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as r:
-            assert len(json.loads(r.read())["predictions"][0]) == 10
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def test_serve_command_runs_a_real_server(live_server, fashion):
+    with urllib.request.urlopen(f"{live_server}/ping", timeout=5) as r:
+        assert r.status == 200 and r.read() == b""
+    body = json.dumps({"instances": [fashion.test_images[0].tolist()]}).encode()  # uint8 pixels as ints
+    request = urllib.request.Request(f"{live_server}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert len(json.loads(r.read())["predictions"][0]) == 10

@@ -30,10 +30,14 @@ class ErrorMessage(BaseModel):
     error: str
 
 
+# Pixel arrays: numbers nested in arrays; the server checks the shape (see convlens.serving.inputs).
+_PIXELS = {"type": "array", "minItems": 1, "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}}
+_B64 = {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}, "additionalProperties": False}
 _BODY_SCHEMAS = {
     "application/json": {"schema": {"oneOf": [
-        {"type": "object", "required": ["instances"], "properties": {"instances": {"type": "array"}}},
-        {"type": "array"}]}},
+        {"type": "object", "required": ["instances"], "properties": {"instances": {
+            "type": "array", "minItems": 1, "maxItems": 1000, "items": {"anyOf": [_PIXELS, _B64]}}}},
+        _PIXELS]}},
     "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
     "image/png": {"schema": {"type": "string", "format": "binary"}},
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
@@ -55,7 +59,8 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    @app.get("/ping", summary="Health check: 200 once the model is loaded")
+    @app.get("/ping", summary="Health check: 200 with an empty body once the model is loaded",
+             response_class=Response, responses={200: {"description": "The model is loaded", "content": {}}})
     async def ping() -> Response:
         return Response(status_code=200)
 
