@@ -453,7 +453,7 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run dire
 
 @app.command("predict")
 def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
-                inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images or .npy arrays.")],
+                inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images, .npy arrays or .json bodies.")],
                 top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
                 as_json: JsonOption = False) -> None:
     """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
@@ -464,7 +464,7 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
     for path in inputs:
         kind = CONTENT_TYPE_BY_SUFFIX.get(path.suffix.lower())
         if kind is None:
-            raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg or .npy files")
+            raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files")
         try:
             x = decode(path.read_bytes(), kind)
         except FileNotFoundError:
@@ -580,14 +580,14 @@ def sagemaker_deploy(
 
 @sagemaker_app.command("invoke")
 def sagemaker_invoke(endpoint: Annotated[str, typer.Option(help="Endpoint name.")],
-                     image: Annotated[Path, typer.Argument(help="A PNG/JPEG image or .npy array.")],
+                     image: Annotated[Path, typer.Argument(help="A PNG/JPEG image, .npy array or .json body.")],
                      region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
     """Send one image to an endpoint and print the class probabilities."""
     from convlens.cloud.sagemaker.launcher import invoke
     from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX
     kind = CONTENT_TYPE_BY_SUFFIX.get(image.suffix.lower())
     if kind is None or not image.is_file():
-        raise UsageError(f"{image}: give an existing .png, .jpg or .npy file")
+        raise UsageError(f"{image}: give an existing .png, .jpg, .npy or .json (request body) file")
     result = invoke(_gateway(region, dry_run), endpoint, image.read_bytes(), kind)
     if result:
         _print_json(result)

@@ -138,3 +138,27 @@ def test_cli_without_credentials_fails_with_one_line(monkeypatch, tmp_path, caps
     assert code == 1 and err.count("\n") == 1 and "no AWS credentials" in err
     assert main(["sagemaker", "train", "--role-arn", "not-an-arn", "--bucket", "b"]) == 2
     assert "role_arn" in capsys.readouterr().err
+
+
+def test_invoke_sends_the_request_and_parses_the_answer(aws, tmp_path, capsys, fashion):
+    import urllib.request
+    answer = {"predictions": [[0.0] * 9 + [1.0]], "classes": list(fashion.class_names)}
+    for _ in range(2):  # queue the endpoint's canned answer in moto, once per invocation below
+        request = urllib.request.Request(f"{aws}/moto-api/static/sagemaker/endpoint-results", method="POST",
+                                         data=json.dumps({"results": [{"Body": json.dumps(answer),
+                                                                       "ContentType": "application/json"}]}).encode())
+        urllib.request.urlopen(request, timeout=10).close()
+    # JSON bodies only: moto's server decodes request bodies as UTF-8, so PNG/npy bytes cannot go through it.
+    body = json.dumps({"instances": [(fashion.test_images[0] / 255).round(3).tolist()]}).encode()
+    gw = Gateway(region="us-east-1")
+    from convlens.cloud.sagemaker.launcher import invoke
+    assert invoke(gw, "fmnist", body, "application/json") == answer
+    sent = gw.sent[-1]
+    assert (sent["service"], sent["operation"]) == ("sagemaker-runtime", "InvokeEndpoint")
+    assert sent["params"]["EndpointName"] == "fmnist" and sent["params"]["ContentType"] == "application/json"
+    assert sent["params"]["Body"] == f"<{len(body)} bytes>"
+    (tmp_path / "request.json").write_bytes(body)
+    assert main(["sagemaker", "invoke", "--endpoint", "fmnist", str(tmp_path / "request.json")]) == 0
+    assert json.loads(capsys.readouterr().out) == answer
+    assert main(["sagemaker", "invoke", "--endpoint", "fmnist", str(tmp_path / "notes.txt")]) == 2
+    assert "give an existing .png, .jpg, .npy or .json" in capsys.readouterr().err

@@ -141,7 +141,8 @@ CONTENT_TYPES = {
 }
 
 
-CONTENT_TYPE_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy"}
+CONTENT_TYPE_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy",
+                          ".json": "application/json"}  # a .json file holds a request body, e.g. {"instances": ...}
 
 
 def decode(body: bytes, content_type: str | None) -> np.ndarray:
