@@ -181,7 +181,7 @@ def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_na
     located = locate(data_dir)  # the same verified files convlens trains on
     job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     channel = s.s3("data", "training")
-    for role, path in located.paths.items():
+    for path in located.paths.values():
         upload(gw, f"{channel}/{path.name}", path.read_bytes())
     source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"), source_tarball())
     hyperparameters = {**s.hyperparameters, "sagemaker_program": ENTRY_SCRIPT, "sagemaker_submit_directory": source,
