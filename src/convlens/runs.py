@@ -81,6 +81,7 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         (out_dir / METRICS_FILE).unlink(missing_ok=True)  # a rerun into the same directory starts unfinished
         atomic_write_json(out_dir / CONFIG_FILE, config)
 
+    # FLOPs are counted on a fresh CPU copy: the training model may live on CUDA and in channels_last.
     base_metrics = {"params": {"trainable": trainable, "non_trainable": non_trainable,
                                "total": trainable + non_trainable},
                     "macs": flops_per_image(Network(spec), input_shape)[0] // 2}
@@ -133,11 +134,12 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
     dev = pick_device(device)
     model, config = load_model(run_dir, dev)
     ds = dataset if dataset is not None else load_dataset(data_dir)
-    ds = ds.subset(None, config["data"].get("test_subset"))
+    ds = ds.subset(None, config.get("data", {}).get("test_subset"))  # exported model dirs have no data block
     x = images_to_tensor(ds.test_images, dev, uses_channels_last(dev))
     y = torch.as_tensor(ds.test_labels, dtype=torch.long, device=dev)
     if uses_channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     result = evaluate(model, x, y, model.spec.num_classes)
-    return {"run": str(run_dir), "model": config["model"]["name"], "seed": config["seed"],
+    seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")
+    return {"run": str(run_dir), "model": config["model"]["name"], "seed": seed,
             "n_test": len(y), **result.to_dict("test_")}

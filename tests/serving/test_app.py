@@ -120,3 +120,9 @@ def test_serve_command_runs_a_real_server(live_server, fashion):
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as r:
         assert len(json.loads(r.read())["predictions"][0]) == 10
+
+
+def test_evaluate_accepts_an_exported_model_directory(exported, capsys, fashion):
+    assert main(["evaluate", str(exported[0]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "seed001-cnn" and result["n_test"] == 10_000 and result["test_accuracy"] > 0.6

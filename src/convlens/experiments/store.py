@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -31,13 +30,6 @@ RunStatus = Literal["done", "failed", "pending"]
 def slug(label: str) -> str:
     """A directory name for a level label ('kernel_size=5 depth=2' -> 'kernel_size=5__depth=2')."""
     return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label.replace(" ", "__"))
-
-
-@dataclass(frozen=True)
-class RunRef:
-    level: str
-    seed: int
-    directory: Path
 
 
 class RunStore:

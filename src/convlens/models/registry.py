@@ -31,11 +31,6 @@ def list_models() -> dict[str, str]:
     return {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in sorted(_PRESETS.items())}
 
 
-def preset_doc(name: str) -> str:
-    _load_presets()
-    return (_preset(name).__doc__ or "").strip()
-
-
 def _load_presets() -> None:
     import convlens.models.presets  # noqa: F401  (registers the presets on import)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import convlens
 from convlens.errors import ConvlensError
@@ -40,8 +40,8 @@ class SageMakerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: str = "us-east-1"
-    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
-    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    role_arn: str
+    bucket: str
     prefix: str = "convlens"
     base_job_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}$")] = "convlens"
     training_instance: str = "ml.m5.large"
@@ -50,6 +50,20 @@ class SageMakerSettings(BaseModel):
     inference_image: str | None = None
     max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
     hyperparameters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/.+", value):
+            raise ValueError("must be an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+            raise ValueError("must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens")
+        return value
 
     def image(self, kind: str) -> str:
         explicit = self.training_image if kind == "training" else self.inference_image
