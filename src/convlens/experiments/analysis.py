@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
-from convlens.experiments.store import RunStore
+from convlens.experiments.store import RunStore, status_of
 from convlens.stats import ALPHA, format_p, holm, mean_ci, paired_comparison, verdict
 
 SUMMARY_FILE, RUNS_CSV = "summary.json", "runs.csv"
@@ -44,10 +44,10 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
         label = level["label"]
         ok[label] = {}
         for seed in range(experiment["spec"]["seeds"]):
-            status = store.status(label, seed)
+            metrics = store.metrics(label, seed)
+            status = status_of(metrics)
             if status == "pending":
                 continue
-            _, metrics = store.read_run(label, seed)
             row = {c: metrics.get(c) for c in CSV_COLUMNS}
             row.update(level=label, seed=seed, status=status, params=(metrics.get("params") or {}).get("total"),
                        run_dir=str(store.run_dir(label, seed).relative_to(store.root)))

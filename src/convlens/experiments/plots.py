@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from convlens.experiments.store import RunStore  # noqa: E402
+from convlens.experiments.store import RunStore, status_of  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -46,8 +46,8 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
     for lv in levels:
         curves = []
         for seed in range(summary["seeds"]):
-            if store.status(lv["label"], seed) == "done":
-                _, metrics = store.read_run(lv["label"], seed)
+            metrics = store.metrics(lv["label"], seed)
+            if status_of(metrics) == "done":
                 curves.append([h["val_accuracy"] for h in metrics["history"]])
         length = min(map(len, curves))  # early stopping may shorten some runs
         arr = np.array([c[:length] for c in curves]) * 100

@@ -19,7 +19,6 @@ from typing import Literal
 from convlens.atomic_files import atomic_write_json
 from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec, Level
-from convlens.models.checkpoint import CONFIG_FILE
 from convlens.provenance import package_versions
 from convlens.runs import METRICS_FILE
 
@@ -30,6 +29,12 @@ RunStatus = Literal["done", "failed", "pending"]
 def slug(label: str) -> str:
     """A directory name for a level label ('kernel_size=5 depth=2' -> 'kernel_size=5__depth=2')."""
     return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label.replace(" ", "__"))
+
+
+def status_of(metrics: dict | None) -> RunStatus:
+    if metrics is None:
+        return "pending"
+    return "done" if metrics.get("status") == "ok" else "failed"
 
 
 class RunStore:
@@ -43,21 +48,19 @@ class RunStore:
     def run_dir(self, level: str, seed: int) -> Path:
         return self.root / "runs" / slug(level) / f"seed{seed}"
 
-    def status(self, level: str, seed: int) -> RunStatus:
+    def metrics(self, level: str, seed: int) -> dict | None:
+        """The run's metrics.json, or None while the run is pending."""
         path = self.run_dir(level, seed) / METRICS_FILE
-        if not path.is_file():
-            return "pending"
-        return "done" if json.loads(path.read_text()).get("status") == "ok" else "failed"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def status(self, level: str, seed: int) -> RunStatus:
+        return status_of(self.metrics(level, seed))
 
     def read_experiment(self) -> dict:
         if not self.experiment_file.is_file():
             raise UsageError(f"{self.root} holds no experiment ({EXPERIMENT_FILE} missing); "
                              "run 'convlens experiment run' first")
         return json.loads(self.experiment_file.read_text())
-
-    def read_run(self, level: str, seed: int) -> tuple[dict, dict]:
-        d = self.run_dir(level, seed)
-        return json.loads((d / CONFIG_FILE).read_text()), json.loads((d / METRICS_FILE).read_text())
 
     def prepare(self, spec: ExperimentSpec, levels: list[Level], reference: str, diff: dict, *,
                 force: bool) -> None:

@@ -36,6 +36,15 @@ CONTAINER_REQUIREMENTS = ["numpy", "pydantic>=2.6", "pyyaml", "safetensors", "pl
                           "rich", "scipy", "matplotlib", "pillow"]
 
 
+# Field -> (pattern, what to tell the user); a plain sentence instead of pydantic's raw regex message.
+_FORMATS = {
+    "role_arn": (r"arn:aws[a-z-]*:iam::\d{12}:role/.+",
+                 "must be an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole"),
+    "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+               "must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens"),
+}
+
+
 class SageMakerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,18 +60,12 @@ class SageMakerSettings(BaseModel):
     max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
     hyperparameters: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("role_arn")
+    @field_validator("role_arn", "bucket")
     @classmethod
-    def _role_arn(cls, value: str) -> str:
-        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/.+", value):
-            raise ValueError("must be an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole")
-        return value
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
-            raise ValueError("must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens")
+    def _well_formed(cls, value: str, info) -> str:
+        pattern, message = _FORMATS[info.field_name]
+        if not re.fullmatch(pattern, value):
+            raise ValueError(message)
         return value
 
     def image(self, kind: str) -> str:
