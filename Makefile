@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STUDY  ?= runs/study
-SEEDS  ?= 0 1 2
 
 .PHONY: study test data browser clean
 
@@ -11,7 +10,7 @@ SEEDS  ?= 0 1 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[serve,onnx]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -28,13 +27,10 @@ data: $(VENV)/.installed
 	fi
 	$(BIN)/convlens data fetch
 
-# Until `convlens study` exists: the seed-000 baseline and CNN, several seeds each, and their comparison.
+# The whole assignment: EDA, baseline, CNN design, experiments, probes, export -> $(STUDY)/report.html.
+# STUDY_ARGS=--quick for a first look; re-running reuses finished runs.
 study: data
-	@for s in $(SEEDS); do \
-	  $(BIN)/convlens train --model seed000-mlp --seed $$s --out $(STUDY)/seed000-mlp/seed$$s --quiet || exit 1; \
-	  $(BIN)/convlens train --model seed000-cnn --seed $$s --out $(STUDY)/seed000-cnn/seed$$s || exit 1; \
-	done
-	$(BIN)/convlens compare $(STUDY)/seed000-mlp/seed* $(STUDY)/seed000-cnn/seed*
+	$(BIN)/convlens study --out $(STUDY) $(STUDY_ARGS)
 
 # The web page test drives Debian's Chromium; install it the same way as the data when we are root.
 browser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,31 @@ def write_tiny_dataset(directory: Path, *, n_train: int = 60, n_test: int = 20, 
             (directory / names[role]).write_bytes(data)
     manifest = DatasetManifest("tiny", files, tuple(f"class{i}" for i in range(10)), base_url="http://127.0.0.1:9/")
     return manifest, arrays
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network, as root: no sandbox, and none of Chromium's background connections.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright (no browser download). Missing: fail, never skip."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def record_page_problems(page) -> list[str]:
+    """Collect console errors, page errors, failed loads and HTTP errors of ``page`` into the returned list."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("requestfailed", lambda req: problems.append(f"failed load: {req.url}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    return problems

@@ -436,6 +436,96 @@ def experiment_table(directory: Annotated[Path, typer.Argument(help="An experime
 
 
 # ------------------------------------------------------------------------------------------ serving
+# ------------------------------------------------------------------------------------------ study
+class _StudyProgress:
+    """Stage, run and an overall bar with ETA (weighted by each run's estimated cost) on a terminal; one line
+    per stage and run otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.progress, self.task = quiet, None, None
+
+    def planned(self, total_seconds: float, runs: int, reused: int) -> None:
+        if self.quiet:
+            return
+        out.print(f"{runs} runs to train ({reused} reused from identical runs); estimated "
+                  f"{total_seconds / 60:.0f} min on this machine")
+        if out.is_terminal:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)
+            self.task = self.progress.add_task("study", total=total_seconds)
+            self.progress.start()
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        (self.progress.console if self.progress else out).print(text)
+
+    def stage(self, name: str, detail: str = "") -> None:
+        self._line(f"[{name}] {detail}")
+        if self.progress is not None:
+            self.progress.update(self.task, description=name)
+
+    def run_started(self, job) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"training {job.level} seed {job.seed}")
+
+    def run_finished(self, result, estimated_seconds: float) -> None:
+        self._line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.advance(estimated_seconds)
+
+    def advance(self, estimated_seconds: float) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, estimated_seconds)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@app.command("study")
+def study_cmd(
+    config_path: Annotated[Optional[Path], typer.Option("--config", help="YAML file of study options (seeds, recipe, "
+                                                        "epochs, train_subset, experiments, shift_max, ...).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (re-running reuses its finished runs).")]
+        = Path("runs/study"),
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per configuration (default 3).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A first look in about 3 minutes: 3 seeds on 8,000 "
+                                        "training images.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Everything the seeds ran: kernel 3/5/7, depth 1/2/3, "
+                                       "filters; no time budget.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,
+    data_dir: DataDirOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and train everything again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
+) -> None:
+    """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
+    and one self-contained report (report.html, report.md, results.json)."""
+    from convlens.study.config import load_study_config
+    from convlens.study.pipeline import run_study
+    if quick and full:
+        raise UsageError("--quick and --full exclude each other; pick one")
+    config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
+                               workers=workers)
+    progress = _StudyProgress(quiet)
+    try:
+        results = run_study(config, out_dir, events=progress, force=force, data_dir=data_dir)
+    finally:
+        progress.close()
+    cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
+    out.print(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
+              f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {results['study']['wall_seconds'] / 60:.1f} min")
+    out.print(f"Report: {out_dir / 'report.html'} (also report.md, results.json)")
+
+
+@app.command("report")
+def report_cmd(directory: Annotated[Path, typer.Argument(help="A study directory (convlens study --out).")]) -> None:
+    """Render report.html and report.md again from a study's results.json (nothing is trained)."""
+    from convlens.report.render import render_report
+    md, page = render_report(directory)
+    out.print(f"Wrote {page} and {md}")
+
+
 @app.command("export")
 def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
                out_dir: Annotated[Optional[Path], typer.Option("--out", help="Model directory "

@@ -79,3 +79,5 @@ class TrainConfig(BaseModel):
     data_dir: Path | None = None
     train_subset: Annotated[int, Field(ge=1)] | None = None  # first N training images (quick runs, tests)
     test_subset: Annotated[int, Field(ge=1)] | None = None
+    # "permuted": train and test images get one fixed pixel permutation (the locality probe, data/permutation.py)
+    pixels: Literal["original", "permuted"] = "original"

@@ -15,14 +15,23 @@ import torch
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig
 from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_dataset, to_device
+from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_weights
 from convlens.models.network import Network
 from convlens.models.registry import resolve_spec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
-from convlens.training import (ProgressCallback, configure_threads, evaluate, measure_inference_ms, pick_device,
-                               seed_everything, train, uses_channels_last)
+from convlens.training import (
+    ProgressCallback,
+    configure_threads,
+    evaluate,
+    measure_inference_ms,
+    pick_device,
+    seed_everything,
+    train,
+    uses_channels_last,
+)
 
 METRICS_FILE = "metrics.json"
 # What the model expects; serving and export read this from config.json.
@@ -42,7 +51,7 @@ def _dataset_for(cfg: TrainConfig, dataset: ImageDataset | None) -> ImageDataset
     ds = dataset if dataset is not None else load_dataset(cfg.data_dir)
     if cfg.train_subset is not None or cfg.test_subset is not None:
         ds = ds.subset(cfg.train_subset, cfg.test_subset)
-    return ds
+    return ds.with_permuted_pixels() if cfg.pixels == "permuted" else ds
 
 
 def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: ImageDataset | None = None,
@@ -71,7 +80,8 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         "seed": cfg.seed,
         "data": {"dataset": "fashion-mnist", "origin": ds.source.origin, "directory": str(ds.source.directory),
                  "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
-                 "train_subset": cfg.train_subset, "test_subset": cfg.test_subset},
+                 "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, "pixels": cfg.pixels,
+                 **({"permutation_seed": PERMUTATION_SEED} if cfg.pixels == "permuted" else {})},
         "input": INPUT_CONTRACT,
         "class_names": list(ds.class_names),
         "provenance": {**provenance(device), "threads": threads},
@@ -134,7 +144,10 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
     dev = pick_device(device)
     model, config = load_model(run_dir, dev)
     ds = dataset if dataset is not None else load_dataset(data_dir)
-    ds = ds.subset(None, config.get("data", {}).get("test_subset"))  # exported model dirs have no data block
+    data = config.get("data", {})  # exported model dirs have no data block
+    ds = ds.subset(None, data.get("test_subset"))
+    if data.get("pixels") == "permuted":
+        ds = ds.with_permuted_pixels()
     x = images_to_tensor(ds.test_images, dev, uses_channels_last(dev))
     y = torch.as_tensor(ds.test_labels, dtype=torch.long, device=dev)
     if uses_channels_last(dev):

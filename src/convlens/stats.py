@@ -93,6 +93,12 @@ def format_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_equals(p: float) -> str:
+    """'p=0.012' or 'p<0.001'."""
+    text = format_p(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
 def verdict(comparison: PairedComparison, p_adjusted: float, *, alpha: float = ALPHA,
             higher: str = "higher", lower: str = "lower") -> str:
     """The sentence a report may print: it follows the (adjusted) test, never the raw difference."""
@@ -105,5 +111,5 @@ def verdict(comparison: PairedComparison, p_adjusted: float, *, alpha: float = A
         return f"not tested (identical differences across all n={n} seeds)"
     if p_adjusted < alpha:
         word = higher if comparison.diff > 0 else lower
-        return f"significantly {word} (p={format_p(p_adjusted)}, n={n})"
-    return f"no significant difference (p={format_p(p_adjusted)}, n={n})"
+        return f"significantly {word} ({p_equals(p_adjusted)}, n={n})"
+    return f"no significant difference ({p_equals(p_adjusted)}, n={n})"

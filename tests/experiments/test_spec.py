@@ -84,3 +84,14 @@ def test_load_spec_from_name_or_yaml(tmp_path):
         load_spec(path, BUILTIN_EXPERIMENTS)
     with pytest.raises(UsageError, match="neither a built-in experiment"):
         load_spec(tmp_path / "missing.yaml", BUILTIN_EXPERIMENTS)
+
+
+def test_pixels_is_a_data_factor_and_the_check_allows_only_it():
+    spec = BUILTIN_EXPERIMENTS["locality"]
+    levels = resolve_levels(spec)
+    assert [lv.config.pixels for lv in levels] == ["original", "permuted", "original", "permuted"]
+    diff = one_factor_diff(spec, levels)
+    assert diff["model=seed000-mlp pixels=permuted"] == {"data.pixels": ["original", "permuted"]}
+    bad = parse_spec({"name": "p", "model": "seed000-cnn", "factor": {"name": "pixels", "levels": ["original", "scrambled"]}})
+    with pytest.raises(UsageError, match="level pixels=scrambled: pixels: Input should be 'original' or 'permuted'"):
+        resolve_levels(bad)

@@ -3,31 +3,12 @@ image, read the rendered top class; draw on the canvas; no console errors or fai
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
-import pytest
 from PIL import Image
 
 from convlens.serving.inputs import decode
 from convlens.serving.predictor import Predictor
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags for a closed network, as root: no sandbox, and none of Chromium's background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+from tests.conftest import record_page_problems
 
 
 def test_upload_a_real_test_image_and_read_the_top_class(browser, live_server, exported, fashion, tmp_path):
@@ -37,11 +18,7 @@ def test_upload_a_real_test_image_and_read_the_top_class(browser, live_server, e
     expected = predictor.class_names[int(predictor.predict(decode(image.read_bytes(), "image/png"))[0].argmax())]
 
     page = browser.new_page(viewport={"width": 900, "height": 650})
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("requestfailed", lambda req: problems.append(f"failed load: {req.url}"))
-    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    problems = record_page_problems(page)
 
     page.goto(f"{live_server}/")
     page.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")

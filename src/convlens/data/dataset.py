@@ -33,6 +33,13 @@ class ImageDataset:
         return ImageDataset(self.train_images[:n_train], self.train_labels[:n_train],
                             self.test_images[:n_test], self.test_labels[:n_test], self.class_names, self.source)
 
+    def with_permuted_pixels(self) -> ImageDataset:
+        """Train and test images with their pixels reordered by the one fixed permutation (locality probe)."""
+        from convlens.data.permutation import permute_pixels, pixel_permutation
+        perm = pixel_permutation(self.train_images.shape[1] * self.train_images.shape[2])
+        return ImageDataset(permute_pixels(self.train_images, perm), self.train_labels,
+                            permute_pixels(self.test_images, perm), self.test_labels, self.class_names, self.source)
+
     def describe(self) -> dict:
         """Sizes, shapes, pixel range and class balance (what ``convlens data info`` prints)."""
         return {

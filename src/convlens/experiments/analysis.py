@@ -14,7 +14,7 @@ import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
 from convlens.experiments.store import RunStore, status_of
-from convlens.stats import ALPHA, format_p, holm, mean_ci, paired_comparison, verdict
+from convlens.stats import ALPHA, holm, mean_ci, p_equals, paired_comparison, verdict
 
 SUMMARY_FILE, RUNS_CSV = "summary.json", "runs.csv"
 SUMMARIZED = ("test_accuracy", "test_loss", "val_accuracy", "train_seconds", "inference_ms_per_image",
@@ -125,7 +125,7 @@ def conclusions(levels: list[dict], reference: str) -> list[str]:
             interval = f", 95% CI {lo:+.2f} to {hi:+.2f} pp" if not math.isnan(lo) else ""
             line += f"; mean difference {c['diff'] * 100:+.2f} pp{interval}"
             if c["p_value"] is not None and not math.isnan(c["p_value"]) and c["p_holm"] != c["p_value"]:
-                line += f"; paired t-test p={format_p(c['p_value'])} before Holm's correction"
+                line += f"; paired t-test {p_equals(c['p_value'])} before Holm's correction"
         lines.append(line)
     return lines
 

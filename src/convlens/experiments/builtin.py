@@ -23,6 +23,11 @@ _BUILTIN = [
     dict(name="cnn-vs-mlp", model="seed000-mlp",
          description="Seed 000's fully connected baseline vs its CNN: what convolution buys.",
          factor=dict(name="model", levels=["seed000-mlp", "seed000-cnn"], reference="seed000-mlp")),
+    dict(name="locality", model="seed000-mlp",
+         description="MLP and CNN on original vs pixel-permuted images (one fixed permutation for train and "
+                     "test): what convolution assumes, and when it is the wrong tool.",
+         factor=dict(name="model", levels=["seed000-mlp", "seed000-cnn"], reference="seed000-mlp"),
+         second_factor=dict(name="pixels", levels=["original", "permuted"], reference="original")),
 ]
 
 BUILTIN_EXPERIMENTS: dict[str, ExperimentSpec] = {d["name"]: parse_spec(d, origin=f"built-in {d['name']}")

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from convlens.experiments.store import RunStore, status_of  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -57,7 +57,7 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"Validation accuracy: mean, band = min-max ({n_note})")
     ax.legend()
-    paths.append(_save(fig, out / "curves.png"))
+    paths.append(save_figure(fig, out / "curves.png"))
 
     for name, key, xlabel, log in (("accuracy_vs_params.png", "params", "parameters", True),
                                    ("accuracy_vs_time.png", "train_seconds", "train time (s, mean)", False)):
@@ -68,7 +68,7 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
             ax.set_xscale("log")
         ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=f"Test accuracy, mean ± 95% CI ({n_note})")
         ax.legend(fontsize=8)
-        paths.append(_save(fig, out / name))
+        paths.append(save_figure(fig, out / name))
 
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(len(levels), 1)
@@ -79,5 +79,5 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
     ax.set(ylabel="test accuracy (%)", title=f"Per-class test accuracy, mean over seeds ({n_note})")
     ax.set_ylim(50, 100)
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "per_class.png"))
+    paths.append(save_figure(fig, out / "per_class.png"))
     return paths

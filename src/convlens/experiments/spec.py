@@ -21,6 +21,7 @@ from convlens.models.spec import CNNSpec, MLPSpec
 
 # Fields a factor changes along with itself: they are part of the factor, not a confound.
 COUPLED_FIELDS = {"depth": {"spec.filters"}, "filters": {"spec.depth"}}
+DATA_FACTORS = {"pixels"}  # TrainConfig fields about the data that a factor may vary
 
 
 class Factor(BaseModel):
@@ -40,11 +41,11 @@ class Factor(BaseModel):
     @classmethod
     def _known_name(cls, name: str) -> str:
         spec_fields = set(CNNSpec.model_fields) | set(MLPSpec.model_fields)
-        if name == "model" or name in spec_fields - {"kind"}:
+        if name == "model" or name in DATA_FACTORS or name in spec_fields - {"kind"}:
             return name
         if name.startswith("recipe.") and name.removeprefix("recipe.") in Recipe.model_fields:
             return name
-        valid = sorted(spec_fields - {"kind"}) + ["model"] + [f"recipe.{f}" for f in Recipe.model_fields]
+        valid = sorted(spec_fields - {"kind"}) + ["model", *sorted(DATA_FACTORS)] + [f"recipe.{f}" for f in Recipe.model_fields]
         raise ValueError(f"unknown factor '{name}'; valid factors: {', '.join(valid)}")
 
     @model_validator(mode="after")
@@ -141,16 +142,19 @@ class Level(BaseModel):
         return self.config.model_copy(update={"seed": seed})
 
 
-def _apply(factor: Factor, value: Any, model: str, overrides: dict, recipe_overrides: dict) -> tuple[str, dict, dict]:
+def _apply(factor: Factor, value: Any, model: str, overrides: dict, recipe_overrides: dict,
+           data: dict) -> tuple[str, dict, dict, dict]:
     changes = value if isinstance(value, dict) else {factor.name: value}
     for key, v in changes.items():
         if key == "model":
             model = v
+        elif key in DATA_FACTORS:
+            data = {**data, key: v}
         elif key.startswith("recipe."):
             recipe_overrides = {**recipe_overrides, key.removeprefix("recipe."): v}
         else:
             overrides = {**overrides, key: v}
-    return model, overrides, recipe_overrides
+    return model, overrides, recipe_overrides, data
 
 
 def resolve_levels(spec: ExperimentSpec) -> list[Level]:
@@ -158,17 +162,20 @@ def resolve_levels(spec: ExperimentSpec) -> list[Level]:
     grids = [f.labelled_levels() for f in spec.factors]
     levels = []
     for cell in itertools.product(*grids):
-        model, overrides, recipe_overrides = spec.model, dict(spec.set), dict(spec.recipe_set)
+        model, overrides, recipe_overrides, data = spec.model, dict(spec.set), dict(spec.recipe_set), {}
         for factor, (_, value) in zip(spec.factors, cell):
-            model, overrides, recipe_overrides = _apply(factor, value, model, overrides, recipe_overrides)
+            model, overrides, recipe_overrides, data = _apply(factor, value, model, overrides, recipe_overrides, data)
         label = " ".join(lbl for lbl, _ in cell)
         try:
             resolve_spec(model, overrides)
             recipe = resolve_recipe(spec.recipe, recipe_overrides)
         except UsageError as e:
             raise UsageError(f"level {label}: {e}") from None
-        config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0,
-                             train_subset=spec.train_subset, test_subset=spec.test_subset)
+        try:
+            config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0,
+                                 train_subset=spec.train_subset, test_subset=spec.test_subset, **data)
+        except ValidationError as e:
+            raise UsageError(f"level {label}: {format_validation_error(e)}") from None
         levels.append(Level(label=label, values={f.name: v for f, (_, v) in zip(spec.factors, cell)}, config=config))
     return levels
 
@@ -184,13 +191,16 @@ def flatten_config(config: TrainConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {"model": config.model, "spec.kind": spec.kind}
     flat.update({f"spec.{k}": v for k, v in spec.model_dump(mode="json").items()})
     flat.update({f"recipe.{k}": v for k, v in config.recipe.model_dump(mode="json").items() if k != "name"})
-    flat.update({"data.train_subset": config.train_subset, "data.test_subset": config.test_subset})
+    flat.update({"data.train_subset": config.train_subset, "data.test_subset": config.test_subset,
+                 "data.pixels": config.pixels})
     return flat
 
 
 def _allowed_keys(factor_name: str) -> set[str]:
     if factor_name == "model":
         return {"model"} | {"spec.*"}  # the architecture as a whole is the factor
+    if factor_name in DATA_FACTORS:
+        return {f"data.{factor_name}"}
     key = factor_name if factor_name.startswith("recipe.") else f"spec.{factor_name}"
     return {key} | COUPLED_FIELDS.get(factor_name, set())
 

@@ -90,3 +90,14 @@ class RunStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """Copy a finished run directory (an identical run another experiment already trained); metrics.json last,
+    so the copy counts as finished only once it is complete."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(source).iterdir(), key=lambda p: p.name == METRICS_FILE):
+        if path.is_file():
+            tmp = target / f".{path.name}.tmp"
+            shutil.copyfile(path, tmp)
+            tmp.replace(target / path.name)

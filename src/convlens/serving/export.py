@@ -68,6 +68,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) 
     if metrics is not None and metrics.get("status") != "ok":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
+    if run_config.get("data", {}).get("pixels", "original") != "original":
+        raise UsageError(f"{run_dir} was trained on pixel-permuted images (the locality probe); the serving "
+                         "contract takes plain images, so export a run trained on original pixels")
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp"
     shutil.copyfile(run_dir / WEIGHTS_FILE, tmp)

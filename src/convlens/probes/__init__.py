@@ -1,0 +1,1 @@
+"""Interpretation, measured: what convolution assumes, probed on trained runs (they never train)."""

@@ -1,0 +1,45 @@
+"""Shift robustness: test accuracy when every test image is translated by s pixels (s = 0 .. max_shift).
+
+Each image moves in one of four directions (left, right, up, down), drawn once from a fixed seed so every
+model sees exactly the same shifted images; vacated pixels are background (0). At s = 0 the images are
+untouched, so the probe's first point is the plain test accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.models.network import Network
+from convlens.training import evaluate
+
+DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
+DIRECTION_SEED = 0
+
+
+def shift_images(x: torch.Tensor, shift: int, directions: torch.Tensor) -> torch.Tensor:
+    """x: (N, C, H, W); directions: (N,) indices into DIRECTIONS. Returns a zero-filled translated copy."""
+    if shift == 0:
+        return x
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    for d, (dy, dx) in enumerate(DIRECTIONS):
+        idx = (directions == d).nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        sy, sx = dy * shift, dx * shift
+        # destination rows/cols [max(0, s), min(h, h + s)) take source rows/cols shifted back by s
+        out[idx, :, max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)] = \
+            x[idx, :, max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
+    return out
+
+
+def shift_directions(n: int, seed: int = DIRECTION_SEED) -> torch.Tensor:
+    return torch.randint(len(DIRECTIONS), (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift: int,
+                     batch_size: int = 1000) -> list[float]:
+    """Test accuracy at shifts 0, 1, .., max_shift (fractions)."""
+    directions = shift_directions(len(y)).to(x.device)
+    return [evaluate(model, shift_images(x, s, directions), y, model.spec.num_classes, batch_size).accuracy
+            for s in range(max_shift + 1)]

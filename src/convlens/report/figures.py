@@ -1,0 +1,151 @@
+"""The study's figures as PNG files (matplotlib, Agg). Each function draws from arrays and numbers it is given;
+nothing here trains or evaluates. Accuracies arrive as fractions and are drawn in percent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from convlens.experiments.plots import plt, save_figure
+
+
+def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x, width = np.arange(len(class_names)), 0.4
+    for i, (split, values) in enumerate(counts.items()):
+        ax.bar(x + (i - 0.5) * width, values, width, label=f"{split} (n={sum(values):,})")
+    ax.set_xticks(x, class_names, rotation=30, ha="right")
+    ax.set(ylabel="images", title="Images per class")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path, *, title: str = "",
+               col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False) -> Path:
+    """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations)."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.9 + 1.6, n_rows * 0.9 + 0.5), squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, row_labels)):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            img = images[c]
+            if symmetric:
+                lim = float(np.abs(img).max()) or 1.0
+                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(img, cmap=cmap)
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            if col_labels and r == 0:
+                ax.set_title(col_labels[c], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def pixel_histogram(histogram: list[int], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.bar(np.arange(256), histogram, width=1.0, color="tab:gray")
+    ax.set_yscale("log")
+    ax.set(xlabel="grey level (0 = background)", ylabel="pixels (log scale)",
+           title=f"Pixel intensities, training images (n={sum(histogram):,} pixels)")
+    return save_figure(fig, path)
+
+
+def brightness_per_class(per_class: list[dict], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    names = [c["class"] for c in per_class]
+    ax.bar(names, [c["mean_brightness"] * 100 for c in per_class],
+           yerr=[c["brightness_std"] * 100 for c in per_class], capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set(ylabel="mean pixel value (% of 255)", title="Mean brightness per class (bar: ± std across images)")
+    return save_figure(fig, path)
+
+
+def training_curves(histories: list[list[dict]], title: str, path: Path) -> Path:
+    """Train and validation accuracy per epoch: mean over runs, band = min-max."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    length = min(len(h) for h in histories)
+    epochs = np.arange(1, length + 1)
+    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
+        arr = np.array([[r[key] for r in h[:length]] for h in histories]) * 100
+        line, = ax.plot(epochs, arr.mean(0), marker="o", markersize=3, label=label)
+        ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} (n={len(histories)} seeds; band = min-max)")
+    ax.set_xticks(epochs)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def confusion_matrices(matrices: list[np.ndarray], titles: list[str], class_names: list[str], path: Path) -> Path:
+    """Row-normalised confusion matrices (% of each true class), side by side."""
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), squeeze=False)
+    for ax, m, title in zip(axes[0], matrices, titles):
+        pct = 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                if pct[i, j] >= 0.5:
+                    ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if pct[i, j] > 60 else "black")
+        ax.set_xticks(range(len(class_names)), class_names, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true", title=title)
+    return save_figure(fig, path)
+
+
+def with_ci(ax, x, summaries: list[dict], label: str, **kwargs) -> None:
+    mean = np.array([s["mean"] for s in summaries]) * 100
+    lo = np.array([s["ci95"][0] if s["ci95"][0] is not None else s["mean"] for s in summaries]) * 100
+    hi = np.array([s["ci95"][1] if s["ci95"][1] is not None else s["mean"] for s in summaries]) * 100
+    line, = ax.plot(x, mean, marker="o", label=label, **kwargs)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+
+
+def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, summaries in curves.items():
+        with_ci(ax, shifts, summaries, label)
+    ax.set_xticks(shifts)
+    ax.set(xlabel="shift (px, each image in one of 4 directions)", ylabel="test accuracy (%)",
+           title=f"Shift robustness: mean, band = 95% CI (n={n} seeds)")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title: str, path: Path) -> Path:
+    """Bars of mean accuracy with 95% CI error bars: one group per entry of ``groups``, one bar per series."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x, width = np.arange(len(groups)), 0.8 / max(len(series), 1)
+    for i, (label, summaries) in enumerate(series.items()):
+        mean = np.array([s["mean"] for s in summaries]) * 100
+        err = np.array([[m - (s["ci95"][0] or s["mean"]) * 100, (s["ci95"][1] or s["mean"]) * 100 - m]
+                        for m, s in zip(mean, summaries)]).T
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=err, capsize=4, label=label)
+    ax.set_xticks(x, groups)
+    ax.set(ylabel="test accuracy (%)", title=f"{title} (mean ± 95% CI, n={n} seeds)")
+    low = min(s["mean"] for v in series.values() for s in v) * 100
+    ax.set_ylim(max(0, low - 10), 100)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def efficiency(points: list[dict], n: int, path: Path) -> Path:
+    """Test accuracy (mean, 95% CI) against parameters, log scale; one point per trained configuration."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for p in points:
+        acc = p["test_accuracy"]
+        mean = acc["mean"] * 100
+        yerr = None if acc["ci95"][0] is None else [[mean - acc["ci95"][0] * 100], [acc["ci95"][1] * 100 - mean]]
+        ax.errorbar([p["params"]], [mean], yerr=yerr, fmt="o", capsize=4, label=p["name"])
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (log scale)", ylabel="test accuracy (%)",
+           title=f"Accuracy vs parameters (mean ± 95% CI, n={n} seeds)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -1,0 +1,96 @@
+"""Render report.md and report.html from OUT/results.json and the figures it names. Nothing is computed here.
+
+One Markdown template (templates/report.md.j2) is the single source of the text. report.md links the
+figures; report.html is the same Markdown converted by markdown-it, with every image embedded as a base64
+data URI and the CSS inline, so the one file opens offline in any browser. Every number drawn from
+results.json goes through ``fact`` and in the HTML carries its source (``data-key``), which the tests use to
+check that the report says what the results say.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markdown_it import MarkdownIt
+
+from convlens.atomic_files import atomic_write_text
+from convlens.errors import UsageError
+from convlens.stats import format_p, p_equals
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _num(fmt: str) -> Callable[[Any], str]:
+    return lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
+
+
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "pct": lambda v: _num("{:.2f}%")(None if v is None else v * 100),
+    "pp": lambda v: _num("{:+.2f} pp")(None if v is None else v * 100),
+    "std_pp": lambda v: _num("{:.2f} pp")(None if v is None else v * 100),
+    "int": _num("{:,}"),
+    "p": lambda v: "n/a" if v is None else format_p(v),
+    "p_eq": lambda v: "p=n/a" if v is None else p_equals(v),
+    "s": _num("{:.1f} s"),
+    "min": lambda v: _num("{:.1f} min")(None if v is None else v / 60),
+    "ms": _num("{:.3f} ms"),
+    "f4": _num("{:.4f}"),
+    "f3": _num("{:.3f}"),
+    "str": lambda v: str(v),
+}
+
+
+def lookup(results: dict, key: str) -> Any:
+    """results["a"]["b"][0] for key "a.b.0"."""
+    value: Any = results
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def _render_markdown(results: dict, *, html_facts: bool) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+    def fact(key: str, fmt: str = "str") -> str:
+        text = FORMATS[fmt](lookup(results, key))
+        if not html_facts:
+            return text
+        return f'<span class="fact" data-key="{html.escape(key)}" data-format="{fmt}">{html.escape(text)}</span>'
+
+    env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results)
+    return env.get_template("report.md.j2").render()
+
+
+def _embed_images(body: str, root: Path) -> str:
+    def data_uri(match: re.Match) -> str:
+        path = root / html.unescape(match.group(1))
+        if not path.is_file():
+            raise UsageError(f"the report names a figure that does not exist: {path}")
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+    return re.sub(r'src="([^":]+\.png)"', data_uri, body)
+
+
+def render_report(out: str | Path) -> tuple[Path, Path]:
+    """Write OUT/report.md and OUT/report.html from OUT/results.json."""
+    out = Path(out)
+    results_path = out / "results.json"
+    if not results_path.is_file():
+        raise UsageError(f"{results_path} not found: run 'convlens study --out {out}' first")
+    results = json.loads(results_path.read_text())
+    markdown = _render_markdown(results, html_facts=False)
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    body = _embed_images(md.render(_render_markdown(results, html_facts=True)), out)
+    page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(
+        "page.html.j2").render(body=jinja2.utils.markupsafe.Markup(body), title="convlens study report")
+    atomic_write_text(out / "report.md", markdown)
+    atomic_write_text(out / "report.html", page)
+    return out / "report.md", out / "report.html"

@@ -1,0 +1,111 @@
+"""The study's typed config: three presets (quick, default, full), optionally overridden by a YAML file.
+
+The CNN-vs-MLP and locality experiments always run (the baseline, shift and locality sections read them);
+``experiments`` lists the factor experiments on top, each a built-in with an optional subset of its levels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from convlens.config import DEFAULT_RECIPE, RECIPES
+from convlens.errors import UsageError
+from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
+from convlens.experiments.spec import ExperimentSpec, parse_spec
+from convlens.models.registry import format_validation_error
+
+CORE_EXPERIMENTS = ("cnn-vs-mlp", "locality")
+Mode = Literal["quick", "default", "full", "custom"]
+
+
+class ExperimentChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # a built-in experiment (convlens experiment list)
+    levels: Annotated[list[Any], Field(min_length=2)] | None = None  # default: all of the built-in's levels
+
+    @field_validator("name")
+    @classmethod
+    def _builtin(cls, name: str) -> str:
+        if name not in BUILTIN_EXPERIMENTS:
+            raise ValueError(f"unknown experiment '{name}'; built-in experiments: {', '.join(BUILTIN_EXPERIMENTS)}")
+        return name
+
+
+class StudyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = "default"
+    seeds: Annotated[int, Field(ge=1, le=100)] = 3
+    recipe: str = DEFAULT_RECIPE
+    epochs: Annotated[int, Field(ge=1, le=1000)] | None = None  # default: the recipe's
+    train_subset: Annotated[int, Field(ge=100)] | None = None  # first N training images; None = all 60,000
+    test_subset: Annotated[int, Field(ge=100)] | None = None
+    experiments: list[ExperimentChoice] = Field(
+        default_factory=lambda: [ExperimentChoice(name="kernel-size", levels=[3, 5])])
+    shift_max: Annotated[int, Field(ge=1, le=14)] = 4  # px; the shift probe tests 0 .. shift_max
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    onnx: bool = True  # also export model.onnx (needs the onnx extra; skipped with a note when missing)
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str) -> str:
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe '{name}'; valid recipes: {', '.join(RECIPES)}")
+        return name
+
+    def experiment_specs(self) -> list[ExperimentSpec]:
+        """Factor experiments first, then the core ones; each with this study's seeds, recipe and data."""
+        names = [c.name for c in self.experiments if c.name not in CORE_EXPERIMENTS]
+        chosen = {c.name: c for c in self.experiments}
+        specs = []
+        for name in dict.fromkeys([*names, *CORE_EXPERIMENTS]):
+            data = BUILTIN_EXPERIMENTS[name].model_dump(mode="json")
+            levels = chosen[name].levels if name in chosen else None
+            if levels is not None:
+                reference = data["factor"].get("reference")
+                data["factor"] = {**data["factor"], "levels": levels,
+                                  "reference": reference if reference in levels else levels[0]}
+            data.update(seeds=self.seeds, recipe=self.recipe, train_subset=self.train_subset,
+                        test_subset=self.test_subset)
+            if self.epochs is not None:
+                data["recipe_set"] = {**data["recipe_set"], "epochs": self.epochs}
+            specs.append(parse_spec(data, origin=f"study experiment {name}"))
+        return specs
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A first look in under 3 minutes: 3 seeds on the first 8,000 training images (the report says so).
+    "quick": dict(mode="quick", seeds=3, train_subset=8000),
+    # The study `make study` runs: full data, 3 seeds, kernel 3 vs 5 (seeds 000/002) and CNN vs MLP; <= 15 min.
+    "default": dict(mode="default"),
+    # Everything the seeds ran (kernel 3/5/7, depth 1/2/3, filters), no time budget.
+    "full": dict(mode="full", experiments=[dict(name="kernel-size"), dict(name="depth"), dict(name="filters")]),
+}
+
+
+def load_study_config(mode: str = "default", path: str | Path | None = None, **overrides: Any) -> StudyConfig:
+    """The preset ``mode``, then the YAML file's keys, then ``overrides`` (None values ignored)."""
+    data = dict(PRESETS[mode])
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"study config {path} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{path}: expected a mapping of study options, got {type(loaded).__name__}")
+        data.update({"mode": "custom", **loaded})  # a file changes the preset: the report says "custom"
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = StudyConfig.model_validate(data)
+        config.experiment_specs()  # levels are validated against the models now, not after an hour of training
+    except ValidationError as e:
+        raise UsageError(f"{path or 'study config'}: {format_validation_error(e)}") from None
+    return config

@@ -1,0 +1,218 @@
+"""Run the study end to end into one directory; every stage's numbers go to results.json, figures to figures/.
+
+    OUT/results.json              every number the report prints, with the config, versions, device and timings
+    OUT/figures/*.png             every figure the report embeds
+    OUT/experiments/<name>/       one run store per experiment (resumable; identical runs are trained once)
+    OUT/model/                    the exported reference CNN (seed 0): what predict, serve and SageMaker load
+    OUT/report.html, report.md    rendered from results.json and figures/ only (convlens.report)
+
+Stages run in order: data -> eda -> experiments -> analysis (baseline, design, probes) -> export -> report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convlens.atomic_files import atomic_write_json
+from convlens.config import TrainConfig, resolve_recipe
+from convlens.data.dataset import ImageDataset, load_dataset
+from convlens.experiments.analysis import write_outputs
+from convlens.experiments.local import Job, JobResult, run_jobs
+from convlens.experiments.plots import write_plots
+from convlens.experiments.run import Plan, plan
+from convlens.experiments.spec import flatten_config
+from convlens.models.registry import create_model, resolve_spec
+from convlens.models.summary import flops_per_image
+from convlens.provenance import package_versions, provenance
+from convlens.study.config import StudyConfig
+
+RESULTS_FILE = "results.json"
+STAGES = ("data", "eda", "experiments", "analysis", "export", "report")
+# Rough cost model for the progress bar's ETA, in seconds on 2 cores: per training image and epoch,
+# 6 FLOPs per MAC (forward + backward) at ~2.3e11 FLOP/s, plus a fixed per-image cost that dominates for MLPs.
+_FLOP_RATE, _PER_IMAGE_FLOPS = 2.3e11, 5e6
+_STAGE_SECONDS = {"data": 2, "eda": 5, "analysis": 30, "export": 8, "report": 10}
+
+
+class StudyEvents:
+    """What the study reports while it runs; the CLI draws a rich progress display from these. No-ops here."""
+
+    def planned(self, total_seconds: float, runs: int, reused: int) -> None: ...
+    def stage(self, name: str, detail: str = "") -> None: ...
+    def run_started(self, job: Job) -> None: ...
+    def run_finished(self, result: JobResult, estimated_seconds: float) -> None: ...
+    def advance(self, estimated_seconds: float) -> None: ...
+
+
+@dataclass
+class _StageClock:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, name: str, events: StudyEvents, detail: str = ""):
+        clock = self
+
+        class _Timer:
+            def __enter__(self):
+                events.stage(name, detail)
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.seconds[name] = clock.seconds.get(name, 0.0) + time.perf_counter() - self.start
+        return _Timer()
+
+
+def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
+    spec = resolve_spec(config.model, config.overrides)
+    macs = flops_per_image(create_model(config.model, **config.overrides), (spec.in_channels, spec.image_size,
+                                                                              spec.image_size))[0] / 2
+    return config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
+
+
+def _run_key(config: TrainConfig, seed: int) -> str:
+    """Two runs with equal keys train the same network on the same data the same way: train it once."""
+    return json.dumps({**flatten_config(config), "seed": seed}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ExperimentRuns:
+    plans: list[Plan]
+    unique: list[Job]  # jobs to train
+    copies: list[tuple[Job, Path]]  # (job, run directory it duplicates): filled by copying once that run is done
+
+
+def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, data_dir: Path | None = None) -> ExperimentRuns:
+    """Plan every experiment's pending runs; a run identical to one already done or planned is a copy."""
+    plans = [plan(spec, out / "experiments" / spec.name, force=force) for spec in config.experiment_specs()]
+    finished: dict[str, Path] = {}
+    for p in plans:
+        record = p.store.read_experiment()
+        for level in record["levels"]:
+            cfg = TrainConfig.model_validate(level["config"])
+            for seed in range(record["spec"]["seeds"]):
+                if p.store.status(level["label"], seed) == "done":
+                    finished.setdefault(_run_key(cfg, seed), p.store.run_dir(level["label"], seed))
+    unique, copies, scheduled = [], [], {}
+    for p in plans:
+        for job in p.jobs:
+            # where to read the data is not part of the design (like --data-dir elsewhere)
+            job = Job(job.level, job.seed, job.config.model_copy(update={"data_dir": data_dir}), job.directory)
+            key = _run_key(job.config, job.seed)
+            if key in finished:
+                copies.append((job, finished[key]))
+            elif key in scheduled:
+                copies.append((job, scheduled[key]))
+            else:
+                scheduled[key] = job.directory
+                unique.append(job)
+    return ExperimentRuns(plans, unique, copies)
+
+
+def run_experiments(runs: ExperimentRuns, *, workers: int, events: StudyEvents, n_train: int,
+                    class_names: list[str]) -> dict[str, dict]:
+    """Train the unique runs, copy the duplicates, then write each experiment's summary, runs.csv and plots."""
+    from convlens.experiments.store import copy_run
+    costs: dict[tuple[str, int], list[float]] = {}
+    for job in runs.unique:
+        costs.setdefault((job.level, job.seed), []).append(estimate_run_seconds(job.config, n_train))
+
+    def on_result(result: JobResult) -> None:
+        events.run_finished(result, costs[(result.level, result.seed)].pop())
+
+    for p in runs.plans:
+        for job in p.jobs:
+            p.store.clear_partial(job.level, job.seed)
+    if workers <= 1:
+        for job in runs.unique:
+            events.run_started(job)
+            run_jobs([job], 1, on_result)
+    else:
+        run_jobs(runs.unique, workers, on_result)
+    for job, source in runs.copies:
+        copy_run(source, job.directory)
+    summaries = {}
+    for p in runs.plans:
+        summary = write_outputs(p.store)
+        if any(level["n"] > 0 for level in summary["levels"]):
+            write_plots(p.store, summary, class_names)
+        summaries[p.store.read_experiment()["spec"]["name"]] = summary
+    return summaries
+
+
+def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset, ImageDataset]:
+    full = load_dataset(data_dir)
+    return full, (full.subset(config.train_subset, config.test_subset)
+                  if config.train_subset or config.test_subset else full)
+
+
+def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
+              data_dir: Path | None = None, command: str | None = None) -> dict:
+    """Run (or resume) the study in ``out``; returns the results written to results.json."""
+    from convlens.report.render import render_report
+    from convlens.study import sections
+
+    events = events or StudyEvents()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clock, started = _StageClock(), time.perf_counter()
+
+    with clock.timed("data", events, "loading and verifying Fashion-MNIST"):
+        full, ds = _load_data(config, data_dir)
+        runs = plan_experiments(config, out, force=force, data_dir=data_dir)
+        n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
+        train_seconds = sum(estimate_run_seconds(j.config, n_train) for j in runs.unique)
+        events.planned(train_seconds + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))
+    events.advance(_STAGE_SECONDS["data"])
+
+    fig_dir = out / "figures"
+    with clock.timed("eda", events, f"exploring {len(ds.train_labels):,} + {len(ds.test_labels):,} images"):
+        eda = sections.eda_section(ds, fig_dir)
+    events.advance(_STAGE_SECONDS["eda"])
+
+    with clock.timed("experiments", events, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
+        summaries = run_experiments(runs, workers=config.workers, events=events, n_train=n_train,
+                                    class_names=list(ds.class_names))
+
+    with clock.timed("analysis", events, "baseline, CNN design, shift and locality probes, filters"):
+        stores = {name: p.store for name, p in zip(summaries, runs.plans)}
+        analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
+    events.advance(_STAGE_SECONDS["analysis"])
+
+    with clock.timed("export", events, "exporting the reference CNN"):
+        deployment = sections.export_section(config, stores["cnn-vs-mlp"], out)
+    events.advance(_STAGE_SECONDS["export"])
+
+    results = {
+        "format": "convlens-study/1",
+        "study": {"config": config.model_dump(mode="json"), "output": str(out),
+                  "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+                  "provenance": provenance(_device()), "versions": package_versions(),
+                  "data": {"origin": full.source.origin, "directory": str(full.source.directory),
+                           "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)}},
+        "eda": eda,
+        **analysis,
+        "experiments": summaries,
+        "deployment": deployment,
+    }
+    with clock.timed("report", events, "rendering report.html and report.md"):
+        results["study"]["stage_seconds"] = {**clock.seconds, "report": None}
+        results["study"]["wall_seconds"] = None
+        atomic_write_json(out / RESULTS_FILE, results)
+        render_report(out)
+    events.advance(_STAGE_SECONDS["report"])
+    # Wall time and the report stage's own time can only be known now: record them, render once more (cheap).
+    results["study"]["stage_seconds"] = dict(clock.seconds)
+    results["study"]["wall_seconds"] = time.perf_counter() - started
+    atomic_write_json(out / RESULTS_FILE, results)
+    render_report(out)
+    return results
+
+
+def _device():
+    from convlens.training import pick_device
+    return pick_device("auto")

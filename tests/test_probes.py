@@ -1,0 +1,109 @@
+"""Interpretation probes: the permutation, shifted images, the locality statistics, filters and feature maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from convlens.config import TrainConfig, resolve_recipe
+from convlens.data.dataset import images_to_tensor
+from convlens.data.permutation import PERMUTATION_SEED, permute_pixels, pixel_permutation
+from convlens.errors import UsageError
+from convlens.models.registry import create_model
+from convlens.models.summary import summarize
+from convlens.probes.activations import feature_maps, first_layer_filters
+from convlens.probes.locality import locality_conclusions, locality_effects
+from convlens.probes.shift import DIRECTIONS, shift_directions, shift_images, shift_robustness
+from convlens.runs import evaluate_run, run_training
+from convlens.training import evaluate
+
+
+def test_the_permutation_is_a_true_permutation_and_fixed():
+    perm = pixel_permutation()
+    assert perm.shape == (784,) and np.array_equal(np.sort(perm), np.arange(784))
+    assert not np.array_equal(perm, np.arange(784))
+    assert np.array_equal(perm, pixel_permutation())  # same every call (and every process: a seeded generator)
+    assert not np.array_equal(perm, pixel_permutation(seed=PERMUTATION_SEED + 1))
+
+
+def test_train_and_test_images_get_the_same_permutation(fashion):
+    ds = fashion.subset(50, 50)
+    same = type(ds)(ds.train_images, ds.train_labels, ds.train_images.copy(), ds.train_labels, ds.class_names,
+                    ds.source)  # test set = training set, so equal images must stay equal
+    permuted = same.with_permuted_pixels()
+    assert np.array_equal(permuted.train_images, permuted.test_images)
+    assert not np.array_equal(permuted.train_images, ds.train_images)
+    perm = pixel_permutation()
+    flat = ds.train_images.reshape(50, -1)
+    assert np.array_equal(permuted.train_images.reshape(50, -1), flat[:, perm])
+    # Nothing is lost: every image keeps its multiset of pixels, and the inverse permutation restores it.
+    assert np.array_equal(np.sort(permuted.train_images.reshape(50, -1), 1), np.sort(flat, 1))
+    inverse = np.argsort(perm)
+    assert np.array_equal(permute_pixels(permuted.train_images, inverse), ds.train_images)
+
+
+def test_a_permuted_run_records_its_permutation_and_is_evaluated_on_permuted_images(fashion, tmp_path):
+    cfg = TrainConfig(model="seed000-mlp", recipe=resolve_recipe("fast", {"epochs": 1}), train_subset=500,
+                      test_subset=200, pixels="permuted", device="cpu")
+    result = run_training(cfg, tmp_path / "run", dataset=fashion)
+    assert result.config["data"]["pixels"] == "permuted"
+    assert result.config["data"]["permutation_seed"] == PERMUTATION_SEED
+    again = evaluate_run(tmp_path / "run", dataset=fashion)
+    assert again["test_accuracy"] == result.metrics["test_accuracy"]
+    from convlens.serving.export import export_run
+    with pytest.raises(UsageError, match="pixel-permuted"):
+        export_run(tmp_path / "run", tmp_path / "model")
+
+
+def test_shift_images_moves_every_pixel_by_the_shift_and_fills_with_background():
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, 0, 10, 12] = 1.0
+    directions = torch.arange(4)  # one image per direction
+    for s in (1, 3):
+        y = shift_images(x, s, directions)
+        for i, (dy, dx) in enumerate(DIRECTIONS):
+            assert y[i].sum() == 1 and y[i, 0, 10 + dy * s, 12 + dx * s] == 1
+    assert shift_images(x, 0, directions) is x
+    edge = torch.ones(4, 1, 28, 28)
+    moved = shift_images(edge, 2, directions)
+    assert (moved.sum(dim=(1, 2, 3)) == 28 * 26).all()  # two rows or columns of background came in
+    d = shift_directions(1000)
+    assert torch.equal(d, shift_directions(1000)) and set(d.tolist()) == {0, 1, 2, 3}
+
+
+def test_shift_zero_equals_the_plain_test_accuracy(fashion):
+    model = create_model("seed000-cnn").eval()
+    torch.manual_seed(0)
+    x = images_to_tensor(fashion.test_images[:300])
+    y = torch.as_tensor(fashion.test_labels[:300].astype(np.int64))
+    curve = shift_robustness(model, x, y, max_shift=2)
+    assert len(curve) == 3
+    assert curve[0] == evaluate(model, x, y, 10).accuracy
+
+
+def test_locality_effects_match_scipy_and_word_the_interaction():
+    acc = {"mlp": {"original": {0: 0.88, 1: 0.87, 2: 0.875}, "permuted": {0: 0.879, 1: 0.872, 2: 0.874}},
+           "cnn": {"original": {0: 0.92, 1: 0.915, 2: 0.918}, "permuted": {0: 0.86, 1: 0.85, 2: 0.858}}}
+    e = locality_effects(acc)
+    cnn = e["models"]["cnn"]
+    ref = sps.ttest_rel([0.86, 0.85, 0.858], [0.92, 0.915, 0.918])
+    assert cnn["p_value"] == pytest.approx(ref.pvalue) and cnn["diff"] == pytest.approx(-0.0616667, abs=1e-6)
+    assert cnn["verdict"].startswith("significantly lower")
+    assert e["models"]["mlp"]["verdict"].startswith("no significant difference")
+    drops_cnn = [0.86 - 0.92, 0.85 - 0.915, 0.858 - 0.918]
+    drops_mlp = [0.879 - 0.88, 0.872 - 0.87, 0.874 - 0.875]
+    assert e["interaction"]["p_value"] == pytest.approx(sps.ttest_rel(drops_cnn, drops_mlp).pvalue)
+    assert e["interaction"]["verdict"].startswith("significantly larger loss for cnn")
+    lines = locality_conclusions(e, {"mlp": "MLP", "cnn": "CNN"})
+    assert len(lines) == 3 and "larger loss for the CNN" in lines[2]
+
+
+def test_filters_and_feature_maps_have_the_shapes_of_the_summary():
+    model = create_model("seed000-cnn", kernel_size=5)
+    assert first_layer_filters(model).shape == (32, 5, 5)
+    maps = feature_maps(model, torch.rand(1, 1, 28, 28))
+    pooled = [row.output_shape for row in summarize(model, "x").layers if row.name.endswith(".pool")]
+    assert [name for name, _ in maps] == ["block1", "block2", "block3"]
+    assert [list(m.shape) for _, m in maps] == [[c, h, w] for h, w, c in pooled]

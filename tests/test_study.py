@@ -1,0 +1,149 @@
+"""`convlens study` end to end on a small real subset: the report embeds every image, every number it prints
+equals the results files, a rerun reuses the runs, and the HTML opens cleanly in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from convlens.cli import main
+from convlens.errors import UsageError
+from convlens.report.render import FORMATS, lookup
+from convlens.study.config import CORE_EXPERIMENTS, load_study_config
+from tests.conftest import record_page_problems
+
+TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift_max": 2}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, fashion):
+    root = tmp_path_factory.mktemp("study")
+    config = root / "study.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = root / "out"
+    assert main(["study", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    return out, config
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_every_image_is_embedded_and_nothing_is_loaded_from_outside(study):
+    out, _ = study
+    page = (out / "report.html").read_text()
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(sources) == (out / "report.md").read_text().count("![") >= 25
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # no file, no URL: one self-contained file
+
+
+def test_every_number_in_the_report_equals_the_results_file(study):
+    out, _ = study
+    results, page = _results(out), (out / "report.html").read_text()
+    facts = re.findall(r'<span class="fact" data-key="([^"]+)" data-format="([^"]+)">([^<]*)</span>', page)
+    assert len(facts) > 150
+    for key, fmt, text in facts:
+        assert html.unescape(text) == FORMATS[fmt](lookup(results, html.unescape(key))), key
+    md = (out / "report.md").read_text()
+    for section in (results["eda"], results["baseline"], results["design"], *results["probes"].values()):
+        for line in section.get("findings", []):
+            assert line in md
+    for summary in results["experiments"].values():
+        for line in summary["conclusions"]:
+            assert line in md
+    for placeholder in ("None", "nan", "{{", "{%", "TODO", "XXX"):
+        assert placeholder not in md, placeholder
+
+
+def test_results_equal_the_run_files(study):
+    out, _ = study
+    results = _results(out)
+    assert set(results["experiments"]) == {"kernel-size", *CORE_EXPERIMENTS}
+    for name, summary in results["experiments"].items():
+        assert summary == json.loads((out / "experiments" / name / "summary.json").read_text())
+    runs = out / "experiments" / "cnn-vs-mlp" / "runs"
+    for model, section in (("seed000-mlp", "baseline"), ("seed000-cnn", "design")):
+        accuracies = [json.loads((runs / f"model={model}" / f"seed{s}" / "metrics.json").read_text())["test_accuracy"]
+                      for s in range(2)]
+        assert results[section]["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
+        shifted = results["probes"]["shift"]["per_seed"][model]
+        assert [shifted[str(s)][0] for s in range(2)] == accuracies  # shift 0 is the plain test accuracy, exactly
+        assert len(shifted["0"]) == TINY["shift_max"] + 1
+    assert results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
+    assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
+    locality = results["probes"]["locality"]
+    assert set(locality["models"]) == {"seed000-mlp", "seed000-cnn"} and locality["interaction"]["n"] == 2
+
+
+def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys):
+    out, config = study
+    cnn_run = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=seed000-cnn" / "seed0"
+    twin = out / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0"
+    assert (cnn_run / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
+    before = _results(out)
+    assert main(["study", "--config", str(config), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "0 runs to train" in printed and "Report:" in printed
+    after = _results(out)
+    assert after["experiments"] == before["experiments"] and after["probes"]["shift"] == before["probes"]["shift"]
+
+
+def test_the_html_report_opens_in_headless_chromium_from_a_file_url(study, browser):
+    out, _ = study
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    problems = record_page_problems(page)
+    page.goto((out / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+    assert images and all(done and width > 0 for done, width in images)
+    assert page.locator("h2").count() >= 7
+    shot = out / "report.png"
+    page.screenshot(path=str(shot), full_page=False)
+    assert np.asarray(Image.open(shot)).std() > 10  # not a blank page
+    assert problems == []
+    page.close()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["study", "--quick", "--full"], "--quick and --full exclude each other"),
+    (["study", "--seeds", "0"], "seeds: Input should be greater than or equal to 1"),
+    (["report", "/nonexistent/study"], "results.json not found"),
+])
+def test_study_usage_errors_are_one_line_with_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_config_files_are_validated_at_the_edge(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    for text, message in (("epochs: 2\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
+                          ("experiments: [{name: nope}]\n", "unknown experiment 'nope'"),
+                          ("experiments: [{name: kernel-size, levels: [3, -1]}]\n", "kernel_size"),
+                          ("- a list\n", "expected a mapping")):
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_study_config("default", bad)
+
+
+def test_presets_meet_what_the_modes_promise():
+    default, quick, full = (load_study_config(m) for m in ("default", "quick", "full"))
+    assert default.seeds >= 3 and default.train_subset is None
+    assert [s.name for s in default.experiment_specs()] == ["kernel-size", "cnn-vs-mlp", "locality"]
+    assert default.experiment_specs()[0].factor.levels == [3, 5]
+    assert quick.seeds >= 3 and quick.train_subset is not None
+    names = [s.name for s in full.experiment_specs()]
+    assert names == ["kernel-size", "depth", "filters", "cnn-vs-mlp", "locality"]
+    assert full.experiment_specs()[0].factor.levels == [3, 5, 7]
+    assert load_study_config("default", seeds=5).seeds == 5
