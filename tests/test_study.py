@@ -80,7 +80,7 @@ def test_results_equal_the_run_files(study):
         shifted = results["probes"]["shift"]["per_seed"][model]
         assert [shifted[str(s)][0] for s in range(2)] == accuracies  # shift 0 is the plain test accuracy, exactly
         assert len(shifted["0"]) == TINY["shift_max"] + 1
-    assert results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
+    assert results["study"]["runs"]["distinct"] == 2 * 5 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
     assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
     locality = results["probes"]["locality"]
     assert set(locality["models"]) == {"seed000-mlp", "seed000-cnn"} and locality["interaction"]["n"] == 2

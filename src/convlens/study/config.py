@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from convlens.config import DEFAULT_RECIPE, RECIPES
 from convlens.errors import UsageError
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
-from convlens.experiments.spec import ExperimentSpec, parse_spec
+from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels
 from convlens.models.registry import format_validation_error
 
 CORE_EXPERIMENTS = ("cnn-vs-mlp", "locality")
@@ -105,7 +105,8 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         config = StudyConfig.model_validate(data)
-        config.experiment_specs()  # levels are validated against the models now, not after an hour of training
+        for spec in config.experiment_specs():  # every level built and checked now, not after an hour of training
+            one_factor_diff(spec, resolve_levels(spec))
     except ValidationError as e:
         raise UsageError(f"{path or 'study config'}: {format_validation_error(e)}") from None
     return config

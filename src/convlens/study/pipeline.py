@@ -187,13 +187,18 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         deployment = sections.export_section(config, stores["cnn-vs-mlp"], out)
     events.advance(_STAGE_SECONDS["export"])
 
+    distinct = _distinct_runs(runs.plans)
     results = {
         "format": "convlens-study/1",
         "study": {"config": config.model_dump(mode="json"), "output": str(out),
                   "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
                   "provenance": provenance(_device()), "versions": package_versions(),
                   "data": {"origin": full.source.origin, "directory": str(full.source.directory),
-                           "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)}},
+                           "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
+                  # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
+                  # wall time says nothing about what the training cost).
+                  "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
+                           "train_seconds": sum(m["train_seconds"] for m in distinct.values())}},
         "eda": eda,
         **analysis,
         "experiments": summaries,
@@ -211,6 +216,20 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     atomic_write_json(out / RESULTS_FILE, results)
     render_report(out)
     return results
+
+
+def _distinct_runs(plans: list[Plan]) -> dict[str, dict]:
+    """Finished runs keyed by what they trained (a run copied into several experiments counts once)."""
+    distinct = {}
+    for p in plans:
+        record = p.store.read_experiment()
+        for level in record["levels"]:
+            cfg = TrainConfig.model_validate(level["config"])
+            for seed in range(record["spec"]["seeds"]):
+                metrics = p.store.metrics(level["label"], seed)
+                if metrics is not None and metrics.get("status") == "ok":
+                    distinct.setdefault(_run_key(cfg, seed), metrics)
+    return distinct
 
 
 def _device():

@@ -157,10 +157,13 @@ def design_findings(cnn: dict, mlp: dict) -> list[str]:
     total, macs = cnn["summary"]["params"]["total"], cnn["summary"]["macs"]
     conv_params = sum(lay["params_trainable"] for lay in convs)
     conv_macs = sum(lay["macs"] for lay in convs)
+    block_macs = [c["macs"] for c in convs]
+    even = len(block_macs) > 2 and max(block_macs[1:]) <= 1.05 * min(block_macs[1:])
     lines = [
-        f"{len(convs)} convolution blocks with {', '.join(str(c['output_shape'][-1]) for c in convs)} filters: "
-        "channels double as resolution halves, so each block costs about the same and the representation "
-        "trades space for features.",
+        f"{len(convs)} convolution blocks with {', '.join(str(c['output_shape'][-1]) for c in convs)} filters, "
+        f"costing {', '.join(f'{m / 1e6:.2f}' for m in block_macs)} M multiply-adds per image"
+        + (": after the first block (a single input channel), doubling the channels while pooling halves the "
+           "resolution keeps the cost per block constant, trading space for features." if even else "."),
         f"Receptive field: the first convolution sees {convs[0]['receptive_field']}x{convs[0]['receptive_field']} px; "
         f"the last one sees {last_conv['receptive_field']}x{last_conv['receptive_field']} px of the {size}x{size} "
         f"image, and after the last pooling each unit covers {last_rf['receptive_field']}x{last_rf['receptive_field']}"
