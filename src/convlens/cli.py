@@ -377,7 +377,14 @@ def experiment_run(
                   f"{out_dir}: {p.done} finished, {p.failed} failed, {len(p.jobs)} to run with {workers} worker(s)")
     progress = None
     if not quiet and out.is_terminal and p.jobs:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), console=out)
         task = progress.add_task("runs", total=len(p.jobs))
@@ -450,7 +457,14 @@ class _StudyProgress:
         out.print(f"{runs} runs to train ({reused} reused from identical runs); estimated "
                   f"{total_seconds / 60:.0f} min on this machine")
         if out.is_terminal:
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)
             self.task = self.progress.add_task("study", total=total_seconds)
@@ -598,8 +612,9 @@ DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the exact A
 
 def _gateway(region: str, dry_run: bool):
     try:
-        from convlens.cloud.sagemaker.launcher import Gateway
         import boto3  # noqa: F401
+
+        from convlens.cloud.sagemaker.launcher import Gateway
     except ImportError:
         raise UsageError("SageMaker commands need the 'cloud' extra: pip install 'convlens[cloud]'") from None
     return Gateway(region=region, dry_run=dry_run, echo=lambda text: out.print(text))

@@ -12,8 +12,15 @@ import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, NoCredentialsError
 
 from convlens.cli import main
-from convlens.cloud.sagemaker.launcher import (Gateway, SageMakerSettings, delete, deploy, explain, launch_training,
-                                              source_tarball)
+from convlens.cloud.sagemaker.launcher import (
+    Gateway,
+    SageMakerSettings,
+    delete,
+    deploy,
+    explain,
+    launch_training,
+    source_tarball,
+)
 from convlens.data.sources import DEBIAN_DIR
 
 ROLE = "arn:aws:iam::123456789012:role/ConvlensRole"

@@ -125,3 +125,17 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     assert len(configs) == 4
     assert {c["provenance"]["threads"] for c in configs} == {max(1, len(os.sched_getaffinity(0)) // 2)}
     assert json.loads((out / "summary.json").read_text())["levels"][0]["n"] == 2
+
+
+def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    spec = write_spec(tmp_path / "a.yaml", "a", seeds=1, train_subset=500, test_subset=100)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet", "--epochs", "1"]) == 0
+    first = (out / "runs" / "kernel_size=3" / "seed0" / "metrics.json").stat().st_mtime_ns
+    wider = write_spec(tmp_path / "a.yaml", "a", seeds=1, train_subset=500, test_subset=100,
+                       factor=dict(name="kernel_size", levels=[3, 5, 7], reference=3))
+    assert main(["experiment", "run", str(wider), "--out", str(out), "--epochs", "1"]) == 0
+    assert "2 finished, 0 failed, 1 to run" in capsys.readouterr().out
+    assert (out / "runs" / "kernel_size=3" / "seed0" / "metrics.json").stat().st_mtime_ns == first
+    assert main(["experiment", "run", str(wider), "--out", str(out), "--epochs", "2"]) == 2
+    assert "holds runs of kernel_size=3, kernel_size=5, kernel_size=7 with another config" in capsys.readouterr().err

@@ -75,10 +75,18 @@ class RunStore:
             "versions": package_versions(),
         }
         if self.experiment_file.is_file() and not force:
-            old = json.loads(self.experiment_file.read_text())
-            if old.get("levels") != record["levels"]:
-                raise UsageError(f"{self.root} holds a different experiment ({old['spec']['name']}, other levels or "
-                                 "configs); use another --out, or --force to discard its runs")
+            # Adding or dropping levels keeps the finished runs; a level whose config changed would mix two
+            # designs under one label, so that is refused.
+            previous = json.loads(self.experiment_file.read_text())
+            factors = lambda spec: [f and f["name"] for f in (spec["factor"], spec.get("second_factor"))]  # noqa: E731
+            if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(record["spec"]):
+                raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); use "
+                                 "another --out, or --force to discard its runs")
+            old = {lv["label"]: lv for lv in previous.get("levels", [])}
+            changed = [lv["label"] for lv in record["levels"] if lv["label"] in old and old[lv["label"]] != lv]
+            if changed:
+                raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; use another "
+                                 "--out, or --force to discard its runs")
         if force and (self.root / "runs").exists():
             shutil.rmtree(self.root / "runs")
         atomic_write_json(self.experiment_file, record)

@@ -111,8 +111,14 @@ class Gateway:
 
 def explain(error: Exception, service: str, operation: str) -> str:
     """The seeds' failures (and a few more) as one line with what to do."""
-    from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
-                                     NoRegionError, PartialCredentialsError)
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
         return ("no AWS credentials: run 'aws configure', or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                 "(or AWS_PROFILE); a lab account needs its temporary session token too")
