@@ -29,7 +29,7 @@ def study(tmp_path_factory, fashion):
     config = root / "study.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = root / "out"
-    assert main(["study", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert main(["study", "--quick", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     return out, config
 
 
@@ -62,6 +62,7 @@ def test_every_number_in_the_report_equals_the_results_file(study):
     for summary in results["experiments"].values():
         for line in summary["conclusions"]:
             assert line in md
+    assert "**Quick look.** This report trains on the first 600 training images" in md  # the mode is stated
     for placeholder in ("None", "nan", "{{", "{%", "TODO", "XXX"):
         assert placeholder not in md, placeholder
 
@@ -92,7 +93,7 @@ def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsy
     twin = out / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0"
     assert (cnn_run / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
     before = _results(out)
-    assert main(["study", "--config", str(config), "--out", str(out)]) == 0
+    assert main(["study", "--quick", "--config", str(config), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "0 runs to train" in printed and "Report:" in printed
     after = _results(out)

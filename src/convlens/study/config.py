@@ -101,7 +101,7 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
             raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{path}: expected a mapping of study options, got {type(loaded).__name__}")
-        data.update({"mode": "custom", **loaded})  # a file changes the preset: the report says "custom"
+        data.update(loaded)  # on top of the preset; the report prints the resolved config
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         config = StudyConfig.model_validate(data)
