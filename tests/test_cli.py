@@ -97,3 +97,14 @@ def test_installed_entry_point_prints_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("convlens: error: invalid override") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["study", "--out", "{file}", "--quiet"],
+                                  ["experiment", "run", "kernel-size", "--out", "{file}", "--quiet"]])
+def test_an_output_path_that_is_a_file_is_one_line_not_a_traceback(capsys, tmp_path, argv, fashion):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    assert main([a.format(file=existing) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(existing) in err and "File exists" in err
+    assert existing.read_text() == "keep me"

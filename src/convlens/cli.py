@@ -730,6 +730,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConvlensError as e:
         err.print(f"convlens: error: {e}")
         return e.exit_code
+    except OSError as e:
+        if e.filename is None:  # not about a path the user named: a real fault, keep the traceback
+            raise
+        # e.g. --out naming an existing file, a read-only directory, a full disk: say which path and why
+        err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
+        return 1
     return 0
 
 
