@@ -40,19 +40,30 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False) -> Plan:
     return Plan(store, jobs, done, failed)
 
 
+def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
+                  on_start: Callable[[Job], None] = lambda j: None) -> None:
+    """Train ``jobs``: in this process one after another (reporting each start), or in ``workers`` processes."""
+    if workers <= 1:
+        for job in jobs:
+            on_start(job)
+            run_jobs([job], 1, on_result)
+    else:
+        run_jobs(jobs, workers, on_result)
+
+
+def write_analysis(store: RunStore) -> dict:
+    """summary.json, runs.csv and (once any run finished) the plots of one experiment; returns the summary."""
+    summary = write_outputs(store)
+    if any(level["n"] > 0 for level in summary["levels"]):
+        from convlens.data.sources import FASHION_MNIST
+        write_plots(store, summary, list(FASHION_MNIST.class_names))
+    return summary
+
+
 def execute_plan(p: Plan, *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
                  on_start: Callable[[Job], None] = lambda j: None) -> dict:
     """Run the pending jobs, then write summary.json, runs.csv and the plots; returns the summary."""
     for job in p.jobs:
         p.store.clear_partial(job.level, job.seed)
-    if workers <= 1:
-        for job in p.jobs:  # in-process: report each start for the progress display
-            on_start(job)
-            run_jobs([job], 1, on_result)
-    else:
-        run_jobs(p.jobs, workers, on_result)
-    summary = write_outputs(p.store)
-    if any(level["n"] > 0 for level in summary["levels"]):
-        from convlens.data.sources import FASHION_MNIST
-        write_plots(p.store, summary, list(FASHION_MNIST.class_names))
-    return summary
+    train_pending(p.jobs, workers=workers, on_result=on_result, on_start=on_start)
+    return write_analysis(p.store)

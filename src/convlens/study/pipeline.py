@@ -16,17 +16,17 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_dataset
-from convlens.experiments.analysis import write_outputs
-from convlens.experiments.local import Job, JobResult, run_jobs
-from convlens.experiments.plots import write_plots
-from convlens.experiments.run import Plan, plan
+from convlens.experiments.local import Job, JobResult
+from convlens.experiments.run import Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config
+from convlens.experiments.store import copy_run, status_of
 from convlens.models.registry import create_model, resolve_spec
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
@@ -50,21 +50,13 @@ class StudyEvents:
     def advance(self, estimated_seconds: float) -> None: ...
 
 
-@dataclass
-class _StageClock:
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def timed(self, name: str, events: StudyEvents, detail: str = ""):
-        clock = self
-
-        class _Timer:
-            def __enter__(self):
-                events.stage(name, detail)
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.seconds[name] = clock.seconds.get(name, 0.0) + time.perf_counter() - self.start
-        return _Timer()
+@contextmanager
+def _stage(name: str, events: StudyEvents, seconds: dict[str, float], detail: str = ""):
+    """Announce stage ``name`` and add its wall time to ``seconds[name]``."""
+    events.stage(name, detail)
+    start = time.perf_counter()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
@@ -86,17 +78,24 @@ class ExperimentRuns:
     copies: list[tuple[Job, Path]]  # (job, run directory it duplicates): filled by copying once that run is done
 
 
-def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, data_dir: Path | None = None) -> ExperimentRuns:
-    """Plan every experiment's pending runs; a run identical to one already done or planned is a copy."""
-    plans = [plan(spec, out / "experiments" / spec.name, force=force) for spec in config.experiment_specs()]
-    finished: dict[str, Path] = {}
+def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
+    """Every successful run of these experiments keyed by what it trained: (run directory, metrics)."""
+    finished = {}
     for p in plans:
         record = p.store.read_experiment()
         for level in record["levels"]:
             cfg = TrainConfig.model_validate(level["config"])
             for seed in range(record["spec"]["seeds"]):
-                if p.store.status(level["label"], seed) == "done":
-                    finished.setdefault(_run_key(cfg, seed), p.store.run_dir(level["label"], seed))
+                metrics = p.store.metrics(level["label"], seed)
+                if status_of(metrics) == "done":
+                    finished.setdefault(_run_key(cfg, seed), (p.store.run_dir(level["label"], seed), metrics))
+    return finished
+
+
+def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, data_dir: Path | None = None) -> ExperimentRuns:
+    """Plan every experiment's pending runs; a run identical to one already done or planned is a copy."""
+    plans = [plan(spec, out / "experiments" / spec.name, force=force) for spec in config.experiment_specs()]
+    finished = {key: run_dir for key, (run_dir, _) in _finished_runs(plans).items()}
     unique, copies, scheduled = [], [], {}
     for p in plans:
         for job in p.jobs:
@@ -113,35 +112,23 @@ def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, dat
     return ExperimentRuns(plans, unique, copies)
 
 
-def run_experiments(runs: ExperimentRuns, *, workers: int, events: StudyEvents, n_train: int,
-                    class_names: list[str]) -> dict[str, dict]:
-    """Train the unique runs, copy the duplicates, then write each experiment's summary, runs.csv and plots."""
-    from convlens.experiments.store import copy_run
-    costs: dict[tuple[str, int], list[float]] = {}
-    for job in runs.unique:
-        costs.setdefault((job.level, job.seed), []).append(estimate_run_seconds(job.config, n_train))
+def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, events: StudyEvents) -> dict[str, dict]:
+    """Train the unique runs (``costs``: their estimated seconds, in order), copy the duplicates, then write
+    each experiment's summary, runs.csv and plots."""
+    pending_costs: dict[tuple[str, int], list[float]] = {}
+    for job, cost in zip(runs.unique, costs):
+        pending_costs.setdefault((job.level, job.seed), []).append(cost)
 
     def on_result(result: JobResult) -> None:
-        events.run_finished(result, costs[(result.level, result.seed)].pop())
+        events.run_finished(result, pending_costs[(result.level, result.seed)].pop())
 
     for p in runs.plans:
         for job in p.jobs:
             p.store.clear_partial(job.level, job.seed)
-    if workers <= 1:
-        for job in runs.unique:
-            events.run_started(job)
-            run_jobs([job], 1, on_result)
-    else:
-        run_jobs(runs.unique, workers, on_result)
+    train_pending(runs.unique, workers=workers, on_result=on_result, on_start=events.run_started)
     for job, source in runs.copies:
         copy_run(source, job.directory)
-    summaries = {}
-    for p in runs.plans:
-        summary = write_outputs(p.store)
-        if any(level["n"] > 0 for level in summary["levels"]):
-            write_plots(p.store, summary, class_names)
-        summaries[p.store.read_experiment()["spec"]["name"]] = summary
-    return summaries
+    return {p.store.read_experiment()["spec"]["name"]: write_analysis(p.store) for p in runs.plans}
 
 
 def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset, ImageDataset]:
@@ -159,35 +146,35 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events = events or StudyEvents()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    clock, started = _StageClock(), time.perf_counter()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
 
-    with clock.timed("data", events, "loading and verifying Fashion-MNIST"):
+    with _stage("data", events, seconds, "loading and verifying Fashion-MNIST"):
         full, ds = _load_data(config, data_dir)
         runs = plan_experiments(config, out, force=force, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
-        train_seconds = sum(estimate_run_seconds(j.config, n_train) for j in runs.unique)
-        events.planned(train_seconds + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))
+        costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
+        events.planned(sum(costs) + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))
     events.advance(_STAGE_SECONDS["data"])
 
     fig_dir = out / "figures"
-    with clock.timed("eda", events, f"exploring {len(ds.train_labels):,} + {len(ds.test_labels):,} images"):
+    with _stage("eda", events, seconds, f"exploring {len(ds.train_labels):,} + {len(ds.test_labels):,} images"):
         eda = sections.eda_section(ds, fig_dir)
     events.advance(_STAGE_SECONDS["eda"])
 
-    with clock.timed("experiments", events, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
-        summaries = run_experiments(runs, workers=config.workers, events=events, n_train=n_train,
-                                    class_names=list(ds.class_names))
+    with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
+        summaries = run_experiments(runs, costs, workers=config.workers, events=events)
 
-    with clock.timed("analysis", events, "baseline, CNN design, shift and locality probes, filters"):
+    with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
         stores = {name: p.store for name, p in zip(summaries, runs.plans)}
         analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
     events.advance(_STAGE_SECONDS["analysis"])
 
-    with clock.timed("export", events, "exporting the reference CNN"):
+    with _stage("export", events, seconds, "exporting the reference CNN"):
         deployment = sections.export_section(config, stores["cnn-vs-mlp"], out)
     events.advance(_STAGE_SECONDS["export"])
 
-    distinct = _distinct_runs(runs.plans)
+    distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]
     results = {
         "format": "convlens-study/1",
         "study": {"config": config.model_dump(mode="json"), "output": str(out),
@@ -198,38 +185,24 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
                   # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
                   # wall time says nothing about what the training cost).
                   "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
-                           "train_seconds": sum(m["train_seconds"] for m in distinct.values())}},
+                           "train_seconds": sum(m["train_seconds"] for m in distinct)}},
         "eda": eda,
         **analysis,
         "experiments": summaries,
         "deployment": deployment,
     }
-    with clock.timed("report", events, "rendering report.html and report.md"):
-        results["study"]["stage_seconds"] = {**clock.seconds, "report": None}
+    with _stage("report", events, seconds, "rendering report.html and report.md"):
+        results["study"]["stage_seconds"] = {**seconds, "report": None}
         results["study"]["wall_seconds"] = None
         atomic_write_json(out / RESULTS_FILE, results)
         render_report(out)
     events.advance(_STAGE_SECONDS["report"])
     # Wall time and the report stage's own time can only be known now: record them, render once more (cheap).
-    results["study"]["stage_seconds"] = dict(clock.seconds)
+    results["study"]["stage_seconds"] = dict(seconds)
     results["study"]["wall_seconds"] = time.perf_counter() - started
     atomic_write_json(out / RESULTS_FILE, results)
     render_report(out)
     return results
-
-
-def _distinct_runs(plans: list[Plan]) -> dict[str, dict]:
-    """Finished runs keyed by what they trained (a run copied into several experiments counts once)."""
-    distinct = {}
-    for p in plans:
-        record = p.store.read_experiment()
-        for level in record["levels"]:
-            cfg = TrainConfig.model_validate(level["config"])
-            for seed in range(record["spec"]["seeds"]):
-                metrics = p.store.metrics(level["label"], seed)
-                if metrics is not None and metrics.get("status") == "ok":
-                    distinct.setdefault(_run_key(cfg, seed), metrics)
-    return distinct
 
 
 def _device():

@@ -247,26 +247,20 @@ def filters_section(stores: dict[str, RunStore], fig_dir: Path, root: Path) -> d
     """First-layer kernels of seed 0 per kernel size (the kernel-size experiment if run, else the CNN)."""
     if "kernel-size" in stores:
         store = stores["kernel-size"]
-        sources = [(lv["label"], store.run_dir(lv["label"], 0)) for lv in store.read_experiment()["levels"]]
+        labels_in_order = [lv["label"] for lv in store.read_experiment()["levels"]]
     else:
-        sources = [(CNN_LEVEL, stores["cnn-vs-mlp"].run_dir(CNN_LEVEL, 0))]
+        store, labels_in_order = stores["cnn-vs-mlp"], [CNN_LEVEL]
     rows, labels = [], []
-    for label, run_dir in sources:
-        if status_of(_metrics_or_none(run_dir)) != "done":
+    for label in labels_in_order:
+        if store.status(label, 0) != "done":
             continue
-        model, _ = load_model(run_dir)
+        model, _ = load_model(store.run_dir(label, 0))
         weights = first_layer_filters(model)
         rows.append(list(weights[:16]))
         labels.append(f"{label}\n({weights.shape[1]}x{weights.shape[2]})")
     fig = figures.image_grid(rows, labels, fig_dir / "probe_filters.png", cmap="RdBu_r", symmetric=True,
                              title="First-layer kernels, seed 0 (first 16 of each; red +, blue -)")
     return {"levels": labels, "figures": {"filters": _rel(fig, root)}}
-
-
-def _metrics_or_none(run_dir: Path) -> dict | None:
-    import json
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: Path, index: int = 0) -> dict:
@@ -353,7 +347,7 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
 def export_section(config: StudyConfig, store: RunStore, out: Path) -> dict:
     from convlens.serving.export import export_run
     source = store.run_dir(CNN_LEVEL, 0)
-    metrics = _metrics_or_none(source)
+    metrics = store.metrics(CNN_LEVEL, 0)
     if status_of(metrics) != "done":
         return {"exported": False, "reason": "the reference CNN (seed 0) did not finish"}
     onnx, note = config.onnx, None
