@@ -1,8 +1,8 @@
-"""Training throughput of the seed-000 CNN as a fraction of this machine's sgemm roofline, in one process.
+"""Training throughput of the default CNN (cnn-32-64-128) as a fraction of this machine's sgemm roofline, in one process.
 
 Prints, for the same process and machine state:
   * the sgemm roofline: best FLOP/s of large fp32 matmuls (n = 1024..4096);
-  * a plain PyTorch loop of the seeds' recipe (DataLoader over a TensorDataset, NCHW, Adam 1e-3, batch 128):
+  * a plain PyTorch loop of the write-ups' Keras recipe (DataLoader over a TensorDataset, NCHW, Adam 1e-3, batch 128):
     the in-run reference, so the ratio can be checked on any machine without TensorFlow;
   * convlens' training step (resident tensors, index_select batches, channels_last) at several batch sizes.
 Training FLOPs per image come from torch.utils.flop_counter (45.1 MFLOP for the 3x3 seed CNN).
@@ -36,9 +36,9 @@ def sgemm_roofline(repeats: int = 5) -> float:
 
 
 def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    """The seeds' recipe written the usual PyTorch way; returns images/s."""
+    """The write-ups' Keras recipe written the usual PyTorch way; returns images/s."""
     torch.manual_seed(0)
-    model = create_model("seed000-cnn").train()
+    model = create_model("cnn-32-64-128").train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
     it = iter(loader)
@@ -61,7 +61,7 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
 def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, channels_last: bool = True) -> float:
     """convlens' training step (as in convlens.training.train); returns images/s."""
     torch.manual_seed(0)
-    model = create_model("seed000-cnn").train()
+    model = create_model("cnn-32-64-128").train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = x.contiguous(memory_format=fmt)
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64,128,256")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    flops_per_image = summarize(create_model("seed000-cnn"), "seed000-cnn").train_flops
+    flops_per_image = summarize(create_model("cnn-32-64-128"), "cnn-32-64-128").train_flops
     x = torch.rand(20_000, 1, 28, 28)
     y = torch.randint(0, 10, (20_000,))
 

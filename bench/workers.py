@@ -1,6 +1,6 @@
 """Which is faster on this machine for a sweep: 1 worker with all cores, or N workers with cores/N each?
 
-Runs the same small sweep (4 runs of the seed-000 CNN on real data) through `convlens experiment run` with
+Runs the same small sweep (4 runs of the default CNN on real data) through `convlens experiment run` with
 --workers 1 and --workers 2, alternating, in fresh directories, and prints the wall times and their ratio.
 
 Usage: .venv/bin/python bench/workers.py [--repeats 2] [--train-subset 12000] [--epochs 2]
@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "bench.yaml"
         spec.write_text(yaml.safe_dump({
-            "name": "bench-workers", "model": "seed000-cnn", "recipe_set": {"epochs": args.epochs},
+            "name": "bench-workers", "model": "cnn-32-64-128", "recipe_set": {"epochs": args.epochs},
             "factor": {"name": "recipe.label_smoothing", "levels": [0.0, 0.1]}, "seeds": 2,
             "train_subset": args.train_subset, "test_subset": 2_000}))
         times: dict[int, list[float]] = {1: [], 2: []}

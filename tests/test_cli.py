@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +22,29 @@ def run(capsys, *argv):
 
 def test_models_list_and_show_json(capsys):
     code, out, _ = run(capsys, "models", "list", "--json")
-    assert code == 0 and "seed000-cnn" in json.loads(out)
-    code, out, _ = run(capsys, "models", "show", "seed000-cnn", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and rows["cnn-32-64-128"]["aliases"] == ["cnn"] and rows["mlp-128-64"]["aliases"] == ["mlp"]
+    assert rows["cnn-32-64-128"]["params"]["total"] == 241_546
+    assert [r["write_up"] for r in rows["mlp-128-64"]["reproduces"]] == ["000", "001", "004"]
+    code, out, _ = run(capsys, "models", "show", "cnn", "--json")
     summary = json.loads(out)
-    assert code == 0 and summary["name"] == "seed000-cnn"
+    assert code == 0 and summary["name"] == "cnn-32-64-128"
     assert summary["params"] == {"trainable": 241_546, "non_trainable": 0, "total": 241_546}
     assert summary["macs"] == 7_599_872 and len(summary["layers"]) == 10  # as Keras: 3 x (conv, pool), flatten, dense, dropout, dense
-    code, out, _ = run(capsys, "models", "show", "seed000-cnn", "--set", "kernel_size=5", "--json")
+    code, out, _ = run(capsys, "models", "show", "cnn-32-64-128", "--set", "kernel_size=5", "--json")
     assert json.loads(out)["params"]["total"] == 405_898
 
 
+def test_models_list_names_architectures_with_their_provenance(capsys):
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if "mlp-128-64" in line)
+    assert "mlp" in row and "109,386" in row and "000; 001 (--set dropout=0.0); 004 (--set dropout=0.3)" in row
+    assert "seed0" not in out
+
+
 def test_models_show_prints_a_keras_like_table(capsys):
-    code, out, _ = run(capsys, "models", "show", "seed004-cnn")
+    code, out, _ = run(capsys, "models", "show", "cnn-32-64-128-bn")
     assert code == 0
     assert "Total params: 250,058" in out and "Trainable params: 249,610" in out
     assert "Non-trainable params: 448" in out
@@ -48,14 +60,16 @@ def test_data_info_reports_source_and_balance(capsys, fashion):
 
 @pytest.mark.parametrize("argv, message", [
     (["models", "show", "nope"], "unknown model 'nope'"),
-    (["models", "show", "seed000-cnn", "--set", "kernel_size"], "not of the form key=value"),
-    (["models", "show", "seed000-cnn", "--set", "kernel_size=-3"], "kernel_size: Input should be greater"),
-    (["train", "--model", "seed000-cnn", "--bogus"], "No such option: --bogus"),
+    (["models", "show", "cnn-32-64-128", "--set", "kernel_size"], "not of the form key=value"),
+    (["models", "show", "cnn-32-64-128", "--set", "kernel_size=-3"], "kernel_size: Input should be greater"),
+    (["train", "--model", "cnn-32-64-128", "--bogus"], "No such option: --bogus"),
     (["train"], "Missing option '--model'"),
-    (["train", "--model", "seed000-cnn", "--epochs", "zero"], "Invalid value for '--epochs'"),
-    (["train", "--model", "seed000-cnn", "--recipe", "slow"], "unknown recipe 'slow'"),
-    (["train", "--model", "seed000-cnn", "--device", "tpu"], "device: Input should be 'auto', 'cpu' or 'cuda'"),
-    (["train", "--model", "seed000-cnn", "--optimizer", "rmsprop"], "optimizer: Input should be"),
+    (["train", "--model", "cnn-32-64-128", "--epochs", "zero"], "Invalid value for '--epochs'"),
+    (["train", "--model", "cnn-32-64-128", "--recipe", "slow"], "unknown recipe 'slow'; valid recipes: keras, fast"),
+    (["train", "--model", "cnn", "--recipe", "seed"], "unknown recipe 'seed'; valid recipes: keras, fast"),
+    (["train", "--model", "seed000-cnn"], "unknown model 'seed000-cnn'; valid models: cnn, mlp, mlp-128-64"),
+    (["train", "--model", "cnn-32-64-128", "--device", "tpu"], "device: Input should be 'auto', 'cpu' or 'cuda'"),
+    (["train", "--model", "cnn-32-64-128", "--optimizer", "rmsprop"], "optimizer: Input should be"),
     (["evaluate", "/nonexistent/run"], "config.json not found"),
     (["compare", "/nonexistent/run"], "config.json not found"),
 ])
@@ -73,9 +87,9 @@ def test_corrupt_data_dir_fails_with_one_line_naming_the_file(capsys, tmp_path):
     assert "train-images-idx3-ubyte.gz: shape (60, 28, 28) in the header, expected (60000, 28, 28)" in err
 
 
-def test_train_evaluate_compare_through_the_cli(capsys, tmp_path, fashion):
+def test_train_and_evaluate_through_the_cli(capsys, tmp_path, fashion):
     run_dir = tmp_path / "mlp"
-    code, out, err = run(capsys, "train", "--model", "seed000-mlp", "--recipe", "seed", "--epochs", "1",
+    code, out, err = run(capsys, "train", "--model", "mlp", "--recipe", "keras", "--epochs", "1",
                          "--train-subset", "3000", "--test-subset", "1000", "--seed", "2", "--out", str(run_dir))
     assert code == 0, err
     assert "epoch 1: loss" in out and "test accuracy" in out  # plain lines when not a terminal
@@ -83,17 +97,16 @@ def test_train_evaluate_compare_through_the_cli(capsys, tmp_path, fashion):
     assert metrics["test_accuracy"] > 0.5
     code, out, _ = run(capsys, "evaluate", str(run_dir), "--json")
     assert code == 0 and json.loads(out)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
-    code, out, _ = run(capsys, "compare", str(run_dir), "--json")
-    rows = json.loads(out)
-    assert code == 0 and rows[0]["n"] == 1 and rows[0]["config"] == "seed000-mlp [seed epochs=1]"
-    code, out, _ = run(capsys, "train", "--model", "seed000-mlp", "--epochs", "1", "--train-subset", "500",
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["name"] == "mlp-128-64" and config["recipe"]["name"] == "keras"
+    code, out, _ = run(capsys, "train", "--model", "mlp-128-64", "--epochs", "1", "--train-subset", "500",
                        "--test-subset", "100", "--out", str(tmp_path / "q"), "--quiet")
     assert code == 0 and out.count("\n") == 1 and "epoch 1:" not in out  # --quiet: only the result line
 
 
 def test_installed_entry_point_prints_no_traceback():
     exe = Path(sys.executable).parent / "convlens"
-    proc = subprocess.run([str(exe), "models", "show", "seed000-cnn", "--set", "depth=0"],
+    proc = subprocess.run([str(exe), "models", "show", "cnn-32-64-128", "--set", "depth=0"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("convlens: error: invalid override") and "Traceback" not in proc.stderr
@@ -108,3 +121,19 @@ def test_an_output_path_that_is_a_file_is_one_line_not_a_traceback(capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(existing) in err and "File exists" in err
     assert existing.read_text() == "keep me"
+
+
+def test_text_in_brackets_prints_as_written_on_a_terminal_too(tmp_path):
+    # FORCE_COLOR makes rich treat the pipe as a terminal, where markup would swallow "[data]".
+    store = tmp_path / "exp[fast]"
+    store.mkdir()
+    (store / "experiment.json").write_text(json.dumps({"spec": {"name": "x", "seeds": 1},
+                                                       "levels": [{"label": "[data] level"}]}))
+    exe = Path(sys.executable).parent / "convlens"
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"}
+    shown = subprocess.run([str(exe), "experiment", "status", str(store)], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert shown.returncode == 0 and "[data] level" in shown.stdout and "exp[fast]" in shown.stdout
+    failed = subprocess.run([str(exe), "experiment", "run", "[data]"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert failed.returncode == 2 and "'[data]' is neither a built-in experiment" in failed.stderr

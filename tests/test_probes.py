@@ -14,8 +14,9 @@ from convlens.errors import UsageError
 from convlens.models.registry import create_model
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
-from convlens.probes.locality import locality_conclusions, locality_effects
-from convlens.probes.shift import DIRECTIONS, shift_directions, shift_images, shift_robustness
+from convlens.probes.locality import locality_effects
+from convlens.probes.shift import DIRECTIONS, shift_directions, shift_effects, shift_images, shift_robustness
+from convlens.report.findings import locality_findings, shift_findings
 from convlens.runs import evaluate_run, run_training
 from convlens.training import evaluate
 
@@ -45,7 +46,7 @@ def test_train_and_test_images_get_the_same_permutation(fashion):
 
 
 def test_a_permuted_run_records_its_permutation_and_is_evaluated_on_permuted_images(fashion, tmp_path):
-    cfg = TrainConfig(model="seed000-mlp", recipe=resolve_recipe("fast", {"epochs": 1}), train_subset=500,
+    cfg = TrainConfig(model="mlp-128-64", recipe=resolve_recipe("fast", {"epochs": 1}), train_subset=500,
                       test_subset=200, pixels="permuted", device="cpu")
     result = run_training(cfg, tmp_path / "run", dataset=fashion)
     assert result.config["data"]["pixels"] == "permuted"
@@ -74,7 +75,7 @@ def test_shift_images_moves_every_pixel_by_the_shift_and_fills_with_background()
 
 
 def test_shift_zero_equals_the_plain_test_accuracy(fashion):
-    model = create_model("seed000-cnn").eval()
+    model = create_model("cnn-32-64-128").eval()
     torch.manual_seed(0)
     x = images_to_tensor(fashion.test_images[:300])
     y = torch.as_tensor(fashion.test_labels[:300].astype(np.int64))
@@ -84,24 +85,41 @@ def test_shift_zero_equals_the_plain_test_accuracy(fashion):
 
 
 def test_locality_effects_match_scipy_and_word_the_interaction():
-    acc = {"mlp": {"original": {0: 0.88, 1: 0.87, 2: 0.875}, "permuted": {0: 0.879, 1: 0.872, 2: 0.874}},
-           "cnn": {"original": {0: 0.92, 1: 0.915, 2: 0.918}, "permuted": {0: 0.86, 1: 0.85, 2: 0.858}}}
+    acc = {"MLP": {"original": {0: 0.88, 1: 0.87, 2: 0.875}, "permuted": {0: 0.879, 1: 0.872, 2: 0.874}},
+           "CNN": {"original": {0: 0.92, 1: 0.915, 2: 0.918}, "permuted": {0: 0.86, 1: 0.85, 2: 0.858}}}
     e = locality_effects(acc)
-    cnn = e["models"]["cnn"]
+    cnn = e["models"]["CNN"]
     ref = sps.ttest_rel([0.86, 0.85, 0.858], [0.92, 0.915, 0.918])
     assert cnn["p_value"] == pytest.approx(ref.pvalue) and cnn["diff"] == pytest.approx(-0.0616667, abs=1e-6)
     assert cnn["verdict"].startswith("significantly lower")
-    assert e["models"]["mlp"]["verdict"].startswith("no significant difference")
+    assert e["models"]["MLP"]["verdict"].startswith("no significant difference")
     drops_cnn = [0.86 - 0.92, 0.85 - 0.915, 0.858 - 0.918]
     drops_mlp = [0.879 - 0.88, 0.872 - 0.87, 0.874 - 0.875]
     assert e["interaction"]["p_value"] == pytest.approx(sps.ttest_rel(drops_cnn, drops_mlp).pvalue)
-    assert e["interaction"]["verdict"].startswith("significantly larger loss for cnn")
-    lines = locality_conclusions(e, {"mlp": "MLP", "cnn": "CNN"})
-    assert len(lines) == 3 and "larger loss for the CNN" in lines[2]
+    assert e["interaction"]["verdict"].startswith("significantly larger loss for the CNN")
+    lines = locality_findings(e)
+    assert len(lines) == 3 and lines[1].startswith("CNN: 91.77% on original pixels, 85.60% on permuted pixels")
+    assert "the CNN's change minus the MLP's" in lines[2] and "larger loss for the CNN" in lines[2]
+
+
+def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
+    acc = {"MLP": {0: [0.88, 0.70, 0.50], 1: [0.87, 0.71, 0.52], 2: [0.875, 0.69, 0.49]},
+           "CNN": {0: [0.92, 0.90, 0.84], 1: [0.915, 0.89, 0.85], 2: [0.918, 0.905, 0.83]}}
+    e = shift_effects(acc)
+    assert e["shifts"] == [0, 1, 2] and e["seeds"] == [0, 1, 2]
+    assert e["curves"]["CNN"][2]["mean"] == pytest.approx((0.84 + 0.85 + 0.83) / 3)
+    for t, s in zip(e["tests"], (1, 2)):
+        cnn_change = [acc["CNN"][k][s] - acc["CNN"][k][0] for k in range(3)]
+        mlp_change = [acc["MLP"][k][s] - acc["MLP"][k][0] for k in range(3)]
+        assert t["shift"] == s and t["p_value"] == pytest.approx(sps.ttest_rel(cnn_change, mlp_change).pvalue)
+        assert t["diff"] == pytest.approx(np.mean(cnn_change) - np.mean(mlp_change))
+        assert t["verdict"].startswith("significantly smaller loss for the CNN") == (t["p_value"] < 0.05)
+    lines = shift_findings(e)
+    assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp)")
 
 
 def test_filters_and_feature_maps_have_the_shapes_of_the_summary():
-    model = create_model("seed000-cnn", kernel_size=5)
+    model = create_model("cnn-32-64-128", kernel_size=5)
     assert first_layer_filters(model).shape == (32, 5, 5)
     maps = feature_maps(model, torch.rand(1, 1, 28, 28))
     pooled = [row.output_shape for row in summarize(model, "x").layers if row.name.endswith(".pool")]

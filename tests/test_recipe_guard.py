@@ -50,7 +50,7 @@ def _host_reads_during_training(fashion, n_train: int, monkeypatch) -> int:
     splits = to_device(fashion.subset(n_train, 100), torch.device("cpu"), val_fraction=0.1, seed=0)
     torch.manual_seed(0)
     recipe = resolve_recipe("fast", {"epochs": 1, "batch_size": 16})
-    train(create_model("seed000-mlp"), splits, recipe, seed=0, progress=None)
+    train(create_model("mlp-128-64"), splits, recipe, seed=0, progress=None)
     monkeypatch.undo()
     return count
 

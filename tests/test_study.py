@@ -74,22 +74,24 @@ def test_results_equal_the_run_files(study):
     for name, summary in results["experiments"].items():
         assert summary == json.loads((out / "experiments" / name / "summary.json").read_text())
     runs = out / "experiments" / "cnn-vs-mlp" / "runs"
-    for model, section in (("seed000-mlp", "baseline"), ("seed000-cnn", "design")):
+    for model, name, section in (("mlp-128-64", "MLP", "baseline"), ("cnn-32-64-128", "CNN", "design")):
         accuracies = [json.loads((runs / f"model={model}" / f"seed{s}" / "metrics.json").read_text())["test_accuracy"]
                       for s in range(2)]
         assert results[section]["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
-        shifted = results["probes"]["shift"]["per_seed"][model]
+        shifted = results["probes"]["shift"]["per_seed"][name]
         assert [shifted[str(s)][0] for s in range(2)] == accuracies  # shift 0 is the plain test accuracy, exactly
         assert len(shifted["0"]) == TINY["shift_max"] + 1
     assert results["study"]["runs"]["distinct"] == 2 * 5 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
     assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
     locality = results["probes"]["locality"]
-    assert set(locality["models"]) == {"seed000-mlp", "seed000-cnn"} and locality["interaction"]["n"] == 2
+    assert set(locality["models"]) == {"MLP", "CNN"} and locality["interaction"]["n"] == 2
+    for run_dir in runs.glob("*/seed*"):  # run directories record the presets' architecture names
+        assert json.loads((run_dir / "config.json").read_text())["model"]["name"] in {"mlp-128-64", "cnn-32-64-128"}
 
 
 def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys):
     out, config = study
-    cnn_run = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=seed000-cnn" / "seed0"
+    cnn_run = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128" / "seed0"
     twin = out / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0"
     assert (cnn_run / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
     before = _results(out)

@@ -19,13 +19,13 @@ SHORT = resolve_recipe("fast", {"epochs": 2})
 @pytest.fixture(scope="module")
 def cnn_run(fashion, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(model="seed000-cnn", recipe=SHORT, seed=5, train_subset=5_000, test_subset=2_000)
+    cfg = TrainConfig(model="cnn-32-64-128", recipe=SHORT, seed=5, train_subset=5_000, test_subset=2_000)
     return run_training(cfg, out, dataset=fashion)
 
 
 def test_short_run_learns_well_above_chance(cnn_run):
     m = cnn_run.metrics
-    assert m["status"] == "ok"
+    assert m["status"] == "done"
     assert m["test_accuracy"] > 0.70  # chance is 0.10
     assert len(m["history"]) == 2 and m["history"][1]["train_loss"] < m["history"][0]["train_loss"]
     assert sum(map(sum, m["confusion_matrix"])) == 2_000
@@ -53,11 +53,11 @@ def test_reloaded_run_evaluates_to_the_same_accuracy(cnn_run, fashion):
     assert again["test_accuracy"] == pytest.approx(cnn_run.metrics["test_accuracy"], abs=1e-9)
     assert again["test_loss"] == pytest.approx(cnn_run.metrics["test_loss"], rel=1e-5)
     model, config = load_model(cnn_run.directory)
-    assert not model.training and config["model"]["name"] == "seed000-cnn"
+    assert not model.training and config["model"]["name"] == "cnn-32-64-128"
 
 
 def _mlp_run(fashion, seed):
-    cfg = TrainConfig(model="seed000-mlp", recipe=resolve_recipe("seed", {"epochs": 2}), seed=seed,
+    cfg = TrainConfig(model="mlp-128-64", recipe=resolve_recipe("keras", {"epochs": 2}), seed=seed,
                       train_subset=3_000, test_subset=1_000)
     return run_training(cfg, None, dataset=fashion).metrics
 
@@ -71,8 +71,8 @@ def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(fashion):
 
 def test_diverging_run_stops_at_its_step_and_is_recorded_as_failed(fashion, tmp_path):
     # Leaky-ReLU MLP with SGD at lr 10 overflows within a few steps (seed 0: NaN at step 6).
-    cfg = TrainConfig(model="seed000-mlp", overrides={"activation": "leaky_relu"},
-                      recipe=resolve_recipe("seed", {"epochs": 1, "optimizer": "sgd", "lr": 10.0}),
+    cfg = TrainConfig(model="mlp-128-64", overrides={"activation": "leaky_relu"},
+                      recipe=resolve_recipe("keras", {"epochs": 1, "optimizer": "sgd", "lr": 10.0}),
                       train_subset=2_000, test_subset=100)
     with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at epoch 1, step \d+") as info:
         run_training(cfg, tmp_path, dataset=fashion)
@@ -83,8 +83,8 @@ def test_diverging_run_stops_at_its_step_and_is_recorded_as_failed(fashion, tmp_
 
 
 def test_early_stopping_keeps_the_best_validation_weights(fashion):
-    recipe = resolve_recipe("seed", {"epochs": 6, "patience": 1, "lr": 5e-2})  # too high an LR: val loss rises
-    cfg = TrainConfig(model="seed000-mlp", recipe=recipe, train_subset=2_000, test_subset=500)
+    recipe = resolve_recipe("keras", {"epochs": 6, "patience": 1, "lr": 5e-2})  # too high an LR: val loss rises
+    cfg = TrainConfig(model="mlp-128-64", recipe=recipe, train_subset=2_000, test_subset=500)
     result = run_training(cfg, None, dataset=fashion)
     history = result.metrics["history"]
     if result.metrics["stopped_early_at"] is None:
@@ -95,12 +95,12 @@ def test_early_stopping_keeps_the_best_validation_weights(fashion):
 
 
 def test_recipes_and_device_choice_validate():
-    assert RECIPES["seed"].optimizer == "adam" and RECIPES["seed"].lr == 1e-3 and RECIPES["seed"].batch_size == 128
-    assert RECIPES["seed"].schedule == "constant" and RECIPES["seed"].epochs == 15
+    assert RECIPES["keras"].optimizer == "adam" and RECIPES["keras"].lr == 1e-3 and RECIPES["keras"].batch_size == 128
+    assert RECIPES["keras"].schedule == "constant" and RECIPES["keras"].epochs == 15
     with pytest.raises(UsageError, match="unknown recipe 'slow'"):
         resolve_recipe("slow")
     with pytest.raises(UsageError, match="batch_size"):
-        resolve_recipe("seed", {"batch_size": 0})
+        resolve_recipe("keras", {"batch_size": 0})
     assert pick_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA device"):
@@ -129,10 +129,10 @@ def test_one_cycle_schedule_warms_up_peaks_and_decays_for_any_length():
 
 
 def test_hflip_mirrors_training_images_and_stays_seeded(fashion):
-    recipe = resolve_recipe("seed", {"epochs": 1, "hflip": 0.5})
-    cfg = TrainConfig(model="seed000-mlp", recipe=recipe, seed=4, train_subset=2_000, test_subset=200)
+    recipe = resolve_recipe("keras", {"epochs": 1, "hflip": 0.5})
+    cfg = TrainConfig(model="mlp-128-64", recipe=recipe, seed=4, train_subset=2_000, test_subset=200)
     a, b = (run_training(cfg, None, dataset=fashion).metrics for _ in range(2))
-    plain = run_training(cfg.model_copy(update={"recipe": resolve_recipe("seed", {"epochs": 1})}), None,
+    plain = run_training(cfg.model_copy(update={"recipe": resolve_recipe("keras", {"epochs": 1})}), None,
                          dataset=fashion).metrics
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]  # seeded: same mirrors each time
     assert a["history"][0]["train_loss"] != plain["history"][0]["train_loss"]  # and the mirrors changed training

@@ -3,6 +3,13 @@
 The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback is shown for these.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class ConvlensError(Exception):
     """An expected failure (bad data file, failed run, ...). Exit code 1."""
@@ -29,3 +36,13 @@ class TrainingDiverged(ConvlensError):
             f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
             "lower the learning rate or check the inputs"
         )
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "spec"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = f" (got {err['input']!r})" if loc != "spec" and not isinstance(err.get("input"), dict) else ""
+    more = f"; and {len(e.errors()) - 1} more" if len(e.errors()) > 1 else ""
+    return f"{loc}: {msg}{got}{more}"

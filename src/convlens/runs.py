@@ -1,7 +1,7 @@
 """One training run end to end, and its directory: config.json, model.safetensors, metrics.json.
 
 Files are written atomically; metrics.json is written last, so its presence means the run finished
-(``status`` "ok") or failed with a recorded reason (``status`` "failed").
+(``status`` "done") or failed with a recorded reason (``status`` "failed").
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
            if len(splits.y_val) else None)
     images_seen = len(outcome.history) * len(splits.y_train)
     metrics = {
-        "status": "ok",
+        "status": "done",
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "val_accuracy": val.accuracy if val else None,
@@ -138,20 +138,32 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:
+    """``dataset`` as the run saw it at test time: its test subset and its pixel order (from its config.json)."""
+    data = config.get("data", {})  # exported model dirs have no data block: plain pixels, every test image
+    ds = dataset.subset(None, data.get("test_subset"))
+    return ds.with_permuted_pixels() if data.get("pixels") == "permuted" else ds
+
+
+def load_run(run_dir: Path, dataset: ImageDataset, device: torch.device) -> tuple[Network, dict, torch.Tensor,
+                                                                                 torch.Tensor]:
+    """A saved run ready to evaluate: (model in eval mode, config, test images (N, 1, H, W), test labels (N,)),
+    on ``device``, with the test images the run was evaluated on when it was trained."""
+    model, config = load_model(run_dir, device)
+    ds = evaluation_data(config, dataset)
+    channels_last = uses_channels_last(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = images_to_tensor(ds.test_images, device, channels_last)
+    y = torch.as_tensor(ds.test_labels, dtype=torch.long, device=device)
+    return model, config, x, y
+
+
 def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
-    dev = pick_device(device)
-    model, config = load_model(run_dir, dev)
-    ds = dataset if dataset is not None else load_dataset(data_dir)
-    data = config.get("data", {})  # exported model dirs have no data block
-    ds = ds.subset(None, data.get("test_subset"))
-    if data.get("pixels") == "permuted":
-        ds = ds.with_permuted_pixels()
-    x = images_to_tensor(ds.test_images, dev, uses_channels_last(dev))
-    y = torch.as_tensor(ds.test_labels, dtype=torch.long, device=dev)
-    if uses_channels_last(dev):
-        model = model.to(memory_format=torch.channels_last)
+    dataset = dataset if dataset is not None else load_dataset(data_dir)
+    model, config, x, y = load_run(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")
     return {"run": str(run_dir), "model": config["model"]["name"], "seed": seed,

@@ -48,7 +48,7 @@ def aws(moto_url, monkeypatch):
 
 
 def settings(bucket: str, **changes) -> SageMakerSettings:
-    return SageMakerSettings(role_arn=ROLE, bucket=bucket, hyperparameters={"model": "seed000-cnn", "epochs": "5"},
+    return SageMakerSettings(role_arn=ROLE, bucket=bucket, hyperparameters={"model": "cnn-32-64-128", "epochs": "5"},
                              **changes)
 
 

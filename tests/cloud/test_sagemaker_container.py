@@ -44,7 +44,7 @@ def run_entry(env: dict) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("opt_ml")
     # String values, as CreateTrainingJob sends them; one JSON-encoded, as the SageMaker SDK sends them.
-    env = opt_ml(root, {"model": "seed001-cnn", "epochs": "1", "batch-size": '"128"', "set": "kernel_size=5",
+    env = opt_ml(root, {"model": "cnn-16-32", "epochs": "1", "batch-size": '"128"', "set": "kernel_size=5",
                         "train-subset": "4000", "test-subset": "1000", "seed": "3", "onnx": "true",
                         "sagemaker_program": "train.py"})
     return root, run_entry(env)
@@ -57,7 +57,7 @@ def test_training_entry_point_follows_the_container_contract(trained):
     config = json.loads((root / "model" / "config.json").read_text())
     assert config["model"]["spec"]["kernel_size"] == 5 and config["source_run"]["seed"] == 3
     metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
-    assert metrics["status"] == "ok" and metrics["epochs_run"] == 1 and metrics["test_accuracy"] > 0.5
+    assert metrics["status"] == "done" and metrics["epochs_run"] == 1 and metrics["test_accuracy"] > 0.5
     assert f"test_accuracy={metrics['test_accuracy']:.4f}" in proc.stdout
     assert not (root / "output" / "failure").exists()
 

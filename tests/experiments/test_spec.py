@@ -8,7 +8,7 @@ from convlens.errors import UsageError
 from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, parse_spec
 from convlens.experiments.spec import one_factor_diff, reference_level, resolve_levels
 
-BASE = dict(name="k", model="seed000-cnn", factor=dict(name="kernel_size", levels=[3, 5]))
+BASE = dict(name="k", model="cnn-32-64-128", factor=dict(name="kernel_size", levels=[3, 5]))
 
 
 def spec(**changes):
@@ -77,7 +77,7 @@ def test_builtins_cover_what_the_seeds_ran_and_pass_the_check():
 def test_load_spec_from_name_or_yaml(tmp_path):
     assert load_spec("kernel-size", BUILTIN_EXPERIMENTS).factor.levels == [3, 5, 7]
     path = tmp_path / "e.yaml"
-    path.write_text("name: e\nmodel: seed001-cnn\nfactor: {name: pool, levels: [max, none]}\nseeds: 4\n")
+    path.write_text("name: e\nmodel: cnn-16-32\nfactor: {name: pool, levels: [max, none]}\nseeds: 4\n")
     loaded = load_spec(path, BUILTIN_EXPERIMENTS)
     assert loaded.seeds == 4 and loaded.factor.reference_label == "pool=max"
     path.write_text("name: [unclosed\n")
@@ -92,7 +92,7 @@ def test_pixels_is_a_data_factor_and_the_check_allows_only_it():
     levels = resolve_levels(spec)
     assert [lv.config.pixels for lv in levels] == ["original", "permuted", "original", "permuted"]
     diff = one_factor_diff(spec, levels)
-    assert diff["model=seed000-mlp pixels=permuted"] == {"data.pixels": ["original", "permuted"]}
-    bad = parse_spec({"name": "p", "model": "seed000-cnn", "factor": {"name": "pixels", "levels": ["original", "scrambled"]}})
+    assert diff["model=mlp-128-64 pixels=permuted"] == {"data.pixels": ["original", "permuted"]}
+    bad = parse_spec({"name": "p", "model": "cnn-32-64-128", "factor": {"name": "pixels", "levels": ["original", "scrambled"]}})
     with pytest.raises(UsageError, match="level pixels=scrambled: pixels: Input should be 'original' or 'permuted'"):
         resolve_levels(bad)

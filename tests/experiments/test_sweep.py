@@ -16,7 +16,7 @@ import yaml
 
 from convlens.cli import main
 
-TINY = dict(model="seed000-cnn", recipe="fast", recipe_set={"epochs": 1},
+TINY = dict(model="cnn-32-64-128", recipe="fast", recipe_set={"epochs": 1},
             factor=dict(name="kernel_size", levels=[3, 5]), seeds=2, train_subset=2_000, test_subset=500)
 
 
@@ -97,7 +97,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, fashion):
 
 def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path, capsys, fashion):
     # SGD at lr 10 on a leaky-ReLU MLP overflows to NaN within a few steps; lr 0.01 trains normally.
-    spec = write_spec(tmp_path / "nan.yaml", "nan", model="seed000-mlp", recipe="seed",
+    spec = write_spec(tmp_path / "nan.yaml", "nan", model="mlp-128-64", recipe="keras",
                       set={"activation": "leaky_relu"}, recipe_set={"epochs": 1, "optimizer": "sgd"},
                       factor=dict(name="recipe.lr", levels=[0.01, 10.0]), seeds=2, train_subset=2_000, test_subset=200)
     out = tmp_path / "exp"

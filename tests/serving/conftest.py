@@ -20,7 +20,7 @@ from convlens.serving.export import export_run
 def exported(fashion, tmp_path_factory):
     """A seed-001 CNN trained briefly on real data, exported with ONNX: (model dir, training metrics)."""
     root = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(model="seed001-cnn", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
+    cfg = TrainConfig(model="cnn-16-32", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
                       test_subset=1_000)
     result = run_training(cfg, root / "run", dataset=fashion)
     export_run(root / "run", root / "model", onnx=True)

@@ -35,7 +35,7 @@ def test_onnx_matches_pytorch_on_real_test_images(exported, fashion):
 
 def test_exported_config_describes_model_input_and_source(exported):
     config = json.loads((exported[0] / "config.json").read_text())
-    assert config["format"] == "convlens-model/1" and config["model"]["name"] == "seed001-cnn"
+    assert config["format"] == "convlens-model/1" and config["model"]["name"] == "cnn-16-32"
     assert config["input"]["range"] == [0.0, 1.0] and len(config["class_names"]) == 10
     assert config["source_run"]["test_accuracy"] == exported[1]["test_accuracy"]
     assert {p.name for p in exported[0].iterdir()} == {"model.safetensors", "config.json", "model.onnx"}
@@ -125,4 +125,4 @@ def test_serve_command_runs_a_real_server(live_server, fashion):
 def test_evaluate_accepts_an_exported_model_directory(exported, capsys, fashion):
     assert main(["evaluate", str(exported[0]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["model"] == "seed001-cnn" and result["n_test"] == 10_000 and result["test_accuracy"] > 0.6
+    assert result["model"] == "cnn-16-32" and result["n_test"] == 10_000 and result["test_accuracy"] > 0.6

@@ -11,7 +11,7 @@ import torch
 from convlens.data.sources import FASHION_MNIST, DatasetManifest, LocatedFiles, load_arrays, locate
 from convlens.errors import UsageError
 
-PIXEL_SCALE = 255.0  # inputs are pixel / 255, in [0, 1], as in every seed (and what seed 000's endpoint sends)
+PIXEL_SCALE = 255.0  # inputs are pixel / 255, in [0, 1], as in every reference write-up (and what write-up 000's endpoint sends)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def _clean(obj: Any) -> Any:
+def without_nan(obj: Any) -> Any:
     """NaN -> None so summary.json is strict JSON."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: without_nan(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [without_nan(v) for v in obj]
     return _finite(obj) if isinstance(obj, float) else obj
 
 
@@ -42,18 +42,14 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
     rows, ok = [], {}
     for level in experiment["levels"]:
         label = level["label"]
-        ok[label] = {}
-        for seed in range(experiment["spec"]["seeds"]):
-            metrics = store.metrics(label, seed)
-            status = status_of(metrics)
-            if status == "pending":
-                continue
+        finished = store.finished_runs(label, experiment["spec"]["seeds"])
+        for seed, metrics in finished.items():
             row = {c: metrics.get(c) for c in CSV_COLUMNS}
-            row.update(level=label, seed=seed, status=status, params=(metrics.get("params") or {}).get("total"),
+            row.update(level=label, seed=seed, status=status_of(metrics),
+                       params=(metrics.get("params") or {}).get("total"),
                        run_dir=str(store.run_dir(label, seed).relative_to(store.root)))
             rows.append(row)
-            if status == "done":
-                ok[label][seed] = metrics
+        ok[label] = {seed: m for seed, m in finished.items() if status_of(m) == "done"}
     return experiment, rows, ok
 
 
@@ -62,25 +58,32 @@ def analyze(store: RunStore, alpha: float = ALPHA) -> dict:
     return build_summary(*collect(store), alpha=alpha)
 
 
+def level_statistics(runs: dict[int, dict]) -> dict:
+    """Over one configuration's successful runs (seed -> metrics): n, params, MACs, n/mean/std/95% CI of each
+    summarized metric, and the mean per-class accuracy. What an experiment's level and a compare group show."""
+    first = next(iter(runs.values()), {})
+    return {
+        "n": len(runs), "params": (first.get("params") or {}).get("total"), "macs": first.get("macs"),
+        **{m: mean_ci([r[m] for r in runs.values() if r.get(m) is not None]).to_dict() for m in SUMMARIZED},
+        "per_class_accuracy": (np.mean([r["per_class_accuracy"] for r in runs.values()], axis=0).tolist()
+                               if runs else None),
+    }
+
+
 def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, dict]], alpha: float = ALPHA) -> dict:
     reference = experiment["reference"]
     n_seeds = experiment["spec"]["seeds"]
     levels = []
     for level in experiment["levels"]:
-        label, runs = level["label"], ok[level["label"]]
-        first = next(iter(runs.values()), {})
-        entry = {
-            "label": label, "values": level["values"], "n": len(runs),
+        label = level["label"]
+        levels.append({
+            "label": label, "values": level["values"],
             "failed": [{"seed": r["seed"], "reason": r["reason"]} for r in rows
                        if r["level"] == label and r["status"] == "failed"],
             "pending": n_seeds - sum(1 for r in rows if r["level"] == label),
-            "params": (first.get("params") or {}).get("total"), "macs": first.get("macs"),
-            **{m: mean_ci([r[m] for r in runs.values() if r.get(m) is not None]).to_dict() for m in SUMMARIZED},
-            "per_class_accuracy": (np.mean([r["per_class_accuracy"] for r in runs.values()], axis=0).tolist()
-                                   if runs else None),
+            **level_statistics(ok[label]),
             "vs_reference": None,
-        }
-        levels.append(entry)
+        })
 
     ref_runs = ok.get(reference, {})
     others = [e for e in levels if e["label"] != reference]
@@ -109,7 +112,7 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
         "recipe": experiment["levels"][0]["config"]["recipe"],
         "levels": levels, "best": best, "conclusions": conclusions(levels, reference),
     }
-    return _clean(summary)
+    return without_nan(summary)
 
 
 def conclusions(levels: list[dict], reference: str) -> list[str]:

@@ -1,32 +1,35 @@
-"""Built-in experiments: what the seeds ran, one factor at a time, reachable by name."""
+"""Built-in experiments: what the reference write-ups ran, one factor at a time, reachable by name."""
 
 from __future__ import annotations
 
 from convlens.experiments.spec import ExperimentSpec, parse_spec
 
 _BUILTIN = [
-    dict(name="kernel-size", model="seed000-cnn",
-         description="Kernel size 3x3 vs 5x5 vs 7x7 in seed 000's CNN (seeds 000, 002, 003 ran this once each).",
+    dict(name="kernel-size", model="cnn-32-64-128",
+         description="Kernel size 3x3 vs 5x5 vs 7x7 in the default CNN (three of the reference write-ups ran this "
+                     "once each).",
          factor=dict(name="kernel_size", levels=[3, 5, 7], reference=3)),
-    dict(name="depth", model="seed004-cnn",
-         description="1, 2 or 3 conv blocks in seed 004's BatchNorm CNN (seed 004 ran this once).",
+    dict(name="depth", model="cnn-32-64-128-bn",
+         description="1, 2 or 3 conv blocks in the BatchNorm CNN (one of the reference write-ups ran this once).",
          factor=dict(name="depth", levels=[1, 2, 3], reference=3)),
-    dict(name="filters", model="seed000-cnn",
-         description="Width: half, seed 000's and double filters per block (seed 003 varied filters).",
+    dict(name="filters", model="cnn-32-64-128",
+         description="Width: half, the default and double filters per block in the default CNN (one of the "
+                     "reference write-ups varied filters).",
          factor=dict(name="filters", levels=[[16, 32, 64], [32, 64, 128], [64, 128, 256]], reference=[32, 64, 128])),
-    dict(name="pooling", model="seed000-cnn",
-         description="Max vs average vs no pooling between conv blocks in seed 000's CNN.",
+    dict(name="pooling", model="cnn-32-64-128",
+         description="Max vs average vs no pooling between conv blocks in the default CNN.",
          factor=dict(name="pool", levels=["max", "avg", "none"], reference="max")),
-    dict(name="batch-norm", model="seed000-cnn",
-         description="Seed 000's CNN without and with BatchNorm after each convolution.",
+    dict(name="batch-norm", model="cnn-32-64-128",
+         description="The default CNN without and with BatchNorm after each convolution.",
          factor=dict(name="batch_norm", levels=[False, True], reference=False)),
-    dict(name="cnn-vs-mlp", model="seed000-mlp",
-         description="Seed 000's fully connected baseline vs its CNN: what convolution buys.",
-         factor=dict(name="model", levels=["seed000-mlp", "seed000-cnn"], reference="seed000-mlp")),
-    dict(name="locality", model="seed000-mlp",
+    dict(name="cnn-vs-mlp", model="mlp-128-64",
+         description="The fully connected baseline vs the CNN, both as the reference write-ups built them: what "
+                     "convolution buys.",
+         factor=dict(name="model", levels=["mlp-128-64", "cnn-32-64-128"], reference="mlp-128-64")),
+    dict(name="locality", model="mlp-128-64",
          description="MLP and CNN on original vs pixel-permuted images (one fixed permutation for train and "
                      "test): what convolution assumes, and when it is the wrong tool.",
-         factor=dict(name="model", levels=["seed000-mlp", "seed000-cnn"], reference="seed000-mlp"),
+         factor=dict(name="model", levels=["mlp-128-64", "cnn-32-64-128"], reference="mlp-128-64"),
          second_factor=dict(name="pixels", levels=["original", "permuted"], reference="original")),
 ]
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from convlens.experiments.store import RunStore, status_of  # noqa: E402
+from convlens.experiments.store import RunStore  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -44,11 +44,7 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for lv in levels:
-        curves = []
-        for seed in range(summary["seeds"]):
-            metrics = store.metrics(lv["label"], seed)
-            if status_of(metrics) == "done":
-                curves.append([h["val_accuracy"] for h in metrics["history"]])
+        curves = [[h["val_accuracy"] for h in m["history"]] for m in store.done_runs(lv["label"], summary["seeds"]).values()]
         length = min(map(len, curves))  # early stopping may shorten some runs
         arr = np.array([c[:length] for c in curves]) * 100
         epochs = np.arange(1, length + 1)

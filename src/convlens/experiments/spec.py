@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convlens.config import DEFAULT_RECIPE, RECIPES, Recipe, TrainConfig, resolve_recipe
-from convlens.errors import UsageError
-from convlens.models.registry import format_validation_error, resolve_spec
+from convlens.errors import UsageError, format_validation_error
+from convlens.models.registry import resolve_spec
 from convlens.models.spec import CNNSpec, MLPSpec
 
 # Fields a factor changes along with itself: they are part of the factor, not a confound.
@@ -94,7 +94,7 @@ class ExperimentSpec(BaseModel):
 
 
 def level_label(factor: str, value: Any) -> str:
-    """'kernel_size=5', 'filters=16,32', 'model=seed000-mlp'; a mapping level: its sorted overrides."""
+    """'kernel_size=5', 'filters=16,32', 'model=mlp-128-64'; a mapping level: its sorted overrides."""
     if isinstance(value, dict):
         return ",".join(f"{k}={_fmt(v)}" for k, v in sorted(value.items()))
     return f"{factor}={_fmt(value)}"
@@ -127,6 +127,19 @@ def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
         raise UsageError(f"{origin}: {format_validation_error(e)}") from None
+
+
+def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str | None = None,
+                 epochs: int | None = None, train_subset: int | None = None,
+                 test_subset: int | None = None) -> ExperimentSpec:
+    """``spec`` with run-wide settings replaced (None keeps the spec's), validated again."""
+    changes: dict[str, Any] = {k: v for k, v in dict(seeds=seeds, recipe=recipe, train_subset=train_subset,
+                                                     test_subset=test_subset).items() if v is not None}
+    if epochs is not None:
+        changes["recipe_set"] = {**spec.recipe_set, "epochs": epochs}
+    if not changes:
+        return spec
+    return parse_spec({**spec.model_dump(mode="json"), **changes}, origin=f"experiment {spec.name}")
 
 
 class Level(BaseModel):
@@ -185,15 +198,29 @@ def reference_level(spec: ExperimentSpec, levels: list[Level]) -> Level:
     return next(level for level in levels if level.label == label)
 
 
+def design_keys(spec: dict[str, Any], recipe: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """A run's design as flat keys: spec.* (the resolved architecture), recipe.* (its values, not its name)
+    and data.* (subsets, pixel order). Two runs with equal keys and equal seeds train the same way."""
+    flat = {f"spec.{k}": v for k, v in spec.items()}
+    flat.update({f"recipe.{k}": v for k, v in recipe.items() if k != "name"})
+    flat.update({f"data.{k}": data.get(k) for k in ("train_subset", "test_subset", "pixels")})
+    return flat
+
+
 def flatten_config(config: TrainConfig) -> dict[str, Any]:
     """The resolved config as flat keys: model, spec.*, recipe.*, data.* (what the one-factor check compares)."""
     spec = resolve_spec(config.model, config.overrides)
-    flat: dict[str, Any] = {"model": config.model, "spec.kind": spec.kind}
-    flat.update({f"spec.{k}": v for k, v in spec.model_dump(mode="json").items()})
-    flat.update({f"recipe.{k}": v for k, v in config.recipe.model_dump(mode="json").items() if k != "name"})
-    flat.update({"data.train_subset": config.train_subset, "data.test_subset": config.test_subset,
-                 "data.pixels": config.pixels})
-    return flat
+    return {"model": config.model, **design_keys(spec.model_dump(mode="json"), config.recipe.model_dump(mode="json"),
+                                                 config.model_dump(include={"train_subset", "test_subset", "pixels"}))}
+
+
+def run_identity(run_config: dict[str, Any]) -> dict[str, Any]:
+    """What a finished run's config.json says it was, seed left out: its design keys plus the dataset and the
+    device type. Runs with equal identities are seeds of one configuration (``convlens compare`` groups by it)."""
+    data = run_config.get("data", {})
+    return {**design_keys(run_config["model"]["spec"], run_config["recipe"], data),
+            "data.dataset": data.get("dataset"),
+            "device": run_config.get("provenance", {}).get("device", {}).get("type")}
 
 
 def _allowed_keys(factor_name: str) -> set[str]:

@@ -4,7 +4,7 @@
     OUT/runs/<level>/seed<k>/           config.json, model.safetensors, metrics.json (see convlens.runs)
     OUT/summary.json, OUT/runs.csv, OUT/plots/*.png   (written by the analysis)
 
-A run is finished when its metrics.json exists (status "ok" or "failed"): it is written last and atomically,
+A run is finished when its metrics.json exists (status "done" or "failed"): it is written last and atomically,
 so a process killed at any moment leaves either a finished run or one that is simply redone.
 """
 
@@ -34,7 +34,7 @@ def slug(label: str) -> str:
 def status_of(metrics: dict | None) -> RunStatus:
     if metrics is None:
         return "pending"
-    return "done" if metrics.get("status") == "ok" else "failed"
+    return "done" if metrics.get("status") == "done" else "failed"
 
 
 class RunStore:
@@ -55,6 +55,21 @@ class RunStore:
 
     def status(self, level: str, seed: int) -> RunStatus:
         return status_of(self.metrics(level, seed))
+
+    def status_grid(self) -> dict[str, dict[int, RunStatus]]:
+        """level -> seed -> done / failed / pending, for every level and seed of the experiment."""
+        experiment = self.read_experiment()
+        return {lv["label"]: {seed: self.status(lv["label"], seed) for seed in range(experiment["spec"]["seeds"])}
+                for lv in experiment["levels"]}
+
+    def finished_runs(self, level: str, seeds: int) -> dict[int, dict]:
+        """seed -> metrics of the level's finished runs (done or failed) among seeds 0 .. seeds-1."""
+        runs = {seed: self.metrics(level, seed) for seed in range(seeds)}
+        return {seed: metrics for seed, metrics in runs.items() if metrics is not None}
+
+    def done_runs(self, level: str, seeds: int) -> dict[int, dict]:
+        """seed -> metrics of the level's successful runs; failed and pending runs are left out."""
+        return {seed: m for seed, m in self.finished_runs(level, seeds).items() if status_of(m) == "done"}
 
     def read_experiment(self) -> dict:
         if not self.experiment_file.is_file():

@@ -1,4 +1,4 @@
-"""Models: typed specs, the network builder, seed presets, registry and the Keras-like summary."""
+"""Models: typed specs, the network builder, presets named by architecture, registry and the Keras-like summary."""
 
 from convlens.models.network import Network
 from convlens.models.registry import create_model, list_models, resolve_spec

@@ -1,8 +1,8 @@
 """Build a PyTorch network from a spec: ``features`` (conv blocks) then ``head`` (flatten + dense layers).
 
-Layers mirror the seeds' Keras models one to one, including Keras' initialisation (Glorot-uniform weights,
+Layers mirror the reference write-ups' Keras models one to one, including Keras' initialisation (Glorot-uniform weights,
 zero biases) and BatchNorm settings (eps 1e-3, momentum 0.99), so parameter counts and training behaviour
-can be compared with the seeds' notebooks.
+can be compared with the write-ups' notebooks.
 """
 
 from __future__ import annotations

@@ -1,45 +1,52 @@
-"""Model registry: each preset is one small decorated function returning a spec (as in timm).
+"""Model registry: preset names (and the aliases ``cnn``, ``mlp``) -> validated specs -> networks (as in timm).
 
 ``create_model(name, **overrides)`` resolves a preset plus overrides into a validated spec and builds it;
-unknown names and invalid overrides raise a one-line UsageError that lists what is valid.
+unknown names and invalid overrides raise a one-line UsageError that lists what is valid. The presets
+themselves are data in presets.py; the dependency runs one way, registry -> presets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, get_origin
 
 from pydantic import ValidationError
 
-from convlens.errors import UsageError
+from convlens.errors import UsageError, format_validation_error
 from convlens.models.network import Network
+from convlens.models.presets import ALIASES, PRESETS
 from convlens.models.spec import SPEC_TYPES, CNNSpec, MLPSpec
+from convlens.models.summary import count_params
 
 Spec = MLPSpec | CNNSpec
-_PRESETS: dict[str, Callable[[], Spec]] = {}
 
 
-def register_model(fn: Callable[[], Spec]) -> Callable[[], Spec]:
-    """Register ``fn`` under its name with underscores as dashes (``seed000_cnn`` -> ``seed000-cnn``)."""
-    _PRESETS[fn.__name__.replace("_", "-")] = fn
-    return fn
+def model_names() -> list[str]:
+    """Every name ``--model`` accepts: the aliases first, then the presets."""
+    return [*ALIASES, *PRESETS]
 
 
-def list_models() -> dict[str, str]:
-    """Preset name -> first line of its docstring."""
-    _load_presets()
-    return {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in sorted(_PRESETS.items())}
+def canonical_name(name: str) -> str:
+    """The preset's full name (``cnn`` -> ``cnn-32-64-128``); what run directories record."""
+    if name in PRESETS:
+        return name
+    if name in ALIASES:
+        return ALIASES[name]
+    raise UsageError(f"unknown model '{name}'; valid models: {', '.join(model_names())}")
 
 
-def _load_presets() -> None:
-    import convlens.models.presets  # noqa: F401  (registers the presets on import)
-
-
-def _preset(name: str) -> Callable[[], Spec]:
-    _load_presets()
-    if name not in _PRESETS:
-        raise UsageError(f"unknown model '{name}'; valid models: {', '.join(sorted(_PRESETS))}")
-    return _PRESETS[name]
+def list_models() -> list[dict[str, Any]]:
+    """One row per preset: name, aliases, description, Keras parameter total and the write-ups it reproduces."""
+    rows = []
+    for name, preset in PRESETS.items():
+        trainable, non_trainable = count_params(Network(preset.spec))
+        rows.append({"name": name, "aliases": [a for a, target in ALIASES.items() if target == name],
+                     "kind": preset.spec.kind, "description": preset.description,
+                     "params": {"trainable": trainable, "non_trainable": non_trainable,
+                                "total": trainable + non_trainable},
+                     "reproduces": [{"write_up": r.write_up, "overrides": r.overrides, "note": r.note,
+                                     "text": r.describe()} for r in preset.reproduces]})
+    return rows
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -58,8 +65,8 @@ def _coerce_text(field_annotation: Any, value: Any) -> Any:
 
 
 def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
-    """The preset ``name`` with ``overrides`` applied and validated."""
-    base = _preset(name)()
+    """The preset ``name`` (or alias) with ``overrides`` applied and validated."""
+    base = PRESETS[canonical_name(name)].spec
     if not overrides:
         return base
     spec_cls = SPEC_TYPES[base.kind]
@@ -76,20 +83,6 @@ def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
         raise UsageError(f"invalid override for {name}: {format_validation_error(e)}") from None
 
 
-def format_validation_error(e: ValidationError) -> str:
-    """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'."""
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "spec"
-    msg = err["msg"].removeprefix("Value error, ")
-    got = f" (got {err['input']!r})" if loc != "spec" and not isinstance(err.get("input"), dict) else ""
-    more = f"; and {len(e.errors()) - 1} more" if len(e.errors()) > 1 else ""
-    return f"{loc}: {msg}{got}{more}"
-
-
-def build_model(spec: Spec) -> Network:
-    return Network(spec)
-
-
 def create_model(name: str, **overrides: Any) -> Network:
-    """Build preset ``name`` with ``overrides`` (e.g. ``create_model("seed000-cnn", kernel_size=5)``)."""
+    """Build preset ``name`` with ``overrides`` (e.g. ``create_model("cnn", kernel_size=5)``)."""
     return Network(resolve_spec(name, overrides))

@@ -3,12 +3,13 @@
 Parameters are counted as Keras' ``summary()`` counts them: weights and biases (and BatchNorm's gamma/beta)
 are trainable; BatchNorm's moving mean and variance are non-trainable. MACs come from
 ``torch.utils.flop_counter`` (FLOPs / 2), for one image, forward pass. Shapes are printed Keras-style,
-(batch, H, W, C), so they read like the seeds' notebooks. Activations are folded into the layer before them,
+(batch, H, W, C), so they read like the reference write-ups' notebooks. Activations are folded into the layer before them,
 like Keras' ``activation='relu'`` argument.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -54,17 +55,17 @@ def count_params(module: nn.Module, recurse: bool = True) -> tuple[int, int]:
 
 
 def flops_per_image(model: nn.Module, input_shape: tuple[int, ...], backward: bool = False) -> tuple[int, dict]:
-    """FLOPs of one image through ``model`` (forward, or forward + backward), total and per module path."""
-    was_training = model.training
-    model.train(backward)
-    x = torch.zeros(1, *input_shape, requires_grad=False)
+    """FLOPs of one image through ``model`` (forward, or forward + backward), total and per module path.
+
+    Counted on a copy: a train-mode pass would move a trained model's BatchNorm running statistics, and a
+    backward pass would leave gradients behind.
+    """
+    model = copy.deepcopy(model).train(backward)
+    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
     with FlopCounterMode(display=False) as counter:
         out = model(x)
         if backward:
             out.sum().backward()
-    model.train(was_training)
-    if backward:
-        model.zero_grad(set_to_none=True)
     per_module = {path.split(".", 1)[1] if "." in path else "": sum(ops.values())
                   for path, ops in counter.get_flop_counts().items()}
     return counter.get_total_flops(), per_module

@@ -1,4 +1,5 @@
-"""Shift robustness: test accuracy when every test image is translated by s pixels (s = 0 .. max_shift).
+"""Shift robustness: test accuracy when every test image is translated by s pixels (s = 0 .. max_shift), and
+its statistics: per model a curve over seeds, per shift the paired test of one model's loss against another's.
 
 Each image moves in one of four directions (left, right, up, down), drawn once from a fixed seed so every
 model sees exactly the same shifted images; vacated pixels are background (0). At s = 0 the images are
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from convlens.models.network import Network
+from convlens.stats import ALPHA, mean_ci, paired_comparison, verdict
 from convlens.training import evaluate
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
@@ -43,3 +45,23 @@ def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift
     directions = shift_directions(len(y)).to(x.device)
     return [evaluate(model, shift_images(x, s, directions), y, model.spec.num_classes, batch_size).accuracy
             for s in range(max_shift + 1)]
+
+
+def shift_effects(accuracy: dict[str, dict[int, list[float]]], *, alpha: float = ALPHA) -> dict:
+    """accuracy[model][seed] -> test accuracy at shifts 0 .. max (``shift_robustness``), for two models.
+
+    Returns the shifts, per model the mean and 95% CI over seeds at each shift, and per shift s > 0 the paired
+    test (by seed) of the second model's change (accuracy at s minus at 0) against the first model's.
+    """
+    first, second = accuracy
+    shifts = list(range(len(next(iter(accuracy[first].values())))))
+    curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
+    seeds = sorted(set(accuracy[first]) & set(accuracy[second]))
+    tests = []
+    for s in shifts[1:]:
+        change = {m: [accuracy[m][k][s] - accuracy[m][k][0] for k in seeds] for m in accuracy}
+        c = paired_comparison(change[second], change[first])
+        tests.append({"shift": s, **c.to_dict(), "verdict": verdict(c, c.p_value, alpha=alpha,
+                                                                     higher=f"smaller loss for the {second}",
+                                                                     lower=f"larger loss for the {second}")})
+    return {"shifts": shifts, "seeds": seeds, "curves": curves, "tests": tests}

@@ -65,7 +65,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    if metrics is not None and metrics.get("status") != "ok":
+    if metrics is not None and metrics.get("status") != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     if run_config.get("data", {}).get("pixels", "original") != "original":

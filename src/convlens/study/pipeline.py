@@ -26,8 +26,9 @@ from convlens.data.dataset import ImageDataset, load_dataset
 from convlens.experiments.local import Job, JobResult
 from convlens.experiments.run import Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config
-from convlens.experiments.store import copy_run, status_of
-from convlens.models.registry import create_model, resolve_spec
+from convlens.experiments.store import copy_run
+from convlens.models.network import Network
+from convlens.models.registry import resolve_spec
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
 from convlens.study.config import StudyConfig
@@ -61,8 +62,7 @@ def _stage(name: str, events: StudyEvents, seconds: dict[str, float], detail: st
 
 def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
     spec = resolve_spec(config.model, config.overrides)
-    macs = flops_per_image(create_model(config.model, **config.overrides), (spec.in_channels, spec.image_size,
-                                                                              spec.image_size))[0] / 2
+    macs = flops_per_image(Network(spec), (spec.in_channels, spec.image_size, spec.image_size))[0] / 2
     return config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
 
 
@@ -85,10 +85,8 @@ def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
         record = p.store.read_experiment()
         for level in record["levels"]:
             cfg = TrainConfig.model_validate(level["config"])
-            for seed in range(record["spec"]["seeds"]):
-                metrics = p.store.metrics(level["label"], seed)
-                if status_of(metrics) == "done":
-                    finished.setdefault(_run_key(cfg, seed), (p.store.run_dir(level["label"], seed), metrics))
+            for seed, metrics in p.store.done_runs(level["label"], record["spec"]["seeds"]).items():
+                finished.setdefault(_run_key(cfg, seed), (p.store.run_dir(level["label"], seed), metrics))
     return finished
 
 

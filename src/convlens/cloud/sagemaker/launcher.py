@@ -6,7 +6,7 @@ deploy: CreateModel (PyTorch inference container, convlens' handlers) -> CreateE
         CreateEndpoint, wait until InService.
 invoke: InvokeEndpoint with one image. delete: the endpoint, its config and the model.
 
-The failures the seeds hit become one line each with what to do (see ``explain``).
+The failures the reference write-ups hit become one line each with what to do (see ``explain``).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Gateway:
 
 
 def explain(error: Exception, service: str, operation: str) -> str:
-    """The seeds' failures (and a few more) as one line with what to do."""
+    """The reference write-ups' failures (and a few more) as one line with what to do."""
     from botocore.exceptions import (
         ClientError,
         ConnectTimeoutError,

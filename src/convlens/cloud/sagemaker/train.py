@@ -47,7 +47,7 @@ def read_hyperparameters() -> dict[str, Any]:
             continue
         if isinstance(value, str):
             try:
-                value = json.loads(value)  # the SDK JSON-encodes values: '"seed000-cnn"', '15'
+                value = json.loads(value)  # the SDK JSON-encodes values: '"cnn"', '15'
             except json.JSONDecodeError:
                 pass  # a plain string, as CreateTrainingJob passes it
         name = key.replace("-", "_")
@@ -85,7 +85,7 @@ def run() -> Path:
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_data = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
-    cfg = TrainConfig(model=str(hps.get("model", "seed000-cnn")), overrides=parse_set(hps.get("set")),
+    cfg = TrainConfig(model=str(hps.get("model", "cnn")), overrides=parse_set(hps.get("set")),
                       recipe=recipe, seed=int(hps.get("seed", 0)), data_dir=Path(channel),
                       train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"))
     with tempfile.TemporaryDirectory() as tmp:

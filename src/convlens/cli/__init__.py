@@ -1,0 +1,74 @@
+"""The ``convlens`` command: a thin layer over the library. Each module is one command group and only parses,
+validates, calls one library function and prints:
+
+    data.py        convlens data info | fetch
+    models.py      convlens models list | show
+    runs.py        convlens train | evaluate | compare
+    experiment.py  convlens experiment list | run | status | table
+    study.py       convlens study | report
+    serving.py     convlens export | predict | serve
+    sagemaker.py   convlens sagemaker train | deploy | invoke | delete
+    display.py     consoles and progress displays (rich, markup off)
+    tables.py      the experiment table and the comparison table
+
+Expected mistakes (bad flags, unknown models, broken data files) end with one line on stderr and a non-zero
+exit: 2 for usage errors, 1 for everything else. No traceback is shown for them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from convlens.cli import data, experiment, models, runs, sagemaker, serving, study
+from convlens.cli.display import err, out
+from convlens.errors import ConvlensError
+
+app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+for name, command in (("train", runs.train_cmd), ("evaluate", runs.evaluate_cmd), ("compare", runs.compare_cmd)):
+    app.command(name)(command)
+app.add_typer(experiment.app, name="experiment")
+app.command("study")(study.study_cmd)
+app.command("report")(study.report_cmd)
+for name, command in (("export", serving.export_cmd), ("predict", serving.predict_cmd), ("serve", serving.serve_cmd)):
+    app.command(name)(command)
+app.add_typer(sagemaker.app, name="sagemaker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn expected errors into one line on stderr."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="convlens", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err.print("convlens: aborted")
+        return 130
+    except typer.TyperException as e:  # usage errors from parsing: exit 2
+        message = e.format_message()
+        if "\n" in message:  # `convlens` or a group alone: the message is the help text
+            out.print(message)
+            return 0 if argv == [] else 2
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"convlens: error: {message}{hint}")
+        return e.exit_code
+    except ConvlensError as e:
+        err.print(f"convlens: error: {e}")
+        return e.exit_code
+    except OSError as e:
+        if e.filename is None:  # not about a path the user named: a real fault, keep the traceback
+            raise
+        # e.g. --out naming an existing file, a read-only directory, a full disk: say which path and why
+        err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

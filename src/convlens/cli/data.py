@@ -1,0 +1,37 @@
+"""``convlens data``: find, verify and describe the dataset."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from convlens.cli.display import out, print_json
+from convlens.cli.options import DataDirOption, JsonOption
+
+app = typer.Typer(help="Find, verify and describe the dataset.", no_args_is_help=True)
+
+
+@app.command("info")
+def data_info(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Where the data came from, sizes, class names and balance."""
+    from convlens.data import load_dataset
+    info = load_dataset(data_dir).describe()
+    if as_json:
+        return print_json(info)
+    src = info["source"]
+    out.print(f"Fashion-MNIST from {src['directory']} ({src['origin']}), every file verified (md5 of decompressed bytes)")
+    out.print(f"train {info['train']['n']:,} x {info['train']['shape']}, test {info['test']['n']:,} x "
+              f"{info['test']['shape']}, {info['dtype']}, pixels {info['pixel_range'][0]}..{info['pixel_range'][1]}")
+    table = Table("class", "name", "train", "test", title="Class balance")
+    for i, name in enumerate(info["class_names"]):
+        table.add_row(str(i), name, f"{info['train_counts'][i]:,}", f"{info['test_counts'][i]:,}")
+    out.print(table)
+
+
+@app.command("fetch")
+def data_fetch(data_dir: DataDirOption = None) -> None:
+    """Make sure the dataset is available (download it if no local copy exists) and verify it."""
+    from convlens.data import load_dataset
+    ds = load_dataset(data_dir)
+    out.print(f"Fashion-MNIST ready: {ds.source.directory} ({ds.source.origin}), "
+              f"{len(ds.train_labels):,} train + {len(ds.test_labels):,} test images verified")

@@ -1,0 +1,123 @@
+"""What the command prints: the consoles and the progress displays for training, sweeps and the study.
+
+Rich markup is off everywhere, on a terminal too: level labels, model names, paths and error messages are
+user or run data, and text in brackets (``[fast]``, ``[data]``) must print as written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+out = Console(highlight=False, soft_wrap=True, markup=False)
+if not out.is_terminal:  # piped output: rich would assume 80 columns and wrap the tables
+    out = Console(highlight=False, soft_wrap=True, markup=False, width=160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def live_progress(*columns: ProgressColumn) -> Progress:
+    """A rich progress display whose description is plain text (a level label is data, not markup)."""
+    return Progress(TextColumn("{task.description}", markup=False), *columns, console=out)
+
+
+class TrainingProgress:
+    """A progress bar with live loss on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.live = quiet, out.is_terminal and not quiet
+        self.progress = self.task = None
+
+    def __call__(self, event: str, payload: dict) -> None:
+        if self.quiet:
+            return
+        if event == "start" and self.live:
+            self.progress = live_progress(BarColumn(), MofNCompleteColumn(),
+                                          TextColumn("{task.fields[status]}", markup=False), TimeRemainingColumn())
+            self.steps_per_epoch = payload["steps_per_epoch"]
+            self.task = self.progress.add_task("training", total=payload["epochs"] * self.steps_per_epoch, status="")
+            self.progress.start()
+        elif event == "step" and self.progress is not None:
+            done = (payload["epoch"] - 1) * self.steps_per_epoch + payload["step"]
+            self.progress.update(self.task, completed=done, description=f"epoch {payload['epoch']}",
+                                 status=f"loss {payload['loss']:.4f}")
+        elif event == "epoch":
+            r = payload["record"]
+            val = f" val_loss {r.val_loss:.4f} val_acc {r.val_accuracy:.4f}" if r.val_loss is not None else ""
+            line = (f"epoch {r.epoch}: loss {r.train_loss:.4f} acc {r.train_accuracy:.4f}{val} "
+                    f"lr {r.lr:.2e} ({r.seconds:.1f}s)")
+            if self.progress is not None:
+                self.progress.update(self.task, completed=r.epoch * self.steps_per_epoch)
+            (self.progress.console if self.progress else out).print(line)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class RunsProgress:
+    """One line per finished run (level, seed, status); on a terminal also a bar over the runs (weighted by
+    each run's estimated seconds when given, for an honest ETA) that names the stage or run in progress."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.progress, self.task = quiet, None, None
+
+    def start(self, total: float, weighted: bool) -> None:
+        if self.quiet or not out.is_terminal or not total:
+            return
+        columns = ((BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+                   if weighted else (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()))
+        self.progress = live_progress(*columns)
+        self.task = self.progress.add_task("runs", total=total)
+        self.progress.start()
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            (self.progress.console if self.progress else out).print(text)
+
+    def describe(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+
+    def run_started(self, job) -> None:
+        self.describe(f"{job.level} seed {job.seed}")
+
+    def run_finished(self, result, weight: float = 1.0) -> None:
+        self.line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.advance(weight)
+
+    def advance(self, weight: float) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, weight)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class StudyProgress(RunsProgress):
+    """The study's events (convlens.study.pipeline.StudyEvents): a line per stage and run, one bar with an ETA."""
+
+    def planned(self, total_seconds: float, runs: int, reused: int) -> None:
+        self.line(f"{runs} runs to train ({reused} reused from identical runs); estimated "
+                  f"{total_seconds / 60:.0f} min on this machine")
+        self.start(total_seconds, weighted=True)
+
+    def stage(self, name: str, detail: str = "") -> None:
+        self.line(f"[{name}] {detail}")
+        self.describe(name)

@@ -1,0 +1,93 @@
+"""``convlens experiment``: controlled experiments (one factor, several seeds, statistics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from convlens.cli.display import RunsProgress, out, print_json
+from convlens.cli.options import JsonOption, QuietOption
+from convlens.cli.tables import print_experiment_table
+from convlens.errors import UsageError
+
+app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
+
+
+@app.command("list")
+def experiment_list() -> None:
+    """The built-in experiments (run one with: convlens experiment run NAME)."""
+    from convlens.experiments import BUILTIN_EXPERIMENTS
+    table = Table("name", "base model", "factor: levels", "description")
+    for name, spec in BUILTIN_EXPERIMENTS.items():
+        levels = ", ".join(label.split("=", 1)[1] for label, _ in spec.factor.labelled_levels())
+        table.add_row(name, spec.model, f"{spec.factor.name}: {levels}", spec.description)
+    out.print(table)
+
+
+@app.command("run")
+def experiment_run(
+    spec_source: Annotated[str, typer.Argument(metavar="SPEC", help="A built-in name (convlens experiment list) "
+                                               "or a YAML spec file.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Experiment directory "
+                                                    "(default runs/experiments/NAME).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per level (default: the spec's, 3).")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel worker processes; the cores are split between them.")] = 1,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and run everything again.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
+    from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, with_changes
+    from convlens.experiments.run import execute_plan, plan
+
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
+                        train_subset=train_subset, test_subset=test_subset)
+    out_dir = out_dir or Path("runs") / "experiments" / spec.name
+    p = plan(spec, out_dir, force=force)
+    total = len(p.jobs) + p.done + p.failed
+    progress = RunsProgress(quiet)
+    progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
+                  f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run with {workers} worker(s)")
+    progress.start(len(p.jobs), weighted=False)
+    try:
+        summary = execute_plan(p, workers=workers, on_result=progress.run_finished, on_start=progress.run_started)
+    finally:
+        progress.close()
+    print_experiment_table(summary)
+    progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
+
+
+@app.command("status")
+def experiment_status(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
+                      as_json: JsonOption = False) -> None:
+    """Done / failed / pending per level and seed."""
+    from convlens.experiments.store import RunStore
+    grid = RunStore(directory).status_grid()
+    if as_json:
+        return print_json(grid)
+    seeds = sorted({seed for row in grid.values() for seed in row})
+    table = Table("level", *[f"seed {s}" for s in seeds], title=f"{directory}")
+    for label, row in grid.items():
+        table.add_row(label, *row.values())
+    out.print(table)
+    counts = [s for row in grid.values() for s in row.values()]
+    out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending")
+
+
+@app.command("table")
+def experiment_table(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
+                     as_json: JsonOption = False) -> None:
+    """The statistics table of an experiment, computed from its run files."""
+    from convlens.experiments.analysis import analyze
+    from convlens.experiments.store import RunStore
+    summary = analyze(RunStore(directory))
+    if as_json:
+        return print_json(summary)
+    print_experiment_table(summary)

@@ -1,0 +1,58 @@
+"""``convlens models``: the presets, named by architecture, and a Keras-like summary of any of them."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from convlens.cli.display import out, print_json
+from convlens.cli.options import JsonOption, SetOption, overrides
+
+app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
+
+
+@app.command("list")
+def models_list(as_json: JsonOption = False) -> None:
+    """The presets: architecture, Keras parameter total, and which reference write-ups each reproduces."""
+    from convlens.models.registry import list_models
+    models = list_models()
+    if as_json:
+        return print_json(models)
+    table = Table("name", "alias", "architecture", "params (Keras)", "reproduces write-up (../shared/seeds/)",
+                  title="Model presets (convlens models show NAME)")
+    for m in models:
+        reproduces = [r["write_up"] + "".join(f" (--set {k}={v})" for k, v in r["overrides"].items())
+                      for r in m["reproduces"]]
+        table.add_row(m["name"], ", ".join(m["aliases"]), m["description"], f"{m['params']['total']:,}",
+                      "; ".join(reproduces) or "-")
+    out.print(table)
+    out.print("Each write-up's notes: convlens models show NAME. Aliases name the same preset; runs record the full name.")
+
+
+@app.command("show")
+def models_show(name: str, set_: SetOption = None, as_json: JsonOption = False) -> None:
+    """A Keras-like summary: per layer output shape, parameters, MACs, receptive field, jump."""
+    from convlens.models.network import Network
+    from convlens.models.presets import PRESETS
+    from convlens.models.registry import canonical_name, resolve_spec
+    from convlens.models.summary import summarize
+    spec = resolve_spec(name, overrides(set_))
+    summary = summarize(Network(spec), canonical_name(name))
+    if as_json:
+        return print_json({**summary.to_dict(), "spec": spec.model_dump(mode="json")})
+    table = Table("Layer", "Type", "Output Shape", "Param #", "MACs", "RF", "Jump",
+                  title=f'Model: "{summary.name}"  (shapes as Keras prints them: batch, H, W, C; '
+                        "RF = receptive field in px)")
+    for row in summary.layers:
+        params = row.params_trainable + row.params_non_trainable
+        rf = "all" if row.receptive_field is None else f"{row.receptive_field}x{row.receptive_field}"
+        table.add_row(row.name.split(".", 1)[-1], row.layer, str(tuple([None, *row.output_shape])), f"{params:,}",
+                      f"{row.macs:,}", rf, "-" if row.jump is None else str(row.jump))
+    out.print(table)
+    p = summary.params
+    out.print(f" Total params: {p['total']:,}\n Trainable params: {p['trainable']:,}\n"
+              f" Non-trainable params: {p['non_trainable']:,}\n"
+              f" MACs per image (forward): {summary.macs:,}\n"
+              f" Training FLOPs per image (forward + backward): {summary.train_flops:,}")
+    for reproduction in [] if set_ else PRESETS[summary.name].reproduces:
+        out.print(f" Reproduces {reproduction.describe()}")

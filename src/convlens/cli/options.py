@@ -1,0 +1,23 @@
+"""Options shared by several commands, and turning ``--set key=value`` pairs into overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Directory with the Fashion-MNIST IDX files (.gz or raw); default: $CONVLENS_DATA, "
+    "the user cache, the Debian package path, else download.", show_default=False)]
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a spec field, e.g. --set kernel_size=5 --set filters=16,32 (repeatable).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+
+
+def overrides(pairs: list[str] | None) -> dict[str, str]:
+    """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; the spec validates values."""
+    from convlens.models.registry import parse_override
+    return dict(parse_override(text) for text in pairs or [])

@@ -1,0 +1,97 @@
+"""``convlens train``, ``evaluate`` and ``compare``: one run at a time, and finished runs side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convlens.cli.display import TrainingProgress, out, print_json
+from convlens.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption, SetOption, overrides
+from convlens.cli.tables import print_comparison
+from convlens.config import RECIPE_DESCRIPTIONS
+from convlens.errors import UsageError
+
+RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, text in RECIPE_DESCRIPTIONS.items()) + "."
+
+
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model preset or alias (convlens models list).")],
+    set_: SetOption = None,
+    recipe: Annotated[str, typer.Option(help=RECIPE_HELP)] = "fast",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Override the (peak) learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, onecycle or cosine.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
+    hflip: Annotated[Optional[float], typer.Option(help="Probability of mirroring a training image.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Validation fraction (default 0.1).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early stopping patience on validation loss.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for initialisation, dropout, split and data order.")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/MODEL/...).")] = None,
+    device: DeviceOption = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    data_dir: DataDirOption = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train one model, evaluate it on the test set, and write the run directory."""
+    from pydantic import ValidationError
+
+    from convlens.config import TrainConfig, resolve_recipe
+    from convlens.errors import format_validation_error
+    from convlens.models.registry import resolve_spec
+    from convlens.runs import run_training
+
+    changes = overrides(set_)
+    resolve_spec(model, changes)  # fail fast on a bad model or override, with the registry's message
+    recipe_obj = resolve_recipe(recipe, dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                             schedule=schedule, weight_decay=weight_decay,
+                                             label_smoothing=label_smoothing, hflip=hflip, val_fraction=val_fraction,
+                                             patience=patience))
+    try:
+        cfg = TrainConfig(model=model, overrides=changes, recipe=recipe_obj, seed=seed, device=device,
+                          threads=threads, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
+    except ValidationError as e:
+        raise UsageError(f"invalid option: {format_validation_error(e)}") from None
+    out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    progress = TrainingProgress(quiet or as_json)
+    try:
+        result = run_training(cfg, out_dir, progress=None if progress.quiet else progress)
+    finally:
+        progress.close()
+    m = result.metrics
+    if as_json:
+        return print_json({"run": str(out_dir), **{k: v for k, v in m.items() if k != "history"}})
+    epochs_run = m["epochs_run"]
+    out.print(f"{cfg.model} (recipe {cfg.recipe.name}, seed {seed}): test accuracy {m['test_accuracy']:.2%}, "
+              f"test loss {m['test_loss']:.4f}, {epochs_run} epoch{'s' if epochs_run != 1 else ''} in "
+              f"{m['train_seconds']:.1f}s ({m['train_images_per_second']:,.0f} img/s) -> {out_dir}")
+
+
+def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'convlens train'.")],
+                 data_dir: DataDirOption = None, device: DeviceOption = "auto", as_json: JsonOption = False) -> None:
+    """Reload a saved run and evaluate it on the test set, without the original command."""
+    from convlens.runs import evaluate_run
+    result = evaluate_run(run_dir, data_dir=data_dir, device=device)
+    if as_json:
+        return print_json(result)
+    out.print(f"{result['model']} (seed {result['seed']}) from {run_dir}: test accuracy "
+              f"{result['test_accuracy']:.2%}, test loss {result['test_loss']:.4f} on {result['n_test']:,} images")
+
+
+def compare_cmd(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
+                as_json: JsonOption = False) -> None:
+    """Finished runs grouped by configuration (everything but the seed): n, mean ± std and 95% CI per group,
+    and what differs between the groups."""
+    from convlens.experiments.compare import compare_runs
+    comparison = compare_runs(run_dirs)
+    if as_json:
+        return print_json(comparison)
+    print_comparison(comparison)

@@ -1,0 +1,115 @@
+"""``convlens sagemaker``: train, deploy, invoke and delete on Amazon SageMaker (the 'cloud' extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convlens.cli.display import out, print_json
+from convlens.cli.options import DataDirOption, overrides
+from convlens.errors import UsageError, format_validation_error
+
+app = typer.Typer(help="Train and deploy on Amazon SageMaker (needs the 'cloud' extra and AWS credentials).",
+                  no_args_is_help=True)
+RegionOption = Annotated[str, typer.Option(help="AWS region.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the exact API requests; send nothing.")]
+
+
+def _gateway(region: str, dry_run: bool):
+    try:
+        import boto3  # noqa: F401
+
+        from convlens.cloud.sagemaker.launcher import Gateway
+    except ImportError:
+        raise UsageError("SageMaker commands need the 'cloud' extra: pip install 'convlens[cloud]'") from None
+    return Gateway(region=region, dry_run=dry_run, echo=lambda text: out.print(text))
+
+
+def _settings(**kwargs):
+    from pydantic import ValidationError
+
+    from convlens.cloud.sagemaker.launcher import SageMakerSettings
+    try:
+        return SageMakerSettings(**{k: v for k, v in kwargs.items() if v is not None})
+    except ValidationError as e:
+        raise UsageError(f"invalid SageMaker setting: {format_validation_error(e)}") from None
+
+
+@app.command("train")
+def sagemaker_train(
+    role_arn: Annotated[str, typer.Option(help="IAM role SageMaker assumes (arn:aws:iam::ACCOUNT:role/NAME).")],
+    bucket: Annotated[str, typer.Option(help="S3 bucket for data, source and model artifacts.")],
+    region: RegionOption = "us-east-1",
+    prefix: Annotated[str, typer.Option(help="S3 key prefix.")] = "convlens",
+    instance_type: Annotated[str, typer.Option(help="Training instance type.")] = "ml.m5.large",
+    image: Annotated[Optional[str], typer.Option(help="Training image URI (default: AWS PyTorch CPU container).")] = None,
+    hp: Annotated[Optional[list[str]], typer.Option(help="Hyperparameter key=value (repeatable), e.g. "
+                                                     "--hp model=cnn --hp epochs=5.")] = None,
+    base_job_name: Annotated[str, typer.Option(help="Job name prefix.")] = "convlens",
+    job_name: Annotated[Optional[str], typer.Option(help="Exact job name (default: prefix + time).")] = None,
+    data_dir: DataDirOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job, showing its status.")] = True,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Upload data and code to S3 and start a SageMaker training job."""
+    from convlens.cloud.sagemaker.launcher import launch_training
+    settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix, base_job_name=base_job_name,
+                         training_instance=instance_type, training_image=image,
+                         hyperparameters=overrides(hp))
+    result = launch_training(_gateway(region, dry_run), settings, data_dir, job_name=job_name, wait=wait,
+                             on_status=lambda status: out.print(f"training job: {status}"))
+    if not dry_run:
+        out.print(f"training job {result['job_name']}: model at {result['model_data']}")
+
+
+@app.command("deploy")
+def sagemaker_deploy(
+    role_arn: Annotated[str, typer.Option(help="IAM role the endpoint runs as.")],
+    bucket: Annotated[str, typer.Option(help="S3 bucket used by 'convlens sagemaker train'.")],
+    job_name: Annotated[str, typer.Option(help="The training job whose model to deploy.")],
+    endpoint: Annotated[str, typer.Option(help="Endpoint name to create.")],
+    region: RegionOption = "us-east-1",
+    prefix: Annotated[str, typer.Option(help="S3 key prefix used for training.")] = "convlens",
+    instance_type: Annotated[str, typer.Option(help="Inference instance type.")] = "ml.m5.large",
+    image: Annotated[Optional[str], typer.Option(help="Inference image URI (default: AWS PyTorch CPU container).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Create model, endpoint config and endpoint for a finished training job."""
+    from convlens.cloud.sagemaker.launcher import deploy
+    settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix,
+                         inference_instance=instance_type, inference_image=image)
+    names = deploy(_gateway(region, dry_run), settings, settings.s3("output", job_name, "output", "model.tar.gz"),
+                   endpoint, source=settings.s3("source", job_name, "sourcedir.tar.gz"), wait=wait,
+                   on_status=lambda status: out.print(f"endpoint: {status}"))
+    if not dry_run:
+        out.print(f"endpoint {names['endpoint']} created (model {names['model']}, config {names['config']})")
+
+
+@app.command("invoke")
+def sagemaker_invoke(endpoint: Annotated[str, typer.Option(help="Endpoint name.")],
+                     image: Annotated[Path, typer.Argument(help="A PNG/JPEG image, .npy array or .json body.")],
+                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+    """Send one image to an endpoint and print the class probabilities."""
+    from convlens.cloud.sagemaker.launcher import invoke
+    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX
+    kind = CONTENT_TYPE_BY_SUFFIX.get(image.suffix.lower())
+    if kind is None or not image.is_file():
+        raise UsageError(f"{image}: give an existing .png, .jpg, .npy or .json (request body) file")
+    result = invoke(_gateway(region, dry_run), endpoint, image.read_bytes(), kind)
+    if result:
+        print_json(result)
+
+
+@app.command("delete")
+def sagemaker_delete(endpoint: Annotated[str, typer.Option(help="Endpoint name (its -config and -model too).")],
+                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+    """Delete an endpoint and the endpoint config and model that 'deploy' created for it."""
+    from convlens.cloud.sagemaker.launcher import delete
+    deleted = delete(_gateway(region, dry_run), endpoint)
+    if not dry_run:
+        out.print("deleted " + ", ".join(deleted))
+
+

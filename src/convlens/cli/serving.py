@@ -1,0 +1,74 @@
+"""``convlens export``, ``predict`` and ``serve``: ship a trained run and answer requests with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convlens.cli.display import out, print_json
+from convlens.cli.options import JsonOption
+from convlens.errors import UsageError
+
+
+def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+               out_dir: Annotated[Optional[Path], typer.Option("--out", help="Model directory "
+                                                               "(default RUN_DIR/export).")] = None,
+               fmt: Annotated[Optional[str], typer.Option("--format", help="Also write 'onnx' (model.onnx).")] = None,
+               ) -> None:
+    """Export a run to a self-contained model directory (safetensors + config.json, optionally ONNX)."""
+    from convlens.serving.export import export_run
+    if fmt not in (None, "onnx"):
+        raise UsageError(f"unknown format '{fmt}'; the only extra format is 'onnx'")
+    out_dir = out_dir or run_dir / "export"
+    export_run(run_dir, out_dir, onnx=fmt == "onnx")
+    out.print(f"exported {run_dir} -> {out_dir} ({', '.join(sorted(p.name for p in out_dir.iterdir()))})")
+
+
+def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
+                inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images, .npy arrays or .json bodies.")],
+                top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
+                as_json: JsonOption = False) -> None:
+    """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
+    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, InputError, decode
+    from convlens.serving.predictor import Predictor
+    predictor = Predictor(model_dir)
+    results = []
+    for path in inputs:
+        kind = CONTENT_TYPE_BY_SUFFIX.get(path.suffix.lower())
+        if kind is None:
+            raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files")
+        try:
+            x = decode(path.read_bytes(), kind)
+        except FileNotFoundError:
+            raise UsageError(f"{path} not found") from None
+        except InputError as e:
+            raise UsageError(f"{path}: {e}") from None
+        for i, probs in enumerate(predictor.predict(x)):
+            order = probs.argsort()[::-1][:top_k]
+            results.append({"input": str(path) if len(x) == 1 else f"{path}[{i}]",
+                            "top": [{"class": predictor.class_names[j], "probability": float(probs[j])}
+                                    for j in order]})
+    if as_json:
+        return print_json(results)
+    for r in results:
+        out.print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
+
+
+def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
+              host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="Port (SageMaker uses 8080).")] = 8080,
+              workers: Annotated[int, typer.Option(help="Server processes.")] = 1) -> None:
+    """Serve the model over the SageMaker inference contract, with a web page at /."""
+    import os
+
+    import uvicorn
+
+    from convlens.models.checkpoint import read_config
+    from convlens.serving.app import MODEL_DIR_ENV
+    read_config(model_dir)  # fail with one line before the server starts
+    os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
+    out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
+    uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")

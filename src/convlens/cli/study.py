@@ -1,0 +1,53 @@
+"""``convlens study`` and ``convlens report``: the whole assignment end to end, and its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convlens.cli.display import StudyProgress, out
+from convlens.cli.options import DataDirOption
+from convlens.errors import UsageError
+
+
+def study_cmd(
+    config_path: Annotated[Optional[Path], typer.Option("--config", help="YAML file of study options (seeds, recipe, "
+                                                        "epochs, train_subset, experiments, shift_max, ...).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (re-running reuses its finished runs).")]
+        = Path("runs/study"),
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per configuration (default 3).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A first look in about 3 minutes: 3 seeds on 8,000 "
+                                        "training images.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Everything the reference write-ups ran: kernel 3/5/7, "
+                                       "depth 1/2/3, filters; no time budget.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,
+    data_dir: DataDirOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and train everything again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
+) -> None:
+    """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
+    and one self-contained report (report.html, report.md, results.json)."""
+    from convlens.study.config import load_study_config
+    from convlens.study.pipeline import run_study
+    if quick and full:
+        raise UsageError("--quick and --full exclude each other; pick one")
+    config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
+                               workers=workers)
+    progress = StudyProgress(quiet)
+    try:
+        results = run_study(config, out_dir, events=progress, force=force, data_dir=data_dir)
+    finally:
+        progress.close()
+    cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
+    out.print(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
+              f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {results['study']['wall_seconds'] / 60:.1f} min")
+    out.print(f"Report: {out_dir / 'report.html'} (also report.md, results.json)")
+
+
+def report_cmd(directory: Annotated[Path, typer.Argument(help="A study directory (convlens study --out).")]) -> None:
+    """Render report.html and report.md again from a study's results.json (nothing is trained)."""
+    from convlens.report.render import render_report
+    md, page = render_report(directory)
+    out.print(f"Wrote {page} and {md}")

@@ -1,0 +1,91 @@
+"""Tables the commands print: an experiment's statistics and runs grouped by configuration (rich, markup off)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from convlens.cli.display import out
+from convlens.stats import format_p
+
+
+def pp(x: float | None, signed: bool = False) -> str:
+    """A fraction in percent (points), two decimals; '-' when missing."""
+    if x is None:
+        return "-"
+    return f"{x * 100:+.2f}" if signed else f"{x * 100:.2f}"
+
+
+def mean_std(summary: dict) -> str:
+    """'91.96 ± 0.32' from a mean_ci dict (fractions), or '-' without runs."""
+    if not summary["n"]:
+        return "-"
+    return pp(summary["mean"]) + (f" ± {pp(summary['std'])}" if summary["std"] is not None else "")
+
+
+def ci95(summary: dict) -> str:
+    lo, hi = summary["ci95"]
+    return f"{pp(lo)}..{pp(hi)}" if lo is not None else "-"
+
+
+def changes(values: dict) -> str:
+    return "".join(f" {k}={v}" for k, v in values.items())
+
+
+def recipe_label(recipe: dict) -> str:
+    """'keras' or 'keras epochs=1': the recipe's name plus what differs from the named recipe."""
+    from convlens.config import RECIPES
+    named = RECIPES.get(recipe["name"])
+    base = named.model_dump(mode="json") if named else {}
+    return recipe["name"] + changes({k: v for k, v in recipe.items() if base.get(k) != v})
+
+
+def print_experiment_table(summary: dict) -> None:
+    """Per level n, mean ± std, 95% CI, and the paired test against the reference; then the conclusions."""
+    table = Table("level", "n", "test acc % (mean ± std)", "95% CI", "diff vs ref, pp [95% CI]", "p", "p Holm",
+                  "verdict", "params", "train s", "ms/img",
+                  title=f"{summary['experiment']}: reference {summary['reference']}, "
+                        f"recipe {recipe_label(summary['recipe'])}, {summary['seeds']} seeds")
+    for lv in summary["levels"]:
+        c = lv["vs_reference"]
+        n = f"{lv['n']}" + (f" ({len(lv['failed'])} failed)" if lv["failed"] else "") + (
+            f" ({lv['pending']} pending)" if lv["pending"] else "")
+        if c is None:
+            vs, p, ph, word = "reference", "", "", ""
+        else:
+            lo, hi = c["ci95"]
+            vs = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
+            p, ph = (format_p(x) if x is not None else "n/a" for x in (c["p_value"], c["p_holm"]))
+            word = c["verdict"].split(" (")[0]
+        secs, ms = lv["train_seconds"]["mean"], lv["inference_ms_per_image"]["mean"]
+        table.add_row(lv["label"], n, mean_std(lv["test_accuracy"]), ci95(lv["test_accuracy"]), vs, p, ph, word,
+                      f"{lv['params']:,}" if lv["params"] else "-", f"{secs:.1f}" if secs is not None else "-",
+                      f"{ms:.3f}" if ms is not None else "-")
+    out.print(table)
+    for line in summary["conclusions"]:
+        out.print(f"- {line}")
+    best = summary["best"]
+    if best:
+        out.print(f"Best mean accuracy: {best['accuracy']}; best accuracy per parameter: "
+                  f"{best['accuracy_per_mparam']}; per second of training: {best['accuracy_per_second']}.")
+
+
+def print_comparison(comparison: dict) -> None:
+    """Runs grouped by configuration: what differs between the groups, then per group n, mean ± std, CI."""
+    differs = comparison["differs"]
+    table = Table("model", *differs, "n", "test acc % (mean ± std)", "95% CI", "per seed", "params", "train s",
+                  title="Runs grouped by configuration (everything but the seed)")
+    for g in comparison["groups"]:
+        n = f"{g['n']}" + (f" (+{len(g['failed'])} failed)" if g["failed"] else "")
+        secs = g["train_seconds"]["mean"]
+        table.add_row(g["model"], *(json.dumps(g["settings"][k]) for k in differs), n, mean_std(g["test_accuracy"]),
+                      ci95(g["test_accuracy"]), ", ".join(f"{s}: {pp(a)}" for s, a in g["per_seed"].items()),
+                      f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-")
+    out.print(table)
+    if len(comparison["groups"]) > 1:
+        out.print(f"The groups differ in {', '.join(differs)}. They are not tested against each other; to test one "
+                  "factor, run it as an experiment (convlens experiment run).")
+    if any(g["n"] < 2 for g in comparison["groups"]):
+        out.print("Note: a configuration with one seed has no spread; a difference smaller than the seed-to-seed "
+                  "spread means nothing.")

@@ -1,0 +1,53 @@
+"""Compare finished runs named by directory: group them by configuration, then the statistics of an
+experiment's levels per group (n, mean, std, 95% t interval over seeds).
+
+A group is every run whose config.json describes the same thing once the seed is left out
+(``run_identity``: resolved architecture, recipe values, data subsets, pixel order, dataset, device type), so
+runs that differ in anything but the seed are never averaged together. Groups are not tested against each
+other: they may differ in several settings at once, and a comparison changes one factor (an experiment does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import UsageError
+from convlens.experiments.analysis import level_statistics, without_nan
+from convlens.experiments.spec import run_identity
+from convlens.experiments.store import status_of
+from convlens.models.checkpoint import read_config
+from convlens.runs import read_metrics
+
+
+def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
+    """{"differs": keys whose values differ between groups, "groups": one entry per configuration, in the order
+    their first run was given}. The same directory given twice counts once; two runs of one configuration
+    with the same seed are refused (a seed would count twice)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for directory in dict.fromkeys(Path(d).resolve() for d in run_dirs):
+        config, metrics = read_config(directory), read_metrics(directory)
+        identity = run_identity(config)
+        group = groups.setdefault(json.dumps(identity, sort_keys=True), {
+            "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}})
+        seed = config.get("seed")
+        if seed in group["runs"]:
+            raise UsageError(f"{group['runs'][seed]} and {directory} are the same configuration with the same seed "
+                             f"({seed}); give each seed of a configuration once")
+        group["runs"][seed], group["metrics"][seed] = str(directory), metrics
+    identities = [g["identity"] for g in groups.values()]
+    differs = sorted(k for k in set().union(*identities)
+                     if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1)
+    rows = []
+    for g in groups.values():
+        done = {s: m for s, m in g["metrics"].items() if status_of(m) == "done"}
+        rows.append({
+            "model": g["model"], "settings": {k: g["identity"].get(k) for k in differs},
+            "seeds": sorted(g["runs"]), "runs": [g["runs"][s] for s in sorted(g["runs"])],
+            "failed": [{"seed": s, "reason": m.get("reason")} for s, m in sorted(g["metrics"].items())
+                       if status_of(m) != "done"],
+            "per_seed": {s: m["test_accuracy"] for s, m in sorted(done.items())},
+            **level_statistics(done),
+        })
+    return without_nan({"differs": differs, "groups": rows})

@@ -1,0 +1,120 @@
+"""The report's sentences. Each is generated from the numbers it is given (a section of results.json) and, where
+it states a comparison, worded by that comparison's test; nothing here measures or tests anything itself."""
+
+from __future__ import annotations
+
+import math
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{x * 100:+.2f} pp"
+
+
+def _interval(c: dict) -> str:
+    lo, hi = c["ci95"]
+    return "" if lo is None or math.isnan(lo) else f", 95% CI {lo * 100:+.2f} to {hi * 100:+.2f} pp"
+
+
+def eda_findings(eda: dict) -> list[str]:
+    brightest = max(eda["per_class"], key=lambda c: c["mean_brightness"])
+    darkest = min(eda["per_class"], key=lambda c: c["mean_brightness"])
+    dup, counts = eda["duplicates"], eda["class_counts"]["train"]
+    return [
+        f"{eda['train']['n']:,} training and {eda['test']['n']:,} test images of {eda['train']['shape'][0]}x"
+        f"{eda['train']['shape'][1]} px, {eda['dtype']}, grey levels {eda['pixel_range']['train'][0]}-"
+        f"{eda['pixel_range']['train'][1]}; {len(eda['per_class'])} classes.",
+        ("Classes are exactly balanced" if eda["imbalance_ratio"]["train"] == 1 else
+         f"The largest class has {eda['imbalance_ratio']['train']:.2f}x the images of the smallest") +
+        f" in the training set ({min(counts):,}-{max(counts):,} per class), so accuracy is a fair summary metric.",
+        f"{eda['zero_pixel_fraction'] * 100:.1f}% of training pixels are pure background (0); mean pixel "
+        f"{eda['normalisation']['train_mean']:.4f}, std {eda['normalisation']['train_std']:.4f} after scaling by 1/255.",
+        f"{brightest['class']} is the brightest class ({brightest['mean_brightness'] * 100:.1f}% of 255 on average), "
+        f"{darkest['class']} the darkest ({darkest['mean_brightness'] * 100:.1f}%): brightness alone separates some "
+        "classes, which an MLP can use without any notion of shape.",
+        f"{dup['exact']} test images are byte-identical to a training image and {dup['near']} more are near "
+        f"duplicates (RMS difference <= {dup['max_rms']}); "
+        + ("test accuracy is therefore slightly optimistic for those." if dup["exact"] + dup["near"] else
+           "the test set is clean of them."),
+    ]
+
+
+def baseline_findings(mlp: dict) -> list[str]:
+    conf = mlp["most_confused"]
+    return [
+        f"Test accuracy {_pct(mlp['test_accuracy']['mean'])} ± {mlp['test_accuracy']['std'] * 100:.2f} pp "
+        f"(mean ± std, n={mlp['n']} seeds) with {mlp['summary']['params']['total']:,} parameters.",
+        f"Per-class accuracy ranges from {_pct(mlp['hardest_class']['accuracy'])} ({mlp['hardest_class']['class']}) to "
+        f"{_pct(mlp['easiest_class']['accuracy'])} ({mlp['easiest_class']['class']}).",
+        "Most confused pairs: " + "; ".join(f"{p['pair'][0]} / {p['pair'][1]} ({p['share'] * 100:.1f}% of their "
+                                            f"test images mistaken for each other)" for p in conf) + ".",
+        "Its limitation is structural: the first layer flattens the image, so every weight belongs to one "
+        "fixed pixel position. Nothing it learns about a collar at one place transfers to the next pixel; the "
+        "shift probe below measures what that costs.",
+    ]
+
+
+def design_findings(cnn: dict, mlp: dict) -> list[str]:
+    """The CNN's design reasons, read off its layer table (receptive fields, parameters and MACs per block)."""
+    layers = cnn["summary"]["layers"]
+    convs = [lay for lay in layers if lay["layer"].startswith("Conv2D")]
+    last_conv = convs[-1]
+    last_rf = [lay for lay in layers if lay["receptive_field"] is not None][-1]
+    size = cnn["summary"]["input_shape"][0]
+    total, macs = cnn["summary"]["params"]["total"], cnn["summary"]["macs"]
+    conv_params = sum(lay["params_trainable"] for lay in convs)
+    conv_macs = sum(lay["macs"] for lay in convs)
+    block_macs = [c["macs"] for c in convs]
+    even = len(block_macs) > 2 and max(block_macs[1:]) <= 1.05 * min(block_macs[1:])
+    return [
+        f"{len(convs)} convolution blocks with {', '.join(str(c['output_shape'][-1]) for c in convs)} filters, "
+        f"costing {', '.join(f'{m / 1e6:.2f}' for m in block_macs)} M multiply-adds per image"
+        + (": after the first block (a single input channel), doubling the channels while pooling halves the "
+           "resolution keeps the cost per block constant, trading space for features." if even else "."),
+        f"Receptive field: the first convolution sees {convs[0]['receptive_field']}x{convs[0]['receptive_field']} px; "
+        f"the last one sees {last_conv['receptive_field']}x{last_conv['receptive_field']} px of the {size}x{size} "
+        f"image, and after the last pooling each unit covers {last_rf['receptive_field']}x{last_rf['receptive_field']}"
+        " px: deep enough to relate distant parts of a garment (sleeve to collar) before the dense head.",
+        f"Convolutions hold {conv_params / total * 100:.1f}% of the {total:,} parameters but do "
+        f"{conv_macs / macs * 100:.1f}% of the {macs / 1e6:.1f} M multiply-adds per image: weight sharing makes "
+        "them cheap in parameters and expensive in compute; the dense head is the opposite.",
+        f"Against the MLP baseline ({mlp['summary']['params']['total']:,} parameters, "
+        f"{mlp['summary']['macs'] / 1e6:.2f} M multiply-adds): {total / mlp['summary']['params']['total']:.1f}x the "
+        f"parameters and {macs / mlp['summary']['macs']:.0f}x the compute per image.",
+    ]
+
+
+def shift_findings(effects: dict) -> list[str]:
+    """One sentence per shift from ``probes.shift.shift_effects``: both accuracies, their changes, the test."""
+    first, second = effects["curves"]
+    curves, lines = effects["curves"], []
+    for t in effects["tests"]:
+        a, b = curves[first][t["shift"]]["mean"], curves[second][t["shift"]]["mean"]
+        lines.append(f"Shift {t['shift']} px: {second} {_pct(b)} (change {(b - curves[second][0]['mean']) * 100:+.2f} "
+                     f"pp), {first} {_pct(a)} (change {(a - curves[first][0]['mean']) * 100:+.2f} pp); {second} loss "
+                     f"minus {first} loss {_pp(t['diff'])}: {t['verdict']}.")
+    return lines
+
+
+def locality_findings(effects: dict) -> list[str]:
+    """Sentences from ``probes.locality.locality_effects``: each model's change, then the interaction."""
+    lines = []
+    for model, e in effects["models"].items():
+        o, p = e["original"], e["permuted"]
+        lines.append(f"{model}: {o['mean'] * 100:.2f}% on original pixels, {p['mean'] * 100:.2f}% on permuted pixels; "
+                     f"change {_pp(e['diff'])}{_interval(e)}; permuted vs original: {e['verdict']}.")
+    inter = effects["interaction"]
+    if inter is not None:
+        lines.append(f"Interaction, the {inter['of']}'s change minus the {inter['against']}'s (paired by seed): "
+                     f"{_pp(inter['diff'])}{_interval(inter)}: {inter['verdict']}.")
+    return lines
+
+
+def efficiency_findings(best: dict, smallest_close: dict, within: float) -> list[str]:
+    return [f"Highest mean accuracy: {best['name']}, {_pct(best['test_accuracy']['mean'])} with {best['params']:,} "
+            f"parameters and {best['macs'] / 1e6:.1f} M multiply-adds per image.",
+            f"Fewest parameters within {within * 100:.1f} pp of that mean: {smallest_close['name']} "
+            f"({smallest_close['params']:,} parameters, {_pct(smallest_close['test_accuracy']['mean'])})."]

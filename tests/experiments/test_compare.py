@@ -1,0 +1,70 @@
+"""`convlens compare`: runs are grouped by everything but the seed, so a permuted-pixel run or a run on another
+subset is never averaged with the others; each group's statistics are recomputed here with numpy and scipy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from convlens.cli import main
+from convlens.config import TrainConfig, resolve_recipe
+from convlens.runs import run_training
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, fashion):
+    """Three seeds of one MLP (one of them named by its alias), one on permuted pixels, one on fewer images."""
+    root = tmp_path_factory.mktemp("compare")
+    base = TrainConfig(model="mlp-128-64", recipe=resolve_recipe("fast", {"epochs": 1}), train_subset=600,
+                       test_subset=300, device="cpu")
+    variants = {"s0": base, "s1": base.model_copy(update={"seed": 1}),
+                "alias-s2": TrainConfig(**{**base.model_dump(), "model": "mlp", "seed": 2}),
+                "permuted": base.model_copy(update={"pixels": "permuted"}),
+                "subset": base.model_copy(update={"train_subset": 500})}
+    for name, cfg in variants.items():
+        run_training(cfg, root / name, dataset=fashion)
+    return root
+
+
+def _accuracy(run_dir) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_compare_keeps_permuted_and_subset_runs_apart(runs, capsys):
+    names = ["s0", "permuted", "s1", "subset", "alias-s2"]
+    assert main(["compare", *(str(runs / n) for n in names), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["differs"] == ["data.pixels", "data.train_subset"]
+    plain, permuted, subset = result["groups"]
+    assert (plain["seeds"], permuted["seeds"], subset["seeds"]) == ([0, 1, 2], [0], [0])
+    assert plain["settings"] == {"data.pixels": "original", "data.train_subset": 600}
+    assert permuted["settings"] == {"data.pixels": "permuted", "data.train_subset": 600}
+    assert subset["settings"] == {"data.pixels": "original", "data.train_subset": 500}
+    accuracies = [_accuracy(runs / n) for n in ("s0", "s1", "alias-s2")]
+    acc = plain["test_accuracy"]
+    assert acc["n"] == 3 and acc["mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
+    assert acc["std"] == pytest.approx(np.std(accuracies, ddof=1), abs=1e-12)
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(accuracies), scale=sps.sem(accuracies))
+    assert acc["ci95"] == pytest.approx([lo, hi], abs=1e-12)
+    assert permuted["test_accuracy"]["mean"] == pytest.approx(_accuracy(runs / "permuted"), abs=1e-12)
+    assert permuted["test_accuracy"]["std"] is None  # one seed: no spread, never a made-up one
+
+
+def test_compare_table_shows_what_differs(runs, capsys):
+    assert main(["compare", str(runs / "s0"), str(runs / "s1"), str(runs / "permuted")]) == 0
+    out = capsys.readouterr().out
+    assert "data.pixels" in out and '"permuted"' in out and "differ in data.pixels" in out
+    assert "0: " in out and "1: " in out
+
+
+def test_the_same_seed_twice_is_refused_and_the_same_directory_counts_once(runs, tmp_path, capsys):
+    assert main(["compare", str(runs / "s0"), str(runs / "s0"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"][0]["n"] == 1
+    shutil.copytree(runs / "s0", tmp_path / "again")
+    assert main(["compare", str(runs / "s0"), str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "the same configuration with the same seed (0)" in err
