@@ -14,6 +14,8 @@ from convlens.errors import UsageError
 from convlens.models.registry import create_model
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
+from convlens.probes.confusion import most_confused_pairs
+from convlens.probes.efficiency import efficiency_highlights, efficiency_points
 from convlens.probes.locality import locality_effects
 from convlens.probes.shift import DIRECTIONS, shift_directions, shift_effects, shift_images, shift_robustness
 from convlens.report.findings import locality_findings, shift_findings
@@ -105,7 +107,7 @@ def test_locality_effects_match_scipy_and_word_the_interaction():
 def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
     acc = {"MLP": {0: [0.88, 0.70, 0.50], 1: [0.87, 0.71, 0.52], 2: [0.875, 0.69, 0.49]},
            "CNN": {0: [0.92, 0.90, 0.84], 1: [0.915, 0.89, 0.85], 2: [0.918, 0.905, 0.83]}}
-    e = shift_effects(acc)
+    e = shift_effects(acc, max_shift=2)
     assert e["shifts"] == [0, 1, 2] and e["seeds"] == [0, 1, 2]
     assert e["curves"]["CNN"][2]["mean"] == pytest.approx((0.84 + 0.85 + 0.83) / 3)
     for t, s in zip(e["tests"], (1, 2)):
@@ -116,6 +118,28 @@ def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
         assert t["verdict"].startswith("significantly smaller loss for the CNN") == (t["p_value"] < 0.05)
     lines = shift_findings(e)
     assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp)")
+
+
+def test_most_confused_pairs_count_both_directions_by_hand():
+    confusion = np.array([[8, 2, 0], [3, 5, 2], [0, 0, 10]])  # rows: true class, columns: predicted
+    pairs = most_confused_pairs(confusion, ["a", "b", "c"], top=2)
+    # a/b: (2 + 3) / (10 + 10) = 0.25; b/c: (2 + 0) / (10 + 10) = 0.10; a/c: 0
+    assert pairs == [{"pair": ["a", "b"], "mistaken": 5, "share": 0.25},
+                     {"pair": ["b", "c"], "mistaken": 2, "share": 0.1}]
+
+
+def test_efficiency_points_skip_permuted_and_repeated_configurations_and_pick_by_hand():
+    def level(label, params, acc, pixels="original"):
+        return {"label": label, "values": {"pixels": pixels}, "n": 3, "params": params, "macs": params * 10,
+                "test_accuracy": {"mean": acc}, "train_seconds": {"mean": 1.0}}
+    summaries = {"one": {"levels": [level("big", 400_000, 0.920), level("small", 100_000, 0.916),
+                                    level("perm", 100_000, 0.850, "permuted")]},
+                 "two": {"levels": [level("small again", 100_000, 0.916), level("tiny", 50_000, 0.900)]}}
+    points = efficiency_points(summaries)
+    assert [p["name"] for p in points] == ["two: tiny", "one: small", "one: big"]  # by parameters; repeats once
+    assert points[0]["errors_per_mparam"] == pytest.approx((1 - 0.9) / 50_000 * 1e6)
+    best, close = efficiency_highlights(points)
+    assert best["name"] == "one: big" and close["name"] == "one: small"  # 0.4 pp below: within 0.5 pp
 
 
 def test_filters_and_feature_maps_have_the_shapes_of_the_summary():

@@ -118,6 +118,18 @@ def test_the_html_report_opens_in_headless_chromium_from_a_file_url(study, brows
     page.close()
 
 
+def test_report_refuses_a_results_file_of_another_format(study, tmp_path, capsys):
+    out, _ = study
+    old = tmp_path / "old"
+    old.mkdir()
+    results = _results(out)
+    (old / "results.json").write_text(json.dumps({**results, "format": "convlens-study/1"}))
+    assert main(["report", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has format 'convlens-study/1'" in err
+    assert not (old / "report.html").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["study", "--quick", "--full"], "--quick and --full exclude each other"),
     (["study", "--seeds", "0"], "seeds: Input should be greater than or equal to 1"),
@@ -134,7 +146,9 @@ def test_config_files_are_validated_at_the_edge(tmp_path):
     for text, message in (("epochs: 2\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
                           ("experiments: [{name: nope}]\n", "unknown experiment 'nope'"),
                           ("experiments: [{name: kernel-size, levels: [3, -1]}]\n", "kernel_size"),
-                          ("- a list\n", "expected a mapping")):
+                          ("- a list\n", "expected a mapping"),
+                          ("experiments: [{name: cnn-vs-mlp, levels: [mlp, cnn]}]\n",
+                           "cnn-vs-mlp always runs with its built-in levels")):
         bad.write_text(text)
         with pytest.raises(UsageError, match=re.escape(message)):
             load_study_config("default", bad)

@@ -135,7 +135,10 @@ def read_metrics(run_dir: Path) -> dict:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise UsageError(f"{path} not found: the run in {run_dir} has not finished (or is not a convlens run)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:

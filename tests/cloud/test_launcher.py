@@ -107,6 +107,18 @@ def test_dry_run_prints_requests_and_sends_nothing(aws, capsys):
         ' "operation": "DeleteEndpoint",', ' "operation": "DeleteEndpointConfig",', ' "operation": "DeleteModel",']
 
 
+@pytest.mark.parametrize("hp, message", [(["model=seed000-cnn"], "unknown model 'seed000-cnn'; valid models: cnn"),
+                                         (["recipe=seed"], "unknown recipe 'seed'; valid recipes: keras, fast"),
+                                         (["set=kernel_size=0"], "kernel_size: Input should be greater")])
+def test_bad_hyperparameters_are_refused_before_anything_is_uploaded(aws, capsys, hp, message):
+    boto3.client("s3").create_bucket(Bucket="hp-bucket")
+    code = main(["sagemaker", "train", "--role-arn", ROLE, "--bucket", "hp-bucket", "--job-name", "hp-1",
+                 *[a for h in hp for a in ("--hp", h)]])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="hp-bucket")  # nothing uploaded
+
+
 def test_source_tarball_holds_package_entry_and_requirements_without_torch():
     with tarfile.open(fileobj=io.BytesIO(source_tarball()), mode="r:gz") as tar:
         names = set(tar.getnames())

@@ -68,3 +68,31 @@ def test_the_same_seed_twice_is_refused_and_the_same_directory_counts_once(runs,
     assert main(["compare", str(runs / "s0"), str(tmp_path / "again")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "the same configuration with the same seed (0)" in err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "metrics.json").write_text("{not json"), "metrics.json is not valid JSON"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"model": {"name": "mlp"}, "seed": 0})),
+     "config.json is not a convlens run config"),
+    (lambda d: (d / "metrics.json").write_text(json.dumps({"status": "ok", "test_accuracy": 0.9})),
+     "found a run written by an older convlens (status 'ok')"),
+])
+def test_a_broken_or_old_run_is_one_line_not_a_traceback(runs, tmp_path, capsys, damage, message):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "s1", broken)
+    damage(broken)
+    assert main(["compare", str(runs / "s0"), str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_run_identity_leaves_out_the_seed_and_keeps_what_changes_a_run():
+    from convlens.experiments.spec import run_identity
+    config = {"seed": 4, "model": {"name": "cnn-32-64-128", "spec": {"kind": "cnn", "kernel_size": 3}},
+              "recipe": {"name": "fast", "epochs": 4},
+              "data": {"dataset": "fashion-mnist", "origin": "debian", "directory": "/x", "n_train": 54000,
+                       "train_subset": None, "test_subset": 1000, "pixels": "original"},
+              "provenance": {"device": {"type": "cpu", "threads": 2}}}
+    assert run_identity(config) == {"spec.kind": "cnn", "spec.kernel_size": 3, "recipe.epochs": 4,
+                                    "data.train_subset": None, "data.test_subset": 1000, "data.pixels": "original",
+                                    "data.dataset": "fashion-mnist", "device": "cpu"}

@@ -24,6 +24,9 @@ def spec(**changes):
     (dict(recipe="slow"), "unknown recipe 'slow'"),
     (dict(colour="red"), "colour: Extra inputs are not permitted"),
     (dict(second_factor=dict(name="kernel_size", levels=[3, 5])), "repeats the factor"),
+    (dict(model="seed000-cnn"), "unknown model 'seed000-cnn'; valid models: cnn, mlp"),
+    (dict(factor=dict(name="model", levels=["cnn", "cnn-32-64-128"])), "lists a level twice"),  # an alias is its preset
+    (dict(factor=dict(name="model", levels=["mlp", "seed000-mlp"])), "unknown model 'seed000-mlp'"),
 ])
 def test_invalid_specs_fail_with_one_line(changes, message):
     with pytest.raises(UsageError, match=message) as info:
@@ -96,3 +99,16 @@ def test_pixels_is_a_data_factor_and_the_check_allows_only_it():
     bad = parse_spec({"name": "p", "model": "cnn-32-64-128", "factor": {"name": "pixels", "levels": ["original", "scrambled"]}})
     with pytest.raises(UsageError, match="level pixels=scrambled: pixels: Input should be 'original' or 'permuted'"):
         resolve_levels(bad)
+
+
+def test_model_levels_and_the_base_are_recorded_by_their_full_names():
+    s = spec(model="mlp", factor=dict(name="model", levels=["mlp", "cnn"], reference="mlp"))
+    assert s.model == "mlp-128-64" and s.factor.levels == ["mlp-128-64", "cnn-32-64-128"]
+    assert [lv.label for lv in resolve_levels(s)] == ["model=mlp-128-64", "model=cnn-32-64-128"]
+    assert s.factor.reference_label == "model=mlp-128-64"
+
+
+def test_a_level_that_trains_what_the_reference_trains_is_refused():
+    s = spec(factor=dict(name="recipe.label_smoothing", levels=[0.0, 0]))  # two labels, one configuration
+    with pytest.raises(UsageError, match="recipe.label_smoothing=0 trains exactly what the reference"):
+        one_factor_diff(s, resolve_levels(s))

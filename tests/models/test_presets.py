@@ -85,8 +85,8 @@ def test_each_write_up_is_reproduced_by_a_preset_with_its_stated_overrides():
 
 
 def test_aliases_name_the_defaults_and_runs_record_the_full_name():
-    assert create_model("cnn").spec == create_model("cnn-32-64-128").spec
-    assert create_model("mlp").spec == create_model("mlp-128-64").spec
+    assert create_model("cnn").spec == CNNSpec(filters=(32, 64, 128), dense=(128,), dropout=0.3)
+    assert create_model("mlp").spec == MLPSpec(dense=(128, 64), dropout=0.2)
     assert TrainConfig(model="cnn").model == "cnn-32-64-128" and TrainConfig(model="mlp").model == "mlp-128-64"
 
 

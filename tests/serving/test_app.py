@@ -41,7 +41,7 @@ def test_exported_config_describes_model_input_and_source(exported):
     assert {p.name for p in exported[0].iterdir()} == {"model.safetensors", "config.json", "model.onnx"}
 
 
-def test_ping_and_seed000_style_request(client, fashion):
+def test_ping_and_a_write_up_000_style_request(client, fashion):
     ping = client.get("/ping")
     assert ping.status_code == 200 and ping.content == b""
     x = (fashion.test_images[0:1].astype(np.float32) / 255).reshape(1, 28, 28, 1)  # X_test_cnn[0:1]

@@ -98,7 +98,7 @@ class RunsProgress:
         self.describe(f"{job.level} seed {job.seed}")
 
     def run_finished(self, result, weight: float = 1.0) -> None:
-        self.line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.line(f"{result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
         self.advance(weight)
 
     def advance(self, weight: float) -> None:
@@ -121,3 +121,10 @@ class StudyProgress(RunsProgress):
     def stage(self, name: str, detail: str = "") -> None:
         self.line(f"[{name}] {detail}")
         self.describe(name)
+
+    def run_started(self, job) -> None:
+        self.describe(f"training {job.level} seed {job.seed}")
+
+    def run_finished(self, result, weight: float = 1.0) -> None:  # indented under its stage line
+        self.line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.advance(weight)

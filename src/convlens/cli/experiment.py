@@ -69,11 +69,12 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
                       as_json: JsonOption = False) -> None:
     """Done / failed / pending per level and seed."""
     from convlens.experiments.store import RunStore
-    grid = RunStore(directory).status_grid()
+    store = RunStore(directory)
+    grid = store.status_grid()
     if as_json:
         return print_json(grid)
     seeds = sorted({seed for row in grid.values() for seed in row})
-    table = Table("level", *[f"seed {s}" for s in seeds], title=f"{directory}")
+    table = Table("level", *[f"seed {s}" for s in seeds], title=f"{store.read_experiment()['spec']['name']} in {directory}")
     for label, row in grid.items():
         table.add_row(label, *row.values())
     out.print(table)

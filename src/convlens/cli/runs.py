@@ -11,7 +11,7 @@ import typer
 from convlens.cli.display import TrainingProgress, out, print_json
 from convlens.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption, SetOption, overrides
 from convlens.cli.tables import print_comparison
-from convlens.config import RECIPE_DESCRIPTIONS
+from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS
 from convlens.errors import UsageError
 
 RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, text in RECIPE_DESCRIPTIONS.items()) + "."
@@ -20,7 +20,7 @@ RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, tex
 def train_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Model preset or alias (convlens models list).")],
     set_: SetOption = None,
-    recipe: Annotated[str, typer.Option(help=RECIPE_HELP)] = "fast",
+    recipe: Annotated[str, typer.Option(help=RECIPE_HELP)] = DEFAULT_RECIPE,
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Override the (peak) learning rate.")] = None,

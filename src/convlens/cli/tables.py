@@ -74,6 +74,11 @@ def print_experiment_table(summary: dict) -> None:
 def print_comparison(comparison: dict) -> None:
     """Runs grouped by configuration: what differs between the groups, then per group n, mean ± std, CI."""
     differs = comparison["differs"]
+    spec_keys = [k for k in differs if k.startswith("spec.")]
+    named = differs
+    if len(spec_keys) > 3:  # another architecture altogether: the model column names it (--json has every key)
+        differs = [k for k in differs if k not in spec_keys]
+        named = ["the architecture", *differs]
     table = Table("model", *differs, "n", "test acc % (mean ± std)", "95% CI", "per seed", "params", "train s",
                   title="Runs grouped by configuration (everything but the seed)")
     for g in comparison["groups"]:
@@ -84,8 +89,8 @@ def print_comparison(comparison: dict) -> None:
                       f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-")
     out.print(table)
     if len(comparison["groups"]) > 1:
-        out.print(f"The groups differ in {', '.join(differs)}. They are not tested against each other; to test one "
-                  "factor, run it as an experiment (convlens experiment run).")
+        out.print(f"The groups differ in {', '.join(named)}. They are not tested against each other; to "
+                  "test one factor, run it as an experiment (convlens experiment run).")
     if any(g["n"] < 2 for g in comparison["groups"]):
         out.print("Note: a configuration with one seed has no spread; a difference smaller than the seed-to-seed "
                   "spread means nothing.")

@@ -28,7 +28,10 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
     for directory in dict.fromkeys(Path(d).resolve() for d in run_dirs):
         config, metrics = read_config(directory), read_metrics(directory)
-        identity = run_identity(config)
+        try:
+            identity = run_identity(config)
+        except (KeyError, TypeError, AttributeError):
+            raise UsageError(f"{directory / 'config.json'} is not a convlens run config (model.spec, recipe, data)") from None
         group = groups.setdefault(json.dumps(identity, sort_keys=True), {
             "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}})
         seed = config.get("seed")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from convlens.config import DEFAULT_RECIPE, RECIPES, Recipe, TrainConfig, resolve_recipe
 from convlens.errors import UsageError, format_validation_error
-from convlens.models.registry import resolve_spec
+from convlens.models.registry import canonical_name, resolve_spec
 from convlens.models.spec import CNNSpec, MLPSpec
 
 # Fields a factor changes along with itself: they are part of the factor, not a confound.
@@ -47,6 +47,17 @@ class Factor(BaseModel):
             return name
         valid = sorted(spec_fields - {"kind"}) + ["model", *sorted(DATA_FACTORS)] + [f"recipe.{f}" for f in Recipe.model_fields]
         raise ValueError(f"unknown factor '{name}'; valid factors: {', '.join(valid)}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _full_model_names(cls, data: Any) -> Any:
+        """Levels of the ``model`` factor name presets by their full name (an alias names the same preset), so
+        labels and run directories do, and ``[cnn, cnn-32-64-128]`` is seen as one level given twice."""
+        if not isinstance(data, dict) or data.get("name") != "model":
+            return data
+        full = lambda v: _full_model_name(v) if isinstance(v, str) else v  # noqa: E731 (mapping levels stay)
+        return {**data, "levels": [full(v) for v in data.get("levels") or []],
+                **({"reference": full(data["reference"])} if data.get("reference") is not None else {})}
 
     @model_validator(mode="after")
     def _reference_is_a_level(self) -> Factor:
@@ -80,6 +91,11 @@ class ExperimentSpec(BaseModel):
     train_subset: Annotated[int, Field(ge=1)] | None = None
     test_subset: Annotated[int, Field(ge=1)] | None = None
 
+    @field_validator("model")
+    @classmethod
+    def _full_base_name(cls, name: str) -> str:
+        return _full_model_name(name)
+
     @model_validator(mode="after")
     def _distinct_factors(self) -> ExperimentSpec:
         if self.second_factor is not None and self.second_factor.name == self.factor.name:
@@ -91,6 +107,13 @@ class ExperimentSpec(BaseModel):
     @property
     def factors(self) -> list[Factor]:
         return [self.factor] + ([self.second_factor] if self.second_factor else [])
+
+
+def _full_model_name(name: str) -> str:
+    try:
+        return canonical_name(name)
+    except UsageError as e:
+        raise ValueError(str(e)) from None
 
 
 def level_label(factor: str, value: Any) -> str:
@@ -250,5 +273,8 @@ def one_factor_diff(spec: ExperimentSpec, levels: list[Level]) -> dict[str, dict
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in extra.items())
             raise UsageError(f"level {level.label} differs from the reference {reference.label} in more than "
                              f"the factor: {shown}")
+        if not diff and level.label != reference.label:
+            raise UsageError(f"level {level.label} trains exactly what the reference {reference.label} trains; "
+                             "it compares nothing, so drop it")
         diffs[level.label] = diff
     return diffs

@@ -34,6 +34,9 @@ def slug(label: str) -> str:
 def status_of(metrics: dict | None) -> RunStatus:
     if metrics is None:
         return "pending"
+    if metrics.get("status") == "ok":  # what convlens wrote before the status words were unified
+        raise UsageError("found a run written by an older convlens (status 'ok'); train it again "
+                         "(experiment run / study: --force)")
     return "done" if metrics.get("status") == "done" else "failed"
 
 

@@ -47,14 +47,14 @@ def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift
             for s in range(max_shift + 1)]
 
 
-def shift_effects(accuracy: dict[str, dict[int, list[float]]], *, alpha: float = ALPHA) -> dict:
-    """accuracy[model][seed] -> test accuracy at shifts 0 .. max (``shift_robustness``), for two models.
+def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, *, alpha: float = ALPHA) -> dict:
+    """accuracy[model][seed] -> test accuracy at shifts 0 .. max_shift (``shift_robustness``), for two models.
 
     Returns the shifts, per model the mean and 95% CI over seeds at each shift, and per shift s > 0 the paired
     test (by seed) of the second model's change (accuracy at s minus at 0) against the first model's.
     """
     first, second = accuracy
-    shifts = list(range(len(next(iter(accuracy[first].values())))))
+    shifts = list(range(max_shift + 1))
     curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
     seeds = sorted(set(accuracy[first]) & set(accuracy[second]))
     tests = []

@@ -26,6 +26,8 @@ from convlens.errors import UsageError
 from convlens.stats import format_p, p_equals
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The layout of results.json this template reads; the study writes it, a different one is refused.
+RESULTS_FORMAT = "convlens-study/2"
 
 
 def _num(fmt: str) -> Callable[[Any], str]:
@@ -85,7 +87,14 @@ def render_report(out: str | Path) -> tuple[Path, Path]:
     results_path = out / "results.json"
     if not results_path.is_file():
         raise UsageError(f"{results_path} not found: run 'convlens study --out {out}' first")
-    results = json.loads(results_path.read_text())
+    try:
+        results = json.loads(results_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{results_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        found = results.get("format") if isinstance(results, dict) else None
+        raise UsageError(f"{results_path} has format {found!r}, this convlens renders {RESULTS_FORMAT!r}; run "
+                         f"'convlens study --out {out}' again (finished runs are reused)")
     markdown = _render_markdown(results, html_facts=False)
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
     body = _embed_images(md.render(_render_markdown(results, html_facts=True)), out)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convlens.config import DEFAULT_RECIPE, RECIPES
 from convlens.errors import UsageError, format_validation_error
@@ -33,6 +33,13 @@ class ExperimentChoice(BaseModel):
         if name not in BUILTIN_EXPERIMENTS:
             raise ValueError(f"unknown experiment '{name}'; built-in experiments: {', '.join(BUILTIN_EXPERIMENTS)}")
         return name
+
+    @model_validator(mode="after")
+    def _core_levels_fixed(self) -> ExperimentChoice:
+        if self.name in CORE_EXPERIMENTS and self.levels is not None:
+            raise ValueError(f"{self.name} always runs with its built-in levels (the baseline, design and probe "
+                             "sections read them); drop its levels")
+        return self
 
 
 class StudyConfig(BaseModel):

@@ -31,7 +31,10 @@ from convlens.models.network import Network
 from convlens.models.registry import resolve_spec
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
+from convlens.report.render import RESULTS_FORMAT, render_report
+from convlens.study import sections
 from convlens.study.config import StudyConfig
+from convlens.training import pick_device
 
 RESULTS_FILE = "results.json"
 STAGES = ("data", "eda", "experiments", "analysis", "export", "report")
@@ -138,8 +141,6 @@ def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset
 def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
               data_dir: Path | None = None, command: str | None = None) -> dict:
     """Run (or resume) the study in ``out``; returns the results written to results.json."""
-    from convlens.report.render import render_report
-    from convlens.study import sections
 
     events = events or StudyEvents()
     out = Path(out)
@@ -174,10 +175,10 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
 
     distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]
     results = {
-        "format": "convlens-study/1",
+        "format": RESULTS_FORMAT,
         "study": {"config": config.model_dump(mode="json"), "output": str(out),
                   "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-                  "provenance": provenance(_device()), "versions": package_versions(),
+                  "provenance": provenance(pick_device("auto")), "versions": package_versions(),
                   "data": {"origin": full.source.origin, "directory": str(full.source.directory),
                            "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
                   # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
@@ -201,8 +202,3 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     atomic_write_json(out / RESULTS_FILE, results)
     render_report(out)
     return results
-
-
-def _device():
-    from convlens.training import pick_device
-    return pick_device("auto")

@@ -104,7 +104,7 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
             model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
             per_seed[NAMES[model_name]][seed] = shift_robustness(model, x, y, max_shift)
             mismatch = max(mismatch, abs(per_seed[NAMES[model_name]][seed][0] - metrics["test_accuracy"]))
-    effects = shift_effects(per_seed)
+    effects = shift_effects(per_seed, max_shift)
     fig = figures.shift_curves(effects["shifts"], effects["curves"], len(effects["seeds"]),
                                fig_dir / "probe_shift.png")
     return {**effects, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},

@@ -200,7 +200,9 @@ def wait_for(gw: Gateway, describe: Callable[[], dict], status_key: str, done: s
 
 def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_name: str | None = None,
                     wait: bool = True, poll_s: float = 15, on_status: Callable[[str], None] = print) -> dict:
+    from convlens.cloud.sagemaker.train import normalize_hyperparameters, train_config
     from convlens.data.sources import FASHION_MNIST, locate
+    train_config(normalize_hyperparameters(s.hyperparameters), None)  # what the container will build, checked now
     located = locate(data_dir)  # the same verified files convlens trains on
     job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     channel = s.s3("data", "training")

@@ -22,9 +22,12 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from convlens.errors import ConvlensError, UsageError
+from convlens.errors import ConvlensError, UsageError, format_validation_error
+
+if TYPE_CHECKING:
+    from convlens.config import TrainConfig
 
 RECIPE_KEYS = {"epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
                "val_fraction", "patience"}
@@ -41,6 +44,11 @@ def read_hyperparameters() -> dict[str, Any]:
         hps = json.loads(raw)
     except json.JSONDecodeError as e:
         raise UsageError(f"hyperparameters are not valid JSON ({e.msg})") from None
+    return normalize_hyperparameters(hps)
+
+
+def normalize_hyperparameters(hps: dict[str, Any]) -> dict[str, Any]:
+    """SageMaker's string values (JSON-encoded or not) and dashed keys -> typed values under convlens' names."""
     result = {}
     for key, value in hps.items():
         if key.startswith("sagemaker_"):  # the SDK's own bookkeeping (program, submit directory, region)
@@ -71,9 +79,26 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes"}
 
 
+def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
+    """The run the hyperparameters describe, validated: the container trains it, and the launcher builds it
+    before uploading anything, so a bad model or recipe name fails on the user's machine, not in a paid job."""
+    from pydantic import ValidationError
+
+    from convlens.config import DEFAULT_RECIPE, TrainConfig, resolve_recipe
+    from convlens.models.registry import resolve_spec
+    recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
+    model, overrides = str(hps.get("model", "cnn")), parse_set(hps.get("set"))
+    resolve_spec(model, overrides)  # the registry's one-line message for a bad name or override
+    try:
+        return TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=int(hps.get("seed", 0)),
+                           data_dir=data_dir, train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"))
+    except (ValidationError, ValueError) as e:
+        detail = format_validation_error(e) if isinstance(e, ValidationError) else str(e)
+        raise UsageError(f"invalid hyperparameter: {detail}") from None
+
+
 def run() -> Path:
     """Train, evaluate and export; returns the model directory."""
-    from convlens.config import DEFAULT_RECIPE, TrainConfig, resolve_recipe
     from convlens.runs import run_training
     from convlens.serving.export import export_run
 
@@ -84,10 +109,7 @@ def run() -> Path:
                          "Fashion-MNIST IDX files")
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_data = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
-    recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
-    cfg = TrainConfig(model=str(hps.get("model", "cnn")), overrides=parse_set(hps.get("set")),
-                      recipe=recipe, seed=int(hps.get("seed", 0)), data_dir=Path(channel),
-                      train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"))
+    cfg = train_config(hps, Path(channel))
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(cfg, Path(tmp) / "run")
         export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")))
