@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from convlens.config import TrainConfig, resolve_recipe
 from convlens.data.dataset import images_to_tensor
@@ -15,10 +16,9 @@ from convlens.models.registry import create_model
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
 from convlens.probes.confusion import most_confused_pairs
-from convlens.probes.efficiency import efficiency_highlights, efficiency_points
-from convlens.probes.locality import locality_effects
+from convlens.probes.efficiency import efficiency_points, frontier
 from convlens.probes.shift import DIRECTIONS, shift_directions, shift_effects, shift_images, shift_robustness
-from convlens.report.findings import locality_findings, shift_findings
+from convlens.report.findings import efficiency_findings, locality_findings, shift_findings
 from convlens.runs import evaluate_run, run_training
 from convlens.training import evaluate
 
@@ -86,22 +86,27 @@ def test_shift_zero_equals_the_plain_test_accuracy(fashion):
     assert curve[0] == evaluate(model, x, y, 10).accuracy
 
 
-def test_locality_effects_match_scipy_and_word_the_interaction():
-    acc = {"MLP": {"original": {0: 0.88, 1: 0.87, 2: 0.875}, "permuted": {0: 0.879, 1: 0.872, 2: 0.874}},
-           "CNN": {"original": {0: 0.92, 1: 0.915, 2: 0.918}, "permuted": {0: 0.86, 1: 0.85, 2: 0.858}}}
-    e = locality_effects(acc)
-    cnn = e["models"]["CNN"]
-    ref = sps.ttest_rel([0.86, 0.85, 0.858], [0.92, 0.915, 0.918])
-    assert cnn["p_value"] == pytest.approx(ref.pvalue) and cnn["diff"] == pytest.approx(-0.0616667, abs=1e-6)
-    assert cnn["verdict"].startswith("significantly lower")
-    assert e["models"]["MLP"]["verdict"].startswith("no significant difference")
-    drops_cnn = [0.86 - 0.92, 0.85 - 0.915, 0.858 - 0.918]
-    drops_mlp = [0.879 - 0.88, 0.872 - 0.87, 0.874 - 0.875]
-    assert e["interaction"]["p_value"] == pytest.approx(sps.ttest_rel(drops_cnn, drops_mlp).pvalue)
-    assert e["interaction"]["verdict"].startswith("significantly larger loss for the CNN")
-    lines = locality_findings(e)
-    assert len(lines) == 3 and lines[1].startswith("CNN: 91.77% on original pixels, 85.60% on permuted pixels")
-    assert "the CNN's change minus the MLP's" in lines[2] and "larger loss for the CNN" in lines[2]
+def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_double_negative():
+    from convlens.experiments import parse_spec
+    from convlens.experiments.comparisons import design_comparisons
+    from convlens.study.sections import CNN, MLP
+    spec = parse_spec(dict(name="l", model="mlp", factor=dict(name="model", levels=["mlp", "cnn"]),
+                           second_factor=dict(name="pixels", levels=["original", "permuted"])))
+    acc = {f"model={MLP} pixels=original": {0: 0.88, 1: 0.87, 2: 0.875},
+           f"model={MLP} pixels=permuted": {0: 0.879, 1: 0.872, 2: 0.874},
+           f"model={CNN} pixels=original": {0: 0.92, 1: 0.915, 2: 0.918},
+           f"model={CNN} pixels=permuted": {0: 0.86, 1: 0.85, 2: 0.858}}
+    comps = design_comparisons(spec, acc)
+    change = {m: next(c for c in comps if c["factor"] == "pixels" and c["within"] == f"model={m}") for m in (MLP, CNN)}
+    effects = {"models": {"MLP": {"original": {"mean": 0.875}, "permuted": {"mean": 0.875}, "change": change[MLP]},
+                          "CNN": {"original": {"mean": 0.917667}, "permuted": {"mean": 0.856}, "change": change[CNN]}},
+               "interaction": comps[-1]}
+    lines = locality_findings(effects)
+    assert lines[1].startswith("CNN: 91.77% on original pixels, 85.60% on permuted pixels; change -6.17 pp")
+    assert "permuted vs original: significantly lower" in lines[1]
+    assert lines[2].startswith("Interaction, the CNN's change minus the MLP's (paired by seed): -6.17 pp")
+    drops = np.subtract([0.86, 0.85, 0.858], [0.92, 0.915, 0.918]) - np.subtract([0.879, 0.872, 0.874], [0.88, 0.87, 0.875])
+    assert lines[3].startswith(f"So the CNN loses {-drops.mean() * 100:.2f} pp more than the MLP")  # "loses 6.17", not "-6.17"
 
 
 def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
@@ -115,7 +120,11 @@ def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
         mlp_change = [acc["MLP"][k][s] - acc["MLP"][k][0] for k in range(3)]
         assert t["shift"] == s and t["p_value"] == pytest.approx(sps.ttest_rel(cnn_change, mlp_change).pvalue)
         assert t["diff"] == pytest.approx(np.mean(cnn_change) - np.mean(mlp_change))
-        assert t["verdict"].startswith("significantly smaller loss for the CNN") == (t["p_value"] < 0.05)
+        assert t["verdict"].startswith("significantly smaller loss for the CNN") == (t["p_holm"] < 0.05)
+    # the shifts are one family: the printed p is Holm-corrected across them
+    assert [t["p_holm"] for t in e["tests"]] == pytest.approx(multipletests([t["p_value"] for t in e["tests"]],
+                                                                            method="holm")[1])
+    assert all(f"p={t['p_holm']:.3f}" in t["verdict"] or "p<0.001" in t["verdict"] for t in e["tests"])
     lines = shift_findings(e)
     assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp)")
 
@@ -128,18 +137,24 @@ def test_most_confused_pairs_count_both_directions_by_hand():
                      {"pair": ["b", "c"], "mistaken": 2, "share": 0.1}]
 
 
-def test_efficiency_points_skip_permuted_and_repeated_configurations_and_pick_by_hand():
-    def level(label, params, acc, pixels="original"):
-        return {"label": label, "values": {"pixels": pixels}, "n": 3, "params": params, "macs": params * 10,
-                "test_accuracy": {"mean": acc}, "train_seconds": {"mean": 1.0}}
-    summaries = {"one": {"levels": [level("big", 400_000, 0.920), level("small", 100_000, 0.916),
-                                    level("perm", 100_000, 0.850, "permuted")]},
+def test_efficiency_points_skip_permuted_and_repeated_configurations_and_mark_the_frontier_by_hand():
+    def level(label, params, acc, pixels="original", macs=None):
+        return {"label": label, "values": {"pixels": pixels}, "n": 3, "params": params,
+                "macs": macs if macs is not None else params * 10, "test_accuracy": {"mean": acc},
+                "train_seconds": {"mean": 1.0}}
+    summaries = {"one": {"levels": [level("big", 400_000, 0.920, macs=1_000), level("small", 100_000, 0.916),
+                                    level("mid", 200_000, 0.910), level("perm", 100_000, 0.850, "permuted")]},
                  "two": {"levels": [level("small again", 100_000, 0.916), level("tiny", 50_000, 0.900)]}}
     points = efficiency_points(summaries)
-    assert [p["name"] for p in points] == ["two: tiny", "one: small", "one: big"]  # by parameters; repeats once
-    assert points[0]["errors_per_mparam"] == pytest.approx((1 - 0.9) / 50_000 * 1e6)
-    best, close = efficiency_highlights(points)
-    assert best["name"] == "one: big" and close["name"] == "one: small"  # 0.4 pp below: within 0.5 pp
+    assert [p["name"] for p in points] == ["two: tiny", "one: small", "one: mid", "one: big"]  # repeats appear once
+    # by parameters: mid (200k, 91.0%) is beaten by small (100k, 91.6%); the others are on the frontier
+    assert [p["frontier_params"] for p in points] == [True, True, False, True]
+    # by multiply-adds big costs only 1,000 and is the most accurate: it alone is on the frontier
+    assert [p["frontier_macs"] for p in points] == [False, False, False, True]
+    assert frontier([(1, 0.9), (1, 0.9)]) == [True, True]  # ties dominate nothing
+    lines = efficiency_findings(points)
+    assert lines[0].startswith("Against parameters, 3 of 4 configurations are on the frontier")
+    assert not any("Highest" in line or "best" in line for line in lines)  # no winner named among means
 
 
 def test_filters_and_feature_maps_have_the_shapes_of_the_summary():

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from convlens.stats import holm, mean_ci, paired_comparison, verdict
+from convlens.stats import (
+    holm,
+    mean_ci,
+    minimum_detectable_effect,
+    paired_comparison,
+    paired_t_power,
+    sampling_noise,
+    seeds_needed,
+    verdict,
+)
 
 ACC_3x3 = [0.9180, 0.9132, 0.9166]  # REFERENCE.md: the write-ups' Keras recipe, random seeds 42, 1, 2
 ACC_5x5 = [0.9125, 0.9101, 0.9150]  # made-up paired partner values
@@ -40,12 +49,43 @@ def test_paired_comparison_matches_scipy_ttest_rel():
     assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
 
 
-def test_paired_comparison_without_spread_is_not_tested():
-    c = paired_comparison([0.91, 0.92], [0.90, 0.91])  # identical differences: t undefined
-    assert math.isnan(c.p_value)
-    assert verdict(c, c.p_value).startswith("not tested (identical differences")
+def test_paired_comparison_without_spread_is_not_tested_and_shows_no_interval():
+    c = paired_comparison([0.9102, 0.9201], [0.9101, 0.9200])  # the same difference on each seed: t undefined
+    assert math.isnan(c.p_value) and all(math.isnan(x) for x in c.ci95) and not c.identical
+    assert verdict(c, c.p_value) == "not tested (the same difference on all n=2 seeds)"
     with pytest.raises(ValueError, match="equal lengths"):
         paired_comparison([0.9, 0.8], [0.9])
+
+
+def test_identical_predictions_are_identical_not_significant():
+    # From counts (correct / n as float64) equal predictions give exactly equal accuracies...
+    counts = [9180, 9132, 9166]
+    same = paired_comparison([c / 10_000 for c in counts], [c / 10_000 for c in counts])
+    assert same.identical and same.diff == 0 and math.isnan(same.p_value) and all(math.isnan(x) for x in same.ci95)
+    assert verdict(same, math.nan) == "identical on every seed (n=3)"
+    # ...while float32 means of the same predictions may differ by noise a t-test would call significant.
+    noisy = paired_comparison([0.9180 + 1e-9, 0.9132 - 2e-9, 0.9166 + 3e-10], [0.9180, 0.9132, 0.9166])
+    assert not noisy.identical
+
+
+def test_power_and_minimum_detectable_effect_match_statsmodels():
+    from statsmodels.stats.power import TTestPower
+    oracle = TTestPower()
+    for n, d in ((3, 1.5), (5, 0.8), (10, 0.5)):
+        assert paired_t_power(d, n) == pytest.approx(oracle.power(effect_size=d, nobs=n, alpha=0.05), abs=1e-6)
+    std = np.std(np.subtract(ACC_5x5, ACC_3x3), ddof=1)
+    d80 = oracle.solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8)
+    assert minimum_detectable_effect(std, 3) == pytest.approx(d80 * std, rel=1e-4)
+    assert paired_comparison(ACC_5x5, ACC_3x3).mde == pytest.approx(d80 * std, rel=1e-4)
+    assert math.isnan(minimum_detectable_effect(0.0, 3)) and math.isnan(minimum_detectable_effect(0.01, 1))
+    # seeds needed: the first n whose power reaches 80%, checked on both sides
+    n = seeds_needed(0.002, 0.003)
+    assert oracle.power(effect_size=0.002 / 0.003, nobs=n, alpha=0.05) >= 0.8
+    assert oracle.power(effect_size=0.002 / 0.003, nobs=n - 1, alpha=0.05) < 0.8
+
+
+def test_sampling_noise_is_the_binomial_standard_error():
+    assert sampling_noise(0.92, 10_000) == pytest.approx(math.sqrt(0.92 * 0.08 / 10_000))  # 0.27 pp
 
 
 def test_holm_matches_hand_computation():
@@ -53,8 +93,9 @@ def test_holm_matches_hand_computation():
     assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
     # sorted: 0.02 x 3 = 0.06, 0.03 x 2 = 0.06, 0.5 x 1 = 0.5
     assert holm([0.02, 0.03, 0.5]) == pytest.approx([0.06, 0.06, 0.5])
+    # An untested comparison counts as p = 1: the family has 3 members, not 2 (0.01 x 3, then 0.2 x 2).
     adjusted = holm([0.2, math.nan, 0.01])
-    assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    assert adjusted[0] == pytest.approx(0.4) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.03)
 
 
 @given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=12))

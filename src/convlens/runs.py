@@ -109,7 +109,9 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
     images_seen = len(outcome.history) * len(splits.y_train)
     metrics = {
         "status": "done",
-        "test_accuracy": test.accuracy,
+        "test_accuracy": test.accuracy,  # test_correct / n_test
+        "test_correct": test.correct,
+        "n_test": test.n,
         "test_loss": test.loss,
         "val_accuracy": val.accuracy if val else None,
         "val_loss": val.loss if val else None,

@@ -2,8 +2,10 @@
 
 Runs of one experiment are paired by seed: the same seed gives the same validation split and data order
 (and, for levels with the same architecture shape, the same initialisation stream), so differences are taken
-per seed and tested with a paired t-test. Several levels against one reference are corrected with Holm's
-step-down method. Wording follows the test, never the raw difference.
+per seed and tested with a paired t-test. The comparisons one report prints together are one family, corrected
+with Holm's step-down method; a comparison that cannot be tested counts in the family as p = 1. Wording follows
+the (corrected) test, never the raw difference, and every "no significant difference" comes with the smallest
+effect the test could have seen (``minimum_detectable_effect``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 ALPHA = 0.05
+POWER = 0.8  # for the minimum detectable effect
 
 
 @dataclass(frozen=True)
@@ -50,40 +54,90 @@ class PairedComparison:
 
     n: int
     diff: float  # mean of the per-seed differences
-    ci95: tuple[float, float]
+    ci95: tuple[float, float]  # NaN when the differences have no spread: a zero-width interval is never shown
     t: float
-    p_value: float  # two-sided paired t-test
+    p_value: float  # two-sided paired t-test; NaN when it cannot be computed (see ``identical``)
     effect_size: float  # Cohen's d_z: mean difference / std of the differences
+    std_diff: float  # sample std of the per-seed differences
+    mde: float  # smallest |diff| this test detects with 80% power at alpha 0.05, given n and std_diff
+    identical: bool  # the difference is exactly 0 on every seed (e.g. the same predictions): nothing to test
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def paired_comparison(level: Sequence[float], reference: Sequence[float]) -> PairedComparison:
-    """Paired t-test of ``level`` against ``reference`` (equal length, same seed order)."""
+    """Paired t-test of ``level`` against ``reference`` (equal length, same seed order).
+
+    Give accuracies computed from integer counts (correct / n, float64): then two models with the same
+    predictions differ by exactly 0, not by float32 noise that a t-test would call significant.
+    """
     a, b = np.asarray(level, dtype=float), np.asarray(reference, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
     d = a - b
     n = len(d)
     s = mean_ci(d)
-    if n < 2 or s.std == 0:  # no spread: the t-test is undefined
-        return PairedComparison(n, s.mean, s.ci95, math.nan, math.nan, math.nan)
+    identical = n > 0 and bool(np.all(d == 0))
+    if n < 2 or s.std == 0:  # no spread: the t-test and the interval are undefined
+        return PairedComparison(n, s.mean, (math.nan, math.nan), math.nan, math.nan, math.nan, s.std, math.nan,
+                                identical)
     result = sps.ttest_rel(a, b)
-    return PairedComparison(n, s.mean, s.ci95, float(result.statistic), float(result.pvalue), s.mean / s.std)
+    return PairedComparison(n, s.mean, s.ci95, float(result.statistic), float(result.pvalue), s.mean / s.std, s.std,
+                            minimum_detectable_effect(s.std, n), False)
+
+
+def paired_t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test with n pairs for a standardised effect d_z = mean / std of diffs."""
+    df, crit = n - 1, float(sps.t.ppf(1 - alpha / 2, n - 1))
+    shift = abs(effect) * math.sqrt(n)  # noncentrality
+    power = float(sps.nct.sf(crit, df, shift) + sps.nct.cdf(-crit, df, shift))
+    return power if not math.isnan(power) else 1.0  # scipy's far tail: the shift is many critical values away
+
+
+def minimum_detectable_effect(std_diff: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest |mean difference| the paired t-test at ``alpha`` detects with probability ``power``, for n
+    seeds whose differences spread like ``std_diff`` (noncentral t). NaN when n < 2 or there is no spread."""
+    if n < 2 or not std_diff > 0:
+        return math.nan
+    high = 1.0
+    while paired_t_power(high, n, alpha) < power:  # bracket the root; power rises with the effect
+        high *= 2
+    d = optimize.brentq(lambda e: paired_t_power(e, n, alpha) - power, 1e-9, high, xtol=1e-10)
+    return float(d * std_diff)
+
+
+def seeds_needed(effect: float, std_diff: float, alpha: float = ALPHA, power: float = POWER,
+                 max_seeds: int = 10_000) -> int | None:
+    """The fewest seeds (pairs) with which the paired t-test detects ``effect`` with ``power``; None above max."""
+    if not std_diff > 0:
+        return 2  # no spread: any difference shows with the fewest seeds a t-test needs
+    for n in range(2, max_seeds + 1):
+        if paired_t_power(abs(effect) / std_diff, n, alpha) >= power:
+            return n
+    return None
+
+
+def sampling_noise(accuracy: float, n_test: int) -> float:
+    """The standard error of one run's test accuracy from the finite test set alone: sqrt(p (1 - p) / N)."""
+    return math.sqrt(accuracy * (1 - accuracy) / n_test)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN and is not counted."""
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1).
+
+    NaN marks a comparison that could not be tested: it stays NaN in the output but counts in the family
+    as p = 1, so leaving a comparison untested never makes the others look stronger.
+    """
     p = np.asarray(p_values, dtype=float)
-    valid = np.flatnonzero(~np.isnan(p))
-    adjusted = np.full(len(p), math.nan)
-    m = len(valid)
-    order = valid[np.argsort(p[valid], kind="stable")]
+    q = np.where(np.isnan(p), 1.0, p)
+    m = len(q)
+    adjusted = np.empty(m)
     running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
+    for rank, idx in enumerate(np.argsort(q, kind="stable")):
+        running = max(running, min(1.0, (m - rank) * q[idx]))
         adjusted[idx] = running
+    adjusted[np.isnan(p)] = math.nan
     return adjusted.tolist()
 
 
@@ -107,8 +161,10 @@ def verdict(comparison: PairedComparison, p_adjusted: float, *, alpha: float = A
         return "not tested (no seed finished in both levels)"
     if n < 2:
         return f"not tested (n={n}: one seed has no spread)"
+    if comparison.identical:
+        return f"identical on every seed (n={n})"
     if math.isnan(p_adjusted):
-        return f"not tested (identical differences across all n={n} seeds)"
+        return f"not tested (the same difference on all n={n} seeds)"
     if p_adjusted < alpha:
         word = higher if comparison.diff > 0 else lower
         return f"significantly {word} ({p_equals(p_adjusted)}, n={n})"

@@ -63,12 +63,18 @@ class EpochRecord:
 @dataclass
 class Evaluation:
     loss: float
-    accuracy: float
+    correct: int  # images classified correctly, of n
+    n: int
     per_class_accuracy: list[float]
     confusion_matrix: list[list[int]]  # [true][predicted]
 
+    @property
+    def accuracy(self) -> float:
+        """correct / n as a Python float: equal predictions give exactly equal accuracies (no float32 noise)."""
+        return self.correct / self.n
+
     def to_dict(self, prefix: str = "") -> dict:
-        return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy,
+        return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy, f"{prefix}correct": self.correct,
                 "per_class_accuracy": self.per_class_accuracy, "confusion_matrix": self.confusion_matrix}
 
 
@@ -117,10 +123,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
     logits = predict_logits(model, x, batch_size)
     loss = F.cross_entropy(logits, y).item()
     pred = logits.argmax(1)
-    confusion = torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
-    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
-    return Evaluation(loss=loss, accuracy=(pred == y).float().mean().item(),
-                      per_class_accuracy=per_class, confusion_matrix=confusion.cpu().tolist())
+    confusion = torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes).cpu()
+    per_class = [int(c) / max(int(t), 1) for c, t in zip(confusion.diag().tolist(), confusion.sum(1).tolist())]
+    return Evaluation(loss=loss, correct=int(confusion.diag().sum()), n=len(y), per_class_accuracy=per_class,
+                      confusion_matrix=confusion.tolist())
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -44,11 +44,13 @@ def test_sweep_through_the_cli_writes_every_output(tmp_path, capsys, fashion):
     acc3 = sorted(float(r["test_accuracy"]) for r in rows if r["level"] == "kernel_size=3")
     assert by_label["kernel_size=3"]["test_accuracy"]["mean"] == pytest.approx(sum(acc3) / 2)
     assert by_label["kernel_size=3"]["n"] == 2 and by_label["kernel_size=5"]["params"] == 405_898
-    c = by_label["kernel_size=5"]["vs_reference"]
-    assert {"diff", "ci95", "p_value", "p_holm", "effect_size", "verdict"} <= set(c)
-    assert c["verdict"].startswith(("significantly", "no significant difference", "not tested"))
+    (c,) = summary["comparisons"]
+    assert c["label"] == "kernel_size=5 vs kernel_size=3"
+    assert {"diff", "ci95", "p_value", "p_holm", "effect_size", "verdict", "mde"} <= set(c)
+    assert c["verdict"].startswith(("significantly", "no significant difference", "not tested", "identical"))
     assert "kernel_size=5 vs kernel_size=3: test accuracy" in summary["conclusions"][0]
-    assert "kernel_size=5" in printed and "reference" in printed and "diff vs ref" in printed
+    assert "n=2 seeds: each paired t-test has 1 degree of freedom" in summary["warnings"][0]
+    assert "kernel_size=5" in printed and "(reference)" in printed and "one Holm family" in printed
 
     # Re-running changes nothing; status and table read the same files.
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
@@ -56,7 +58,7 @@ def test_sweep_through_the_cli_writes_every_output(tmp_path, capsys, fashion):
     assert "4 finished, 0 failed, 0 to run" in capsys.readouterr().out
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
     assert main(["experiment", "table", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["levels"][1]["vs_reference"]["p_value"] == c["p_value"]
+    assert json.loads(capsys.readouterr().out)["comparisons"][0]["p_value"] == c["p_value"]
     assert main(["experiment", "status", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"kernel_size=3": {"0": "done", "1": "done"},
                                                    "kernel_size=5": {"0": "done", "1": "done"}}
@@ -108,7 +110,8 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path,
     failed = {lv["label"]: lv for lv in summary["levels"]}["recipe.lr=10.0"]
     assert failed["n"] == 0 and len(failed["failed"]) == 2 and "diverged" in failed["failed"][0]["reason"]
     assert {lv["label"]: lv for lv in summary["levels"]}["recipe.lr=0.01"]["n"] == 2
-    assert failed["vs_reference"]["verdict"] == "not tested (no seed finished in both levels)"
+    untested = {c["level"]: c for c in summary["comparisons"]}["recipe.lr=10.0"]
+    assert untested["verdict"] == "not tested (no seed finished in both levels)"
     assert summary["conclusions"] == ["recipe.lr=10.0 vs recipe.lr=0.01: test accuracy not tested "
                                       "(no seed finished in both levels)"]
     failed_files = {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}

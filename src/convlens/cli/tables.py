@@ -42,33 +42,31 @@ def recipe_label(recipe: dict) -> str:
 
 
 def print_experiment_table(summary: dict) -> None:
-    """Per level n, mean ± std, 95% CI, and the paired test against the reference; then the conclusions."""
-    table = Table("level", "n", "test acc % (mean ± std)", "95% CI", "diff vs ref, pp [95% CI]", "p", "p Holm",
-                  "verdict", "params", "train s", "ms/img",
-                  title=f"{summary['experiment']}: reference {summary['reference']}, "
-                        f"recipe {recipe_label(summary['recipe'])}, {summary['seeds']} seeds")
+    """Per level n, mean ± std and 95% CI; then every comparison of the design with its paired test (one Holm
+    family), the conclusions and any warning."""
+    table = Table("level", "n", "test acc % (mean ± std)", "95% CI", "test-set noise", "params", "train s", "ms/img",
+                  title=f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, {summary['seeds']} seeds")
     for lv in summary["levels"]:
-        c = lv["vs_reference"]
         n = f"{lv['n']}" + (f" ({len(lv['failed'])} failed)" if lv["failed"] else "") + (
             f" ({lv['pending']} pending)" if lv["pending"] else "")
-        if c is None:
-            vs, p, ph, word = "reference", "", "", ""
-        else:
-            lo, hi = c["ci95"]
-            vs = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
-            p, ph = (format_p(x) if x is not None else "n/a" for x in (c["p_value"], c["p_holm"]))
-            word = c["verdict"].split(" (")[0]
         secs, ms = lv["train_seconds"]["mean"], lv["inference_ms_per_image"]["mean"]
-        table.add_row(lv["label"], n, mean_std(lv["test_accuracy"]), ci95(lv["test_accuracy"]), vs, p, ph, word,
+        noise = f"± {pp(lv['sampling_noise'])}" if lv["sampling_noise"] is not None else "-"
+        table.add_row(lv["label"] + (" (reference)" if lv["label"] == summary["reference"] else ""), n,
+                      mean_std(lv["test_accuracy"]), ci95(lv["test_accuracy"]), noise,
                       f"{lv['params']:,}" if lv["params"] else "-", f"{secs:.1f}" if secs is not None else "-",
                       f"{ms:.3f}" if ms is not None else "-")
     out.print(table)
-    for line in summary["conclusions"]:
+    tests = Table("comparison", "n", "diff, pp [95% CI]", "p", "p Holm", "verdict", "detectable, pp",
+                  title="Comparisons (paired by seed; one Holm family)")
+    for c in summary["comparisons"]:
+        lo, hi = c["ci95"]
+        diff = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
+        p, ph = (format_p(x) if x is not None else "-" for x in (c["p_value"], c["p_holm"]))
+        tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", p, ph, c["verdict"].split(" (")[0],
+                      pp(c["mde"]) if c["mde"] is not None else "-")
+    out.print(tests)
+    for line in summary["conclusions"] + summary["warnings"]:
         out.print(f"- {line}")
-    best = summary["best"]
-    if best:
-        out.print(f"Best mean accuracy: {best['accuracy']}; best accuracy per parameter: "
-                  f"{best['accuracy_per_mparam']}; per second of training: {best['accuracy_per_second']}.")
 
 
 def print_comparison(comparison: dict) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
+from convlens.experiments.comparisons import comparison_sentence, design_comparisons
+from convlens.experiments.spec import parse_spec
 from convlens.experiments.store import RunStore, status_of
-from convlens.stats import ALPHA, holm, mean_ci, p_equals, paired_comparison, verdict
+from convlens.stats import ALPHA, mean_ci, sampling_noise
 
 SUMMARY_FILE, RUNS_CSV = "summary.json", "runs.csv"
 SUMMARIZED = ("test_accuracy", "test_loss", "val_accuracy", "train_seconds", "inference_ms_per_image",
@@ -58,21 +60,38 @@ def analyze(store: RunStore, alpha: float = ALPHA) -> dict:
     return build_summary(*collect(store), alpha=alpha)
 
 
+def correct_counts(metrics: dict) -> tuple[int, int]:
+    """(correct, n) test images of a run, from its confusion matrix: integers, so two runs with the same
+    predictions have exactly the same accuracy (a float32 mean would differ by noise a t-test calls real)."""
+    cm = np.asarray(metrics["confusion_matrix"])
+    return int(np.trace(cm)), int(cm.sum())
+
+
+def exact_accuracy(metrics: dict) -> float:
+    correct, n = correct_counts(metrics)
+    return correct / n
+
+
 def level_statistics(runs: dict[int, dict]) -> dict:
     """Over one configuration's successful runs (seed -> metrics): n, params, MACs, n/mean/std/95% CI of each
-    summarized metric, and the mean per-class accuracy. What an experiment's level and a compare group show."""
+    summarized metric (test accuracy from counts), the mean per-class accuracy, and the test set's own sampling
+    noise for one run. What an experiment's level and a compare group show."""
     first = next(iter(runs.values()), {})
+    values = {m: [exact_accuracy(r) if m == "test_accuracy" else r[m] for r in runs.values() if r.get(m) is not None]
+              for m in SUMMARIZED}
+    accuracy = mean_ci(values["test_accuracy"])
     return {
         "n": len(runs), "params": (first.get("params") or {}).get("total"), "macs": first.get("macs"),
-        **{m: mean_ci([r[m] for r in runs.values() if r.get(m) is not None]).to_dict() for m in SUMMARIZED},
+        **{m: mean_ci(v).to_dict() for m, v in values.items()},
         "per_class_accuracy": (np.mean([r["per_class_accuracy"] for r in runs.values()], axis=0).tolist()
                                if runs else None),
+        # sqrt(p (1 - p) / N): how much of the seed-to-seed spread the finite test set alone explains
+        "sampling_noise": sampling_noise(accuracy.mean, correct_counts(first)[1]) if runs else None,
     }
 
 
 def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, dict]], alpha: float = ALPHA) -> dict:
-    reference = experiment["reference"]
-    n_seeds = experiment["spec"]["seeds"]
+    spec = parse_spec(experiment["spec"], origin="experiment.json")
     levels = []
     for level in experiment["levels"]:
         label = level["label"]
@@ -80,57 +99,40 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
             "label": label, "values": level["values"],
             "failed": [{"seed": r["seed"], "reason": r["reason"]} for r in rows
                        if r["level"] == label and r["status"] == "failed"],
-            "pending": n_seeds - sum(1 for r in rows if r["level"] == label),
+            "pending": spec.seeds - sum(1 for r in rows if r["level"] == label),
             **level_statistics(ok[label]),
-            "vs_reference": None,
         })
-
-    ref_runs = ok.get(reference, {})
-    others = [e for e in levels if e["label"] != reference]
-    comparisons = []
-    for entry in others:
-        seeds = sorted(set(ok[entry["label"]]) & set(ref_runs))  # paired: seeds finished in both
-        comparisons.append(paired_comparison([ok[entry["label"]][s]["test_accuracy"] for s in seeds],
-                                             [ref_runs[s]["test_accuracy"] for s in seeds]))
-    adjusted = holm([c.p_value for c in comparisons])
-    for entry, comparison, p_holm in zip(others, comparisons, adjusted):
-        entry["vs_reference"] = {**comparison.to_dict(), "p_holm": p_holm,
-                                 "verdict": verdict(comparison, p_holm, alpha=alpha)}
-
-    done = [e for e in levels if e["n"] > 0]
-    best = {}
-    if done:
-        best["accuracy"] = max(done, key=lambda e: e["test_accuracy"]["mean"])["label"]
-        best["accuracy_per_mparam"] = max(done, key=lambda e: e["test_accuracy"]["mean"] / e["params"] * 1e6)["label"]
-        best["accuracy_per_second"] = max(done, key=lambda e: e["test_accuracy"]["mean"]
-                                          / e["train_seconds"]["mean"])["label"]
+    accuracy = {label: {seed: exact_accuracy(m) for seed, m in runs.items()} for label, runs in ok.items()}
+    comparisons = design_comparisons(spec, accuracy, alpha)
     summary = {
-        "experiment": experiment["spec"]["name"], "description": experiment["spec"]["description"],
-        "factors": [f["name"] for f in [experiment["spec"]["factor"], experiment["spec"].get("second_factor")] if f],
-        "reference": reference, "metric": "test_accuracy", "alpha": alpha, "seeds": n_seeds,
-        "test": "paired t-test across seeds (two-sided), Holm-corrected across levels; 95% t intervals",
+        "experiment": spec.name, "description": spec.description, "factors": [f.name for f in spec.factors],
+        "reference": experiment["reference"], "metric": "test_accuracy", "alpha": alpha, "seeds": spec.seeds,
+        "test": ("paired t-test across seeds (two-sided); the experiment's comparisons form one family, "
+                 "Holm-corrected; 95% t intervals"),
         "recipe": experiment["levels"][0]["config"]["recipe"],
-        "levels": levels, "best": best, "conclusions": conclusions(levels, reference),
+        "levels": levels, "comparisons": comparisons,
+        "conclusions": conclusions(levels, comparisons), "warnings": warnings(spec.seeds),
     }
     return without_nan(summary)
 
 
-def conclusions(levels: list[dict], reference: str) -> list[str]:
-    """One sentence per level compared with the reference, worded by the test."""
-    lines = []
-    for e in levels:
-        c = e["vs_reference"]
-        if c is None:
-            continue
-        line = f"{e['label']} vs {reference}: test accuracy {c['verdict']}"
-        if c["n"] > 0:
-            lo, hi = (x * 100 if x is not None and not math.isnan(x) else math.nan for x in c["ci95"])
-            interval = f", 95% CI {lo:+.2f} to {hi:+.2f} pp" if not math.isnan(lo) else ""
-            line += f"; mean difference {c['diff'] * 100:+.2f} pp{interval}"
-            if c["p_value"] is not None and not math.isnan(c["p_value"]) and c["p_holm"] != c["p_value"]:
-                line += f"; paired t-test {p_equals(c['p_value'])} before Holm's correction"
-        lines.append(line)
+def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
+    """One sentence per comparison, worded by its corrected test; and, when none is significant, that the
+    highest mean is no evidence of a better level."""
+    lines = [comparison_sentence(c) for c in comparisons]
+    done = [lv for lv in levels if lv["n"] > 0]
+    if len(done) > 1 and comparisons and not any(c["verdict"].startswith("significantly") for c in comparisons):
+        top = max(done, key=lambda lv: lv["test_accuracy"]["mean"])
+        lines.append(f"No comparison is significant after Holm's correction, so no level is distinguishable: the "
+                     f"highest mean ({top['label']}) is no evidence of a better setting.")
     return lines
+
+
+def warnings(seeds: int) -> list[str]:
+    if seeds == 2:
+        return ["n=2 seeds: each paired t-test has 1 degree of freedom, so intervals are very wide and only large "
+                "effects can be detected; use 3 or more seeds for findings."]
+    return []
 
 
 def write_outputs(store: RunStore) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from convlens.models.network import Network
-from convlens.stats import ALPHA, mean_ci, paired_comparison, verdict
+from convlens.stats import ALPHA, holm, mean_ci, paired_comparison, verdict
 from convlens.training import evaluate
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
@@ -51,17 +51,19 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, *
     """accuracy[model][seed] -> test accuracy at shifts 0 .. max_shift (``shift_robustness``), for two models.
 
     Returns the shifts, per model the mean and 95% CI over seeds at each shift, and per shift s > 0 the paired
-    test (by seed) of the second model's change (accuracy at s minus at 0) against the first model's.
+    test (by seed) of the second model's change (accuracy at s minus at 0) against the first model's; the shifts'
+    tests are one family, Holm-corrected, and the verdicts follow the corrected p.
     """
     first, second = accuracy
     shifts = list(range(max_shift + 1))
     curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
     seeds = sorted(set(accuracy[first]) & set(accuracy[second]))
-    tests = []
+    comparisons = []
     for s in shifts[1:]:
         change = {m: [accuracy[m][k][s] - accuracy[m][k][0] for k in seeds] for m in accuracy}
-        c = paired_comparison(change[second], change[first])
-        tests.append({"shift": s, **c.to_dict(), "verdict": verdict(c, c.p_value, alpha=alpha,
-                                                                     higher=f"smaller loss for the {second}",
-                                                                     lower=f"larger loss for the {second}")})
+        comparisons.append(paired_comparison(change[second], change[first]))
+    tests = [{"shift": s, **c.to_dict(), "p_holm": p_holm,
+              "verdict": verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for the {second}",
+                                 lower=f"larger loss for the {second}")}
+             for s, c, p_holm in zip(shifts[1:], comparisons, holm([c.p_value for c in comparisons]))]
     return {"shifts": shifts, "seeds": seeds, "curves": curves, "tests": tests}

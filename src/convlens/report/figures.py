@@ -137,15 +137,19 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title
 
 
 def efficiency(points: list[dict], n: int, path: Path) -> Path:
-    """Test accuracy (mean, 95% CI) against parameters, log scale; one point per trained configuration."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for p in points:
-        acc = p["test_accuracy"]
-        mean = acc["mean"] * 100
-        yerr = None if acc["ci95"][0] is None else [[mean - acc["ci95"][0] * 100], [acc["ci95"][1] * 100 - mean]]
-        ax.errorbar([p["params"]], [mean], yerr=yerr, fmt="o", capsize=4, label=p["name"])
-    ax.set_xscale("log")
-    ax.set(xlabel="parameters (log scale)", ylabel="test accuracy (%)",
-           title=f"Accuracy vs parameters (mean ± 95% CI, n={n} seeds)")
-    ax.legend(fontsize=7)
+    """Test accuracy (mean, 95% CI) against parameters and against multiply-adds, log scale, one point per
+    configuration; the frontier of each panel (no point both cheaper and more accurate) joined by a line."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    for ax, cost, label in zip(axes, ("params", "macs"), ("parameters", "multiply-adds per image")):
+        for p in points:
+            acc = p["test_accuracy"]
+            mean = acc["mean"] * 100
+            yerr = None if acc["ci95"][0] is None else [[mean - acc["ci95"][0] * 100], [acc["ci95"][1] * 100 - mean]]
+            ax.errorbar([p[cost]], [mean], yerr=yerr, fmt="o", capsize=4, label=p["name"])
+        on = sorted((p for p in points if p[f"frontier_{cost}"]), key=lambda p: p[cost])
+        ax.plot([p[cost] for p in on], [p["test_accuracy"]["mean"] * 100 for p in on], "k--", lw=1, label="frontier")
+        ax.set_xscale("log")
+        ax.set(xlabel=f"{label} (log scale)", title=f"Accuracy vs {label}")
+    axes[0].set_ylabel(f"test accuracy (%, mean ± 95% CI, n={n} seeds)")
+    axes[1].legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)

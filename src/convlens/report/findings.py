@@ -95,26 +95,50 @@ def shift_findings(effects: dict) -> list[str]:
         a, b = curves[first][t["shift"]]["mean"], curves[second][t["shift"]]["mean"]
         lines.append(f"Shift {t['shift']} px: {second} {_pct(b)} (change {(b - curves[second][0]['mean']) * 100:+.2f} "
                      f"pp), {first} {_pct(a)} (change {(a - curves[first][0]['mean']) * 100:+.2f} pp); {second} loss "
-                     f"minus {first} loss {_pp(t['diff'])}: {t['verdict']}.")
+                     f"minus {first} loss {_pp(t['diff'])}: {t['verdict']}"
+                     + ("" if t["verdict"].startswith("significantly") else _detectable(t)) + ".")
     return lines
 
 
 def locality_findings(effects: dict) -> list[str]:
-    """Sentences from ``probes.locality.locality_effects``: each model's change, then the interaction."""
+    """From the locality grid's comparisons (one Holm family): each model's change when the pixels are permuted,
+    the interaction, and what it means for when convolution is the wrong tool."""
     lines = []
     for model, e in effects["models"].items():
-        o, p = e["original"], e["permuted"]
-        lines.append(f"{model}: {o['mean'] * 100:.2f}% on original pixels, {p['mean'] * 100:.2f}% on permuted pixels; "
-                     f"change {_pp(e['diff'])}{_interval(e)}; permuted vs original: {e['verdict']}.")
+        c = e["change"]
+        lines.append(f"{model}: {_pct(e['original']['mean'])} on original pixels, {_pct(e['permuted']['mean'])} on "
+                     f"permuted pixels; change {_pp(c['diff'])}{_interval(c)}; permuted vs original: {c['verdict']}.")
     inter = effects["interaction"]
-    if inter is not None:
-        lines.append(f"Interaction, the {inter['of']}'s change minus the {inter['against']}'s (paired by seed): "
-                     f"{_pp(inter['diff'])}{_interval(inter)}: {inter['verdict']}.")
+    (first, _), (second, _) = effects["models"].items()
+    lines.append(f"Interaction, the {second}'s change minus the {first}'s (paired by seed): {_pp(inter['diff'])}"
+                 f"{_interval(inter)}: {inter['verdict']}.")
+    if inter["verdict"].startswith("significantly") and inter["diff"] < 0:
+        lines.append(f"So the {second} loses {-inter['diff'] * 100:.2f} pp more than the {first} once neighbouring "
+                     f"pixels stop belonging together: its assumption of locality is what it was leaning on. Data "
+                     "without a spatial (or temporal) neighbourhood, such as tabular records or shuffled sensor "
+                     "channels, is where convolution is the wrong tool.")
+    elif not inter["verdict"].startswith("significantly"):
+        lines.append(f"This run cannot tell the two losses apart{_detectable(inter)}.")
     return lines
 
 
-def efficiency_findings(best: dict, smallest_close: dict, within: float) -> list[str]:
-    return [f"Highest mean accuracy: {best['name']}, {_pct(best['test_accuracy']['mean'])} with {best['params']:,} "
-            f"parameters and {best['macs'] / 1e6:.1f} M multiply-adds per image.",
-            f"Fewest parameters within {within * 100:.1f} pp of that mean: {smallest_close['name']} "
-            f"({smallest_close['params']:,} parameters, {_pct(smallest_close['test_accuracy']['mean'])})."]
+def _detectable(c: dict) -> str:
+    mde = c.get("mde")
+    if mde is None or math.isnan(mde):
+        return ""
+    return f"; with n={c['n']} seeds, differences smaller than {mde * 100:.2f} pp could not be detected"
+
+
+def efficiency_findings(points: list[dict]) -> list[str]:
+    """The frontier of accuracy against parameters and against multiply-adds, read off ``efficiency_points``."""
+    lines = []
+    for cost, unit in (("params", "parameters"), ("macs", "multiply-adds per image")):
+        on = [p for p in points if p[f"frontier_{cost}"]]
+        on.sort(key=lambda p: p[cost])
+        shown = "; ".join(f"{p['name']} ({p[cost]:,} {unit}, {_pct(p['test_accuracy']['mean'])})" for p in on)
+        verb = "is" if len(on) == 1 else "are"
+        lines.append(f"Against {unit}, {len(on)} of {len(points)} configurations {verb} on the frontier (no other is "
+                     f"both cheaper and more accurate on average): {shown}.")
+    lines.append("These are means over seeds; whether two configurations really differ is what the experiments' "
+                 "tests above say.")
+    return lines

@@ -20,8 +20,7 @@ from convlens.models.registry import create_model
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
 from convlens.probes.confusion import most_confused_pairs
-from convlens.probes.efficiency import WITHIN, efficiency_highlights, efficiency_points
-from convlens.probes.locality import locality_effects
+from convlens.probes.efficiency import efficiency_points
 from convlens.probes.shift import shift_effects, shift_robustness
 from convlens.report import figures, findings
 from convlens.runs import load_run
@@ -112,16 +111,21 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
             "shift0_max_abs_difference_from_test_accuracy": mismatch, "figures": {"shift": _rel(fig, root)}}
 
 
-def locality_section(store: RunStore, seeds: int, ds: ImageDataset, fig_dir: Path, root: Path) -> dict:
-    accuracy: dict[str, dict[str, dict[int, float]]] = {}
-    for level in store.read_experiment()["levels"]:
-        model, pixels = NAMES[level["values"]["model"]], level["values"]["pixels"]
-        accuracy.setdefault(model, {})[pixels] = {s: m["test_accuracy"]
-                                                  for s, m in store.done_runs(level["label"], seeds).items()}
-    effects = locality_effects(accuracy)
-    n = min(len(e["seeds"]) for e in effects["models"].values())
+def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path) -> dict:
+    """The locality experiment's grid, read from its summary: each model on original and permuted pixels, the
+    change permuting causes within each model, and the interaction (the CNN's change minus the MLP's)."""
+    cells = {(lv["values"]["model"], lv["values"]["pixels"]): lv for lv in summary["levels"]}
+    models = {}
+    for model in (MLP, CNN):
+        change = next(c for c in summary["comparisons"]
+                      if c["kind"] == "effect" and c["factor"] == "pixels" and c["within"] == f"model={model}")
+        models[NAMES[model]] = {"original": cells[model, "original"]["test_accuracy"],
+                                "permuted": cells[model, "permuted"]["test_accuracy"], "change": change}
+    interaction = next(c for c in summary["comparisons"] if c["kind"] == "interaction")
+    effects = {"models": models, "interaction": interaction, "family": len(summary["comparisons"])}
+    n = min(m["change"]["n"] for m in models.values())
     fig = figures.grouped_bars(["original pixels", "permuted pixels"],
-                               {m: [e["original"], e["permuted"]] for m, e in effects["models"].items()},
+                               {m: [e["original"], e["permuted"]] for m, e in models.items()},
                                n, "Locality probe", fig_dir / "probe_locality.png")
     perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
     examples = ds.test_images[:6]
@@ -168,9 +172,8 @@ def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: 
 def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, root: Path) -> dict:
     """Every distinct configuration trained on original pixels: accuracy against parameters and compute."""
     points = efficiency_points(summaries)
-    best, smallest_close = efficiency_highlights(points)
     fig = figures.efficiency(points, seeds, fig_dir / "probe_efficiency.png")
-    return {"points": points, "findings": findings.efficiency_findings(best, smallest_close, WITHIN),
+    return {"points": points, "findings": findings.efficiency_findings(points),
             "figures": {"efficiency": _rel(fig, root)}}
 
 
@@ -205,7 +208,7 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
         "experiment_details": experiment_figures(stores, summaries, names, fig_dir, root),
         "probes": {
             "shift": shift_section(core, seeds, ds, config.shift_max, fig_dir, root),
-            "locality": locality_section(stores["locality"], seeds, ds, fig_dir, root),
+            "locality": locality_section(summaries["locality"], ds, fig_dir, root),
             "filters": filters_section(stores, fig_dir, root),
             "feature_maps": feature_map_section(core, ds, fig_dir, root),
             "efficiency": efficiency_section(summaries, seeds, fig_dir, root),

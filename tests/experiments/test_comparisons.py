@@ -1,0 +1,72 @@
+"""The comparisons a design allows: within-level effects and interactions for a grid (never two cells that
+differ in both factors), one Holm family of exactly the comparisons printed; checked against scipy/statsmodels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from convlens.experiments import parse_spec
+from convlens.experiments.comparisons import comparison_sentence, design_comparisons
+
+GRID = parse_spec(dict(name="g", model="mlp", factor=dict(name="model", levels=["mlp", "cnn"]),
+                       second_factor=dict(name="pixels", levels=["original", "permuted"])))
+M, C, O, P = "model=mlp-128-64", "model=cnn-32-64-128", "pixels=original", "pixels=permuted"
+ACC = {f"{M} {O}": {0: 0.880, 1: 0.870, 2: 0.875}, f"{M} {P}": {0: 0.879, 1: 0.872, 2: 0.874},
+       f"{C} {O}": {0: 0.920, 1: 0.915, 2: 0.918}, f"{C} {P}": {0: 0.860, 1: 0.850, 2: 0.858}}
+
+
+def _values(cell):
+    return [ACC[cell][s] for s in range(3)]
+
+
+def test_a_grid_compares_within_levels_and_tests_the_interaction_never_across_both_factors():
+    comps = design_comparisons(GRID, ACC)
+    assert [c["label"] for c in comps] == [
+        f"{C} vs {M} at {O}", f"{C} vs {M} at {P}",
+        f"{P} vs {O} at {M}", f"{P} vs {O} at {C}",
+        f"interaction: {C} vs {M}, at {P} minus at {O}"]
+    for c in comps[:4]:  # each effect changes exactly one factor
+        assert sum(a != b for a, b in zip(c["level"].split(), c["reference"].split())) == 1
+    raw = [sps.ttest_rel(_values(f"{C} {O}"), _values(f"{M} {O}")).pvalue,
+           sps.ttest_rel(_values(f"{C} {P}"), _values(f"{M} {P}")).pvalue,
+           sps.ttest_rel(_values(f"{M} {P}"), _values(f"{M} {O}")).pvalue,
+           sps.ttest_rel(_values(f"{C} {P}"), _values(f"{C} {O}")).pvalue,
+           sps.ttest_rel(np.subtract(_values(f"{C} {P}"), _values(f"{C} {O}")),
+                         np.subtract(_values(f"{M} {P}"), _values(f"{M} {O}"))).pvalue]
+    assert [c["p_value"] for c in comps] == pytest.approx(raw)
+    assert [c["p_holm"] for c in comps] == pytest.approx(multipletests(raw, method="holm")[1])  # the whole family
+    inter = comps[4]
+    assert inter["diff"] == pytest.approx(np.mean(np.subtract(_values(f"{C} {P}"), _values(f"{C} {O}"))
+                                                  - np.subtract(_values(f"{M} {P}"), _values(f"{M} {O}"))))
+    assert inter["verdict"].startswith("significantly lower")
+    sentence = comparison_sentence(inter)
+    assert sentence.startswith(f"Interaction: the effect of {C} (vs {M}) at {P} minus the same effect at {O}: "
+                               "significantly lower")
+
+
+def test_one_factor_compares_each_level_with_the_reference_and_counts_untested_ones_in_the_family():
+    spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5, 7])))
+    acc = {"kernel_size=3": {0: 0.9180, 1: 0.9132, 2: 0.9166},
+           "kernel_size=5": {0: 0.9180, 1: 0.9132, 2: 0.9166},  # the same predictions: nothing to test
+           "kernel_size=7": {0: 0.9125, 1: 0.9101, 2: 0.9150}}
+    same, seven = design_comparisons(spec, acc)
+    assert same["identical"] and same["verdict"] == "identical on every seed (n=3)" and math.isnan(same["p_holm"])
+    assert all(math.isnan(x) for x in same["ci95"])  # no zero-width interval
+    raw = sps.ttest_rel([0.9125, 0.9101, 0.9150], [0.9180, 0.9132, 0.9166]).pvalue
+    assert seven["p_holm"] == pytest.approx(multipletests([raw, 1.0], method="holm")[1][0])  # a family of two
+    assert comparison_sentence(same) == "kernel_size=5 vs kernel_size=3: test accuracy identical on every seed (n=3)"
+
+
+def test_no_significant_difference_carries_its_minimum_detectable_effect():
+    spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5])))
+    acc = {"kernel_size=3": {0: 0.918, 1: 0.913, 2: 0.9166}, "kernel_size=5": {0: 0.915, 1: 0.9161, 2: 0.9142}}
+    (c,) = design_comparisons(spec, acc)
+    assert c["verdict"].startswith("no significant difference")
+    sentence = comparison_sentence(c)
+    assert f"differences smaller than {c['mde'] * 100:.2f} pp could not be detected" in sentence
+    assert c["mde"] > abs(c["diff"])
