@@ -164,3 +164,49 @@ def test_presets_meet_what_the_modes_promise():
     assert names == ["kernel-size", "depth", "filters", "cnn-vs-mlp", "locality"]
     assert full.experiment_specs()[0].factor.levels == [3, 5, 7]
     assert load_study_config("default", seeds=5).seeds == 5
+
+
+def _fact(page: str, key: str) -> str:
+    match = re.search(rf'<span class="fact" data-key="{re.escape(html.escape(key))}"[^>]*>([^<]*)</span>', page)
+    assert match, key
+    return html.unescape(match.group(1))
+
+
+def _p(p: float) -> str:  # the report's p format, written out again here
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
+    """Means, intervals and (Holm-corrected) p-values recomputed from each run's metrics.json with numpy, scipy
+    and statsmodels: a second route to the numbers the report prints."""
+    from scipy import stats as sps
+    from statsmodels.stats.multitest import multipletests
+    out, _ = study
+    page = (out / "report.html").read_text()
+
+    def accuracies(experiment: str, level: str) -> np.ndarray:
+        runs = out / "experiments" / experiment / "runs" / level.replace(" ", "__")
+        metrics = [json.loads((runs / f"seed{s}" / "metrics.json").read_text()) for s in range(TINY["seeds"])]
+        return np.array([m["test_correct"] / m["n_test"] for m in metrics])
+
+    mlp, cnn = accuracies("cnn-vs-mlp", "model=mlp-128-64"), accuracies("cnn-vs-mlp", "model=cnn-32-64-128")
+    assert _fact(page, "baseline.test_accuracy.mean") == f"{mlp.mean() * 100:.2f}%"
+    assert _fact(page, "design.test_accuracy.std") == f"{cnn.std(ddof=1) * 100:.2f} pp"
+    lo, _ = sps.t.interval(0.95, len(cnn) - 1, loc=cnn.mean(), scale=sps.sem(cnn))
+    assert _fact(page, "design.test_accuracy.ci95.0") == f"{lo * 100:.2f}%"
+    assert _fact(page, "experiments.cnn-vs-mlp.comparisons.0.diff") == f"{(cnn - mlp).mean() * 100:+.2f} pp"
+    assert _fact(page, "experiments.cnn-vs-mlp.comparisons.0.p_holm") == _p(sps.ttest_rel(cnn, mlp).pvalue)
+
+    cells = {(m, px): accuracies("locality", f"model={m} pixels={px}")
+             for m in ("mlp-128-64", "cnn-32-64-128") for px in ("original", "permuted")}
+    M, C = "mlp-128-64", "cnn-32-64-128"
+    raw = [sps.ttest_rel(cells[C, "original"], cells[M, "original"]).pvalue,
+           sps.ttest_rel(cells[C, "permuted"], cells[M, "permuted"]).pvalue,
+           sps.ttest_rel(cells[M, "permuted"], cells[M, "original"]).pvalue,
+           sps.ttest_rel(cells[C, "permuted"], cells[C, "original"]).pvalue,
+           sps.ttest_rel(cells[C, "permuted"] - cells[C, "original"], cells[M, "permuted"] - cells[M, "original"]).pvalue]
+    corrected = multipletests(raw, method="holm")[1]
+    for i, p in enumerate(corrected):
+        assert _fact(page, f"experiments.locality.comparisons.{i}.p_holm") == _p(p)
+    interaction = (cells[C, "permuted"] - cells[C, "original"]) - (cells[M, "permuted"] - cells[M, "original"])
+    assert _fact(page, "experiments.locality.comparisons.4.diff") == f"{interaction.mean() * 100:+.2f} pp"

@@ -136,3 +136,38 @@ def test_hflip_mirrors_training_images_and_stays_seeded(fashion):
                          dataset=fashion).metrics
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]  # seeded: same mirrors each time
     assert a["history"][0]["train_loss"] != plain["history"][0]["train_loss"]  # and the mirrors changed training
+
+
+def test_the_overfit_gap_compares_eval_mode_with_eval_mode(cnn_run, fashion):
+    """train_eval_accuracy is the final model, in eval mode, on a fixed training subset of the validation's size."""
+    from convlens.data.dataset import to_device
+    from convlens.training import train_subset_indices
+    m = cnn_run.metrics
+    last = m["history"][-1]
+    assert all(r["train_eval_accuracy"] is not None for r in m["history"])
+    model, config = load_model(cnn_run.directory)
+    ds = fashion.subset(5_000, 2_000)
+    # the same device and memory layout training used, so not even a rounding difference can flip an argmax
+    splits = to_device(ds, torch.device("cpu"), val_fraction=SHORT.val_fraction, seed=5, channels_last=True)
+    model = model.to(memory_format=torch.channels_last)
+    idx = train_subset_indices(len(splits.y_train), len(splits.y_val), seed=5)
+    assert len(idx) == config["data"]["n_val"] == 500 and len(set(idx.tolist())) == 500
+    with torch.no_grad():  # recomputed by hand: argmax of the eval-mode logits against the labels
+        hits = (model(splits.x_train[idx]).argmax(1) == splits.y_train[idx]).sum().item()
+        val_hits = (model(splits.x_val).argmax(1) == splits.y_val).sum().item()
+    assert last["train_eval_accuracy"] == hits / 500 and last["val_accuracy"] == val_hits / 500
+    # the running accuracy (dropout on, averaged over an epoch of updates) is a different number
+    assert last["train_accuracy"] != last["train_eval_accuracy"]
+
+
+def test_provenance_names_the_cpu_model_and_metrics_carry_their_timing_conditions(cnn_run):
+    import re
+    from pathlib import Path
+    config = json.loads((cnn_run.directory / "config.json").read_text())
+    cpuinfo = Path("/proc/cpuinfo")
+    device = config["provenance"]["device"]
+    if cpuinfo.is_file():  # Linux: the model name as /proc/cpuinfo states it, not "x86_64"
+        model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE).group(1).strip()
+        assert device["name" if device["type"] == "cpu" else "cpu"] == model
+    assert cnn_run.metrics["timing"] == {"device_type": device["type"], "device": device["name"],
+                                         "threads": config["provenance"]["threads"], "workers": 1}

@@ -81,6 +81,9 @@ class TrainConfig(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=1)] | None = None  # CPU threads; None = all cores
+    # How many runs shared this machine while this one trained (experiment --workers): recorded with the timings,
+    # which are compared only between runs trained under equal conditions. Not part of what a run trains.
+    workers: Annotated[int, Field(ge=1)] = 1
     data_dir: Path | None = None
     train_subset: Annotated[int, Field(ge=1)] | None = None  # first N training images (quick runs, tests)
     test_subset: Annotated[int, Field(ge=1)] | None = None

@@ -23,12 +23,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The processor's model name ('AMD EPYC 7B13', 'Intel(R) Xeon(R) Processor'): two machines of one kind may
+    differ 1.5x in speed, so every timing records it."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: torch.device) -> dict[str, object]:
     info: dict[str, object] = {"type": device.type, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
+        info["cpu"] = cpu_model()
     else:
-        info["name"] = platform.processor() or platform.machine()
+        info["name"] = cpu_model()
         info["cpus"] = os.cpu_count()
     return info
 

@@ -94,7 +94,8 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
     # FLOPs are counted on a fresh CPU copy: the training model may live on CUDA and in channels_last.
     base_metrics = {"params": {"trainable": trainable, "non_trainable": non_trainable,
                                "total": trainable + non_trainable},
-                    "macs": flops_per_image(Network(spec), input_shape)[0] // 2}
+                    "macs": flops_per_image(Network(spec), input_shape)[0] // 2,
+                    "timing": timing_conditions(config["provenance"]["device"], threads, cfg.workers)}
     try:
         outcome = train(model, splits, cfg.recipe, seed=cfg.seed, progress=progress)
     except TrainingDiverged as e:
@@ -131,6 +132,11 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         save_weights(model, out_dir / WEIGHTS_FILE)
         atomic_write_json(out_dir / METRICS_FILE, metrics)
     return RunResult(out_dir, config, metrics, model)
+
+
+def timing_conditions(device: dict, threads: int, workers: int) -> dict:
+    """What a run's seconds depend on besides the run itself; timings are compared only when these are equal."""
+    return {"device_type": device["type"], "device": device["name"], "threads": threads, "workers": workers}
 
 
 def read_metrics(run_dir: Path) -> dict:

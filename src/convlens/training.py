@@ -52,12 +52,16 @@ def uses_channels_last(device: torch.device) -> bool:
 @dataclass
 class EpochRecord:
     epoch: int
-    train_loss: float
-    train_accuracy: float
+    train_loss: float  # running mean over the epoch's steps, dropout on, before each update
+    train_accuracy: float  # running, as train_loss: what a progress bar shows, biased against eval-mode numbers
     val_loss: float | None
     val_accuracy: float | None
     lr: float
-    seconds: float  # wall time of this epoch (training + validation)
+    seconds: float  # wall time of this epoch (training + validation; the train-subset evaluation excluded)
+    # Eval mode at the end of the epoch on a fixed training subset the size of the validation split: measured
+    # exactly like val_accuracy, so train minus validation is a fair overfitting gap.
+    train_eval_loss: float | None = None
+    train_eval_accuracy: float | None = None
 
 
 @dataclass
@@ -160,6 +164,11 @@ def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps:
     return None
 
 
+def train_subset_indices(n_train: int, n_val: int, seed: int) -> torch.Tensor:
+    """Which training images (``n_val`` of them, sorted) are evaluated in eval mode after each epoch."""
+    return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed + 1))[:n_val].sort().values
+
+
 def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
           progress: ProgressCallback | None = None) -> TrainingOutcome:
     """Train ``model`` in place on ``splits`` following ``recipe``; returns history and timing.
@@ -178,6 +187,10 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
     num_classes = model.spec.num_classes
     has_val = len(splits.y_val) > 0
 
+    probe = train_subset_indices(n, len(splits.y_val), seed).to(device) if has_val else None
+    x_probe = splits.x_train.index_select(0, probe) if has_val else None
+    y_probe = splits.y_train.index_select(0, probe) if has_val else None
+    probe_seconds = 0.0  # the train-subset evaluation is a measurement, not training: kept out of train_seconds
     history: list[EpochRecord] = []
     best_val, best_state, bad_epochs, stopped_at = math.inf, None, 0, None
     report("start", {"epochs": recipe.epochs, "steps_per_epoch": steps_per_epoch})
@@ -211,9 +224,14 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
             bad = int((~finite).nonzero()[0])
             raise TrainingDiverged(epoch, bad + 1, float(step_losses[bad]))
         val = evaluate(model, splits.x_val, splits.y_val, num_classes, recipe.eval_batch_size) if has_val else None
+        seconds = time.perf_counter() - t_epoch
+        t_probe = time.perf_counter()
+        seen = evaluate(model, x_probe, y_probe, num_classes, recipe.eval_batch_size) if has_val else None
+        probe_seconds += time.perf_counter() - t_probe
         record = EpochRecord(epoch=epoch, train_loss=step_losses.mean().item(), train_accuracy=correct.item() / n,
                              val_loss=val.loss if val else None, val_accuracy=val.accuracy if val else None,
-                             lr=lr, seconds=time.perf_counter() - t_epoch)
+                             lr=lr, seconds=seconds, train_eval_loss=seen.loss if seen else None,
+                             train_eval_accuracy=seen.accuracy if seen else None)
         history.append(record)
         report("epoch", {"record": record})
         if recipe.patience is not None and val is not None:
@@ -224,7 +242,7 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
                 if bad_epochs >= recipe.patience:
                     stopped_at = epoch
                     break
-    train_seconds = time.perf_counter() - t_start
+    train_seconds = time.perf_counter() - t_start - probe_seconds
     if best_state is not None:
         model.load_state_dict(best_state)  # early stopping keeps the best validation weights
     return TrainingOutcome(model=model, history=history, train_seconds=train_seconds, stopped_early_at=stopped_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,8 +127,22 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     assert main(["experiment", "run", str(spec), "--out", str(out), "--workers", "2"]) == 0
     configs = [json.loads(p.read_text()) for p in out.glob("runs/*/*/config.json")]
     assert len(configs) == 4
-    assert {c["provenance"]["threads"] for c in configs} == {max(1, len(os.sched_getaffinity(0)) // 2)}
-    assert json.loads((out / "summary.json").read_text())["levels"][0]["n"] == 2
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {c["provenance"]["threads"] for c in configs} == {threads}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["levels"][0]["n"] == 2
+    timings = [json.loads(p.read_text())["timing"] for p in out.glob("runs/*/*/metrics.json")]
+    assert {(t["threads"], t["workers"], t["device_type"]) for t in timings} == {(threads, 2, "cpu")}
+    assert summary["timing"]["comparable"]  # all four under the same conditions
+    # one level rerun alone (1 worker, all cores): its seconds no longer compare with the others'
+    for seed in (0, 1):
+        shutil.rmtree(out / "runs" / "kernel_size=5" / f"seed{seed}")
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["timing"]["comparable"] and len(summary["timing"]["conditions"]) == 2
+    assert any("measured under different conditions" in w and "so they are not compared" in w
+               for w in summary["warnings"])
+    assert not (out / "plots" / "accuracy_vs_time.png").exists() and (out / "plots" / "accuracy_vs_params.png").exists()
 
 
 def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(tmp_path, capsys, fashion):

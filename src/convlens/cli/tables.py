@@ -65,7 +65,7 @@ def print_experiment_table(summary: dict) -> None:
         tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", p, ph, c["verdict"].split(" (")[0],
                       pp(c["mde"]) if c["mde"] is not None else "-")
     out.print(tests)
-    for line in summary["conclusions"] + summary["warnings"]:
+    for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
         out.print(f"- {line}")
 
 
@@ -89,6 +89,8 @@ def print_comparison(comparison: dict) -> None:
     if len(comparison["groups"]) > 1:
         out.print(f"The groups differ in {', '.join(named)}. They are not tested against each other; to "
                   "test one factor, run it as an experiment (convlens experiment run).")
+    if comparison["timing_note"]:
+        out.print(comparison["timing_note"])
     if any(g["n"] < 2 for g in comparison["groups"]):
         out.print("Note: a configuration with one seed has no spread; a difference smaller than the seed-to-seed "
                   "spread means nothing.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from typing import Any
 
@@ -90,6 +91,23 @@ def level_statistics(runs: dict[int, dict]) -> dict:
     }
 
 
+def timing_summary(runs: list[dict]) -> dict:
+    """Whether these runs' seconds may be compared: only when every one was measured under the same conditions
+    (device, CPU threads, runs sharing the machine). Runs that recorded none count as unknown, so not comparable."""
+    conditions = sorted({json.dumps(m.get("timing"), sort_keys=True) for m in runs})
+    return {"comparable": len(conditions) == 1 and conditions[0] != "null",
+            "conditions": [json.loads(c) for c in conditions]}
+
+
+def timing_note(timing: dict) -> str | None:
+    """The sentence a table of times carries when its times may not be compared."""
+    if timing["comparable"] or not timing["conditions"]:
+        return None
+    shown = "; ".join("unknown" if c is None else f"{c['device']} ({c['device_type']}), {c['threads']} threads, "
+                      f"{c['workers']} run(s) at a time" for c in timing["conditions"])
+    return f"Train and inference times were measured under different conditions ({shown}), so they are not compared."
+
+
 def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, dict]], alpha: float = ALPHA) -> dict:
     spec = parse_spec(experiment["spec"], origin="experiment.json")
     levels = []
@@ -112,7 +130,10 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
         "recipe": experiment["levels"][0]["config"]["recipe"],
         "levels": levels, "comparisons": comparisons,
         "conclusions": conclusions(levels, comparisons), "warnings": warnings(spec.seeds),
+        "timing": timing_summary([m for runs in ok.values() for m in runs.values()]),
     }
+    note = timing_note(summary["timing"])
+    summary["warnings"] += [note] if note else []
     return without_nan(summary)
 
 

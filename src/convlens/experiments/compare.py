@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from convlens.errors import UsageError
-from convlens.experiments.analysis import level_statistics, without_nan
+from convlens.experiments.analysis import level_statistics, timing_note, timing_summary, without_nan
 from convlens.experiments.spec import run_identity
 from convlens.experiments.store import status_of
 from convlens.models.checkpoint import read_config
@@ -53,4 +53,5 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
             "per_seed": {s: m["test_accuracy"] for s, m in sorted(done.items())},
             **level_statistics(done),
         })
-    return without_nan({"differs": differs, "groups": rows})
+    timing = timing_summary([m for g in groups.values() for m in g["metrics"].values() if status_of(m) == "done"])
+    return without_nan({"differs": differs, "groups": rows, "timing": timing, "timing_note": timing_note(timing)})

@@ -64,6 +64,11 @@ def execute(job: Job) -> JobResult:
         return JobResult(job.level, job.seed, "failed", reason)
 
 
+def threads_per_run(workers: int) -> int:
+    """CPU threads each run gets when ``workers`` runs share this machine's cores."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
@@ -78,9 +83,9 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], Non
             on_result(result)
             results.append(result)
         return results
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // workers)
-    jobs = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads}), j.directory) for j in jobs]
+    threads = threads_per_run(workers)
+    jobs = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads, "workers": workers}), j.directory)
+            for j in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
         futures = [pool.submit(execute, job) for job in jobs]

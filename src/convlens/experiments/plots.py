@@ -55,8 +55,12 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
     ax.legend()
     paths.append(save_figure(fig, out / "curves.png"))
 
-    for name, key, xlabel, log in (("accuracy_vs_params.png", "params", "parameters", True),
-                                   ("accuracy_vs_time.png", "train_seconds", "train time (s, mean)", False)):
+    charts = [("accuracy_vs_params.png", "params", "parameters", True)]
+    if summary["timing"]["comparable"]:  # times from different conditions are not put on one axis
+        charts.append(("accuracy_vs_time.png", "train_seconds", "train time (s, mean)", False))
+    else:
+        (out / "accuracy_vs_time.png").unlink(missing_ok=True)
+    for name, key, xlabel, log in charts:
         fig, ax = plt.subplots(figsize=(6, 4))
         x = [lv[key]["mean"] if isinstance(lv[key], dict) else lv[key] for lv in levels]
         _errorbar(ax, x, [lv["test_accuracy"] for lv in levels], labels)

@@ -68,14 +68,20 @@ def brightness_per_class(per_class: list[dict], path: Path) -> Path:
 
 
 def training_curves(histories: list[list[dict]], title: str, path: Path) -> Path:
-    """Train and validation accuracy per epoch: mean over runs, band = min-max."""
+    """Accuracy per epoch, mean over runs, band = min-max: training subset and validation both in eval mode (like
+    with like), and the running training accuracy (dropout on, before each update) dashed for reference."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     length = min(len(h) for h in histories)
     epochs = np.arange(1, length + 1)
-    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
+    for key, label, style in (("train_eval_accuracy", "train (eval mode, fixed subset)", "-"),
+                              ("val_accuracy", "validation (eval mode)", "-"),
+                              ("train_accuracy", "train (running, dropout on)", "--")):
+        if any(r.get(key) is None for h in histories for r in h[:length]):
+            continue
         arr = np.array([[r[key] for r in h[:length]] for h in histories]) * 100
-        line, = ax.plot(epochs, arr.mean(0), marker="o", markersize=3, label=label)
-        ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2)
+        line, = ax.plot(epochs, arr.mean(0), style, marker="o", markersize=3, label=label)
+        if style == "-":
+            ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2)
     ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} (n={len(histories)} seeds; band = min-max)")
     ax.set_xticks(epochs)
     ax.legend()

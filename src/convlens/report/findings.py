@@ -29,12 +29,15 @@ def eda_findings(eda: dict) -> list[str]:
         f"{eda['pixel_range']['train'][1]}; {len(eda['per_class'])} classes.",
         ("Classes are exactly balanced" if eda["imbalance_ratio"]["train"] == 1 else
          f"The largest class has {eda['imbalance_ratio']['train']:.2f}x the images of the smallest") +
-        f" in the training set ({min(counts):,}-{max(counts):,} per class), so accuracy is a fair summary metric.",
+        f" in the training set ({min(counts):,}-{max(counts):,} per class), so "
+        + ("accuracy is a fair summary metric." if eda["imbalance_ratio"]["train"] <= 1.5 else
+           "overall accuracy favours the large classes: read the per-class accuracy too."),
         f"{eda['zero_pixel_fraction'] * 100:.1f}% of training pixels are pure background (0); mean pixel "
         f"{eda['normalisation']['train_mean']:.4f}, std {eda['normalisation']['train_std']:.4f} after scaling by 1/255.",
         f"{brightest['class']} is the brightest class ({brightest['mean_brightness'] * 100:.1f}% of 255 on average), "
-        f"{darkest['class']} the darkest ({darkest['mean_brightness'] * 100:.1f}%): brightness alone separates some "
-        "classes, which an MLP can use without any notion of shape.",
+        f"{darkest['class']} the darkest ({darkest['mean_brightness'] * 100:.1f}%): a difference of "
+        f"{(brightest['mean_brightness'] - darkest['mean_brightness']) * 100:.1f} points of brightness, a cue an MLP "
+        "can use without any notion of shape.",
         f"{dup['exact']} test images are byte-identical to a training image and {dup['near']} more are near "
         f"duplicates (RMS difference <= {dup['max_rms']}); "
         + ("test accuracy is therefore slightly optimistic for those." if dup["exact"] + dup["near"] else
@@ -69,6 +72,14 @@ def design_findings(cnn: dict, mlp: dict) -> list[str]:
     conv_macs = sum(lay["macs"] for lay in convs)
     block_macs = [c["macs"] for c in convs]
     even = len(block_macs) > 2 and max(block_macs[1:]) <= 1.05 * min(block_macs[1:])
+    rf = last_rf["receptive_field"]
+    reach = ("the whole image: one unit can relate distant parts of a garment (sleeve to collar) before the dense "
+             "head" if rf >= size else
+             f"{rf / size:.0%} of the image's side: distant parts of a garment meet only in the dense head")
+    param_share, mac_share = conv_params / total, conv_macs / macs
+    sharing = ("weight sharing makes them cheap in parameters and expensive in compute; the dense head is the "
+               "opposite" if param_share < mac_share else
+               "here the convolutions are no cheaper in parameters than in compute")
     return [
         f"{len(convs)} convolution blocks with {', '.join(str(c['output_shape'][-1]) for c in convs)} filters, "
         f"costing {', '.join(f'{m / 1e6:.2f}' for m in block_macs)} M multiply-adds per image"
@@ -76,15 +87,20 @@ def design_findings(cnn: dict, mlp: dict) -> list[str]:
            "resolution keeps the cost per block constant, trading space for features." if even else "."),
         f"Receptive field: the first convolution sees {convs[0]['receptive_field']}x{convs[0]['receptive_field']} px; "
         f"the last one sees {last_conv['receptive_field']}x{last_conv['receptive_field']} px of the {size}x{size} "
-        f"image, and after the last pooling each unit covers {last_rf['receptive_field']}x{last_rf['receptive_field']}"
-        " px: deep enough to relate distant parts of a garment (sleeve to collar) before the dense head.",
-        f"Convolutions hold {conv_params / total * 100:.1f}% of the {total:,} parameters but do "
-        f"{conv_macs / macs * 100:.1f}% of the {macs / 1e6:.1f} M multiply-adds per image: weight sharing makes "
-        "them cheap in parameters and expensive in compute; the dense head is the opposite.",
+        f"image, and after the last pooling each unit covers {rf}x{rf} px, {reach}.",
+        f"Convolutions hold {param_share * 100:.1f}% of the {total:,} parameters and do {mac_share * 100:.1f}% of the "
+        f"{macs / 1e6:.1f} M multiply-adds per image: {sharing}.",
         f"Against the MLP baseline ({mlp['summary']['params']['total']:,} parameters, "
         f"{mlp['summary']['macs'] / 1e6:.2f} M multiply-adds): {total / mlp['summary']['params']['total']:.1f}x the "
         f"parameters and {macs / mlp['summary']['macs']:.0f}x the compute per image.",
     ]
+
+
+def feature_map_finding(blocks: list[dict]) -> str:
+    """Resolution and channels from the first block to the last, read off the feature maps' shapes (C, H, W)."""
+    (c0, h0, w0), (c1, h1, w1) = blocks[0]["shape"], blocks[-1]["shape"]
+    return (f"From the first block to the last the maps shrink from {h0}x{w0} to {h1}x{w1} positions while the "
+            f"channels grow from {c0} to {c1}: each later channel summarises a larger patch of the image.")
 
 
 def shift_findings(effects: dict) -> list[str]:

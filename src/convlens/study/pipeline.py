@@ -23,7 +23,7 @@ from pathlib import Path
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_dataset
-from convlens.experiments.local import Job, JobResult
+from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.run import Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config
 from convlens.experiments.store import copy_run
@@ -69,9 +69,11 @@ def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
     return config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
 
 
-def _run_key(config: TrainConfig, seed: int) -> str:
-    """Two runs with equal keys train the same network on the same data the same way: train it once."""
-    return json.dumps({**flatten_config(config), "seed": seed}, sort_keys=True)
+def _run_key(config: TrainConfig, seed: int, device_type: str | None, threads: int | None) -> str:
+    """Two runs with equal keys train the same network on the same data the same way, under the same timing
+    conditions (device type, threads): train it once and copy it, and its seconds stay comparable."""
+    return json.dumps({**flatten_config(config), "seed": seed, "device_type": device_type, "threads": threads},
+                      sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
         for level in record["levels"]:
             cfg = TrainConfig.model_validate(level["config"])
             for seed, metrics in p.store.done_runs(level["label"], record["spec"]["seeds"]).items():
-                finished.setdefault(_run_key(cfg, seed), (p.store.run_dir(level["label"], seed), metrics))
+                timing = metrics.get("timing") or {}
+                key = _run_key(cfg, seed, timing.get("device_type"), timing.get("threads"))
+                finished.setdefault(key, (p.store.run_dir(level["label"], seed), metrics))
     return finished
 
 
@@ -102,7 +106,8 @@ def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, dat
         for job in p.jobs:
             # where to read the data is not part of the design (like --data-dir elsewhere)
             job = Job(job.level, job.seed, job.config.model_copy(update={"data_dir": data_dir}), job.directory)
-            key = _run_key(job.config, job.seed)
+            key = _run_key(job.config, job.seed, pick_device(job.config.device).type,
+                           job.config.threads or threads_per_run(config.workers))
             if key in finished:
                 copies.append((job, finished[key]))
             elif key in scheduled:

@@ -85,8 +85,10 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
         "hardest_class": {"class": names[worst], "accuracy": per_class[worst]},
         "easiest_class": {"class": names[best], "accuracy": per_class[best]},
         "most_confused": most_confused_pairs(confusion, names),
-        "overfit_gap": mean_ci([r["history"][-1]["train_accuracy"] - r["history"][-1]["val_accuracy"]
-                                for r in runs.values()]).to_dict(),
+        # last epoch, both in eval mode: a fixed training subset the size of the validation split vs validation
+        "overfit_gap": mean_ci([r["history"][-1]["train_eval_accuracy"] - r["history"][-1]["val_accuracy"]
+                                for r in runs.values() if r["history"][-1].get("train_eval_accuracy") is not None]
+                               ).to_dict(),
         "figures": {k: _rel(v, root) for k, v in figs.items()},
     }
 
@@ -165,8 +167,9 @@ def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: 
     fig = figures.image_grid(rows, labels, fig_dir / "probe_feature_maps.png", cmap="viridis",
                              title=f"Test image {index} ({ds.class_names[int(ds.test_labels[index])]}) through each "
                                    "conv block of the CNN, seed 0 (first 8 channels)")
-    return {"test_index": index, "class": ds.class_names[int(ds.test_labels[index])],
-            "blocks": [{"name": n, "shape": list(m.shape)} for n, m in maps], "figures": {"feature_maps": _rel(fig, root)}}
+    blocks = [{"name": n, "shape": list(m.shape)} for n, m in maps]
+    return {"test_index": index, "class": ds.class_names[int(ds.test_labels[index])], "blocks": blocks,
+            "finding": findings.feature_map_finding(blocks), "figures": {"feature_maps": _rel(fig, root)}}
 
 
 def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, root: Path) -> dict:
