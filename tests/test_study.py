@@ -210,3 +210,14 @@ def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
         assert _fact(page, f"experiments.locality.comparisons.{i}.p_holm") == _p(p)
     interaction = (cells[C, "permuted"] - cells[C, "original"]) - (cells[M, "permuted"] - cells[M, "original"])
     assert _fact(page, "experiments.locality.comparisons.4.diff") == f"{interaction.mean() * 100:+.2f} pp"
+
+
+def test_every_experiment_reports_mcnemar_and_a_flip_gallery(study):
+    out, _ = study
+    results, md = _results(out), (out / "report.md").read_text()
+    for name, summary in results["experiments"].items():
+        evidence = [c["evidence"] for c in summary["comparisons"] if c.get("evidence")]
+        assert evidence and all(len(e["per_seed"]) == TINY["seeds"] for e in evidence), name
+        galleries = results["experiment_details"][name]["galleries"]
+        assert galleries and all(f"]({path})" in md for path in galleries.values()), name
+        assert f"{summary['comparisons'][0]['label']}, image by image (McNemar's exact test" in md

@@ -35,7 +35,7 @@ def test_short_run_learns_well_above_chance(cnn_run):
 
 def test_run_directory_holds_model_config_and_metrics(cnn_run):
     d = cnn_run.directory
-    assert {p.name for p in d.iterdir()} == {"model.safetensors", "config.json", "metrics.json"}
+    assert {p.name for p in d.iterdir()} == {"model.safetensors", "config.json", "metrics.json", "predictions.npz"}
     config = json.loads((d / "config.json").read_text())
     assert config["model"]["spec"]["filters"] == [32, 64, 128]
     assert config["recipe"] == SHORT.model_dump(mode="json") and config["seed"] == 5
@@ -171,3 +171,17 @@ def test_provenance_names_the_cpu_model_and_metrics_carry_their_timing_condition
         assert device["name" if device["type"] == "cpu" else "cpu"] == model
     assert cnn_run.metrics["timing"] == {"device_type": device["type"], "device": device["name"],
                                          "threads": config["provenance"]["threads"], "workers": 1}
+
+
+def test_stored_predictions_are_the_reloaded_models_argmax_on_the_test_images(cnn_run, fashion):
+    import numpy as np
+    from convlens.runs import read_predictions
+    predicted, label = read_predictions(cnn_run.directory)
+    assert np.array_equal(label, fashion.test_labels[:2_000])
+    model, _ = load_model(cnn_run.directory)
+    model = model.to(memory_format=torch.channels_last)  # as evaluated after training
+    x = torch.as_tensor(fashion.test_images[:2_000]).float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        again = model(x.contiguous(memory_format=torch.channels_last)).argmax(1).numpy()
+    assert np.array_equal(predicted, again)
+    assert int((predicted == label).sum()) == cnn_run.metrics["test_correct"]

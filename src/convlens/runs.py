@@ -6,13 +6,15 @@ Files are written atomically; metrics.json is written last, so its presence mean
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from convlens.atomic_files import atomic_write_json
+from convlens.atomic_files import atomic_write_bytes, atomic_write_json
 from convlens.config import TrainConfig
 from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_dataset, to_device
 from convlens.data.permutation import PERMUTATION_SEED
@@ -34,6 +36,9 @@ from convlens.training import (
 )
 
 METRICS_FILE = "metrics.json"
+# The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
+# what per-example comparisons (McNemar's test, the images a change flips) read.
+PREDICTIONS_FILE = "predictions.npz"
 # What the model expects; serving and export read this from config.json.
 INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
                   "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
@@ -130,8 +135,27 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
     }
     if out_dir is not None:
         save_weights(model, out_dir / WEIGHTS_FILE)
+        write_predictions(out_dir / PREDICTIONS_FILE, test.predicted.numpy(), splits.y_test.cpu().numpy())
         atomic_write_json(out_dir / METRICS_FILE, metrics)
     return RunResult(out_dir, config, metrics, model)
+
+
+def write_predictions(path: Path, predicted: np.ndarray, label: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, predicted=predicted.astype(np.int16), label=label.astype(np.int16))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predicted, true) class per test image of a finished run, or None for a run that stored none."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["predicted"], data["label"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"{path}: cannot read the stored predictions ({e})") from None
 
 
 def timing_conditions(device: dict, threads: int, workers: int) -> dict:

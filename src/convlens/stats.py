@@ -112,15 +112,28 @@ def seeds_needed(effect: float, std_diff: float, alpha: float = ALPHA, power: fl
     """The fewest seeds (pairs) with which the paired t-test detects ``effect`` with ``power``; None above max."""
     if not std_diff > 0:
         return 2  # no spread: any difference shows with the fewest seeds a t-test needs
-    for n in range(2, max_seeds + 1):
-        if paired_t_power(abs(effect) / std_diff, n, alpha) >= power:
-            return n
-    return None
+    enough = lambda n: paired_t_power(abs(effect) / std_diff, n, alpha) >= power  # noqa: E731 (rises with n)
+    low, high = 1, 2
+    while not enough(high):  # double until enough, then bisect: O(log n) power evaluations
+        if high >= max_seeds:
+            return None
+        low, high = high, min(2 * high, max_seeds)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 def sampling_noise(accuracy: float, n_test: int) -> float:
     """The standard error of one run's test accuracy from the finite test set alone: sqrt(p (1 - p) / N)."""
     return math.sqrt(accuracy * (1 - accuracy) / n_test)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p for two classifiers on the same images: b images only the first gets right, c only
+    the second; under no difference each discordant image is a fair coin (binomial test of b of b + c at 1/2)."""
+    n = b + c
+    return 1.0 if n == 0 else float(sps.binomtest(b, n, 0.5).pvalue)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

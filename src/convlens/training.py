@@ -71,6 +71,7 @@ class Evaluation:
     n: int
     per_class_accuracy: list[float]
     confusion_matrix: list[list[int]]  # [true][predicted]
+    predicted: torch.Tensor | None = None  # (N,) predicted class per image, on the CPU
 
     @property
     def accuracy(self) -> float:
@@ -130,7 +131,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
     confusion = torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes).cpu()
     per_class = [int(c) / max(int(t), 1) for c, t in zip(confusion.diag().tolist(), confusion.sum(1).tolist())]
     return Evaluation(loss=loss, correct=int(confusion.diag().sum()), n=len(y), per_class_accuracy=per_class,
-                      confusion_matrix=confusion.tolist())
+                      confusion_matrix=confusion.tolist(), predicted=pred.cpu())
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -70,3 +70,35 @@ def test_no_significant_difference_carries_its_minimum_detectable_effect():
     sentence = comparison_sentence(c)
     assert f"differences smaller than {c['mde'] * 100:.2f} pp could not be detected" in sentence
     assert c["mde"] > abs(c["diff"])
+
+
+def test_per_example_evidence_matches_statsmodels_mcnemar_and_finds_the_images_flipped_on_every_seed():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    from convlens.experiments.comparisons import evidence_sentence, per_example_evidence
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 10, 500)
+    level, reference = {}, {}
+    for seed in range(3):
+        ref = np.where(rng.random(500) < 0.9, true, (true + 1) % 10)
+        lev = np.where(rng.random(500) < 0.8, true, (true + 2) % 10)
+        ref[:5], lev[:5] = true[:5], (true[:5] + 3) % 10  # images 0-4: reference right, level wrong, every seed
+        ref[5:7], lev[5:7] = (true[5:7] + 1) % 10, true[5:7]  # images 5-6: the other way round
+        level[seed], reference[seed] = (lev, true), (ref, true)
+    e = per_example_evidence(level, reference)
+    raw = []
+    for s, entry in zip(range(3), e["per_seed"]):
+        right_l, right_r = level[s][0] == true, reference[s][0] == true
+        table = [[np.sum(right_l & right_r), np.sum(right_l & ~right_r)],
+                 [np.sum(~right_l & right_r), np.sum(~right_l & ~right_r)]]
+        assert (entry["gained"], entry["lost"]) == (table[0][1], table[1][0])
+        raw.append(mcnemar(table, exact=True).pvalue)
+        assert entry["p_value"] == pytest.approx(raw[-1])
+        assert entry["agreement"] == pytest.approx(np.mean(level[s][0] == reference[s][0]))
+    assert [x["p_holm"] for x in e["per_seed"]] == pytest.approx(multipletests(raw, method="holm")[1])
+    lost = np.logical_and.reduce([(reference[s][0] == true) & (level[s][0] != true) for s in range(3)])
+    assert e["lost_every_seed"] == lost.sum() >= 5 and [x["index"] for x in e["lost_examples"]][:5] == [0, 1, 2, 3, 4]
+    assert {5, 6} <= {x["index"] for x in e["gained_examples"]}
+    assert evidence_sentence({"label": "a vs b", "evidence": e}).startswith(
+        f"a vs b, image by image (McNemar's exact test per seed, Holm-corrected across the seeds): seed 0: "
+        f"{e['per_seed'][0]['gained']} gained, {e['per_seed'][0]['lost']} lost")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from convlens.cli.display import RunsProgress, out, print_json
 from convlens.cli.options import JsonOption, QuietOption
-from convlens.cli.tables import print_experiment_table
+from convlens.cli.tables import print_experiment_table, print_plan
 from convlens.errors import UsageError
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
@@ -62,6 +62,43 @@ def experiment_run(
         progress.close()
     print_experiment_table(summary)
     progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
+
+
+@app.command("plan")
+def experiment_plan(
+    spec_source: Annotated[str, typer.Argument(metavar="SPEC", help="A built-in name or a YAML spec file.")],
+    effect: Annotated[float, typer.Option(help="The difference to detect, in percentage points of test accuracy.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Its experiment directory (default "
+                                                    "runs/experiments/NAME); a pilot is run there when needed.")]
+        = None,
+    power: Annotated[float, typer.Option(help="Probability of detecting the effect.")] = 0.8,
+    pilot_seeds: Annotated[int, typer.Option(help="Seeds per level of the pilot run when the directory holds "
+                                             "too few finished runs to estimate the spread.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Seeds per level needed to detect an effect with the given power, from the spread of finished runs (or of a
+    pilot it runs first), and the training time that costs on this machine."""
+    from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec
+    from convlens.experiments.planning import plan_experiment
+    if not 0 < effect < 100:
+        raise UsageError(f"--effect is in percentage points, between 0 and 100; got {effect}")
+    if not 0.05 < power < 1:
+        raise UsageError(f"--power must be between 0.05 and 1, got {power}")
+    if pilot_seeds < 2:
+        raise UsageError(f"--pilot-seeds must be at least 2 (a spread needs two seeds), got {pilot_seeds}")
+    spec = load_spec(spec_source, BUILTIN_EXPERIMENTS)
+    out_dir = out_dir or Path("runs") / "experiments" / spec.name
+    progress = RunsProgress(as_json)
+    try:
+        result = plan_experiment(spec, out_dir, effect / 100, power=power, pilot_seeds=pilot_seeds,
+                                 on_pilot=lambda n: progress.line(f"{out_dir} holds too few finished runs: running a "
+                                                                  f"pilot with {n} seeds per level first"),
+                                 on_result=progress.run_finished, on_start=progress.run_started)
+    finally:
+        progress.close()
+    if as_json:
+        return print_json(result)
+    print_plan(result)
 
 
 @app.command("status")

@@ -56,13 +56,13 @@ def print_experiment_table(summary: dict) -> None:
                       f"{lv['params']:,}" if lv["params"] else "-", f"{secs:.1f}" if secs is not None else "-",
                       f"{ms:.3f}" if ms is not None else "-")
     out.print(table)
-    tests = Table("comparison", "n", "diff, pp [95% CI]", "p", "p Holm", "verdict", "detectable, pp",
+    tests = Table("comparison", "n", "diff, pp [95% CI]", "p (Holm)", "verdict", "detectable, pp",
                   title="Comparisons (paired by seed; one Holm family)")
     for c in summary["comparisons"]:
         lo, hi = c["ci95"]
         diff = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
-        p, ph = (format_p(x) if x is not None else "-" for x in (c["p_value"], c["p_holm"]))
-        tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", p, ph, c["verdict"].split(" (")[0],
+        ph = format_p(c["p_holm"]) if c["p_holm"] is not None else "-"
+        tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", ph, c["verdict"].split(" (")[0],
                       pp(c["mde"]) if c["mde"] is not None else "-")
     out.print(tests)
     for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
@@ -94,3 +94,24 @@ def print_comparison(comparison: dict) -> None:
     if any(g["n"] < 2 for g in comparison["groups"]):
         out.print("Note: a configuration with one seed has no spread; a difference smaller than the seed-to-seed "
                   "spread means nothing.")
+
+
+def print_plan(plan: dict) -> None:
+    """Seeds needed per comparison to detect the effect, then the seeds per level and the time they cost."""
+    table = Table("comparison", "paired seeds", "spread of differences, pp", "seeds needed",
+                  title=f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
+                        f"{plan['power']:.0%} power (paired t-test, alpha {plan['alpha']})")
+    for c in plan["comparisons"]:
+        table.add_row(c["label"], str(c["n"]), pp(c["std_diff"]) if c["std_diff"] is not None else "-",
+                      str(c["seeds_needed"]) if c["seeds_needed"] is not None else f"- ({c['reason']})")
+    out.print(table)
+    if plan["seeds"] is None:
+        out.print("No comparison shows a spread to plan from.")
+        return
+    minutes = plan["total_seconds"] / 60
+    conditions = plan["timing"]["conditions"]
+    where = (f"{conditions[0]['device']}, {conditions[0]['threads']} threads" if plan["timing"]["comparable"]
+             else "mixed conditions, so only a rough guide")
+    out.print(f"{plan['seeds']} seeds per level ({plan['levels']} levels): about {minutes:.1f} min of training "
+              f"({plan['seconds_per_seed']:.0f} s per seed for all levels, measured on {where}); with the "
+              f"{plan['seeds_done']} seeds already run, {plan['additional_seconds'] / 60:.1f} min more.")

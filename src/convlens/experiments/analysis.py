@@ -14,9 +14,16 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
-from convlens.experiments.comparisons import comparison_sentence, design_comparisons
+from convlens.experiments.comparisons import (
+    Predictions,
+    comparison_sentence,
+    design_comparisons,
+    evidence_sentence,
+    per_example_evidence,
+)
 from convlens.experiments.spec import parse_spec
 from convlens.experiments.store import RunStore, status_of
+from convlens.runs import read_predictions
 from convlens.stats import ALPHA, mean_ci, sampling_noise
 
 SUMMARY_FILE, RUNS_CSV = "summary.json", "runs.csv"
@@ -39,10 +46,11 @@ def without_nan(obj: Any) -> Any:
     return _finite(obj) if isinstance(obj, float) else obj
 
 
-def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict]]]:
-    """(experiment record, one row per finished run, level -> seed -> metrics of successful runs)."""
+def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict]], Predictions]:
+    """(experiment record, one row per finished run, level -> seed -> metrics of successful runs,
+    level -> seed -> (predicted, true) class per test image of the successful runs that stored them)."""
     experiment = store.read_experiment()
-    rows, ok = [], {}
+    rows, ok, predictions = [], {}, {}
     for level in experiment["levels"]:
         label = level["label"]
         finished = store.finished_runs(label, experiment["spec"]["seeds"])
@@ -53,7 +61,9 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
                        run_dir=str(store.run_dir(label, seed).relative_to(store.root)))
             rows.append(row)
         ok[label] = {seed: m for seed, m in finished.items() if status_of(m) == "done"}
-    return experiment, rows, ok
+        stored = {seed: read_predictions(store.run_dir(label, seed)) for seed in ok[label]}
+        predictions[label] = {seed: p for seed, p in stored.items() if p is not None}
+    return experiment, rows, ok, predictions
 
 
 def analyze(store: RunStore, alpha: float = ALPHA) -> dict:
@@ -108,7 +118,8 @@ def timing_note(timing: dict) -> str | None:
     return f"Train and inference times were measured under different conditions ({shown}), so they are not compared."
 
 
-def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, dict]], alpha: float = ALPHA) -> dict:
+def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, dict]], predictions: Predictions,
+                  alpha: float = ALPHA) -> dict:
     spec = parse_spec(experiment["spec"], origin="experiment.json")
     levels = []
     for level in experiment["levels"]:
@@ -122,6 +133,9 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
         })
     accuracy = {label: {seed: exact_accuracy(m) for seed, m in runs.items()} for label, runs in ok.items()}
     comparisons = design_comparisons(spec, accuracy, alpha)
+    for c in comparisons:
+        if c["kind"] == "effect":
+            c["evidence"] = per_example_evidence(predictions.get(c["level"], {}), predictions.get(c["reference"], {}))
     summary = {
         "experiment": spec.name, "description": spec.description, "factors": [f.name for f in spec.factors],
         "reference": experiment["reference"], "metric": "test_accuracy", "alpha": alpha, "seeds": spec.seeds,
@@ -140,7 +154,9 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
 def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
     """One sentence per comparison, worded by its corrected test; and, when none is significant, that the
     highest mean is no evidence of a better level."""
-    lines = [comparison_sentence(c) for c in comparisons]
+    lines = []
+    for c in comparisons:
+        lines += [line for line in (comparison_sentence(c), evidence_sentence(c)) if line]
     done = [lv for lv in levels if lv["n"] > 0]
     if len(done) > 1 and comparisons and not any(c["verdict"].startswith("significantly") for c in comparisons):
         top = max(done, key=lambda lv: lv["test_accuracy"]["mean"])
@@ -158,8 +174,8 @@ def warnings(seeds: int) -> list[str]:
 
 def write_outputs(store: RunStore) -> dict:
     """Write summary.json and runs.csv beside the runs; return the summary."""
-    experiment, rows, ok = collect(store)
-    summary = build_summary(experiment, rows, ok)
+    experiment, rows, ok, predictions = collect(store)
+    summary = build_summary(experiment, rows, ok, predictions)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -11,8 +11,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from convlens.experiments.spec import ExperimentSpec
-from convlens.stats import ALPHA, PairedComparison, holm, p_equals, paired_comparison, verdict
+from convlens.stats import (
+    ALPHA,
+    PairedComparison,
+    holm,
+    mcnemar_exact,
+    p_equals,
+    paired_comparison,
+    seeds_needed,
+    verdict,
+)
+
+Predictions = dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]  # cell label -> seed -> (predicted, true)
+GALLERY = 8  # images per row of a flip gallery
 
 Accuracy = dict[str, dict[int, float]]  # cell label -> seed -> test accuracy (from counts)
 
@@ -59,8 +73,62 @@ def design_comparisons(spec: ExperimentSpec, accuracy: Accuracy, alpha: float = 
                                  [f"{a} {b}", f"{a0} {b0}"], [f"{a0} {b}", f"{a} {b0}"]))
     tests = [_paired(accuracy, plus, minus) for _, plus, minus in plan]
     adjusted = holm([t.p_value for t in tests])
-    return [{**about, **test.to_dict(), "p_holm": p_holm, "verdict": verdict(test, p_holm, alpha=alpha)}
+    return [{**about, **test.to_dict(), "p_holm": p_holm, "verdict": verdict(test, p_holm, alpha=alpha),
+             # seeds the observed difference would need to be detected (80% power), when it was not
+             "seeds_needed": (seeds_needed(test.diff, test.std_diff)
+                              if not verdict(test, p_holm, alpha=alpha).startswith(("significantly", "identical"))
+                              and test.n >= 2 and test.diff != 0 and test.std_diff > 0 else None)}
             for (about, _, _), test, p_holm in zip(plan, tests, adjusted)]
+
+
+def per_example_evidence(level: dict[int, tuple[np.ndarray, np.ndarray]],
+                         reference: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any] | None:
+    """Where two cells' models disagree, image by image (seed -> (predicted, true) class per test image).
+
+    Per seed: ``gained`` (images the level gets right and the reference wrong), ``lost`` (the other way), McNemar's
+    exact test on the two, Holm-corrected across the seeds (one family per comparison), and the agreement rate
+    (same predicted class). Then the images lost on every seed and gained on every seed, the first few of each
+    with their true class and both models' seed-0 predictions: what the change actually does."""
+    seeds = sorted(set(level) & set(reference))
+    if not seeds:
+        return None
+    per_seed, lost_all, gained_all = [], None, None
+    for seed in seeds:
+        (pred_l, true_l), (pred_r, true_r) = level[seed], reference[seed]
+        if not np.array_equal(true_l, true_r):
+            return None  # not the same test images: nothing to pair
+        right_l, right_r = pred_l == true_l, pred_r == true_r
+        gained, lost = right_l & ~right_r, right_r & ~right_l
+        per_seed.append({"seed": seed, "gained": int(gained.sum()), "lost": int(lost.sum()),
+                         "p_value": mcnemar_exact(int(gained.sum()), int(lost.sum())),
+                         "agreement": float((pred_l == pred_r).mean())})
+        lost_all = lost if lost_all is None else lost_all & lost
+        gained_all = gained if gained_all is None else gained_all & gained
+    for entry, p_holm in zip(per_seed, holm([e["p_value"] for e in per_seed])):
+        entry["p_holm"] = p_holm
+    (pred_l, true), (pred_r, _) = level[seeds[0]], reference[seeds[0]]
+
+    def examples(mask: np.ndarray) -> list[dict[str, int]]:
+        return [{"index": int(i), "true": int(true[i]), "level_predicted": int(pred_l[i]),
+                 "reference_predicted": int(pred_r[i])} for i in np.flatnonzero(mask)[:GALLERY]]
+    return {"test": "McNemar's exact test per seed, Holm-corrected across the seeds", "per_seed": per_seed,
+            "n_images": int(len(true)), "lost_every_seed": int(lost_all.sum()), "gained_every_seed": int(gained_all.sum()),
+            "lost_examples": examples(lost_all), "gained_examples": examples(gained_all)}
+
+
+def evidence_sentence(c: dict[str, Any]) -> str | None:
+    """The per-image finding of an effect comparison, from its ``evidence``."""
+    e = c.get("evidence")
+    if not e:
+        return None
+    seeds = "; ".join(f"seed {s['seed']}: {s['gained']} gained, {s['lost']} lost ({p_equals(s['p_holm'])})"
+                      for s in e["per_seed"])
+    significant = sum(s["p_holm"] < ALPHA for s in e["per_seed"])
+    agreement = np.mean([s["agreement"] for s in e["per_seed"]])
+    return (f"{c['label']}, image by image ({e['test']}): {seeds}; {significant} of {len(e['per_seed'])} seeds "
+            f"show a significant imbalance. The two predict the same class for {agreement * 100:.1f}% of the "
+            f"{e['n_images']:,} test images; {e['gained_every_seed']} images are gained and {e['lost_every_seed']} "
+            "lost on every seed.")
 
 
 def _pp(x: float) -> str:
@@ -79,11 +147,10 @@ def comparison_sentence(c: dict[str, Any]) -> str:
     lo, hi = c["ci95"]
     interval = f", 95% CI {_pp(lo)} to {_pp(hi)}" if lo is not None and not math.isnan(lo) else ""
     line += f"; mean difference {_pp(c['diff'])}{interval}"
-    p = c["p_value"]
-    if p is not None and not math.isnan(p) and c["p_holm"] != p:
-        line += f"; paired t-test {p_equals(p)} before Holm's correction"
     mde = c["mde"]
     if c["verdict"].startswith("no significant") and mde is not None and not math.isnan(mde):
         line += (f"; with n={c['n']} seeds and this spread, differences smaller than {mde * 100:.2f} pp could not "
                  "be detected (80% power, uncorrected alpha 0.05)")
+        if c.get("seeds_needed"):
+            line += f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} seeds"
     return line

@@ -48,6 +48,27 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path, 
     return save_figure(fig, path)
 
 
+def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path, title: str) -> Path:
+    """Rows of test images, each with its own caption (true and predicted classes); an empty row says so."""
+    n_cols = max([len(images) for _, images, _ in rows] + [1])
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.25 + 1.8, len(rows) * 1.55 + 0.6), squeeze=False)
+    for r, (label, images, captions) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray_r")
+                ax.set_title(captions[c], fontsize=6)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(label if images else f"{label}\n(none)", rotation=0, ha="right", va="center",
+                              fontsize=8)
+                ax.axis("on") if not images else None
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
 def pixel_histogram(histogram: list[int], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.bar(np.arange(256), histogram, width=1.0, color="tab:gray")

@@ -123,7 +123,8 @@ def locality_findings(effects: dict) -> list[str]:
     for model, e in effects["models"].items():
         c = e["change"]
         lines.append(f"{model}: {_pct(e['original']['mean'])} on original pixels, {_pct(e['permuted']['mean'])} on "
-                     f"permuted pixels; change {_pp(c['diff'])}{_interval(c)}; permuted vs original: {c['verdict']}.")
+                     f"permuted pixels; change {_pp(c['diff'])}{_interval(c)}; permuted vs original: {c['verdict']}"
+                     + ("" if c["verdict"].startswith(("significantly", "identical")) else _detectable(c)) + ".")
     inter = effects["interaction"]
     (first, _), (second, _) = effects["models"].items()
     lines.append(f"Interaction, the {second}'s change minus the {first}'s (paired by seed): {_pp(inter['diff'])}"

@@ -180,9 +180,26 @@ def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, ro
             "figures": {"efficiency": _rel(fig, root)}}
 
 
-def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], names: list[str], fig_dir: Path,
+def flip_gallery(comparison: dict, ds: ImageDataset, path: Path) -> Path:
+    """The test images one side of a comparison gets right and the other wrong on every seed."""
+    names, e = ds.class_names, comparison["evidence"]
+    rows = []
+    for key, who in (("lost_examples", f"reference right,\n{comparison['level'].split()[0]} wrong"),
+                     ("gained_examples", f"{comparison['level'].split()[0]} right,\nreference wrong")):
+        shown = e[key]
+        rows.append((who, [ds.test_images[x["index"]] for x in shown],
+                     [f"#{x['index']} {names[x['true']]}\nref: {names[x['reference_predicted']]}\n"
+                      f"level: {names[x['level_predicted']]}" for x in shown]))
+    title = (f"{comparison['label']}: test images lost ({e['lost_every_seed']}) and gained ({e['gained_every_seed']}) "
+             f"on every seed; predictions of seed {e['per_seed'][0]['seed']}")
+    return figures.flip_gallery(rows, path, title)
+
+
+def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], ds: ImageDataset, fig_dir: Path,
                        root: Path) -> dict[str, dict]:
-    """Per experiment: the one-factor diff, its plots, and confusion matrices per level (summed over seeds)."""
+    """Per experiment: the one-factor diff, its plots, confusion matrices per level (summed over seeds), and a
+    gallery of the images each comparison flips on every seed."""
+    names = list(ds.class_names)
     details = {}
     for name, store in stores.items():
         summary = summaries[name]
@@ -193,7 +210,11 @@ def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], 
         if levels:
             figs["confusion"] = _rel(figures.confusion_matrices(matrices, [f"{lv['label']} (n={lv['n']})" for lv in levels],
                                                                 names, fig_dir / f"experiment_{name}_confusion.png"), root)
-        details[name] = {"diff": store.read_experiment()["diff"], "figures": figs}
+        galleries = {}
+        for i, c in enumerate(summary["comparisons"]):
+            if c.get("evidence"):
+                galleries[str(i)] = _rel(flip_gallery(c, ds, fig_dir / f"experiment_{name}_flips_{i}.png"), root)
+        details[name] = {"diff": store.read_experiment()["diff"], "figures": figs, "galleries": galleries}
     return details
 
 
@@ -208,7 +229,7 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
     return {
         "baseline": mlp,
         "design": cnn,
-        "experiment_details": experiment_figures(stores, summaries, names, fig_dir, root),
+        "experiment_details": experiment_figures(stores, summaries, ds, fig_dir, root),
         "probes": {
             "shift": shift_section(core, seeds, ds, config.shift_max, fig_dir, root),
             "locality": locality_section(summaries["locality"], ds, fig_dir, root),

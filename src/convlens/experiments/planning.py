@@ -1,0 +1,57 @@
+"""How many seeds an experiment needs: from the spread its finished runs show, the seeds per level with which
+each of its comparisons detects a given effect (80% power, paired t-test), and what that costs in training time
+on the machine the runs were timed on."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from convlens.experiments.spec import ExperimentSpec, with_changes
+from convlens.stats import ALPHA, POWER, seeds_needed
+
+
+def seeds_for_effect(summary: dict[str, Any], effect: float, power: float = POWER,
+                     alpha: float = ALPHA) -> dict[str, Any]:
+    """``summary``: an experiment's analysis (``analyze``); ``effect``: the difference to detect, as a fraction
+    (0.002 = 0.2 pp). A comparison whose differences show no spread (fewer than 2 paired seeds, or identical
+    predictions) cannot say how many seeds it needs and is reported as such."""
+    rows = []
+    for c in summary["comparisons"]:
+        spread = c.get("std_diff")
+        usable = c["n"] >= 2 and spread is not None and not math.isnan(spread) and spread > 0
+        n = seeds_needed(effect, spread, alpha, power) if usable else None
+        reason = (None if n is not None else "more than 10,000 seeds" if usable
+                  else "identical predictions on every seed" if c.get("identical")
+                  else f"{c['n']} paired seed(s) show no spread")
+        rows.append({"label": c["label"], "n": c["n"], "std_diff": spread if usable else None, "seeds_needed": n,
+                     "reason": reason})
+    needed = [r["seeds_needed"] for r in rows if r["seeds_needed"] is not None]
+    seeds = max(needed) if needed else None
+    per_seed = sum(lv["train_seconds"]["mean"] for lv in summary["levels"] if lv["n"] > 0)  # one run per level
+    return {"effect": effect, "power": power, "alpha": alpha, "comparisons": rows, "seeds": seeds,
+            "seconds_per_seed": per_seed if needed else None,
+            "total_seconds": seeds * per_seed if seeds is not None else None,
+            "seeds_done": summary["seeds"],
+            "additional_seconds": max(0, seeds - summary["seeds"]) * per_seed if seeds is not None else None,
+            "timing": summary["timing"], "levels": len(summary["levels"])}
+
+
+def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: float = POWER, pilot_seeds: int = 3,
+                    on_pilot: Callable[[int], None] = lambda n: None, **run_events: Any) -> dict[str, Any]:
+    """``seeds_for_effect`` from the finished runs in ``out``; when some comparison has fewer than 2 paired seeds
+    there, a pilot with ``pilot_seeds`` seeds per level is run first (finished runs are kept)."""
+    from convlens.experiments.analysis import analyze
+    from convlens.experiments.run import execute_plan, plan
+    from convlens.experiments.store import RunStore
+    store = RunStore(out)
+    done = store.read_experiment()["spec"]["seeds"] if store.experiment_file.is_file() else 0
+    # planning the pilot first checks that the directory holds this design (else a one-line refusal)
+    pilot = plan(with_changes(spec, seeds=max(pilot_seeds, done)), out)
+    summary = analyze(store)
+    if any(c["n"] < 2 for c in summary["comparisons"]):
+        on_pilot(max(pilot_seeds, done))
+        summary = execute_plan(pilot, **run_events)
+    return {"experiment": spec.name, "directory": str(out), **seeds_for_effect(summary, effect, power)}

@@ -1,0 +1,49 @@
+"""`convlens experiment plan`: seeds per level from the spread of finished runs (or a pilot), checked against
+statsmodels' power, and the training time from the runs' own seconds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from statsmodels.stats.power import TTestPower
+
+from convlens.cli import main
+
+SPEC = dict(name="plan-me", model="cnn", recipe="fast", recipe_set={"epochs": 1},
+            factor=dict(name="kernel_size", levels=[3, 5]), seeds=2, train_subset=1_200, test_subset=400)
+
+
+def test_plan_runs_a_pilot_then_answers_from_the_spread(tmp_path, capsys, fashion):
+    spec, out = tmp_path / "s.yaml", tmp_path / "exp"
+    spec.write_text(yaml.safe_dump(SPEC))
+    assert main(["experiment", "plan", str(spec), "--effect", "0.5", "--out", str(out), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    metrics = {p.parent.parent.name + "/" + p.parent.name: json.loads(p.read_text())
+               for p in out.glob("runs/*/*/metrics.json")}
+    assert len(metrics) == 6  # the pilot: 2 levels x 3 seeds (more than the spec's 2)
+    acc = {k: m["test_correct"] / m["n_test"] for k, m in metrics.items()}
+    diffs = [acc[f"kernel_size=5/seed{s}"] - acc[f"kernel_size=3/seed{s}"] for s in range(3)]
+    (row,) = plan["comparisons"]
+    assert row["std_diff"] == pytest.approx(np.std(diffs, ddof=1), abs=1e-12)
+    d = 0.005 / row["std_diff"]
+    power = TTestPower()
+    n = row["seeds_needed"]
+    assert power.power(effect_size=d, nobs=n, alpha=0.05) >= 0.8 > power.power(effect_size=d, nobs=n - 1, alpha=0.05)
+    per_seed = sum(np.mean([metrics[f"kernel_size={k}/seed{s}"]["train_seconds"] for s in range(3)]) for k in (3, 5))
+    assert plan["seeds"] == n and plan["total_seconds"] == pytest.approx(n * per_seed)
+    # a second plan reads the finished runs: no pilot, nothing retrained
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert main(["experiment", "plan", str(spec), "--effect", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pilot" not in printed and f"{n} seeds per level (2 levels)" in printed
+    assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+
+
+@pytest.mark.parametrize("argv, message", [(["--effect", "0"], "--effect is in percentage points"),
+                                           (["--effect", "0.2", "--pilot-seeds", "1"], "at least 2")])
+def test_plan_usage_errors(capsys, argv, message):
+    assert main(["experiment", "plan", "kernel-size", *argv]) == 2
+    assert message in capsys.readouterr().err
