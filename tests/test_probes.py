@@ -96,7 +96,8 @@ def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_doub
            f"model={MLP} pixels=permuted": {0: 0.879, 1: 0.872, 2: 0.874},
            f"model={CNN} pixels=original": {0: 0.92, 1: 0.915, 2: 0.918},
            f"model={CNN} pixels=permuted": {0: 0.86, 1: 0.85, 2: 0.858}}
-    comps = design_comparisons(spec, acc)
+    comps = design_comparisons(spec, {cell: {s: round(a * 1000) for s, a in seeds.items()}
+                                      for cell, seeds in acc.items()}, 1000)
     change = {m: next(c for c in comps if c["factor"] == "pixels" and c["within"] == f"model={m}") for m in (MLP, CNN)}
     effects = {"models": {"MLP": {"original": {"mean": 0.875}, "permuted": {"mean": 0.875}, "change": change[MLP]},
                           "CNN": {"original": {"mean": 0.917667}, "permuted": {"mean": 0.856}, "change": change[CNN]}},
@@ -107,12 +108,20 @@ def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_doub
     assert lines[2].startswith("Interaction, the CNN's change minus the MLP's (paired by seed): -6.17 pp")
     drops = np.subtract([0.86, 0.85, 0.858], [0.92, 0.915, 0.918]) - np.subtract([0.879, 0.872, 0.874], [0.88, 0.87, 0.875])
     assert lines[3].startswith(f"So the CNN loses {-drops.mean() * 100:.2f} pp more than the MLP")  # "loses 6.17", not "-6.17"
+    assert len(lines) == 4  # "the wrong tool" needs the CNN to be worse than the MLP on permuted pixels, not given here
+    on_permuted = next(c for c in comps if c["factor"] == "model" and c["within"] == "pixels=permuted")
+    assert on_permuted["verdict"].startswith("significantly lower")
+    lines = locality_findings({**effects, "on_permuted": on_permuted})
+    assert lines[4].startswith("On permuted pixels the CNN is 1.90 pp below the MLP") and "wrong tool" in lines[4]
+    failed = {**effects, "models": {**effects["models"], "CNN": {"original": {"mean": None}, "permuted": {"mean": None},
+                                                                 "change": {**change[CNN], "diff": None}}}}
+    assert "CNN: n/a on original pixels" in locality_findings(failed)[1]  # failed runs: words, not a crash
 
 
 def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
     acc = {"MLP": {0: [0.88, 0.70, 0.50], 1: [0.87, 0.71, 0.52], 2: [0.875, 0.69, 0.49]},
            "CNN": {0: [0.92, 0.90, 0.84], 1: [0.915, 0.89, 0.85], 2: [0.918, 0.905, 0.83]}}
-    e = shift_effects(acc, max_shift=2)
+    e = shift_effects(acc, max_shift=2, n_images=1000)
     assert e["shifts"] == [0, 1, 2] and e["seeds"] == [0, 1, 2]
     assert e["curves"]["CNN"][2]["mean"] == pytest.approx((0.84 + 0.85 + 0.83) / 3)
     for t, s in zip(e["tests"], (1, 2)):
@@ -126,7 +135,8 @@ def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
                                                                             method="holm")[1])
     assert all(f"p={t['p_holm']:.3f}" in t["verdict"] or "p<0.001" in t["verdict"] for t in e["tests"])
     lines = shift_findings(e)
-    assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp)")
+    assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp); CNN change "
+                               "minus MLP change +29.40 pp: ")  # positive: the CNN lost 29.40 pp less
 
 
 def test_most_confused_pairs_count_both_directions_by_hand():

@@ -63,9 +63,17 @@ def test_identical_predictions_are_identical_not_significant():
     same = paired_comparison([c / 10_000 for c in counts], [c / 10_000 for c in counts])
     assert same.identical and same.diff == 0 and math.isnan(same.p_value) and all(math.isnan(x) for x in same.ci95)
     assert verdict(same, math.nan) == "identical on every seed (n=3)"
-    # ...while float32 means of the same predictions may differ by noise a t-test would call significant.
-    noisy = paired_comparison([0.9180 + 1e-9, 0.9132 - 2e-9, 0.9166 + 3e-10], [0.9180, 0.9132, 0.9166])
-    assert not noisy.identical
+
+
+
+def test_a_constant_gain_in_whole_images_has_no_spread_and_is_not_called_significant():
+    counts = [9180, 9132, 9166]
+    floats = paired_comparison([(c + 25) / 10_000 for c in counts], [c / 10_000 for c in counts])
+    assert floats.p_value < 1e-20  # from fractions, rounding noise looks like an enormously significant effect
+    exact = paired_comparison([c + 25 for c in counts], counts, scale=1 / 10_000)  # from counts: the truth
+    assert exact.diff == 0.0025 and exact.std_diff == 0 and math.isnan(exact.p_value) and not exact.identical
+    assert verdict(exact, math.nan) == "not tested (the same difference on all n=3 seeds)"
+    assert all(math.isnan(x) for x in exact.ci95)
 
 
 def test_power_and_minimum_detectable_effect_match_statsmodels():
@@ -73,6 +81,16 @@ def test_power_and_minimum_detectable_effect_match_statsmodels():
     oracle = TTestPower()
     for n, d in ((3, 1.5), (5, 0.8), (10, 0.5)):
         assert paired_t_power(d, n) == pytest.approx(oracle.power(effect_size=d, nobs=n, alpha=0.05), abs=1e-6)
+    # strict alphas (a Holm family's first step), where scipy's noncentral t returns NaN in a tail
+    for n, alpha in ((3, 0.01), (3, 0.05 / 5), (4, 0.05 / 3)):
+        mde = minimum_detectable_effect(1.0, n, alpha)
+        assert oracle.power(effect_size=mde, nobs=n, alpha=alpha) == pytest.approx(0.8, abs=1e-4)
+    # n = 2 (one degree of freedom): statsmodels' own power() is NaN there, so simulate the paired t-test
+    mde = minimum_detectable_effect(1.0, 2)
+    assert mde == pytest.approx(oracle.solve_power(effect_size=None, nobs=2, alpha=0.05, power=0.8), abs=1e-3)
+    d = np.random.default_rng(0).normal(mde, 1.0, size=(200_000, 2))
+    t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(2))
+    assert np.mean(np.abs(t) > sps.t.ppf(0.975, 1)) == pytest.approx(0.8, abs=0.005)  # not 6.5 sigma: no shortcut
     std = np.std(np.subtract(ACC_5x5, ACC_3x3), ddof=1)
     d80 = oracle.solve_power(effect_size=None, nobs=3, alpha=0.05, power=0.8)
     assert minimum_detectable_effect(std, 3) == pytest.approx(d80 * std, rel=1e-4)

@@ -175,6 +175,7 @@ def test_provenance_names_the_cpu_model_and_metrics_carry_their_timing_condition
 
 def test_stored_predictions_are_the_reloaded_models_argmax_on_the_test_images(cnn_run, fashion):
     import numpy as np
+
     from convlens.runs import read_predictions
     predicted, label = read_predictions(cnn_run.directory)
     assert np.array_equal(label, fashion.test_labels[:2_000])

@@ -66,33 +66,39 @@ class PairedComparison:
         return asdict(self)
 
 
-def paired_comparison(level: Sequence[float], reference: Sequence[float]) -> PairedComparison:
+def paired_comparison(level: Sequence[float], reference: Sequence[float], *, scale: float = 1.0,
+                      mde_alpha: float = ALPHA) -> PairedComparison:
     """Paired t-test of ``level`` against ``reference`` (equal length, same seed order).
 
-    Give accuracies computed from integer counts (correct / n, float64): then two models with the same
-    predictions differ by exactly 0, not by float32 noise that a t-test would call significant.
+    Give integer counts (images correct) and ``scale`` = 1 / images: the differences are then exact integers, so
+    equal predictions differ by exactly 0 and a constant gain has exactly no spread, instead of float noise
+    that a t-test would call significant; differences, intervals and the MDE are reported times ``scale``.
+    ``mde_alpha``: the level at which the minimum detectable effect is computed (the family's strictest).
     """
-    a, b = np.asarray(level, dtype=float), np.asarray(reference, dtype=float)
+    a, b = np.asarray(level), np.asarray(reference)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
-    d = a - b
+    d = (a - b).astype(float)
     n = len(d)
     s = mean_ci(d)
     identical = n > 0 and bool(np.all(d == 0))
     if n < 2 or s.std == 0:  # no spread: the t-test and the interval are undefined
-        return PairedComparison(n, s.mean, (math.nan, math.nan), math.nan, math.nan, math.nan, s.std, math.nan,
-                                identical)
-    result = sps.ttest_rel(a, b)
-    return PairedComparison(n, s.mean, s.ci95, float(result.statistic), float(result.pvalue), s.mean / s.std, s.std,
-                            minimum_detectable_effect(s.std, n), False)
+        return PairedComparison(n, s.mean * scale, (math.nan, math.nan), math.nan, math.nan, math.nan,
+                                s.std * scale, math.nan, identical)
+    result = sps.ttest_1samp(d, 0.0)  # the paired t-test, on the exact differences
+    return PairedComparison(n, s.mean * scale, (s.ci95[0] * scale, s.ci95[1] * scale), float(result.statistic),
+                            float(result.pvalue), s.mean / s.std, s.std * scale,
+                            minimum_detectable_effect(s.std, n, mde_alpha) * scale, False)
 
 
 def paired_t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test with n pairs for a standardised effect d_z = mean / std of diffs."""
     df, crit = n - 1, float(sps.t.ppf(1 - alpha / 2, n - 1))
     shift = abs(effect) * math.sqrt(n)  # noncentrality
-    power = float(sps.nct.sf(crit, df, shift) + sps.nct.cdf(-crit, df, shift))
-    return power if not math.isnan(power) else 1.0  # scipy's far tail: the shift is many critical values away
+    # scipy's nct returns NaN deep in a tail: the wrong-side tail is then ~0, never a reason to call power 1
+    upper = float(sps.nct.sf(crit, df, shift))
+    lower = float(np.nan_to_num(sps.nct.cdf(-crit, df, shift), nan=0.0))
+    return min(1.0, (upper if not math.isnan(upper) else 1.0) + lower)
 
 
 def minimum_detectable_effect(std_diff: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -109,9 +115,10 @@ def minimum_detectable_effect(std_diff: float, n: int, alpha: float = ALPHA, pow
 
 def seeds_needed(effect: float, std_diff: float, alpha: float = ALPHA, power: float = POWER,
                  max_seeds: int = 10_000) -> int | None:
-    """The fewest seeds (pairs) with which the paired t-test detects ``effect`` with ``power``; None above max."""
+    """The fewest seeds (pairs) with which the paired t-test detects ``effect`` with ``power``; None above max or
+    when the differences show no spread to plan from."""
     if not std_diff > 0:
-        return 2  # no spread: any difference shows with the fewest seeds a t-test needs
+        return None
     enough = lambda n: paired_t_power(abs(effect) / std_diff, n, alpha) >= power  # noqa: E731 (rises with n)
     low, high = 1, 2
     while not enough(high):  # double until enough, then bisect: O(log n) power evaluations

@@ -20,12 +20,15 @@ ACC = {f"{M} {O}": {0: 0.880, 1: 0.870, 2: 0.875}, f"{M} {P}": {0: 0.879, 1: 0.8
        f"{C} {O}": {0: 0.920, 1: 0.915, 2: 0.918}, f"{C} {P}": {0: 0.860, 1: 0.850, 2: 0.858}}
 
 
+COUNTS = {cell: {s: round(a * 1000) for s, a in seeds.items()} for cell, seeds in ACC.items()}  # of 1,000 images
+
+
 def _values(cell):
     return [ACC[cell][s] for s in range(3)]
 
 
 def test_a_grid_compares_within_levels_and_tests_the_interaction_never_across_both_factors():
-    comps = design_comparisons(GRID, ACC)
+    comps = design_comparisons(GRID, COUNTS, 1000)
     assert [c["label"] for c in comps] == [
         f"{C} vs {M} at {O}", f"{C} vs {M} at {P}",
         f"{P} vs {O} at {M}", f"{P} vs {O} at {C}",
@@ -40,6 +43,12 @@ def test_a_grid_compares_within_levels_and_tests_the_interaction_never_across_bo
                          np.subtract(_values(f"{M} {P}"), _values(f"{M} {O}"))).pvalue]
     assert [c["p_value"] for c in comps] == pytest.approx(raw)
     assert [c["p_holm"] for c in comps] == pytest.approx(multipletests(raw, method="holm")[1])  # the whole family
+    assert [(c["from"], c["changed"]) for c in comps[:4]] == [(M, C), (M, C), (O, P), (O, P)]  # gallery labels
+    # the minimum detectable effect at Holm's strictest step, alpha / 5: power 0.8 there by statsmodels
+    from statsmodels.stats.power import TTestPower
+    for c in comps:
+        assert c["mde_alpha"] == 0.01
+        assert TTestPower().power(effect_size=c["mde"] / c["std_diff"], nobs=3, alpha=0.01) == pytest.approx(0.8, abs=1e-4)
     inter = comps[4]
     assert inter["diff"] == pytest.approx(np.mean(np.subtract(_values(f"{C} {P}"), _values(f"{C} {O}"))
                                                   - np.subtract(_values(f"{M} {P}"), _values(f"{M} {O}"))))
@@ -54,18 +63,19 @@ def test_one_factor_compares_each_level_with_the_reference_and_counts_untested_o
     acc = {"kernel_size=3": {0: 0.9180, 1: 0.9132, 2: 0.9166},
            "kernel_size=5": {0: 0.9180, 1: 0.9132, 2: 0.9166},  # the same predictions: nothing to test
            "kernel_size=7": {0: 0.9125, 1: 0.9101, 2: 0.9150}}
-    same, seven = design_comparisons(spec, acc)
+    same, seven = design_comparisons(spec, {k: {s: round(a * 10_000) for s, a in v.items()} for k, v in acc.items()},
+                                     10_000)
     assert same["identical"] and same["verdict"] == "identical on every seed (n=3)" and math.isnan(same["p_holm"])
     assert all(math.isnan(x) for x in same["ci95"])  # no zero-width interval
     raw = sps.ttest_rel([0.9125, 0.9101, 0.9150], [0.9180, 0.9132, 0.9166]).pvalue
     assert seven["p_holm"] == pytest.approx(multipletests([raw, 1.0], method="holm")[1][0])  # a family of two
-    assert comparison_sentence(same) == "kernel_size=5 vs kernel_size=3: test accuracy identical on every seed (n=3)"
+    assert comparison_sentence(same) == "kernel_size=5 vs kernel_size=3: test accuracy identical on every seed (n=3)."
 
 
 def test_no_significant_difference_carries_its_minimum_detectable_effect():
     spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5])))
     acc = {"kernel_size=3": {0: 0.918, 1: 0.913, 2: 0.9166}, "kernel_size=5": {0: 0.915, 1: 0.9161, 2: 0.9142}}
-    (c,) = design_comparisons(spec, acc)
+    (c,) = design_comparisons(spec, {k: {s: round(a * 10_000) for s, a in v.items()} for k, v in acc.items()}, 10_000)
     assert c["verdict"].startswith("no significant difference")
     sentence = comparison_sentence(c)
     assert f"differences smaller than {c['mde'] * 100:.2f} pp could not be detected" in sentence
@@ -102,3 +112,17 @@ def test_per_example_evidence_matches_statsmodels_mcnemar_and_finds_the_images_f
     assert evidence_sentence({"label": "a vs b", "evidence": e}).startswith(
         f"a vs b, image by image (McNemar's exact test per seed, Holm-corrected across the seeds): seed 0: "
         f"{e['per_seed'][0]['gained']} gained, {e['per_seed'][0]['lost']} lost")
+
+
+def test_untested_comparisons_do_not_make_levels_indistinguishable():
+    from convlens.experiments.analysis import conclusions
+    spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5, 7])))
+    counts = {"kernel_size=3": {0: 9180, 1: 9132, 2: 9166}, "kernel_size=5": {0: 9150, 1: 9161, 2: 9142}}
+    comps = design_comparisons(spec, counts, 10_000)  # kernel_size=7 never finished: not tested
+    levels = [{"label": k, "n": len(v), "test_accuracy": {"mean": np.mean(list(v.values())) / 10_000}}
+              for k, v in counts.items()]
+    lines = conclusions(levels, comps)
+    assert comps[1]["verdict"].startswith("not tested") and not any("distinguishable" in line for line in lines)
+    counts["kernel_size=7"] = {0: 9170, 1: 9140, 2: 9160}
+    lines = conclusions(levels, design_comparisons(spec, counts, 10_000))
+    assert lines[-1].startswith("No comparison is significant after Holm's correction, so no level is distinguishable")

@@ -50,7 +50,7 @@ def test_sweep_through_the_cli_writes_every_output(tmp_path, capsys, fashion):
     assert {"diff", "ci95", "p_value", "p_holm", "effect_size", "verdict", "mde"} <= set(c)
     assert c["verdict"].startswith(("significantly", "no significant difference", "not tested", "identical"))
     assert "kernel_size=5 vs kernel_size=3: test accuracy" in summary["conclusions"][0]
-    assert "n=2 seeds: each paired t-test has 1 degree of freedom" in summary["warnings"][0]
+    assert "n=2 paired seeds (kernel_size=5 vs kernel_size=3): each such paired t-test has 1 degree" in summary["warnings"][0]
     assert "kernel_size=5" in printed and "(reference)" in printed and "one Holm family" in printed
 
     # Re-running changes nothing; status and table read the same files.
@@ -114,7 +114,7 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path,
     untested = {c["level"]: c for c in summary["comparisons"]}["recipe.lr=10.0"]
     assert untested["verdict"] == "not tested (no seed finished in both levels)"
     assert summary["conclusions"] == ["recipe.lr=10.0 vs recipe.lr=0.01: test accuracy not tested "
-                                      "(no seed finished in both levels)"]
+                                      "(no seed finished in both levels)."]
     failed_files = {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0  # failed runs are not retried
     assert "2 finished, 2 failed, 0 to run" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
+from convlens.errors import UsageError
 from convlens.experiments.comparisons import (
     Predictions,
     comparison_sentence,
@@ -96,7 +97,8 @@ def level_statistics(runs: dict[int, dict]) -> dict:
         **{m: mean_ci(v).to_dict() for m, v in values.items()},
         "per_class_accuracy": (np.mean([r["per_class_accuracy"] for r in runs.values()], axis=0).tolist()
                                if runs else None),
-        # sqrt(p (1 - p) / N): how much of the seed-to-seed spread the finite test set alone explains
+        # sqrt(p (1 - p) / N): how far one run's accuracy on this finite test set may sit from its accuracy on new
+        # images of the same kind. The paired comparisons share the test set, so this is not in their intervals.
         "sampling_noise": sampling_noise(accuracy.mean, correct_counts(first)[1]) if runs else None,
     }
 
@@ -131,8 +133,11 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
             "pending": spec.seeds - sum(1 for r in rows if r["level"] == label),
             **level_statistics(ok[label]),
         })
-    accuracy = {label: {seed: exact_accuracy(m) for seed, m in runs.items()} for label, runs in ok.items()}
-    comparisons = design_comparisons(spec, accuracy, alpha)
+    counts = {label: {seed: correct_counts(m)[0] for seed, m in runs.items()} for label, runs in ok.items()}
+    sizes = {correct_counts(m)[1] for runs in ok.values() for m in runs.values()}
+    if len(sizes) > 1:  # every cell of one experiment is tested on the same images (the spec's test subset)
+        raise UsageError(f"the runs of {spec.name} were tested on different numbers of images ({sorted(sizes)})")
+    comparisons = design_comparisons(spec, counts, sizes.pop() if sizes else 1, alpha)
     for c in comparisons:
         if c["kind"] == "effect":
             c["evidence"] = per_example_evidence(predictions.get(c["level"], {}), predictions.get(c["reference"], {}))
@@ -143,7 +148,7 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
                  "Holm-corrected; 95% t intervals"),
         "recipe": experiment["levels"][0]["config"]["recipe"],
         "levels": levels, "comparisons": comparisons,
-        "conclusions": conclusions(levels, comparisons), "warnings": warnings(spec.seeds),
+        "conclusions": conclusions(levels, comparisons), "warnings": warnings(comparisons),
         "timing": timing_summary([m for runs in ok.values() for m in runs.values()]),
     }
     note = timing_note(summary["timing"])
@@ -158,17 +163,20 @@ def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
     for c in comparisons:
         lines += [line for line in (comparison_sentence(c), evidence_sentence(c)) if line]
     done = [lv for lv in levels if lv["n"] > 0]
-    if len(done) > 1 and comparisons and not any(c["verdict"].startswith("significantly") for c in comparisons):
+    tested = all(c["verdict"].startswith(("no significant", "identical")) for c in comparisons)
+    if len(done) > 1 and comparisons and tested:
         top = max(done, key=lambda lv: lv["test_accuracy"]["mean"])
         lines.append(f"No comparison is significant after Holm's correction, so no level is distinguishable: the "
                      f"highest mean ({top['label']}) is no evidence of a better setting.")
     return lines
 
 
-def warnings(seeds: int) -> list[str]:
-    if seeds == 2:
-        return ["n=2 seeds: each paired t-test has 1 degree of freedom, so intervals are very wide and only large "
-                "effects can be detected; use 3 or more seeds for findings."]
+def warnings(comparisons: list[dict]) -> list[str]:
+    """A comparison on exactly two paired seeds (by design or because runs failed) gets the report's warning."""
+    few = [c["label"] for c in comparisons if c["n"] == 2]
+    if few:
+        return [f"n=2 paired seeds ({'; '.join(few)}): each such paired t-test has 1 degree of freedom, so intervals "
+                "are very wide and only large effects can be detected; use 3 or more seeds for findings."]
     return []
 
 

@@ -28,19 +28,23 @@ from convlens.stats import (
 Predictions = dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]  # cell label -> seed -> (predicted, true)
 GALLERY = 8  # images per row of a flip gallery
 
-Accuracy = dict[str, dict[int, float]]  # cell label -> seed -> test accuracy (from counts)
+Counts = dict[str, dict[int, int]]  # cell label -> seed -> test images classified correctly
 
 
-def _paired(accuracy: Accuracy, plus: list[str], minus: list[str]) -> PairedComparison:
-    """sum(plus cells) - sum(minus cells) per seed, over the seeds finished in every cell, tested against 0."""
+def _paired(counts: Counts, plus: list[str], minus: list[str], n_images: int, mde_alpha: float) -> PairedComparison:
+    """sum(plus cells) - sum(minus cells) per seed in whole images, over the seeds finished in every cell, tested
+    against 0 and reported as fractions of the ``n_images`` test images."""
     cells = plus + minus
-    seeds = sorted(set.intersection(*(set(accuracy.get(c, {})) for c in cells)))
-    diff = [sum(accuracy[c][s] for c in plus) - sum(accuracy[c][s] for c in minus) for s in seeds]
-    return paired_comparison(diff, [0.0] * len(diff))
+    seeds = sorted(set.intersection(*(set(counts.get(c, {})) for c in cells)))
+    diff = [sum(counts[c][s] for c in plus) - sum(counts[c][s] for c in minus) for s in seeds]
+    return paired_comparison(diff, [0] * len(diff), scale=1 / n_images, mde_alpha=mde_alpha)
 
 
-def design_comparisons(spec: ExperimentSpec, accuracy: Accuracy, alpha: float = ALPHA) -> list[dict[str, Any]]:
-    """Every comparison of the design with its paired test, Holm-corrected across all of them."""
+def design_comparisons(spec: ExperimentSpec, counts: Counts, n_images: int,
+                       alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Every comparison of the design with its paired test, Holm-corrected across all of them. ``counts``: correct
+    test images per cell and seed (all cells share one test set of ``n_images``). The minimum detectable effect
+    and the seeds a difference would need are computed at alpha / m, Holm's strictest step for a family of m."""
     plan: list[tuple[dict[str, Any], list[str], list[str]]] = []
     first = spec.factor
     a_levels, a0 = [label for label, _ in first.labelled_levels()], first.reference_label
@@ -48,7 +52,7 @@ def design_comparisons(spec: ExperimentSpec, accuracy: Accuracy, alpha: float = 
         for a in a_levels:
             if a != a0:
                 plan.append(({"kind": "effect", "factor": first.name, "level": a, "reference": a0, "within": None,
-                              "label": f"{a} vs {a0}"}, [a], [a0]))
+                              "changed": a, "from": a0, "label": f"{a} vs {a0}"}, [a], [a0]))
     else:
         second = spec.second_factor
         b_levels, b0 = [label for label, _ in second.labelled_levels()], second.reference_label
@@ -56,13 +60,15 @@ def design_comparisons(spec: ExperimentSpec, accuracy: Accuracy, alpha: float = 
             for a in a_levels:
                 if a != a0:
                     plan.append(({"kind": "effect", "factor": first.name, "level": f"{a} {b}",
-                                  "reference": f"{a0} {b}", "within": b, "label": f"{a} vs {a0} at {b}"},
+                                  "reference": f"{a0} {b}", "within": b, "changed": a, "from": a0,
+                                  "label": f"{a} vs {a0} at {b}"},
                                  [f"{a} {b}"], [f"{a0} {b}"]))
         for a in a_levels:
             for b in b_levels:
                 if b != b0:
                     plan.append(({"kind": "effect", "factor": second.name, "level": f"{a} {b}",
-                                  "reference": f"{a} {b0}", "within": a, "label": f"{b} vs {b0} at {a}"},
+                                  "reference": f"{a} {b0}", "within": a, "changed": b, "from": b0,
+                                  "label": f"{b} vs {b0} at {a}"},
                                  [f"{a} {b}"], [f"{a} {b0}"]))
         for a in a_levels:
             for b in b_levels:
@@ -71,14 +77,17 @@ def design_comparisons(spec: ExperimentSpec, accuracy: Accuracy, alpha: float = 
                                   "reference": a0, "within": b, "baseline": b0,
                                   "label": f"interaction: {a} vs {a0}, at {b} minus at {b0}"},
                                  [f"{a} {b}", f"{a0} {b0}"], [f"{a0} {b}", f"{a} {b0}"]))
-    tests = [_paired(accuracy, plus, minus) for _, plus, minus in plan]
+    strictest = alpha / max(len(plan), 1)
+    tests = [_paired(counts, plus, minus, n_images, strictest) for _, plus, minus in plan]
     adjusted = holm([t.p_value for t in tests])
-    return [{**about, **test.to_dict(), "p_holm": p_holm, "verdict": verdict(test, p_holm, alpha=alpha),
-             # seeds the observed difference would need to be detected (80% power), when it was not
-             "seeds_needed": (seeds_needed(test.diff, test.std_diff)
-                              if not verdict(test, p_holm, alpha=alpha).startswith(("significantly", "identical"))
-                              and test.n >= 2 and test.diff != 0 and test.std_diff > 0 else None)}
-            for (about, _, _), test, p_holm in zip(plan, tests, adjusted)]
+    results = []
+    for (about, _, _), test, p_holm in zip(plan, tests, adjusted):
+        said = verdict(test, p_holm, alpha=alpha)
+        results.append({**about, **test.to_dict(), "p_holm": p_holm, "verdict": said, "mde_alpha": strictest,
+                        # seeds the observed difference would need to be detected (80% power), when it was not
+                        "seeds_needed": (seeds_needed(test.diff, test.std_diff, strictest)
+                                         if said.startswith("no significant") and test.diff != 0 else None)})
+    return results
 
 
 def per_example_evidence(level: dict[int, tuple[np.ndarray, np.ndarray]],
@@ -143,14 +152,14 @@ def comparison_sentence(c: dict[str, Any]) -> str:
     else:
         line = f"{c['label']}: test accuracy {c['verdict']}"
     if c["n"] == 0 or c["identical"]:
-        return line
+        return line + "."
     lo, hi = c["ci95"]
     interval = f", 95% CI {_pp(lo)} to {_pp(hi)}" if lo is not None and not math.isnan(lo) else ""
     line += f"; mean difference {_pp(c['diff'])}{interval}"
     mde = c["mde"]
     if c["verdict"].startswith("no significant") and mde is not None and not math.isnan(mde):
         line += (f"; with n={c['n']} seeds and this spread, differences smaller than {mde * 100:.2f} pp could not "
-                 "be detected (80% power, uncorrected alpha 0.05)")
+                 f"be detected (80% power at alpha {c['mde_alpha']:.3g}, the family's strictest level)")
         if c.get("seeds_needed"):
             line += f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} seeds"
-    return line
+    return line + "."

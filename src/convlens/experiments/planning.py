@@ -16,26 +16,32 @@ from convlens.stats import ALPHA, POWER, seeds_needed
 def seeds_for_effect(summary: dict[str, Any], effect: float, power: float = POWER,
                      alpha: float = ALPHA) -> dict[str, Any]:
     """``summary``: an experiment's analysis (``analyze``); ``effect``: the difference to detect, as a fraction
-    (0.002 = 0.2 pp). A comparison whose differences show no spread (fewer than 2 paired seeds, or identical
+    (0.002 = 0.2 pp), at alpha divided by the number of comparisons (Holm's strictest step, so the plan holds for
+    every comparison of the family). A comparison whose differences show no spread (fewer than 2 paired seeds, or identical
     predictions) cannot say how many seeds it needs and is reported as such."""
+    strictest = alpha / max(len(summary["comparisons"]), 1)  # Holm's first step: enough for every comparison
     rows = []
     for c in summary["comparisons"]:
         spread = c.get("std_diff")
         usable = c["n"] >= 2 and spread is not None and not math.isnan(spread) and spread > 0
-        n = seeds_needed(effect, spread, alpha, power) if usable else None
+        n = seeds_needed(effect, spread, strictest, power) if usable else None
         reason = (None if n is not None else "more than 10,000 seeds" if usable
-                  else "identical predictions on every seed" if c.get("identical")
+                  else "the same test accuracy on every seed" if c.get("identical")
                   else f"{c['n']} paired seed(s) show no spread")
         rows.append({"label": c["label"], "n": c["n"], "std_diff": spread if usable else None, "seeds_needed": n,
                      "reason": reason})
     needed = [r["seeds_needed"] for r in rows if r["seeds_needed"] is not None]
     seeds = max(needed) if needed else None
-    per_seed = sum(lv["train_seconds"]["mean"] for lv in summary["levels"] if lv["n"] > 0)  # one run per level
-    return {"effect": effect, "power": power, "alpha": alpha, "comparisons": rows, "seeds": seeds,
+    timed = [lv for lv in summary["levels"] if lv["n"] > 0]  # a level with no finished run has no time to go by
+    per_seed = sum(lv["train_seconds"]["mean"] for lv in timed)  # one run per level
+    return {"effect": effect, "power": power, "alpha": strictest, "family": len(summary["comparisons"]),
+            "comparisons": rows, "seeds": seeds,
             "seconds_per_seed": per_seed if needed else None,
             "total_seconds": seeds * per_seed if seeds is not None else None,
-            "seeds_done": summary["seeds"],
-            "additional_seconds": max(0, seeds - summary["seeds"]) * per_seed if seeds is not None else None,
+            "seeds_done": {lv["label"]: lv["n"] for lv in summary["levels"]},
+            "additional_seconds": (sum(max(0, seeds - lv["n"]) * lv["train_seconds"]["mean"] for lv in timed)
+                                   if seeds is not None else None),
+            "untimed_levels": [lv["label"] for lv in summary["levels"] if lv["n"] == 0],
             "timing": summary["timing"], "levels": len(summary["levels"])}
 
 
@@ -45,13 +51,13 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
     there, a pilot with ``pilot_seeds`` seeds per level is run first (finished runs are kept)."""
     from convlens.experiments.analysis import analyze
     from convlens.experiments.run import execute_plan, plan
-    from convlens.experiments.store import RunStore
+    from convlens.experiments.spec import resolve_levels
+    from convlens.experiments.store import RunStore, level_records
     store = RunStore(out)
-    done = store.read_experiment()["spec"]["seeds"] if store.experiment_file.is_file() else 0
-    # planning the pilot first checks that the directory holds this design (else a one-line refusal)
-    pilot = plan(with_changes(spec, seeds=max(pilot_seeds, done)), out)
-    summary = analyze(store)
-    if any(c["n"] < 2 for c in summary["comparisons"]):
-        on_pilot(max(pilot_seeds, done))
-        summary = execute_plan(pilot, **run_events)
+    store.check_design(spec, level_records(resolve_levels(spec)))  # another design here: a one-line refusal
+    summary = analyze(store) if store.experiment_file.is_file() else None
+    if summary is None or any(c["n"] < 2 for c in summary["comparisons"]):
+        seeds = max(pilot_seeds, summary["seeds"] if summary else 0)
+        on_pilot(seeds)
+        summary = execute_plan(plan(with_changes(spec, seeds=seeds), out), **run_events)
     return {"experiment": spec.name, "directory": str(out), **seeds_for_effect(summary, effect, power)}

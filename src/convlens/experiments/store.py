@@ -87,27 +87,31 @@ class RunStore:
             "format": "convlens-experiment/1",
             "spec": spec.model_dump(mode="json"),
             "reference": reference,
-            "levels": [{"label": lv.label, "values": lv.values,
-                        "config": lv.config.model_dump(mode="json", exclude={"seed"})} for lv in levels],
+            "levels": level_records(levels),
             "diff": diff,
             "versions": package_versions(),
         }
         if self.experiment_file.is_file() and not force:
-            # Adding or dropping levels keeps the finished runs; a level whose config changed would mix two
-            # designs under one label, so that is refused.
-            previous = json.loads(self.experiment_file.read_text())
-            factors = lambda spec: [f and f["name"] for f in (spec["factor"], spec.get("second_factor"))]  # noqa: E731
-            if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(record["spec"]):
-                raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); use "
-                                 "another --out, or --force to discard its runs")
-            old = {lv["label"]: lv for lv in previous.get("levels", [])}
-            changed = [lv["label"] for lv in record["levels"] if lv["label"] in old and old[lv["label"]] != lv]
-            if changed:
-                raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; use another "
-                                 "--out, or --force to discard its runs")
+            self.check_design(spec, record["levels"])
         if force and (self.root / "runs").exists():
             shutil.rmtree(self.root / "runs")
         atomic_write_json(self.experiment_file, record)
+
+    def check_design(self, spec: ExperimentSpec, levels: list[dict]) -> None:
+        """Refuse when this directory holds another experiment, or runs of a level whose config changed (that
+        would mix two designs under one label). Adding or dropping levels keeps the finished runs."""
+        if not self.experiment_file.is_file():
+            return
+        previous = json.loads(self.experiment_file.read_text())
+        factors = lambda s: [f and f["name"] for f in (s["factor"], s.get("second_factor"))]  # noqa: E731
+        if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(spec.model_dump(mode="json")):
+            raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); use "
+                             "another --out, or --force to discard its runs")
+        old = {lv["label"]: lv for lv in previous.get("levels", [])}
+        changed = [lv["label"] for lv in levels if lv["label"] in old and old[lv["label"]] != lv]
+        if changed:
+            raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; use another "
+                             "--out, or --force to discard its runs")
 
     def clear_partial(self, level: str, seed: int) -> Path:
         """Remove what an interrupted attempt left (temp files, a config without metrics)."""
@@ -116,6 +120,12 @@ class RunStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+
+def level_records(levels: list[Level]) -> list[dict]:
+    """How experiment.json records each level: label, factor values, the resolved config without the seed."""
+    return [{"label": lv.label, "values": lv.values, "config": lv.config.model_dump(mode="json", exclude={"seed"})}
+            for lv in levels]
 
 
 def copy_run(source: Path, target: Path) -> None:

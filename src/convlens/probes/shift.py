@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from convlens.models.network import Network
-from convlens.stats import ALPHA, holm, mean_ci, paired_comparison, verdict
+from convlens.stats import ALPHA, holm, mean_ci, paired_comparison, seeds_needed, verdict
 from convlens.training import evaluate
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
@@ -47,8 +47,10 @@ def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift
             for s in range(max_shift + 1)]
 
 
-def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, *, alpha: float = ALPHA) -> dict:
-    """accuracy[model][seed] -> test accuracy at shifts 0 .. max_shift (``shift_robustness``), for two models.
+def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n_images: int, *,
+                  alpha: float = ALPHA) -> dict:
+    """accuracy[model][seed] -> test accuracy at shifts 0 .. max_shift (``shift_robustness``) on ``n_images``
+    test images, for two models.
 
     Returns the shifts, per model the mean and 95% CI over seeds at each shift, and per shift s > 0 the paired
     test (by seed) of the second model's change (accuracy at s minus at 0) against the first model's; the shifts'
@@ -58,12 +60,17 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, *
     shifts = list(range(max_shift + 1))
     curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
     seeds = sorted(set(accuracy[first]) & set(accuracy[second]))
+    correct = {m: {k: [round(a * n_images) for a in accs] for k, accs in accuracy[m].items()} for m in accuracy}
+    strictest = alpha / max(len(shifts) - 1, 1)  # the MDE at Holm's strictest step for this family
     comparisons = []
-    for s in shifts[1:]:
-        change = {m: [accuracy[m][k][s] - accuracy[m][k][0] for k in seeds] for m in accuracy}
-        comparisons.append(paired_comparison(change[second], change[first]))
-    tests = [{"shift": s, **c.to_dict(), "p_holm": p_holm,
-              "verdict": verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for the {second}",
-                                 lower=f"larger loss for the {second}")}
-             for s, c, p_holm in zip(shifts[1:], comparisons, holm([c.p_value for c in comparisons]))]
+    for s in shifts[1:]:  # changes in whole images, exact; reported as fractions
+        change = {m: [correct[m][k][s] - correct[m][k][0] for k in seeds] for m in accuracy}
+        comparisons.append(paired_comparison(change[second], change[first], scale=1 / n_images, mde_alpha=strictest))
+    tests = []
+    for s, c, p_holm in zip(shifts[1:], comparisons, holm([c.p_value for c in comparisons])):
+        said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for the {second}",
+                       lower=f"larger loss for the {second}")
+        tests.append({"shift": s, **c.to_dict(), "p_holm": p_holm, "verdict": said, "mde_alpha": strictest,
+                      "seeds_needed": (seeds_needed(c.diff, c.std_diff, strictest)
+                                       if said.startswith("no significant") and c.diff != 0 else None)})
     return {"shifts": shifts, "seeds": seeds, "curves": curves, "tests": tests}

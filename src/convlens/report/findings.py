@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.2f}%"
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f}%"
 
 
-def _pp(x: float) -> str:
-    return f"{x * 100:+.2f} pp"
+def _pp(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.2f} pp"
 
 
 def _interval(c: dict) -> str:
@@ -110,15 +110,18 @@ def shift_findings(effects: dict) -> list[str]:
     for t in effects["tests"]:
         a, b = curves[first][t["shift"]]["mean"], curves[second][t["shift"]]["mean"]
         lines.append(f"Shift {t['shift']} px: {second} {_pct(b)} (change {(b - curves[second][0]['mean']) * 100:+.2f} "
-                     f"pp), {first} {_pct(a)} (change {(a - curves[first][0]['mean']) * 100:+.2f} pp); {second} loss "
-                     f"minus {first} loss {_pp(t['diff'])}: {t['verdict']}"
+                     f"pp), {first} {_pct(a)} (change {(a - curves[first][0]['mean']) * 100:+.2f} pp); {second} change "
+                     f"minus {first} change {_pp(t['diff'])}: {t['verdict']}"
                      + ("" if t["verdict"].startswith("significantly") else _detectable(t)) + ".")
+    if effects["tests"] and effects["tests"][0]["n"] == 2:
+        lines.append("Warning: n=2 paired seeds, so each test has 1 degree of freedom and only large effects can be "
+                     "detected; use 3 or more seeds for findings.")
     return lines
 
 
 def locality_findings(effects: dict) -> list[str]:
     """From the locality grid's comparisons (one Holm family): each model's change when the pixels are permuted,
-    the interaction, and what it means for when convolution is the wrong tool."""
+    the interaction, and (only when both tests say so) that convolution is the wrong tool for such data."""
     lines = []
     for model, e in effects["models"].items():
         c = e["change"]
@@ -131,9 +134,13 @@ def locality_findings(effects: dict) -> list[str]:
                  f"{_interval(inter)}: {inter['verdict']}.")
     if inter["verdict"].startswith("significantly") and inter["diff"] < 0:
         lines.append(f"So the {second} loses {-inter['diff'] * 100:.2f} pp more than the {first} once neighbouring "
-                     f"pixels stop belonging together: its assumption of locality is what it was leaning on. Data "
-                     "without a spatial (or temporal) neighbourhood, such as tabular records or shuffled sensor "
-                     "channels, is where convolution is the wrong tool.")
+                     f"pixels stop belonging together: its assumption of locality is what it was leaning on.")
+        worse = effects.get("on_permuted")  # the second model vs the first, both on permuted pixels
+        if worse and worse["verdict"].startswith("significantly lower"):
+            lines.append(f"On permuted pixels the {second} is {-worse['diff'] * 100:.2f} pp below the {first} "
+                         f"({worse['verdict'].split(' (', 1)[1].rstrip(')')}): for data without a spatial (or "
+                         "temporal) neighbourhood, such as tabular records or shuffled sensor channels, convolution is "
+                         "the wrong tool.")
     elif not inter["verdict"].startswith("significantly"):
         lines.append(f"This run cannot tell the two losses apart{_detectable(inter)}.")
     return lines
@@ -143,7 +150,10 @@ def _detectable(c: dict) -> str:
     mde = c.get("mde")
     if mde is None or math.isnan(mde):
         return ""
-    return f"; with n={c['n']} seeds, differences smaller than {mde * 100:.2f} pp could not be detected"
+    text = f"; with n={c['n']} seeds, differences smaller than {mde * 100:.2f} pp could not be detected"
+    if c.get("seeds_needed"):
+        text += f" (the observed {abs(c['diff']) * 100:.2f} pp would need about {c['seeds_needed']} seeds)"
+    return text
 
 
 def efficiency_findings(points: list[dict]) -> list[str]:

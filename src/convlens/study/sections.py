@@ -98,14 +98,15 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
 def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int, fig_dir: Path, root: Path) -> dict:
     device = pick_device("auto")
     per_seed: dict[str, dict[int, list[float]]] = {}
-    mismatch = 0.0  # shift 0 must reproduce each run's recorded test accuracy
+    mismatch, n_images = 0.0, len(ds.test_labels)  # shift 0 must reproduce each run's recorded test accuracy
     for model_name, label in ((MLP, MLP_LEVEL), (CNN, CNN_LEVEL)):
         per_seed[NAMES[model_name]] = {}
         for seed, metrics in store.done_runs(label, seeds).items():
             model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
+            n_images = len(y)
             per_seed[NAMES[model_name]][seed] = shift_robustness(model, x, y, max_shift)
             mismatch = max(mismatch, abs(per_seed[NAMES[model_name]][seed][0] - metrics["test_accuracy"]))
-    effects = shift_effects(per_seed, max_shift)
+    effects = shift_effects(per_seed, max_shift, n_images)
     fig = figures.shift_curves(effects["shifts"], effects["curves"], len(effects["seeds"]),
                                fig_dir / "probe_shift.png")
     return {**effects, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
@@ -124,7 +125,10 @@ def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path)
         models[NAMES[model]] = {"original": cells[model, "original"]["test_accuracy"],
                                 "permuted": cells[model, "permuted"]["test_accuracy"], "change": change}
     interaction = next(c for c in summary["comparisons"] if c["kind"] == "interaction")
-    effects = {"models": models, "interaction": interaction, "family": len(summary["comparisons"])}
+    on_permuted = next(c for c in summary["comparisons"]
+                       if c["kind"] == "effect" and c["factor"] == "model" and c["within"] == "pixels=permuted")
+    effects = {"models": models, "interaction": interaction, "on_permuted": on_permuted,
+               "family": len(summary["comparisons"])}
     n = min(m["change"]["n"] for m in models.values())
     fig = figures.grouped_bars(["original pixels", "permuted pixels"],
                                {m: [e["original"], e["permuted"]] for m, e in models.items()},
@@ -184,12 +188,12 @@ def flip_gallery(comparison: dict, ds: ImageDataset, path: Path) -> Path:
     """The test images one side of a comparison gets right and the other wrong on every seed."""
     names, e = ds.class_names, comparison["evidence"]
     rows = []
-    for key, who in (("lost_examples", f"reference right,\n{comparison['level'].split()[0]} wrong"),
-                     ("gained_examples", f"{comparison['level'].split()[0]} right,\nreference wrong")):
+    for key, who in (("lost_examples", f"{comparison['from']} right,\n{comparison['changed']} wrong"),
+                     ("gained_examples", f"{comparison['changed']} right,\n{comparison['from']} wrong")):
         shown = e[key]
         rows.append((who, [ds.test_images[x["index"]] for x in shown],
-                     [f"#{x['index']} {names[x['true']]}\nref: {names[x['reference_predicted']]}\n"
-                      f"level: {names[x['level_predicted']]}" for x in shown]))
+                     [f"#{x['index']} {names[x['true']]}\n{comparison['from']}: {names[x['reference_predicted']]}\n"
+                      f"{comparison['changed']}: {names[x['level_predicted']]}" for x in shown]))
     title = (f"{comparison['label']}: test images lost ({e['lost_every_seed']}) and gained ({e['gained_every_seed']}) "
              f"on every seed; predictions of seed {e['per_seed'][0]['seed']}")
     return figures.flip_gallery(rows, path, title)
