@@ -47,3 +47,16 @@ def test_plan_runs_a_pilot_then_answers_from_the_spread(tmp_path, capsys, fashio
 def test_plan_usage_errors(capsys, argv, message):
     assert main(["experiment", "plan", "kernel-size", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plan_covers_every_level_of_the_spec_not_only_those_already_run(tmp_path, capsys, fashion):
+    spec, out = tmp_path / "s.yaml", tmp_path / "exp"
+    spec.write_text(yaml.safe_dump({**SPEC, "seeds": 2}))
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0  # levels 3 and 5, 2 seeds
+    capsys.readouterr()
+    spec.write_text(yaml.safe_dump({**SPEC, "factor": dict(name="kernel_size", levels=[3, 5, 7])}))
+    assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [c["label"] for c in plan["comparisons"]] == ["kernel_size=5 vs kernel_size=3",
+                                                         "kernel_size=7 vs kernel_size=3"]
+    assert all(c["n"] == 3 for c in plan["comparisons"])  # the pilot: 3 seeds for every level, old runs kept

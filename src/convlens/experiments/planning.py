@@ -54,9 +54,11 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
     from convlens.experiments.spec import resolve_levels
     from convlens.experiments.store import RunStore, level_records
     store = RunStore(out)
-    store.check_design(spec, level_records(resolve_levels(spec)))  # another design here: a one-line refusal
+    levels = level_records(resolve_levels(spec))
+    store.check_design(spec, levels)  # another design here: a one-line refusal
     summary = analyze(store) if store.experiment_file.is_file() else None
-    if summary is None or any(c["n"] < 2 for c in summary["comparisons"]):
+    same_levels = summary is not None and [lv["label"] for lv in summary["levels"]] == [lv["label"] for lv in levels]
+    if not same_levels or any(c["n"] < 2 for c in summary["comparisons"]):  # the spec's levels, each with 2+ seeds
         seeds = max(pilot_seeds, summary["seeds"] if summary else 0)
         on_pilot(seeds)
         summary = execute_plan(plan(with_changes(spec, seeds=seeds), out), **run_events)
