@@ -126,3 +126,11 @@ def test_untested_comparisons_do_not_make_levels_indistinguishable():
     counts["kernel_size=7"] = {0: 9170, 1: 9140, 2: 9160}
     lines = conclusions(levels, design_comparisons(spec, counts, 10_000))
     assert lines[-1].startswith("No comparison is significant after Holm's correction, so no level is distinguishable")
+
+
+def test_a_detectable_effect_beyond_100_pp_is_said_as_none():
+    spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5])))
+    (c,) = design_comparisons(spec, {"kernel_size=3": {0: 400, 1: 300}, "kernel_size=5": {0: 200, 1: 500}}, 1000)
+    assert c["mde"] > 1  # two seeds that disagree this much: no accuracy difference could be detected
+    sentence = comparison_sentence(c)
+    assert "no difference an accuracy can show (up to 100 pp) could be detected" in sentence and "pp could not" not in sentence

@@ -60,3 +60,13 @@ def test_plan_covers_every_level_of_the_spec_not_only_those_already_run(tmp_path
     assert [c["label"] for c in plan["comparisons"]] == ["kernel_size=5 vs kernel_size=3",
                                                          "kernel_size=7 vs kernel_size=3"]
     assert all(c["n"] == 3 for c in plan["comparisons"])  # the pilot: 3 seeds for every level, old runs kept
+
+
+def test_plan_refuses_a_directory_of_another_experiment_without_suggesting_force(tmp_path, capsys, fashion):
+    spec, out = tmp_path / "s.yaml", tmp_path / "exp"
+    spec.write_text(yaml.safe_dump({**SPEC, "seeds": 1}))
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["experiment", "plan", "kernel-size", "--effect", "0.2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a different experiment (plan-me)" in err and "--force" not in err and len(err.splitlines()) == 1

@@ -63,7 +63,7 @@ def print_experiment_table(summary: dict) -> None:
         diff = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
         ph = format_p(c["p_holm"]) if c["p_holm"] is not None else "-"
         tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", ph, c["verdict"].split(" (")[0],
-                      pp(c["mde"]) if c["mde"] is not None else "-")
+                      "-" if c["mde"] is None else "> 100" if c["mde"] >= 1 else pp(c["mde"]))
     out.print(tests)
     for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
         out.print(f"- {line}")

@@ -1,4 +1,4 @@
-"""From the run store to statistics: per-level summaries, paired comparisons with the reference, wording.
+"""From the run store to statistics: per-level summaries, the design's comparisons (one Holm family), wording.
 
 Reads run files only (never trains). Accuracy is stored as a fraction; the wording shows percentage points.
 """

@@ -140,6 +140,13 @@ def evidence_sentence(c: dict[str, Any]) -> str | None:
             "lost on every seed.")
 
 
+def undetectable(mde: float) -> str:
+    """'differences smaller than 0.54 pp could not be detected'; an MDE beyond 100 pp is no difference at all."""
+    if mde >= 1:
+        return "no difference an accuracy can show (up to 100 pp) could be detected"
+    return f"differences smaller than {mde * 100:.2f} pp could not be detected"
+
+
 def _pp(x: float) -> str:
     return f"{x * 100:+.2f} pp"
 
@@ -158,8 +165,8 @@ def comparison_sentence(c: dict[str, Any]) -> str:
     line += f"; mean difference {_pp(c['diff'])}{interval}"
     mde = c["mde"]
     if c["verdict"].startswith("no significant") and mde is not None and not math.isnan(mde):
-        line += (f"; with n={c['n']} seeds and this spread, differences smaller than {mde * 100:.2f} pp could not "
-                 f"be detected (80% power at alpha {c['mde_alpha']:.3g}, the family's strictest level)")
+        line += f"; with n={c['n']} seeds and this spread, {undetectable(mde)} (80% power at alpha " \
+                f"{c['mde_alpha']:.3g}, the family's strictest level)"
         if c.get("seeds_needed"):
             line += f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} seeds"
     return line + "."

@@ -97,7 +97,8 @@ class RunStore:
             shutil.rmtree(self.root / "runs")
         atomic_write_json(self.experiment_file, record)
 
-    def check_design(self, spec: ExperimentSpec, levels: list[dict]) -> None:
+    def check_design(self, spec: ExperimentSpec, levels: list[dict],
+                     fix: str = "use another --out, or --force to discard its runs") -> None:
         """Refuse when this directory holds another experiment, or runs of a level whose config changed (that
         would mix two designs under one label). Adding or dropping levels keeps the finished runs."""
         if not self.experiment_file.is_file():
@@ -105,13 +106,11 @@ class RunStore:
         previous = json.loads(self.experiment_file.read_text())
         factors = lambda s: [f and f["name"] for f in (s["factor"], s.get("second_factor"))]  # noqa: E731
         if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(spec.model_dump(mode="json")):
-            raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); use "
-                             "another --out, or --force to discard its runs")
+            raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); {fix}")
         old = {lv["label"]: lv for lv in previous.get("levels", [])}
         changed = [lv["label"] for lv in levels if lv["label"] in old and old[lv["label"]] != lv]
         if changed:
-            raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; use another "
-                             "--out, or --force to discard its runs")
+            raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; {fix}")
 
     def clear_partial(self, level: str, seed: int) -> Path:
         """Remove what an interrupted attempt left (temp files, a config without metrics)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from convlens.experiments.comparisons import undetectable
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.2f}%"
@@ -150,7 +152,7 @@ def _detectable(c: dict) -> str:
     mde = c.get("mde")
     if mde is None or math.isnan(mde):
         return ""
-    text = f"; with n={c['n']} seeds, differences smaller than {mde * 100:.2f} pp could not be detected"
+    text = f"; with n={c['n']} seeds, {undetectable(mde)}"
     if c.get("seeds_needed"):
         text += f" (the observed {abs(c['diff']) * 100:.2f} pp would need about {c['seeds_needed']} seeds)"
     return text
