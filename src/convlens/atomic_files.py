@@ -1,7 +1,8 @@
 """Atomic file writes: a reader (or a crash) never sees a half-written file.
 
 Every file convlens writes goes to a temporary file in the same directory, is flushed and fsynced,
-then renamed over the target (rename is atomic on POSIX within one filesystem).
+then renamed over the target (rename is atomic on POSIX within one filesystem), and the directory is fsynced
+so that the rename itself survives a power loss.
 """
 
 from __future__ import annotations
@@ -38,7 +39,22 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make renames and unlinks in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

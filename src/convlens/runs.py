@@ -7,7 +7,6 @@ Files are written atomically; metrics.json is written last, so its presence mean
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from convlens.config import TrainConfig
 from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_dataset, to_device
 from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
-from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_weights
+from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object, save_weights
 from convlens.models.network import Network
 from convlens.models.registry import resolve_spec
 from convlens.models.summary import count_params, flops_per_image
@@ -164,13 +163,8 @@ def timing_conditions(device: dict, threads: int, workers: int) -> dict:
 
 
 def read_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise UsageError(f"{path} not found: the run in {run_dir} has not finished (or is not a convlens run)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    return read_json_object(Path(run_dir) / METRICS_FILE,
+                            f"the run in {run_dir} has not finished (or is not a convlens run)")
 
 
 def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:

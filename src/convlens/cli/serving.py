@@ -65,10 +65,14 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
 
     import uvicorn
 
-    from convlens.models.checkpoint import read_config
     from convlens.serving.app import MODEL_DIR_ENV
-    read_config(model_dir)  # fail with one line before the server starts
+    from convlens.serving.predictor import Predictor
+    if workers < 1 or not 0 <= port <= 65535:
+        raise UsageError(f"--workers must be >= 1 and --port within 0..65535 (got {workers}, {port})")
+    Predictor(model_dir)  # fail with one line before the server starts (a broken or permuted-pixel model)
     os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
     out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
+    # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
+    # request still running after 25 s is cut so the process always ends within docker's 30 s grace.
     uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", timeout_graceful_shutdown=25)

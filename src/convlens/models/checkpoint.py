@@ -29,14 +29,33 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     atomic_write_bytes(path, save(tensors))
 
 
-def read_config(directory: Path) -> dict:
-    path = Path(directory) / CONFIG_FILE
+def read_json_object(path: Path, missing: str) -> dict:
+    """A JSON object from ``path``, or one line: ``missing`` when absent, 'not valid JSON' when broken."""
     if not path.is_file():
-        raise UsageError(f"{path} not found; give a directory written by 'convlens train' or 'convlens export'")
+        raise UsageError(f"{path} not found; {missing}")
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UsageError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        raise UsageError(f"{path} is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"{path} holds no JSON object; {missing}")
+    return obj
+
+
+def model_file(directory: Path, name: str) -> Path:
+    """``directory / name``, refused when it resolves outside ``directory`` (a symlink planted in a model or
+    run directory from elsewhere must not make convlens read, or name, a file of the host)."""
+    path = Path(directory) / name
+    if path.is_symlink() and not path.resolve().is_relative_to(Path(directory).resolve()):
+        raise UsageError(f"{path} is a link to a file outside {directory}; copy the file into the directory")
+    return path
+
+
+def read_config(directory: Path) -> dict:
+    return read_json_object(model_file(directory, CONFIG_FILE),
+                            "give a directory written by 'convlens train' or 'convlens export'")
 
 
 def spec_from_config(config: dict, origin: Path) -> ModelSpec:
@@ -51,7 +70,7 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tup
     directory = Path(directory)
     config = read_config(directory)
     model = Network(spec_from_config(config, directory))
-    weights = directory / WEIGHTS_FILE
+    weights = model_file(directory, WEIGHTS_FILE)
     try:
         state = load_file(weights, device=str(device))
     except (FileNotFoundError, SafetensorError, OSError) as e:

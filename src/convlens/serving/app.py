@@ -10,6 +10,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -19,6 +21,35 @@ from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, InputError, d
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
+INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (each may hold ~100 MB while decoding)
+DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refusing more than MAX_BODY_BYTES whatever Content-Length claimed (a 413 before reading it)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise InputError(f"payload of {int(declared):,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
+                         status=413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise InputError(f"payload exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)", status=413)
+    return bytes(body)
+
+
+async def drain(request: Request) -> bool:
+    """Read and drop what is left of the body, up to DRAIN_LIMIT_BYTES; True when it was all read."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT_BYTES:
+                return False
+    except Exception:  # already consumed (RuntimeError) or the client went away: nothing left to drain
+        return True
+    return True
 
 
 class Prediction(BaseModel):
@@ -56,8 +87,14 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
     app.state.predictor = predictor
 
     @app.exception_handler(InputError)
-    async def input_error(_: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    async def input_error(request: Request, exc: InputError) -> JSONResponse:
+        headers = {}
+        if exc.status == 413:
+            # A client that writes the whole body before reading (urllib, requests) gets a connection reset,
+            # not this answer, if the server closes with unread bytes: read and drop the rest first (bounded).
+            if not await drain(request):
+                headers["Connection"] = "close"
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
     @app.get("/ping", summary="Health check: 200 with an empty body once the model is loaded",
              response_class=Response, responses={200: {"description": "The model is loaded", "content": {}}})
@@ -68,17 +105,19 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
               responses={400: {"model": ErrorMessage}, 413: {"model": ErrorMessage}, 415: {"model": ErrorMessage}},
               openapi_extra={"requestBody": {"required": True, "content": _BODY_SCHEMAS}})
     async def invocations(request: Request) -> dict:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise InputError(f"payload of {int(declared):,} bytes exceeds the 6 MB limit", status=413)
-        body = bytearray()
-        async for chunk in request.stream():  # read at most the limit, whatever the header claimed
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise InputError(f"payload exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)", status=413)
-        x = decode(bytes(body), request.headers.get("content-type"))
-        probabilities = predictor.predict(x)
+        body = await read_body(request)
+        # Decoding and inference take up to seconds for a maximal request: off the event loop, so /ping and
+        # other clients are answered meanwhile; at most INFERENCE_SLOTS at once, which bounds the memory.
+        return await run_in_threadpool_limited(answer, body, request.headers.get("content-type"))
+
+    def answer(body: bytes, content_type: str | None) -> dict:
+        probabilities = predictor.predict(decode(body, content_type))
         return {"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names}
+
+    limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
+
+    async def run_in_threadpool_limited(fn, *args):
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -87,8 +126,10 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
     @app.get("/model", summary="What is being served: architecture, classes, input contract, backend")
     async def model_info() -> dict:
         c = predictor.config
+        source = dict(c.get("source_run") or {})
+        if source.get("directory"):  # the run's name only: a host path tells a client nothing it may use
+            source["directory"] = Path(str(source["directory"])).name
         return {"name": c["model"]["name"], "classes": predictor.class_names, "input": c["input"],
-                "backend": predictor.backend, "content_types": list(CONTENT_TYPES),
-                "source_run": c.get("source_run")}
+                "backend": predictor.backend, "content_types": list(CONTENT_TYPES), "source_run": source}
 
     return app

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -17,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from convlens.atomic_files import atomic_write_json
+from convlens.atomic_files import atomic_write_json, fsync_dir
 from convlens.errors import UsageError
-from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model
+from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object
 from convlens.provenance import package_versions
-from convlens.serving.predictor import ONNX_FILE
+from convlens.serving.predictor import ONNX_FILE, check_servable
 
 ONNX_OPSET = 18
 
@@ -61,23 +60,39 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) -> Path:
-    """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``."""
+    """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``.
+
+    A crash at any moment leaves ``out_dir`` holding either the old model, the new one, or no config.json
+    (which every loader refuses with one line), never new weights under an old config: everything is written
+    to temp files first, then config.json is removed, the weights and ONNX file renamed into place, and the
+    new config.json renamed in last.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    metrics = read_json_object(metrics_path, "export a finished run") if metrics_path.exists() else None
     if metrics is not None and metrics.get("status") != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
-    if run_config.get("data", {}).get("pixels", "original") != "original":
-        raise UsageError(f"{run_dir} was trained on pixel-permuted images (the locality probe); the serving "
-                         "contract takes plain images, so export a run trained on original pixels")
+    check_servable(run_config, run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{WEIGHTS_FILE}.tmp"
-    shutil.copyfile(run_dir / WEIGHTS_FILE, tmp)
-    os.replace(tmp, out_dir / WEIGHTS_FILE)
-    if onnx:
-        export_onnx(model, out_dir / ONNX_FILE)
-    else:
-        (out_dir / ONNX_FILE).unlink(missing_ok=True)  # a stale ONNX file must not shadow new weights
-    atomic_write_json(out_dir / CONFIG_FILE, model_config(run_config, metrics, run_dir))
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
+        staged = Path(staging)
+        shutil.copyfile(run_dir / WEIGHTS_FILE, staged / WEIGHTS_FILE)
+        if onnx:
+            export_onnx(model, staged / ONNX_FILE)
+        atomic_write_json(staged / CONFIG_FILE, model_config(run_config, metrics, run_dir))
+        for name in (WEIGHTS_FILE, ONNX_FILE):
+            if (staged / name).exists():
+                with open(staged / name, "rb") as f:
+                    os.fsync(f.fileno())
+        (out_dir / CONFIG_FILE).unlink(missing_ok=True)
+        fsync_dir(out_dir)
+        os.replace(staged / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
+        if onnx:
+            os.replace(staged / ONNX_FILE, out_dir / ONNX_FILE)
+        else:
+            (out_dir / ONNX_FILE).unlink(missing_ok=True)  # a stale ONNX file must not shadow new weights
+        fsync_dir(out_dir)
+        os.replace(staged / CONFIG_FILE, out_dir / CONFIG_FILE)
+        fsync_dir(out_dir)
     return out_dir

@@ -5,13 +5,18 @@ Accepted bodies (the SageMaker / TF-Serving conventions):
     ``predictor.predict(X_test_cnn[0:1])`` sends: shape (1, 28, 28, 1) floats in [0, 1]); an instance may be
     ``{"b64": "<base64 PNG/JPEG>"}``;
   * ``application/x-npy``: one ``.npy`` array (``np.save``), never unpickled;
-  * ``image/png``, ``image/jpeg``: one image of any size or mode.
+  * ``image/png`` (PNG only), ``image/jpeg`` (JPEG only): one image of any size or mode, within the limits.
 
 Shapes: one image is (28, 28), (28, 28, 1), (1, 28, 28) or (784,); a batch adds a leading N.
 Scale: integer arrays, and any array with a value above 1, are read as pixels 0-255 and divided by 255;
 float arrays with every value in [0, 1] are used as they are. Values must be finite and within [0, 255].
 Images are converted like the training data: grayscale, resized to 28x28 (Lanczos), and inverted when their
 border is mostly light, since Fashion-MNIST garments are light on a black background.
+
+Limits, checked before the work they bound is done (an attacker's body must not cost more than a valid one):
+the body (6 MB, SageMaker's limit), images per request, JSON nesting (the decoder's recursion limit), the .npy header's declared size
+(against the bytes actually sent), pixels per image (read from the image header, before decoding) and decoded
+bytes per request. Every failure is an :class:`InputError` with its HTTP status; nothing else escapes.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ import base64
 import binascii
 import io
 import json
+import math
+import re
 from typing import Any
 
 import numpy as np
 
 SIDE = 28
 MAX_BODY_BYTES = 6_291_456  # SageMaker real-time payload limit: 6 MB
-MAX_INSTANCES = 1_000
+MAX_INSTANCES = 1_000  # images per request, whatever the encoding
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding (PIL only warns below ~179 MP)
+MAX_DECODED_BYTES = 256 * 2**20  # decoded image bytes per request (width x height x bands, summed)
+IMAGE_FORMATS = {"image/png": ("PNG",), "image/jpeg": ("JPEG",)}
+B64_FORMATS = ("PNG", "JPEG")
 
 
 class InputError(ValueError):
@@ -35,6 +46,10 @@ class InputError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def _too_many(n: int) -> InputError:
+    return InputError(f"too many instances ({n:,}); send at most {MAX_INSTANCES:,} per request", status=413)
 
 
 def to_batch(array: np.ndarray) -> np.ndarray:
@@ -59,10 +74,11 @@ def to_batch(array: np.ndarray) -> np.ndarray:
         raise InputError(f"unsupported shape {list(shape)}: send (28, 28), (28, 28, 1), (1, 28, 28) or (784,) "
                          "per image, optionally with a leading batch dimension")
     if len(a) > MAX_INSTANCES:
-        raise InputError(f"too many instances ({len(a)}); send at most {MAX_INSTANCES} per request", status=413)
-    a = a.astype(np.float32)
+        raise _too_many(len(a))
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range becomes inf: refused below
+        a = a.astype(np.float32)
     if not np.isfinite(a).all():
-        raise InputError("input contains NaN or infinite values")
+        raise InputError("input contains NaN, infinite or out-of-range values; send pixels in [0, 1] or [0, 255]")
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 255:
         raise InputError(f"pixel values must be within [0, 1] (floats) or [0, 255] (pixels); got {lo:g}..{hi:g}")
@@ -71,15 +87,47 @@ def to_batch(array: np.ndarray) -> np.ndarray:
     return a.reshape(-1, 1, SIDE, SIDE)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> (1, 1, 28, 28) float32, converted like the training data."""
+class _Budget:
+    """Decoded bytes left for this request's images."""
+
+    def __init__(self, limit: int = MAX_DECODED_BYTES):
+        self.left = limit
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise InputError(f"the images decode to more than {MAX_DECODED_BYTES // 2**20} MiB in all; send "
+                             "smaller images (the model sees 28x28)", status=413)
+
+
+def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _Budget | None = None) -> np.ndarray:
+    """PNG/JPEG bytes -> (1, 1, 28, 28) float32, converted like the training data.
+
+    Only ``formats`` are tried (so image/png never reaches the JPEG, TIFF, ... decoders), and the image's
+    declared size is checked against the limits before any pixel is decoded.
+    """
     from PIL import Image, UnidentifiedImageError
+    budget = budget or _Budget()
+    names = " or ".join(formats)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=list(formats)) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS:,} "
+                                 "pixels; send a smaller image (the model sees 28x28)", status=413)
+            budget.spend(width * height * max(len(img.getbands()), 1))
             img.load()
             gray = img.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot decode the image ({type(e).__name__}); send a PNG or JPEG") from None
+    except InputError:
+        raise
+    except Image.DecompressionBombError:  # PIL's own guard, at twice its 89 MP default: far above ours
+        raise InputError(f"image exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels; send a smaller image (the "
+                         "model sees 28x28)", status=413) from None
+    except UnidentifiedImageError:
+        raise InputError(f"cannot decode the image: not a {names} image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
+        # Truncated or corrupt files end in any of these inside PIL's decoders (SyntaxError: broken PNG chunks).
+        raise InputError(f"cannot decode the {names} image ({type(e).__name__}); send a valid {names}") from None
     a = np.asarray(gray, dtype=np.float32) / 255.0
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     if border.mean() > 0.5:  # dark garment on a light background: flip to Fashion-MNIST's polarity
@@ -87,18 +135,31 @@ def decode_image(data: bytes) -> np.ndarray:
     return a.reshape(1, 1, SIDE, SIDE)
 
 
-def _decode_instance_b64(instance: dict) -> np.ndarray:
+def _decode_instance_b64(instance: dict, budget: _Budget) -> np.ndarray:
+    value = instance["b64"]
+    if not isinstance(value, str):
+        raise InputError("'b64' must be a string holding a base64-encoded PNG or JPEG")
     try:
-        raw = base64.b64decode(instance["b64"], validate=True)
-    except (binascii.Error, TypeError, ValueError):
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
         raise InputError("'b64' must hold a base64-encoded PNG or JPEG") from None
-    return decode_image(raw)
+    return decode_image(raw, B64_FORMATS, budget)
+
+
+_JSON_CONSTANTS = re.compile(rb"\b(?:true|false|null)\b")  # outside strings here: a numeric body has no strings
+                                                              # but its "instances" key
 
 
 def decode_json(body: bytes) -> np.ndarray:
     try:
-        payload: Any = json.loads(body)
+        # Integers as floats: a 400-digit integer becomes inf (refused by the range check) instead of
+        # overflowing in numpy or hitting Python's int-parsing limit.
+        payload: Any = json.loads(body, parse_int=float)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"body is not valid JSON ({e})") from None
+    except RecursionError:  # [[[[...]]]] thousands deep: the C decoder stops at the recursion limit
+        raise InputError("JSON nested too deeply; send arrays of pixel values") from None
+    except ValueError as e:
         raise InputError(f"body is not valid JSON ({e})") from None
     if isinstance(payload, dict):
         if "instances" not in payload:
@@ -109,35 +170,61 @@ def decode_json(body: bytes) -> np.ndarray:
         if len(payload) == 0:
             raise InputError("empty batch: 'instances' holds no image")
         if len(payload) > MAX_INSTANCES:
-            raise InputError(f"too many instances ({len(payload)}); send at most {MAX_INSTANCES}", status=413)
+            raise _too_many(len(payload))
         if any(isinstance(i, dict) for i in payload):
             if not all(isinstance(i, dict) and set(i) == {"b64"} for i in payload):
                 raise InputError('instances must be all numeric arrays or all {"b64": ...} images')
-            return np.concatenate([_decode_instance_b64(i) for i in payload])
+            budget = _Budget()
+            return np.concatenate([_decode_instance_b64(i, budget) for i in payload])
     if not isinstance(payload, list):
         raise InputError("JSON body must be a nested list of pixel values or {\"instances\": [...]}")
+    if _JSON_CONSTANTS.search(body):  # numpy would read true as 1 and null as NaN
+        raise InputError("input must be numeric (nested lists of numbers of equal lengths; no true/false/null)")
     try:
         array = np.array(payload, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)") from None
     return to_batch(array)
 
 
 def decode_npy(body: bytes) -> np.ndarray:
+    """One .npy array. The header is read and checked against the bytes actually sent before any allocation."""
+    fp = io.BytesIO(body)
     try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)  # never unpickle a client's bytes
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"body is not a valid .npy array ({str(e).splitlines()[0]})") from None
-    if not isinstance(array, np.ndarray):
-        raise InputError("body must hold one .npy array, not an archive")
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise InputError(f"body is not a valid .npy array ({str(e).splitlines()[0] if str(e) else 'bad header'})"
+                         ) from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(f"body is not a valid .npy array: dtype {dtype} is not numeric (object arrays are never "
+                         "unpickled)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != len(body) - fp.tell():
+        raise InputError(f"body is not a valid .npy array: the header declares shape {list(shape)} of {dtype} "
+                         f"({declared:,} bytes) but {len(body) - fp.tell():,} bytes follow it")
+    array = np.frombuffer(body, dtype=dtype, offset=fp.tell()).reshape(shape, order="F" if fortran else "C")
     return to_batch(array)
+
+
+def decode_png(body: bytes) -> np.ndarray:
+    return decode_image(body, IMAGE_FORMATS["image/png"])
+
+
+def decode_jpeg(body: bytes) -> np.ndarray:
+    return decode_image(body, IMAGE_FORMATS["image/jpeg"])
 
 
 CONTENT_TYPES = {
     "application/json": decode_json,
     "application/x-npy": decode_npy,
-    "image/png": decode_image,
-    "image/jpeg": decode_image,
+    "image/png": decode_png,
+    "image/jpeg": decode_jpeg,
 }
 
 
@@ -145,12 +232,17 @@ CONTENT_TYPE_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "i
                           ".json": "application/json"}  # a .json file holds a request body, e.g. {"instances": ...}
 
 
+def media_type(content_type: str | None) -> str:
+    """'Application/JSON; charset=utf-8' -> 'application/json'."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
 def decode(body: bytes, content_type: str | None) -> np.ndarray:
     """Decode a request body by its content type (parameters such as '; charset=utf-8' are ignored)."""
     if len(body) > MAX_BODY_BYTES:
         raise InputError(f"payload of {len(body):,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
                          status=413)
-    media = (content_type or "").split(";")[0].strip().lower()
+    media = media_type(content_type)
     if media not in CONTENT_TYPES:
         raise InputError(f"unsupported content type '{media or 'none'}'; use one of {', '.join(CONTENT_TYPES)}",
                          status=415)

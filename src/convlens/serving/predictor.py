@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.models.checkpoint import read_config
+from convlens.errors import UsageError
+from convlens.models.checkpoint import model_file, read_config
 
 ONNX_FILE = "model.onnx"
 
@@ -27,15 +28,19 @@ class Predictor:
     def __init__(self, model_dir: str | Path, backend: str = "auto"):
         self.model_dir = Path(model_dir)
         self.config = read_config(self.model_dir)
-        self.class_names: list[str] = list(self.config["class_names"])
+        self.class_names = check_servable(self.config, self.model_dir)
         use_onnx = backend == "onnx" or (backend == "auto" and (self.model_dir / ONNX_FILE).is_file()
                                           and _has_onnxruntime())
         if use_onnx:
             import onnxruntime as ort
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(self.model_dir / ONNX_FILE), options,
-                                                 providers=["CPUExecutionProvider"])
+            onnx_path = model_file(self.model_dir, ONNX_FILE)
+            try:
+                self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...) for bad files
+                raise UsageError(f"{onnx_path}: cannot load the ONNX model ({type(e).__name__}); export it "
+                                 "again or delete it to serve the safetensors weights") from None
             self._input_name = self._session.get_inputs()[0].name
             self.backend = "onnxruntime"
         else:
@@ -45,6 +50,19 @@ class Predictor:
             self._model, _ = load_model(self.model_dir)
             self._torch = torch
             self.backend = "torch"
+        self._check_answers()
+
+    def _check_answers(self) -> None:
+        """One blank image through the network: loads lazily-initialised kernels before the first request, and
+        refuses a model whose outputs do not match its class names (e.g. an ONNX file from another export)."""
+        try:
+            out = self.logits(np.zeros((2, 1, 28, 28), dtype=np.float32))
+        except Exception as e:  # an ONNX graph with another input shape fails inside onnxruntime
+            raise UsageError(f"{self.model_dir}: the model cannot take (N, 1, 28, 28) images ({type(e).__name__}); "
+                             "export it again") from None
+        if out.shape != (2, len(self.class_names)):
+            raise UsageError(f"{self.model_dir}: the model answers {out.shape[1:]} values per image but config.json "
+                             f"names {len(self.class_names)} classes; export it again")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -55,6 +73,28 @@ class Predictor:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.logits(x).astype(np.float64))
+
+
+def check_servable(config: dict, model_dir: Path) -> list[str]:
+    """The class names, once the config says the model takes plain 28x28 pixels (what every client sends).
+
+    A run trained on pixel-permuted images (the locality probe) would answer plain images with confident
+    nonsense; ``export``, ``serve``, ``predict`` and the SageMaker handlers all refuse it here, in one place.
+    """
+    data = config.get("data")
+    pixels = data.get("pixels", "original") if isinstance(data, dict) else "original"
+    if pixels != "original":
+        raise UsageError(f"{model_dir} was trained on pixel-permuted images (the locality probe); it cannot "
+                         "answer plain images: serve or export a run trained on original pixels")
+    names = config.get("class_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise UsageError(f"{model_dir / 'config.json'} has no class_names list; give a directory written by "
+                         "'convlens train' or 'convlens export'")
+    contract = config.get("input")
+    if not (isinstance(contract, dict) and contract.get("shape") == [1, 28, 28]):
+        raise UsageError(f"{model_dir / 'config.json'}: the model's input is not (1, 28, 28) images "
+                         f"(input: {contract!r})")
+    return list(names)
 
 
 def _has_onnxruntime() -> bool:
