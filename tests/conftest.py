@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convlens.config import TrainConfig, resolve_recipe
 from convlens.data import load_dataset
 from convlens.data.dataset import ImageDataset
 from convlens.data.idx import IdxFileSpec, encode_idx
 from convlens.data.sources import DatasetManifest
 from convlens.errors import DataError
+from convlens.runs import run_training
+from convlens.serving.export import export_run
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +30,13 @@ def fashion() -> ImageDataset:
 
 
 def write_tiny_dataset(directory: Path, *, n_train: int = 60, n_test: int = 20, gz: bool = True,
-                       seed: int = 0) -> tuple[DatasetManifest, dict[str, np.ndarray]]:
+                       seed: int = 0, train_labels: np.ndarray | None = None
+                       ) -> tuple[DatasetManifest, dict[str, np.ndarray]]:
     """Write a small random MNIST-style dataset; returns its manifest (with true checksums) and the arrays."""
     rng = np.random.default_rng(seed)
     arrays = {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+        "train_labels": (np.arange(n_train) % 10).astype(np.uint8) if train_labels is None else train_labels,
         "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
         "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
     }
@@ -77,3 +81,14 @@ def record_page_problems(page) -> list[str]:
     page.on("requestfailed", lambda req: problems.append(f"failed load: {req.url}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     return problems
+
+
+@pytest.fixture(scope="session")
+def exported(fashion, tmp_path_factory):
+    """A seed-001 CNN trained briefly on real data, exported with ONNX: (model dir, training metrics)."""
+    root = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(model="cnn-16-32", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
+                      test_subset=1_000)
+    result = run_training(cfg, root / "run", dataset=fashion)
+    export_run(root / "run", root / "model", onnx=True)
+    return root / "model", result.metrics

@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,50 @@ def test_report_refuses_a_results_file_of_another_format(study, tmp_path, capsys
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "has format 'convlens-study/1'" in err
     assert not (old / "report.html").exists()
+
+
+def _figure_paths(node, path=()):
+    """(key path, value) of every string in results.json that names a .png."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _figure_paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _figure_paths(v, (*path, i))
+    elif isinstance(node, str) and node.endswith(".png"):
+        yield path, node
+
+
+@pytest.mark.parametrize("escape", ["../secret.png", "ABSOLUTE", "figures/link.png"])
+def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path, capsys, escape):
+    out, _ = study
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((out / "figures" / next(p.name for p in (out / "figures").glob("*.png"))).read_bytes())
+    (copy / "figures" / "link.png").symlink_to(secret)
+    results = _results(copy)
+    (key, _), *_ = list(_figure_paths(results))
+    node = results
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = str(secret) if escape == "ABSOLUTE" else escape
+    (copy / "results.json").write_text(json.dumps(results))
+    (copy / "report.html").unlink()
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "outside the study directory" in err and len(err.strip().splitlines()) == 1
+    assert not (copy / "report.html").exists()
+
+
+def test_report_on_an_altered_results_file_is_one_line(study, tmp_path, capsys):
+    out, _ = study
+    results = _results(out)
+    del results["study"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete or altered" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("argv, message", [

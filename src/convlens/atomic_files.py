@@ -27,8 +27,11 @@ _UMASK = _current_umask()  # read once at import: os.umask can only be read by s
 def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would have
         with os.fdopen(fd, "wb") as f:
@@ -36,11 +39,22 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk or a read-only directory: the old file stays, the temp file goes
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` with the file it was about: write() and fsync() errors (ENOSPC, EIO) carry no file name, and
+    the CLI prints 'No space left on device: PATH' only for errors that name one."""
+    if error.filename is not None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:

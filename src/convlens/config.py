@@ -98,3 +98,31 @@ class TrainConfig(BaseModel):
             return canonical_name(name)
         except UsageError as e:
             raise ValueError(str(e)) from None
+
+
+MAX_LEVELS = 50  # levels of one factor: each is trained seeds times, so more is a mistake, not a design
+MAX_CONFIG_BYTES = 1_000_000  # a spec or study config is a few hundred bytes; a megabyte is not a config
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML spec or config file, parsed safely: no Python objects, no anchors or aliases (nine nested aliases
+    of ten items make a billion-element list that validation would walk for ever), at most a megabyte."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("anchors and aliases (&name / *name) are not supported; write the values out")
+            return super().compose_node(parent, index)
+
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: {path.stat().st_size:,} bytes is too large for a config file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file (YAML is UTF-8 text)") from None
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+

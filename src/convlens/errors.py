@@ -43,6 +43,8 @@ def format_validation_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "spec"
     msg = err["msg"].removeprefix("Value error, ")
-    got = f" (got {err['input']!r})" if loc != "spec" and not isinstance(err.get("input"), dict) else ""
+    shown = repr(err.get("input"))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."  # a 100-item list must not fill the terminal
+    got = f" (got {shown})" if loc != "spec" and not isinstance(err.get("input"), dict) else ""
     more = f"; and {len(e.errors()) - 1} more" if len(e.errors()) > 1 else ""
     return f"{loc}: {msg}{got}{more}"

@@ -22,6 +22,7 @@ from convlens.cloud.sagemaker.launcher import (
     source_tarball,
 )
 from convlens.data.sources import DEBIAN_DIR
+from convlens.errors import ConvlensError
 
 ROLE = "arn:aws:iam::123456789012:role/ConvlensRole"
 
@@ -75,22 +76,53 @@ def test_training_job_request_channels_hyperparameters_image_and_output(aws):
     assert [c["operation"] for c in gw.sent][-2:] == ["CreateTrainingJob", "DescribeTrainingJob"]
 
 
+def model_tar_gz(*names: str) -> bytes:
+    """A gzipped tar holding empty files under ``names``, as SageMaker packs SM_MODEL_DIR."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in names:
+            tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    return buffer.getvalue()
+
+
 def test_deploy_invoke_delete_create_and_remove_everything(aws, tmp_path):
     s = settings("deploy-bucket", inference_instance="ml.t2.medium")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="deploy-bucket")
+    s3.put_object(Bucket="deploy-bucket", Key="convlens/output/j/output/model.tar.gz",
+                  Body=model_tar_gz("config.json", "model.safetensors", "code/requirements.txt", "code/inference.py"))
     gw = Gateway(region="us-east-1")
     names = deploy(gw, s, "s3://deploy-bucket/convlens/output/j/output/model.tar.gz", "fmnist",
-                   source="s3://deploy-bucket/convlens/source/j/sourcedir.tar.gz", poll_s=0.1,
+                   poll_s=0.1,
                    on_status=lambda status: None)
     sm = boto3.client("sagemaker")
     model = sm.describe_model(ModelName=names["model"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://deploy-bucket/convlens/output/j/output/model.tar.gz"
-    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    # The image imports SAGEMAKER_PROGRAM from /opt/ml/model/code: the code inside model.tar.gz, no S3 tarball.
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py",
+                                                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                                                        "SAGEMAKER_REGION": "us-east-1"}
     config = sm.describe_endpoint_config(EndpointConfigName="fmnist-config")
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
     assert sm.describe_endpoint(EndpointName="fmnist")["EndpointConfigName"] == "fmnist-config"
     assert delete(gw, "fmnist") == ["fmnist", "fmnist-config", "fmnist-model"]
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+@pytest.mark.parametrize("body, message", [
+    (model_tar_gz("config.json", "model.safetensors"), "holds no code/inference.py: it comes from a training job "
+                                                       "of an older convlens"),
+    (b"not a tarball", "is not a model.tar.gz (ReadError"),
+])
+def test_deploy_refuses_a_model_without_its_code_before_creating_anything(aws, body, message):
+    boto3.client("s3").create_bucket(Bucket="old-bucket")
+    boto3.client("s3").put_object(Bucket="old-bucket", Key="model.tar.gz", Body=body)
+    gw = Gateway(region="us-east-1")
+    with pytest.raises(ConvlensError) as caught:
+        deploy(gw, settings("old-bucket"), "s3://old-bucket/model.tar.gz", "old", wait=False)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert [c["operation"] for c in gw.sent] == ["GetObject"]  # no model, config or endpoint was created
 
 
 def test_dry_run_prints_requests_and_sends_nothing(aws, capsys):
@@ -123,8 +155,9 @@ def test_source_tarball_holds_package_entry_and_requirements_without_torch():
     with tarfile.open(fileobj=io.BytesIO(source_tarball()), mode="r:gz") as tar:
         names = set(tar.getnames())
         requirements = tar.extractfile("requirements.txt").read().decode()
-    assert {"convlens_entry.py", "inference.py", "requirements.txt", "convlens/cloud/sagemaker/train.py",
+    assert {"convlens_entry.py", "requirements.txt", "convlens/cloud/sagemaker/train.py",
             "convlens/serving/page.html"} <= names
+    assert "inference.py" not in names  # serving code travels in model.tar.gz (code/), written by the job
     assert "torch" not in requirements  # the container brings its own torch
     assert not any("__pycache__" in n for n in names)
 

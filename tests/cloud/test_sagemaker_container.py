@@ -1,35 +1,71 @@
-"""The SageMaker training entry point in an /opt/ml-shaped tree, and the serving-container handlers."""
+"""The SageMaker containers' side, run through AWS's own toolkits.
+
+Training: sagemaker-training's trainer (what the PyTorch training image's `train` command runs) in an
+/opt/ml-shaped tree, with the launcher's source tarball as the submit directory.
+Serving: sagemaker-pytorch-inference's handler service and sagemaker-inference's Transformer, loaded and
+called by TorchServe's own Python worker code (ts.model_loader, ts.service) from the unpacked model.tar.gz,
+as the inference image does; only TorchServe's Java frontend (the HTTP server) is not run.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
+import tarfile
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
 import numpy as np
 import pytest
+import ts
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from PIL import Image
+from sagemaker_inference.errors import BaseInferenceToolkitError
+from sagemaker_pytorch_serving_container import handler_service
+from ts.context import Context, RequestProcessor
 
 from convlens.cloud.sagemaker import inference
+from convlens.cloud.sagemaker.launcher import Gateway, SageMakerSettings, deploy, source_tarball
 from convlens.data.sources import DEBIAN_DIR
 from convlens.serving.inputs import InputError
 from convlens.serving.predictor import Predictor
 
+JSON = "application/json"
 
-def opt_ml(root: Path, hyperparameters: dict | None) -> dict[str, str]:
-    """An /opt/ml-shaped tree under ``root`` with the real data as the 'training' channel; returns the env."""
+
+def clean_env() -> dict[str, str]:
+    # Nothing of the caller's SageMaker settings, and bytecode written (evidence of where code was imported).
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SM_", "SAGEMAKER_")) and k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def training_channel(root: Path) -> Path:
     if not DEBIAN_DIR.is_dir():
         pytest.fail("needs the Debian package dataset-fashion-mnist (installed by .ci/run and make test)")
     channel = root / "input" / "data" / "training"
     channel.mkdir(parents=True)
     for path in DEBIAN_DIR.glob("*.gz"):
         (channel / path.name).symlink_to(path)
+    return channel
+
+
+def opt_ml(root: Path, hyperparameters: dict | None) -> dict[str, str]:
+    """An /opt/ml-shaped tree under ``root`` with the real data as the 'training' channel; returns the env
+    with which to run the entry point directly."""
+    channel = training_channel(root)
     config = root / "input" / "config"
     config.mkdir(parents=True)
     if hyperparameters is not None:
         (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env = clean_env()
     env.update(SM_INPUT_CONFIG_DIR=str(config), SM_CHANNEL_TRAINING=str(channel), SM_MODEL_DIR=str(root / "model"),
                SM_OUTPUT_DATA_DIR=str(root / "output" / "data"), SM_OUTPUT_DIR=str(root / "output"))
     return env
@@ -40,26 +76,70 @@ def run_entry(env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+def run_training_toolkit(root: Path, hyperparameters: dict[str, str]) -> subprocess.CompletedProcess:
+    """What the training image does: its `train` command (sagemaker_training.cli.train -> trainer.train) reads
+    /opt/ml/input/config, unpacks sagemaker_submit_directory into /opt/ml/code, pip-installs its
+    requirements.txt and runs sagemaker_program there (entry_point.run)."""
+    training_channel(root)
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    (root / "sourcedir.tar.gz").write_bytes(source_tarball())
+    # As CreateTrainingJob receives them from the launcher: strings, the toolkit's own keys JSON-encoded.
+    hps = {**hyperparameters, "sagemaker_program": json.dumps("convlens_entry.py"),
+           "sagemaker_submit_directory": json.dumps(str(root / "sourcedir.tar.gz")),
+           "sagemaker_region": json.dumps("us-east-1")}
+    (config / "hyperparameters.json").write_text(json.dumps(hps))
+    (config / "inputdataconfig.json").write_text(json.dumps({"training": {
+        "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}))
+    (config / "resourceconfig.json").write_text(json.dumps({
+        "current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
+    env = clean_env()
+    env.update(SAGEMAKER_BASE_DIR=str(root),  # the toolkit's stand-in for /opt/ml
+               SM_STUDIO_LOCAL_MODE="true",  # the toolkit's switch to skip waiting for DNS of the host 'algo-1'
+               PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")  # requirements.txt from this venv only
+    return subprocess.run([sys.executable, "-m", "sagemaker_training.cli.train"], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("opt_ml")
     # String values, as CreateTrainingJob sends them; one JSON-encoded, as the SageMaker SDK sends them.
-    env = opt_ml(root, {"model": "cnn-16-32", "epochs": "1", "batch-size": '"128"', "set": "kernel_size=5",
-                        "train-subset": "4000", "test-subset": "1000", "seed": "3", "onnx": "true",
-                        "sagemaker_program": "train.py"})
-    return root, run_entry(env)
+    proc = run_training_toolkit(root, {"model": "cnn-16-32", "epochs": "1", "batch-size": '"128"',
+                                       "set": "kernel_size=5", "train-subset": "4000", "test-subset": "1000",
+                                       "seed": "3", "onnx": "true"})
+    return root, proc
 
 
-def test_training_entry_point_follows_the_container_contract(trained):
+def test_training_toolkit_runs_the_entry_point_from_the_source_tarball(trained):
     root, proc = trained
-    assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in (root / "model").iterdir()} == {"model.safetensors", "config.json", "model.onnx"}
-    config = json.loads((root / "model" / "config.json").read_text())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (root / "output" / "success").is_file() and not (root / "output" / "failure").exists()
+    # The toolkit unpacked the tarball into code/ and the entry script imported convlens from there.
+    assert (root / "code" / "convlens_entry.py").is_file()
+    assert list((root / "code" / "convlens" / "cloud" / "sagemaker" / "__pycache__").glob("train.*.pyc"))
+    model = root / "model"
+    assert {p.name for p in model.iterdir()} == {"model.safetensors", "config.json", "model.onnx", "code"}
+    config = json.loads((model / "config.json").read_text())
     assert config["model"]["spec"]["kernel_size"] == 5 and config["source_run"]["seed"] == 3
     metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
     assert metrics["status"] == "done" and metrics["epochs_run"] == 1 and metrics["test_accuracy"] > 0.5
-    assert f"test_accuracy={metrics['test_accuracy']:.4f}" in proc.stdout
-    assert not (root / "output" / "failure").exists()
+    assert f"test_accuracy={metrics['test_accuracy']:.4f}" in proc.stdout + proc.stderr
+    assert not list((root / "output" / "data").glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_model_directory_carries_the_serving_code(trained):
+    root, _ = trained
+    code = root / "model" / "code"
+    assert (code / "inference.py").read_text().startswith("from convlens.cloud.sagemaker.inference import")
+    requirements = (code / "requirements.txt").read_text().split()
+    assert "onnxruntime" in requirements and not any(r.startswith("torch") for r in requirements)
+    source = Path(inference.__file__).parents[2]  # the convlens package these tests import
+    expected = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()
+                and "__pycache__" not in p.parts}
+    shipped = {p.relative_to(code / "convlens").as_posix() for p in (code / "convlens").rglob("*") if p.is_file()}
+    assert shipped == expected
+    assert not (root / "model" / ".code.tmp").exists()
 
 
 @pytest.mark.parametrize("hyperparameters, message", [
@@ -73,6 +153,16 @@ def test_failures_are_written_to_the_failure_file(tmp_path, hyperparameters, mes
     failure = (tmp_path / "output" / "failure").read_text()
     assert message in failure and len(failure.splitlines()[0]) <= 1024
     assert not (tmp_path / "model").exists()
+    assert [p.name for p in (tmp_path / "output").iterdir()] == ["failure"]  # no temporary file left
+
+
+def test_the_toolkit_keeps_our_one_line_failure_reason(tmp_path):
+    proc = run_training_toolkit(tmp_path, {"model": "nope"})
+    assert proc.returncode != 0
+    # trainer.train writes its own "Framework Error: <traceback>" only where no failure file exists yet.
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith("unknown model 'nope'") and "Traceback" not in failure
+    assert not (tmp_path / "output" / "success").exists()
 
 
 def test_missing_channel_and_sm_hps(tmp_path):
@@ -86,20 +176,211 @@ def test_missing_channel_and_sm_hps(tmp_path):
     assert "unknown model 'nope'" in (tmp_path / "hps" / "output" / "failure").read_text()
 
 
-def test_inference_handlers_share_the_server_decoding(trained, fashion):
-    root, proc = trained
-    assert proc.returncode == 0, proc.stderr
+def test_inference_steps_share_the_server_decoding(trained, fashion):
+    root, _ = trained
     model = inference.model_fn(str(root / "model"))
     assert isinstance(model, Predictor)
     x = (fashion.test_images[:2] / 255.0).reshape(2, 28, 28, 1)
-    data = inference.input_fn(json.dumps(x.tolist()), "application/json")
-    prediction = inference.predict_fn(data, model)
-    body, content_type = inference.output_fn(prediction, "application/json")
+    data = inference.input_fn(json.dumps(x.tolist()), JSON)
+    body, content_type = inference.output_fn(inference.predict_fn(data, model), "text/html, application/*;q=0.8")
     decoded = json.loads(body)
-    assert content_type == "application/json" and len(decoded["predictions"]) == 2
+    assert content_type == JSON and decoded["classes"] == model.class_names
+    assert np.allclose(decoded["predictions"], model.predict(x.reshape(2, 1, 28, 28)), atol=1e-6)
     assert np.allclose(np.sum(decoded["predictions"], axis=1), 1.0, atol=1e-5)
-    assert decoded["classes"] == model.class_names
-    with pytest.raises(InputError, match="unsupported accept type"):
-        inference.output_fn(prediction, "text/csv")
-    with pytest.raises(InputError, match="unsupported shape"):
-        inference.input_fn(b"[[1, 2, 3]]", "application/json")
+    # A client mistake is an InputError (as the local server catches it) and the toolkit's own error type.
+    for call, status, message in [(lambda: inference.output_fn({}, "text/csv"), 406, "unsupported accept type"),
+                                  (lambda: inference.input_fn(b"[[1, 2, 3]]", JSON), 400, "unsupported shape"),
+                                  (lambda: inference.input_fn(b"1,2", "text/csv"), 415, "unsupported content")]:
+        with pytest.raises(InputError, match=message) as caught:
+            call()
+        assert isinstance(caught.value, BaseInferenceToolkitError)
+        assert caught.value.status == caught.value.status_code == status
+        assert caught.value.phrase == HTTPStatus(status).phrase
+
+
+def test_steps_and_transform_fn_work_without_the_toolkit(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", None)  # an import of it now fails
+    inference._client_error_type.cache_clear()
+    try:
+        with pytest.raises(InputError, match="unsupported shape") as caught:
+            inference.input_fn(b"[[1, 2, 3]]", JSON)
+        assert type(caught.value) is InputError and caught.value.status == 400
+        with pytest.raises(InputError, match="unsupported accept type") as caught:  # no context to answer on
+            inference.transform_fn(None, b"[[1, 2, 3]]", JSON, "text/csv", None)
+        assert type(caught.value) is InputError and caught.value.status == 406
+    finally:
+        inference._client_error_type.cache_clear()
+
+
+# (name, content type, accept, body, status, message); a body of None is a valid request's.
+MISTAKES = [
+    ("garbage JSON", JSON, JSON, b'{"instances": [[0.1, ', 400, "not valid JSON"),
+    ("wrong shape", JSON, JSON, b"[[1, 2, 3]]", 400, "unsupported shape [1, 3]"),
+    ("unknown content type", "text/csv", JSON, b"0.1,0.2", 415, "unsupported content type 'text/csv'"),
+    ("unsupported accept", JSON, "text/csv", None, 406, "unsupported accept type 'text/csv'"),
+]
+
+
+def test_toolkit_honours_the_steps_errors_without_transform_fn(trained, fashion, tmp_path, monkeypatch):
+    """The steps alone as the user module (no transform_fn): the Transformer's handle_error gives their status."""
+    root, _ = trained
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "convlens_steps.py").write_text(
+        "from convlens.cloud.sagemaker.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "convlens_steps.py")
+    monkeypatch.setenv("PYTHONPATH", "")  # DefaultHandlerService.initialize prepends model_dir/code to it
+    try:
+        service = handler_service.HandlerService()
+        context = Context("model", str(root / "model"), None, 1, None, ts.__version__)
+        service.initialize(context)  # Transformer.validate_and_initialize: imports the module, calls model_fn
+        valid = json.dumps((fashion.test_images[:1] / 255.0).tolist()).encode()
+        for name, content_type, accept, body, status, message in MISTAKES + [("valid", JSON, JSON, valid, 200, "")]:
+            context.request_processor = [RequestProcessor({"Content-Type": content_type, "Accept": accept})]
+            [answer] = service.handle([{"body": body or valid}], context)
+            assert context.get_response_status(0)[0] == status, (name, answer)
+            if status == 200:
+                assert len(json.loads(answer)["predictions"]) == 1
+            else:
+                assert message in answer.splitlines()[0], (name, answer)  # handle_error: message, then traceback
+    finally:
+        sys.modules.pop("convlens_steps", None)
+
+
+# TorchServe's Python worker, as model_service_worker.py drives it after the frontend's load and predict
+# commands: the loader imports the handler module by its file name and calls HandlerService.initialize
+# (model_fn); Service.predict calls handle (Transformer.transform) and encodes the answer for the frontend.
+WORKER = r"""
+import base64, importlib, json, os, sys
+import ts
+import sagemaker_inference.environment as toolkit_env
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+from ts.model_loader import ModelLoaderFactory
+
+model_dir, handler, out = sys.argv[1:4]
+assert toolkit_env.model_dir == model_dir and toolkit_env.code_dir == os.path.join(model_dir, "code")
+importlib.import_module(os.path.basename(handler.split(":")[0])[:-3])  # the toolkit's own imports come first
+before = set(sys.modules)
+metrics = MetricsCacheYamlImpl(os.path.join(os.path.dirname(ts.__file__), "configs", "metrics.yaml"))
+metrics.initialize_cache()
+metrics.model_name = "model"
+service = ModelLoaderFactory.get_model_loader().load("model", model_dir, handler, None, 1, None, True, metrics)
+service.set_cl_socket(None)
+answers = []
+for i, request in enumerate(json.load(sys.stdin)):
+    headers = [{"name": k.encode(), "value": v.encode()} for k, v in request["headers"].items()]
+    body = {"name": "body", "contentType": request["headers"]["Content-Type"],
+            "value": base64.b64decode(request["body"])}
+    frame = service.predict([{"requestId": b"r%d" % i, "headers": headers, "parameters": [body]}])
+    answers.append(base64.b64encode(bytes(frame)).decode())
+loaded = sorted({name.split(".")[0] for name in set(sys.modules) - before})
+with open(out, "w") as f:
+    json.dump({"answers": answers, "loaded": loaded, "convlens": sys.modules["convlens"].__file__}, f)
+"""
+
+
+def decode_predict_response(frame: bytes) -> dict:
+    """One request's answer from ts.protocol.otf_message_handler.create_predict_response's frame."""
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        pos += n
+        return frame[pos - n:pos]
+
+    def integer() -> int:
+        return struct.unpack("!i", take(4))[0]
+
+    batch_code, _batch_message = integer(), take(integer())
+    _request_id = take(integer())
+    content_type = take(integer()).decode()
+    status, phrase = integer(), take(integer()).decode()
+    headers = {take(integer()).decode(): take(integer()).decode() for _ in range(integer())}
+    body = take(integer())
+    assert integer() == -1 and pos == len(frame)  # end of the list: exactly one answer
+    return {"batch_code": batch_code, "content_type": content_type, "status": status, "phrase": phrase,
+            "headers": headers, "body": body}
+
+
+def dependency_closure(names: list[str]) -> set[str]:
+    """The distributions that installing ``names`` brings: them and their requirements, recursively."""
+    todo, seen = [Requirement(n).name for n in names], set()
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            needs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        todo += [r.name for r in map(Requirement, needs) if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return seen
+
+
+def test_model_tar_gz_loads_and_answers_in_the_inference_toolkit(trained, fashion, tmp_path):
+    root, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # model.tar.gz as SageMaker packs SM_MODEL_DIR at the end of the job, unpacked where the image puts it.
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted((root / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    archive.seek(0)
+    model_dir = tmp_path / "opt_ml" / "model"
+    with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+        tar.extractall(model_dir, filter="data")
+    # The environment deploy() gives the model, then the paths the image adds: sagemaker-pytorch-inference's
+    # torchserve._set_python_path prepends the code dir to PYTHONPATH, and TorchServe's frontend
+    # (EnvironmentUtils.getEnvString) puts the handler's directory before it and the model directory after.
+    gw = Gateway(region="us-east-1", dry_run=True, echo=lambda line: None)
+    deploy(gw, SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/R", bucket="models"),
+           "s3://models/model.tar.gz", "e", wait=False)
+    [create_model] = [c["params"] for c in gw.sent if c["operation"] == "CreateModel"]
+    handler = handler_service.__file__ + ":handle"  # sagemaker_pytorch_serving_container.serving.HANDLER_SERVICE
+    env = {**clean_env(), **create_model["PrimaryContainer"]["Environment"],
+           "SAGEMAKER_BASE_DIR": str(model_dir.parent),  # the toolkits' stand-in for /opt/ml
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(handler_service.__file__), str(model_dir / "code"),
+                                          str(model_dir)])}
+    x = (fashion.test_images[:2] / 255.0).reshape(2, 28, 28, 1)
+    png = io.BytesIO()
+    Image.fromarray(fashion.test_images[0]).save(png, format="PNG")
+    requests = [(JSON, JSON, json.dumps(x.tolist()).encode()), ("image/png", "*/*", png.getvalue())]
+    requests += [(ct, accept, body if body is not None else requests[0][2]) for _, ct, accept, body, *_ in MISTAKES]
+    stdin = json.dumps([{"headers": {"Content-Type": ct, "Accept": accept}, "body": base64.b64encode(body).decode()}
+                        for ct, accept, body in requests])
+    out = tmp_path / "answers.json"
+    worker = subprocess.run([sys.executable, "-P", "-c", WORKER, str(model_dir), handler, str(out)], input=stdin,
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert Path(result["convlens"]).is_relative_to(model_dir / "code")  # the model's own copy, not this checkout
+    answers = [decode_predict_response(base64.b64decode(a)) for a in result["answers"]]
+    assert all(a["batch_code"] == 200 for a in answers)  # the batch itself went through; statuses are per request
+
+    ok, image = answers[0], answers[1]
+    assert ok["status"] == 200 and ok["content_type"] == JSON
+    decoded = json.loads(ok["body"])
+    direct = Predictor(root / "model")
+    expected = direct.predict(x.reshape(2, 1, 28, 28).astype(np.float32))
+    assert np.allclose(decoded["predictions"], expected, atol=2e-6) and decoded["classes"] == direct.class_names
+    assert image["status"] == 200 and np.isclose(sum(json.loads(image["body"])["predictions"][0]), 1.0, atol=1e-5)
+
+    for (name, _, _, _, status, message), answer in zip(MISTAKES, answers[2:], strict=True):
+        assert (answer["status"], answer["phrase"]) == (status, HTTPStatus(status).phrase), (name, answer)
+        assert answer["content_type"] == JSON and answer["body"].count(b"\n") == 0, (name, answer)
+        error = json.loads(answer["body"])
+        assert list(error) == ["error"] and message in error["error"], (name, error)
+        assert "Traceback" not in error["error"]
+
+    # Everything the model and the requests imported beyond the toolkit's own imports is the image's torch,
+    # installed by code/requirements.txt (the image runs pip on it at start) or the model's own code.
+    requirements = (model_dir / "code" / "requirements.txt").read_text().split()
+    installed = dependency_closure(["torch", *requirements])
+    owners = packages_distributions()
+    foreign = {canonicalize_name(dist) for name in result["loaded"]
+               if name not in sys.stdlib_module_names and name not in {"convlens", "inference"}
+               for dist in owners.get(name, [name])}
+    assert foreign <= installed, foreign - installed
+    assert re.search(r"\bPIL\b", " ".join(result["loaded"]))  # the PNG request exercised pillow

@@ -1,4 +1,4 @@
-"""Shared serving fixtures: a real model trained briefly and exported (with ONNX), and a live server."""
+"""Shared serving fixtures: a live server for the exported model (tests/conftest.py: ``exported``)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from convlens.config import TrainConfig, resolve_recipe
-from convlens.runs import run_training
-from convlens.serving.export import export_run
-
-
-@pytest.fixture(scope="session")
-def exported(fashion, tmp_path_factory):
-    """A seed-001 CNN trained briefly on real data, exported with ONNX: (model dir, training metrics)."""
-    root = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig(model="cnn-16-32", recipe=resolve_recipe("fast", {"epochs": 2}), train_subset=6_000,
-                      test_subset=1_000)
-    result = run_training(cfg, root / "run", dataset=fashion)
-    export_run(root / "run", root / "model", onnx=True)
-    return root / "model", result.metrics
 
 
 def free_port() -> int:

@@ -38,7 +38,10 @@ def experiment_run(
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and run everything again.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Discard this experiment's runs and run everything "
+                                        "again (only an experiment directory's own runs are deleted).")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again (finished ones "
+                                               "are kept).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
@@ -50,9 +53,13 @@ def experiment_run(
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
                         train_subset=train_subset, test_subset=test_subset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
-    p = plan(spec, out_dir, force=force)
+    p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
     total = len(p.jobs) + p.done + p.failed
     progress = RunsProgress(quiet)
+    if force:
+        progress.line(describe_deleted(p.deleted, out_dir))
+    if p.retried:
+        progress.line(f"retrying {p.retried} failed run(s)")
     progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
                   f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run with {workers} worker(s)")
     progress.start(len(p.jobs), weighted=False)
@@ -62,6 +69,15 @@ def experiment_run(
         progress.close()
     print_experiment_table(summary)
     progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
+
+
+def describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
+    if not deleted:
+        return f"--force: nothing to delete in {root}"
+    runs = [p for p in deleted if p.name.startswith("seed")]
+    others = sorted({p.name for p in deleted} - {p.name for p in runs})
+    return (f"--force: deleted {len(runs)} run(s) under {root / 'runs'}"
+            + (f" and {', '.join(others)}" if others else ""))
 
 
 @app.command("plan")

@@ -82,7 +82,7 @@ def sagemaker_deploy(
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix,
                          inference_instance=instance_type, inference_image=image)
     names = deploy(_gateway(region, dry_run), settings, settings.s3("output", job_name, "output", "model.tar.gz"),
-                   endpoint, source=settings.s3("source", job_name, "sourcedir.tar.gz"), wait=wait,
+                   endpoint, wait=wait,
                    on_status=lambda status: out.print(f"endpoint: {status}"))
     if not dry_run:
         out.print(f"endpoint {names['endpoint']} created (model {names['model']}, config {names['config']})")

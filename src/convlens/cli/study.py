@@ -24,7 +24,9 @@ def study_cmd(
                                        "depth 1/2/3, filters; no time budget.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,
     data_dir: DataDirOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Discard finished runs and train everything again.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Discard the experiments' runs and train everything "
+                                        "again (only runs the study's experiment directories own).")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train failed runs again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
@@ -37,7 +39,8 @@ def study_cmd(
                                workers=workers)
     progress = StudyProgress(quiet)
     try:
-        results = run_study(config, out_dir, events=progress, force=force, data_dir=data_dir)
+        results = run_study(config, out_dir, events=progress, force=force, retry_failed=retry_failed,
+                            data_dir=data_dir)
     finally:
         progress.close()
     cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]

@@ -147,5 +147,13 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
 
 def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST) -> dict[str, np.ndarray]:
     """Read and verify every file; returns role -> uint8 array."""
-    return {role: parse_idx(read_file_bytes(path), manifest.files[role], path)
-            for role, path in located.paths.items()}
+    arrays = {role: parse_idx(read_file_bytes(path), manifest.files[role], path)
+              for role, path in located.paths.items()}
+    n_classes = len(manifest.class_names)
+    for role in ("train_labels", "test_labels"):
+        if role in arrays and len(arrays[role]) and int(arrays[role].max()) >= n_classes:
+            # A checksum only proves the file is the one the manifest names; a label past the class list would
+            # index out of the loss and every per-class table.
+            raise DataError(f"{located.paths[role]}: label {int(arrays[role].max())} is out of range for "
+                            f"{n_classes} classes (0..{n_classes - 1})")
+    return arrays

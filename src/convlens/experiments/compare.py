@@ -27,6 +27,11 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
     with the same seed are refused (a seed would count twice)."""
     groups: dict[str, dict[str, Any]] = {}
     for directory in dict.fromkeys(Path(d).resolve() for d in run_dirs):
+        if not (directory / "config.json").is_file() and (directory / "metrics.json").is_file():
+            metrics = read_metrics(directory)
+            if status_of(metrics) == "failed":  # the run died before it wrote its config (e.g. no data)
+                raise UsageError(f"{directory} failed before training started ({metrics.get('reason')}); leave it "
+                                 "out or run it again")
         config, metrics = read_config(directory), read_metrics(directory)
         try:
             identity = run_identity(config)

@@ -10,6 +10,7 @@ import os
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -18,7 +19,7 @@ from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig
 from convlens.data.dataset import ImageDataset
 from convlens.errors import ConvlensError, TrainingDiverged
-from convlens.runs import METRICS_FILE
+from convlens.runs import CONFIG_FILE, METRICS_FILE
 
 
 @dataclass(frozen=True)
@@ -74,23 +75,72 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], None]) -> list[JobResult]:
-    """Execute ``jobs`` (``workers`` processes, or in-process for 1); ``on_result`` is called as each ends."""
+WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g. out of memory, or a crash); "
+               "it also died when run alone")
+
+
+def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], None],
+             execute_job: Callable[[Job], JobResult] = execute) -> list[JobResult]:
+    """Execute ``jobs`` (``workers`` processes, or in-process for 1); ``on_result`` is called as each ends.
+
+    A worker killed by the OS (out of memory) breaks the whole process pool. The sweep goes on: the runs that
+    had started are run again one at a time in a fresh process, so the one that kills its process is found and
+    recorded as failed with the reason, the others finish; runs that had not started go back in the queue.
+    """
     results = []
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            result = execute(job)
+            result = execute_job(job)
             on_result(result)
             results.append(result)
         return results
     threads = threads_per_run(workers)
-    jobs = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads, "workers": workers}), j.directory)
-            for j in jobs]
+    queue = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads, "workers": workers}), j.directory)
+             for j in jobs]
+    while queue:
+        broken = _run_pool(queue, workers, threads, execute_job, on_result, results)
+        started = [job for job in broken if (job.directory / CONFIG_FILE).exists()]
+        queue = [job for job in broken if job not in started]
+        for job in started:  # alone, so a second death names the run that causes it
+            results.extend(_run_alone(job, threads, execute_job, on_result))
+        if broken and not started and len(queue) == len(broken):  # no run even started: do not loop forever
+            for job in queue:
+                results.append(_record_failure(job, "its worker process died before the run started (killed by the "
+                                                    "OS, or the worker could not start)", on_result))
+            queue = []
+    return results
+
+
+def _run_pool(jobs: list[Job], workers: int, threads: int, execute_job: Callable[[Job], JobResult],
+              on_result: Callable[[JobResult], None], results: list[JobResult]) -> list[Job]:
+    """Run ``jobs`` in a pool; returns the jobs lost when the pool broke (none if it did not)."""
+    broken = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(execute, job) for job in jobs]
+        futures = {pool.submit(execute_job, job): job for job in jobs}
         for future in as_completed(futures):
-            result = future.result()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                broken.append(futures[future])
+                continue
             on_result(result)
             results.append(result)
+    return sorted(broken, key=jobs.index)
+
+
+def _run_alone(job: Job, threads: int, execute_job: Callable[[Job], JobResult],
+               on_result: Callable[[JobResult], None]) -> list[JobResult]:
+    (job.directory / CONFIG_FILE).unlink(missing_ok=True)  # what the killed attempt left
+    results: list[JobResult] = []
+    if _run_pool([job], 1, threads, execute_job, on_result, results):
+        return [_record_failure(job, WORKER_DIED, on_result)]
     return results
+
+
+def _record_failure(job: Job, reason: str, on_result: Callable[[JobResult], None]) -> JobResult:
+    job.directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(job.directory / METRICS_FILE, {"status": "failed", "reason": reason, "traceback": None})
+    result = JobResult(job.level, job.seed, "failed", reason)
+    on_result(result)
+    return result

@@ -18,26 +18,31 @@ class Plan:
     store: RunStore
     jobs: list[Job]  # pending runs, in the order they will start
     done: int
-    failed: int
+    failed: int  # failed runs kept as they are (with retry_failed they are among the jobs instead)
+    retried: int = 0  # failed runs that are run again
+    deleted: tuple[Path, ...] = ()  # what force discarded
 
 
-def plan(spec: ExperimentSpec, out: Path, *, force: bool = False) -> Plan:
-    """Resolve every level, check one factor changes, write experiment.json, list the pending runs."""
+def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: bool = False) -> Plan:
+    """Resolve every level, check one factor changes, write experiment.json, list the pending runs (and the
+    failed ones, with ``retry_failed``)."""
     levels = resolve_levels(spec)
     diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
     store = RunStore(out)
-    store.prepare(spec, levels, reference_level(spec, levels).label, diff, force=force)
-    jobs, done, failed = [], 0, 0
+    deleted = store.prepare(spec, levels, reference_level(spec, levels).label, diff, force=force)
+    jobs, done, failed, retried = [], 0, 0, 0
     for seed in range(spec.seeds):  # seed-major: every level gets seed 0 before any gets seed 1
         for level in levels:
             status = store.status(level.label, seed)
             if status == "done":
                 done += 1
-            elif status == "failed":
+                continue
+            if status == "failed" and not retry_failed:
                 failed += 1
-            else:
-                jobs.append(Job(level.label, seed, level.for_seed(seed), store.run_dir(level.label, seed)))
-    return Plan(store, jobs, done, failed)
+                continue
+            retried += status == "failed"
+            jobs.append(Job(level.label, seed, level.for_seed(seed), store.run_dir(level.label, seed)))
+    return Plan(store, jobs, done, failed, retried, tuple(deleted))
 
 
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,

@@ -11,10 +11,9 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.config import DEFAULT_RECIPE, RECIPES, Recipe, TrainConfig, resolve_recipe
+from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, Recipe, TrainConfig, read_yaml, resolve_recipe
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
 from convlens.models.spec import CNNSpec, MLPSpec
@@ -34,7 +33,7 @@ class Factor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    levels: Annotated[list[Any], Field(min_length=2)]
+    levels: Annotated[list[Any], Field(min_length=2, max_length=MAX_LEVELS)]
     reference: Any = None  # default: the first level
 
     @field_validator("name")
@@ -138,11 +137,7 @@ def load_spec(source: str | Path, builtins: dict[str, ExperimentSpec]) -> Experi
     path = Path(source)
     if not path.is_file():
         raise UsageError(f"'{source}' is neither a built-in experiment ({', '.join(builtins)}) nor a YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_spec(data, origin=str(path))
+    return parse_spec(read_yaml(path), origin=str(path))
 
 
 def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:

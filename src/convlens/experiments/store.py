@@ -10,7 +10,6 @@ so a process killed at any moment leaves either a finished run or one that is si
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -19,10 +18,12 @@ from typing import Literal
 from convlens.atomic_files import atomic_write_json
 from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec, Level
+from convlens.models.checkpoint import read_json_object
 from convlens.provenance import package_versions
 from convlens.runs import METRICS_FILE
 
 EXPERIMENT_FILE = "experiment.json"
+ANALYSIS_OUTPUTS = ("summary.json", "runs.csv", "plots")  # written by the analysis from the runs
 RunStatus = Literal["done", "failed", "pending"]
 
 
@@ -54,7 +55,7 @@ class RunStore:
     def metrics(self, level: str, seed: int) -> dict | None:
         """The run's metrics.json, or None while the run is pending."""
         path = self.run_dir(level, seed) / METRICS_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json_object(path, "a run's metrics") if path.is_file() else None
 
     def status(self, level: str, seed: int) -> RunStatus:
         return status_of(self.metrics(level, seed))
@@ -75,14 +76,13 @@ class RunStore:
         return {seed: m for seed, m in self.finished_runs(level, seeds).items() if status_of(m) == "done"}
 
     def read_experiment(self) -> dict:
-        if not self.experiment_file.is_file():
-            raise UsageError(f"{self.root} holds no experiment ({EXPERIMENT_FILE} missing); "
-                             "run 'convlens experiment run' first")
-        return json.loads(self.experiment_file.read_text())
+        return read_json_object(self.experiment_file, f"{self.root} holds no experiment; run 'convlens experiment "
+                                "run' first")
 
     def prepare(self, spec: ExperimentSpec, levels: list[Level], reference: str, diff: dict, *,
-                force: bool) -> None:
-        """Write experiment.json; refuse to mix two different experiments in one directory (unless force)."""
+                force: bool) -> list[Path]:
+        """Write experiment.json; refuse to mix two different experiments in one directory (unless force, which
+        discards what this store owns first). Returns what was deleted."""
         record = {
             "format": "convlens-experiment/1",
             "spec": spec.model_dump(mode="json"),
@@ -93,9 +93,43 @@ class RunStore:
         }
         if self.experiment_file.is_file() and not force:
             self.check_design(spec, record["levels"])
-        if force and (self.root / "runs").exists():
-            shutil.rmtree(self.root / "runs")
+        deleted = self.discard([lv["label"] for lv in record["levels"]]) if force else []
         atomic_write_json(self.experiment_file, record)
+        return deleted
+
+    def discard(self, labels: list[str]) -> list[Path]:
+        """Delete the runs and analysis this store owns, and nothing else: run directories
+        ``runs/<level>/seed<k>`` of the levels recorded in experiment.json or given in ``labels``, and
+        summary.json, runs.csv, plots/. A directory with runs but no experiment.json is not a store (``--out .``
+        would otherwise wipe ./runs, where ``convlens train`` writes): refused, nothing deleted."""
+        runs = self.root / "runs"
+        if not self.experiment_file.is_file():
+            if runs.exists() and any(runs.iterdir()):
+                raise UsageError(f"{self.root} is not an experiment directory ({EXPERIMENT_FILE} missing) but holds "
+                                 f"{runs}: --force deletes only an experiment's own runs, so nothing was deleted; "
+                                 "use another --out")
+            return []
+        recorded = [lv["label"] for lv in self.read_experiment().get("levels", [])]
+        deleted: list[Path] = []
+        for label in dict.fromkeys([*recorded, *labels]):
+            level_dir = runs / slug(label)
+            if not level_dir.is_dir():
+                continue
+            for run in sorted(level_dir.iterdir()):
+                if run.is_dir() and not run.is_symlink() and re.fullmatch(r"seed\d+", run.name):
+                    shutil.rmtree(run)
+                    deleted.append(run)
+            if not any(level_dir.iterdir()):
+                level_dir.rmdir()
+        for name in ANALYSIS_OUTPUTS:
+            path = self.root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                deleted.append(path)
+            elif path.is_file() or path.is_symlink():
+                path.unlink()
+                deleted.append(path)
+        return deleted
 
     def check_design(self, spec: ExperimentSpec, levels: list[dict],
                      fix: str = "use another --out, or --force to discard its runs") -> None:
@@ -103,7 +137,7 @@ class RunStore:
         would mix two designs under one label). Adding or dropping levels keeps the finished runs."""
         if not self.experiment_file.is_file():
             return
-        previous = json.loads(self.experiment_file.read_text())
+        previous = self.read_experiment()
         factors = lambda s: [f and f["name"] for f in (s["factor"], s.get("second_factor"))]  # noqa: E731
         if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(spec.model_dump(mode="json")):
             raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); {fix}")

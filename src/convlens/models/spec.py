@@ -33,11 +33,14 @@ class MLPSpec(_SpecBase):
     dense: tuple[PositiveInt, ...] = (128, 64)
 
 
+MAX_DEPTH = 8  # conv blocks; a 28x28 image with pool 2 vanishes after 4, with pool=none 8 is plenty
+
+
 class CNNSpec(_SpecBase):
     """``depth`` conv blocks (conv -> [bn] -> act -> [pool], or conv -> act -> bn -> pool), then a dense head."""
 
     kind: Literal["cnn"] = "cnn"
-    depth: Annotated[int, Field(ge=1, le=8)] = 3
+    depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 3
     filters: tuple[PositiveInt, ...] = (32, 64, 128)  # one entry per block
     kernel_size: Annotated[int, Field(ge=1, le=15)] = 3
     stride: Annotated[int, Field(ge=1, le=4)] = 1
@@ -52,7 +55,12 @@ class CNNSpec(_SpecBase):
         """``depth`` alone keeps the first filters (or extends by doubling the last); ``filters`` alone sets depth."""
         merged = {**base, **overrides}
         if "depth" in overrides and "filters" not in overrides:
-            depth, filters = int(overrides["depth"]), list(base["filters"])
+            try:
+                depth, filters = int(overrides["depth"]), list(base["filters"])
+            except (TypeError, ValueError):  # 'abc': left for validation to refuse, naming the field
+                return merged
+            if not 1 <= depth <= MAX_DEPTH:  # likewise; and depth=10**9 must not build a billion filters first
+                return merged
             while len(filters) < depth:
                 filters.append(filters[-1] * 2)
             merged["filters"] = tuple(filters[:depth])

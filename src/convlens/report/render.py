@@ -73,8 +73,14 @@ def _render_markdown(results: dict, *, html_facts: bool) -> str:
 
 
 def _embed_images(body: str, root: Path) -> str:
+    inside = root.resolve()
+
     def data_uri(match: re.Match) -> str:
         path = root / html.unescape(match.group(1))
+        # results.json names the figures; a study copied from elsewhere must not make the report embed host
+        # files ("../../home/me/secret.png", an absolute path, a symlink out of the study directory).
+        if not path.resolve().is_relative_to(inside):
+            raise UsageError(f"the report names a figure outside the study directory {root}: {match.group(1)}")
         if not path.is_file():
             raise UsageError(f"the report names a figure that does not exist: {path}")
         return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
@@ -95,9 +101,15 @@ def render_report(out: str | Path) -> tuple[Path, Path]:
         found = results.get("format") if isinstance(results, dict) else None
         raise UsageError(f"{results_path} has format {found!r}, this convlens renders {RESULTS_FORMAT!r}; run "
                          f"'convlens study --out {out}' again (finished runs are reused)")
-    markdown = _render_markdown(results, html_facts=False)
+    try:
+        markdown = _render_markdown(results, html_facts=False)
+        html_markdown = _render_markdown(results, html_facts=True)
+    except (jinja2.UndefinedError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        # A results.json edited by hand or cut short: say so instead of a template traceback.
+        raise UsageError(f"{results_path} is incomplete or altered ({type(e).__name__}: {e}); run 'convlens study "
+                         f"--out {out}' again (finished runs are reused)") from None
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
-    body = _embed_images(md.render(_render_markdown(results, html_facts=True)), out)
+    body = _embed_images(md.render(html_markdown), out)
     page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(
         "page.html.j2").render(body=jinja2.utils.markupsafe.Markup(body), title="convlens study report")
     atomic_write_text(out / "report.md", markdown)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.config import DEFAULT_RECIPE, RECIPES
+from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, read_yaml
 from convlens.errors import UsageError, format_validation_error
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels, with_changes
@@ -25,7 +24,7 @@ class ExperimentChoice(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str  # a built-in experiment (convlens experiment list)
-    levels: Annotated[list[Any], Field(min_length=2)] | None = None  # default: all of the built-in's levels
+    levels: Annotated[list[Any], Field(min_length=2, max_length=MAX_LEVELS)] | None = None  # default: all of the built-in's levels
 
     @field_validator("name")
     @classmethod
@@ -100,10 +99,7 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"study config {path} not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise UsageError(f"{path}: expected a mapping of study options, got {type(loaded).__name__}")
         data.update(loaded)  # on top of the preset; the report prints the resolved config

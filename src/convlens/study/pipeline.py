@@ -97,9 +97,11 @@ def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
     return finished
 
 
-def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, data_dir: Path | None = None) -> ExperimentRuns:
+def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, retry_failed: bool = False,
+                     data_dir: Path | None = None) -> ExperimentRuns:
     """Plan every experiment's pending runs; a run identical to one already done or planned is a copy."""
-    plans = [plan(spec, out / "experiments" / spec.name, force=force) for spec in config.experiment_specs()]
+    plans = [plan(spec, out / "experiments" / spec.name, force=force, retry_failed=retry_failed)
+             for spec in config.experiment_specs()]
     finished = {key: run_dir for key, (run_dir, _) in _finished_runs(plans).items()}
     unique, copies, scheduled = [], [], {}
     for p in plans:
@@ -144,7 +146,7 @@ def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset
 
 
 def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
-              data_dir: Path | None = None, command: str | None = None) -> dict:
+              retry_failed: bool = False, data_dir: Path | None = None, command: str | None = None) -> dict:
     """Run (or resume) the study in ``out``; returns the results written to results.json."""
 
     events = events or StudyEvents()
@@ -155,7 +157,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
 
     with _stage("data", events, seconds, "loading and verifying Fashion-MNIST"):
         full, ds = _load_data(config, data_dir)
-        runs = plan_experiments(config, out, force=force, data_dir=data_dir)
+        runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
         events.planned(sum(costs) + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))

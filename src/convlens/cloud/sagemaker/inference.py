@@ -1,10 +1,21 @@
-"""Handlers for the SageMaker PyTorch serving container (``model_fn``, ``input_fn``, ``predict_fn``,
-``output_fn``). They share the HTTP server's decoding and predictor, so both accept the same requests.
+"""Handlers for the SageMaker PyTorch serving container (``model_fn``, ``transform_fn``; ``input_fn``,
+``predict_fn`` and ``output_fn`` are its steps). They share the HTTP server's decoding and predictor, so both
+accept the same requests and answer a client mistake the same way: its 4xx status and ``{"error": "..."}``.
+
+How the container answers (sagemaker-inference, ``sagemaker_inference/transformer.py``,
+``Transformer.transform``): any exception from a handler becomes ``handle_error``'s response, whose body is
+the message followed by the Python traceback, with the status of a ``BaseInferenceToolkitError`` and 500 for
+everything else, a plain ValueError included. So ``transform_fn`` catches the client's mistakes itself and
+sets the status on the request's context (the one ``handle_error`` uses too), and the steps raise an error
+that is also the toolkit's ``BaseInferenceToolkitError`` when the toolkit is installed, which keeps the
+status right wherever they are used as handlers on their own.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
@@ -13,23 +24,74 @@ from convlens.serving.inputs import InputError, decode
 from convlens.serving.predictor import Predictor
 
 JSON = "application/json"
+ACCEPTED = {JSON, "application/*", "*/*"}
+
+
+@functools.cache
+def _client_error_type() -> type[InputError]:
+    """InputError, or where sagemaker-inference is importable, an InputError that the toolkit honours too."""
+    try:
+        from sagemaker_inference.errors import BaseInferenceToolkitError
+    except ImportError:  # outside the container: the plain error, with the same message and status
+        return InputError
+
+    class ToolkitInputError(InputError, BaseInferenceToolkitError):
+        def __init__(self, message: str, status: int = 400):
+            InputError.__init__(self, message, status)
+            # handle_error answers status_code with phrase as the reason phrase: the standard one, since a
+            # reason phrase must not hold CR/LF and the message is in the body.
+            self.status_code, self.message, self.phrase = status, message, HTTPStatus(status).phrase
+
+    return ToolkitInputError
+
+
+def client_error(error: InputError) -> InputError:
+    return _client_error_type()(str(error), error.status)
 
 
 def model_fn(model_dir: str) -> Predictor:
     return Predictor(model_dir)
 
 
-def input_fn(request_body: bytes | str, request_content_type: str) -> np.ndarray:
+def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.ndarray:
+    # The toolkit hands text/csv and application/json bodies over as str (Transformer.transform decodes UTF-8).
     body = request_body.encode() if isinstance(request_body, str) else request_body
-    return decode(body, request_content_type)
+    try:
+        return decode(body, request_content_type)
+    except InputError as e:
+        raise client_error(e) from None
 
 
 def predict_fn(input_data: np.ndarray, model: Predictor) -> dict[str, Any]:
     return {"predictions": np.round(model.predict(input_data), 6).tolist(), "classes": model.class_names}
 
 
+def response_type(accept: str | None) -> str:
+    """The media type to answer in: JSON, when the Accept header allows it at all (406 otherwise)."""
+    offered = [part.split(";")[0].strip().lower() for part in (accept or JSON).split(",")]
+    if not ACCEPTED & set(offered):
+        raise client_error(InputError(f"unsupported accept type '{accept}'; this model answers {JSON}", status=406))
+    return JSON
+
+
 def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]:
-    media = (accept or JSON).split(";")[0].strip().lower()
-    if media not in (JSON, "*/*"):
-        raise InputError(f"unsupported accept type '{media}'; this model answers {JSON}", status=406)
-    return json.dumps(prediction), JSON
+    return json.dumps(prediction), response_type(accept)
+
+
+def transform_fn(model: Predictor, request_body: bytes | str, content_type: str | None, accept: str | None,
+                 context: Any) -> tuple[str, str]:
+    """One request: a client mistake is answered with its status and a one-line JSON body; anything else
+    propagates to the toolkit (a 500: a bug or a broken model, not the client's doing).
+
+    ``context`` is the model server's (TorchServe or MMS) context, which the toolkit passes to a handler with
+    one parameter more than it calls it with (``Transformer._run_handler_function``); the server keeps one
+    context per model and points it at the current request, so its status applies to this request.
+    """
+    try:
+        media = response_type(accept)  # 406 before any decoding or prediction work
+        return output_fn(predict_fn(input_fn(request_body, content_type), model), media)
+    except InputError as e:
+        if context is None:
+            raise client_error(e) from None
+        context.set_response_status(code=e.status, phrase=HTTPStatus(e.status).phrase)
+        return json.dumps({"error": str(e)}), JSON

@@ -2,8 +2,9 @@
 
 train:  upload the IDX files (the 'training' channel) and a source tarball (convlens + an entry script) to S3,
         CreateTrainingJob on the PyTorch training container, wait with progress.
-deploy: CreateModel (PyTorch inference container, convlens' handlers) -> CreateEndpointConfig ->
-        CreateEndpoint, wait until InService.
+deploy: check that the training job's model.tar.gz holds code/inference.py (the training entry point writes
+        it; see bundle.py for why the image needs it there), CreateModel (PyTorch inference container) ->
+        CreateEndpointConfig -> CreateEndpoint, wait until InService.
 invoke: InvokeEndpoint with one image. delete: the endpoint, its config and the model.
 
 The failures the reference write-ups hit become one line each with what to do (see ``explain``).
@@ -23,17 +24,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import convlens
+from convlens.cloud.sagemaker.bundle import (
+    CODE_DIR,
+    ENTRY_SCRIPT,
+    ENTRY_SOURCE,
+    INFERENCE_SCRIPT,
+    TRAINING_REQUIREMENTS,
+    package_files,
+    requirements_text,
+)
 from convlens.errors import ConvlensError
 from convlens.serving.inputs import CONTENT_TYPES
 
 # AWS Deep Learning Containers for PyTorch (CPU); any torch 2.x runs convlens' layers.
 DLC_ACCOUNT = "763104351884"
 DLC_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
-ENTRY_SCRIPT = "convlens_entry.py"
-# Installed in the container next to its own torch (so no torch pin here: the image brings it).
-CONTAINER_REQUIREMENTS = ["numpy", "pydantic>=2.6", "pyyaml", "safetensors", "platformdirs", "typer>=0.12",
-                          "rich", "scipy", "matplotlib", "pillow"]
 
 
 # Field -> (pattern, what to tell the user); a plain sentence instead of pydantic's raw regex message.
@@ -146,23 +151,18 @@ def explain(error: Exception, service: str, operation: str) -> str:
 
 
 def source_tarball() -> bytes:
-    """sourcedir.tar.gz: the convlens package, an entry script and requirements.txt for the container."""
-    package = Path(convlens.__file__).parent
-    entry = (b"import sys\nfrom convlens.cloud.sagemaker.train import main\n\n"
-             b"if __name__ == '__main__':\n    sys.exit(main())\n")
-    inference = b"from convlens.cloud.sagemaker.inference import input_fn, model_fn, output_fn, predict_fn  # noqa\n"
+    """sourcedir.tar.gz for the training container: the convlens package, the entry script and requirements.txt
+    (the training toolkit pip-installs it before running the entry script)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         def add_bytes(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mtime = len(data), 0
             tar.addfile(info, io.BytesIO(data))
-        for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                add_bytes(f"convlens/{path.relative_to(package)}", path.read_bytes())
-        add_bytes(ENTRY_SCRIPT, entry)
-        add_bytes("inference.py", inference)
-        add_bytes("requirements.txt", ("\n".join(CONTAINER_REQUIREMENTS) + "\n").encode())
+        for name, path in package_files():
+            add_bytes(name, path.read_bytes())
+        add_bytes(ENTRY_SCRIPT, ENTRY_SOURCE)
+        add_bytes("requirements.txt", requirements_text(TRAINING_REQUIREMENTS))
     return buffer.getvalue()
 
 
@@ -231,13 +231,42 @@ def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_na
     return result
 
 
-def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *, source: str,
-           wait: bool = True, poll_s: float = 20, on_status: Callable[[str], None] = print) -> dict:
+# Where the inference image finds the code: model.tar.gz is unpacked to /opt/ml/model (see bundle.py). The
+# sagemaker-pytorch-inference 2.x toolkit never reads SAGEMAKER_SUBMIT_DIRECTORY; it is set to the code
+# directory as the SageMaker Python SDK does for a model with its code inside (Model._script_mode_env_vars).
+MODEL_CODE_PATH = f"/opt/ml/model/{CODE_DIR}"
+
+
+def check_model_code(gw: Gateway, model_data: str) -> None:
+    """Refuse a model.tar.gz without code/inference.py before creating anything: the endpoint would spend
+    minutes starting, then fail to load it (the image's default handlers look for a TorchScript model.pt)."""
+    bucket, key = _split_s3(model_data)
+    response = gw.call("s3", "GetObject", Bucket=bucket, Key=key)
+    if gw.dry_run:
+        return
+    wanted = f"{CODE_DIR}/{INFERENCE_SCRIPT}"
+    try:
+        with tarfile.open(fileobj=response["Body"], mode="r|gz") as tar:  # streamed: stops at the script
+            if any(member.name.removeprefix("./") == wanted for member in tar):
+                return
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ConvlensError(f"{model_data} is not a model.tar.gz ({type(e).__name__}: {e})") from None
+    finally:
+        response["Body"].close()
+    raise ConvlensError(f"{model_data} holds no {wanted}: it comes from a training job of an older convlens; "
+                        "train again with 'convlens sagemaker train' and deploy that job")
+
+
+def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *, wait: bool = True,
+           poll_s: float = 20, on_status: Callable[[str], None] = print) -> dict:
+    """Model, endpoint config and endpoint for ``model_data``; the inference image loads the code from
+    model.tar.gz (code/), never from a submit directory."""
+    check_model_code(gw, model_data)
     names = {"model": f"{endpoint}-model", "config": f"{endpoint}-config", "endpoint": endpoint}
     gw.call("sagemaker", "CreateModel", ModelName=names["model"], ExecutionRoleArn=s.role_arn,
             PrimaryContainer={"Image": s.image("inference"), "ModelDataUrl": model_data,
-                              "Environment": {"SAGEMAKER_PROGRAM": "inference.py",
-                                              "SAGEMAKER_SUBMIT_DIRECTORY": source,
+                              "Environment": {"SAGEMAKER_PROGRAM": INFERENCE_SCRIPT,
+                                              "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_PATH,
                                               "SAGEMAKER_REGION": s.region}})
     gw.call("sagemaker", "CreateEndpointConfig", EndpointConfigName=names["config"], ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": names["model"], "InstanceType": s.inference_instance,

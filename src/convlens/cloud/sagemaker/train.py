@@ -4,8 +4,10 @@ Follows the training-container contract (see REFERENCE.md):
   * hyperparameters from ``$SM_HPS`` (JSON) or ``$SM_INPUT_CONFIG_DIR/hyperparameters.json``
     (default /opt/ml/input/config); values are strings, possibly JSON-encoded (the SageMaker SDK does that);
   * data: the Fashion-MNIST IDX files in ``$SM_CHANNEL_TRAINING`` (.gz or raw);
-  * the model is written to ``$SM_MODEL_DIR`` (default /opt/ml/model) in convlens' export format, metrics to
-    ``$SM_OUTPUT_DATA_DIR`` (default /opt/ml/output/data);
+  * the model is written to ``$SM_MODEL_DIR`` (default /opt/ml/model) in convlens' export format, with a
+    ``code/`` directory (inference.py, requirements.txt, the convlens package) so that the job's model.tar.gz
+    is what the PyTorch inference image loads as it is (see bundle.py); metrics to ``$SM_OUTPUT_DATA_DIR``
+    (default /opt/ml/output/data);
   * on failure the reason goes to ``$SM_OUTPUT_DIR/failure`` (default /opt/ml/output/failure; SageMaker
     shows its first 1024 characters) and the exit code is 1.
 
@@ -24,6 +26,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convlens.atomic_files import atomic_write_bytes, atomic_write_text
 from convlens.errors import ConvlensError, UsageError, format_validation_error
 
 if TYPE_CHECKING:
@@ -99,6 +102,7 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
 
 def run() -> Path:
     """Train, evaluate and export; returns the model directory."""
+    from convlens.cloud.sagemaker.bundle import write_model_code
     from convlens.runs import run_training
     from convlens.serving.export import export_run
 
@@ -113,8 +117,9 @@ def run() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(cfg, Path(tmp) / "run")
         export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")))
-        output_data.mkdir(parents=True, exist_ok=True)
-        (output_data / "metrics.json").write_text((result.directory / "metrics.json").read_text())
+        write_model_code(model_dir)
+        # Atomic: SageMaker uploads output/data when the job ends, and a crash must not leave half a file.
+        atomic_write_bytes(output_data / "metrics.json", (result.directory / "metrics.json").read_bytes())
     m = result.metrics
     print(f"test_accuracy={m['test_accuracy']:.4f}; test_loss={m['test_loss']:.4f}; "
           f"train_seconds={m['train_seconds']:.1f}", flush=True)  # for SageMaker metric definitions
@@ -129,8 +134,8 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001 - every failure must reach SageMaker's failure file
         expected = isinstance(e, ConvlensError)
         reason = str(e) if expected else f"{type(e).__name__}: {e}"
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(reason[:1024] if expected else reason[:1024] + "\n" + traceback.format_exc())
+        # Atomic, so the toolkit (which writes its own failure file only where none exists) never sees half.
+        atomic_write_text(failure, reason[:1024] if expected else reason[:1024] + "\n" + traceback.format_exc())
         print(f"convlens training failed: {reason}", file=sys.stderr)
         return 1
 

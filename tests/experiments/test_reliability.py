@@ -1,0 +1,81 @@
+"""What a sweep survives: --force only deletes what an experiment store owns, --retry-failed, a worker killed by
+the OS (BrokenProcessPool) recorded as one failed run while the sweep goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from convlens.cli import main
+from convlens.config import TrainConfig
+from convlens.experiments.local import WORKER_DIED, Job, run_jobs
+from tests.experiments.dying_worker import execute_or_die
+
+TINY = dict(model="cnn-16-32", recipe="fast", recipe_set={"epochs": 1}, factor=dict(name="kernel_size", levels=[3, 5]),
+            seeds=1, train_subset=500, test_subset=100)
+
+
+def write_spec(path: Path, name: str = "tiny", **changes) -> Path:
+    path.write_text(yaml.safe_dump({"name": name, **TINY, **changes}))
+    return path
+
+
+def test_force_refuses_a_directory_that_is_not_an_experiment(tmp_path, capsys):
+    run = tmp_path / "runs" / "cnn-s0"  # where `convlens train` writes by default, with --out .
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    code = main(["experiment", "run", str(write_spec(tmp_path / "s.yaml")), "--out", str(tmp_path), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not an experiment directory" in err and "nothing was deleted" in err
+    assert (run / "metrics.json").read_text() == "{}" and not (tmp_path / "experiment.json").exists()
+
+
+def test_force_deletes_only_the_experiments_own_runs_and_says_so(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    spec = write_spec(tmp_path / "s.yaml")
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    strays = [out / "runs" / "notes.txt", out / "runs" / "kernel_size=3" / "keep.txt", out / "mine.txt",
+              out / "runs" / "other-level" / "seed0" / "metrics.json"]
+    for path in strays:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    first = (out / "runs" / "kernel_size=3" / "seed0" / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--force"]) == 0
+    printed = capsys.readouterr().out
+    assert f"--force: deleted 2 run(s) under {out / 'runs'} and plots, runs.csv, summary.json" in printed
+    assert all(p.read_text() == "mine" for p in strays)  # not the store's: kept
+    assert (out / "runs" / "kernel_size=3" / "seed0" / "metrics.json").stat().st_mtime_ns != first  # retrained
+    assert "2 to run" in printed
+
+
+def test_retry_failed_runs_only_the_failed_runs(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    spec = write_spec(tmp_path / "s.yaml")
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    failed = out / "runs" / "kernel_size=5" / "seed0" / "metrics.json"
+    failed.write_text(json.dumps({"status": "failed", "reason": "killed by a test"}))
+    done = out / "runs" / "kernel_size=3" / "seed0" / "metrics.json"
+    done_before = done.read_bytes()
+    capsys.readouterr()
+    assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
+    assert "1 finished, 1 failed, 0 to run" in capsys.readouterr().out  # without the flag: kept as failed
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--retry-failed"]) == 0
+    printed = capsys.readouterr().out
+    assert "retrying 1 failed run(s)" in printed and "1 finished, 0 failed, 1 to run" in printed
+    assert json.loads(failed.read_text())["status"] == "done" and done.read_bytes() == done_before
+
+
+def test_a_worker_killed_by_the_os_fails_its_run_and_the_sweep_goes_on(tmp_path):
+    config = TrainConfig(model="cnn-16-32", train_subset=100, test_subset=100)
+    jobs = [Job("level", seed, config.model_copy(update={"seed": seed}), tmp_path / f"seed{seed}") for seed in range(4)]
+    results = []
+    run_jobs(jobs, 2, results.append, execute_job=execute_or_die)
+    by_seed = {r.seed: r for r in results}
+    assert sorted(by_seed) == [0, 1, 2, 3] and len(results) == 4  # each run reported once
+    assert by_seed[1].status == "failed" and by_seed[1].reason == WORKER_DIED
+    assert json.loads((tmp_path / "seed1" / "metrics.json").read_text())["reason"] == WORKER_DIED
+    assert all(by_seed[s].status == "done" for s in (0, 2, 3))
+    assert all(json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text())["status"] == "done" for s in (0, 2, 3))

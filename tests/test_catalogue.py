@@ -1,0 +1,304 @@
+"""The catalogue of bad inputs to the command line: arguments, YAML specs and study configs, dataset files, run
+and model directories, output directories, SageMaker settings. One test each. Every case must end in one line on
+stderr that names the problem, exit 2 (usage) or 1 (runtime), no traceback, and nothing half-written (no temp
+file left, no output created for a refused command).
+
+The HTTP cases are in tests/serving/test_hostile_requests.py; the README's reliability table lists both, and
+``test_the_readme_table_lists_every_case`` keeps it complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import pickle
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlens import atomic_files
+from convlens.cli import main
+from tests.conftest import write_tiny_dataset
+from tests.serving.test_hostile_requests import HOSTILE
+
+ROOT = Path(__file__).resolve().parent.parent
+SAGEMAKER = ["--role-arn", "arn:aws:iam::123456789012:role/SageMakerRole", "--bucket", "my-bucket", "--dry-run"]
+
+
+def spec_file(tmp: Path, text: str) -> str:
+    (tmp / "spec.yaml").write_text(text)
+    return str(tmp / "spec.yaml")
+
+
+def study_config(tmp: Path, text: str) -> list[str]:
+    (tmp / "study.yaml").write_text(text)
+    return ["study", "--config", str(tmp / "study.yaml"), "--out", str(tmp / "study")]
+
+
+def copy_of(source: Path, tmp: Path, edit: Callable[[Path], None]) -> str:
+    target = tmp / source.name
+    shutil.copytree(source, target)
+    edit(target)
+    return str(target)
+
+
+def edit_json(name: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
+    def edit(directory: Path) -> None:
+        data = json.loads((directory / name).read_text())
+        change(data)
+        (directory / name).write_text(json.dumps(data))
+    return edit
+
+
+def fashion_copy(tmp: Path, edit: Callable[[Path], None]) -> list[str]:
+    """A copy of the real data files (the checks compare with the real checksums), edited."""
+    from convlens.data.sources import DEBIAN_DIR
+    target = tmp / "data"
+    shutil.copytree(DEBIAN_DIR, target)
+    edit(target)
+    return ["data", "info", "--data-dir", str(target)]
+
+
+def rewrite_gz(name: str, change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def edit(directory: Path) -> None:
+        path = directory / name
+        path.write_bytes(gzip.compress(change(gzip.decompress(path.read_bytes()))))
+    return edit
+
+
+def tiny_with_bad_label(tmp: Path) -> list[str]:
+    """IDX files whose checksums are right but whose labels run past the class list (read by the tiny manifest:
+    no command reads another manifest than Fashion-MNIST's, whose checksums would refuse the file first)."""
+    labels = (np.arange(60) % 10).astype(np.uint8)
+    labels[0] = 10
+    return ["LOAD_ARRAYS", str(tmp / "tiny"), labels]
+
+
+# (id, argv builder (tmp, run dir, model dir) -> argv, exit code, words the one line must contain)
+CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
+    # command-line arguments
+    ("unknown model", lambda t, r, m: ["train", "-m", "nope"], 2, "unknown model 'nope'"),
+    ("--set without =", lambda t, r, m: ["models", "show", "cnn", "--set", "depth"], 2, "not of the form key=value"),
+    ("--set depth=abc", lambda t, r, m: ["models", "show", "cnn", "--set", "depth=abc"], 2,
+     "depth: Input should be a valid integer"),
+    ("--set depth=10**9", lambda t, r, m: ["models", "show", "cnn", "--set", "depth=1000000000"], 2,
+     "depth: Input should be less than or equal to 8"),
+    ("--set an unknown key", lambda t, r, m: ["models", "show", "cnn", "--set", "bogus=1"], 2,
+     "unknown override 'bogus'"),
+    ("--set kernel_size=huge", lambda t, r, m: ["models", "show", "cnn", "--set", "kernel_size=" + "9" * 30], 2,
+     "kernel_size: Input should be less than or equal to 15"),
+    ("--epochs 0", lambda t, r, m: ["train", "-m", "cnn", "--epochs", "0", "--out", str(t / "o")], 2,
+     "epochs: Input should be greater than or equal to 1"),
+    ("--lr -1", lambda t, r, m: ["train", "-m", "cnn", "--lr", "-1", "--out", str(t / "o")], 2,
+     "lr: Input should be greater than 0"),
+    ("--val-fraction 1.5", lambda t, r, m: ["train", "-m", "cnn", "--val-fraction", "1.5", "--out", str(t / "o")], 2,
+     "val_fraction: Input should be less than 1"),
+    ("--train-subset beyond the data", lambda t, r, m: ["train", "-m", "mlp", "--train-subset", "10000000", "--out",
+                                                        str(t / "o")], 2, "train subset size must be between 1"),
+    ("unknown recipe", lambda t, r, m: ["train", "-m", "cnn", "--recipe", "slow"], 2, "unknown recipe 'slow'"),
+    ("unknown device", lambda t, r, m: ["train", "-m", "cnn", "--device", "tpu"], 2, "device: Input should be"),
+    ("unknown experiment", lambda t, r, m: ["experiment", "run", "nope"], 2, "neither a built-in experiment"),
+    ("--workers 0", lambda t, r, m: ["experiment", "run", "kernel-size", "--workers", "0"], 2,
+     "--workers must be at least 1"),
+    ("--seeds 0", lambda t, r, m: ["experiment", "run", "kernel-size", "--seeds", "0", "--out", str(t / "o")], 2,
+     "seeds: Input should be greater than or equal to 1"),
+    ("plan --effect -1", lambda t, r, m: ["experiment", "plan", "kernel-size", "--effect", "-1"], 2,
+     "--effect is in percentage points"),
+    ("predict a .txt file", lambda t, r, m: ["predict", str(m), str(t / "notes.txt")], 2, "unsupported file type"),
+    ("predict a missing file", lambda t, r, m: ["predict", str(m), str(t / "missing.png")], 2, "missing.png not found"),
+    ("serve --port 70000", lambda t, r, m: ["serve", str(m), "--port", "70000"], 2, "--port within 0..65535"),
+    ("export --format tflite", lambda t, r, m: ["export", str(r), "--format", "tflite", "--out", str(t / "o")], 2,
+     "unknown format 'tflite'"),
+    ("study --quick --full", lambda t, r, m: ["study", "--quick", "--full", "--out", str(t / "o")], 2,
+     "--quick and --full exclude each other"),
+    # YAML experiment specs
+    ("spec: not YAML", lambda t, r, m: ["experiment", "run", spec_file(t, "a: [\n")], 2, "not valid YAML"),
+    ("spec: a list", lambda t, r, m: ["experiment", "run", spec_file(t, "- 1\n")], 2, "valid dictionary"),
+    ("spec: unknown key", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: [3, 5]}\nbogus: 1\n")], 2,
+     "bogus: Extra inputs are not permitted"),
+    ("spec: unknown factor", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "name: x\nmodel: cnn\nfactor: {name: colour, levels: [3, 5]}\n")], 2, "colour"),
+    ("spec: a level twice", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: [3, 3]}\n")], 2, "twice"),
+    ("spec: 100 levels", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: [" + ",".join(["3"] * 100) + "]}\n")], 2,
+     "at most 50 items"),
+    ("spec: alias bomb", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+           + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n" for i in range(1, 9))
+           + "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: *a8}\n")], 2, "aliases"),
+    ("spec: binary file", lambda t, r, m: ["experiment", "run", spec_file(t, "") and _binary(t / "spec.yaml")], 2,
+     "not a text file"),
+    ("spec: a Python object tag", lambda t, r, m: ["experiment", "run", spec_file(
+        t, "name: !!python/object/apply:os.system ['true']\n")], 2, "not valid YAML"),
+    # study configs
+    ("study config: seeds 0", lambda t, r, m: study_config(t, "seeds: 0\n"), 2, "seeds: Input should be greater"),
+    ("study config: unknown key", lambda t, r, m: study_config(t, "bogus: 1\n"), 2, "bogus: Extra inputs"),
+    ("study config: a list", lambda t, r, m: study_config(t, "[1]\n"), 2, "expected a mapping of study options"),
+    ("study config: unknown experiment", lambda t, r, m: study_config(t, "experiments: [{name: nope}]\n"), 2,
+     "unknown experiment 'nope'"),
+    ("study config: missing", lambda t, r, m: ["study", "--config", str(t / "none.yaml"), "--out", str(t / "o")], 2,
+     "study config"),
+    # dataset files
+    ("data: directory missing", lambda t, r, m: ["data", "info", "--data-dir", str(t / "nowhere")], 1,
+     "does not exist"),
+    ("data: a file missing", lambda t, r, m: fashion_copy(t, lambda d: (d / "t10k-labels-idx1-ubyte.gz").unlink()), 1,
+     "t10k-labels-idx1-ubyte(.gz) is missing"),
+    ("data: truncated gzip", lambda t, r, m: fashion_copy(t, lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(
+        (d / "train-labels-idx1-ubyte.gz").read_bytes()[:100])), 1, "not a valid gzip file"),
+    ("data: wrong magic", lambda t, r, m: fashion_copy(t, rewrite_gz("t10k-labels-idx1-ubyte.gz",
+                                                                     lambda b: b"\x00\x00\x0d\x01" + b[4:])), 1,
+     "not an IDX uint8 file"),
+    ("data: wrong shape", lambda t, r, m: fashion_copy(t, rewrite_gz("t10k-labels-idx1-ubyte.gz",
+                                                                     lambda b: b[:4] + (9999).to_bytes(4, "big")
+                                                                     + b[8:-1])), 1, "in the header, expected"),
+    ("data: truncated file", lambda t, r, m: fashion_copy(t, rewrite_gz("t10k-images-idx3-ubyte.gz",
+                                                                        lambda b: b[:-500])), 1, "truncated"),
+    ("data: checksum mismatch", lambda t, r, m: fashion_copy(t, rewrite_gz(
+        "t10k-labels-idx1-ubyte.gz", lambda b: b[:8] + bytes([(b[8] + 1) % 10]) + b[9:])), 1, "checksum mismatch"),
+    ("data: label out of range", lambda t, r, m: tiny_with_bad_label(t), 1, "label 10 is out of range"),
+    # run and model directories
+    ("model dir: missing", lambda t, r, m: ["predict", str(t / "nowhere"), str(t / "x.npy")], 2, "config.json not found"),
+    ("model dir: config.json not JSON", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")
+                                                                            .write_text("{")), str(t / "x.npy")], 2,
+     "is not valid JSON"),
+    ("model dir: config.json a list", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")
+                                                                          .write_text("[]")), str(t / "x.npy")], 2,
+     "holds no JSON object"),
+    ("model dir: no class names", lambda t, r, m: ["predict", copy_of(m, t, edit_json("config.json", lambda c: c.pop(
+        "class_names"))), str(t / "x.npy")], 2, "has no class_names list"),
+    ("model dir: another input shape", lambda t, r, m: ["predict", copy_of(m, t, edit_json(
+        "config.json", lambda c: c["input"].update(shape=[3, 32, 32]))), str(t / "x.npy")], 2, "not (1, 28, 28)"),
+    ("model dir: truncated weights", lambda t, r, m: ["evaluate", copy_of(r, t, lambda d: (d / "model.safetensors")
+                                                                          .write_bytes((d / "model.safetensors")
+                                                                                       .read_bytes()[:1000]))], 2,
+     "cannot load weights"),
+    ("model dir: config does not match weights", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
+        "config.json", lambda c: c["model"]["spec"].update(kernel_size=5)))], 2, "does not match the spec"),
+    ("model dir: a pickle as weights", lambda t, r, m: ["evaluate", copy_of(r, t, lambda d: (d / "model.safetensors")
+                                                                            .write_bytes(pickle.dumps({"w": 1})))], 2,
+     "cannot load weights"),
+    ("model dir: symlink out of the directory", lambda t, r, m: ["evaluate", copy_of(r, t, _link_config_outside)], 2,
+     "link to a file outside"),
+    ("model dir: corrupt model.onnx", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "model.onnx")
+                                                                          .write_bytes(b"not onnx")), str(t / "x.npy")],
+     2, "cannot load the ONNX model"),
+    ("run dir: failed run exported", lambda t, r, m: ["export", copy_of(r, t, edit_json(
+        "metrics.json", lambda x: x.update(status="failed", reason="boom"))), "--out", str(t / "o")], 2,
+     "is a failed run (boom)"),
+    ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")
+                                                                           .write_text("{"))], 2, "is not valid JSON"),
+    ("run dir: failed before it started", lambda t, r, m: ["compare", copy_of(r, t, _failed_before_start)], 2,
+     "failed before training started"),
+    ("experiment dir: missing", lambda t, r, m: ["experiment", "table", str(t / "nowhere")], 2, "holds no experiment"),
+    ("experiment run --force on ./runs", lambda t, r, m: _train_runs_dir(t), 2, "not an experiment directory"),
+    ("report: no results.json", lambda t, r, m: ["report", str(t)], 2, "results.json not found"),
+    # output paths
+    ("output: --out is a file", lambda t, r, m: ["train", "-m", "mlp", "--out", str(t / "notes.txt"), "--epochs", "1",
+                                                "--train-subset", "200", "--test-subset", "50"], 1, "Not a directory"),
+    ("output: disk full", lambda t, r, m: ["FULL_DISK", "export", str(r), "--out", str(t / "o")], 1,
+     "No space left on device"),
+    ("output: read-only directory", lambda t, r, m: ["READ_ONLY", "export", str(r), "--out", str(t / "o")], 1,
+     "Read-only file system"),
+    # SageMaker settings
+    ("sagemaker: malformed role ARN", lambda t, r, m: ["sagemaker", "train", "--role-arn", "admin", "--bucket", "b-1",
+                                                      "--dry-run"], 2, "role"),
+    ("sagemaker: bad bucket name", lambda t, r, m: ["sagemaker", "train", "--role-arn",
+                                                   "arn:aws:iam::123456789012:role/R", "--bucket", "Bad_Bucket",
+                                                   "--dry-run"], 2, "bucket"),
+    ("sagemaker: --hp without =", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "model"], 2, "key=value"),
+    ("sagemaker: unknown hyperparameter", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "colour=red"], 2,
+     "unknown hyperparameter"),
+    ("sagemaker: invalid hyperparameter value", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "epochs=0"],
+     2, "epochs"),
+    ("sagemaker: unknown model", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "model=nope"], 2,
+     "unknown model 'nope'"),
+]
+
+
+def _binary(path: Path) -> str:
+    path.write_bytes(b"\xff\xfe\x00binary")
+    return str(path)
+
+
+def _link_config_outside(directory: Path) -> None:
+    outside = directory.parent / "elsewhere.json"
+    shutil.move(directory / "config.json", outside)
+    (directory / "config.json").symlink_to(outside)
+
+
+def _failed_before_start(directory: Path) -> None:
+    (directory / "config.json").unlink()
+    (directory / "metrics.json").write_text(json.dumps({"status": "failed", "reason": "DataError: no data"}))
+
+
+def _train_runs_dir(tmp: Path) -> list[str]:
+    (tmp / "runs" / "cnn-s0").mkdir(parents=True)
+    (tmp / "runs" / "cnn-s0" / "metrics.json").write_text("{}")
+    return ["experiment", "run", "kernel-size", "--out", str(tmp), "--force"]
+
+
+@pytest.fixture(scope="module")
+def run_and_model(exported):
+    model_dir = exported[0]
+    return model_dir.parent / "run", model_dir
+
+
+@pytest.mark.parametrize("name, build, code, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line_and_leaves_nothing_half_written(name, build, code, words, run_and_model, tmp_path,
+                                                                 capsys, monkeypatch, fashion):
+    run_dir, model_dir = run_and_model
+    (tmp_path / "notes.txt").write_text("keep me")
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), dtype=np.uint8))
+    argv = build(tmp_path, run_dir, model_dir)
+    before = {p: p.stat().st_mtime_ns for p in (run_dir, model_dir) for p in p.iterdir()}
+    if argv[0] == "LOAD_ARRAYS":
+        from convlens.data.sources import load_arrays, locate
+        from convlens.errors import DataError
+        manifest, _ = write_tiny_dataset(Path(argv[1]), train_labels=argv[2])
+        with pytest.raises(DataError) as info:
+            load_arrays(locate(Path(argv[1]), manifest), manifest)
+        assert words in str(info.value) and "\n" not in str(info.value)
+        return
+    if argv[0] == "FULL_DISK":
+        monkeypatch.setattr(atomic_files.os, "fsync", _fails(errno.ENOSPC))
+        argv = argv[1:]
+    elif argv[0] == "READ_ONLY":  # as root (CI) chmod does not stop writes: the kernel's answer, injected
+        monkeypatch.setattr(atomic_files.tempfile, "mkstemp", _fails(errno.EROFS))
+        argv = argv[1:]
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("convlens: error: ") and words in err, err
+    assert "Traceback" not in captured.err + captured.out
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".export-")]
+    assert not (tmp_path / "o").exists() or name.startswith("output:") and not (tmp_path / "o" / "config.json").exists()
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert before == {p: p.stat().st_mtime_ns for p in (run_dir, model_dir) for p in p.iterdir()}  # inputs untouched
+
+
+def _fails(code: int):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return fail
+
+
+def test_the_catalogue_has_at_least_60_distinct_cases():
+    names = [c[0] for c in CASES] + [h[0] for h in HOSTILE]
+    assert len(names) == len(set(names)) and len(names) >= 60, len(names)
+
+
+def test_the_readme_table_lists_every_case():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### What convlens survives"):]
+    rows = set(re.findall(r"^\| ([^|]+?) \|", table, flags=re.MULTILINE))
+    missing = [name for name in [c[0] for c in CASES] + [h[0] for h in HOSTILE] if name.replace("|", "/") not in rows]
+    assert not missing, missing
