@@ -1,7 +1,7 @@
 """kill -9 a real sweep at random moments, rerun it each time, and check that nothing finished is redone, lost or
 corrupt.
 
-The sweep: `convlens experiment run` on a small real spec (cnn-16-32, kernel 3 vs 5, N seeds, 1 epoch on 1,000
+The sweep: `convlens experiment run` on a small real spec (cnn-16-32, kernel 3 vs 5, N seeds, 1 epoch on 8,000
 training images). It is started in its own process group and killed with SIGKILL (the whole group: with
 --workers 2 the worker processes die too) after a random delay, KILLS times, then run to the end. After every
 kill and at the end:
@@ -10,7 +10,7 @@ kill and at the end:
   * every file under a final name parses: metrics.json and experiment.json as JSON, model.safetensors with
     safetensors, predictions.npz with numpy (no pickle); summary.json and runs.csv when present.
 At the end every run is done and `experiment status` agrees. Usage:
-  .venv/bin/python bench/kill_sweep.py [--kills 10] [--seeds 8] [--workers 1] [--seed 0]
+  .venv/bin/python bench/kill_sweep.py [--kills 10] [--seeds 10] [--workers 1] [--seed 0]
 """
 
 from __future__ import annotations
@@ -62,10 +62,12 @@ def corrupt_files(out: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    parser.add_argument("--max-delay", type=float, default=8.0, help="kill after uniform(1, this) seconds")
+    # The command takes ~3-5 s to start (imports, data) on 2 cores: most kills should land during training.
+    parser.add_argument("--min-delay", type=float, default=3.0, help="kill after uniform(min, max) seconds")
+    parser.add_argument("--max-delay", type=float, default=10.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +75,7 @@ def main() -> None:
         spec.write_text(yaml.safe_dump({
             "name": "kill-sweep", "model": "cnn-16-32", "recipe": "fast", "recipe_set": {"epochs": 1},
             "factor": {"name": "kernel_size", "levels": [3, 5]}, "seeds": args.seeds,
-            "train_subset": 1_000, "test_subset": 200}))
+            "train_subset": 8_000, "test_subset": 1_000}))
         out = Path(tmp) / "exp"
         cmd = [EXE, "experiment", "run", str(spec), "--out", str(out), "--workers", str(args.workers), "--quiet"]
         total = 2 * args.seeds
@@ -83,12 +85,12 @@ def main() -> None:
         while len(kills) < args.kills:  # later kills may land in the analysis, after the last run: also a moment
             attempts += 1
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-            delay = rng.uniform(1.0, args.max_delay)
+            delay = rng.uniform(args.min_delay, args.max_delay)
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                proc.wait()  # returncode -SIGKILL
                 kills.append(round(delay, 2))
             else:
                 if proc.returncode != 0:
@@ -103,7 +105,8 @@ def main() -> None:
                     redone.append(str(path))
             corrupt += corrupt_files(out)
             finished.update(now)
-            print(f"kill {len(kills)} after {kills[-1] if kills else '-'} s: {len(now)}/{total} runs finished")
+            if proc.returncode == -signal.SIGKILL:
+                print(f"kill {len(kills)} after {kills[-1]} s: {len(now)}/{total} runs finished")
         final = subprocess.run(cmd, capture_output=True, text=True)
         if final.returncode != 0:
             raise SystemExit(f"final run failed: {final.stderr[-2000:]}")

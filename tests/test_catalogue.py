@@ -136,6 +136,12 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
            + "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: *a8}\n")], 2, "aliases"),
     ("spec: binary file", lambda t, r, m: ["experiment", "run", spec_file(t, "") and _binary(t / "spec.yaml")], 2,
      "not a text file"),
+    ("spec: an impossible date", lambda t, r, m: ["experiment", "run", spec_file(t, "seeds: 2020-13-01\n")], 2,
+     "not valid YAML"),
+    ("spec: a 5,000-digit integer", lambda t, r, m: ["experiment", "run", spec_file(t, "seeds: " + "9" * 5000 + "\n")],
+     2, "not valid YAML"),
+    ("spec: nested 3,000 deep", lambda t, r, m: ["experiment", "run", spec_file(t, "name: " + "[" * 3000 + "]" * 3000
+                                                                                 + "\n")], 2, "not valid YAML"),
     ("spec: a Python object tag", lambda t, r, m: ["experiment", "run", spec_file(
         t, "name: !!python/object/apply:os.system ['true']\n")], 2, "not valid YAML"),
     # study configs
@@ -193,6 +199,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("run dir: failed run exported", lambda t, r, m: ["export", copy_of(r, t, edit_json(
         "metrics.json", lambda x: x.update(status="failed", reason="boom"))), "--out", str(t / "o")], 2,
      "is a failed run (boom)"),
+    ("export --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r), 2,
+     "is not an exported convlens model"),
+    ("export --out the run itself", lambda t, r, m: ["export", copy_of(r, t, lambda d: None), "--out",
+                                                     str(t / r.name)], 2, "is the run itself"),
     ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")
                                                                            .write_text("{"))], 2, "is not valid JSON"),
     ("run dir: failed before it started", lambda t, r, m: ["compare", copy_of(r, t, _failed_before_start)], 2,
@@ -221,6 +231,12 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("sagemaker: unknown model", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "model=nope"], 2,
      "unknown model 'nope'"),
 ]
+
+
+def _foreign_config(tmp: Path, run: Path) -> list[str]:
+    (tmp / "app").mkdir()
+    (tmp / "app" / "config.json").write_text('{"my": "app settings"}')
+    return ["export", str(run), "--out", str(tmp / "app")]
 
 
 def _binary(path: Path) -> str:
@@ -282,6 +298,9 @@ def test_bad_input_gets_one_line_and_leaves_nothing_half_written(name, build, co
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".export-")]
     assert not (tmp_path / "o").exists() or name.startswith("output:") and not (tmp_path / "o" / "config.json").exists()
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+    if (tmp_path / "app").exists():
+        assert (tmp_path / "app" / "config.json").read_text() == '{"my": "app settings"}'
+        assert [p.name for p in (tmp_path / "app").iterdir()] == ["config.json"]
     assert before == {p: p.stat().st_mtime_ns for p in (run_dir, model_dir) for p in p.iterdir()}  # inputs untouched
 
 

@@ -125,4 +125,7 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # the constructors' own: 2020-13-01,
+        # a 5,000-digit integer, nesting thousands deep
+        raise UsageError(f"{path}: not valid YAML ({type(e).__name__}: {str(e)[:100]})") from None
 

@@ -51,6 +51,19 @@ def test_force_deletes_only_the_experiments_own_runs_and_says_so(tmp_path, capsy
     assert "2 to run" in printed
 
 
+def test_force_follows_no_link_out_of_the_store(tmp_path):
+    from convlens.experiments.store import RunStore
+    out, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
+    (elsewhere / "seed0").mkdir(parents=True)
+    (elsewhere / "seed0" / "model.safetensors").write_text("not yours")
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "kernel_size=3").symlink_to(elsewhere)
+    (out / "experiment.json").write_text(json.dumps({"levels": [{"label": "kernel_size=3"}, {"label": ".."}]}))
+    (out / "seed7").mkdir()  # what runs/.. /seed7 would name
+    assert RunStore(out).discard(["kernel_size=3"]) == []
+    assert (elsewhere / "seed0" / "model.safetensors").read_text() == "not yours" and (out / "seed7").is_dir()
+
+
 def test_retry_failed_runs_only_the_failed_runs(tmp_path, capsys, fashion):
     out = tmp_path / "exp"
     spec = write_spec(tmp_path / "s.yaml")

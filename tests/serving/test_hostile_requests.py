@@ -70,6 +70,13 @@ def npy_header(shape: tuple, descr: str = "<f4") -> bytes:
     return out.getvalue()
 
 
+def raw_npy_header(shape_text: str) -> bytes:
+    """A version-1.0 header with any shape text (numpy's writer refuses the shapes an attacker would send)."""
+    header = ("{'descr': '<f4', 'fortran_order': False, 'shape': " + shape_text + ", }").encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+
+
 GARMENT = np.zeros((28, 28), dtype=np.uint8)
 GARMENT[6:22, 8:20] = 200
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -94,7 +101,17 @@ HOSTILE = [
     ("invalid UTF-8", b'{"instances": "\xff\xfe"}', "application/json", 400, "not valid JSON"),
     ("10,000 small instances", json.dumps({"instances": [[0]] * 10_000}).encode(), "application/json", 413,
      "too many instances"),
-    ("npy declaring shape (10**13,)", HUGE_NPY, "application/x-npy", 400, "declares shape [10000000000000]"),
+    ("npy declaring shape (10**13,)", HUGE_NPY, "application/x-npy", 400, "not an image batch"),
+    ("npy with negative dimensions", raw_npy_header("(-1, -784)") + b"\0" * 3136, "application/x-npy", 400,
+     "not an image batch"),
+    ("npy with 70 dimensions", raw_npy_header("(" + "1, " * 70 + ")") + b"\0" * 4, "application/x-npy", 400,
+     "not an image batch"),
+    ("npy with a boolean dimension", raw_npy_header("(True, 784)") + b"\0" * 3136, "application/x-npy", 400,
+     "not an image batch"),
+    ("npy with a zero and a 10**30 dimension", raw_npy_header("(0, " + "1" + "0" * 30 + ")"), "application/x-npy",
+     400, "not an image batch"),
+    ("UTF-16 JSON", json.dumps([[True] * 784]).encode("utf-16"), "application/json", 400, "not UTF-8"),
+    ("numbers as strings", json.dumps([["1"] * 784]).encode(), "application/json", 400, "no strings"),
     ("npy truncated", npy_header((28, 28)) + b"\0" * 100, "application/x-npy", 400, "3,136 bytes"),
     ("npy of strings", npy_header((28, 28), "<U1") + b"\0" * 28 * 28 * 4, "application/x-npy", 400, "not numeric"),
     ("npz archive as npy", b"PK\x03\x04" + b"\0" * 100, "application/x-npy", 400, "not a valid .npy"),
@@ -135,10 +152,23 @@ def test_images_decoding_to_more_than_the_budget_are_refused_before_decoding_the
     assert over.status_code == 413 and "MiB in all" in over.json()["error"]
 
 
-def test_model_info_reveals_no_host_path(client, exported):
+def test_model_info_reveals_no_host_path(client, exported, tmp_path):
     text = client.get("/model").text
     assert str(exported[0].parent) not in text and "/tmp" not in text
     assert client.get("/model").json()["source_run"]["directory"] == "run"
+    copy = tmp_path / "model"
+    shutil.copytree(exported[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["source_run"]["directory"] = "C:\\Users\\alice\\secret\\runs\\exp1\\"  # exported on Windows
+    (copy / "config.json").write_text(json.dumps(config))
+    answer = TestClient(create_app(copy)).get("/model")
+    assert answer.status_code == 200 and answer.json()["source_run"]["directory"] == "exp1"
+    assert "alice" not in answer.text
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_json_shape(client):
+    for response, status in ((client.get("/nope"), 404), (client.get("/invocations"), 405)):
+        assert response.status_code == status and set(response.json()) == {"error"}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -173,7 +203,7 @@ def test_any_numbers_in_a_row_decode_or_raise_an_input_error(row):
 @pytest.mark.parametrize("name, body, suffix, words", [
     ("json nested 100,000 deep", DEEP, ".json", "nested too deeply"),
     ("400-digit integers", HUGE_INT, ".json", "out-of-range"),
-    ("npy declaring shape (10**13,)", HUGE_NPY, ".npy", "declares shape"),
+    ("npy declaring shape (10**13,)", HUGE_NPY, ".npy", "not an image batch"),
     ("png bomb header", png_header_only(100_000, 100_000), ".png", "exceeds the limit"),
     ("PNG named .jpg", encode(GARMENT, "PNG"), ".jpg", "not a JPEG image"),
 ])

@@ -29,7 +29,9 @@ RunStatus = Literal["done", "failed", "pending"]
 
 def slug(label: str) -> str:
     """A directory name for a level label ('kernel_size=5 depth=2' -> 'kernel_size=5__depth=2')."""
-    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label.replace(" ", "__"))
+    name = re.sub(r"[^A-Za-z0-9_.,=-]", "_", label.replace(" ", "__"))
+    return name if name.strip(".") else name.replace(".", "_")  # never '.' or '..'
+
 
 
 def status_of(metrics: dict | None) -> RunStatus:
@@ -109,11 +111,14 @@ class RunStore:
                                  f"{runs}: --force deletes only an experiment's own runs, so nothing was deleted; "
                                  "use another --out")
             return []
-        recorded = [lv["label"] for lv in self.read_experiment().get("levels", [])]
+        recorded = [lv.get("label") for lv in self.read_experiment().get("levels", []) if isinstance(lv, dict)]
         deleted: list[Path] = []
-        for label in dict.fromkeys([*recorded, *labels]):
-            level_dir = runs / slug(label)
-            if not level_dir.is_dir():
+        if runs.is_symlink() or not runs.is_dir():  # a link elsewhere is not this store's to empty
+            runs = None
+        for label in dict.fromkeys([*recorded, *labels]) if runs else ():
+            level_dir = runs / slug(str(label))
+            # Only real directories directly under runs/: not a symlink, not '..' from an edited experiment.json.
+            if level_dir.is_symlink() or not level_dir.is_dir() or level_dir.resolve().parent != runs.resolve():
                 continue
             for run in sorted(level_dir.iterdir()):
                 if run.is_dir() and not run.is_symlink() and re.fullmatch(r"seed\d+", run.name):

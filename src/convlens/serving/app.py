@@ -7,6 +7,7 @@ input, 413 above 6 MB or too many instances, 415 for an unsupported content type
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, InputError, decode
 from convlens.serving.predictor import Predictor
@@ -86,6 +88,11 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
                   version=predictor.config.get("versions", {}).get("convlens", "0"))
     app.state.predictor = predictor
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404 / 405 in the same shape as every other error ({"error": ...}), not FastAPI's {"detail": ...}
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
         headers = {}
@@ -126,10 +133,11 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
     @app.get("/model", summary="What is being served: architecture, classes, input contract, backend")
     async def model_info() -> dict:
         c = predictor.config
-        source = dict(c.get("source_run") or {})
-        if source.get("directory"):  # the run's name only: a host path tells a client nothing it may use
-            source["directory"] = Path(str(source["directory"])).name
-        return {"name": c["model"]["name"], "classes": predictor.class_names, "input": c["input"],
+        source = dict(c.get("source_run") or {}) if isinstance(c.get("source_run"), dict) else {}
+        if source.get("directory"):  # the run's name only (POSIX or Windows path): a host path is not for clients
+            source["directory"] = re.split(r"[\\/]", str(source["directory"]).rstrip("\\/"))[-1]
+        model = c.get("model") if isinstance(c.get("model"), dict) else {}
+        return {"name": model.get("name"), "classes": predictor.class_names, "input": c["input"],
                 "backend": predictor.backend, "content_types": list(CONTENT_TYPES), "source_run": source}
 
     return app

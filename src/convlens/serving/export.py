@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,11 +24,12 @@ from convlens.provenance import package_versions
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
 ONNX_OPSET = 18
+MODEL_FORMAT = "convlens-model/1"
 
 
 def model_config(run_config: dict, metrics: dict | None, run_dir: Path) -> dict:
     return {
-        "format": "convlens-model/1",
+        "format": MODEL_FORMAT,
         "model": run_config["model"],
         "class_names": run_config["class_names"],
         "input": run_config["input"],
@@ -74,7 +76,20 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) 
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     check_servable(run_config, run_dir)
+    if out_dir.resolve() == run_dir.resolve():
+        raise UsageError(f"--out {out_dir} is the run itself; export to another directory (default RUN_DIR/export)")
+    existing = out_dir / CONFIG_FILE
+    if existing.exists():  # replace an earlier export, never someone's own config.json
+        try:
+            fmt = json.loads(existing.read_text()).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt != MODEL_FORMAT:
+            raise UsageError(f"{existing} exists and is not an exported convlens model; nothing was written: "
+                             "choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".export-*"):  # what a killed export left
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         staged = Path(staging)
         shutil.copyfile(run_dir / WEIGHTS_FILE, staged / WEIGHTS_FILE)

@@ -106,7 +106,7 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
     Only ``formats`` are tried (so image/png never reaches the JPEG, TIFF, ... decoders), and the image's
     declared size is checked against the limits before any pixel is decoded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     budget = budget or _Budget()
     names = " or ".join(formats)
     try:
@@ -115,9 +115,11 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS:,} "
                                  "pixels; send a smaller image (the model sees 28x28)", status=413)
-            budget.spend(width * height * max(len(img.getbands()), 1))
+            band_bytes = 4 if img.mode in ("I", "F") else 2 if img.mode.startswith("I;16") else 1
+            budget.spend(width * height * max(len(img.getbands()), 1) * band_bytes)
             img.load()
-            gray = img.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+            upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
+            gray = upright.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
     except InputError:
         raise
     except Image.DecompressionBombError:  # PIL's own guard, at twice its 89 MP default: far above ours
@@ -152,6 +154,10 @@ _JSON_CONSTANTS = re.compile(rb"\b(?:true|false|null)\b")  # outside strings her
 
 def decode_json(body: bytes) -> np.ndarray:
     try:
+        body.decode("utf-8")  # json.loads would also guess UTF-16/32, past the checks below on the raw bytes
+    except UnicodeDecodeError:
+        raise InputError("body is not valid JSON (not UTF-8 text)") from None
+    try:
         # Integers as floats: a 400-digit integer becomes inf (refused by the range check) instead of
         # overflowing in numpy or hitting Python's int-parsing limit.
         payload: Any = json.loads(body, parse_int=float)
@@ -178,8 +184,11 @@ def decode_json(body: bytes) -> np.ndarray:
             return np.concatenate([_decode_instance_b64(i, budget) for i in payload])
     if not isinstance(payload, list):
         raise InputError("JSON body must be a nested list of pixel values or {\"instances\": [...]}")
-    if _JSON_CONSTANTS.search(body):  # numpy would read true as 1 and null as NaN
-        raise InputError("input must be numeric (nested lists of numbers of equal lengths; no true/false/null)")
+    # numpy would read true as 1, null as NaN and "1" as 1.0: a numeric body has no constants and no strings
+    # (its only quotes are those of the "instances" key).
+    if _JSON_CONSTANTS.search(body) or body.count(b'"') > (2 if body.lstrip().startswith(b"{") else 0):
+        raise InputError("input must be numeric (nested lists of numbers of equal lengths; no strings, "
+                         "true/false or null)")
     try:
         array = np.array(payload, dtype=np.float64)
     except (ValueError, TypeError, OverflowError, RecursionError):
@@ -204,6 +213,11 @@ def decode_npy(body: bytes) -> np.ndarray:
     if dtype.hasobject or dtype.kind not in "biuf":
         raise InputError(f"body is not a valid .npy array: dtype {dtype} is not numeric (object arrays are never "
                          "unpickled)")
+    # numpy's header reader accepts negative, boolean and 70-dimensional shapes: check them here, in Python
+    # integers, before numpy computes anything from them.
+    if not (isinstance(shape, tuple) and len(shape) <= 4
+            and all(type(d) is int and 0 <= d <= MAX_INSTANCES * SIDE * SIDE for d in shape)):
+        raise InputError(f"body is not a valid .npy array: shape {str(shape)[:80]} is not an image batch")
     declared = math.prod(shape) * dtype.itemsize
     if declared != len(body) - fp.tell():
         raise InputError(f"body is not a valid .npy array: the header declares shape {list(shape)} of {dtype} "
