@@ -59,6 +59,19 @@ def corrupt_files(out: Path) -> list[str]:
     return bad
 
 
+def check(out: Path, finished: dict, redone: list, lost: list, corrupt: list) -> dict[Path, tuple[int, bytes]]:
+    """Compare the store with the runs finished so far (appending what was redone, lost or corrupt); returns
+    the runs finished now."""
+    now = snapshot(out)
+    for path, before in finished.items():
+        if path not in now:
+            lost.append(str(path))
+        elif now[path] != before:
+            redone.append(str(path))
+    corrupt += corrupt_files(out)
+    return now
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=10)
@@ -97,26 +110,14 @@ def main() -> None:
                     raise SystemExit(f"attempt {attempts} failed: {proc.stderr.read().decode()[-2000:]}")
                 if attempts > 3 * args.kills:
                     raise SystemExit("the sweep keeps finishing before the kill: raise --seeds")
-            now = snapshot(out)
-            for path, before in finished.items():
-                if path not in now:
-                    lost.append(str(path))
-                elif now[path] != before:
-                    redone.append(str(path))
-            corrupt += corrupt_files(out)
+            now = check(out, finished, redone, lost, corrupt)
             finished.update(now)
             if proc.returncode == -signal.SIGKILL:
                 print(f"kill {len(kills)} after {kills[-1]} s: {len(now)}/{total} runs finished")
         final = subprocess.run(cmd, capture_output=True, text=True)
         if final.returncode != 0:
             raise SystemExit(f"final run failed: {final.stderr[-2000:]}")
-        now = snapshot(out)
-        for path, before in finished.items():
-            if path not in now:
-                lost.append(str(path))
-            elif now[path] != before:
-                redone.append(str(path))
-        corrupt += corrupt_files(out)
+        check(out, finished, redone, lost, corrupt)
         status = json.loads(subprocess.run([EXE, "experiment", "status", str(out), "--json"], capture_output=True,
                                            text=True, check=True).stdout)
         done = sum(s == "done" for row in status.values() for s in row.values())

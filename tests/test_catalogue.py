@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from convlens import atomic_files
 from convlens.cli import main
@@ -321,3 +324,27 @@ def test_the_readme_table_lists_every_case():
     rows = set(re.findall(r"^\| ([^|]+?) \|", table, flags=re.MULTILINE))
     missing = [name for name in [c[0] for c in CASES] + [h[0] for h in HOSTILE] if name.replace("|", "/") not in rows]
     assert not missing, missing
+
+
+_KEYS = st.sampled_from(["name", "model", "set", "recipe", "recipe_set", "factor", "second_factor", "seeds", "levels",
+                         "reference", "train_subset", "test_subset", "experiments", "epochs", "workers", "onnx",
+                         "kernel_size", "depth", "filters", "lr", "shift_max", "bogus"])
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
+                       | st.text(max_size=12) | st.sampled_from(["cnn", "mlp", "kernel_size", "fast", "keras", "3"]),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+                       max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.text(max_size=300) | st.dictionaries(_KEYS, _VALUES, max_size=6).map(yaml.safe_dump))
+def test_any_text_as_a_spec_or_a_study_config_is_a_config_or_one_clear_error(tmp_path_factory, text):
+    from convlens.errors import UsageError
+    from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec
+    from convlens.study.config import load_study_config
+    path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
+    path.write_text(text)
+    for load in (lambda: load_spec(path, BUILTIN_EXPERIMENTS), lambda: load_study_config("quick", path)):
+        try:
+            load()
+        except UsageError as e:
+            assert str(e) and "\n" not in str(e) and "Traceback" not in str(e)

@@ -52,8 +52,9 @@ def _too_many(n: int) -> InputError:
     return InputError(f"too many instances ({n:,}); send at most {MAX_INSTANCES:,} per request", status=413)
 
 
-def to_batch(array: np.ndarray) -> np.ndarray:
-    """Any accepted shape -> (N, 1, 28, 28) float32 in [0, 1]; see the module docstring for the rules."""
+def to_batch(array: np.ndarray, integers: bool | None = None) -> np.ndarray:
+    """Any accepted shape -> (N, 1, 28, 28) float32 in [0, 1]; see the module docstring for the rules.
+    ``integers``: whether the values were written as integers (JSON), when the dtype cannot say."""
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)")
     a = array
@@ -82,7 +83,7 @@ def to_batch(array: np.ndarray) -> np.ndarray:
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 255:
         raise InputError(f"pixel values must be within [0, 1] (floats) or [0, 255] (pixels); got {lo:g}..{hi:g}")
-    if array.dtype.kind in "biu" or hi > 1.0:
+    if (array.dtype.kind in "biu" if integers is None else integers) or hi > 1.0:
         a = a / 255.0
     return a.reshape(-1, 1, SIDE, SIDE)
 
@@ -157,10 +158,17 @@ def decode_json(body: bytes) -> np.ndarray:
         body.decode("utf-8")  # json.loads would also guess UTF-16/32, past the checks below on the raw bytes
     except UnicodeDecodeError:
         raise InputError("body is not valid JSON (not UTF-8 text)") from None
+    floats_seen = []
+
+    def parse_float(text: str) -> float:
+        floats_seen.append(True)
+        return float(text)
+
     try:
         # Integers as floats: a 400-digit integer becomes inf (refused by the range check) instead of
-        # overflowing in numpy or hitting Python's int-parsing limit.
-        payload: Any = json.loads(body, parse_int=float)
+        # overflowing in numpy or hitting Python's int-parsing limit. Whether any number was written as a
+        # float is kept: integer pixels are divided by 255 whatever their values (the scale rule).
+        payload: Any = json.loads(body, parse_int=float, parse_float=parse_float)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"body is not valid JSON ({e})") from None
     except RecursionError:  # [[[[...]]]] thousands deep: the C decoder stops at the recursion limit
@@ -193,7 +201,7 @@ def decode_json(body: bytes) -> np.ndarray:
         array = np.array(payload, dtype=np.float64)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)") from None
-    return to_batch(array)
+    return to_batch(array, integers=not floats_seen)
 
 
 def decode_npy(body: bytes) -> np.ndarray:
