@@ -165,6 +165,21 @@ def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path,
     assert not (copy / "report.html").exists()
 
 
+def test_text_from_results_json_cannot_inject_html_into_the_report(study, tmp_path):
+    out, _ = study
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    results = _results(copy)
+    experiment = next(iter(results["experiments"].values()))
+    experiment["conclusions"][0] = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    (copy / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(copy)]) == 0
+    page = (copy / "report.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert" in page  # shown as text
+    assert '<script>alert("x")</script>' in (copy / "report.md").read_text()  # the Markdown keeps the text
+
+
 def test_report_on_an_altered_results_file_is_one_line(study, tmp_path, capsys):
     out, _ = study
     results = _results(out)

@@ -112,6 +112,19 @@ def test_predict_command_on_png_and_npy(exported, fashion, tmp_path, capsys):
     assert main(["predict", str(exported[0]), str(tmp_path / "notes.txt")]) == 2
 
 
+def test_predict_reads_a_local_file_beyond_the_request_limits(exported, fashion, tmp_path, capsys):
+    np.save(tmp_path / "test.npy", fashion.test_images)  # 10,000 images, 7.8 MB: over 6 MB and 1,000 images
+    assert (tmp_path / "test.npy").stat().st_size > 6_291_456
+    assert main(["predict", str(exported[0]), str(tmp_path / "test.npy"), "--json", "--top-k", "1"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 10_000
+    predictor = Predictor(exported[0])
+    expected = predictor.predict(fashion.test_images[[0, 9_999]].reshape(2, 1, 28, 28) / np.float32(255))
+    for i, probs in zip((0, 9_999), expected):
+        assert results[i]["top"][0]["class"] == predictor.class_names[int(probs.argmax())]
+        assert results[i]["top"][0]["probability"] == pytest.approx(float(probs.max()), abs=1e-6)
+
+
 def test_serve_command_runs_a_real_server(live_server, fashion):
     with urllib.request.urlopen(f"{live_server}/ping", timeout=5) as r:
         assert r.status == 200 and r.read() == b""

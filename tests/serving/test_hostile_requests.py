@@ -293,20 +293,35 @@ def test_ping_answers_within_2_s_while_maximal_requests_are_served(live_server):
     assert max(pings) < 2.0, pings
 
 
-def test_sigterm_during_a_request_lets_it_finish_then_exits(exported):
+def serve_process(model_dir: Path, *options: str) -> tuple[subprocess.Popen, int]:
+    """`convlens serve` in its own process, once its port accepts connections."""
     port = free_port()
     exe = str(Path(sys.executable).parent / "convlens")
-    proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", str(port)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([exe, "serve", str(model_dir), "--port", str(port), *options], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.2)
+
+
+def read_answer(s: socket.socket) -> bytes:
+    answer = b""
+    while not answer.endswith(b"}") or b"\r\n\r\n" not in answer:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_sigterm_during_a_request_lets_it_finish_then_exits(exported):
+    proc, port = serve_process(exported[0])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-                time.sleep(0.2)
         body = json.dumps([GARMENT.tolist()]).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -315,12 +330,7 @@ def test_sigterm_during_a_request_lets_it_finish_then_exits(exported):
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             s.sendall(body[100:])
-            answer = b""
-            while not answer.endswith(b"}") or b"\r\n\r\n" not in answer:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = read_answer(s)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert b'"predictions"' in answer
         t0 = time.monotonic()
@@ -330,3 +340,19 @@ def test_sigterm_during_a_request_lets_it_finish_then_exits(exported):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_body_that_trickles_in_gets_a_408(exported):
+    proc, port = serve_process(exported[0], "--body-timeout", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000\r\n\r\n[[")  # and then nothing
+            t0 = time.monotonic()
+            answer = read_answer(s)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 1 s" in answer and 0.9 < time.monotonic() - t0 < 10
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.kill()

@@ -26,12 +26,17 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run dire
     out.print(f"exported {run_dir} -> {out_dir} ({', '.join(sorted(p.name for p in out_dir.iterdir()))})")
 
 
+PREDICT_BATCH = 1_000  # images per forward pass: a 10,000-image file must not hold every activation at once
+
+
 def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
                 inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images, .npy arrays or .json bodies.")],
                 top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
                 as_json: JsonOption = False) -> None:
     """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
-    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, InputError, decode
+    import numpy as np
+
+    from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, LOCAL_FILE_LIMITS, InputError, decode
     from convlens.serving.predictor import Predictor
     predictor = Predictor(model_dir)
     results = []
@@ -40,12 +45,17 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
         if kind is None:
             raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files")
         try:
-            x = decode(path.read_bytes(), kind)
+            if path.stat().st_size > LOCAL_FILE_LIMITS.body_bytes:
+                raise InputError(f"{path.stat().st_size:,} bytes is more than convlens predict reads from one "
+                                 "file (2 GB); split it")
+            x = decode(path.read_bytes(), kind, LOCAL_FILE_LIMITS)
         except FileNotFoundError:
             raise UsageError(f"{path} not found") from None
         except InputError as e:
             raise UsageError(f"{path}: {e}") from None
-        for i, probs in enumerate(predictor.predict(x)):
+        probabilities = np.concatenate([predictor.predict(x[i:i + PREDICT_BATCH])
+                                        for i in range(0, len(x), PREDICT_BATCH)])
+        for i, probs in enumerate(probabilities):
             order = probs.argsort()[::-1][:top_k]
             results.append({"input": str(path) if len(x) == 1 else f"{path}[{i}]",
                             "top": [{"class": predictor.class_names[j], "probability": float(probs[j])}
@@ -59,18 +69,22 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
 def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
               host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port (SageMaker uses 8080).")] = 8080,
-              workers: Annotated[int, typer.Option(help="Server processes.")] = 1) -> None:
+              workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+              body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a request body may take "
+                                                          "to arrive (408 after).")] = 30.0) -> None:
     """Serve the model over the SageMaker inference contract, with a web page at /."""
     import os
 
     import uvicorn
 
-    from convlens.serving.app import MODEL_DIR_ENV
+    from convlens.serving.app import BODY_TIMEOUT_ENV, MODEL_DIR_ENV
     from convlens.serving.predictor import Predictor
-    if workers < 1 or not 0 <= port <= 65535:
-        raise UsageError(f"--workers must be >= 1 and --port within 0..65535 (got {workers}, {port})")
+    if workers < 1 or not 0 <= port <= 65535 or not body_timeout > 0:
+        raise UsageError(f"--workers must be >= 1, --port within 0..65535 and --body-timeout > 0 (got {workers}, "
+                         f"{port}, {body_timeout:g})")
     Predictor(model_dir)  # fail with one line before the server starts (a broken or permuted-pixel model)
     os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
+    os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
     out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
     # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
     # request still running after 25 s is cut so the process always ends within docker's 30 s grace.

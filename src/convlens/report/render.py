@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 from markdown_it import MarkdownIt
 
 from convlens.atomic_files import atomic_write_text
@@ -59,14 +60,17 @@ def lookup(results: dict, key: str) -> Any:
 
 
 def _render_markdown(results: dict, *, html_facts: bool) -> str:
+    # For report.html every value from results.json is HTML-escaped (a results.json from elsewhere must not put
+    # a <script> into the page); report.md keeps the text as it is.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=html_facts)
 
     def fact(key: str, fmt: str = "str") -> str:
         text = FORMATS[fmt](lookup(results, key))
         if not html_facts:
             return text
-        return f'<span class="fact" data-key="{html.escape(key)}" data-format="{fmt}">{html.escape(text)}</span>'
+        return markupsafe.Markup(f'<span class="fact" data-key="{html.escape(key)}" data-format="{fmt}">'
+                                 f'{html.escape(text)}</span>')
 
     env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results)
     return env.get_template("report.md.j2").render()

@@ -23,21 +23,29 @@ from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, InputError, d
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
+BODY_TIMEOUT_ENV = "CONVLENS_BODY_TIMEOUT_S"  # set by `convlens serve --body-timeout`
+BODY_TIMEOUT_S = 30.0
 INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (each may hold ~100 MB while decoding)
 DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refusing more than MAX_BODY_BYTES whatever Content-Length claimed (a 413 before reading it)."""
+async def read_body(request: Request, timeout_s: float) -> bytes:
+    """The body, refusing more than MAX_BODY_BYTES whatever Content-Length claimed (a 413 before reading it),
+    and a body that takes longer than ``timeout_s`` to arrive (a client trickling bytes holds a connection and
+    its buffer for as long as it likes otherwise)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise InputError(f"payload of {int(declared):,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
                          status=413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise InputError(f"payload exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)", status=413)
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise InputError(f"payload exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)", status=413)
+    except TimeoutError:
+        raise InputError(f"the request body did not arrive within {timeout_s:g} s", status=408) from None
     return bytes(body)
 
 
@@ -77,9 +85,10 @@ _BODY_SCHEMAS = {
 }
 
 
-def create_app(model_dir: str | Path | None = None) -> FastAPI:
+def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None = None) -> FastAPI:
     """The app for ``model_dir`` (default: $CONVLENS_MODEL_DIR, as set by ``convlens serve``)."""
     model_dir = model_dir or os.environ.get(MODEL_DIR_ENV)
+    body_timeout_s = body_timeout_s or float(os.environ.get(BODY_TIMEOUT_ENV) or BODY_TIMEOUT_S)
     if not model_dir:
         raise RuntimeError(f"no model directory: pass one or set {MODEL_DIR_ENV}")
     predictor = Predictor(model_dir)
@@ -109,10 +118,11 @@ def create_app(model_dir: str | Path | None = None) -> FastAPI:
         return Response(status_code=200)
 
     @app.post("/invocations", response_model=Prediction, summary="Class probabilities for one or more images",
-              responses={400: {"model": ErrorMessage}, 413: {"model": ErrorMessage}, 415: {"model": ErrorMessage}},
+              responses={400: {"model": ErrorMessage}, 408: {"model": ErrorMessage}, 413: {"model": ErrorMessage},
+                         415: {"model": ErrorMessage}},
               openapi_extra={"requestBody": {"required": True, "content": _BODY_SCHEMAS}})
     async def invocations(request: Request) -> dict:
-        body = await read_body(request)
+        body = await read_body(request, body_timeout_s)
         # Decoding and inference take up to seconds for a maximal request: off the event loop, so /ping and
         # other clients are answered meanwhile; at most INFERENCE_SLOTS at once, which bounds the memory.
         return await run_in_threadpool_limited(answer, body, request.headers.get("content-type"))

@@ -27,6 +27,7 @@ import io
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,24 @@ class InputError(ValueError):
         self.status = status
 
 
-def _too_many(n: int) -> InputError:
-    return InputError(f"too many instances ({n:,}); send at most {MAX_INSTANCES:,} per request", status=413)
+@dataclass(frozen=True)
+class Limits:
+    """How much one body may be and hold. The server's are SageMaker's; ``convlens predict`` reads local files,
+    which may be larger (it predicts them in batches)."""
+
+    body_bytes: int = MAX_BODY_BYTES
+    instances: int = MAX_INSTANCES
 
 
-def to_batch(array: np.ndarray, integers: bool | None = None) -> np.ndarray:
+SERVER_LIMITS = Limits()
+LOCAL_FILE_LIMITS = Limits(body_bytes=2**31, instances=1_000_000)
+
+
+def _too_many(n: int, limits: Limits) -> InputError:
+    return InputError(f"too many instances ({n:,}); send at most {limits.instances:,} per request", status=413)
+
+
+def to_batch(array: np.ndarray, integers: bool | None = None, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     """Any accepted shape -> (N, 1, 28, 28) float32 in [0, 1]; see the module docstring for the rules.
     ``integers``: whether the values were written as integers (JSON), when the dtype cannot say."""
     if array.dtype == object or array.dtype.kind not in "biuf":
@@ -74,8 +88,8 @@ def to_batch(array: np.ndarray, integers: bool | None = None) -> np.ndarray:
     else:
         raise InputError(f"unsupported shape {list(shape)}: send (28, 28), (28, 28, 1), (1, 28, 28) or (784,) "
                          "per image, optionally with a leading batch dimension")
-    if len(a) > MAX_INSTANCES:
-        raise _too_many(len(a))
+    if len(a) > limits.instances:
+        raise _too_many(len(a), limits)
     with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range becomes inf: refused below
         a = a.astype(np.float32)
     if not np.isfinite(a).all():
@@ -153,7 +167,7 @@ _JSON_CONSTANTS = re.compile(rb"\b(?:true|false|null)\b")  # outside strings her
                                                               # but its "instances" key
 
 
-def decode_json(body: bytes) -> np.ndarray:
+def decode_json(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     try:
         body.decode("utf-8")  # json.loads would also guess UTF-16/32, past the checks below on the raw bytes
     except UnicodeDecodeError:
@@ -183,8 +197,8 @@ def decode_json(body: bytes) -> np.ndarray:
             raise InputError('"instances" must be a list')
         if len(payload) == 0:
             raise InputError("empty batch: 'instances' holds no image")
-        if len(payload) > MAX_INSTANCES:
-            raise _too_many(len(payload))
+        if len(payload) > limits.instances:
+            raise _too_many(len(payload), limits)
         if any(isinstance(i, dict) for i in payload):
             if not all(isinstance(i, dict) and set(i) == {"b64"} for i in payload):
                 raise InputError('instances must be all numeric arrays or all {"b64": ...} images')
@@ -201,10 +215,10 @@ def decode_json(body: bytes) -> np.ndarray:
         array = np.array(payload, dtype=np.float64)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)") from None
-    return to_batch(array, integers=not floats_seen)
+    return to_batch(array, integers=not floats_seen, limits=limits)
 
 
-def decode_npy(body: bytes) -> np.ndarray:
+def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     """One .npy array. The header is read and checked against the bytes actually sent before any allocation."""
     fp = io.BytesIO(body)
     try:
@@ -224,21 +238,21 @@ def decode_npy(body: bytes) -> np.ndarray:
     # numpy's header reader accepts negative, boolean and 70-dimensional shapes: check them here, in Python
     # integers, before numpy computes anything from them.
     if not (isinstance(shape, tuple) and len(shape) <= 4
-            and all(type(d) is int and 0 <= d <= MAX_INSTANCES * SIDE * SIDE for d in shape)):
+            and all(type(d) is int and 0 <= d <= limits.instances * SIDE * SIDE for d in shape)):
         raise InputError(f"body is not a valid .npy array: shape {str(shape)[:80]} is not an image batch")
     declared = math.prod(shape) * dtype.itemsize
     if declared != len(body) - fp.tell():
         raise InputError(f"body is not a valid .npy array: the header declares shape {list(shape)} of {dtype} "
                          f"({declared:,} bytes) but {len(body) - fp.tell():,} bytes follow it")
     array = np.frombuffer(body, dtype=dtype, offset=fp.tell()).reshape(shape, order="F" if fortran else "C")
-    return to_batch(array)
+    return to_batch(array, limits=limits)
 
 
-def decode_png(body: bytes) -> np.ndarray:
+def decode_png(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     return decode_image(body, IMAGE_FORMATS["image/png"])
 
 
-def decode_jpeg(body: bytes) -> np.ndarray:
+def decode_jpeg(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     return decode_image(body, IMAGE_FORMATS["image/jpeg"])
 
 
@@ -259,15 +273,15 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None) -> np.ndarray:
+def decode(body: bytes, content_type: str | None, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     """Decode a request body by its content type (parameters such as '; charset=utf-8' are ignored)."""
-    if len(body) > MAX_BODY_BYTES:
-        raise InputError(f"payload of {len(body):,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
-                         status=413)
+    if len(body) > limits.body_bytes:
+        raise InputError(f"payload of {len(body):,} bytes exceeds the {limits.body_bytes / 1e6:g} MB limit "
+                         f"({limits.body_bytes:,} bytes)", status=413)
     media = media_type(content_type)
     if media not in CONTENT_TYPES:
         raise InputError(f"unsupported content type '{media or 'none'}'; use one of {', '.join(CONTENT_TYPES)}",
                          status=415)
     if not body:
         raise InputError("empty body: send at least one image")
-    return CONTENT_TYPES[media](body)
+    return CONTENT_TYPES[media](body, limits)
