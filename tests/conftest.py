@@ -22,9 +22,24 @@ from convlens.serving.export import export_run
 
 @pytest.fixture(scope="session")
 def fashion() -> ImageDataset:
-    """Real Fashion-MNIST. A missing copy fails (never skips): `make test` installs or downloads it."""
+    """Real Fashion-MNIST, found as the CLI finds it: $CONVLENS_DATA, the user cache, the Debian package, or a
+    verified download. A missing copy fails (never skips)."""
     try:
-        return load_dataset(download=False)
+        return load_dataset()
+    except DataError as e:
+        pytest.fail(f"the tests need real Fashion-MNIST ({e}); run 'make data'")
+
+
+def fashion_files() -> list[Path]:
+    """The real Fashion-MNIST files (.gz), wherever the CLI would find them."""
+    located = fashion_source()
+    return sorted(located.paths.values())
+
+
+def fashion_source():
+    from convlens.data.sources import locate
+    try:
+        return locate()
     except DataError as e:
         pytest.fail(f"the tests need real Fashion-MNIST ({e}); run 'make data'")
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from convlens import atomic_files
 from convlens.cli import main
-from tests.conftest import write_tiny_dataset
+from tests.conftest import fashion_files, write_tiny_dataset
 from tests.serving.test_hostile_requests import HOSTILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,9 +61,10 @@ def edit_json(name: str, change: Callable[[dict], object]) -> Callable[[Path], N
 
 def fashion_copy(tmp: Path, edit: Callable[[Path], None]) -> list[str]:
     """A copy of the real data files (the checks compare with the real checksums), edited."""
-    from convlens.data.sources import DEBIAN_DIR
     target = tmp / "data"
-    shutil.copytree(DEBIAN_DIR, target)
+    target.mkdir()
+    for path in fashion_files():
+        shutil.copyfile(path, target / path.name)
     edit(target)
     return ["data", "info", "--data-dir", str(target)]
 
@@ -183,8 +184,16 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "holds no JSON object"),
     ("model dir: no class names", lambda t, r, m: ["predict", copy_of(m, t, edit_json("config.json", lambda c: c.pop(
         "class_names"))), str(t / "x.npy")], 2, "has no class_names list"),
-    ("model dir: another input shape", lambda t, r, m: ["predict", copy_of(m, t, edit_json(
-        "config.json", lambda c: c["input"].update(shape=[3, 32, 32]))), str(t / "x.npy")], 2, "not (1, 28, 28)"),
+    ("model dir: an input shape the network cannot take", lambda t, r, m: ["predict", copy_of(m, t, edit_json(
+        "config.json", lambda c: c["input"].update(shape=[3, 32, 32]))), str(t / "x.npy")], 2,
+     "cannot take the (N, 3, 32, 32) images"),
+    ("model dir: a two-channel input", lambda t, r, m: ["predict", copy_of(m, t, edit_json(
+        "config.json", lambda c: c["input"].update(shape=[2, 28, 28]))), str(t / "x.npy")], 2, "not (1 or 3, S, S)"),
+    ("unknown dataset", lambda t, r, m: ["train", "-m", "cnn", "--dataset", "svhn"], 2, "unknown dataset 'svhn'"),
+    ("dataset folder missing", lambda t, r, m: ["data", "info", "--dataset", f"folder:{t / 'nowhere'}"], 1,
+     "does not exist"),
+    ("cifar10 without its batches", lambda t, r, m: ["data", "info", "--dataset", "cifar10", "--data-dir", str(t)], 1,
+     "holds no CIFAR-10 binary batches"),
     ("model dir: truncated weights", lambda t, r, m: ["evaluate", copy_of(r, t, lambda d: (d / "model.safetensors")
                                                                           .write_bytes((d / "model.safetensors")
                                                                                        .read_bytes()[:1000]))], 2,

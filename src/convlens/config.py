@@ -89,6 +89,16 @@ class TrainConfig(BaseModel):
     test_subset: Annotated[int, Field(ge=1)] | None = None
     # "permuted": train and test images get one fixed pixel permutation (the locality probe, data/permutation.py)
     pixels: Literal["original", "permuted"] = "original"
+    dataset: str = "fashion-mnist"  # a name of convlens.data.catalog, or folder:PATH
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from convlens.data.catalog import check_dataset_name
+        try:
+            return check_dataset_name(name)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("model")
     @classmethod

@@ -15,10 +15,17 @@ import torch
 
 from convlens.atomic_files import atomic_write_bytes, atomic_write_json
 from convlens.config import TrainConfig
-from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_dataset, to_device
+from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_named, to_device
 from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
-from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object, save_weights
+from convlens.models.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    read_config,
+    read_json_object,
+    save_weights,
+)
 from convlens.models.network import Network
 from convlens.models.registry import resolve_spec
 from convlens.models.summary import count_params, flops_per_image
@@ -43,6 +50,21 @@ INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
                   "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
 
 
+def input_contract(ds: ImageDataset) -> dict:
+    """The input contract for models trained on ``ds``: its (C, H, W), and whether an uploaded image should be
+    inverted when its border is light (datasets of light shapes on black: the MNIST family)."""
+    return {**INPUT_CONTRACT, "shape": list(ds.input_shape),
+            "invert_light_background": ds.name in ("fashion-mnist", "mnist", "kmnist", "digits")}
+
+
+def dataset_spec_values(ds: ImageDataset) -> dict:
+    """The model spec fields the dataset fixes: channels, image size, number of classes."""
+    c, h, w = ds.input_shape
+    if h != w:
+        raise UsageError(f"{ds.name}: images of {h}x{w} pixels; convlens models take square images")
+    return {"in_channels": c, "image_size": h, "num_classes": len(ds.class_names)}
+
+
 @dataclass(frozen=True)
 class RunResult:
     directory: Path | None
@@ -52,7 +74,7 @@ class RunResult:
 
 
 def _dataset_for(cfg: TrainConfig, dataset: ImageDataset | None) -> ImageDataset:
-    ds = dataset if dataset is not None else load_dataset(cfg.data_dir)
+    ds = dataset if dataset is not None else load_named(cfg.dataset, cfg.data_dir)
     if cfg.train_subset is not None or cfg.test_subset is not None:
         ds = ds.subset(cfg.train_subset, cfg.test_subset)
     return ds.with_permuted_pixels() if cfg.pixels == "permuted" else ds
@@ -64,10 +86,11 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
 
     A diverged run (NaN/inf loss) writes metrics.json with status "failed" and its reason, then re-raises.
     """
-    spec = resolve_spec(cfg.model, cfg.overrides)  # validate before any expensive work
+    resolve_spec(cfg.model, cfg.overrides)  # validate the overrides before any expensive work (loading data)
     device = pick_device(cfg.device)
     threads = configure_threads(cfg.threads)
     ds = _dataset_for(cfg, dataset)
+    spec = resolve_spec(cfg.model, {**dataset_spec_values(ds), **cfg.overrides})
     channels_last = uses_channels_last(device)
     splits = to_device(ds, device, val_fraction=cfg.recipe.val_fraction, seed=cfg.seed, channels_last=channels_last)
     seed_everything(cfg.seed)
@@ -82,11 +105,11 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         "model": {"name": cfg.model, "overrides": dict(cfg.overrides), "spec": spec.model_dump(mode="json")},
         "recipe": cfg.recipe.model_dump(mode="json"),
         "seed": cfg.seed,
-        "data": {"dataset": "fashion-mnist", "origin": ds.source.origin, "directory": str(ds.source.directory),
+        "data": {"dataset": ds.name, "origin": ds.source.origin, "directory": str(ds.source.directory),
                  "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
                  "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, "pixels": cfg.pixels,
                  **({"permutation_seed": PERMUTATION_SEED} if cfg.pixels == "permuted" else {})},
-        "input": INPUT_CONTRACT,
+        "input": input_contract(ds),
         "class_names": list(ds.class_names),
         "provenance": {**provenance(device), "threads": threads},
     }
@@ -191,7 +214,10 @@ def load_run(run_dir: Path, dataset: ImageDataset, device: torch.device) -> tupl
 def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
-    dataset = dataset if dataset is not None else load_dataset(data_dir)
+    if dataset is None:
+        config = read_config(run_dir)
+        name = config.get("data", {}).get("dataset") or config.get("dataset") or "fashion-mnist"
+        dataset = load_named(name, data_dir)
     model, config, x, y = load_run(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")

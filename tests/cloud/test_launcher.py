@@ -21,8 +21,8 @@ from convlens.cloud.sagemaker.launcher import (
     launch_training,
     source_tarball,
 )
-from convlens.data.sources import DEBIAN_DIR
 from convlens.errors import ConvlensError
+from tests.conftest import fashion_source
 
 ROLE = "arn:aws:iam::123456789012:role/ConvlensRole"
 
@@ -56,10 +56,11 @@ def settings(bucket: str, **changes) -> SageMakerSettings:
 def test_training_job_request_channels_hyperparameters_image_and_output(aws):
     boto3.client("s3").create_bucket(Bucket="train-bucket")
     gw = Gateway(region="us-east-1")
-    result = launch_training(gw, settings("train-bucket"), DEBIAN_DIR, job_name="convlens-test-1", poll_s=0.1,
+    data_dir = fashion_source().directory  # where the CLI finds the data: cache, Debian package or download
+    result = launch_training(gw, settings("train-bucket"), data_dir, job_name="convlens-test-1", poll_s=0.1,
                              on_status=lambda status: None)
     keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="train-bucket")["Contents"]}
-    assert {f"convlens/data/training/{p.name}" for p in DEBIAN_DIR.glob("*.gz")} <= keys
+    assert {f"convlens/data/training/{p.name}" for p in fashion_source().paths.values()} <= keys
     assert "convlens/source/convlens-test-1/sourcedir.tar.gz" in keys
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName="convlens-test-1")
     assert job["AlgorithmSpecification"]["TrainingImage"] == (

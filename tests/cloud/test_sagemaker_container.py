@@ -34,9 +34,9 @@ from ts.context import Context, RequestProcessor
 
 from convlens.cloud.sagemaker import inference
 from convlens.cloud.sagemaker.launcher import Gateway, SageMakerSettings, deploy, source_tarball
-from convlens.data.sources import DEBIAN_DIR
 from convlens.serving.inputs import InputError
 from convlens.serving.predictor import Predictor
+from tests.conftest import fashion_files
 
 JSON = "application/json"
 
@@ -48,11 +48,9 @@ def clean_env() -> dict[str, str]:
 
 
 def training_channel(root: Path) -> Path:
-    if not DEBIAN_DIR.is_dir():
-        pytest.fail("needs the Debian package dataset-fashion-mnist (installed by .ci/run and make test)")
     channel = root / "input" / "data" / "training"
     channel.mkdir(parents=True)
-    for path in DEBIAN_DIR.glob("*.gz"):
+    for path in fashion_files():
         (channel / path.name).symlink_to(path)
     return channel
 

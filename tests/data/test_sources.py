@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from convlens.data.idx import parse_idx, read_file_bytes
-from convlens.data.sources import DEBIAN_DIR, FASHION_MNIST, load_arrays, locate
+from convlens.data.sources import FASHION_MNIST, load_arrays, locate
 from convlens.errors import DataError
-from tests.conftest import write_tiny_dataset
+from tests.conftest import fashion_files, write_tiny_dataset
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -141,17 +141,15 @@ def test_corrupt_download_leaves_nothing_in_the_cache(tmp_path, http_dir, monkey
 def test_unreachable_server_gives_one_line_with_alternatives(tmp_path, monkeypatch):
     manifest, _ = write_tiny_dataset(tmp_path / "unused")
     monkeypatch.setenv("CONVLENS_DATA_URL", "http://127.0.0.1:9/")  # discard port: connection refused
-    with pytest.raises(DataError, match="cannot download .*dataset-fashion-mnist") as info:
+    with pytest.raises(DataError, match="cannot download .*pass --data-dir") as info:
         locate(None, manifest, cache_dir=tmp_path / "cache", system_dir=None)
     assert "\n" not in str(info.value)
 
 
 def test_real_files_downloaded_through_the_official_code_path(tmp_path, http_dir, monkeypatch):
     """Debian's recompressed .gz files, served over HTTP, pass the real manifest's decompressed checksums."""
-    if not DEBIAN_DIR.is_dir():
-        pytest.fail("needs the Debian package dataset-fashion-mnist (installed by .ci/run and make test)")
     served, url = http_dir
-    for path in DEBIAN_DIR.glob("*.gz"):
+    for path in fashion_files():
         (served / path.name).write_bytes(path.read_bytes())
     monkeypatch.setenv("CONVLENS_DATA_URL", url)
     located = locate(None, FASHION_MNIST, cache_dir=tmp_path / "cache", system_dir=None)

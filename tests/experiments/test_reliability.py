@@ -92,3 +92,16 @@ def test_a_worker_killed_by_the_os_fails_its_run_and_the_sweep_goes_on(tmp_path)
     assert json.loads((tmp_path / "seed1" / "metrics.json").read_text())["reason"] == WORKER_DIED
     assert all(by_seed[s].status == "done" for s in (0, 2, 3))
     assert all(json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text())["status"] == "done" for s in (0, 2, 3))
+
+
+def test_a_config_field_added_later_with_its_default_keeps_the_finished_runs(tmp_path, capsys, fashion):
+    out = tmp_path / "exp"
+    spec = write_spec(tmp_path / "s.yaml")
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "experiment.json").read_text())
+    for level in record["levels"]:  # as a convlens before the dataset field wrote it
+        assert level["config"].pop("dataset") == "fashion-mnist"
+    (out / "experiment.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
+    assert "2 finished, 0 failed, 0 to run" in capsys.readouterr().out

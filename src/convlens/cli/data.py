@@ -6,20 +6,21 @@ import typer
 from rich.table import Table
 
 from convlens.cli.display import out, print_json
-from convlens.cli.options import DataDirOption, JsonOption
+from convlens.cli.options import DataDirOption, DatasetOption, JsonOption
 
 app = typer.Typer(help="Find, verify and describe the dataset.", no_args_is_help=True)
 
 
 @app.command("info")
-def data_info(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+def data_info(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-mnist",
+              as_json: JsonOption = False) -> None:
     """Where the data came from, sizes, class names and balance."""
-    from convlens.data import load_dataset
-    info = load_dataset(data_dir).describe()
+    from convlens.data import load_named
+    info = load_named(dataset, data_dir).describe()
     if as_json:
         return print_json(info)
     src = info["source"]
-    out.print(f"Fashion-MNIST from {src['directory']} ({src['origin']}), every file verified (md5 of decompressed bytes)")
+    out.print(f"{dataset} from {src['directory']} ({src['origin']}), verified")
     out.print(f"train {info['train']['n']:,} x {info['train']['shape']}, test {info['test']['n']:,} x "
               f"{info['test']['shape']}, {info['dtype']}, pixels {info['pixel_range'][0]}..{info['pixel_range'][1]}")
     table = Table("class", "name", "train", "test", title="Class balance")
@@ -29,9 +30,9 @@ def data_info(data_dir: DataDirOption = None, as_json: JsonOption = False) -> No
 
 
 @app.command("fetch")
-def data_fetch(data_dir: DataDirOption = None) -> None:
+def data_fetch(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-mnist") -> None:
     """Make sure the dataset is available (download it if no local copy exists) and verify it."""
-    from convlens.data import load_dataset
-    ds = load_dataset(data_dir)
-    out.print(f"Fashion-MNIST ready: {ds.source.directory} ({ds.source.origin}), "
+    from convlens.data import load_named
+    ds = load_named(dataset, data_dir)
+    out.print(f"{dataset} ready: {ds.source.directory} ({ds.source.origin}), "
               f"{len(ds.train_labels):,} train + {len(ds.test_labels):,} test images verified")

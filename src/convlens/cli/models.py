@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from convlens.cli.display import out, print_json
-from convlens.cli.options import JsonOption, SetOption, overrides
+from convlens.cli.options import DatasetOption, JsonOption, SetOption, overrides
 
 app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
 
@@ -30,13 +30,17 @@ def models_list(as_json: JsonOption = False) -> None:
 
 
 @app.command("show")
-def models_show(name: str, set_: SetOption = None, as_json: JsonOption = False) -> None:
+def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fashion-mnist",
+                as_json: JsonOption = False) -> None:
     """A Keras-like summary: per layer output shape, parameters, MACs, receptive field, jump."""
+    from convlens.data.catalog import dataset_info
     from convlens.models.network import Network
     from convlens.models.presets import PRESETS
     from convlens.models.registry import canonical_name, resolve_spec
     from convlens.models.summary import summarize
-    spec = resolve_spec(name, overrides(set_))
+    info = dataset_info(dataset)
+    spec = resolve_spec(name, {"in_channels": info.channels, "image_size": info.size,
+                               "num_classes": len(info.class_names), **overrides(set_)})
     summary = summarize(Network(spec), canonical_name(name))
     if as_json:
         return print_json({**summary.to_dict(), "spec": spec.model_dump(mode="json")})
@@ -54,5 +58,5 @@ def models_show(name: str, set_: SetOption = None, as_json: JsonOption = False) 
               f" Non-trainable params: {p['non_trainable']:,}\n"
               f" MACs per image (forward): {summary.macs:,}\n"
               f" Training FLOPs per image (forward + backward): {summary.train_flops:,}")
-    for reproduction in [] if set_ else PRESETS[summary.name].reproduces:
+    for reproduction in [] if set_ or dataset != "fashion-mnist" else PRESETS[summary.name].reproduces:
         out.print(f" Reproduces {reproduction.describe()}")

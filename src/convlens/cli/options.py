@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 DataDirOption = Annotated[Optional[Path], typer.Option(
-    "--data-dir", help="Directory with the Fashion-MNIST IDX files (.gz or raw); default: $CONVLENS_DATA, "
-    "the user cache, the Debian package path, else download.", show_default=False)]
+    "--data-dir", help="Directory with the dataset's files (IDX .gz or raw; CIFAR-10 binary batches); default: "
+    "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download.", show_default=False)]
+DatasetOption = Annotated[str, typer.Option(
+    "--dataset", help="fashion-mnist, mnist, kmnist, cifar10, digits (scikit-learn's 8x8), or folder:PATH "
+    "(PATH/<class>/*.png|jpg).")]
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a spec field, e.g. --set kernel_size=5 --set filters=16,32 (repeatable).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]

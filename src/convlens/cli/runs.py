@@ -9,7 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from convlens.cli.display import TrainingProgress, out, print_json
-from convlens.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption, SetOption, overrides
+from convlens.cli.options import (
+    DataDirOption,
+    DatasetOption,
+    DeviceOption,
+    JsonOption,
+    QuietOption,
+    SetOption,
+    overrides,
+)
 from convlens.cli.tables import print_comparison
 from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS
 from convlens.errors import UsageError
@@ -36,6 +44,7 @@ def train_cmd(
     device: DeviceOption = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = "fashion-mnist",
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
     quiet: QuietOption = False,
@@ -57,7 +66,8 @@ def train_cmd(
                                              patience=patience))
     try:
         cfg = TrainConfig(model=model, overrides=changes, recipe=recipe_obj, seed=seed, device=device,
-                          threads=threads, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset)
+                          threads=threads, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
+                          dataset=dataset)
     except ValidationError as e:
         raise UsageError(f"invalid option: {format_validation_error(e)}") from None
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"

@@ -48,7 +48,7 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
             if path.stat().st_size > LOCAL_FILE_LIMITS.body_bytes:
                 raise InputError(f"{path.stat().st_size:,} bytes is more than convlens predict reads from one "
                                  "file (2 GB); split it")
-            x = decode(path.read_bytes(), kind, LOCAL_FILE_LIMITS)
+            x = decode(path.read_bytes(), kind, LOCAL_FILE_LIMITS, predictor.image)
         except FileNotFoundError:
             raise UsageError(f"{path} not found") from None
         except InputError as e:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +18,7 @@ PIXEL_SCALE = 255.0  # inputs are pixel / 255, in [0, 1], as in every reference 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Verified Fashion-MNIST as uint8 arrays: images (N, 28, 28), labels (N,)."""
+    """A verified dataset as uint8 arrays: images (N, H, W) with one channel or (N, H, W, 3), labels (N,)."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -24,25 +26,36 @@ class ImageDataset:
     test_labels: np.ndarray
     class_names: tuple[str, ...]
     source: LocatedFiles
+    name: str = "fashion-mnist"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width), as the models take it."""
+        shape = self.train_images.shape
+        return (1 if len(shape) == 3 else shape[3], shape[1], shape[2])
+
+    def _replace(self, **arrays: np.ndarray) -> ImageDataset:
+        return dataclasses.replace(self, **arrays)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> ImageDataset:
         """The first ``n_train`` / ``n_test`` images (deterministic; for quick runs and tests)."""
         for n, total, what in ((n_train, len(self.train_labels), "train"), (n_test, len(self.test_labels), "test")):
             if n is not None and not 0 < n <= total:
                 raise UsageError(f"{what} subset size must be between 1 and {total}, got {n}")
-        return ImageDataset(self.train_images[:n_train], self.train_labels[:n_train],
-                            self.test_images[:n_test], self.test_labels[:n_test], self.class_names, self.source)
+        return self._replace(train_images=self.train_images[:n_train], train_labels=self.train_labels[:n_train],
+                             test_images=self.test_images[:n_test], test_labels=self.test_labels[:n_test])
 
     def with_permuted_pixels(self) -> ImageDataset:
         """Train and test images with their pixels reordered by the one fixed permutation (locality probe)."""
         from convlens.data.permutation import permute_pixels, pixel_permutation
         perm = pixel_permutation(self.train_images.shape[1] * self.train_images.shape[2])
-        return ImageDataset(permute_pixels(self.train_images, perm), self.train_labels,
-                            permute_pixels(self.test_images, perm), self.test_labels, self.class_names, self.source)
+        return self._replace(train_images=permute_pixels(self.train_images, perm),
+                             test_images=permute_pixels(self.test_images, perm))
 
     def describe(self) -> dict:
         """Sizes, shapes, pixel range and class balance (what ``convlens data info`` prints)."""
         return {
+            "dataset": self.name,
             "source": {"origin": self.source.origin, "directory": str(self.source.directory),
                        "files": {role: str(p) for role, p in self.source.paths.items()}},
             "train": {"n": int(len(self.train_labels)), "shape": list(self.train_images.shape[1:])},
@@ -57,18 +70,36 @@ class ImageDataset:
 
 def load_dataset(data_dir: str | os.PathLike | None = None, manifest: DatasetManifest = FASHION_MNIST,
                  *, download: bool = True) -> ImageDataset:
-    """Locate (or download), verify and load the dataset."""
+    """Locate (or download), verify and load an IDX dataset (Fashion-MNIST by default)."""
     located = locate(data_dir, manifest, download=download)
     arrays = load_arrays(located, manifest)
     return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
-                        arrays["test_labels"], manifest.class_names, located)
+                        arrays["test_labels"], manifest.class_names, located, manifest.name)
+
+
+def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None, *,
+               download: bool = True) -> ImageDataset:
+    """The dataset called ``name`` (see convlens.data.catalog), found, verified and loaded."""
+    from convlens.data import catalog
+    info = catalog.dataset_info(name)
+    if info.manifest is not None:
+        return load_dataset(data_dir, info.manifest, download=download)
+    if name == "cifar10":
+        arrays, located = catalog.load_cifar10(data_dir, download)
+    elif name == "digits":
+        arrays, located = catalog.load_digits_arrays()
+    else:
+        arrays, located = catalog.load_folder(Path(name[len(catalog.FOLDER_PREFIX):]).expanduser(), info)
+    return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
+                        arrays["test_labels"], info.class_names, located, name)
 
 
 def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                      channels_last: bool = False) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1] on ``device``; converted once, on the device."""
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1] on ``device``; converted once, there."""
     t = torch.as_tensor(images).to(device)
-    x = t.unsqueeze(1).float().div_(PIXEL_SCALE)  # (N, 1, H, W)
+    t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    x = t.float().div_(PIXEL_SCALE)  # (N, C, H, W)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

@@ -26,8 +26,9 @@ class IdxFileSpec:
 
     name: str  # e.g. "train-images-idx3-ubyte" (without .gz)
     n_bytes: int
-    md5: str | None  # None: shape check only (small files that tests write)
+    md5: str | None  # of the decompressed bytes; None: shape and size check only (files that tests write)
     shape: tuple[int, ...]
+    gz_md5: str | None = None  # of the official .gz file, where only that is published (MNIST, KMNIST)
 
     @property
     def header_bytes(self) -> int:
@@ -50,7 +51,7 @@ def read_file_bytes(path: Path) -> bytes:
 
 def parse_idx(data: bytes, spec: IdxFileSpec, origin: Path) -> np.ndarray:
     """Check ``data`` against ``spec`` (header, shape, size, checksum) and return it as a uint8 array."""
-    fix = "delete it so convlens fetches it again, or reinstall the package 'dataset-fashion-mnist'"
+    fix = "delete it so convlens fetches it again (or copy a good one there)"
     if len(data) < spec.header_bytes:
         raise DataError(f"{origin}: truncated ({len(data)} bytes, no complete IDX header); {fix}")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])

@@ -18,6 +18,7 @@ def pixel_permutation(n_pixels: int = 28 * 28, seed: int = PERMUTATION_SEED) -> 
 
 
 def permute_pixels(images: np.ndarray, permutation: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, H, W): pixel k of each output image is pixel ``permutation[k]`` of the input."""
-    n, h, w = images.shape
-    return images.reshape(n, h * w)[:, permutation].reshape(n, h, w)
+    """(N, H, W[, C]) -> same shape: pixel k of each output image is pixel ``permutation[k]`` of the input (a
+    pixel's channels move together)."""
+    n, h, w = images.shape[:3]
+    return images.reshape(n, h * w, -1)[:, permutation].reshape(images.shape)

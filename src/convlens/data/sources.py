@@ -13,6 +13,7 @@ files and the official ones both pass.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -38,6 +39,7 @@ class DatasetManifest:
     files: dict[str, IdxFileSpec]  # role ("train_images", ...) -> spec
     class_names: tuple[str, ...]
     base_url: str
+    system_dir: Path | None = None  # a distribution's copy (Debian's package for Fashion-MNIST)
 
 
 FASHION_MNIST = DatasetManifest(
@@ -51,7 +53,32 @@ FASHION_MNIST = DatasetManifest(
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     base_url=OFFICIAL_BASE_URL,
+    system_dir=DEBIAN_DIR,
 )
+
+
+def _mnist_style(name: str, base_url: str, class_names: tuple[str, ...], gz_md5: tuple[str, str, str, str]
+                 ) -> DatasetManifest:
+    """A dataset in MNIST's four IDX files and sizes, for which only the .gz files' md5 are published."""
+    shapes = {"train_images": ("train-images-idx3-ubyte", (60_000, 28, 28)),
+              "train_labels": ("train-labels-idx1-ubyte", (60_000,)),
+              "test_images": ("t10k-images-idx3-ubyte", (10_000, 28, 28)),
+              "test_labels": ("t10k-labels-idx1-ubyte", (10_000,))}
+    files = {role: IdxFileSpec(file, 4 + 4 * len(shape) + int(np.prod(shape)), None, shape, md5)
+             for (role, (file, shape)), md5 in zip(shapes.items(), gz_md5)}
+    return DatasetManifest(name, files, class_names, base_url)
+
+
+# URLs and md5 of the .gz files as torchvision's MNIST / KMNIST classes list them (the MNIST mirror PyTorch
+# hosts, since yann.lecun.com refuses scripted downloads; KMNIST's own server). Not verified against the real
+# files on this project's machines (no network): a mismatch is reported, never loaded.
+MNIST = _mnist_style("mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/", tuple(str(d) for d in range(10)),
+                     ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+                      "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))
+KMNIST = _mnist_style("kmnist", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+                      ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+                      ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+                       "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"))
 
 
 @dataclass(frozen=True)
@@ -92,7 +119,7 @@ def locate(
     *,
     download: bool = True,
     cache_dir: Path | None = None,
-    system_dir: Path | None = DEBIAN_DIR,
+    system_dir: Path | None | str = "manifest",
 ) -> LocatedFiles:
     """Find the dataset files following the search order above; download them if allowed and needed."""
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
@@ -108,12 +135,14 @@ def locate(
         return LocatedFiles(directory, "explicit", paths)
 
     cache = cache_dir if cache_dir is not None else user_cache_dir(manifest)
+    system_dir = manifest.system_dir if system_dir == "manifest" else system_dir  # None: no system copy
     for directory, origin in ((cache, "cache"), (system_dir, "debian")):
         if directory is not None and directory.is_dir() and (paths := _find_in(directory, manifest)):
             return LocatedFiles(directory, origin, paths)
     if not download:
-        raise DataError(f"{manifest.name} not found in {cache} or {system_dir}; run 'convlens data fetch' "
-                        "or 'apt-get install dataset-fashion-mnist'")
+        where = f"{cache} or {system_dir}" if system_dir else str(cache)
+        raise DataError(f"{manifest.name} not found in {where}; run 'convlens data fetch --dataset {manifest.name}'"
+                        + (" or 'apt-get install dataset-fashion-mnist'" if manifest is FASHION_MNIST else ""))
     return LocatedFiles(cache, "download", download_manifest(manifest, cache))
 
 
@@ -133,22 +162,36 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
                     payload = response.read()
             except (urllib.error.URLError, OSError) as e:
                 reason = getattr(e, "reason", e)
-                raise DataError(f"cannot download {url} ({reason}); check the network, or install the Debian "
-                                "package 'dataset-fashion-mnist', or pass --data-dir") from None
+                raise DataError(f"cannot download {url} ({reason}); check the network, or pass --data-dir with "
+                                f"the {manifest.name} files") from None
             try:
                 decompressed = gzip.decompress(payload)
             except (OSError, EOFError) as e:
                 raise DataError(f"{url}: downloaded file is not valid gzip ({e}); run the command again") from None
+            check_gz_md5(payload, spec, Path(url))
             parse_idx(decompressed, spec, Path(url))  # verify before anything lands on disk
             atomic_write_bytes(target, payload)
         paths[role] = target
     return paths
 
 
+def check_gz_md5(payload: bytes, spec: IdxFileSpec, origin: Path) -> None:
+    if spec.gz_md5 is not None and (digest := hashlib.md5(payload).hexdigest()) != spec.gz_md5:
+        raise DataError(f"{origin}: checksum mismatch (md5 {digest}, expected {spec.gz_md5} for the official "
+                        ".gz file); delete it so convlens fetches it again")
+
+
 def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST) -> dict[str, np.ndarray]:
     """Read and verify every file; returns role -> uint8 array."""
-    arrays = {role: parse_idx(read_file_bytes(path), manifest.files[role], path)
-              for role, path in located.paths.items()}
+    arrays = {}
+    for role, path in located.paths.items():
+        spec = manifest.files[role]
+        if spec.md5 is None and spec.gz_md5 is not None:
+            if path.suffix != ".gz":
+                raise DataError(f"{path}: only the official .gz file's checksum is known for {manifest.name}; "
+                                f"put {spec.name}.gz there instead of the decompressed file")
+            check_gz_md5(path.read_bytes(), spec, path)
+        arrays[role] = parse_idx(read_file_bytes(path), spec, path)
     n_classes = len(manifest.class_names)
     for role in ("train_labels", "test_labels"):
         if role in arrays and len(arrays[role]) and int(arrays[role].max()) >= n_classes:

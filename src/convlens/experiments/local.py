@@ -41,11 +41,11 @@ class JobResult:
 _DATASETS: dict[str, ImageDataset] = {}  # per process: the dataset is loaded once per worker
 
 
-def _dataset(data_dir: Path | None) -> ImageDataset:
-    from convlens.data import load_dataset
-    key = str(data_dir)
+def _dataset(name: str, data_dir: Path | None) -> ImageDataset:
+    from convlens.data import load_named
+    key = f"{name}\0{data_dir}"
     if key not in _DATASETS:
-        _DATASETS[key] = load_dataset(data_dir)
+        _DATASETS[key] = load_named(name, data_dir)
     return _DATASETS[key]
 
 
@@ -53,7 +53,7 @@ def execute(job: Job) -> JobResult:
     """Train one run; any failure is recorded in its metrics.json with the reason, never raised."""
     from convlens.runs import run_training
     try:
-        run_training(job.config, job.directory, dataset=_dataset(job.config.data_dir))
+        run_training(job.config, job.directory, dataset=_dataset(job.config.dataset, job.config.data_dir))
         return JobResult(job.level, job.seed, "done")
     except TrainingDiverged as e:  # run_training already recorded it
         return JobResult(job.level, job.seed, "failed", str(e))

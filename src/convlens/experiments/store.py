@@ -146,7 +146,8 @@ class RunStore:
         factors = lambda s: [f and f["name"] for f in (s["factor"], s.get("second_factor"))]  # noqa: E731
         if previous["spec"]["name"] != spec.name or factors(previous["spec"]) != factors(spec.model_dump(mode="json")):
             raise UsageError(f"{self.root} holds a different experiment ({previous['spec']['name']}); {fix}")
-        old = {lv["label"]: lv for lv in previous.get("levels", [])}
+        old = {lv["label"]: _with_new_defaults(lv, new) for new in levels for lv in previous.get("levels", [])
+               if lv["label"] == new["label"]}
         changed = [lv["label"] for lv in levels if lv["label"] in old and old[lv["label"]] != lv]
         if changed:
             raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; {fix}")
@@ -158,6 +159,19 @@ class RunStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+
+def _with_new_defaults(old: dict, new: dict) -> dict:
+    """``old`` (a level as an earlier convlens recorded it) with the config fields added since then, where the
+    new record holds their default: a new field that changes nothing must not make finished runs 'another
+    config'."""
+    from convlens.config import TrainConfig
+    fields = TrainConfig.model_fields
+    config = dict(old.get("config", {}))
+    for key, value in new.get("config", {}).items():
+        if key not in config and key in fields and value == fields[key].default:
+            config[key] = value
+    return {**old, "config": config}
 
 
 def level_records(levels: list[Level]) -> list[dict]:

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, InputError, decode
+from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
@@ -128,7 +128,7 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         return await run_in_threadpool_limited(answer, body, request.headers.get("content-type"))
 
     def answer(body: bytes, content_type: str | None) -> dict:
-        probabilities = predictor.predict(decode(body, content_type))
+        probabilities = predictor.predict(decode(body, content_type, SERVER_LIMITS, predictor.image))
         return {"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names}
 
     limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
@@ -147,7 +147,8 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         if source.get("directory"):  # the run's name only (POSIX or Windows path): a host path is not for clients
             source["directory"] = re.split(r"[\\/]", str(source["directory"]).rstrip("\\/"))[-1]
         model = c.get("model") if isinstance(c.get("model"), dict) else {}
-        return {"name": model.get("name"), "classes": predictor.class_names, "input": c["input"],
+        return {"name": model.get("name"), "dataset": c.get("dataset", "fashion-mnist"),
+                "classes": predictor.class_names, "input": c["input"],
                 "backend": predictor.backend, "content_types": list(CONTENT_TYPES), "source_run": source}
 
     return app

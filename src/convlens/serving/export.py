@@ -31,6 +31,7 @@ def model_config(run_config: dict, metrics: dict | None, run_dir: Path) -> dict:
     return {
         "format": MODEL_FORMAT,
         "model": run_config["model"],
+        "dataset": run_config.get("data", {}).get("dataset", "fashion-mnist"),
         "class_names": run_config["class_names"],
         "input": run_config["input"],
         "versions": package_versions(),
@@ -48,7 +49,8 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     except ImportError:
         raise UsageError("ONNX export needs the 'onnx' extra: pip install 'convlens[onnx]'") from None
     model = model.to(memory_format=torch.contiguous_format).eval()
-    example = torch.zeros(2, 1, 28, 28)
+    spec = model.spec
+    example = torch.zeros(2, spec.in_channels, spec.image_size, spec.image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # The exporter logs about optional packages (torchvision) it does not need here; keep the CLI quiet.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)

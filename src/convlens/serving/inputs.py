@@ -1,4 +1,4 @@
-"""Decoding inference requests into model input: float32 (N, 1, 28, 28) in [0, 1].
+"""Decoding inference requests into model input: float32 (N, C, H, W) in [0, 1] (Fashion-MNIST: (N, 1, 28, 28)).
 
 Accepted bodies (the SageMaker / TF-Serving conventions):
   * ``application/json``: ``{"instances": [...]}`` (TF-Serving row form) or a bare nested list (what
@@ -7,7 +7,8 @@ Accepted bodies (the SageMaker / TF-Serving conventions):
   * ``application/x-npy``: one ``.npy`` array (``np.save``), never unpickled;
   * ``image/png`` (PNG only), ``image/jpeg`` (JPEG only): one image of any size or mode, within the limits.
 
-Shapes: one image is (28, 28), (28, 28, 1), (1, 28, 28) or (784,); a batch adds a leading N.
+Shapes (for the model's ImageShape; Fashion-MNIST's here): one image is (28, 28), (28, 28, 1), (1, 28, 28) or
+(784,); three-channel models take (H, W, 3) or (3, H, W); a batch adds a leading N.
 Scale: integer arrays, and any array with a value above 1, are read as pixels 0-255 and divided by 255;
 float arrays with every value in [0, 1] are used as they are. Values must be finite and within [0, 255].
 Images are converted like the training data: grayscale, resized to 28x28 (Lanczos), and inverted when their
@@ -62,32 +63,57 @@ SERVER_LIMITS = Limits()
 LOCAL_FILE_LIMITS = Limits(body_bytes=2**31, instances=1_000_000)
 
 
+@dataclass(frozen=True)
+class ImageShape:
+    """What the model takes (from its config.json "input"): channels x size x size, and whether an uploaded image
+    with a light border is inverted (datasets of light shapes on black, like Fashion-MNIST and MNIST)."""
+
+    channels: int = 1
+    size: int = SIDE
+    invert_light_background: bool = True
+
+    @classmethod
+    def from_contract(cls, contract: dict) -> ImageShape:
+        c, h, _ = contract["shape"]
+        return cls(c, h, bool(contract.get("invert_light_background", c == 1)))
+
+    def describe(self) -> str:
+        s = self.size
+        return (f"({s}, {s}), ({s}, {s}, 1), (1, {s}, {s}) or ({s * s},)" if self.channels == 1
+                else f"({s}, {s}, {self.channels}) or ({self.channels}, {s}, {s})")
+
+
+FASHION_MNIST_SHAPE = ImageShape()
+
+
 def _too_many(n: int, limits: Limits) -> InputError:
     return InputError(f"too many instances ({n:,}); send at most {limits.instances:,} per request", status=413)
 
 
-def to_batch(array: np.ndarray, integers: bool | None = None, limits: Limits = SERVER_LIMITS) -> np.ndarray:
-    """Any accepted shape -> (N, 1, 28, 28) float32 in [0, 1]; see the module docstring for the rules.
+def to_batch(array: np.ndarray, integers: bool | None = None, limits: Limits = SERVER_LIMITS,
+             image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
+    """Any accepted shape -> (N, C, H, W) float32 in [0, 1]; see the module docstring for the rules.
     ``integers``: whether the values were written as integers (JSON), when the dtype cannot say."""
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)")
     a = array
     if a.size == 0:
         raise InputError("empty input: send at least one image")
-    shape = a.shape
-    if shape == (SIDE * SIDE,) or shape == (SIDE, SIDE):
-        a = a.reshape(1, SIDE, SIDE)
-    elif a.ndim == 2 and shape[1] == SIDE * SIDE:
-        a = a.reshape(shape[0], SIDE, SIDE)
-    elif shape == (SIDE, SIDE, 1):
-        a = a.reshape(1, SIDE, SIDE)
-    elif a.ndim == 3 and shape[1:] == (SIDE, SIDE):
+    shape, s, c = a.shape, image.size, image.channels
+    if c == 1 and (shape == (s * s,) or shape == (s, s) or shape == (s, s, 1) or shape == (1, s, s)):
+        a = a.reshape(1, 1, s, s)
+    elif c == 1 and ((a.ndim == 2 and shape[1] == s * s) or (a.ndim == 3 and shape[1:] == (s, s))
+                     or (a.ndim == 4 and shape[1:] in ((s, s, 1), (1, s, s)))):
+        a = a.reshape(shape[0], 1, s, s)
+    elif c > 1 and shape in ((s, s, c), (c, s, s)):
+        a = a.reshape(1, *shape)
+    elif c > 1 and a.ndim == 4 and shape[1:] == (c, s, s):
         pass
-    elif a.ndim == 4 and (shape[1:] == (SIDE, SIDE, 1) or shape[1:] == (1, SIDE, SIDE)):
-        a = a.reshape(shape[0], SIDE, SIDE)
+    elif c > 1 and a.ndim == 4 and shape[1:] == (s, s, c):
+        a = a.transpose(0, 3, 1, 2)  # NHWC (Keras, PIL) -> NCHW
     else:
-        raise InputError(f"unsupported shape {list(shape)}: send (28, 28), (28, 28, 1), (1, 28, 28) or (784,) "
-                         "per image, optionally with a leading batch dimension")
+        raise InputError(f"unsupported shape {list(shape)}: this model takes {image.describe()} per image, "
+                         "optionally with a leading batch dimension")
     if len(a) > limits.instances:
         raise _too_many(len(a), limits)
     with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range becomes inf: refused below
@@ -99,7 +125,7 @@ def to_batch(array: np.ndarray, integers: bool | None = None, limits: Limits = S
         raise InputError(f"pixel values must be within [0, 1] (floats) or [0, 255] (pixels); got {lo:g}..{hi:g}")
     if (array.dtype.kind in "biu" if integers is None else integers) or hi > 1.0:
         a = a / 255.0
-    return a.reshape(-1, 1, SIDE, SIDE)
+    return np.ascontiguousarray(a)
 
 
 class _Budget:
@@ -112,11 +138,12 @@ class _Budget:
         self.left -= n
         if self.left < 0:
             raise InputError(f"the images decode to more than {MAX_DECODED_BYTES // 2**20} MiB in all; send "
-                             "smaller images (the model sees 28x28)", status=413)
+                             "smaller images", status=413)
 
 
-def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _Budget | None = None) -> np.ndarray:
-    """PNG/JPEG bytes -> (1, 1, 28, 28) float32, converted like the training data.
+def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _Budget | None = None,
+                 image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
+    """PNG/JPEG bytes -> (1, C, H, W) float32, converted like the training data.
 
     Only ``formats`` are tried (so image/png never reaches the JPEG, TIFF, ... decoders), and the image's
     declared size is checked against the limits before any pixel is decoded.
@@ -129,30 +156,31 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS:,} "
-                                 "pixels; send a smaller image (the model sees 28x28)", status=413)
+                                 "pixels; send a smaller image", status=413)
             band_bytes = 4 if img.mode in ("I", "F") else 2 if img.mode.startswith("I;16") else 1
             budget.spend(width * height * max(len(img.getbands()), 1) * band_bytes)
             img.load()
             upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
-            gray = upright.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+            resized = upright.convert("L" if image.channels == 1 else "RGB").resize(
+                (image.size, image.size), Image.Resampling.LANCZOS)
     except InputError:
         raise
     except Image.DecompressionBombError:  # PIL's own guard, at twice its 89 MP default: far above ours
-        raise InputError(f"image exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels; send a smaller image (the "
-                         "model sees 28x28)", status=413) from None
+        raise InputError(f"image exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels; send a smaller image",
+                         status=413) from None
     except UnidentifiedImageError:
         raise InputError(f"cannot decode the image: not a {names} image") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         # Truncated or corrupt files end in any of these inside PIL's decoders (SyntaxError: broken PNG chunks).
         raise InputError(f"cannot decode the {names} image ({type(e).__name__}); send a valid {names}") from None
-    a = np.asarray(gray, dtype=np.float32) / 255.0
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if border.mean() > 0.5:  # dark garment on a light background: flip to Fashion-MNIST's polarity
-        a = 1.0 - a
-    return a.reshape(1, 1, SIDE, SIDE)
+    a = np.asarray(resized, dtype=np.float32).reshape(image.size, image.size, -1).transpose(2, 0, 1) / 255.0
+    border = np.concatenate([a[:, 0].ravel(), a[:, -1].ravel(), a[:, :, 0].ravel(), a[:, :, -1].ravel()])
+    if image.invert_light_background and border.mean() > 0.5:
+        a = 1.0 - a  # a dark garment on a light background: flipped to the training data's polarity
+    return a.reshape(1, image.channels, image.size, image.size)
 
 
-def _decode_instance_b64(instance: dict, budget: _Budget) -> np.ndarray:
+def _decode_instance_b64(instance: dict, budget: _Budget, image: ImageShape) -> np.ndarray:
     value = instance["b64"]
     if not isinstance(value, str):
         raise InputError("'b64' must be a string holding a base64-encoded PNG or JPEG")
@@ -160,14 +188,14 @@ def _decode_instance_b64(instance: dict, budget: _Budget) -> np.ndarray:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InputError("'b64' must hold a base64-encoded PNG or JPEG") from None
-    return decode_image(raw, B64_FORMATS, budget)
+    return decode_image(raw, B64_FORMATS, budget, image)
 
 
 _JSON_CONSTANTS = re.compile(rb"\b(?:true|false|null)\b")  # outside strings here: a numeric body has no strings
                                                               # but its "instances" key
 
 
-def decode_json(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
+def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     try:
         body.decode("utf-8")  # json.loads would also guess UTF-16/32, past the checks below on the raw bytes
     except UnicodeDecodeError:
@@ -203,7 +231,7 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
             if not all(isinstance(i, dict) and set(i) == {"b64"} for i in payload):
                 raise InputError('instances must be all numeric arrays or all {"b64": ...} images')
             budget = _Budget()
-            return np.concatenate([_decode_instance_b64(i, budget) for i in payload])
+            return np.concatenate([_decode_instance_b64(i, budget, image) for i in payload])
     if not isinstance(payload, list):
         raise InputError("JSON body must be a nested list of pixel values or {\"instances\": [...]}")
     # numpy would read true as 1, null as NaN and "1" as 1.0: a numeric body has no constants and no strings
@@ -215,10 +243,10 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
         array = np.array(payload, dtype=np.float64)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InputError("input must be numeric (nested lists of numbers of equal lengths)") from None
-    return to_batch(array, integers=not floats_seen, limits=limits)
+    return to_batch(array, integers=not floats_seen, limits=limits, image=image)
 
 
-def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
+def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     """One .npy array. The header is read and checked against the bytes actually sent before any allocation."""
     fp = io.BytesIO(body)
     try:
@@ -238,22 +266,23 @@ def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
     # numpy's header reader accepts negative, boolean and 70-dimensional shapes: check them here, in Python
     # integers, before numpy computes anything from them.
     if not (isinstance(shape, tuple) and len(shape) <= 4
-            and all(type(d) is int and 0 <= d <= limits.instances * SIDE * SIDE for d in shape)):
+            and all(type(d) is int and 0 <= d <= limits.instances * image.channels * image.size ** 2
+                    for d in shape)):
         raise InputError(f"body is not a valid .npy array: shape {str(shape)[:80]} is not an image batch")
     declared = math.prod(shape) * dtype.itemsize
     if declared != len(body) - fp.tell():
         raise InputError(f"body is not a valid .npy array: the header declares shape {list(shape)} of {dtype} "
                          f"({declared:,} bytes) but {len(body) - fp.tell():,} bytes follow it")
     array = np.frombuffer(body, dtype=dtype, offset=fp.tell()).reshape(shape, order="F" if fortran else "C")
-    return to_batch(array, limits=limits)
+    return to_batch(array, limits=limits, image=image)
 
 
-def decode_png(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
-    return decode_image(body, IMAGE_FORMATS["image/png"])
+def decode_png(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
+    return decode_image(body, IMAGE_FORMATS["image/png"], image=image)
 
 
-def decode_jpeg(body: bytes, limits: Limits = SERVER_LIMITS) -> np.ndarray:
-    return decode_image(body, IMAGE_FORMATS["image/jpeg"])
+def decode_jpeg(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
+    return decode_image(body, IMAGE_FORMATS["image/jpeg"], image=image)
 
 
 CONTENT_TYPES = {
@@ -273,7 +302,8 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None, limits: Limits = SERVER_LIMITS) -> np.ndarray:
+def decode(body: bytes, content_type: str | None, limits: Limits = SERVER_LIMITS,
+           image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     """Decode a request body by its content type (parameters such as '; charset=utf-8' are ignored)."""
     if len(body) > limits.body_bytes:
         raise InputError(f"payload of {len(body):,} bytes exceeds the {limits.body_bytes / 1e6:g} MB limit "
@@ -284,4 +314,4 @@ def decode(body: bytes, content_type: str | None, limits: Limits = SERVER_LIMITS
                          status=415)
     if not body:
         raise InputError("empty body: send at least one image")
-    return CONTENT_TYPES[media](body, limits)
+    return CONTENT_TYPES[media](body, limits, image)

@@ -12,6 +12,7 @@ import numpy as np
 
 from convlens.errors import UsageError
 from convlens.models.checkpoint import model_file, read_config
+from convlens.serving.inputs import ImageShape
 
 ONNX_FILE = "model.onnx"
 
@@ -23,12 +24,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """``predict(x)``: x float32 (N, 1, 28, 28) in [0, 1] -> probabilities (N, num_classes)."""
+    """``predict(x)``: x float32 (N, C, H, W) in [0, 1] (``image``: what config.json says) -> probabilities
+    (N, num_classes)."""
 
     def __init__(self, model_dir: str | Path, backend: str = "auto"):
         self.model_dir = Path(model_dir)
         self.config = read_config(self.model_dir)
         self.class_names = check_servable(self.config, self.model_dir)
+        self.image = ImageShape.from_contract(self.config["input"])
         use_onnx = backend == "onnx" or (backend == "auto" and (self.model_dir / ONNX_FILE).is_file()
                                           and _has_onnxruntime())
         if use_onnx:
@@ -56,10 +59,11 @@ class Predictor:
         """One blank image through the network: loads lazily-initialised kernels before the first request, and
         refuses a model whose outputs do not match its class names (e.g. an ONNX file from another export)."""
         try:
-            out = self.logits(np.zeros((2, 1, 28, 28), dtype=np.float32))
+            out = self.logits(np.zeros((2, self.image.channels, self.image.size, self.image.size), np.float32))
         except Exception as e:  # an ONNX graph with another input shape fails inside onnxruntime
-            raise UsageError(f"{self.model_dir}: the model cannot take (N, 1, 28, 28) images ({type(e).__name__}); "
-                             "export it again") from None
+            raise UsageError(f"{self.model_dir}: the model cannot take the (N, {self.image.channels}, "
+                             f"{self.image.size}, {self.image.size}) images its config.json names "
+                             f"({type(e).__name__}); export it again") from None
         if out.shape != (2, len(self.class_names)):
             raise UsageError(f"{self.model_dir}: the model answers {out.shape[1:]} values per image but config.json "
                              f"names {len(self.class_names)} classes; export it again")
@@ -91,9 +95,11 @@ def check_servable(config: dict, model_dir: Path) -> list[str]:
         raise UsageError(f"{model_dir / 'config.json'} has no class_names list; give a directory written by "
                          "'convlens train' or 'convlens export'")
     contract = config.get("input")
-    if not (isinstance(contract, dict) and contract.get("shape") == [1, 28, 28]):
-        raise UsageError(f"{model_dir / 'config.json'}: the model's input is not (1, 28, 28) images "
-                         f"(input: {contract!r})")
+    shape = contract.get("shape") if isinstance(contract, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(d) is int for d in shape)
+            and shape[0] in (1, 3) and shape[1] == shape[2] and 1 <= shape[1] <= 512):
+        raise UsageError(f"{model_dir / 'config.json'}: the model's input is not (1 or 3, S, S) images "
+                         f"(input: {str(contract)[:80]})")
     return list(names)
 
 

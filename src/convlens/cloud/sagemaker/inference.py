@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from convlens.serving.inputs import InputError, decode
+from convlens.serving.inputs import FASHION_MNIST_SHAPE, SERVER_LIMITS, ImageShape, InputError, decode
 from convlens.serving.predictor import Predictor
 
 JSON = "application/json"
@@ -54,10 +54,17 @@ def model_fn(model_dir: str) -> Predictor:
 
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.ndarray:
+    # Exactly two parameters: the toolkit passes its context as a third to a handler that takes one
+    # (Transformer._run_handler_function). Used alone it decodes for Fashion-MNIST's shape; transform_fn decodes
+    # for the model's own.
+    return decode_request(request_body, request_content_type, FASHION_MNIST_SHAPE)
+
+
+def decode_request(request_body: bytes | str, request_content_type: str | None, image: ImageShape) -> np.ndarray:
     # The toolkit hands text/csv and application/json bodies over as str (Transformer.transform decodes UTF-8).
     body = request_body.encode() if isinstance(request_body, str) else request_body
     try:
-        return decode(body, request_content_type)
+        return decode(body, request_content_type, SERVER_LIMITS, image)
     except InputError as e:
         raise client_error(e) from None
 
@@ -89,7 +96,7 @@ def transform_fn(model: Predictor, request_body: bytes | str, content_type: str 
     """
     try:
         media = response_type(accept)  # 406 before any decoding or prediction work
-        return output_fn(predict_fn(input_fn(request_body, content_type), model), media)
+        return output_fn(predict_fn(decode_request(request_body, content_type, model.image), model), media)
     except InputError as e:
         if context is None:
             raise client_error(e) from None

@@ -1,0 +1,282 @@
+"""The datasets convlens knows, by name, and how each is read into an :class:`ImageDataset`.
+
+    fashion-mnist (default), mnist, kmnist   four IDX files (sources.py: explicit dir, cache, system path, download)
+    cifar10                                  the official *binary* batches (never the pickled Python version)
+    digits                                   scikit-learn's bundled 8x8 digits: real images on every machine
+    folder:PATH                              PATH/<class>/*.png|jpg, or PATH/train/<class>/... and PATH/test/<class>/...
+
+Every dataset says its image shape, channels, class names and whether a horizontal flip keeps an image's meaning
+(a mirrored shoe is a shoe; a mirrored 3 is not a 3). Images are uint8: (N, H, W) with one channel, (N, H, W, 3)
+with three. A dataset without its own test split gets a stratified one fixed by DATASET_SPLIT_SEED, so every
+run of every seed tests on the same images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convlens.atomic_files import atomic_write_bytes
+from convlens.data.sources import FASHION_MNIST, KMNIST, MNIST, DatasetManifest, LocatedFiles, user_cache_dir
+from convlens.errors import DataError, UsageError
+
+DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
+TEST_FRACTION = 0.2
+FOLDER_PREFIX = "folder:"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_FOLDER_IMAGES = 200_000
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    channels: int
+    size: int  # images are size x size
+    class_names: tuple[str, ...]
+    flips_preserve_meaning: bool
+    description: str
+    manifest: DatasetManifest | None = None  # the IDX datasets
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+BUILTIN_DATASETS: dict[str, DatasetInfo] = {
+    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, FASHION_MNIST.class_names, True,
+                                 "Zalando's garments, 60,000 + 10,000 28x28 grayscale", FASHION_MNIST),
+    "mnist": DatasetInfo("mnist", 1, 28, MNIST.class_names, False,
+                         "handwritten digits, 60,000 + 10,000 28x28 grayscale", MNIST),
+    "kmnist": DatasetInfo("kmnist", 1, 28, KMNIST.class_names, False,
+                          "Kuzushiji (cursive Japanese) characters, 60,000 + 10,000 28x28 grayscale", KMNIST),
+    "cifar10": DatasetInfo("cifar10", 3, 32, CIFAR10_CLASSES, True,
+                           "photos in 10 classes, 50,000 + 10,000 32x32 RGB (binary version)"),
+    "digits": DatasetInfo("digits", 1, 8, tuple(str(d) for d in range(10)), False,
+                          "scikit-learn's handwritten digits, 1,797 8x8 images (pixels 0-16 scaled to 0-255)"),
+}
+DATASET_NAMES = (*BUILTIN_DATASETS, f"{FOLDER_PREFIX}PATH")
+
+
+def dataset_names_text() -> str:
+    return ", ".join(DATASET_NAMES)
+
+
+def check_dataset_name(name: str) -> str:
+    """``name`` if it names a dataset (a folder is checked when it is read), else one line listing the names."""
+    if name in BUILTIN_DATASETS or (name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX)):
+        return name
+    raise UsageError(f"unknown dataset '{name}'; valid datasets: {dataset_names_text()}")
+
+
+# --- CIFAR-10, binary version -------------------------------------------------------------------------------
+# https://www.cs.toronto.edu/~kriz/cifar.html: "CIFAR-10 binary version (suitable for C programs)", with the
+# archive's md5 as published there. Each batch is 10,000 records of 1 label byte + 3,072 pixel bytes (R, G, B
+# planes of 32x32). Not verified against the real archive on this project's machines (no network).
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch.bin",)
+CIFAR10_RECORD = 1 + 3 * 32 * 32
+CIFAR10_BATCH_BYTES = 10_000 * CIFAR10_RECORD
+
+
+def _cifar_dir(directory: Path) -> Path | None:
+    for candidate in (directory, directory / "cifar-10-batches-bin"):
+        if all((candidate / f).is_file() for f in CIFAR10_TRAIN + CIFAR10_TEST):
+            return candidate
+    return None
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch -> images (N, 32, 32, 3) uint8, labels (N,) uint8; size and labels checked."""
+    data = path.read_bytes()
+    if len(data) != CIFAR10_BATCH_BYTES:
+        raise DataError(f"{path}: {len(data):,} bytes, expected {CIFAR10_BATCH_BYTES:,} (10,000 records of "
+                        f"{CIFAR10_RECORD} bytes); delete it so convlens fetches it again")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR10_RECORD)
+    labels = records[:, 0].copy()
+    if labels.max() >= 10:
+        raise DataError(f"{path}: label {int(labels.max())} is out of range for 10 classes; not a CIFAR-10 batch")
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+    return images, labels
+
+
+def download_cifar10(directory: Path, url: str | None = None) -> Path:
+    """Download the archive, check its md5, extract only the six batch files (no other member, no path from
+    the archive is trusted), each written atomically."""
+    url = url or os.environ.get("CONVLENS_CIFAR10_URL") or CIFAR10_URL
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            payload = response.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise DataError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network, or pass "
+                        "--data-dir with the CIFAR-10 binary batches") from None
+    if (digest := hashlib.md5(payload).hexdigest()) != CIFAR10_MD5:
+        raise DataError(f"{url}: checksum mismatch (md5 {digest}, expected {CIFAR10_MD5}); run the command again")
+    wanted = {f"cifar-10-batches-bin/{name}": name for name in CIFAR10_TRAIN + CIFAR10_TEST}
+    found = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if member.name in wanted and member.isfile():
+                    found[wanted[member.name]] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{url}: not a valid tar.gz archive ({e}); run the command again") from None
+    missing = sorted(set(wanted.values()) - set(found))
+    if missing:
+        raise DataError(f"{url}: the archive lacks {', '.join(missing)}")
+    for name, data in found.items():
+        atomic_write_bytes(directory / name, data)
+    return directory
+
+
+def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[dict[str, np.ndarray], LocatedFiles]:
+    explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
+    cache = Path(os.environ.get("CONVLENS_CIFAR10_CACHE") or user_cache_dir(_named("cifar10")))
+    if explicit is not None:
+        directory = _cifar_dir(Path(explicit).expanduser())
+        if directory is None:
+            raise DataError(f"{explicit} holds no CIFAR-10 binary batches ({', '.join(CIFAR10_TRAIN + CIFAR10_TEST)}"
+                            ", directly or in cifar-10-batches-bin/); extract cifar-10-binary.tar.gz there")
+        origin = "explicit"
+    elif (directory := _cifar_dir(cache)) is not None:
+        origin = "cache"
+    elif download:
+        directory, origin = download_cifar10(cache), "download"
+    else:
+        raise DataError(f"cifar10 not found in {cache}; run 'convlens data fetch --dataset cifar10'")
+    train = [read_cifar_batch(directory / f) for f in CIFAR10_TRAIN]
+    test_images, test_labels = read_cifar_batch(directory / CIFAR10_TEST[0])
+    arrays = {"train_images": np.concatenate([b[0] for b in train]), "train_labels": np.concatenate([b[1] for b in train]),
+              "test_images": test_images, "test_labels": test_labels}
+    paths = {f: directory / f for f in CIFAR10_TRAIN + CIFAR10_TEST}
+    return arrays, LocatedFiles(directory, origin, paths)
+
+
+# --- scikit-learn's digits, a folder of images: datasets without a test split --------------------------------
+def stratified_split(labels: np.ndarray, test_fraction: float = TEST_FRACTION,
+                     seed: int = DATASET_SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices): test_fraction of every class (at least one image of a class with two or
+    more), chosen with ``seed``; both sorted."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(members) * test_fraction)) if len(members) > 1 else 0
+        test.extend(members[:max(n_test, 1 if len(members) > 1 else 0)])
+    test_idx = np.sort(np.array(test, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
+
+
+def load_digits_arrays() -> tuple[dict[str, np.ndarray], LocatedFiles]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UsageError("the digits dataset is scikit-learn's: pip install 'convlens[digits]' "
+                         "(or scikit-learn)") from None
+    bunch = load_digits()
+    images = np.round(bunch.images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255, like every other dataset
+    labels = bunch.target.astype(np.uint8)
+    train, test = stratified_split(labels)
+    import sklearn
+    source = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+    arrays = {"train_images": images[train], "train_labels": labels[train], "test_images": images[test],
+              "test_labels": labels[test]}
+    return arrays, LocatedFiles(source.parent, "scikit-learn", {"digits": source})
+
+
+def _folder_classes(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _folder_images(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    paths, labels = [], []
+    for i, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths += files
+        labels += [i] * len(files)
+    return paths, np.array(labels, dtype=np.uint8)
+
+
+def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+    mode = "L" if channels == 1 else "RGB"
+    out = np.empty((len(paths), size, size) + (() if channels == 1 else (3,)), dtype=np.uint8)
+    for k, path in enumerate(paths):
+        try:
+            with Image.open(path, formats=["PNG", "JPEG"]) as img:
+                if img.width * img.height > 4096 * 4096:
+                    raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
+                out[k] = np.asarray(img.convert(mode).resize((size, size), Image.Resampling.LANCZOS))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"{path}: not a readable PNG or JPEG ({type(e).__name__}); remove it or fix it") from None
+    return out
+
+
+def describe_folder(path: Path) -> DatasetInfo:
+    """Classes from the subfolders; channels 1 when every image is grayscale, else 3; size the most common
+    side of the first images (each image is resized to it)."""
+    from PIL import Image
+    if not path.is_dir():
+        raise DataError(f"dataset folder {path} does not exist")
+    split = (path / "train").is_dir() and (path / "test").is_dir()
+    root = path / "train" if split else path
+    classes = _folder_classes(root)
+    if len(classes) < 2:
+        raise DataError(f"{root} needs one subfolder per class (at least two) holding .png/.jpg images; "
+                        f"found {len(classes)}")
+    paths, _ = _folder_images(root, classes)
+    if not paths:
+        raise DataError(f"{root}: no .png/.jpg images in the class subfolders {', '.join(classes)}")
+    sides, gray = [], True
+    for p in paths[:200]:
+        try:
+            with Image.open(p) as img:
+                sides.append(max(img.size))
+                gray &= img.mode in ("L", "1", "I;16", "I", "LA")
+        except OSError:
+            raise DataError(f"{p}: not a readable PNG or JPEG; remove it or fix it") from None
+    size = int(np.bincount(sides).argmax())
+    return DatasetInfo(f"{FOLDER_PREFIX}{path}", 1 if gray else 3, size, tuple(classes), True,
+                       f"images from {path}, resized to {size}x{size}")
+
+
+def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], LocatedFiles]:
+    classes = list(info.class_names)
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train_paths, train_labels = _folder_images(path / "train", classes)
+        test_paths, test_labels = _folder_images(path / "test", classes)
+    else:
+        all_paths, all_labels = _folder_images(path, classes)
+        train_idx, test_idx = stratified_split(all_labels)
+        train_paths, test_paths = [all_paths[i] for i in train_idx], [all_paths[i] for i in test_idx]
+        train_labels, test_labels = all_labels[train_idx], all_labels[test_idx]
+    if len(train_paths) + len(test_paths) > MAX_FOLDER_IMAGES:
+        raise DataError(f"{path}: more than {MAX_FOLDER_IMAGES:,} images; convlens holds a dataset in memory")
+    if not len(test_paths) or not len(train_paths):
+        raise DataError(f"{path}: too few images for a train and a test split (give each class at least 2)")
+    arrays = {"train_images": _read_folder_images(train_paths, info.size, info.channels), "train_labels": train_labels,
+              "test_images": _read_folder_images(test_paths, info.size, info.channels), "test_labels": test_labels}
+    return arrays, LocatedFiles(path, "folder", {})
+
+
+def _named(name: str) -> DatasetManifest:
+    """A manifest-like holder for the cache directory name of datasets that are not IDX."""
+    return DatasetManifest(name, {}, (), "")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The description of dataset ``name`` (a folder is looked at, not read)."""
+    check_dataset_name(name)
+    if name.startswith(FOLDER_PREFIX):
+        return describe_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())
+    return BUILTIN_DATASETS[name]

@@ -1,0 +1,250 @@
+"""Datasets by name: scikit-learn's real digits, folders of PNG/JPEG, CIFAR-10 binary batches (written here, and
+downloaded from a local server), MNIST-style .gz checksums; training, export and serving on each shape."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import tarfile
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from convlens.cli import main
+from convlens.data import catalog, load_named
+from convlens.data.idx import IdxFileSpec, encode_idx
+from convlens.data.sources import DatasetManifest, load_arrays, locate
+from convlens.errors import DataError, UsageError
+from convlens.models.registry import resolve_spec
+from convlens.serving.app import create_app
+
+
+def test_digits_are_scikit_learns_images_scaled_and_split_by_class():
+    from sklearn.datasets import load_digits
+    raw = load_digits()
+    ds = load_named("digits")
+    assert ds.input_shape == (1, 8, 8) and len(ds.train_labels) + len(ds.test_labels) == 1_797
+    for c in range(10):  # 20% of every class in the test split, rounded
+        n_c = int((raw.target == c).sum())
+        assert int((ds.test_labels == c).sum()) == round(0.2 * n_c)
+    # every image is one of sklearn's, scaled 0..16 -> 0..255 (computed here independently)
+    scaled = {(np.round(img * 255 / 16).astype(np.uint8).tobytes(), int(t)) for img, t in zip(raw.images, raw.target)}
+    assert all((img.tobytes(), int(t)) in scaled for img, t in zip(ds.test_images, ds.test_labels))
+    assert ds.train_images.max() == 255 and ds.train_images.dtype == np.uint8
+    assert load_named("digits").test_labels.tolist() == ds.test_labels.tolist()  # the split is fixed
+
+
+def write_folder(root: Path, classes: dict[str, tuple[int, int, int]], n: int = 10, size: int = 12,
+                 mode: str = "RGB") -> None:
+    rng = np.random.default_rng(0)
+    for name, colour in classes.items():
+        (root / name).mkdir(parents=True)
+        for k in range(n):
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).convert(mode).save(root / name / f"{k}.{'png' if k % 2 else 'jpg'}")
+
+
+def test_a_folder_of_images_is_a_dataset(tmp_path):
+    write_folder(tmp_path / "colours", {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)})
+    ds = load_named(f"folder:{tmp_path / 'colours'}")
+    assert ds.input_shape == (3, 12, 12) and ds.class_names == ("blue", "green", "red")
+    assert np.bincount(ds.test_labels).tolist() == [2, 2, 2] and len(ds.train_labels) == 24
+    red = ds.train_images[ds.train_labels == 2]
+    assert red[..., 0].mean() > 180 and red[..., 2].mean() < 80  # channels in RGB order
+    write_folder(tmp_path / "gray" / "train", {"a": (30, 30, 30), "b": (200, 200, 200)}, mode="L", size=16)
+    write_folder(tmp_path / "gray" / "test", {"a": (30, 30, 30), "b": (200, 200, 200)}, n=3, mode="L", size=16)
+    gray = load_named(f"folder:{tmp_path / 'gray'}")
+    assert gray.input_shape == (1, 16, 16) and len(gray.test_labels) == 6 and len(gray.train_labels) == 20
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda root: (root / "only").mkdir(parents=True), "one subfolder per class"),
+    (lambda root: [(root / c).mkdir(parents=True) for c in "ab"], "no .png/.jpg images"),
+    (lambda root: [write_folder(root, {"a": (0, 0, 0), "b": (255, 255, 255)}, n=2),
+                   (root / "a" / "9.png").write_bytes(b"not a png")], "9.png: not a readable PNG or JPEG"),
+])
+def test_a_bad_folder_is_one_line(tmp_path, setup, message):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(DataError, match=message) as info:
+        load_named(f"folder:{root}")
+    assert "\n" not in str(info.value)
+
+
+def cifar_batch(labels: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    """A binary batch: per record a label byte, then the R, G and B planes; returns it and the (N, 32, 32, 3)
+    images it encodes (assembled here from the planes, independently of the loader)."""
+    planes = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)
+    planes[:, 0] = np.where(labels[:, None, None] % 2 == 0, 250, 5)  # a class signal in the red plane
+    records = np.concatenate([labels[:, None].astype(np.uint8), planes.reshape(len(labels), -1)], axis=1)
+    images = np.stack([planes[:, 0], planes[:, 1], planes[:, 2]], axis=-1)
+    return records.tobytes(), images
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    """Full-size CIFAR-10 binary batches (6 x 30.7 MB) of synthetic images, in cifar-10-batches-bin/."""
+    root = tmp_path_factory.mktemp("cifar")
+    directory = root / "cifar-10-batches-bin"
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    expected = {}
+    for name in catalog.CIFAR10_TRAIN + catalog.CIFAR10_TEST:
+        labels = rng.integers(0, 10, 10_000).astype(np.uint8)
+        data, images = cifar_batch(labels, rng)
+        (directory / name).write_bytes(data)
+        expected[name] = (images, labels)
+    return root, expected
+
+
+def test_cifar10_binary_batches_load_in_rgb_order(cifar_dir):
+    root, expected = cifar_dir
+    ds = load_named("cifar10", root)
+    assert ds.input_shape == (3, 32, 32) and ds.train_images.shape == (50_000, 32, 32, 3)
+    assert np.array_equal(ds.test_images, expected["test_batch.bin"][0])
+    assert np.array_equal(ds.train_labels[10_000:20_000], expected["data_batch_2.bin"][1])
+    assert ds.class_names[0] == "airplane" and ds.source.origin == "explicit"
+
+
+def test_a_truncated_cifar_batch_is_named(cifar_dir, tmp_path):
+    root, _ = cifar_dir
+    for name in catalog.CIFAR10_TRAIN + catalog.CIFAR10_TEST:
+        data = (root / "cifar-10-batches-bin" / name).read_bytes()
+        (tmp_path / name).write_bytes(data[:-100] if name == "data_batch_3.bin" else data)
+    with pytest.raises(DataError, match=r"data_batch_3.bin: 30,729,900 bytes, expected 30,730,000"):
+        load_named("cifar10", tmp_path)
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _archive(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_cifar10_download_checks_the_archive_and_extracts_only_the_batches(http_root, tmp_path, monkeypatch):
+    root, url = http_root
+    rng = np.random.default_rng(1)
+    members = {f"cifar-10-batches-bin/{n}": cifar_batch(rng.integers(0, 10, 10_000).astype(np.uint8), rng)[0]
+               for n in catalog.CIFAR10_TRAIN + catalog.CIFAR10_TEST}
+    archive = _archive({**members, "../evil.txt": b"outside", "cifar-10-batches-bin/readme.html": b"x"})
+    (root / "cifar-10-binary.tar.gz").write_bytes(archive)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CONVLENS_CIFAR10_URL", f"{url}/cifar-10-binary.tar.gz")
+    monkeypatch.setenv("CONVLENS_CIFAR10_CACHE", str(cache))
+    monkeypatch.delenv("CONVLENS_DATA", raising=False)
+    with pytest.raises(DataError, match="checksum mismatch"):  # the official md5 refuses a stand-in archive
+        load_named("cifar10")
+    assert not cache.exists() or not list(cache.iterdir())
+    monkeypatch.setattr(catalog, "CIFAR10_MD5", hashlib.md5(archive).hexdigest())  # as if it were the real one
+    ds = load_named("cifar10")
+    assert ds.source.origin == "download" and len(ds.train_labels) == 50_000
+    assert sorted(p.name for p in cache.iterdir()) == sorted(catalog.CIFAR10_TRAIN + catalog.CIFAR10_TEST)
+    assert not (tmp_path / "evil.txt").exists() and not (cache.parent / "evil.txt").exists()
+    assert load_named("cifar10").source.origin == "cache"  # second time: no download
+    (root / "cifar-10-binary.tar.gz").write_bytes(archive[:1000])  # truncated on the way
+    monkeypatch.setenv("CONVLENS_CIFAR10_CACHE", str(tmp_path / "cache2"))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_named("cifar10")
+
+
+def test_mnist_style_files_are_checked_against_the_official_gz_md5(tmp_path):
+    labels = (np.arange(20) % 10).astype(np.uint8)
+    gz = gzip.compress(encode_idx(labels))
+    spec = IdxFileSpec("t10k-labels-idx1-ubyte", 8 + 20, None, (20,), hashlib.md5(gz).hexdigest())
+    manifest = DatasetManifest("tiny", {"test_labels": spec}, tuple("0123456789"), "http://127.0.0.1:9/")
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gz)
+    assert load_arrays(locate(tmp_path, manifest), manifest)["test_labels"].tolist() == labels.tolist()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(encode_idx(labels), mtime=1))  # other bytes
+    with pytest.raises(DataError, match="checksum mismatch .* official .gz file"):
+        load_arrays(locate(tmp_path, manifest), manifest)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    with pytest.raises(DataError, match="only the official .gz file's checksum is known"):
+        load_arrays(locate(tmp_path, manifest), manifest)
+
+
+def test_model_shapes_follow_the_dataset_by_hand_arithmetic(capsys):
+    assert main(["models", "show", "cnn", "--dataset", "cifar10", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    convs = (3 * 3 * 3 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + (3 * 3 * 64 * 128 + 128)
+    head = (4 * 4 * 128 * 128 + 128) + (128 * 10 + 10)  # 32 -> 16 -> 8 -> 4 after three 2x2 pools
+    assert summary["params"]["total"] == convs + head == 356_810
+    assert main(["models", "show", "mlp", "--dataset", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["total"] == (64 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)
+    # Fashion-MNIST's spec is the preset's own: its numbers do not change
+    assert resolve_spec("cnn", {"in_channels": 1, "image_size": 28, "num_classes": 10}) == resolve_spec("cnn")
+    assert main(["models", "show", "cnn", "--dataset", "digits", "--set", "depth=4"]) == 2
+    assert "vanishes after block 4" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="unknown dataset 'svhn'; valid datasets: fashion-mnist"):
+        catalog.dataset_info("svhn")
+
+
+def _train_export(tmp_path: Path, *args: str) -> Path:
+    run, model = tmp_path / "run", tmp_path / "model"
+    assert main(["train", "-m", "cnn-16-32", "--epochs", "2", "--out", str(run), "--quiet", *args]) == 0
+    assert main(["export", str(run), "--out", str(model)]) == 0
+    return model
+
+
+def test_train_export_and_serve_on_digits(tmp_path, capsys):
+    model = _train_export(tmp_path, "--dataset", "digits")
+    config = json.loads((model / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["input"]["shape"] == [1, 8, 8]
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
+    capsys.readouterr()
+    ds = load_named("digits")
+    client = TestClient(create_app(model))
+    answer = client.post("/invocations", json={"instances": ds.test_images[:50].tolist()})
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 50
+    accuracy = (np.argmax(answer.json()["predictions"], 1) == ds.test_labels[:50]).mean()
+    assert accuracy > 0.5  # a 2-epoch CNN on real digits
+    wrong = client.post("/invocations", json={"instances": np.zeros((1, 28, 28)).tolist()})
+    assert wrong.status_code == 400 and "(8, 8)" in wrong.json()["error"]
+    assert client.get("/model").json()["dataset"] == "digits"
+
+
+def test_train_on_cifar10_binary_files_then_predict_rgb(cifar_dir, tmp_path, capsys):
+    root, expected = cifar_dir
+    model = _train_export(tmp_path, "--dataset", "cifar10", "--data-dir", str(root), "--train-subset", "2000",
+                          "--test-subset", "500")
+    run_config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run_config["data"]["dataset"] == "cifar10" and run_config["model"]["spec"]["in_channels"] == 3
+    image, label = expected["test_batch.bin"][0][0], int(expected["test_batch.bin"][1][0])
+    Image.fromarray(image).save(tmp_path / "test0.png")
+    capsys.readouterr()
+    assert main(["predict", str(model), str(tmp_path / "test0.png"), "--json", "--top-k", "10"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert len(top) == 10 and abs(sum(t["probability"] for t in top) - 1) < 1e-4
+    client = TestClient(create_app(model))
+    hwc = client.post("/invocations", json={"instances": [image.tolist()]})
+    chw = client.post("/invocations", json={"instances": [image.transpose(2, 0, 1).tolist()]})
+    assert hwc.status_code == chw.status_code == 200
+    np.testing.assert_allclose(hwc.json()["predictions"], chw.json()["predictions"], atol=1e-6)
+    assert label in range(10)
