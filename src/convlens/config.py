@@ -139,3 +139,11 @@ def read_yaml(path: Path) -> Any:
         # a 5,000-digit integer, nesting thousands deep
         raise UsageError(f"{path}: not valid YAML ({type(e).__name__}: {str(e)[:100]})") from None
 
+
+def model_spec(config: TrainConfig):  # -> ModelSpec (models.spec; not imported here for the annotation)
+    """The network ``config`` trains: its preset with the dataset's channels, image size and class count, then
+    the overrides. One function, so training, experiments and the study agree on every spec."""
+    from convlens.data.catalog import dataset_info
+    from convlens.models.registry import resolve_spec
+    return resolve_spec(config.model, {**dataset_info(config.dataset).spec_values(), **config.overrides})
+

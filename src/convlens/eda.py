@@ -26,10 +26,10 @@ MAX_EXAMPLES = 8
 def explore(ds: ImageDataset, *, samples_per_class: int = 8, seed: int = 0) -> dict:
     """Sizes, balance, pixel statistics, per-class statistics, duplicates; JSON-ready."""
     k = len(ds.class_names)
-    train = ds.train_images.astype(np.float64) / PIXEL_SCALE  # (N, 28, 28) in [0, 1]
+    train = ds.train_images.astype(np.float64) / PIXEL_SCALE  # (N, H, W[, C]) in [0, 1]
     counts = {split: np.bincount(labels, minlength=k).tolist()
               for split, labels in (("train", ds.train_labels), ("test", ds.test_labels))}
-    brightness = train.mean(axis=(1, 2))  # per image, (N,)
+    brightness = train.reshape(len(train), -1).mean(axis=1)  # per image, (N,)
     per_class = []
     for c, name in enumerate(ds.class_names):
         images = train[ds.train_labels == c]
@@ -65,16 +65,23 @@ def explore(ds: ImageDataset, *, samples_per_class: int = 8, seed: int = 0) -> d
 
 
 def mean_images(ds: ImageDataset) -> np.ndarray:
-    """(classes, 28, 28) mean training image per class, in [0, 1]."""
+    """(classes, H, W[, C]) mean training image per class, in [0, 1]."""
     return np.stack([ds.train_images[ds.train_labels == c].astype(np.float64).mean(0) / PIXEL_SCALE
                      if (ds.train_labels == c).any() else np.zeros(ds.train_images.shape[1:])
                      for c in range(len(ds.class_names))])
 
 
 def _average_hashes(images: np.ndarray, threshold: float) -> np.ndarray:
-    """One 49-bit hash per image: which of its 7x7 block means (4x4 px blocks) exceed threshold x their mean."""
-    n, h, w = images.shape
-    blocks = images.reshape(n, 7, h // 7, 7, w // 7).mean(axis=(2, 4)).reshape(n, 49)
+    """One 49-bit hash per image: which of its 7x7 block means (4x4 px blocks at 28x28) exceed threshold x their
+    mean. Colour images are hashed on their channel mean; sizes that 7 does not divide use adaptive pooling."""
+    n, h, w = images.shape[:3]
+    if images.ndim == 4:
+        images = images.mean(axis=3)
+    if h % 7 == 0 and w % 7 == 0:
+        blocks = images.reshape(n, 7, h // 7, 7, w // 7).mean(axis=(2, 4)).reshape(n, 49)
+    else:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(images, dtype=torch.float64)[:, None], 7)
+        blocks = pooled.reshape(n, 49).numpy()
     bits = blocks > threshold * blocks.mean(axis=1, keepdims=True)
     return (bits.astype(np.uint64) << np.arange(49, dtype=np.uint64)).sum(axis=1)
 

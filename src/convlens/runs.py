@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from convlens.atomic_files import atomic_write_bytes, atomic_write_json
-from convlens.config import TrainConfig
+from convlens.config import TrainConfig, model_spec
 from convlens.data.dataset import PIXEL_SCALE, ImageDataset, images_to_tensor, load_named, to_device
 from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
@@ -27,7 +27,6 @@ from convlens.models.checkpoint import (
     save_weights,
 )
 from convlens.models.network import Network
-from convlens.models.registry import resolve_spec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
 from convlens.training import (
@@ -57,14 +56,6 @@ def input_contract(ds: ImageDataset) -> dict:
             "invert_light_background": ds.name in ("fashion-mnist", "mnist", "kmnist", "digits")}
 
 
-def dataset_spec_values(ds: ImageDataset) -> dict:
-    """The model spec fields the dataset fixes: channels, image size, number of classes."""
-    c, h, w = ds.input_shape
-    if h != w:
-        raise UsageError(f"{ds.name}: images of {h}x{w} pixels; convlens models take square images")
-    return {"in_channels": c, "image_size": h, "num_classes": len(ds.class_names)}
-
-
 @dataclass(frozen=True)
 class RunResult:
     directory: Path | None
@@ -86,11 +77,14 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
 
     A diverged run (NaN/inf loss) writes metrics.json with status "failed" and its reason, then re-raises.
     """
-    resolve_spec(cfg.model, cfg.overrides)  # validate the overrides before any expensive work (loading data)
+    spec = model_spec(cfg)  # validate before any expensive work (loading data)
     device = pick_device(cfg.device)
     threads = configure_threads(cfg.threads)
     ds = _dataset_for(cfg, dataset)
-    spec = resolve_spec(cfg.model, {**dataset_spec_values(ds), **cfg.overrides})
+    if ds.input_shape != (spec.in_channels, spec.image_size, spec.image_size) or len(ds.class_names) != spec.num_classes:
+        raise UsageError(f"the data ({ds.name}: {ds.input_shape}, {len(ds.class_names)} classes) does not fit the "
+                         f"model ({spec.in_channels}, {spec.image_size}, {spec.image_size}; {spec.num_classes} "
+                         f"classes); pass the dataset's name with --dataset")
     channels_last = uses_channels_last(device)
     splits = to_device(ds, device, val_fraction=cfg.recipe.val_fraction, seed=cfg.seed, channels_last=channels_last)
     seed_everything(cfg.seed)

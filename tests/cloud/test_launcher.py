@@ -49,8 +49,8 @@ def aws(moto_url, monkeypatch):
 
 
 def settings(bucket: str, **changes) -> SageMakerSettings:
-    return SageMakerSettings(role_arn=ROLE, bucket=bucket, hyperparameters={"model": "cnn-32-64-128", "epochs": "5"},
-                             **changes)
+    return SageMakerSettings(**{"role_arn": ROLE, "bucket": bucket,
+                                "hyperparameters": {"model": "cnn-32-64-128", "epochs": "5"}, **changes})
 
 
 def test_training_job_request_channels_hyperparameters_image_and_output(aws):
@@ -75,6 +75,31 @@ def test_training_job_request_channels_hyperparameters_image_and_output(aws):
     assert job["RoleArn"] == ROLE and job["ResourceConfig"]["InstanceType"] == "ml.m5.large"
     assert result["job_name"] == "convlens-test-1" and result["model_data"].endswith("model.tar.gz")
     assert [c["operation"] for c in gw.sent][-2:] == ["CreateTrainingJob", "DescribeTrainingJob"]
+
+
+def test_other_datasets_get_their_own_channel_or_none(aws, tmp_path):
+    from PIL import Image
+    boto3.client("s3").create_bucket(Bucket="data-bucket")
+    gw = Gateway(region="us-east-1")
+    digits = launch_training(gw, settings("data-bucket", hyperparameters={"model": "cnn", "dataset": "digits"}), None,
+                             job_name="digits-1", poll_s=0.1, on_status=lambda status: None)
+    assert digits["classes"] == [str(d) for d in range(10)]
+    assert boto3.client("sagemaker").describe_training_job(TrainingJobName="digits-1").get("InputDataConfig", []) == []
+    for name in ("cat", "dog"):  # a folder dataset: its images are uploaded under their class folders
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (10, 10), (k * 40, 90, 200)).save(tmp_path / "pets" / name / f"{k}.png")
+    (tmp_path / "pets" / "notes.txt").write_text("not uploaded")
+    folder = launch_training(gw, settings("data-bucket", hyperparameters={"model": "cnn", "dataset": "folder"}),
+                             tmp_path / "pets", job_name="folder-1", poll_s=0.1, on_status=lambda status: None)
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="data-bucket")["Contents"]}
+    assert {k for k in keys if k.startswith("convlens/data/folder/")} == {
+        f"convlens/data/folder/training/{c}/{k}.png" for c in ("cat", "dog") for k in range(3)}
+    assert folder["classes"] == ["cat", "dog"]
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="folder-1")
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        "s3://data-bucket/convlens/data/folder/training/"
+    assert job["HyperParameters"]["dataset"] == "folder"
 
 
 def model_tar_gz(*names: str) -> bytes:

@@ -174,6 +174,17 @@ def test_missing_channel_and_sm_hps(tmp_path):
     assert "unknown model 'nope'" in (tmp_path / "hps" / "output" / "failure").read_text()
 
 
+def test_the_entry_point_trains_scikit_learns_digits_without_a_channel(tmp_path):
+    env = opt_ml(tmp_path, {"model": "cnn-16-32", "dataset": "digits", "epochs": "2"})
+    env.pop("SM_CHANNEL_TRAINING")  # the digits come with scikit-learn
+    proc = run_entry(env)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["input"]["shape"] == [1, 8, 8]
+    metrics = json.loads((tmp_path / "output" / "data" / "metrics.json").read_text())
+    assert metrics["n_test"] == 359 and metrics["test_accuracy"] > 0.5
+
+
 def test_inference_steps_share_the_server_decoding(trained, fashion):
     root, _ = trained
     model = inference.model_fn(str(root / "model"))

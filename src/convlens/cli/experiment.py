@@ -38,6 +38,8 @@ def experiment_run(
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Train every level on this dataset "
+                                                   "(default: the spec's, fashion-mnist).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Discard this experiment's runs and run everything "
                                         "again (only an experiment directory's own runs are deleted).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again (finished ones "
@@ -51,7 +53,7 @@ def experiment_run(
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
-                        train_subset=train_subset, test_subset=test_subset)
+                        train_subset=train_subset, test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
     p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
     total = len(p.jobs) + p.done + p.failed

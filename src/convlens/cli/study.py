@@ -24,6 +24,8 @@ def study_cmd(
                                        "depth 1/2/3, filters; no time budget.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,
     data_dir: DataDirOption = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="fashion-mnist (default), mnist, kmnist, "
+                                                   "cifar10, digits or folder:PATH.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Discard the experiments' runs and train everything "
                                         "again (only runs the study's experiment directories own).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train failed runs again.")] = False,
@@ -36,7 +38,7 @@ def study_cmd(
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")
     config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
-                               workers=workers)
+                               workers=workers, dataset=dataset)
     progress = StudyProgress(quiet)
     try:
         results = run_study(config, out_dir, events=progress, force=force, retry_failed=retry_failed,

@@ -13,6 +13,7 @@ run of every seed tests on the same images.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -48,6 +49,10 @@ class DatasetInfo:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.size, self.size)
+
+    def spec_values(self) -> dict[str, int]:
+        """The model spec fields this dataset fixes: channels, image size, number of classes."""
+        return {"in_channels": self.channels, "image_size": self.size, "num_classes": len(self.class_names)}
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -274,8 +279,9 @@ def _named(name: str) -> DatasetManifest:
     return DatasetManifest(name, {}, (), "")
 
 
+@functools.lru_cache(maxsize=64)
 def dataset_info(name: str) -> DatasetInfo:
-    """The description of dataset ``name`` (a folder is looked at, not read)."""
+    """The description of dataset ``name`` (a folder's image headers are looked at, its pixels not read)."""
     check_dataset_name(name)
     if name.startswith(FOLDER_PREFIX):
         return describe_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())

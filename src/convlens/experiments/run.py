@@ -60,8 +60,9 @@ def write_analysis(store: RunStore) -> dict:
     """summary.json, runs.csv and (once any run finished) the plots of one experiment; returns the summary."""
     summary = write_outputs(store)
     if any(level["n"] > 0 for level in summary["levels"]):
-        from convlens.data.sources import FASHION_MNIST
-        write_plots(store, summary, list(FASHION_MNIST.class_names))
+        from convlens.data.catalog import dataset_info
+        dataset = store.read_experiment()["spec"].get("dataset", "fashion-mnist")
+        write_plots(store, summary, list(dataset_info(dataset).class_names))
     return summary
 
 

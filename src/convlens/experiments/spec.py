@@ -13,7 +13,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, Recipe, TrainConfig, read_yaml, resolve_recipe
+from convlens.config import (
+    DEFAULT_RECIPE,
+    MAX_LEVELS,
+    RECIPES,
+    Recipe,
+    TrainConfig,
+    model_spec,
+    read_yaml,
+    resolve_recipe,
+)
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
 from convlens.models.spec import CNNSpec, MLPSpec
@@ -89,11 +98,21 @@ class ExperimentSpec(BaseModel):
     seeds: Annotated[int, Field(ge=1, le=100)] = 3  # seeds 0 .. seeds-1; runs are paired by seed
     train_subset: Annotated[int, Field(ge=1)] | None = None
     test_subset: Annotated[int, Field(ge=1)] | None = None
+    dataset: str = "fashion-mnist"  # every level trains on it (convlens.data.catalog)
 
     @field_validator("model")
     @classmethod
     def _full_base_name(cls, name: str) -> str:
         return _full_model_name(name)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from convlens.data.catalog import check_dataset_name
+        try:
+            return check_dataset_name(name)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _distinct_factors(self) -> ExperimentSpec:
@@ -149,10 +168,11 @@ def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:
 
 def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str | None = None,
                  epochs: int | None = None, train_subset: int | None = None,
-                 test_subset: int | None = None) -> ExperimentSpec:
+                 test_subset: int | None = None, dataset: str | None = None) -> ExperimentSpec:
     """``spec`` with run-wide settings replaced (None keeps the spec's), validated again."""
     changes: dict[str, Any] = {k: v for k, v in dict(seeds=seeds, recipe=recipe, train_subset=train_subset,
-                                                     test_subset=test_subset).items() if v is not None}
+                                                     test_subset=test_subset, dataset=dataset).items()
+                               if v is not None}
     if epochs is not None:
         changes["recipe_set"] = {**spec.recipe_set, "epochs": epochs}
     if not changes:
@@ -203,10 +223,13 @@ def resolve_levels(spec: ExperimentSpec) -> list[Level]:
         except UsageError as e:
             raise UsageError(f"level {label}: {e}") from None
         try:
-            config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0,
+            config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0, dataset=spec.dataset,
                                  train_subset=spec.train_subset, test_subset=spec.test_subset, **data)
+            model_spec(config)  # the preset on this dataset's images (a depth that shrinks 8x8 to nothing fails)
         except ValidationError as e:
             raise UsageError(f"level {label}: {format_validation_error(e)}") from None
+        except UsageError as e:
+            raise UsageError(f"level {label}: {e}") from None
         levels.append(Level(label=label, values={f.name: v for f, (_, v) in zip(spec.factors, cell)}, config=config))
     return levels
 
@@ -222,14 +245,16 @@ def design_keys(spec: dict[str, Any], recipe: dict[str, Any], data: dict[str, An
     flat = {f"spec.{k}": v for k, v in spec.items()}
     flat.update({f"recipe.{k}": v for k, v in recipe.items() if k != "name"})
     flat.update({f"data.{k}": data.get(k) for k in ("train_subset", "test_subset", "pixels")})
+    flat["data.dataset"] = data.get("dataset") or "fashion-mnist"
     return flat
 
 
 def flatten_config(config: TrainConfig) -> dict[str, Any]:
     """The resolved config as flat keys: model, spec.*, recipe.*, data.* (what the one-factor check compares)."""
-    spec = resolve_spec(config.model, config.overrides)
+    spec = model_spec(config)
     return {"model": config.model, **design_keys(spec.model_dump(mode="json"), config.recipe.model_dump(mode="json"),
-                                                 config.model_dump(include={"train_subset", "test_subset", "pixels"}))}
+                                                 config.model_dump(include={"train_subset", "test_subset", "pixels",
+                                                                            "dataset"}))}
 
 
 def run_identity(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +262,6 @@ def run_identity(run_config: dict[str, Any]) -> dict[str, Any]:
     device type. Runs with equal identities are seeds of one configuration (``convlens compare`` groups by it)."""
     data = run_config.get("data", {})
     return {**design_keys(run_config["model"]["spec"], run_config["recipe"], data),
-            "data.dataset": data.get("dataset"),
             "device": run_config.get("provenance", {}).get("device", {}).get("type")}
 
 

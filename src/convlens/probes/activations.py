@@ -9,9 +9,10 @@ from convlens.models.network import Network
 
 
 def first_layer_filters(model: Network) -> np.ndarray:
-    """(out_channels, k, k) weights of the first convolution (single input channel)."""
+    """(out_channels, k, k) weights of the first convolution; with several input channels (RGB), their sum: the
+    kernel's response to a gray pattern."""
     conv = next(m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d))
-    return conv.weight.detach().float().cpu()[:, 0].numpy()
+    return conv.weight.detach().float().cpu().sum(dim=1).numpy()
 
 
 @torch.no_grad()

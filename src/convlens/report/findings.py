@@ -47,7 +47,22 @@ def eda_findings(eda: dict) -> list[str]:
     ]
 
 
-def baseline_findings(mlp: dict) -> list[str]:
+# How the sentences name what the images show: (the thing, two distant parts of it, one local feature).
+SUBJECTS = {
+    "fashion-mnist": ("a garment", "sleeve to collar", "a collar"),
+    "mnist": ("a digit", "the top of a stroke to its bottom", "a stroke"),
+    "digits": ("a digit", "the top of a stroke to its bottom", "a stroke"),
+    "kmnist": ("a character", "one stroke to another", "a stroke"),
+    "cifar10": ("an object", "one edge to another", "an edge"),
+}
+GENERIC_SUBJECT = ("an object", "one part to another", "an edge")
+
+
+def subject(dataset: str) -> tuple[str, str, str]:
+    return SUBJECTS.get(dataset, GENERIC_SUBJECT)
+
+
+def baseline_findings(mlp: dict, dataset: str = "fashion-mnist") -> list[str]:
     conf = mlp["most_confused"]
     return [
         f"Test accuracy {_pct(mlp['test_accuracy']['mean'])} ± {mlp['test_accuracy']['std'] * 100:.2f} pp "
@@ -57,12 +72,12 @@ def baseline_findings(mlp: dict) -> list[str]:
         "Most confused pairs: " + "; ".join(f"{p['pair'][0]} / {p['pair'][1]} ({p['share'] * 100:.1f}% of their "
                                             f"test images mistaken for each other)" for p in conf) + ".",
         "Its limitation is structural: the first layer flattens the image, so every weight belongs to one "
-        "fixed pixel position. Nothing it learns about a collar at one place transfers to the next pixel; the "
-        "shift probe below measures what that costs.",
+        f"fixed pixel position. Nothing it learns about {subject(dataset)[2]} at one place transfers to the next "
+        "pixel; the shift probe below measures what that costs.",
     ]
 
 
-def design_findings(cnn: dict, mlp: dict) -> list[str]:
+def design_findings(cnn: dict, mlp: dict, dataset: str = "fashion-mnist") -> list[str]:
     """The CNN's design reasons, read off its layer table (receptive fields, parameters and MACs per block)."""
     layers = cnn["summary"]["layers"]
     convs = [lay for lay in layers if lay["layer"].startswith("Conv2D")]
@@ -75,9 +90,10 @@ def design_findings(cnn: dict, mlp: dict) -> list[str]:
     block_macs = [c["macs"] for c in convs]
     even = len(block_macs) > 2 and max(block_macs[1:]) <= 1.05 * min(block_macs[1:])
     rf = last_rf["receptive_field"]
-    reach = ("the whole image: one unit can relate distant parts of a garment (sleeve to collar) before the dense "
-             "head" if rf >= size else
-             f"{rf / size:.0%} of the image's side: distant parts of a garment meet only in the dense head")
+    thing, parts, _ = subject(dataset)
+    reach = (f"the whole image: one unit can relate distant parts of {thing} ({parts}) before the dense head"
+             if rf >= size else
+             f"{rf / size:.0%} of the image's side: distant parts of {thing} meet only in the dense head")
     param_share, mac_share = conv_params / total, conv_macs / macs
     sharing = ("weight sharing makes them cheap in parameters and expensive in compute; the dense head is the "
                "opposite" if param_share < mac_share else

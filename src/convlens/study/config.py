@@ -55,6 +55,16 @@ class StudyConfig(BaseModel):
     shift_max: Annotated[int, Field(ge=1, le=14)] = 4  # px; the shift probe tests 0 .. shift_max
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     onnx: bool = True  # also export model.onnx (needs the onnx extra; skipped with a note when missing)
+    dataset: str = "fashion-mnist"  # convlens.data.catalog: a built-in name or folder:PATH
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from convlens.data.catalog import check_dataset_name
+        try:
+            return check_dataset_name(name)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("recipe")
     @classmethod
@@ -78,7 +88,8 @@ class StudyConfig(BaseModel):
                                   "reference": reference if reference in levels else levels[0]}
                 spec = parse_spec(data, origin=f"study experiment {name}")
             specs.append(with_changes(spec, seeds=self.seeds, recipe=self.recipe, epochs=self.epochs,
-                                      train_subset=self.train_subset, test_subset=self.test_subset))
+                                      train_subset=self.train_subset, test_subset=self.test_subset,
+                                      dataset=self.dataset))
         return specs
 
 

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convlens.atomic_files import atomic_write_json
-from convlens.config import TrainConfig, resolve_recipe
-from convlens.data.dataset import ImageDataset, load_dataset
+from convlens.config import TrainConfig, model_spec, resolve_recipe
+from convlens.data.dataset import ImageDataset, load_named
 from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.run import Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config
 from convlens.experiments.store import copy_run
 from convlens.models.network import Network
-from convlens.models.registry import resolve_spec
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
 from convlens.report.render import RESULTS_FORMAT, render_report
@@ -64,7 +63,7 @@ def _stage(name: str, events: StudyEvents, seconds: dict[str, float], detail: st
 
 
 def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
-    spec = resolve_spec(config.model, config.overrides)
+    spec = model_spec(config)
     macs = flops_per_image(Network(spec), (spec.in_channels, spec.image_size, spec.image_size))[0] / 2
     return config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
 
@@ -139,8 +138,27 @@ def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, e
     return {p.store.read_experiment()["spec"]["name"]: write_analysis(p.store) for p in runs.plans}
 
 
+DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "kmnist": "Kuzushiji-MNIST",
+                  "cifar10": "CIFAR-10", "digits": "scikit-learn's digits"}
+
+
+def dataset_block(name: str) -> dict:
+    """What the report says about the dataset: a title, its description, its shape, flips."""
+    from convlens.data.catalog import dataset_info
+    info = dataset_info(name)
+    return {"name": name, "title": DATASET_TITLES.get(name, name), "description": info.description,
+            "input_shape": list(info.input_shape), "flips_preserve_meaning": info.flips_preserve_meaning}
+
+
+def fit_subsets(config: StudyConfig, full: ImageDataset) -> StudyConfig:
+    """A subset at least as large as the dataset is the whole dataset (a --quick study of the 1,797 digits)."""
+    changes = {key: None for key, n in (("train_subset", len(full.train_labels)), ("test_subset", len(full.test_labels)))
+               if getattr(config, key) is not None and getattr(config, key) >= n}
+    return config.model_copy(update=changes) if changes else config
+
+
 def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset, ImageDataset]:
-    full = load_dataset(data_dir)
+    full = load_named(config.dataset, data_dir)
     return full, (full.subset(config.train_subset, config.test_subset)
                   if config.train_subset or config.test_subset else full)
 
@@ -155,7 +173,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
-    with _stage("data", events, seconds, "loading and verifying Fashion-MNIST"):
+    with _stage("data", events, seconds, f"loading and verifying {config.dataset}"):
+        config = fit_subsets(config, load_named(config.dataset, data_dir))
         full, ds = _load_data(config, data_dir)
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
@@ -186,6 +205,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         "study": {"config": config.model_dump(mode="json"), "output": str(out),
                   "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
                   "provenance": provenance(pick_device("auto")), "versions": package_versions(),
+                  "dataset": dataset_block(config.dataset),
                   "data": {"origin": full.source.origin, "directory": str(full.source.directory),
                            "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
                   # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from convlens.config import TrainConfig, model_spec
 from convlens.data.dataset import ImageDataset, images_to_tensor
 from convlens.data.permutation import permute_pixels, pixel_permutation
 from convlens.eda import explore, mean_images
 from convlens.experiments.store import RunStore
 from convlens.models.checkpoint import load_model
+from convlens.models.network import Network
 from convlens.models.presets import PRESETS
-from convlens.models.registry import create_model
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
 from convlens.probes.confusion import most_confused_pairs
@@ -64,9 +65,10 @@ def eda_section(ds: ImageDataset, fig_dir: Path) -> dict:
 
 # 2. Baseline (MLP) and 3. CNN design ------------------------------------------------------------------------
 
-def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str], fig_dir: Path, root: Path) -> dict:
+def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str], fig_dir: Path, root: Path,
+                  dataset: str = "fashion-mnist") -> dict:
     """Architecture summary, curves, test metrics, per-class accuracy, confusion of one model over its seeds."""
-    summary = summarize(create_model(name), name).to_dict()
+    summary = summarize(Network(model_spec(TrainConfig(model=name, dataset=dataset))), name).to_dict()
     confusion = np.sum([r["confusion_matrix"] for r in runs.values()], axis=0)
     per_class = level["per_class_accuracy"]
     key = name.replace("-", "_")
@@ -227,9 +229,10 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
     root, names, seeds = fig_dir.parent, list(ds.class_names), config.seeds
     core = stores["cnn-vs-mlp"]
     levels = {lv["label"]: lv for lv in summaries["cnn-vs-mlp"]["levels"]}
-    mlp = model_section(MLP, core.done_runs(MLP_LEVEL, seeds), levels[MLP_LEVEL], names, fig_dir, root)
-    cnn = model_section(CNN, core.done_runs(CNN_LEVEL, seeds), levels[CNN_LEVEL], names, fig_dir, root)
-    mlp["findings"], cnn["findings"] = findings.baseline_findings(mlp), findings.design_findings(cnn, mlp)
+    mlp = model_section(MLP, core.done_runs(MLP_LEVEL, seeds), levels[MLP_LEVEL], names, fig_dir, root, ds.name)
+    cnn = model_section(CNN, core.done_runs(CNN_LEVEL, seeds), levels[CNN_LEVEL], names, fig_dir, root, ds.name)
+    mlp["findings"] = findings.baseline_findings(mlp, ds.name)
+    cnn["findings"] = findings.design_findings(cnn, mlp, ds.name)
     return {
         "baseline": mlp,
         "design": cnn,

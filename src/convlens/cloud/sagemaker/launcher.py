@@ -198,31 +198,51 @@ def wait_for(gw: Gateway, describe: Callable[[], dict], status_key: str, done: s
         time.sleep(poll_s)
 
 
+def training_files(dataset: str, data_dir: Path | None) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The verified local files of ``dataset`` to upload as the training channel (path in the channel -> file),
+    and its class names. The data is loaded here first, so a broken copy fails before anything is uploaded."""
+    from convlens.data import load_named
+    from convlens.data.catalog import FOLDER_PREFIX
+    ds = load_named(dataset, data_dir)
+    if dataset == "digits":
+        return {}, ds.class_names  # bundled with scikit-learn in the container
+    if dataset.startswith(FOLDER_PREFIX):
+        root = ds.source.directory
+        files = {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
+                 if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+        return files, ds.class_names
+    return {path.name: path for path in ds.source.paths.values()}, ds.class_names
+
+
 def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_name: str | None = None,
                     wait: bool = True, poll_s: float = 15, on_status: Callable[[str], None] = print) -> dict:
     from convlens.cloud.sagemaker.train import normalize_hyperparameters, train_config
-    from convlens.data.sources import FASHION_MNIST, locate
-    train_config(normalize_hyperparameters(s.hyperparameters), None)  # what the container will build, checked now
-    located = locate(data_dir)  # the same verified files convlens trains on
+    hps = normalize_hyperparameters(s.hyperparameters)
+    cfg = train_config(hps, data_dir)  # what the container will build, checked now
     job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    channel = s.s3("data", "training")
-    for path in located.paths.values():
-        upload(gw, f"{channel}/{path.name}", path.read_bytes())
+    files, class_names = training_files(cfg.dataset, data_dir)
+    # One prefix per dataset (a channel is everything under its prefix); Fashion-MNIST keeps the original one.
+    channel = s.s3("data", "training") if cfg.dataset == "fashion-mnist" else s.s3("data", cfg.dataset.split(":")[0],
+                                                                                   "training")
+    for relative, path in files.items():
+        upload(gw, f"{channel}/{relative}", path.read_bytes())
     source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"), source_tarball())
     hyperparameters = {**s.hyperparameters, "sagemaker_program": ENTRY_SCRIPT, "sagemaker_submit_directory": source,
                        "sagemaker_region": s.region}
+    # digits come with scikit-learn in the container: no channel at all (the API refuses an empty list)
+    channels = [{"ChannelName": "training", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": channel + "/", "S3DataDistributionType": "FullyReplicated"}}}] if files else []
     gw.call("sagemaker", "CreateTrainingJob",
             TrainingJobName=job_name,
             AlgorithmSpecification={"TrainingImage": s.image("training"), "TrainingInputMode": "File"},
             RoleArn=s.role_arn,
-            InputDataConfig=[{"ChannelName": "training", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": channel + "/", "S3DataDistributionType": "FullyReplicated"}}}],
+            **({"InputDataConfig": channels} if channels else {}),
             OutputDataConfig={"S3OutputPath": s.s3("output")},
             ResourceConfig={"InstanceType": s.training_instance, "InstanceCount": 1, "VolumeSizeInGB": 10},
             StoppingCondition={"MaxRuntimeInSeconds": s.max_runtime_s},
             HyperParameters=hyperparameters)
     result = {"job_name": job_name, "model_data": s.s3("output", job_name, "output", "model.tar.gz"),
-              "classes": list(FASHION_MNIST.class_names)}
+              "classes": list(class_names)}
     if wait:
         description = wait_for(gw, lambda: gw.call("sagemaker", "DescribeTrainingJob", TrainingJobName=job_name),
                                "TrainingJobStatus", {"Completed"}, {"Failed", "Stopped"}, poll_s,

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 RECIPE_KEYS = {"epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
                "val_fraction", "patience"}
 ALIASES = {"learning_rate": "lr"}
-VALID_KEYS = {"model", "set", "recipe", "seed", "onnx", "train_subset", "test_subset"} | RECIPE_KEYS
+VALID_KEYS = {"model", "set", "recipe", "seed", "onnx", "train_subset", "test_subset", "dataset"} | RECIPE_KEYS
+# 'dataset': a convlens dataset name, or 'folder' for a training channel holding <class>/ image folders.
+FOLDER_CHANNEL = "folder"
 
 
 def read_hyperparameters() -> dict[str, Any]:
@@ -92,9 +94,17 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
     recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
     model, overrides = str(hps.get("model", "cnn")), parse_set(hps.get("set"))
     resolve_spec(model, overrides)  # the registry's one-line message for a bad name or override
+    dataset = str(hps.get("dataset", "fashion-mnist"))
+    if dataset.startswith("folder:"):
+        raise UsageError("hyperparameter dataset: use 'folder' (the training channel is the folder), not a path")
+    if dataset == FOLDER_CHANNEL:  # the training channel (or, when launching, --data-dir) is the folder
+        if data_dir is None:
+            raise UsageError("hyperparameter dataset=folder needs the folder: pass --data-dir")
+        dataset = f"folder:{data_dir}"
     try:
         return TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=int(hps.get("seed", 0)),
-                           data_dir=data_dir, train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"))
+                           data_dir=data_dir, train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"),
+                           dataset=dataset)
     except (ValidationError, ValueError) as e:
         detail = format_validation_error(e) if isinstance(e, ValidationError) else str(e)
         raise UsageError(f"invalid hyperparameter: {detail}") from None
@@ -108,12 +118,12 @@ def run() -> Path:
 
     hps = read_hyperparameters()
     channel = os.environ.get("SM_CHANNEL_TRAINING")
-    if not channel:
+    if not channel and hps.get("dataset") != "digits":  # scikit-learn's digits come with the package
         raise UsageError("SM_CHANNEL_TRAINING is not set: give the job a 'training' channel with the "
-                         "Fashion-MNIST IDX files")
+                         "dataset's files (Fashion-MNIST's IDX files by default)")
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_data = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
-    cfg = train_config(hps, Path(channel))
+    cfg = train_config(hps, Path(channel) if channel else None)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(cfg, Path(tmp) / "run")
         export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")))
