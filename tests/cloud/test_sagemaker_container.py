@@ -117,7 +117,9 @@ def test_training_toolkit_runs_the_entry_point_from_the_source_tarball(trained):
     assert (root / "code" / "convlens_entry.py").is_file()
     assert list((root / "code" / "convlens" / "cloud" / "sagemaker" / "__pycache__").glob("train.*.pyc"))
     model = root / "model"
-    assert {p.name for p in model.iterdir()} == {"model.safetensors", "config.json", "model.onnx", "code"}
+    # examples.npz: real test images from the training channel, for the web page of `convlens serve`
+    assert {p.name for p in model.iterdir()} == {"model.safetensors", "config.json", "model.onnx", "code",
+                                                 "examples.npz"}
     config = json.loads((model / "config.json").read_text())
     assert config["model"]["spec"]["kernel_size"] == 5 and config["source_run"]["seed"] == 3
     metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())

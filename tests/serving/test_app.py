@@ -33,12 +33,18 @@ def test_onnx_matches_pytorch_on_real_test_images(exported, fashion):
     assert accuracy == pytest.approx(exported[1]["test_accuracy"], abs=1e-3)
 
 
-def test_exported_config_describes_model_input_and_source(exported):
+def test_exported_config_describes_model_input_and_source(exported, fashion):
     config = json.loads((exported[0] / "config.json").read_text())
     assert config["format"] == "convlens-model/1" and config["model"]["name"] == "cnn-16-32"
     assert config["input"]["range"] == [0.0, 1.0] and len(config["class_names"]) == 10
     assert config["source_run"]["test_accuracy"] == exported[1]["test_accuracy"]
-    assert {p.name for p in exported[0].iterdir()} == {"model.safetensors", "config.json", "model.onnx"}
+    assert {p.name for p in exported[0].iterdir()} == {"model.safetensors", "config.json", "model.onnx",
+                                                       "examples.npz"}
+    with np.load(exported[0] / "examples.npz", allow_pickle=False) as examples:
+        labels = examples["labels"].tolist()
+        assert labels == [int(fashion.test_labels[i]) for i in sorted(
+            int(np.flatnonzero(fashion.test_labels == c)[0]) for c in range(10))]  # the first test image per class
+        assert np.array_equal(examples["images"][0], fashion.test_images[0])
 
 
 def test_ping_and_a_write_up_000_style_request(client, fashion):

@@ -85,6 +85,30 @@ _BODY_SCHEMAS = {
 }
 
 
+def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
+    """examples.npz (written by export) as [{"label", "png" (base64)}]; [] when absent or unreadable."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from convlens.models.checkpoint import model_file
+    path = model_file(model_dir, "examples.npz")
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            images, labels = data["images"], data["labels"]
+        out = []
+        for image, label in zip(images[:20], labels[:20]):
+            buffer = io.BytesIO()
+            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+            out.append({"label": class_names[int(label)], "png": base64.b64encode(buffer.getvalue()).decode()})
+        return out
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return []  # the page shows no examples; predictions do not depend on them
+
+
 def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None = None) -> FastAPI:
     """The app for ``model_dir`` (default: $CONVLENS_MODEL_DIR, as set by ``convlens serve``)."""
     model_dir = model_dir or os.environ.get(MODEL_DIR_ENV)
@@ -140,6 +164,12 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     async def page() -> str:
         return resources.files("convlens.serving").joinpath("page.html").read_text()
 
+    examples = load_examples(Path(model_dir), predictor.class_names)
+
+    @app.get("/examples", summary="A few real test images of the model's dataset (PNG, base64) and their labels")
+    async def examples_list() -> dict:
+        return {"examples": examples}
+
     @app.get("/model", summary="What is being served: architecture, classes, input contract, backend")
     async def model_info() -> dict:
         c = predictor.config
@@ -148,6 +178,7 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
             source["directory"] = re.split(r"[\\/]", str(source["directory"]).rstrip("\\/"))[-1]
         model = c.get("model") if isinstance(c.get("model"), dict) else {}
         return {"name": model.get("name"), "dataset": c.get("dataset", "fashion-mnist"),
+                "params": c.get("params"), "test_accuracy_over_seeds": c.get("test_accuracy_over_seeds"),
                 "classes": predictor.class_names, "input": c["input"],
                 "backend": predictor.backend, "content_types": list(CONTENT_TYPES), "source_run": source}
 

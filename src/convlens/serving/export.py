@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from convlens.atomic_files import atomic_write_json, fsync_dir
@@ -27,18 +28,47 @@ ONNX_OPSET = 18
 MODEL_FORMAT = "convlens-model/1"
 
 
-def model_config(run_config: dict, metrics: dict | None, run_dir: Path) -> dict:
+EXAMPLES_FILE = "examples.npz"  # a few real test images for the web page (uint8 images, int labels; no pickle)
+N_EXAMPLES = 10
+
+
+def model_config(run_config: dict, metrics: dict | None, run_dir: Path, over_seeds: dict | None = None) -> dict:
+    """``over_seeds``: the test accuracy of the model's configuration over its seeds ({n, mean, std, ci95}),
+    when it came from an experiment; the model card shows it beside this run's own."""
+    metrics = metrics or {}
     return {
         "format": MODEL_FORMAT,
         "model": run_config["model"],
         "dataset": run_config.get("data", {}).get("dataset", "fashion-mnist"),
         "class_names": run_config["class_names"],
         "input": run_config["input"],
+        "params": (metrics.get("params") or {}).get("total"),
         "versions": package_versions(),
         "source_run": {"directory": str(run_dir), "seed": run_config.get("seed"),
                        "recipe": run_config.get("recipe", {}).get("name"),
-                       "test_accuracy": (metrics or {}).get("test_accuracy")},
+                       "test_accuracy": metrics.get("test_accuracy"), "n_test": metrics.get("n_test")},
+        "test_accuracy_over_seeds": over_seeds,
     }
+
+
+def write_examples(run_config: dict, path: Path, data_dir: Path | None = None) -> bool:
+    """Up to N_EXAMPLES test images, one per class first, from the run's dataset when it is on this machine
+    (never downloaded for this); False when it is not."""
+    from convlens.data import load_named
+    from convlens.errors import ConvlensError
+    try:
+        ds = load_named(run_config.get("data", {}).get("dataset", "fashion-mnist"), data_dir, download=False)
+    except (ConvlensError, OSError):
+        return False
+    picks = []
+    for c in range(len(ds.class_names)):
+        where = np.flatnonzero(ds.test_labels == c)
+        if len(where):
+            picks.append(int(where[0]))
+    picks = sorted(picks)[:N_EXAMPLES]
+    with open(path, "wb") as f:
+        np.savez(f, images=ds.test_images[picks], labels=ds.test_labels[picks].astype(np.int64))
+    return True
 
 
 def export_onnx(model: torch.nn.Module, path: Path) -> None:
@@ -63,7 +93,8 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
         os.replace(tmp_path, path)
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
+               over_seeds: dict | None = None, data_dir: Path | None = None) -> Path:
     """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``.
 
     A crash at any moment leaves ``out_dir`` holding either the old model, the new one, or no config.json
@@ -97,14 +128,19 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False) 
         shutil.copyfile(run_dir / WEIGHTS_FILE, staged / WEIGHTS_FILE)
         if onnx:
             export_onnx(model, staged / ONNX_FILE)
-        atomic_write_json(staged / CONFIG_FILE, model_config(run_config, metrics, run_dir))
-        for name in (WEIGHTS_FILE, ONNX_FILE):
+        atomic_write_json(staged / CONFIG_FILE, model_config(run_config, metrics, run_dir, over_seeds))
+        write_examples(run_config, staged / EXAMPLES_FILE, data_dir)
+        for name in (WEIGHTS_FILE, ONNX_FILE, EXAMPLES_FILE):
             if (staged / name).exists():
                 with open(staged / name, "rb") as f:
                     os.fsync(f.fileno())
         (out_dir / CONFIG_FILE).unlink(missing_ok=True)
         fsync_dir(out_dir)
         os.replace(staged / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
+        if (staged / EXAMPLES_FILE).exists():
+            os.replace(staged / EXAMPLES_FILE, out_dir / EXAMPLES_FILE)
+        else:
+            (out_dir / EXAMPLES_FILE).unlink(missing_ok=True)
         if onnx:
             os.replace(staged / ONNX_FILE, out_dir / ONNX_FILE)
         else:

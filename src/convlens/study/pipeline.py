@@ -196,7 +196,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events.advance(_STAGE_SECONDS["analysis"])
 
     with _stage("export", events, seconds, "exporting the reference CNN"):
-        deployment = sections.export_section(config, stores["cnn-vs-mlp"], out)
+        deployment = sections.export_section(config, stores["cnn-vs-mlp"], out, summaries["cnn-vs-mlp"]["levels"])
     events.advance(_STAGE_SECONDS["export"])
 
     distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]

@@ -249,7 +249,7 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
 
 # 6. Deployment -----------------------------------------------------------------------------------------------
 
-def export_section(config: StudyConfig, store: RunStore, out: Path) -> dict:
+def export_section(config: StudyConfig, store: RunStore, out: Path, summary_levels: list[dict] | None = None) -> dict:
     from convlens.serving.export import export_run
     source = store.run_dir(CNN_LEVEL, 0)
     metrics = store.metrics(CNN_LEVEL, 0)
@@ -262,7 +262,9 @@ def export_section(config: StudyConfig, store: RunStore, out: Path) -> dict:
             import onnxscript  # noqa: F401
         except ImportError:
             onnx, note = False, "model.onnx not written: install the onnx extra (pip install 'convlens[onnx]')"
-    rel = export_run(source, out / "model", onnx=onnx)
+    level = next((lv for lv in summary_levels if lv["label"] == CNN_LEVEL), None) if summary_levels else None
+    over_seeds = {k: level["test_accuracy"][k] for k in ("n", "mean", "std", "ci95")} if level else None
+    rel = export_run(source, out / "model", onnx=onnx, over_seeds=over_seeds)
     return {"exported": True, "model_dir": str(rel), "onnx": onnx, "note": note,
             "source_run": _rel(source, out), "test_accuracy": metrics["test_accuracy"],
             "commands": {

@@ -126,7 +126,7 @@ def run() -> Path:
     cfg = train_config(hps, Path(channel) if channel else None)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(cfg, Path(tmp) / "run")
-        export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")))
+        export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")), data_dir=cfg.data_dir)
         write_model_code(model_dir)
         # Atomic: SageMaker uploads output/data when the job ends, and a crash must not leave half a file.
         atomic_write_bytes(output_data / "metrics.json", (result.directory / "metrics.json").read_bytes())
