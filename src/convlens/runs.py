@@ -49,6 +49,29 @@ INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
                   "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
 
 
+def check_flips(cfg: TrainConfig) -> None:
+    """Mirroring is augmentation only where a mirrored image keeps its class: a mirrored shoe is a shoe, a
+    mirrored 3 is not a 3 (the dataset says which, convlens.data.catalog)."""
+    from convlens.data.catalog import dataset_info
+    info = dataset_info(cfg.dataset)
+    if cfg.recipe.hflip > 0 and not info.flips_preserve_meaning:
+        raise UsageError(f"--hflip {cfg.recipe.hflip:g} mirrors training images, but a mirrored image of "
+                         f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
+                         "leave hflip at 0 for this dataset")
+
+
+def data_checksums(ds: ImageDataset) -> dict[str, str]:
+    """The checksums each of the dataset's files was verified against (file -> md5), for the run's record."""
+    from convlens.data.catalog import BUILTIN_DATASETS, CIFAR10_MD5
+    info = BUILTIN_DATASETS.get(ds.name)
+    if info is not None and info.manifest is not None:
+        return {f"{spec.name}{'.gz' if spec.md5 is None else ''}": spec.md5 or spec.gz_md5
+                for spec in info.manifest.files.values() if (spec.md5 or spec.gz_md5)}
+    if ds.name == "cifar10":
+        return {"cifar-10-binary.tar.gz": CIFAR10_MD5} if ds.source.origin == "download" else {}
+    return {}
+
+
 def input_contract(ds: ImageDataset) -> dict:
     """The input contract for models trained on ``ds``: its (C, H, W), and whether an uploaded image should be
     inverted when its border is light (datasets of light shapes on black: the MNIST family)."""
@@ -78,6 +101,7 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
     A diverged run (NaN/inf loss) writes metrics.json with status "failed" and its reason, then re-raises.
     """
     spec = model_spec(cfg)  # validate before any expensive work (loading data)
+    check_flips(cfg)
     device = pick_device(cfg.device)
     threads = configure_threads(cfg.threads)
     ds = _dataset_for(cfg, dataset)
@@ -100,6 +124,7 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         "recipe": cfg.recipe.model_dump(mode="json"),
         "seed": cfg.seed,
         "data": {"dataset": ds.name, "origin": ds.source.origin, "directory": str(ds.source.directory),
+                 "checksums": data_checksums(ds),
                  "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
                  "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, "pixels": cfg.pixels,
                  **({"permutation_seed": PERMUTATION_SEED} if cfg.pixels == "permuted" else {})},

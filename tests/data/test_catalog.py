@@ -213,6 +213,15 @@ def _train_export(tmp_path: Path, *args: str) -> Path:
     return model
 
 
+def test_a_run_records_the_checksums_its_files_were_verified_against(exported):
+    from tests.conftest import fashion_files
+    config = json.loads((exported[0].parent / "run" / "config.json").read_text())
+    recorded = config["data"]["checksums"]
+    computed = {p.name.removesuffix(".gz"): hashlib.md5(gzip.decompress(p.read_bytes()) if p.suffix == ".gz"
+                                                        else p.read_bytes()).hexdigest() for p in fashion_files()}
+    assert recorded == computed and len(recorded) == 4
+
+
 def test_train_export_and_serve_on_digits(tmp_path, capsys):
     model = _train_export(tmp_path, "--dataset", "digits")
     config = json.loads((model / "config.json").read_text())
