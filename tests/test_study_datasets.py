@@ -57,4 +57,9 @@ def test_a_study_of_a_folder_of_rgb_images(tmp_path):
         (3 * 3 * 3 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + (3 * 3 * 64 * 128 + 128) + (2 * 2 * 128 * 128 + 128)
         + (128 * 3 + 3))  # 16 -> 8 -> 4 -> 2 after three pools; 3 classes
     assert results["design"]["test_accuracy"]["mean"] > 0.9  # colour alone separates these classes
+    from convlens.data import load_named
+    train = load_named(f"folder:{tmp_path / 'photos'}").train_images.astype(np.float64) / 255
+    np.testing.assert_allclose(results["eda"]["normalisation"]["channel_means"],
+                               [train[..., c].mean() for c in range(3)], rtol=1e-12)
+    assert any(f.startswith("Per channel (R, G, B): mean") for f in results["eda"]["findings"])
     assert (out / "report.html").stat().st_size > 50_000

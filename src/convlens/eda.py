@@ -55,7 +55,10 @@ def explore(ds: ImageDataset, *, samples_per_class: int = 8, seed: int = 0) -> d
         "imbalance_ratio": {s: max(v) / max(min(v), 1) for s, v in counts.items()},  # largest / smallest class
         # What a standardising Normalize would use; convlens feeds pixel / 255 as every seed does.
         "normalisation": {"scale": f"pixel / {PIXEL_SCALE:g}", "train_mean": float(train.mean()),
-                          "train_std": float(train.std())},
+                          "train_std": float(train.std()),
+                          # per channel (R, G, B) for colour images: what a per-channel Normalize would use
+                          **({"channel_means": train.mean(axis=(0, 1, 2)).tolist(),
+                              "channel_stds": train.std(axis=(0, 1, 2)).tolist()} if train.ndim == 4 else {})},
         "pixel_histogram": np.bincount(ds.train_images.ravel(), minlength=256).tolist(),  # grey level 0..255
         "zero_pixel_fraction": float((ds.train_images == 0).mean()),
         "per_class": per_class,

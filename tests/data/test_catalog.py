@@ -190,6 +190,25 @@ def test_mnist_style_files_are_checked_against_the_official_gz_md5(tmp_path):
         load_arrays(locate(tmp_path, manifest), manifest)
 
 
+def test_an_mnist_style_download_is_checked_against_the_official_gz_md5(http_root, tmp_path, monkeypatch):
+    from convlens.data.sources import download_manifest
+    root, url = http_root
+    labels = (np.arange(20) % 10).astype(np.uint8)
+    official = gzip.compress(encode_idx(labels), mtime=0)
+    spec = IdxFileSpec("t10k-labels-idx1-ubyte", 8 + 20, None, (20,), hashlib.md5(official).hexdigest())
+    manifest = DatasetManifest("tiny", {"test_labels": spec}, tuple("0123456789"), url)
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(encode_idx(labels), mtime=1))  # same data, other .gz
+    with pytest.raises(DataError, match="checksum mismatch .* official .gz file"):
+        download_manifest(manifest, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-written
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(official[:-8])  # truncated on the way
+    with pytest.raises(DataError):
+        download_manifest(manifest, tmp_path / "cache")
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(official)
+    paths = download_manifest(manifest, tmp_path / "cache")
+    assert paths["test_labels"].read_bytes() == official
+
+
 def test_model_shapes_follow_the_dataset_by_hand_arithmetic(capsys):
     assert main(["models", "show", "cnn", "--dataset", "cifar10", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -25,10 +25,15 @@ def eda_findings(eda: dict) -> list[str]:
     brightest = max(eda["per_class"], key=lambda c: c["mean_brightness"])
     darkest = min(eda["per_class"], key=lambda c: c["mean_brightness"])
     dup, counts = eda["duplicates"], eda["class_counts"]["train"]
+    shape, norm = eda["train"]["shape"], eda["normalisation"]
+    colour = len(shape) == 3
+    per_channel = (["Per channel (R, G, B): mean " + ", ".join(f"{m:.4f}" for m in norm["channel_means"])
+                    + "; std " + ", ".join(f"{v:.4f}" for v in norm["channel_stds"]) + "."] if colour else [])
     return [
-        f"{eda['train']['n']:,} training and {eda['test']['n']:,} test images of {eda['train']['shape'][0]}x"
-        f"{eda['train']['shape'][1]} px, {eda['dtype']}, grey levels {eda['pixel_range']['train'][0]}-"
-        f"{eda['pixel_range']['train'][1]}; {len(eda['per_class'])} classes.",
+        f"{eda['train']['n']:,} training and {eda['test']['n']:,} test images of {shape[0]}x{shape[1]} px"
+        f"{' RGB' if colour else ''}, {eda['dtype']}, {'values' if colour else 'grey levels'} "
+        f"{eda['pixel_range']['train'][0]}-{eda['pixel_range']['train'][1]}; {len(eda['per_class'])} classes.",
+        *per_channel,
         ("Classes are exactly balanced" if eda["imbalance_ratio"]["train"] == 1 else
          f"The largest class has {eda['imbalance_ratio']['train']:.2f}x the images of the smallest") +
         f" in the training set ({min(counts):,}-{max(counts):,} per class), so "
