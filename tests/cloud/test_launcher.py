@@ -93,13 +93,18 @@ def test_other_datasets_get_their_own_channel_or_none(aws, tmp_path):
     folder = launch_training(gw, settings("data-bucket", hyperparameters={"model": "cnn", "dataset": "folder"}),
                              tmp_path / "pets", job_name="folder-1", poll_s=0.1, on_status=lambda status: None)
     keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="data-bucket")["Contents"]}
-    assert {k for k in keys if k.startswith("convlens/data/folder/")} == {
-        f"convlens/data/folder/training/{c}/{k}.png" for c in ("cat", "dog") for k in range(3)}
-    assert folder["classes"] == ["cat", "dog"]
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName="folder-1")
-    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
-        "s3://data-bucket/convlens/data/folder/training/"
-    assert job["HyperParameters"]["dataset"] == "folder"
+    uri = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    prefix = uri.removeprefix("s3://data-bucket/")
+    assert prefix.startswith("convlens/data/folder-") and prefix.endswith("/training/")
+    assert {k for k in keys if k.startswith(prefix)} == {f"{prefix}{c}/{k}.png" for c in ("cat", "dog") for k in range(3)}
+    assert folder["classes"] == ["cat", "dog"] and job["HyperParameters"]["dataset"] == "folder"
+    # another folder (here: the same one with one more image) gets its own channel: nothing old mixes in
+    Image.new("RGB", (10, 10)).save(tmp_path / "pets" / "cat" / "9.png")
+    launch_training(gw, settings("data-bucket", hyperparameters={"model": "cnn", "dataset": "folder"}),
+                    tmp_path / "pets", job_name="folder-2", poll_s=0.1, on_status=lambda status: None)
+    second = boto3.client("sagemaker").describe_training_job(TrainingJobName="folder-2")
+    assert second["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] != uri
 
 
 def model_tar_gz(*names: str) -> bytes:

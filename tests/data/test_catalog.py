@@ -65,9 +65,39 @@ def test_a_folder_of_images_is_a_dataset(tmp_path):
     assert gray.input_shape == (1, 16, 16) and len(gray.test_labels) == 6 and len(gray.train_labels) == 20
 
 
+def test_folder_details_classes_paths_and_bit_depths(tmp_path, monkeypatch):
+    write_folder(tmp_path / "d", {"a": (30, 30, 30), "b": (200, 200, 200)}, n=5, mode="L")
+    (tmp_path / "d" / "notes").mkdir()  # no images: not a class
+    (tmp_path / "d" / "notes" / "README.txt").write_text("x")
+    wide = (np.arange(12 * 12).reshape(12, 12) * 400).astype(np.uint16)  # 16-bit grey 0..57,200
+    Image.fromarray(wide).save(tmp_path / "d" / "a" / "wide.png")
+    monkeypatch.chdir(tmp_path)
+    ds = load_named("folder:d")  # a relative path is recorded absolute
+    assert ds.name == f"folder:{tmp_path / 'd'}" and ds.class_names == ("a", "b")
+    k = [str(p) for p in ds.source.paths.values()].index(str(tmp_path / "d" / "a" / "wide.png"))
+    split = "train" if k < len(ds.train_labels) else "test"
+    image = (ds.train_images if split == "train" else ds.test_images)[k if split == "train" else k - len(ds.train_labels)]
+    expected = np.asarray(Image.fromarray(np.round(wide / 65535 * 255).astype(np.uint8)).resize(
+        (12, 12), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(image, expected)  # scaled from 16 bits, not clipped at 255
+    many = tmp_path / "many"
+    for c in range(300):  # more classes than a uint8 label holds
+        (many / f"c{c:03d}").mkdir(parents=True)
+        for j in range(2):
+            Image.new("L", (4, 4), c % 256).save(many / f"c{c:03d}" / f"{j}.png")
+    wide_ds = load_named(f"folder:{many}")
+    assert len(wide_ds.class_names) == 300 and int(wide_ds.train_labels.max()) == 299
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda root: (root / "only").mkdir(parents=True), "one subfolder per class"),
-    (lambda root: [(root / c).mkdir(parents=True) for c in "ab"], "no .png/.jpg images"),
+    (lambda root: [write_folder(root / "train", {"a": (0, 0, 0), "b": (9, 9, 9)}, n=2)], "has train/ but no test/"),
+    (lambda root: [write_folder(root / "train", {"a": (0, 0, 0), "b": (9, 9, 9)}, n=2),
+                   write_folder(root / "test", {"a": (0, 0, 0), "b": (9, 9, 9), "c": (5, 5, 5)}, n=2)],
+     "must hold the same class folders"),
+    (lambda root: [write_folder(root, {"a": (0, 0, 0), "b": (9, 9, 9)}, n=2),
+                   (root / "a" / "bomb.png").write_bytes(_png_header(20_000, 20_000))], "bomb.png"),
+    (lambda root: [(root / c).mkdir(parents=True) for c in "ab"], "one subfolder per class"),
     (lambda root: [write_folder(root, {"a": (0, 0, 0), "b": (255, 255, 255)}, n=2),
                    (root / "a" / "9.png").write_bytes(b"not a png")], "9.png: not a readable PNG or JPEG"),
 ])
@@ -77,6 +107,11 @@ def test_a_bad_folder_is_one_line(tmp_path, setup, message):
     with pytest.raises(DataError, match=message) as info:
         load_named(f"folder:{root}")
     assert "\n" not in str(info.value)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    from tests.serving.test_hostile_requests import png_header_only
+    return png_header_only(width, height)
 
 
 def cifar_batch(labels: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
@@ -273,6 +308,10 @@ def test_train_on_cifar10_binary_files_then_predict_rgb(cifar_dir, tmp_path, cap
     client = TestClient(create_app(model))
     hwc = client.post("/invocations", json={"instances": [image.tolist()]})
     chw = client.post("/invocations", json={"instances": [image.transpose(2, 0, 1).tolist()]})
-    assert hwc.status_code == chw.status_code == 200
+    single = client.post("/invocations", json=image.tolist())  # one image, (32, 32, 3), no batch dimension
+    assert hwc.status_code == chw.status_code == single.status_code == 200
     np.testing.assert_allclose(hwc.json()["predictions"], chw.json()["predictions"], atol=1e-6)
+    np.testing.assert_allclose(single.json()["predictions"], chw.json()["predictions"], atol=1e-6)
+    np.save(tmp_path / "hwc.npy", image)
+    assert main(["predict", str(model), str(tmp_path / "hwc.npy"), "--json"]) == 0
     assert label in range(10)

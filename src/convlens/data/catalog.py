@@ -13,7 +13,6 @@ run of every seed tests on the same images.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
@@ -76,9 +75,12 @@ def dataset_names_text() -> str:
 
 
 def check_dataset_name(name: str) -> str:
-    """``name`` if it names a dataset (a folder is checked when it is read), else one line listing the names."""
-    if name in BUILTIN_DATASETS or (name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX)):
+    """``name`` if it names a dataset, a folder made absolute (a run records where its images were, not where
+    the command happened to run); else one line listing the names. A folder is checked when it is read."""
+    if name in BUILTIN_DATASETS:
         return name
+    if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
+        return FOLDER_PREFIX + str(Path(name[len(FOLDER_PREFIX):]).expanduser().resolve())
     raise UsageError(f"unknown dataset '{name}'; valid datasets: {dataset_names_text()}")
 
 
@@ -199,17 +201,39 @@ def load_digits_arrays() -> tuple[dict[str, np.ndarray], LocatedFiles]:
     return arrays, LocatedFiles(source.parent, "scikit-learn", {"digits": source})
 
 
+MAX_FOLDER_SIDE = 512  # images are resized to at most this side (serving takes at most 512x512)
+MAX_FOLDER_BYTES = 4 * 2**30  # the decoded dataset in memory
+
+
+def _images_in(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def _folder_classes(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Subfolders that hold at least one image (an empty or non-image folder is not a class)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
 
 
 def _folder_images(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
     paths, labels = [], []
     for i, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = _images_in(root / name) if (root / name).is_dir() else []
         paths += files
         labels += [i] * len(files)
-    return paths, np.array(labels, dtype=np.uint8)
+    return paths, np.array(labels, dtype=np.int64)  # int64: a folder may have more than 255 classes
+
+
+def _open_image(path: Path):
+    """A PIL image, with 16- and 32-bit grey scaled to 8 bits (PIL's convert("L") would clip them)."""
+    from PIL import Image
+    img = Image.open(path, formats=["PNG", "JPEG"])
+    if img.width * img.height > 4096 * 4096:
+        raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        img = Image.fromarray(np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8))
+    return img
 
 
 def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarray:
@@ -218,46 +242,60 @@ def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarr
     out = np.empty((len(paths), size, size) + (() if channels == 1 else (3,)), dtype=np.uint8)
     for k, path in enumerate(paths):
         try:
-            with Image.open(path, formats=["PNG", "JPEG"]) as img:
-                if img.width * img.height > 4096 * 4096:
-                    raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
+            with _open_image(path) as img:
                 out[k] = np.asarray(img.convert(mode).resize((size, size), Image.Resampling.LANCZOS))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"{path}: not a readable PNG or JPEG ({type(e).__name__}); remove it or fix it") from None
     return out
 
 
+def _split_layout(path: Path) -> bool:
+    train, test = (path / "train").is_dir(), (path / "test").is_dir()
+    if train != test:
+        raise DataError(f"{path} has {'train/' if train else 'test/'} but no {'test/' if train else 'train/'}; "
+                        "give both, or put the class folders directly in it")
+    return train
+
+
 def describe_folder(path: Path) -> DatasetInfo:
-    """Classes from the subfolders; channels 1 when every image is grayscale, else 3; size the most common
-    side of the first images (each image is resized to it)."""
-    from PIL import Image
+    """Classes from the subfolders that hold images; channels 1 when every image is grayscale, else 3; size the
+    most common side of the first images (at most MAX_FOLDER_SIDE; each image is resized to it)."""
+    from PIL import Image, UnidentifiedImageError
     if not path.is_dir():
-        raise DataError(f"dataset folder {path} does not exist")
-    split = (path / "train").is_dir() and (path / "test").is_dir()
+        raise DataError(f"dataset folder {path} {'is not a directory' if path.exists() else 'does not exist'}")
+    split = _split_layout(path)
     root = path / "train" if split else path
     classes = _folder_classes(root)
     if len(classes) < 2:
         raise DataError(f"{root} needs one subfolder per class (at least two) holding .png/.jpg images; "
                         f"found {len(classes)}")
+    if split:
+        test_classes = _folder_classes(path / "test")
+        if test_classes != classes:
+            raise DataError(f"{path}: train/ and test/ must hold the same class folders (train/: "
+                            f"{', '.join(classes)}; test/: {', '.join(test_classes)})")
     paths, _ = _folder_images(root, classes)
-    if not paths:
-        raise DataError(f"{root}: no .png/.jpg images in the class subfolders {', '.join(classes)}")
     sides, gray = [], True
     for p in paths[:200]:
         try:
-            with Image.open(p) as img:
+            with _open_image(p) as img:
                 sides.append(max(img.size))
-                gray &= img.mode in ("L", "1", "I;16", "I", "LA")
-        except OSError:
-            raise DataError(f"{p}: not a readable PNG or JPEG; remove it or fix it") from None
-    size = int(np.bincount(sides).argmax())
+                gray &= img.mode in ("L", "1", "LA") or (img.mode == "P" and _palette_is_gray(img))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"{p}: not a readable PNG or JPEG ({type(e).__name__}); remove it or fix it") from None
+    size = min(int(np.bincount(sides).argmax()), MAX_FOLDER_SIDE)
     return DatasetInfo(f"{FOLDER_PREFIX}{path}", 1 if gray else 3, size, tuple(classes), True,
-                       f"images from {path}, resized to {size}x{size}")
+                       f"images from {path.name}/, resized to {size}x{size}")
+
+
+def _palette_is_gray(img) -> bool:
+    palette = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
 
 def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], LocatedFiles]:
     classes = list(info.class_names)
-    if (path / "train").is_dir() and (path / "test").is_dir():
+    if _split_layout(path):
         train_paths, train_labels = _folder_images(path / "train", classes)
         test_paths, test_labels = _folder_images(path / "test", classes)
     else:
@@ -265,13 +303,19 @@ def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], L
         train_idx, test_idx = stratified_split(all_labels)
         train_paths, test_paths = [all_paths[i] for i in train_idx], [all_paths[i] for i in test_idx]
         train_labels, test_labels = all_labels[train_idx], all_labels[test_idx]
-    if len(train_paths) + len(test_paths) > MAX_FOLDER_IMAGES:
+    n = len(train_paths) + len(test_paths)
+    if n > MAX_FOLDER_IMAGES:
         raise DataError(f"{path}: more than {MAX_FOLDER_IMAGES:,} images; convlens holds a dataset in memory")
+    if n * info.channels * info.size ** 2 > MAX_FOLDER_BYTES:
+        raise DataError(f"{path}: {n:,} images at {info.size}x{info.size}x{info.channels} would take "
+                        f"{n * info.channels * info.size ** 2 / 2**30:.1f} GiB in memory (limit "
+                        f"{MAX_FOLDER_BYTES // 2**30} GiB); resize the images or use fewer")
     if not len(test_paths) or not len(train_paths):
         raise DataError(f"{path}: too few images for a train and a test split (give each class at least 2)")
     arrays = {"train_images": _read_folder_images(train_paths, info.size, info.channels), "train_labels": train_labels,
               "test_images": _read_folder_images(test_paths, info.size, info.channels), "test_labels": test_labels}
-    return arrays, LocatedFiles(path, "folder", {})
+    files = {str(p.relative_to(path)): p for p in train_paths + test_paths}  # what was read, and uploaded
+    return arrays, LocatedFiles(path, "folder", files)
 
 
 def _named(name: str) -> DatasetManifest:
@@ -279,10 +323,9 @@ def _named(name: str) -> DatasetManifest:
     return DatasetManifest(name, {}, (), "")
 
 
-@functools.lru_cache(maxsize=64)
 def dataset_info(name: str) -> DatasetInfo:
     """The description of dataset ``name`` (a folder's image headers are looked at, its pixels not read)."""
-    check_dataset_name(name)
+    name = check_dataset_name(name)
     if name.startswith(FOLDER_PREFIX):
         return describe_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())
     return BUILTIN_DATASETS[name]

@@ -81,6 +81,7 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
                download: bool = True) -> ImageDataset:
     """The dataset called ``name`` (see convlens.data.catalog), found, verified and loaded."""
     from convlens.data import catalog
+    name = catalog.check_dataset_name(name)  # a folder: its absolute path
     info = catalog.dataset_info(name)
     if info.manifest is not None:
         return load_dataset(data_dir, info.manifest, download=download)

@@ -99,7 +99,9 @@ def _find_in(directory: Path, manifest: DatasetManifest) -> dict[str, Path] | No
     paths = {}
     for role, spec in manifest.files.items():
         raw, gz = directory / spec.name, directory / f"{spec.name}.gz"
-        if raw.is_file():
+        if gz.is_file() and spec.md5 is None and spec.gz_md5 is not None:  # only the .gz can be verified
+            paths[role] = gz
+        elif raw.is_file():
             paths[role] = raw
         elif gz.is_file():
             paths[role] = gz

@@ -177,7 +177,10 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         if source.get("directory"):  # the run's name only (POSIX or Windows path): a host path is not for clients
             source["directory"] = re.split(r"[\\/]", str(source["directory"]).rstrip("\\/"))[-1]
         model = c.get("model") if isinstance(c.get("model"), dict) else {}
-        return {"name": model.get("name"), "dataset": c.get("dataset", "fashion-mnist"),
+        dataset = str(c.get("dataset", "fashion-mnist"))
+        if dataset.startswith("folder:"):  # the folder's name, not where it is on the host
+            dataset = "folder:" + re.split(r"[\\/]", dataset.rstrip("\\/"))[-1]
+        return {"name": model.get("name"), "dataset": dataset,
                 "params": c.get("params"), "test_accuracy_over_seeds": c.get("test_accuracy_over_seeds"),
                 "classes": predictor.class_names, "input": c["input"],
                 "backend": predictor.backend, "content_types": list(CONTENT_TYPES), "source_run": source}

@@ -105,8 +105,10 @@ def to_batch(array: np.ndarray, integers: bool | None = None, limits: Limits = S
     elif c == 1 and ((a.ndim == 2 and shape[1] == s * s) or (a.ndim == 3 and shape[1:] == (s, s))
                      or (a.ndim == 4 and shape[1:] in ((s, s, 1), (1, s, s)))):
         a = a.reshape(shape[0], 1, s, s)
-    elif c > 1 and shape in ((s, s, c), (c, s, s)):
-        a = a.reshape(1, *shape)
+    elif c > 1 and shape == (c, s, s):
+        a = a.reshape(1, c, s, s)
+    elif c > 1 and shape == (s, s, c):
+        a = a.transpose(2, 0, 1).reshape(1, c, s, s)  # HWC (Keras, PIL) -> CHW
     elif c > 1 and a.ndim == 4 and shape[1:] == (c, s, s):
         pass
     elif c > 1 and a.ndim == 4 and shape[1:] == (s, s, c):

@@ -12,6 +12,7 @@ The failures the reference write-ups hit become one line each with what to do (s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -198,6 +199,19 @@ def wait_for(gw: Gateway, describe: Callable[[], dict], status_key: str, done: s
         time.sleep(poll_s)
 
 
+def channel_name(dataset: str, files: dict[str, Path]) -> str | None:
+    """The S3 prefix of a dataset's channel (a channel is everything under its prefix, so two datasets must never
+    share one): the dataset's name; a folder's is named by a digest of its file list and sizes, so another folder,
+    or the same one changed, never mixes with files uploaded before. Fashion-MNIST keeps the original prefix."""
+    from convlens.data.catalog import FOLDER_PREFIX
+    if dataset == "fashion-mnist":
+        return None  # data/training, as before
+    if dataset.startswith(FOLDER_PREFIX):
+        listing = "\n".join(f"{name}\t{path.stat().st_size}" for name, path in sorted(files.items()))
+        return f"folder-{hashlib.sha256(listing.encode()).hexdigest()[:12]}"
+    return dataset
+
+
 def training_files(dataset: str, data_dir: Path | None) -> tuple[dict[str, Path], tuple[str, ...]]:
     """The verified local files of ``dataset`` to upload as the training channel (path in the channel -> file),
     and its class names. The data is loaded here first, so a broken copy fails before anything is uploaded."""
@@ -207,10 +221,7 @@ def training_files(dataset: str, data_dir: Path | None) -> tuple[dict[str, Path]
     if dataset == "digits":
         return {}, ds.class_names  # bundled with scikit-learn in the container
     if dataset.startswith(FOLDER_PREFIX):
-        root = ds.source.directory
-        files = {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
-                 if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg")}
-        return files, ds.class_names
+        return dict(ds.source.paths), ds.class_names  # exactly the images the loader read, by class folder
     return {path.name: path for path in ds.source.paths.values()}, ds.class_names
 
 
@@ -221,9 +232,8 @@ def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_na
     cfg = train_config(hps, data_dir)  # what the container will build, checked now
     job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     files, class_names = training_files(cfg.dataset, data_dir)
-    # One prefix per dataset (a channel is everything under its prefix); Fashion-MNIST keeps the original one.
-    channel = s.s3("data", "training") if cfg.dataset == "fashion-mnist" else s.s3("data", cfg.dataset.split(":")[0],
-                                                                                   "training")
+    name = channel_name(cfg.dataset, files)
+    channel = s.s3("data", "training") if name is None else s.s3("data", name, "training")
     for relative, path in files.items():
         upload(gw, f"{channel}/{relative}", path.read_bytes())
     source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"), source_tarball())
