@@ -9,7 +9,15 @@ import typer
 from rich.table import Table
 
 from convlens.cli.display import RunsProgress, out, print_json
-from convlens.cli.options import JsonOption, QuietOption
+from convlens.cli.options import (
+    AddressOption,
+    BackendOption,
+    CpusPerRunOption,
+    GpusPerRunOption,
+    JsonOption,
+    QuietOption,
+    make_backend,
+)
 from convlens.cli.tables import print_experiment_table, print_plan
 from convlens.errors import UsageError
 
@@ -44,6 +52,10 @@ def experiment_run(
                                         "again (only an experiment directory's own runs are deleted).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again (finished ones "
                                                "are kept).")] = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    cpus_per_run: CpusPerRunOption = 1,
+    gpus_per_run: GpusPerRunOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
@@ -52,6 +64,7 @@ def experiment_run(
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    runner = make_backend(backend, address, cpus_per_run, gpus_per_run)  # before anything is planned
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
                         train_subset=train_subset, test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
@@ -63,10 +76,13 @@ def experiment_run(
     if p.retried:
         progress.line(f"retrying {p.retried} failed run(s)")
     progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
-                  f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run with {workers} worker(s)")
+                  f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
+                  + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
+                     else f"with {workers} worker(s)"))
     progress.start(len(p.jobs), weighted=False)
     try:
-        summary = execute_plan(p, workers=workers, on_result=progress.run_finished, on_start=progress.run_started)
+        summary = execute_plan(p, workers=workers, on_result=progress.run_finished, on_start=progress.run_started,
+                               backend=runner)
     finally:
         progress.close()
     print_experiment_table(summary)

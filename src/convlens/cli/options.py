@@ -24,3 +24,25 @@ def overrides(pairs: list[str] | None) -> dict[str, str]:
     """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; the spec validates values."""
     from convlens.models.registry import parse_override
     return dict(parse_override(text) for text in pairs or [])
+
+
+BackendOption = Annotated[str, typer.Option(help="local (this machine) or ray (tasks on a local Ray, or the cluster "
+                                            "at --address / $RAY_ADDRESS).")]
+AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address (with --backend ray).")]
+CpusPerRunOption = Annotated[float, typer.Option(help="CPUs each Ray task asks for (and its torch threads).")]
+GpusPerRunOption = Annotated[float, typer.Option(help="GPUs each Ray task asks for; fractions share a GPU.")]
+
+
+def make_backend(name: str, address: str | None, cpus_per_run: float, gpus_per_run: float):
+    """The validated Backend of experiments.run (Ray is imported now, so a missing extra is one line up front)."""
+    from convlens.errors import UsageError
+    from convlens.experiments.run import Backend
+    if name not in ("local", "ray"):
+        raise UsageError(f"unknown backend '{name}'; use local or ray")
+    if not cpus_per_run > 0 or gpus_per_run < 0:
+        raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
+    if name == "ray":
+        from convlens.experiments.ray_backend import import_ray
+        import_ray()
+    return Backend(name, address, cpus_per_run, gpus_per_run)
+

@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from convlens.cli.display import StudyProgress, out
-from convlens.cli.options import DataDirOption
+from convlens.cli.options import (
+    AddressOption,
+    BackendOption,
+    CpusPerRunOption,
+    DataDirOption,
+    GpusPerRunOption,
+    make_backend,
+)
 from convlens.errors import UsageError
 
 
@@ -29,6 +36,10 @@ def study_cmd(
     force: Annotated[bool, typer.Option("--force", help="Discard the experiments' runs and train everything "
                                         "again (only runs the study's experiment directories own).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train failed runs again.")] = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    cpus_per_run: CpusPerRunOption = 1,
+    gpus_per_run: GpusPerRunOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
@@ -37,12 +48,13 @@ def study_cmd(
     from convlens.study.pipeline import run_study
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")
+    runner = make_backend(backend, address, cpus_per_run, gpus_per_run)
     config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
                                workers=workers, dataset=dataset)
     progress = StudyProgress(quiet)
     try:
         results = run_study(config, out_dir, events=progress, force=force, retry_failed=retry_failed,
-                            data_dir=data_dir)
+                            data_dir=data_dir, backend=runner)
     finally:
         progress.close()
     cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]

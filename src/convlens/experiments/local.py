@@ -49,11 +49,13 @@ def _dataset(name: str, data_dir: Path | None) -> ImageDataset:
     return _DATASETS[key]
 
 
-def execute(job: Job) -> JobResult:
-    """Train one run; any failure is recorded in its metrics.json with the reason, never raised."""
+def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:
+    """Train one run (on ``dataset``, else the job's, loaded once per process); any failure is recorded in its
+    metrics.json with the reason, never raised."""
     from convlens.runs import run_training
     try:
-        run_training(job.config, job.directory, dataset=_dataset(job.config.dataset, job.config.data_dir))
+        run_training(job.config, job.directory,
+                     dataset=dataset if dataset is not None else _dataset(job.config.dataset, job.config.data_dir))
         return JobResult(job.level, job.seed, "done")
     except TrainingDiverged as e:  # run_training already recorded it
         return JobResult(job.level, job.seed, "failed", str(e))

@@ -45,9 +45,26 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
     return Plan(store, jobs, done, failed, retried, tuple(deleted))
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where runs train: ``local`` (this process, or ``workers`` processes) or ``ray`` (tasks on a local Ray or
+    the cluster at ``address``, each asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs)."""
+
+    name: str = "local"
+    address: str | None = None
+    cpus_per_run: float = 1
+    gpus_per_run: float = 0
+
+
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
-                  on_start: Callable[[Job], None] = lambda j: None) -> None:
-    """Train ``jobs``: in this process one after another (reporting each start), or in ``workers`` processes."""
+                  on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> None:
+    """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
+    as Ray tasks."""
+    if backend.name == "ray":
+        from convlens.experiments.ray_backend import run_jobs_ray
+        run_jobs_ray(jobs, on_result, address=backend.address, cpus_per_run=backend.cpus_per_run,
+                     gpus_per_run=backend.gpus_per_run)
+        return
     if workers <= 1:
         for job in jobs:
             on_start(job)
@@ -67,9 +84,9 @@ def write_analysis(store: RunStore) -> dict:
 
 
 def execute_plan(p: Plan, *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
-                 on_start: Callable[[Job], None] = lambda j: None) -> dict:
+                 on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> dict:
     """Run the pending jobs, then write summary.json, runs.csv and the plots; returns the summary."""
     for job in p.jobs:
         p.store.clear_partial(job.level, job.seed)
-    train_pending(p.jobs, workers=workers, on_result=on_result, on_start=on_start)
+    train_pending(p.jobs, workers=workers, on_result=on_result, on_start=on_start, backend=backend)
     return write_analysis(p.store)

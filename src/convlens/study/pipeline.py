@@ -24,7 +24,7 @@ from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
 from convlens.experiments.local import Job, JobResult, threads_per_run
-from convlens.experiments.run import Plan, plan, train_pending, write_analysis
+from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config
 from convlens.experiments.store import copy_run
 from convlens.models.network import Network
@@ -119,7 +119,8 @@ def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, ret
     return ExperimentRuns(plans, unique, copies)
 
 
-def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, events: StudyEvents) -> dict[str, dict]:
+def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, events: StudyEvents,
+                    backend: Backend = Backend()) -> dict[str, dict]:
     """Train the unique runs (``costs``: their estimated seconds, in order), copy the duplicates, then write
     each experiment's summary, runs.csv and plots."""
     pending_costs: dict[tuple[str, int], list[float]] = {}
@@ -132,7 +133,7 @@ def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, e
     for p in runs.plans:
         for job in p.jobs:
             p.store.clear_partial(job.level, job.seed)
-    train_pending(runs.unique, workers=workers, on_result=on_result, on_start=events.run_started)
+    train_pending(runs.unique, workers=workers, on_result=on_result, on_start=events.run_started, backend=backend)
     for job, source in runs.copies:
         copy_run(source, job.directory)
     return {p.store.read_experiment()["spec"]["name"]: write_analysis(p.store) for p in runs.plans}
@@ -164,7 +165,8 @@ def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset
 
 
 def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
-              retry_failed: bool = False, data_dir: Path | None = None, command: str | None = None) -> dict:
+              retry_failed: bool = False, data_dir: Path | None = None, command: str | None = None,
+              backend: Backend = Backend()) -> dict:
     """Run (or resume) the study in ``out``; returns the results written to results.json."""
 
     events = events or StudyEvents()
@@ -188,7 +190,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events.advance(_STAGE_SECONDS["eda"])
 
     with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
-        summaries = run_experiments(runs, costs, workers=config.workers, events=events)
+        summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend)
 
     with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
         stores = {name: p.store for name, p in zip(summaries, runs.plans)}

@@ -1,0 +1,108 @@
+"""Run an experiment's pending runs as Ray tasks: on a local Ray started for the command, or on a cluster.
+
+Why core tasks and not Ray Tune: a sweep here is a fixed grid x seeds that convlens' own run store already
+schedules, resumes and analyses; Tune would add a second trial store and its own notion of "done". Each
+pending (level, seed) run is one task with its resource request (``cpus_per_run``, ``gpus_per_run``, fractional
+GPUs allowed so that several small CNNs share one GPU).
+
+The run store stays the single source of truth, on the driver: a task trains into a temporary directory on
+its worker and returns the run's files (a few MB), and the driver writes them into the store, metrics.json last,
+each file atomically. So it works the same whether or not the driver and the workers share a filesystem, a
+retried or duplicated task only rewrites the same run, and a driver killed mid-sweep loses at most the runs in
+flight. Each dataset goes to the object store once (``ray.put``) and is passed by reference; its arrays arrive
+read-only and are copied before torch wraps them. A Python exception in a run is recorded as a failed run (not
+retried: it would fail again); a lost worker or node is retried by Ray (``max_retries``), then recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from convlens.atomic_files import atomic_write_bytes
+from convlens.errors import UsageError
+from convlens.experiments.local import Job, JobResult, execute
+from convlens.runs import METRICS_FILE
+
+RAY_VERSION = "2.60.0"  # the driver's Ray (and Python) must match the cluster's
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--backend ray needs Ray: pip install 'convlens[ray]' (ray=={RAY_VERSION})") from None
+    return ray
+
+
+def _train_task(job: Job, dataset, threads: int) -> dict[str, bytes]:
+    """On a Ray worker: train ``job`` into a temporary directory and return its files."""
+    import torch
+    torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS from num_cpus; torch's pool is set explicitly
+    writable = dataclasses.replace(dataset, **{f: getattr(dataset, f).copy() for f in
+                                               ("train_images", "train_labels", "test_images", "test_labels")})
+    with tempfile.TemporaryDirectory() as tmp:
+        execute(dataclasses.replace(job, directory=Path(tmp)), writable)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def write_run_files(directory: Path, files: dict[str, bytes]) -> None:
+    """The run's files into the store, metrics.json last (a run counts as finished only once it is complete)."""
+    for name in sorted(files, key=lambda n: n == METRICS_FILE):
+        if "/" in name or name.startswith("."):
+            continue  # a task returns plain file names; nothing else is written
+        atomic_write_bytes(directory / name, files[name])
+
+
+def _result(job: Job, files: dict[str, bytes]) -> JobResult:
+    metrics = json.loads(files.get(METRICS_FILE, b"{}") or b"{}")
+    if metrics.get("status") == "done":
+        return JobResult(job.level, job.seed, "done")
+    return JobResult(job.level, job.seed, "failed", metrics.get("reason", "the run wrote no metrics"))
+
+
+def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, address: str | None = None,
+                 cpus_per_run: float = 1, gpus_per_run: float = 0, max_retries: int = 2) -> list[JobResult]:
+    """Train ``jobs`` as Ray tasks; ``on_result`` is called on the driver as each run is written to the store."""
+    ray = import_ray()
+    from convlens.data import load_named
+    started_here = not ray.is_initialized()
+    if started_here:
+        address = address or os.environ.get("RAY_ADDRESS") or None  # None: a local Ray for this command
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **({} if address else {"num_cpus": len(os.sched_getaffinity(0))}))
+    try:
+        threads = max(1, int(cpus_per_run))
+        concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_run, 1e-9)))
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
+                          retry_exceptions=False)(_train_task)
+        datasets: dict[tuple, object] = {}
+        pending = {}
+        for job in jobs:
+            key = (job.config.dataset, str(job.config.data_dir))
+            if key not in datasets:  # once per dataset, by reference to every task
+                datasets[key] = ray.put(load_named(job.config.dataset, job.config.data_dir))
+            config = job.config.model_copy(update={"threads": threads, "workers": concurrent})
+            pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads)] = job
+        results = []
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ref)
+            try:
+                files = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the worker or node was lost max_retries + 1 times
+                reason = f"its Ray task failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                files = {METRICS_FILE: json.dumps({"status": "failed", "reason": reason}).encode()}
+            job.directory.mkdir(parents=True, exist_ok=True)
+            write_run_files(job.directory, files)
+            result = _result(job, files)
+            on_result(result)
+            results.append(result)
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
