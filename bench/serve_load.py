@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,12 @@ def start_server(model_dir: str, port: int, workers: int) -> subprocess.Popen:
     raise SystemExit("server did not start")
 
 
-def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections: int = 8) -> dict:
-    """Open-loop load: request i is due at start + i / rate; latency counts from that due time."""
+def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections: int = 8,
+               request: Callable[[int], tuple[bytes, str, int]] | None = None) -> dict:
+    """Open-loop load: request i is due at start + i / rate; latency counts from that due time.
+    ``request(i)``: (body, content type, expected status) of request i; default ``body`` as JSON, 200."""
     n = int(rate * seconds)
+    request = request or (lambda i: (body, "application/json", 200))
     latencies = np.full(n, np.nan)
     errors = []
     start = time.perf_counter() + 0.2
@@ -73,12 +77,13 @@ def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections:
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            payload, content_type, expected = request(i)
             try:
-                conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+                conn.request("POST", "/invocations", payload, {"Content-Type": content_type})
                 response = conn.getresponse()
                 response.read()
-                if response.status != 200:
-                    errors.append(response.status)
+                if response.status != expected:
+                    errors.append(f"{response.status} instead of {expected}")
             except OSError as e:
                 errors.append(str(e))
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -92,7 +97,8 @@ def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections:
         t.join()
     elapsed = time.perf_counter() - start
     ms = latencies[~np.isnan(latencies)] * 1000
-    return {"requests": n, "errors": len(errors), "achieved_rate": n / elapsed,
+    return {"requests": n, "errors": len(errors), "first_errors": errors[:5], "latencies_ms": latencies * 1000,
+            "achieved_rate": n / elapsed,
             "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 

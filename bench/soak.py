@@ -10,17 +10,14 @@ children's, for --workers > 1), read from /proc after a warm-up and again after 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import free_port, start_server  # noqa: E402
+from serve_load import fixed_rate, free_port, start_server  # noqa: E402
 
 from convlens.data import load_dataset  # noqa: E402
 
@@ -45,49 +42,15 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def soak(port: int, valid: bytes, rate: float, seconds: float, hostile_share: float, connections: int = 8) -> dict:
-    """Open loop: request i is due at start + i / rate; latency counts from that due time (queueing included)."""
+def soak(port: int, valid: bytes, rate: float, seconds: float, hostile_share: float) -> dict:
+    """serve_load's open-loop load with a share of hostile requests; latency percentiles of the valid ones."""
     n = int(rate * seconds)
     rng = np.random.default_rng(0)
     kinds = np.where(rng.random(n) < hostile_share, rng.integers(0, len(HOSTILE), n), -1)
-    latencies = np.full(n, np.nan)
-    errors: list[str] = []
-    start = time.perf_counter() + 0.2
-    next_index = iter(range(n))
-    lock = threading.Lock()
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        while True:
-            with lock:
-                i = next(next_index, None)
-            if i is None:
-                break
-            body, content_type, expected = (valid, "application/json", 200) if kinds[i] < 0 else HOSTILE[kinds[i]]
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                conn.request("POST", "/invocations", body, {"Content-Type": content_type})
-                response = conn.getresponse()
-                response.read()
-                if response.status != expected:
-                    errors.append(f"{response.status} instead of {expected}")
-            except OSError as e:
-                errors.append(str(e))
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            latencies[i] = time.perf_counter() - (start + i / rate)
-        conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    valid_ms = latencies[kinds < 0] * 1000
-    return {"requests": n, "hostile": int((kinds >= 0).sum()), "errors": len(errors), "first_errors": errors[:5],
-            "achieved_rate": n / elapsed, "p50_ms": float(np.percentile(valid_ms, 50)),
+    result = fixed_rate(port, valid, rate, seconds, request=lambda i: (valid, "application/json", 200)
+                        if kinds[i] < 0 else HOSTILE[kinds[i]])
+    valid_ms = result["latencies_ms"][kinds < 0]
+    return {**result, "hostile": int((kinds >= 0).sum()), "p50_ms": float(np.percentile(valid_ms, 50)),
             "p99_ms": float(np.percentile(valid_ms, 99)), "max_ms": float(valid_ms.max())}
 
 

@@ -5,10 +5,11 @@ YAML files and CLI flags both resolve into these; the resolved config is written
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name
@@ -70,12 +71,33 @@ def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe
         raise UsageError(f"invalid training option: {format_validation_error(e)}") from None
 
 
+def _as_validation(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A check that raises UsageError (one line for the CLI) as a pydantic validator (which wants ValueError)."""
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except UsageError as e:
+            raise ValueError(str(e)) from None
+    return validate
+
+
+def _dataset_name(name: str) -> str:
+    from convlens.data.catalog import check_dataset_name  # lazily: the catalog imports the data sources
+    return check_dataset_name(name)
+
+
+# A preset's full name (an alias such as ``cnn`` becomes it, so equal models always carry equal names), and a
+# dataset of convlens.data.catalog (a folder as its absolute path): the types every config uses for them.
+ModelName = Annotated[str, AfterValidator(_as_validation(canonical_name))]
+DatasetName = Annotated[str, AfterValidator(_as_validation(_dataset_name))]
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs; stored (resolved) in the run's config.json."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str
+    model: ModelName
     overrides: dict[str, Any] = Field(default_factory=dict)
     recipe: Recipe = RECIPES[DEFAULT_RECIPE]
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
@@ -89,25 +111,7 @@ class TrainConfig(BaseModel):
     test_subset: Annotated[int, Field(ge=1)] | None = None
     # "permuted": train and test images get one fixed pixel permutation (the locality probe, data/permutation.py)
     pixels: Literal["original", "permuted"] = "original"
-    dataset: str = "fashion-mnist"  # a name of convlens.data.catalog, or folder:PATH
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from convlens.data.catalog import check_dataset_name
-        try:
-            return check_dataset_name(name)
-        except UsageError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("model")
-    @classmethod
-    def _canonical_model(cls, name: str) -> str:
-        """An alias (``cnn``) becomes the preset's full name, so equal models always carry equal names."""
-        try:
-            return canonical_name(name)
-        except UsageError as e:
-            raise ValueError(str(e)) from None
+    dataset: DatasetName = "fashion-mnist"
 
 
 MAX_LEVELS = 50  # levels of one factor: each is trained seeds times, so more is a mistake, not a design

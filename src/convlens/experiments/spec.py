@@ -17,6 +17,8 @@ from convlens.config import (
     DEFAULT_RECIPE,
     MAX_LEVELS,
     RECIPES,
+    DatasetName,
+    ModelName,
     Recipe,
     TrainConfig,
     model_spec,
@@ -89,7 +91,7 @@ class ExperimentSpec(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
-    model: str  # base preset
+    model: ModelName  # base preset
     set: dict[str, Any] = Field(default_factory=dict)  # base model overrides
     recipe: str = DEFAULT_RECIPE
     recipe_set: dict[str, Any] = Field(default_factory=dict)  # base recipe overrides
@@ -98,21 +100,7 @@ class ExperimentSpec(BaseModel):
     seeds: Annotated[int, Field(ge=1, le=100)] = 3  # seeds 0 .. seeds-1; runs are paired by seed
     train_subset: Annotated[int, Field(ge=1)] | None = None
     test_subset: Annotated[int, Field(ge=1)] | None = None
-    dataset: str = "fashion-mnist"  # every level trains on it (convlens.data.catalog)
-
-    @field_validator("model")
-    @classmethod
-    def _full_base_name(cls, name: str) -> str:
-        return _full_model_name(name)
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from convlens.data.catalog import check_dataset_name
-        try:
-            return check_dataset_name(name)
-        except UsageError as e:
-            raise ValueError(str(e)) from None
+    dataset: DatasetName = "fashion-mnist"  # every level trains on it
 
     @model_validator(mode="after")
     def _distinct_factors(self) -> ExperimentSpec:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, read_yaml
+from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, DatasetName, read_yaml
 from convlens.errors import UsageError, format_validation_error
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels, with_changes
@@ -55,16 +55,7 @@ class StudyConfig(BaseModel):
     shift_max: Annotated[int, Field(ge=1, le=14)] = 4  # px; the shift probe tests 0 .. shift_max
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     onnx: bool = True  # also export model.onnx (needs the onnx extra; skipped with a note when missing)
-    dataset: str = "fashion-mnist"  # convlens.data.catalog: a built-in name or folder:PATH
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from convlens.data.catalog import check_dataset_name
-        try:
-            return check_dataset_name(name)
-        except UsageError as e:
-            raise ValueError(str(e)) from None
+    dataset: DatasetName = "fashion-mnist"
 
     @field_validator("recipe")
     @classmethod
