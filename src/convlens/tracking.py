@@ -1,0 +1,99 @@
+"""MLflow tracking: one MLflow run per convlens run, nested under one parent run per experiment.
+
+Logged from the driver as each run is written to the store (whatever trained it: this process, worker
+processes or Ray tasks), from the run's own files: so the tracker and the run store can never disagree, and
+workers need no access to the tracking server. Per run: params = the resolved config flattened (spec.*,
+recipe.*, data.*), metrics per epoch with their step (train/validation loss and accuracy), the final test
+metrics, the run directory as artifacts, and tags (experiment, level, seed, config hash) so MLflow's compare view
+groups the seeds of a level. The default store is SQLite in the output directory (MLflow's file store is
+deprecated). MLflow is an optional extra, imported here only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import UsageError
+
+DEFAULT_DB = "mlflow.db"
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "train_eval_loss",
+                 "lr")
+FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_seconds", "epochs_run")
+
+
+def default_uri(out_dir: Path) -> str:
+    return f"sqlite:///{(Path(out_dir) / DEFAULT_DB).resolve()}"
+
+
+def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, into)
+    else:
+        into[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+class Tracker:
+    """A parent MLflow run for one experiment; ``log_run`` adds one child per finished convlens run."""
+
+    def __init__(self, uri: str, experiment: str, params: dict[str, Any] | None = None,
+                 artifact_dir: Path | None = None):
+        """``artifact_dir``: where a new MLflow experiment keeps its artifacts (with a SQLite store MLflow would
+        otherwise use ./mlruns of whatever directory the command ran in)."""
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise UsageError("--mlflow needs MLflow: pip install 'convlens[mlflow]'") from None
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name("convlens")
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            "convlens", artifact_location=Path(artifact_dir).resolve().as_uri() if artifact_dir else None)
+        self.name = experiment
+        self.parent = self.client.create_run(self.experiment_id, run_name=experiment,
+                                             tags={"convlens.experiment": experiment, "convlens.kind": "experiment"})
+        flat: dict[str, str] = {}
+        _flatten("", params or {}, flat)
+        self._log(self.parent.info.run_id, params=flat)
+
+    def _log(self, run_id: str, *, params: dict[str, str] | None = None, metrics: list | None = None) -> None:
+        from mlflow.entities import Param
+        params = [Param(k, v[:6000]) for k, v in (params or {}).items()]
+        metrics = metrics or []
+        for start in range(0, max(len(params), len(metrics), 1), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=params[start:start + 100], metrics=metrics[start:start + 100])
+
+    def log_run(self, run_dir: Path, level: str, seed: int) -> str:
+        """One child run from ``run_dir``'s config.json and metrics.json; returns its MLflow run id."""
+        from mlflow.entities import Metric
+        config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        design = {"spec": config.get("model", {}).get("spec", {}), "recipe": config.get("recipe", {}),
+                  "data": {k: v for k, v in config.get("data", {}).items() if k not in ("directory", "checksums")},
+                  "model": config.get("model", {}).get("name")}
+        digest = hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()[:16]
+        child = self.client.create_run(self.experiment_id, run_name=f"{level} seed{seed}", tags={
+            "mlflow.parentRunId": self.parent.info.run_id, "convlens.experiment": self.name,
+            "convlens.level": level, "convlens.seed": str(seed), "convlens.config_hash": digest,
+            "convlens.status": metrics.get("status", "failed")})
+        run_id = child.info.run_id
+        flat: dict[str, str] = {"seed": str(seed)}
+        _flatten("", design, flat)
+        now = 0  # timestamps are not what a comparison reads; steps are
+        points = [Metric(key, float(epoch[key]), now, epoch["epoch"])
+                  for epoch in metrics.get("history", []) for key in EPOCH_METRICS
+                  if isinstance(epoch.get(key), (int, float))]
+        points += [Metric(key, float(metrics[key]), now, len(metrics.get("history", [])))
+                   for key in FINAL_METRICS if isinstance(metrics.get(key), (int, float))]
+        self._log(run_id, params=flat, metrics=points)
+        self.client.log_artifacts(run_id, str(run_dir))
+        self.client.set_terminated(run_id, "FINISHED" if metrics.get("status") == "done" else "FAILED")
+        return run_id
+
+    def close(self, artifacts: list[Path] = ()) -> None:
+        for path in artifacts:
+            if path.is_file():
+                self.client.log_artifact(self.parent.info.run_id, str(path))
+        self.client.set_terminated(self.parent.info.run_id, "FINISHED")
