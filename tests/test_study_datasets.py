@@ -40,6 +40,9 @@ def test_a_quick_study_of_the_digits_is_complete_and_sized_for_8x8(digits_study)
     assert 'src="figures/' not in html and html.count('src="data:image/png;base64,') >= 10
     config = json.loads(next((digits_study / "model").glob("config.json")).read_text())
     assert config["dataset"] == "digits" and config["input"]["shape"] == [1, 8, 8]
+    # the model card's accuracy over seeds is the study's CNN level, not the one exported run
+    assert config["test_accuracy_over_seeds"] == {k: results["design"]["test_accuracy"][k]
+                                                  for k in ("n", "mean", "std", "ci95")}
 
 
 def test_a_study_of_a_folder_of_rgb_images(tmp_path):
