@@ -20,7 +20,7 @@ def _results(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def digits_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits") / "study"
-    assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet", "--mlflow"]) == 0
     return out
 
 
@@ -66,3 +66,20 @@ def test_a_study_of_a_folder_of_rgb_images(tmp_path):
                                [train[..., c].mean() for c in range(3)], rtol=1e-12)
     assert any(f.startswith("Per channel (R, G, B): mean") for f in results["eda"]["findings"])
     assert (out / "report.html").stat().st_size > 50_000
+
+
+def test_a_study_is_tracked_as_a_parent_with_an_experiment_per_child(digits_study):
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{digits_study / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("convlens").experiment_id])
+    [study] = [r for r in runs if r.data.tags.get("convlens.kind") == "study"]
+    experiments = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == study.info.run_id]
+    results = _results(digits_study)
+    assert sorted(r.data.tags["convlens.experiment"] for r in experiments) == sorted(results["experiments"])
+    for experiment in experiments:
+        name = experiment.data.tags["convlens.experiment"]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == experiment.info.run_id]
+        on_disk = list((digits_study / "experiments" / name).glob("runs/*/seed*/metrics.json"))
+        assert len(children) == len(on_disk) > 0
+    assert {a.path for a in client.list_artifacts(study.info.run_id)} == {"report.html", "report.md", "results.json"}
+

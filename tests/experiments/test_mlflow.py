@@ -5,7 +5,6 @@ through MlflowClient from the SQLite store in the output directory."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import yaml
 
@@ -41,3 +40,17 @@ def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch)
     assert len(set(hashes.values())) == 2  # the seeds of a level share their config hash, the levels do not
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"summary.json", "runs.csv"}
     assert not (tmp_path / "mlruns").exists() and (out / "mlartifacts").is_dir()
+
+
+def test_a_single_training_run_is_one_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+    out = tmp_path / "run"
+    assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--quiet",
+                 "--mlflow-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("convlens").experiment_id])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "mlflow.parentRunId" not in run.data.tags and run.data.params["model"] == "mlp-128-64"
+    assert run.data.metrics["test_accuracy"] == metrics["test_accuracy"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+

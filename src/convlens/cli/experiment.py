@@ -15,8 +15,11 @@ from convlens.cli.options import (
     CpusPerRunOption,
     GpusPerRunOption,
     JsonOption,
+    MlflowOption,
+    MlflowUriOption,
     QuietOption,
     make_backend,
+    make_tracker,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
 from convlens.errors import UsageError
@@ -56,10 +59,8 @@ def experiment_run(
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = 1,
     gpus_per_run: GpusPerRunOption = 0,
-    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log every run to MLflow (default store: "
-                                         "OUT/mlflow.db, SQLite), one parent run for the experiment.")] = False,
-    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (a server's "
-                                                      "http://... or sqlite:///...); implies --mlflow.")] = None,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
@@ -83,16 +84,15 @@ def experiment_run(
                   f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
                   + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
                      else f"with {workers} worker(s)"))
-    tracker = None
-    if mlflow or mlflow_uri:
-        from convlens.tracking import Tracker, default_uri
-        tracker = Tracker(mlflow_uri or default_uri(out_dir), spec.name, params=spec.model_dump(mode="json"),
-                          artifact_dir=None if mlflow_uri else out_dir / "mlartifacts")
+    tracker = make_tracker(mlflow, mlflow_uri, out_dir)
+    if tracker is not None:
+        parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"))
 
     def on_result(result) -> None:
         progress.run_finished(result)
         if tracker is not None:  # logged from the store as each run lands, whatever trained it
-            tracker.log_run(p.store.run_dir(result.level, result.seed), result.level, result.seed)
+            tracker.log_run(p.store.run_dir(result.level, result.seed), level=result.level, seed=result.seed,
+                            experiment=spec.name, parent_id=parent)
 
     progress.start(len(p.jobs), weighted=False)
     try:
@@ -101,7 +101,7 @@ def experiment_run(
     finally:
         progress.close()
         if tracker is not None:
-            tracker.close([out_dir / "summary.json", out_dir / "runs.csv"])
+            tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
     print_experiment_table(summary)
     progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
 

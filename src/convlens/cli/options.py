@@ -46,3 +46,17 @@ def make_backend(name: str, address: str | None, cpus_per_run: float, gpus_per_r
         import_ray()
     return Backend(name, address, cpus_per_run, gpus_per_run)
 
+
+MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: OUT/mlflow.db, SQLite; "
+                                            "artifacts in OUT/mlartifacts).")]
+MlflowUriOption = Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (a server's "
+                                                        "http://... or sqlite:///...); implies --mlflow.")]
+
+
+def make_tracker(enabled: bool, uri: str | None, out_dir: Path):
+    """The MLflow tracker of --mlflow / --mlflow-uri, or None (MLflow is imported only when asked for)."""
+    if not (enabled or uri):
+        return None
+    from convlens.tracking import Tracker, default_uri
+    return Tracker(uri or default_uri(out_dir), artifact_dir=None if uri else out_dir / "mlartifacts")
+

@@ -14,8 +14,11 @@ from convlens.cli.options import (
     DatasetOption,
     DeviceOption,
     JsonOption,
+    MlflowOption,
+    MlflowUriOption,
     QuietOption,
     SetOption,
+    make_tracker,
     overrides,
 )
 from convlens.cli.tables import print_comparison
@@ -47,6 +50,8 @@ def train_cmd(
     dataset: DatasetOption = "fashion-mnist",
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -76,6 +81,9 @@ def train_cmd(
         result = run_training(cfg, out_dir, progress=None if progress.quiet else progress)
     finally:
         progress.close()
+    tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)  # beside the run: its directory stays the run's
+    if tracker is not None:
+        tracker.log_run(out_dir)
     m = result.metrics
     if as_json:
         return print_json({"run": str(out_dir), **{k: v for k, v in m.items() if k != "history"}})

@@ -14,7 +14,10 @@ from convlens.cli.options import (
     CpusPerRunOption,
     DataDirOption,
     GpusPerRunOption,
+    MlflowOption,
+    MlflowUriOption,
     make_backend,
+    make_tracker,
 )
 from convlens.errors import UsageError
 
@@ -40,6 +43,8 @@ def study_cmd(
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = 1,
     gpus_per_run: GpusPerRunOption = 0,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
@@ -49,6 +54,7 @@ def study_cmd(
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")
     runner = make_backend(backend, address, cpus_per_run, gpus_per_run)
+    tracker = make_tracker(mlflow, mlflow_uri, out_dir)  # before an hour of training, a missing extra is one line
     config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
                                workers=workers, dataset=dataset)
     progress = StudyProgress(quiet)
@@ -57,6 +63,9 @@ def study_cmd(
                             data_dir=data_dir, backend=runner)
     finally:
         progress.close()
+    if tracker is not None:
+        from convlens.tracking import log_study
+        log_study(tracker, out_dir, results)
     cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
     out.print(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
               f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {results['study']['wall_seconds'] / 60:.1f} min")
