@@ -46,10 +46,14 @@ class Tracker:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise UsageError("--mlflow needs MLflow: pip install 'convlens[mlflow]'") from None
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name("convlens")
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            "convlens", artifact_location=Path(artifact_dir).resolve().as_uri() if artifact_dir else None)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name("convlens")
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                "convlens", artifact_location=Path(artifact_dir).resolve().as_uri() if artifact_dir else None)
+        except Exception as e:  # MLflow raises its own types (unsupported scheme, unreachable server, bad DB)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UsageError(f"cannot use the MLflow store {uri!r}: {first}") from None
 
     def _log(self, run_id: str, *, params: dict[str, str] | None = None, metrics: list | None = None) -> None:
         from mlflow.entities import Param

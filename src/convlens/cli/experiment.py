@@ -73,6 +73,7 @@ def experiment_run(
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
                         train_subset=train_subset, test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
+    tracker = make_tracker(mlflow, mlflow_uri, out_dir)  # a bad store is one line before anything is planned
     p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
     total = len(p.jobs) + p.done + p.failed
     progress = RunsProgress(quiet)
@@ -84,7 +85,6 @@ def experiment_run(
                   f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
                   + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
                      else f"with {workers} worker(s)"))
-    tracker = make_tracker(mlflow, mlflow_uri, out_dir)
     if tracker is not None:
         parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"))
 

@@ -58,5 +58,7 @@ def make_tracker(enabled: bool, uri: str | None, out_dir: Path):
     if not (enabled or uri):
         return None
     from convlens.tracking import Tracker, default_uri
+    if not uri:
+        out_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the database file, not its directory
     return Tracker(uri or default_uri(out_dir), artifact_dir=None if uri else out_dir / "mlartifacts")
 

@@ -76,12 +76,13 @@ def train_cmd(
     except ValidationError as e:
         raise UsageError(f"invalid option: {format_validation_error(e)}") from None
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
+    tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)
     progress = TrainingProgress(quiet or as_json)
     try:
         result = run_training(cfg, out_dir, progress=None if progress.quiet else progress)
     finally:
         progress.close()
-    tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)  # beside the run: its directory stays the run's
     if tracker is not None:
         tracker.log_run(out_dir)
     m = result.metrics

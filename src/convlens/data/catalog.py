@@ -323,9 +323,25 @@ def _named(name: str) -> DatasetManifest:
     return DatasetManifest(name, {}, (), "")
 
 
+_FOLDER_INFOS: dict[tuple, DatasetInfo] = {}  # by the folder's directory mtimes: planning asks for it per level
+
+
+def _folder_signature(path: Path) -> tuple:
+    """The mtimes of the folder and its (class) directories: adding or removing an image changes one of them."""
+    if not path.is_dir():
+        return (str(path), None)
+    dirs = [path] + [d for top in (path, path / "train", path / "test") if top.is_dir()
+                     for d in sorted(top.iterdir()) if d.is_dir()]
+    return tuple((str(d), d.stat().st_mtime_ns) for d in dirs)
+
+
 def dataset_info(name: str) -> DatasetInfo:
     """The description of dataset ``name`` (a folder's image headers are looked at, its pixels not read)."""
     name = check_dataset_name(name)
-    if name.startswith(FOLDER_PREFIX):
-        return describe_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())
-    return BUILTIN_DATASETS[name]
+    if not name.startswith(FOLDER_PREFIX):
+        return BUILTIN_DATASETS[name]
+    path = Path(name[len(FOLDER_PREFIX):])
+    key = _folder_signature(path)
+    if key not in _FOLDER_INFOS:
+        _FOLDER_INFOS[key] = describe_folder(path)
+    return _FOLDER_INFOS[key]

@@ -9,6 +9,7 @@ never compared directly. All of an experiment's comparisons form one Holm family
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,16 @@ def _paired(counts: Counts, plus: list[str], minus: list[str], n_images: int, md
     return paired_comparison(diff, [0] * len(diff), scale=1 / n_images, mde_alpha=mde_alpha)
 
 
+def _effects_within(factor: str, levels: list[str], reference: str, fixed_levels: list[str],
+                    cell: Callable[[str, str], str]) -> list[tuple[dict, list[str], list[str]]]:
+    """Each level of ``factor`` against its reference, within every level of the other factor; ``cell(level,
+    fixed)`` names the grid cell. Never two cells that differ in both factors."""
+    return [({"kind": "effect", "factor": factor, "level": cell(x, f), "reference": cell(reference, f), "within": f,
+              "changed": x, "from": reference, "label": f"{x} vs {reference} at {f}"},
+             [cell(x, f)], [cell(reference, f)])
+            for f in fixed_levels for x in levels if x != reference]
+
+
 def design_comparisons(spec: ExperimentSpec, counts: Counts, n_images: int,
                        alpha: float = ALPHA) -> list[dict[str, Any]]:
     """Every comparison of the design with its paired test, Holm-corrected across all of them. ``counts``: correct
@@ -56,20 +67,8 @@ def design_comparisons(spec: ExperimentSpec, counts: Counts, n_images: int,
     else:
         second = spec.second_factor
         b_levels, b0 = [label for label, _ in second.labelled_levels()], second.reference_label
-        for b in b_levels:
-            for a in a_levels:
-                if a != a0:
-                    plan.append(({"kind": "effect", "factor": first.name, "level": f"{a} {b}",
-                                  "reference": f"{a0} {b}", "within": b, "changed": a, "from": a0,
-                                  "label": f"{a} vs {a0} at {b}"},
-                                 [f"{a} {b}"], [f"{a0} {b}"]))
-        for a in a_levels:
-            for b in b_levels:
-                if b != b0:
-                    plan.append(({"kind": "effect", "factor": second.name, "level": f"{a} {b}",
-                                  "reference": f"{a} {b0}", "within": a, "changed": b, "from": b0,
-                                  "label": f"{b} vs {b0} at {a}"},
-                                 [f"{a} {b}"], [f"{a} {b0}"]))
+        plan += _effects_within(first.name, a_levels, a0, b_levels, lambda a, b: f"{a} {b}")
+        plan += _effects_within(second.name, b_levels, b0, a_levels, lambda b, a: f"{a} {b}")
         for a in a_levels:
             for b in b_levels:
                 if a != a0 and b != b0:

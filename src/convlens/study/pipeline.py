@@ -158,10 +158,12 @@ def fit_subsets(config: StudyConfig, full: ImageDataset) -> StudyConfig:
     return config.model_copy(update=changes) if changes else config
 
 
-def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[ImageDataset, ImageDataset]:
+def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[StudyConfig, ImageDataset, ImageDataset]:
+    """The dataset, loaded once: (the config with its subsets fitted to it, the full dataset, the study's part)."""
     full = load_named(config.dataset, data_dir)
-    return full, (full.subset(config.train_subset, config.test_subset)
-                  if config.train_subset or config.test_subset else full)
+    config = fit_subsets(config, full)
+    return config, full, (full.subset(config.train_subset, config.test_subset)
+                          if config.train_subset or config.test_subset else full)
 
 
 def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
@@ -176,8 +178,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     started = time.perf_counter()
 
     with _stage("data", events, seconds, f"loading and verifying {config.dataset}"):
-        config = fit_subsets(config, load_named(config.dataset, data_dir))
-        full, ds = _load_data(config, data_dir)
+        config, full, ds = _load_data(config, data_dir)
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
