@@ -107,3 +107,17 @@ def exported(fashion, tmp_path_factory):
     result = run_training(cfg, root / "run", dataset=fashion)
     export_run(root / "run", root / "model", onnx=True)
     return root / "model", result.metrics
+
+
+@pytest.fixture(scope="session")
+def mlflow_db(tmp_path_factory):
+    """``put(directory)``: an empty, already migrated MLflow SQLite store at directory/mlflow.db (where --mlflow
+    looks by default). Migrating a fresh database costs seconds, so it is done once per test run and copied."""
+    from mlflow.tracking import MlflowClient
+    template = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(f"sqlite:///{template}").search_experiments()
+
+    def put(directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copyfile(template, directory / "mlflow.db"))
+    return put

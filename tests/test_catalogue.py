@@ -195,6 +195,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
                                                              "200", "--test-subset", "50", "--mlflow-uri", "bogus://x",
                                                              "--out", str(t / "run")], 2,
      "cannot use the MLflow store 'bogus://x'"),
+    ("--gpus-per-run without CUDA", lambda t, r, m: ["experiment", "run", "kernel-size", "--out", str(t / "e"),
+                                                      "--gpus-per-run", "0.25"], 2, "CUDA is not available here"),
     ("dataset folder missing", lambda t, r, m: ["data", "info", "--dataset", f"folder:{t / 'nowhere'}"], 1,
      "does not exist"),
     ("cifar10 without its batches", lambda t, r, m: ["data", "info", "--dataset", "cifar10", "--data-dir", str(t)], 1,

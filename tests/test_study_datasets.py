@@ -18,8 +18,9 @@ def _results(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def digits_study(tmp_path_factory):
+def digits_study(tmp_path_factory, mlflow_db):
     out = tmp_path_factory.mktemp("digits") / "study"
+    mlflow_db(out)
     assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet", "--mlflow"]) == 0
     return out
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from convlens.errors import UsageError
+from convlens.experiments.store import RunStore
 
 DEFAULT_DB = "mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "train_eval_loss",
@@ -42,10 +44,12 @@ class Tracker:
     def __init__(self, uri: str, artifact_dir: Path | None = None):
         """``artifact_dir``: where a new MLflow experiment keeps its artifacts (with a SQLite store MLflow would
         otherwise use ./mlruns of whatever directory the command ran in)."""
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # convlens prints where to look
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise UsageError("--mlflow needs MLflow: pip install 'convlens[mlflow]'") from None
+        self.uri = uri
         try:
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name("convlens")
@@ -55,6 +59,12 @@ class Tracker:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise UsageError(f"cannot use the MLflow store {uri!r}: {first}") from None
 
+    def where(self, run_id: str) -> str:
+        """Where a person finds ``run_id``: its page on a tracking server, or the command that shows a local store."""
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"run {run_id} in {self.uri} (see it with: mlflow ui --backend-store-uri {self.uri})"
+
     def _log(self, run_id: str, *, params: dict[str, str] | None = None, metrics: list | None = None) -> None:
         from mlflow.entities import Param
         params = [Param(k, v[:6000]) for k, v in (params or {}).items()]
@@ -63,9 +73,18 @@ class Tracker:
             self.client.log_batch(run_id, params=params[start:start + 100], metrics=metrics[start:start + 100])
 
     def start_parent(self, name: str, kind: str, params: dict[str, Any] | None = None,
-                     parent_id: str | None = None) -> str:
-        """A run that groups others (kind "study" or "experiment"); returns its id."""
+                     parent_id: str | None = None, store: Path | None = None) -> str:
+        """A run that groups others (kind "study" or "experiment"); returns its id. With ``store`` (the
+        directory it logs), the parent an earlier invocation on the same store left (killed or finished) is
+        reopened instead, so a resumed sweep stays one parent with one child per run."""
         tags = {f"convlens.{kind}": name, "convlens.kind": kind}
+        if store is not None:
+            tags["convlens.store"] = _store_key(store)
+            found = self.client.search_runs([self.experiment_id], max_results=1, filter_string=(
+                f"tags.`convlens.store` = '{tags['convlens.store']}' and tags.`convlens.kind` = '{kind}'"))
+            if found:
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0].info.run_id
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
@@ -73,6 +92,41 @@ class Tracker:
         _flatten("", params or {}, flat)
         self._log(run_id, params=flat)
         return run_id
+
+    def retire(self, store: Path) -> None:
+        """Detach the parents of ``store`` (its runs were discarded, --force): the next start_parent begins anew."""
+        key = _store_key(store)
+        for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.`convlens.store` = '{key}'"):
+            self.client.set_tag(run.info.run_id, "convlens.store", f"{key}-retired")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def children(self, parent_id: str) -> dict[tuple[str, int], tuple[str, str]]:
+        """(level, seed) -> (MLflow run id, convlens status) of the runs logged under ``parent_id``."""
+        found = {}
+        for run in self.client.search_runs([self.experiment_id], max_results=50000,
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+            tags = run.data.tags
+            if tags.get("convlens.kind") == "run" and "convlens.level" in tags:
+                found[(tags["convlens.level"], int(tags["convlens.seed"]))] = (run.info.run_id,
+                                                                               tags.get("convlens.status", ""))
+        return found
+
+    def catch_up(self, parent_id: str, store: RunStore, experiment: str) -> int:
+        """Log every finished run of ``store`` that is not yet under ``parent_id`` as it is now (a run that
+        failed and was retried replaces its failed child); returns how many were logged."""
+        logged = self.children(parent_id)
+        grid = store.status_grid()
+        count = 0
+        for level, seeds in grid.items():
+            for seed, status in seeds.items():
+                if status == "pending" or logged.get((level, seed), ("", ""))[1] == status:
+                    continue
+                if (level, seed) in logged:
+                    self.client.delete_run(logged[(level, seed)][0])
+                self.log_run(store.run_dir(level, seed), level=level, seed=seed, experiment=experiment,
+                             parent_id=parent_id)
+                count += 1
+        return count
 
     def log_run(self, run_dir: Path, *, level: str | None = None, seed: int | None = None,
                 experiment: str | None = None, parent_id: str | None = None) -> str:
@@ -111,24 +165,24 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
 
 
-def log_study(tracker: Tracker, out: Path, results: dict) -> str:
-    """A study: one parent with the report as artifacts, a nested parent per experiment, a run per run."""
-    study_id = tracker.start_parent(f"study {out.name}", "study", params=results["study"]["config"])
-    for name in results["experiments"]:
-        store = out / "experiments" / name
+def log_study(tracker: Tracker, out: Path, results: dict, *, fresh: bool = False) -> str:
+    """A study: one parent with the report as artifacts, a nested parent per experiment, a run per run. Run
+    again on the same study (resumed, extended), it adds only what is new; ``fresh`` (--force) begins anew."""
+    stores = [out / "experiments" / name for name in results["experiments"]]
+    if fresh:
+        for store in [out, *stores]:
+            tracker.retire(store)
+    study_id = tracker.start_parent(f"study {out.name}", "study", params=results["study"]["config"], store=out)
+    for store in stores:
         experiment = json.loads((store / "experiment.json").read_text())
-        experiment_id = tracker.start_parent(name, "experiment", params=experiment["spec"], parent_id=study_id)
-        for metrics_path in sorted(store.glob("runs/*/seed*/metrics.json")):
-            run_dir = metrics_path.parent
-            level = next((lv["label"] for lv in experiment["levels"]
-                          if run_dir.parent.name == _slug(lv["label"])), run_dir.parent.name)
-            tracker.log_run(run_dir, level=level, seed=int(run_dir.name.removeprefix("seed")), experiment=name,
-                            parent_id=experiment_id)
+        experiment_id = tracker.start_parent(store.name, "experiment", params=experiment["spec"],
+                                             parent_id=study_id, store=store)
+        tracker.catch_up(experiment_id, RunStore(store), store.name)
         tracker.finish(experiment_id, [store / "summary.json", store / "runs.csv"])
     tracker.finish(study_id, [out / "report.html", out / "report.md", out / "results.json"])
     return study_id
 
 
-def _slug(label: str) -> str:
-    from convlens.experiments.store import slug
-    return slug(label)
+def _store_key(store: Path) -> str:
+    """A run store's identity in MLflow tags: a digest of its absolute path (paths may hold quotes)."""
+    return hashlib.sha256(str(Path(store).resolve()).encode()).hexdigest()[:24]

@@ -5,20 +5,45 @@ through MlflowClient from the SQLite store in the output directory."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import yaml
 
 from convlens.cli import main
+from tests.serving.conftest import free_port
 
 
-def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch):
+def write_spec(path: Path, **changes) -> Path:
+    path.write_text(yaml.safe_dump({"name": "tracked", "model": "cnn-16-32", "recipe": "fast",
+                                    "recipe_set": {"epochs": 2}, "factor": {"name": "kernel_size", "levels": [3, 5]},
+                                    "seeds": 2, "dataset": "digits", **changes}))
+    return path
+
+
+def tree(client, experiment_name: str = "convlens") -> tuple[list, dict[str, list]]:
+    """The parents (runs without a parent) and parent run id -> its children, as MLflow holds them."""
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children: dict[str, list] = {}
+    for run in runs:
+        if "mlflow.parentRunId" in run.data.tags:
+            children.setdefault(run.data.tags["mlflow.parentRunId"], []).append(run)
+    return parents, children
+
+
+def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch, mlflow_db):
     from mlflow.tracking import MlflowClient
     monkeypatch.chdir(tmp_path)  # nothing may land in the working directory (./mlruns)
-    spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({"name": "tracked", "model": "cnn-16-32", "recipe": "fast",
-                                    "recipe_set": {"epochs": 2}, "factor": {"name": "kernel_size", "levels": [3, 5]},
-                                    "seeds": 2, "dataset": "digits"}))
+    spec = write_spec(tmp_path / "s.yaml")
     out = tmp_path / "exp"
+    mlflow_db(out)
     assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet"]) == 0
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("convlens")
@@ -42,9 +67,10 @@ def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch)
     assert not (tmp_path / "mlruns").exists() and (out / "mlartifacts").is_dir()
 
 
-def test_a_single_training_run_is_one_mlflow_run(tmp_path):
+def test_a_single_training_run_is_one_mlflow_run(tmp_path, mlflow_db):
     from mlflow.tracking import MlflowClient
     out = tmp_path / "run"
+    shutil.move(mlflow_db(tmp_path / "template"), tmp_path / "elsewhere.db")
     assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--quiet",
                  "--mlflow-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}"]) == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'elsewhere.db'}")
@@ -54,3 +80,81 @@ def test_a_single_training_run_is_one_mlflow_run(tmp_path):
     assert run.data.metrics["test_accuracy"] == metrics["test_accuracy"]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
 
+
+
+def test_a_resumed_extended_or_retried_experiment_stays_one_parent_with_one_child_per_run(tmp_path, mlflow_db,
+                                                                                          capsys):
+    from mlflow.tracking import MlflowClient
+    out = tmp_path / "exp"
+    mlflow_db(out)
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    spec = write_spec(tmp_path / "s.yaml", seeds=1)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet"]) == 0
+    assert "View run" not in capsys.readouterr().out  # MLflow's own links are not printed
+    [first], children = tree(client)
+    assert len(children[first.info.run_id]) == 2
+    # a run that finished but was never logged (the driver died between the two) is logged on the next start
+    client.delete_run(children[first.info.run_id][0].info.run_id)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet", "--seeds", "2"]) == 0
+    [parent], children = tree(client)
+    assert parent.info.run_id == first.info.run_id and parent.info.status == "FINISHED"
+    keys = sorted((c.data.tags["convlens.level"], c.data.tags["convlens.seed"]) for c in children[parent.info.run_id])
+    assert keys == [(f"kernel_size={k}", str(s)) for k in (3, 5) for s in (0, 1)]
+    # a failed run retried replaces its failed child
+    metrics = out / "runs" / "kernel_size=5" / "seed1" / "metrics.json"
+    metrics.write_text(json.dumps({"status": "failed", "reason": "made up by the test"}))
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet", "--seeds", "2"]) == 0
+    failed = [c for c in tree(client)[1][parent.info.run_id] if c.data.tags["convlens.status"] == "failed"]
+    assert len(failed) == 1 and failed[0].info.status == "FAILED" and len(tree(client)[1][parent.info.run_id]) == 4
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet", "--seeds", "2",
+                 "--retry-failed"]) == 0
+    children = tree(client)[1][parent.info.run_id]
+    assert len(children) == 4 and {c.data.tags["convlens.status"] for c in children} == {"done"}
+    # --force discards the runs: a new parent, the old one kept as history (KILLED)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--mlflow", "--quiet", "--seeds", "1",
+                 "--force"]) == 0
+    parents, children = tree(client)
+    [new] = [p for p in parents if p.info.run_id != parent.info.run_id]
+    assert len(children[new.info.run_id]) == 2 and client.get_run(parent.info.run_id).info.status == "KILLED"
+
+
+def test_an_mlflow_tracking_server_receives_the_experiment(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (its own SQLite store and artifact root), reached by --mlflow-uri."""
+    from mlflow.tracking import MlflowClient
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                               str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}",
+                               "--artifacts-destination", str(tmp_path / "artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.3)
+        out = tmp_path / "exp"
+        assert main(["experiment", "run", str(write_spec(tmp_path / "s.yaml", seeds=1)), "--out", str(out),
+                     "--mlflow-uri", uri, "--quiet"]) == 0
+        client = MlflowClient(uri)
+        [parent], children = tree(client)
+        assert parent.data.tags["convlens.experiment"] == "tracked" and len(children[parent.info.run_id]) == 2
+        for child in children[parent.info.run_id]:
+            level = child.data.tags["convlens.level"]
+            metrics = json.loads((out / "runs" / level / "seed0" / "metrics.json").read_text())
+            assert child.data.params["spec.kernel_size"] == level.split("=")[1]
+            assert [m.value for m in client.get_metric_history(child.info.run_id, "train_loss")] == \
+                [h["train_loss"] for h in metrics["history"]]
+            names = {a.path for a in client.list_artifacts(child.info.run_id)}
+            assert {"config.json", "metrics.json", "model.safetensors"} <= names
+            stored = next((tmp_path / "artifacts").glob(f"*/{child.info.run_id}/artifacts/metrics.json"))
+            assert json.loads(stored.read_text()) == metrics  # uploaded through the server, byte for byte
+        assert not (out / "mlflow.db").exists()  # the server's store, not a local one
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -81,3 +81,10 @@ def test_without_ray_the_backend_says_how_to_install_it(tmp_path):
                           timeout=120)
     assert proc.returncode == 2 and "pip install 'convlens[ray]'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_gpus_asked_of_a_cluster_without_them_is_one_line_not_a_wait(local_ray, tmp_path, capsys):
+    assert main(["experiment", "run", str(write_spec(tmp_path / "s.yaml")), "--out", str(tmp_path / "exp"),
+                 "--backend", "ray", "--gpus-per-run", "0.25"]) == 2
+    assert "more GPU than the Ray cluster has (0)" in capsys.readouterr().err
+    assert not list((tmp_path / "exp").glob("runs/*/*/metrics.json"))

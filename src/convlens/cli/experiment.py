@@ -85,14 +85,16 @@ def experiment_run(
                   f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
                   + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
                      else f"with {workers} worker(s)"))
-    if tracker is not None:
-        parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"))
+    if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
+        if force:
+            tracker.retire(out_dir)
+        parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"), store=out_dir)
+        tracker.catch_up(parent, p.store, spec.name)
 
     def on_result(result) -> None:
         progress.run_finished(result)
         if tracker is not None:  # logged from the store as each run lands, whatever trained it
-            tracker.log_run(p.store.run_dir(result.level, result.seed), level=result.level, seed=result.seed,
-                            experiment=spec.name, parent_id=parent)
+            tracker.catch_up(parent, p.store, spec.name)
 
     progress.start(len(p.jobs), weighted=False)
     try:
@@ -104,6 +106,8 @@ def experiment_run(
             tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
     print_experiment_table(summary)
     progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
+    if tracker is not None:
+        progress.line(f"MLflow: {tracker.where(parent)}")
 
 
 def describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:

@@ -30,7 +30,8 @@ BackendOption = Annotated[str, typer.Option(help="local (this machine) or ray (t
                                             "at --address / $RAY_ADDRESS).")]
 AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address (with --backend ray).")]
 CpusPerRunOption = Annotated[float, typer.Option(help="CPUs each Ray task asks for (and its torch threads).")]
-GpusPerRunOption = Annotated[float, typer.Option(help="GPUs each Ray task asks for; fractions share a GPU.")]
+GpusPerRunOption = Annotated[float, typer.Option(help="GPU each run takes; a fraction shares one (0.25: four runs "
+                                                 "at once per GPU, as Ray tasks or local workers).")]
 
 
 def make_backend(name: str, address: str | None, cpus_per_run: float, gpus_per_run: float):
@@ -44,6 +45,9 @@ def make_backend(name: str, address: str | None, cpus_per_run: float, gpus_per_r
     if name == "ray":
         from convlens.experiments.ray_backend import import_ray
         import_ray()
+    elif gpus_per_run > 0:
+        from convlens.experiments.run import shared_gpu_workers
+        shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
     return Backend(name, address, cpus_per_run, gpus_per_run)
 
 

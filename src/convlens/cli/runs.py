@@ -83,8 +83,7 @@ def train_cmd(
         result = run_training(cfg, out_dir, progress=None if progress.quiet else progress)
     finally:
         progress.close()
-    if tracker is not None:
-        tracker.log_run(out_dir)
+    tracked = tracker.where(tracker.log_run(out_dir)) if tracker is not None else None
     m = result.metrics
     if as_json:
         return print_json({"run": str(out_dir), **{k: v for k, v in m.items() if k != "history"}})
@@ -92,6 +91,8 @@ def train_cmd(
     out.print(f"{cfg.model} (recipe {cfg.recipe.name}, seed {seed}): test accuracy {m['test_accuracy']:.2%}, "
               f"test loss {m['test_loss']:.4f}, {epochs_run} epoch{'s' if epochs_run != 1 else ''} in "
               f"{m['train_seconds']:.1f}s ({m['train_images_per_second']:,.0f} img/s) -> {out_dir}")
+    if tracked and not quiet:
+        out.print(f"MLflow: {tracked}")
 
 
 def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'convlens train'.")],

@@ -65,11 +65,13 @@ def study_cmd(
         progress.close()
     if tracker is not None:
         from convlens.tracking import log_study
-        log_study(tracker, out_dir, results)
+        tracked = tracker.where(log_study(tracker, out_dir, results, fresh=force))
     cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
     out.print(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
               f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {results['study']['wall_seconds'] / 60:.1f} min")
     out.print(f"Report: {out_dir / 'report.html'} (also report.md, results.json)")
+    if tracker is not None:
+        out.print(f"MLflow: {tracked}")
 
 
 def report_cmd(directory: Annotated[Path, typer.Argument(help="A study directory (convlens study --out).")]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.local import Job, JobResult, execute
 from convlens.runs import METRICS_FILE
 
@@ -37,6 +37,52 @@ def import_ray():
     except ImportError:
         raise UsageError(f"--backend ray needs Ray: pip install 'convlens[ray]' (ray=={RAY_VERSION})") from None
     return ray
+
+
+def _token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(
+        os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _use_token_at_hand() -> None:
+    """What `ray start` does: with RAY_AUTH_MODE unset and a token at hand, use token authentication (Ray caches
+    its config, so setting the variable alone would come too late)."""
+    if "RAY_AUTH_MODE" in os.environ or not _token_available():
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # another Ray version: the variable is read by its next config load
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _connect(ray, address: str | None) -> None:
+    """ray.init: a local Ray for this command, or the cluster at ``address``. A token at hand is used (clusters
+    enable token authentication by default; one without it ignores the token). While connecting, Ray's C++
+    client logs a warning a second as it retries for ~20 s: stderr is kept off the terminal, and a failure is one
+    line."""
+    if address is None:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 num_cpus=len(os.sched_getaffinity(0)))
+        return
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as noise:
+            os.dup2(noise.fileno(), 2)
+            try:
+                _use_token_at_hand()
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            finally:
+                os.dup2(saved, 2)
+    except (ConnectionError, RuntimeError, ValueError) as e:  # unreachable, refused, or a bad address
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        hint = ("check the address and, if the cluster uses token authentication, the token (RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token)" if os.environ.get("RAY_AUTH_MODE") == "token" else
+                "a cluster with token authentication (Ray's default) needs its token in RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token")
+        raise ConvlensError(f"cannot reach the Ray cluster at {address}: {first}; {hint}") from None
+    finally:
+        os.close(saved)
 
 
 def _train_task(job: Job, dataset, threads: int) -> dict[str, bytes]:
@@ -72,10 +118,12 @@ def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, add
     from convlens.data import load_named
     started_here = not ray.is_initialized()
     if started_here:
-        address = address or os.environ.get("RAY_ADDRESS") or None  # None: a local Ray for this command
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **({} if address else {"num_cpus": len(os.sched_getaffinity(0))}))
+        _connect(ray, address or os.environ.get("RAY_ADDRESS") or None)  # None: a local Ray for this command
     try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus_per_run > gpus:  # Ray would wait for such a node forever
+            raise UsageError(f"--gpus-per-run {gpus_per_run:g} asks for more GPU than the Ray cluster has ({gpus:g}); "
+                             "add a GPU node or leave it at 0")
         threads = max(1, int(cpus_per_run))
         concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_run, 1e-9)))
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, run_jobs
 from convlens.experiments.plots import write_plots
@@ -56,10 +57,22 @@ class Backend:
     gpus_per_run: float = 0
 
 
+def shared_gpu_workers(gpus_per_run: float) -> int:
+    """How many local worker processes share this machine's GPUs when each run takes ``gpus_per_run`` of one
+    (each process keeps its data resident on its GPU; they all use the first GPU: use Ray to spread over more)."""
+    import torch
+    if not torch.cuda.is_available():
+        raise UsageError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but CUDA is not available here; leave it "
+                         "at 0 to train on the CPU")
+    return max(1, int(1 / gpus_per_run))
+
+
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
                   on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> None:
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
     as Ray tasks."""
+    if backend.name == "local" and backend.gpus_per_run > 0:  # share the GPUs: 1/gpus_per_run runs per GPU
+        workers = max(workers, shared_gpu_workers(backend.gpus_per_run))
     if backend.name == "ray":
         from convlens.experiments.ray_backend import run_jobs_ray
         run_jobs_ray(jobs, on_result, address=backend.address, cpus_per_run=backend.cpus_per_run,
