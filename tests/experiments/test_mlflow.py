@@ -67,8 +67,9 @@ def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch,
     assert not (tmp_path / "mlruns").exists() and (out / "mlartifacts").is_dir()
 
 
-def test_a_single_training_run_is_one_mlflow_run(tmp_path, mlflow_db):
+def test_a_single_training_run_is_one_mlflow_run(tmp_path, mlflow_db, monkeypatch):
     from mlflow.tracking import MlflowClient
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     shutil.move(mlflow_db(tmp_path / "template"), tmp_path / "elsewhere.db")
     assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--quiet",
@@ -79,6 +80,8 @@ def test_a_single_training_run_is_one_mlflow_run(tmp_path, mlflow_db):
     assert "mlflow.parentRunId" not in run.data.tags and run.data.params["model"] == "mlp-128-64"
     assert run.data.metrics["test_accuracy"] == metrics["test_accuracy"]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert not (tmp_path / "mlruns").exists()  # artifacts beside the database, not in the working directory
+    assert list((tmp_path / "mlartifacts").rglob(f"{run.info.run_id}/artifacts/metrics.json"))
 
 
 

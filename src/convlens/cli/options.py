@@ -64,5 +64,9 @@ def make_tracker(enabled: bool, uri: str | None, out_dir: Path):
     from convlens.tracking import Tracker, default_uri
     if not uri:
         out_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the database file, not its directory
-    return Tracker(uri or default_uri(out_dir), artifact_dir=None if uri else out_dir / "mlartifacts")
+    # Artifacts of a SQLite store go beside its database (MLflow's default is ./mlruns of the working directory);
+    # a server decides for itself.
+    database = uri[len("sqlite:///"):] if uri and uri.startswith("sqlite:///") else None
+    artifacts = out_dir if not uri else Path(database).parent if database else None
+    return Tracker(uri or default_uri(out_dir), artifact_dir=artifacts / "mlartifacts" if artifacts else None)
 
