@@ -10,7 +10,7 @@ STUDY  ?= runs/study
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,onnx]'
+	$(BIN)/pip install --quiet -e '.[serve,onnx,notebook]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -84,3 +84,36 @@ def test_a_study_is_tracked_as_a_parent_with_an_experiment_per_child(digits_stud
         assert len(children) == len(on_disk) > 0
     assert {a.path for a in client.list_artifacts(study.info.run_id)} == {"report.html", "report.md", "results.json"}
 
+
+
+def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study, tmp_path):
+    import shutil
+
+    import nbformat
+
+    from tests.api.test_notebooks import execute, outputs
+    results = _results(digits_study)
+    assert results["study"]["notebook"]["executed"] is True
+    saved = nbformat.read(digits_study / "report.ipynb", as_version=4)
+    nbformat.validate(saved)
+    assert all(o.output_type != "error" for c in saved.cells if c.cell_type == "code" for o in c.outputs)
+    headings = [line for line in (digits_study / "report.md").read_text().splitlines() if line.startswith("## ")]
+    assert [c.source.splitlines()[0] for c in saved.cells
+            if c.cell_type == "markdown" and c.source.startswith("## ")] == headings
+    copy = Path(shutil.copytree(digits_study, tmp_path / "elsewhere"))  # a student's copy, run again from scratch
+    notebook = nbformat.read(copy / "report.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    execute(notebook, copy)
+    cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
+    headline = outputs(next(c for c in notebook.cells if c.cell_type == "code"))
+    assert headline.startswith(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP "
+                               f"{mlp['mean'] * 100:.2f}% ± {mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds)")
+    for name, summary in results["experiments"].items():
+        [table] = [c for c in notebook.cells if c.source.startswith(f'experiment = study.experiment("{name}")')]
+        for lv in summary["levels"]:
+            acc = lv["test_accuracy"]
+            assert f"{acc['mean'] * 100:.2f} ± {acc['std'] * 100:.2f}" in outputs(table), (name, lv["label"])
+    rebuilt = [c for c in notebook.cells if ".plot(" in c.source]
+    assert rebuilt and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in rebuilt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class Tracker:
         """``artifact_dir``: where a new MLflow experiment keeps its artifacts (with a SQLite store MLflow would
         otherwise use ./mlruns of whatever directory the command ran in)."""
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # convlens prints where to look
+        for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is not news for a user
+            logging.getLogger(name).setLevel(logging.WARNING)
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
@@ -163,6 +166,20 @@ class Tracker:
             if path.is_file():
                 self.client.log_artifact(run_id, str(path))
         self.client.set_terminated(run_id, "FINISHED")
+
+
+def make_tracker(enabled: bool, uri: str | None, out_dir: Path) -> Tracker | None:
+    """The tracker of --mlflow / --mlflow-uri (``mlflow=`` in Python), or None (MLflow is imported only when
+    asked for)."""
+    if not (enabled or uri):
+        return None
+    if not uri:
+        out_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the database file, not its directory
+    # Artifacts of a SQLite store go beside its database (MLflow's default is ./mlruns of the working directory);
+    # a server decides for itself.
+    database = uri[len("sqlite:///"):] if uri and uri.startswith("sqlite:///") else None
+    artifacts = out_dir if not uri else Path(database).parent if database else None
+    return Tracker(uri or default_uri(out_dir), artifact_dir=artifacts / "mlartifacts" if artifacts else None)
 
 
 def log_study(tracker: Tracker, out: Path, results: dict, *, fresh: bool = False) -> str:

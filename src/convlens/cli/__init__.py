@@ -22,7 +22,7 @@ import sys
 import typer
 
 from convlens.cli import data, experiment, models, runs, sagemaker, serving, study
-from convlens.cli.display import err, out
+from convlens.display import err, out
 from convlens.errors import ConvlensError
 
 app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST).",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from convlens.cli.display import out, print_json
 from convlens.cli.options import DataDirOption, DatasetOption, JsonOption
+from convlens.display import out, print_json
 
 app = typer.Typer(help="Find, verify and describe the dataset.", no_args_is_help=True)
 

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from convlens.cli.display import RunsProgress, out, print_json
 from convlens.cli.options import (
     AddressOption,
     BackendOption,
@@ -18,10 +17,9 @@ from convlens.cli.options import (
     MlflowOption,
     MlflowUriOption,
     QuietOption,
-    make_backend,
-    make_tracker,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
+from convlens.display import RunsProgress, out, print_json
 from convlens.errors import UsageError
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
@@ -64,59 +62,16 @@ def experiment_run(
     quiet: QuietOption = False,
 ) -> None:
     """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
-    from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, with_changes
-    from convlens.experiments.run import execute_plan, plan
-
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
-    runner = make_backend(backend, address, cpus_per_run, gpus_per_run)  # before anything is planned
-    spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), seeds=seeds, epochs=epochs,
-                        train_subset=train_subset, test_subset=test_subset, dataset=dataset)
-    out_dir = out_dir or Path("runs") / "experiments" / spec.name
-    tracker = make_tracker(mlflow, mlflow_uri, out_dir)  # a bad store is one line before anything is planned
-    p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
-    total = len(p.jobs) + p.done + p.failed
-    progress = RunsProgress(quiet)
-    if force:
-        progress.line(describe_deleted(p.deleted, out_dir))
-    if p.retried:
-        progress.line(f"retrying {p.retried} failed run(s)")
-    progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
-                  f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
-                  + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
-                     else f"with {workers} worker(s)"))
-    if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
-        if force:
-            tracker.retire(out_dir)
-        parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"), store=out_dir)
-        tracker.catch_up(parent, p.store, spec.name)
-
-    def on_result(result) -> None:
-        progress.run_finished(result)
-        if tracker is not None:  # logged from the store as each run lands, whatever trained it
-            tracker.catch_up(parent, p.store, spec.name)
-
-    progress.start(len(p.jobs), weighted=False)
-    try:
-        summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
-                               backend=runner)
-    finally:
-        progress.close()
-        if tracker is not None:
-            tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
-    print_experiment_table(summary)
-    progress.line(f"Wrote {out_dir}/summary.json, runs.csv and plots/*.png")
-    if tracker is not None:
-        progress.line(f"MLflow: {tracker.where(parent)}")
-
-
-def describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
-    if not deleted:
-        return f"--force: nothing to delete in {root}"
-    runs = [p for p in deleted if p.name.startswith("seed")]
-    others = sorted({p.name for p in deleted} - {p.name for p in runs})
-    return (f"--force: deleted {len(runs)} run(s) under {root / 'runs'}"
-            + (f" and {', '.join(others)}" if others else ""))
+    from convlens.api.experiments import Experiment
+    result = Experiment(spec_source).run(
+        seeds, out=out_dir, workers=workers, backend=backend, address=address, cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run, epochs=epochs, train_subset=train_subset, test_subset=test_subset,
+        dataset=dataset, force=force, retry_failed=retry_failed, mlflow=mlflow_uri or mlflow, quiet=quiet)
+    print_experiment_table(result.summary)
+    if not quiet:
+        out.print(f"Wrote {result.directory}/summary.json, runs.csv and plots/*.png")
+        if result.tracked:
+            out.print(f"MLflow: {result.tracked}")
 
 
 @app.command("plan")
@@ -178,9 +133,8 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
 def experiment_table(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
                      as_json: JsonOption = False) -> None:
     """The statistics table of an experiment, computed from its run files."""
-    from convlens.experiments.analysis import analyze
-    from convlens.experiments.store import RunStore
-    summary = analyze(RunStore(directory))
+    from convlens.api.experiments import load_experiment
+    summary = load_experiment(directory).summary
     if as_json:
         return print_json(summary)
     print_experiment_table(summary)

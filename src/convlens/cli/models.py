@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from convlens.cli.display import out, print_json
 from convlens.cli.options import DatasetOption, JsonOption, SetOption, overrides
+from convlens.display import out, print_json
 
 app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
 
@@ -44,19 +44,12 @@ def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fas
     summary = summarize(Network(spec), canonical_name(name))
     if as_json:
         return print_json({**summary.to_dict(), "spec": spec.model_dump(mode="json")})
-    table = Table("Layer", "Type", "Output Shape", "Param #", "MACs", "RF", "Jump",
-                  title=f'Model: "{summary.name}"  (shapes as Keras prints them: batch, H, W, C; '
-                        "RF = receptive field in px)")
-    for row in summary.layers:
-        params = row.params_trainable + row.params_non_trainable
-        rf = "all" if row.receptive_field is None else f"{row.receptive_field}x{row.receptive_field}"
-        table.add_row(row.name.split(".", 1)[-1], row.layer, str(tuple([None, *row.output_shape])), f"{params:,}",
-                      f"{row.macs:,}", rf, "-" if row.jump is None else str(row.jump))
+    rows = summary.rows()
+    table = Table(*rows[0], title=f'Model: "{summary.name}"  (shapes as Keras prints them: batch, H, W, C; '
+                                  "RF = receptive field in px)")
+    for row in rows:
+        table.add_row(*row.values())
     out.print(table)
-    p = summary.params
-    out.print(f" Total params: {p['total']:,}\n Trainable params: {p['trainable']:,}\n"
-              f" Non-trainable params: {p['non_trainable']:,}\n"
-              f" MACs per image (forward): {summary.macs:,}\n"
-              f" Training FLOPs per image (forward + backward): {summary.train_flops:,}")
+    out.print(" " + summary.totals().replace("\n", "\n "))
     for reproduction in [] if set_ or dataset != "fashion-mnist" else PRESETS[summary.name].reproduces:
         out.print(f" Reproduces {reproduction.describe()}")

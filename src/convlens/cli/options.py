@@ -34,39 +34,7 @@ GpusPerRunOption = Annotated[float, typer.Option(help="GPU each run takes; a fra
                                                  "at once per GPU, as Ray tasks or local workers).")]
 
 
-def make_backend(name: str, address: str | None, cpus_per_run: float, gpus_per_run: float):
-    """The validated Backend of experiments.run (Ray is imported now, so a missing extra is one line up front)."""
-    from convlens.errors import UsageError
-    from convlens.experiments.run import Backend
-    if name not in ("local", "ray"):
-        raise UsageError(f"unknown backend '{name}'; use local or ray")
-    if not cpus_per_run > 0 or gpus_per_run < 0:
-        raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
-    if name == "ray":
-        from convlens.experiments.ray_backend import import_ray
-        import_ray()
-    elif gpus_per_run > 0:
-        from convlens.experiments.run import shared_gpu_workers
-        shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
-    return Backend(name, address, cpus_per_run, gpus_per_run)
-
-
 MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: OUT/mlflow.db, SQLite; "
                                             "artifacts in OUT/mlartifacts).")]
 MlflowUriOption = Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (a server's "
                                                         "http://... or sqlite:///...); implies --mlflow.")]
-
-
-def make_tracker(enabled: bool, uri: str | None, out_dir: Path):
-    """The MLflow tracker of --mlflow / --mlflow-uri, or None (MLflow is imported only when asked for)."""
-    if not (enabled or uri):
-        return None
-    from convlens.tracking import Tracker, default_uri
-    if not uri:
-        out_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the database file, not its directory
-    # Artifacts of a SQLite store go beside its database (MLflow's default is ./mlruns of the working directory);
-    # a server decides for itself.
-    database = uri[len("sqlite:///"):] if uri and uri.startswith("sqlite:///") else None
-    artifacts = out_dir if not uri else Path(database).parent if database else None
-    return Tracker(uri or default_uri(out_dir), artifact_dir=artifacts / "mlartifacts" if artifacts else None)
-

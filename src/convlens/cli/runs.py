@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from convlens.cli.display import TrainingProgress, out, print_json
 from convlens.cli.options import (
     DataDirOption,
     DatasetOption,
@@ -18,12 +17,12 @@ from convlens.cli.options import (
     MlflowUriOption,
     QuietOption,
     SetOption,
-    make_tracker,
     overrides,
 )
 from convlens.cli.tables import print_comparison
 from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS
-from convlens.errors import UsageError
+from convlens.display import out, print_json
+from convlens.tracking import make_tracker
 
 RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, text in RECIPE_DESCRIPTIONS.items()) + "."
 
@@ -56,33 +55,16 @@ def train_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Train one model, evaluate it on the test set, and write the run directory."""
-    from pydantic import ValidationError
-
-    from convlens.config import TrainConfig, resolve_recipe
-    from convlens.errors import format_validation_error
-    from convlens.models.registry import resolve_spec
-    from convlens.runs import run_training
-
-    changes = overrides(set_)
-    resolve_spec(model, changes)  # fail fast on a bad model or override, with the registry's message
-    recipe_obj = resolve_recipe(recipe, dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                             schedule=schedule, weight_decay=weight_decay,
-                                             label_smoothing=label_smoothing, hflip=hflip, val_fraction=val_fraction,
-                                             patience=patience))
-    try:
-        cfg = TrainConfig(model=model, overrides=changes, recipe=recipe_obj, seed=seed, device=device,
-                          threads=threads, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
-                          dataset=dataset)
-    except ValidationError as e:
-        raise UsageError(f"invalid option: {format_validation_error(e)}") from None
+    from convlens.api.runs import train_config, train_from_config
+    cfg = train_config(model, dataset, recipe=recipe, seed=seed, set=overrides(set_), device=device, threads=threads,
+                       train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, epochs=epochs,
+                       batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+                       weight_decay=weight_decay, label_smoothing=label_smoothing, hflip=hflip,
+                       val_fraction=val_fraction, patience=patience)
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
     tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)
-    progress = TrainingProgress(quiet or as_json)
-    try:
-        result = run_training(cfg, out_dir, progress=None if progress.quiet else progress)
-    finally:
-        progress.close()
+    result = train_from_config(cfg, out_dir, quiet=quiet or as_json)
     tracked = tracker.where(tracker.log_run(out_dir)) if tracker is not None else None
     m = result.metrics
     if as_json:

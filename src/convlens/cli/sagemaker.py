@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from convlens.cli.display import out, print_json
 from convlens.cli.options import DataDirOption, overrides
+from convlens.display import out, print_json
 from convlens.errors import UsageError, format_validation_error
 
 app = typer.Typer(help="Train and deploy on Amazon SageMaker (needs the 'cloud' extra and AWS credentials).",

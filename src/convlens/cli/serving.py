@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from convlens.cli.display import out, print_json
 from convlens.cli.options import JsonOption
+from convlens.display import out, print_json
 from convlens.errors import UsageError
 
 

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from convlens.cli.display import StudyProgress, out
 from convlens.cli.options import (
     AddressOption,
     BackendOption,
@@ -16,9 +15,8 @@ from convlens.cli.options import (
     GpusPerRunOption,
     MlflowOption,
     MlflowUriOption,
-    make_backend,
-    make_tracker,
 )
+from convlens.display import out
 from convlens.errors import UsageError
 
 
@@ -49,33 +47,26 @@ def study_cmd(
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
     and one self-contained report (report.html, report.md, results.json)."""
-    from convlens.study.config import load_study_config
-    from convlens.study.pipeline import run_study
+    from convlens.api.study import Study
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")
-    runner = make_backend(backend, address, cpus_per_run, gpus_per_run)
-    tracker = make_tracker(mlflow, mlflow_uri, out_dir)  # before an hour of training, a missing extra is one line
-    config = load_study_config("quick" if quick else "full" if full else "default", config_path, seeds=seeds,
-                               workers=workers, dataset=dataset)
-    progress = StudyProgress(quiet)
-    try:
-        results = run_study(config, out_dir, events=progress, force=force, retry_failed=retry_failed,
-                            data_dir=data_dir, backend=runner)
-    finally:
-        progress.close()
-    if tracker is not None:
-        from convlens.tracking import log_study
-        tracked = tracker.where(log_study(tracker, out_dir, results, fresh=force))
-    cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
-    out.print(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
-              f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {results['study']['wall_seconds'] / 60:.1f} min")
-    out.print(f"Report: {out_dir / 'report.html'} (also report.md, results.json)")
-    if tracker is not None:
-        out.print(f"MLflow: {tracked}")
+    mode = "quick" if quick else "full" if full else "default"
+    study = Study(config_path or mode, preset=mode, seeds=seeds, workers=workers, dataset=dataset)
+    result = study.run(out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir, backend=backend,
+                       address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                       mlflow=mlflow_uri or mlflow, quiet=quiet)
+    out.print(result.headline())
+    notebook = ", report.ipynb" if result.notebook_path.is_file() else ""
+    out.print(f"Report: {out_dir / 'report.html'} (also report.md{notebook}, results.json)")
+    if result.tracked:
+        out.print(f"MLflow: {result.tracked}")
 
 
 def report_cmd(directory: Annotated[Path, typer.Argument(help="A study directory (convlens study --out).")]) -> None:
-    """Render report.html and report.md again from a study's results.json (nothing is trained)."""
+    """Render report.html, report.md and report.ipynb again from a study's results.json (nothing is trained)."""
     from convlens.report.render import render_report
+    from convlens.study.pipeline import notebook_status
     md, page = render_report(directory)
-    out.print(f"Wrote {page} and {md}")
+    notebook = notebook_status(directory)
+    out.print(f"Wrote {page}, {md} and {directory / 'report.ipynb'}"
+              + ("" if notebook["executed"] else f" (without outputs: {notebook['reason']})"))

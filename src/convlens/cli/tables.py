@@ -6,7 +6,7 @@ import json
 
 from rich.table import Table
 
-from convlens.cli.display import out
+from convlens.display import out
 from convlens.stats import format_p
 
 

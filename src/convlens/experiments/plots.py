@@ -6,11 +6,13 @@ accuracy_vs_time.png: mean with 95% CI bars; per_class.png: mean per-class test 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; no display needed (and none on servers)
+if "ipykernel" not in sys.modules:  # files only, on servers too; in a notebook its inline backend shows figures
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -35,13 +37,9 @@ def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> N
         ax.errorbar([xi], [mean], yerr=yerr, fmt="o", capsize=4, label=label)
 
 
-def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[Path]:
-    out = store.root / "plots"
+def curves_figure(store: RunStore, summary: dict):
+    """Validation accuracy per epoch per level: mean over seeds, band = min-max."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
-    labels = [lv["label"] for lv in levels]
-    n_note = f"n={summary['seeds']} seeds per level"
-    paths = []
-
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for lv in levels:
         curves = [[h["val_accuracy"] for h in m["history"]] for m in store.done_runs(lv["label"], summary["seeds"]).values()]
@@ -51,33 +49,61 @@ def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[
         line, = ax.plot(epochs, arr.mean(0), marker="o", markersize=3, label=lv["label"])
         ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"Validation accuracy: mean, band = min-max ({n_note})")
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
+           title=f"Validation accuracy: mean, band = min-max ({_n_note(summary)})")
     ax.legend()
-    paths.append(save_figure(fig, out / "curves.png"))
+    return fig
 
-    charts = [("accuracy_vs_params.png", "params", "parameters", True)]
-    if summary["timing"]["comparable"]:  # times from different conditions are not put on one axis
-        charts.append(("accuracy_vs_time.png", "train_seconds", "train time (s, mean)", False))
-    else:
-        (out / "accuracy_vs_time.png").unlink(missing_ok=True)
-    for name, key, xlabel, log in charts:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        x = [lv[key]["mean"] if isinstance(lv[key], dict) else lv[key] for lv in levels]
-        _errorbar(ax, x, [lv["test_accuracy"] for lv in levels], labels)
-        if log:
-            ax.set_xscale("log")
-        ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=f"Test accuracy, mean ± 95% CI ({n_note})")
-        ax.legend(fontsize=8)
-        paths.append(save_figure(fig, out / name))
 
+def accuracy_figure(summary: dict, against: str):
+    """Mean test accuracy with 95% CI bars against ``params`` (log axis) or ``train_seconds`` per level."""
+    levels = [lv for lv in summary["levels"] if lv["n"] > 0]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [lv[against]["mean"] if isinstance(lv[against], dict) else lv[against] for lv in levels]
+    _errorbar(ax, x, [lv["test_accuracy"] for lv in levels], [lv["label"] for lv in levels])
+    if against == "params":
+        ax.set_xscale("log")
+    ax.set(xlabel="parameters" if against == "params" else "train time (s, mean)", ylabel="test accuracy (%)",
+           title=f"Test accuracy, mean ± 95% CI ({_n_note(summary)})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def per_class_figure(summary: dict, class_names: list[str]):
+    """Mean per-class test accuracy, one bar per level."""
+    levels = [lv for lv in summary["levels"] if lv["n"] > 0]
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(len(levels), 1)
     for i, lv in enumerate(levels):
         ax.bar(np.arange(len(class_names)) + i * width, np.array(lv["per_class_accuracy"]) * 100, width,
                label=lv["label"])
     ax.set_xticks(np.arange(len(class_names)) + width * (len(levels) - 1) / 2, class_names, rotation=30, ha="right")
-    ax.set(ylabel="test accuracy (%)", title=f"Per-class test accuracy, mean over seeds ({n_note})")
+    ax.set(ylabel="test accuracy (%)", title=f"Per-class test accuracy, mean over seeds ({_n_note(summary)})")
     ax.set_ylim(50, 100)
     ax.legend(fontsize=8)
-    paths.append(save_figure(fig, out / "per_class.png"))
-    return paths
+    return fig
+
+
+def _n_note(summary: dict) -> str:
+    return f"n={summary['seeds']} seeds per level"
+
+
+def figure(kind: str, store: RunStore, summary: dict, class_names: list[str]):
+    """One of ``PLOTS`` as a matplotlib figure."""
+    if kind == "curves":
+        return curves_figure(store, summary)
+    if kind in ("accuracy_vs_params", "accuracy_vs_time"):
+        return accuracy_figure(summary, "params" if kind == "accuracy_vs_params" else "train_seconds")
+    return per_class_figure(summary, class_names)
+
+
+PLOTS = ("curves", "accuracy_vs_params", "accuracy_vs_time", "per_class")
+
+
+def write_plots(store: RunStore, summary: dict, class_names: list[str]) -> list[Path]:
+    out = store.root / "plots"
+    kinds = list(PLOTS)
+    if not summary["timing"]["comparable"]:  # times from different conditions are not put on one axis
+        kinds.remove("accuracy_vs_time")
+        (out / "accuracy_vs_time.png").unlink(missing_ok=True)
+    return [save_figure(figure(kind, store, summary, class_names), out / f"{kind}.png") for kind in kinds]

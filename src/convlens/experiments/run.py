@@ -67,6 +67,21 @@ def shared_gpu_workers(gpus_per_run: float) -> int:
     return max(1, int(1 / gpus_per_run))
 
 
+def make_backend(name: str = "local", address: str | None = None, cpus_per_run: float = 1,
+                 gpus_per_run: float = 0) -> Backend:
+    """A validated Backend (Ray is imported now, so a missing extra is one line up front)."""
+    if name not in ("local", "ray"):
+        raise UsageError(f"unknown backend '{name}'; use local or ray")
+    if not cpus_per_run > 0 or gpus_per_run < 0:
+        raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
+    if name == "ray":
+        from convlens.experiments.ray_backend import import_ray
+        import_ray()
+    elif gpus_per_run > 0:
+        shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
+    return Backend(name, address, cpus_per_run, gpus_per_run)
+
+
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
                   on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> None:
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or

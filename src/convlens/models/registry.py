@@ -36,7 +36,10 @@ def canonical_name(name: str) -> str:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One row per preset: name, aliases, description, Keras parameter total and the write-ups it reproduces."""
+    """One row per preset: name, aliases, description, Keras parameter total and the write-ups it reproduces.
+
+    Example: ``[row["name"] for row in convlens.list_models()]``
+    """
     rows = []
     for name, preset in PRESETS.items():
         trainable, non_trainable = count_params(Network(preset.spec))
@@ -84,5 +87,8 @@ def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
 
 
 def create_model(name: str, **overrides: Any) -> Network:
-    """Build preset ``name`` with ``overrides`` (e.g. ``create_model("cnn", kernel_size=5)``)."""
+    """Build preset ``name`` with ``overrides`` changing its fields (a torch module).
+
+    Example: ``convlens.create_model("cnn", kernel_size=5)``
+    """
     return Network(resolve_spec(name, overrides))

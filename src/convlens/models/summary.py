@@ -45,6 +45,37 @@ class ModelSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def rows(self) -> list[dict[str, str]]:
+        """The table Keras prints, one dict per layer (shapes as Keras prints them: batch, H, W, C)."""
+        return [{"Layer": row.name.split(".", 1)[-1], "Type": row.layer,
+                 "Output Shape": str(tuple([None, *row.output_shape])),
+                 "Param #": f"{row.params_trainable + row.params_non_trainable:,}", "MACs": f"{row.macs:,}",
+                 "RF": "all" if row.receptive_field is None else f"{row.receptive_field}x{row.receptive_field}",
+                 "Jump": "-" if row.jump is None else str(row.jump)} for row in self.layers]
+
+    def totals(self) -> str:
+        p = self.params
+        return (f"Total params: {p['total']:,}\nTrainable params: {p['trainable']:,}\n"
+                f"Non-trainable params: {p['non_trainable']:,}\nMACs per image (forward): {self.macs:,}\n"
+                f"Training FLOPs per image (forward + backward): {self.train_flops:,}")
+
+    def to_frame(self):
+        """The per-layer table as a pandas DataFrame, with numbers as numbers."""
+        import pandas as pd
+        return pd.DataFrame([{"layer": row.name, "type": row.layer, "output_shape": tuple(row.output_shape),
+                              "params": row.params_trainable + row.params_non_trainable, "macs": row.macs,
+                              "receptive_field": row.receptive_field, "jump": row.jump} for row in self.layers])
+
+    def __str__(self) -> str:
+        rows = self.rows()
+        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+        line = lambda r: "  ".join(r[k].ljust(w) for k, w in widths.items())  # noqa: E731
+        return "\n".join([f'Model: "{self.name}"', line({k: k for k in widths}), *map(line, rows), self.totals()])
+
+    def _repr_html_(self) -> str:
+        from convlens.display import html_table
+        return html_table(self.rows(), title=f'Model: "{self.name}"') + "<pre>" + self.totals() + "</pre>"
+
 
 def count_params(module: nn.Module, recurse: bool = True) -> tuple[int, int]:
     """(trainable, non_trainable) parameter counts, the Keras way."""

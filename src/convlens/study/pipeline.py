@@ -36,11 +36,11 @@ from convlens.study.config import StudyConfig
 from convlens.training import pick_device
 
 RESULTS_FILE = "results.json"
-STAGES = ("data", "eda", "experiments", "analysis", "export", "report")
+STAGES = ("data", "eda", "experiments", "analysis", "export", "report", "notebook")
 # Rough cost model for the progress bar's ETA, in seconds on 2 cores: per training image and epoch,
 # 6 FLOPs per MAC (forward + backward) at ~2.3e11 FLOP/s, plus a fixed per-image cost that dominates for MLPs.
 _FLOP_RATE, _PER_IMAGE_FLOPS = 2.3e11, 5e6
-_STAGE_SECONDS = {"data": 2, "eda": 5, "analysis": 30, "export": 8, "report": 10}
+_STAGE_SECONDS = {"data": 2, "eda": 5, "analysis": 30, "export": 8, "report": 10, "notebook": 8}
 
 
 class StudyEvents:
@@ -231,4 +231,25 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     results["study"]["wall_seconds"] = time.perf_counter() - started
     atomic_write_json(out / RESULTS_FILE, results)
     render_report(out)
+    with _stage("notebook", events, seconds, "writing report.ipynb and running it"):
+        results["study"]["notebook"] = notebook_status(out)
+    events.advance(_STAGE_SECONDS["notebook"])
+    results["study"]["notebook"]["seconds"] = seconds["notebook"]  # after the wall time: not part of it
+    atomic_write_json(out / RESULTS_FILE, results)
     return results
+
+
+def notebook_status(out: Path) -> dict:
+    """Write report.ipynb, executed when the notebook extra is installed; a failure costs the outputs, not the
+    study."""
+    from convlens.report.notebook import write_notebook
+    try:
+        _, executed = write_notebook(out)
+        return {"executed": executed, "reason": None if executed else "nbclient or ipykernel is not installed "
+                "(pip install 'convlens[notebook]')"}
+    except ImportError:
+        return {"executed": False, "reason": "nbformat is not installed (pip install 'convlens[notebook]')"}
+    except Exception as e:  # a kernel that does not start, a cell that fails: the report stands without it
+        from convlens.report.notebook import write_notebook as write
+        write(out, execute=False)
+        return {"executed": False, "reason": f"running it failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"}

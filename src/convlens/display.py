@@ -1,4 +1,5 @@
-"""What the command prints: the consoles and the progress displays for training, sweeps and the study.
+"""What convlens prints, from the CLI and from Python (a notebook too): the consoles, the progress displays for
+training, sweeps and the study, and HTML tables for notebooks.
 
 Rich markup is off everywhere, on a terminal too: level labels, model names, paths and error messages are
 user or run data, and text in brackets (``[fast]``, ``[data]``) must print as written.
@@ -128,3 +129,17 @@ class StudyProgress(RunsProgress):
     def run_finished(self, result, weight: float = 1.0) -> None:  # indented under its stage line
         self.line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
         self.advance(weight)
+
+
+def html_table(rows: list[dict], title: str = "", styles: list[dict[str, str]] | None = None) -> str:
+    """Rows (dicts of text) as an HTML table for notebooks; every value is escaped. ``styles``: per row, column ->
+    CSS (e.g. a verdict's colour)."""
+    from html import escape
+    if not rows:
+        return f"<p>{escape(title)}: nothing yet</p>"
+    head = "".join(f"<th>{escape(str(k))}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(
+        f"<td style=\"{escape((styles[i] if styles else {}).get(k, ''))}\">{escape(str(v))}</td>"
+        for k, v in row.items()) + "</tr>" for i, row in enumerate(rows))
+    caption = f"<caption style=\"text-align:left\"><b>{escape(title)}</b></caption>" if title else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,225 @@
+"""Controlled experiments from Python: ``Experiment`` (a spec: built-in, YAML, or fields) ``.run()`` ->
+``ExperimentResult`` (tables as DataFrames, figures, conclusions). ``convlens experiment run`` and ``experiment
+table`` are this, printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import UsageError
+from convlens.experiments.spec import ExperimentSpec
+
+VERDICT_COLOURS = {"significant": "color:#1a7f37;font-weight:bold", "no significant": "color:#57606a",
+                   "identical": "color:#57606a", "not tested": "color:#9a6700"}
+
+
+class Experiment:
+    """One factor varied over levels, several seeds each, everything else fixed.
+
+    ``Experiment("kernel-size")`` (a built-in), ``Experiment("spec.yaml")``, or fields:
+    ``Experiment(name="k", model="cnn", factor={"name": "kernel_size", "levels": [3, 5]}, dataset="digits")``.
+
+    Example: ``convlens.Experiment.builtin("kernel-size").run(seeds=3).table()``
+    """
+
+    def __init__(self, spec: str | Path | ExperimentSpec | dict | None = None, **fields: Any):
+        from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, parse_spec
+        if isinstance(spec, ExperimentSpec):
+            self.spec = spec
+        elif isinstance(spec, dict) or spec is None:
+            self.spec = parse_spec({**(spec or {}), **fields})
+            fields = {}
+        else:
+            self.spec = load_spec(spec, BUILTIN_EXPERIMENTS)
+        if fields:
+            self.spec = parse_spec({**self.spec.model_dump(mode="json", exclude_unset=True), **fields})
+
+    @classmethod
+    def builtin(cls, name: str) -> Experiment:
+        """A built-in experiment (``convlens.Experiment.names()`` lists them)."""
+        from convlens.experiments import BUILTIN_EXPERIMENTS
+        if name not in BUILTIN_EXPERIMENTS:
+            raise UsageError(f"unknown built-in experiment '{name}'; built-in: {', '.join(BUILTIN_EXPERIMENTS)}")
+        return cls(BUILTIN_EXPERIMENTS[name])
+
+    @staticmethod
+    def names() -> list[str]:
+        from convlens.experiments import BUILTIN_EXPERIMENTS
+        return list(BUILTIN_EXPERIMENTS)
+
+    def run(self, seeds: int | None = None, *, out: str | Path | None = None, workers: int = 1,
+            backend: str = "local", address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
+            epochs: int | None = None, train_subset: int | None = None, test_subset: int | None = None,
+            dataset: str | None = None, force: bool = False, retry_failed: bool = False,
+            mlflow: bool | str = False, quiet: bool = False) -> ExperimentResult:
+        """Train every level x seed not yet finished in ``out`` (default runs/experiments/NAME), then analyse.
+
+        ``backend="ray"`` runs them as Ray tasks (``address``: a cluster); ``mlflow=True`` logs to OUT/mlflow.db,
+        a string is a tracking URI. Rerunning resumes: finished runs are kept.
+        """
+        from convlens.display import RunsProgress
+        from convlens.experiments import with_changes
+        from convlens.experiments.run import execute_plan, make_backend, plan
+        from convlens.tracking import make_tracker
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run)  # before anything is planned
+        spec = with_changes(self.spec, seeds=seeds, epochs=epochs, train_subset=train_subset,
+                            test_subset=test_subset, dataset=dataset)
+        out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name
+        tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
+        p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
+        total = len(p.jobs) + p.done + p.failed
+        progress = RunsProgress(quiet)
+        if force:
+            progress.line(describe_deleted(p.deleted, out_dir))
+        if p.retried:
+            progress.line(f"retrying {p.retried} failed run(s)")
+        progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
+                      f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
+                      + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
+                         else f"with {workers} worker(s)"))
+        if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
+            if force:
+                tracker.retire(out_dir)
+            parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"),
+                                          store=out_dir)
+            tracker.catch_up(parent, p.store, spec.name)
+
+        def on_result(result) -> None:
+            progress.run_finished(result)
+            if tracker is not None:  # logged from the store as each run lands, whatever trained it
+                tracker.catch_up(parent, p.store, spec.name)
+
+        progress.start(len(p.jobs), weighted=False)
+        try:
+            summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
+                                   backend=runner)
+        finally:
+            progress.close()
+            if tracker is not None:
+                tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
+        return ExperimentResult(out_dir, summary, tracked=tracker.where(parent) if tracker is not None else None)
+
+    def __repr__(self) -> str:
+        levels = ", ".join(label for label, _ in self.spec.factor.labelled_levels())
+        return f"Experiment({self.spec.name}: {self.spec.model}, {levels}; {self.spec.seeds} seeds)"
+
+
+def describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
+    if not deleted:
+        return f"--force: nothing to delete in {root}"
+    runs = [p for p in deleted if p.name.startswith("seed")]
+    others = sorted({p.name for p in deleted} - {p.name for p in runs})
+    return (f"--force: deleted {len(runs)} run(s) under {root / 'runs'}"
+            + (f" and {', '.join(others)}" if others else ""))
+
+
+class ExperimentResult:
+    """An experiment's statistics (summary.json) and its runs, read from its directory.
+
+    Example: ``result = convlens.load_experiment("runs/experiments/kernel-size"); result.table()``
+    """
+
+    def __init__(self, directory: str | Path, summary: dict | None = None, tracked: str | None = None):
+        from convlens.experiments.analysis import analyze
+        from convlens.experiments.store import RunStore
+        self.directory = Path(directory)
+        self.summary = summary if summary is not None else analyze(RunStore(self.directory))
+        self.tracked = tracked  # where MLflow shows it, when it was tracked
+
+    @property
+    def conclusions(self) -> list[str]:
+        """The generated sentences, each worded by its family-corrected test."""
+        return list(self.summary["conclusions"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.summary["warnings"])
+
+    def table(self):
+        """One row per level: n, mean, std and 95% CI of test accuracy; against the reference: the paired
+        difference with its CI, p, Holm-corrected p (one family: the experiment's comparisons) and the verdict.
+        Accuracies and differences are fractions (0.9196), not percent."""
+        import pandas as pd
+        effects, rows = self._effects(), []
+        for lv in self.summary["levels"]:
+            acc, c = lv["test_accuracy"], effects.get(lv["label"], {})
+            rows.append({"level": lv["label"], "reference": lv["label"] == self.summary["reference"], "n": lv["n"],
+                         "mean": acc["mean"], "std": acc["std"], "ci_low": acc["ci95"][0], "ci_high": acc["ci95"][1],
+                         "diff": c.get("diff"), "diff_ci_low": (c.get("ci95") or [None, None])[0],
+                         "diff_ci_high": (c.get("ci95") or [None, None])[1], "p": c.get("p_value"),
+                         "p_holm": c.get("p_holm"), "verdict": c.get("verdict"), "params": lv["params"],
+                         "train_seconds": lv["train_seconds"]["mean"]})
+        return pd.DataFrame(rows).set_index("level")
+
+    def comparisons(self):
+        """Every comparison of the design (for grids: effects within each level of the other factor, and
+        interactions), one row each, with the same columns as ``table``'s comparison part."""
+        import pandas as pd
+        return pd.DataFrame([{"comparison": c["label"], "kind": c["kind"], "n": c["n"], "diff": c["diff"],
+                              "diff_ci_low": c["ci95"][0], "diff_ci_high": c["ci95"][1], "p": c["p_value"],
+                              "p_holm": c["p_holm"], "verdict": c["verdict"]}
+                             for c in self.summary["comparisons"]]).set_index("comparison")
+
+    def runs(self):
+        """One row per run (runs.csv): level, seed, status, test accuracy, seconds, directory."""
+        import pandas as pd
+        return pd.read_csv(self.directory / "runs.csv")
+
+    def plot(self, kind: str = "accuracy_vs_time"):
+        """A matplotlib figure: ``curves`` (validation accuracy per epoch), ``accuracy_vs_params``,
+        ``accuracy_vs_time`` (mean test accuracy with 95% CI per level) or ``per_class``."""
+        from convlens.data.catalog import dataset_info
+        from convlens.experiments.plots import PLOTS, figure
+        from convlens.experiments.store import RunStore
+        if kind not in PLOTS:
+            raise UsageError(f"unknown plot '{kind}'; plots: {', '.join(PLOTS)}")
+        store = RunStore(self.directory)
+        dataset = store.read_experiment()["spec"].get("dataset", "fashion-mnist")
+        fig = figure(kind, store, self.summary, list(dataset_info(dataset).class_names))
+        import matplotlib.pyplot as plt
+        plt.close(fig)  # returned, not also drawn by a notebook's inline backend at the end of the cell
+        return fig
+
+    def _effects(self) -> dict[str, dict]:
+        """level -> its comparison with the reference (the rows of ``table``)."""
+        return {c["level"]: c for c in self.summary["comparisons"]
+                if c["kind"] == "effect" and c["reference"] == self.summary["reference"]}
+
+    def _rows(self) -> tuple[list[dict], list[dict]]:
+        from convlens.cli.tables import ci95, mean_std, pp
+        from convlens.stats import format_p
+        effects, rows, styles = self._effects(), [], []
+        for lv in self.summary["levels"]:
+            c = effects.get(lv["label"], {})
+            verdict = c.get("verdict", "")
+            rows.append({"level": lv["label"] + (" (reference)" if lv["label"] == self.summary["reference"] else ""),
+                         "n": str(lv["n"]), "test acc % (mean ± std)": mean_std(lv["test_accuracy"]),
+                         "95% CI": ci95(lv["test_accuracy"]), "diff, pp": pp(c["diff"], True) if c else "",
+                         "p (Holm)": format_p(c["p_holm"]) if c.get("p_holm") is not None else "",
+                         "verdict": verdict.split(" (")[0]})
+            styles.append({"verdict": next((css for key, css in VERDICT_COLOURS.items() if verdict.startswith(key)),
+                                           "")})
+        return rows, styles
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from convlens.display import html_table
+        rows, styles = self._rows()
+        title = f"{self.summary['experiment']}: {self.summary['seeds']} seeds, one Holm family"
+        return html_table(rows, title, styles) + "<ul>" + "".join(
+            f"<li>{escape(line)}</li>" for line in self.conclusions + self.warnings) + "</ul>"
+
+    def __repr__(self) -> str:
+        return f"ExperimentResult({self.summary['experiment']} in {self.directory})"
+
+
+def load_experiment(directory: str | Path) -> ExperimentResult:
+    """The result of an experiment directory, analysed again from its run files (as ``experiment table``).
+
+    Example: ``convlens.load_experiment("runs/experiments/kernel-size").table()``
+    """
+    return ExperimentResult(directory)

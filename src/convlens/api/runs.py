@@ -1,0 +1,213 @@
+"""Datasets, model summaries and single training runs, from Python: ``load_dataset``, ``summary``, ``train`` ->
+``Run``, ``load_run``. The CLI's ``train``, ``evaluate`` and ``models show`` call the same functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convlens.config import TrainConfig, resolve_recipe
+from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
+from convlens.errors import UsageError
+from convlens.models.summary import ModelSummary
+
+
+def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None, *,
+                 download: bool = False) -> Dataset:
+    """A dataset by name (fashion-mnist, mnist, kmnist, cifar10, digits or folder:PATH), verified: a Dataset.
+
+    Example: ``ds = convlens.load_dataset("digits"); ds.explore()["findings"]``
+    """
+    import dataclasses
+    loaded = load_named(name, data_dir, download=download)
+    return Dataset(**{f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded)})
+
+
+def summary(model: str, *, dataset: str = "fashion-mnist", **overrides: Any) -> ModelSummary:
+    """The Keras-like summary of a model name (sized for ``dataset``): print it, or ``.to_frame()``.
+
+    Example: ``convlens.summary("cnn", kernel_size=5).params["total"]``
+    """
+    from convlens.config import model_spec
+    from convlens.models.network import Network
+    from convlens.models.registry import canonical_name
+    from convlens.models.summary import summarize
+    spec = model_spec(TrainConfig(model=model, overrides=overrides, dataset=dataset))
+    return summarize(Network(spec), canonical_name(model))
+
+
+class Dataset(ImageDataset):
+    """A loaded dataset: uint8 arrays (``train_images``, ``train_labels``, ``test_images``, ``test_labels``),
+    ``class_names``, the EDA numbers and torch views.
+
+    Example: ``ds = convlens.load_dataset("digits"); ds.explore()["class_counts"]; x, y = ds.tensors("test")``
+    """
+
+    def explore(self, *, samples_per_class: int = 8, seed: int = 0) -> dict:
+        """The study's EDA numbers: sizes, balance, pixel statistics, normalisation, train/test duplicates."""
+        from convlens.eda import explore
+        return explore(self, samples_per_class=samples_per_class, seed=seed)
+
+    def tensors(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """(images float32 (N, C, H, W) in [0, 1], labels int64 (N,)) of ``split`` ("train" or "test"), as the
+        models take them."""
+        if split not in ("train", "test"):
+            raise UsageError(f"split is 'train' or 'test', not {split!r}")
+        images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images,
+                                                                                        self.test_labels)
+        return images_to_tensor(images), torch.as_tensor(labels.astype(np.int64))
+
+    def _repr_html_(self) -> str:
+        from convlens.display import html_table
+        c, h, w = self.input_shape
+        return html_table([{"dataset": self.name, "train": f"{len(self.train_labels):,}",
+                            "test": f"{len(self.test_labels):,}", "images": f"{h}x{w}, {c} channel(s), uint8",
+                            "classes": ", ".join(self.class_names)}], title="Dataset")
+
+
+
+
+class Run:
+    """A trained run: its config, metrics and model; saved in ``directory`` when it has one.
+
+    Example: ``run = convlens.train("cnn", "digits"); run.metrics["test_accuracy"]; run.history``
+    """
+
+    def __init__(self, config: dict, metrics: dict, directory: Path | None = None, model=None):
+        self.config, self.metrics, self.directory, self._model = config, metrics, directory, model
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.metrics["test_accuracy"]
+
+    @property
+    def history(self):
+        """Per-epoch losses and accuracies as a pandas DataFrame indexed by epoch."""
+        import pandas as pd
+        return pd.DataFrame(self.metrics.get("history", [])).set_index("epoch")
+
+    @property
+    def model(self):
+        """The trained network (torch), on the CPU, in eval mode when loaded from a directory."""
+        if self._model is None:
+            from convlens.models.checkpoint import load_model
+            self._model, _ = load_model(self._saved("load its model"))
+        return self._model
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    def _saved(self, what: str) -> Path:
+        if self.directory is None:
+            raise UsageError(f"this run was not saved, so it cannot {what}; train it with out=DIRECTORY")
+        return self.directory
+
+    def evaluate(self, data_dir: str | Path | None = None) -> dict:
+        """Test accuracy and loss again, from the saved weights, on the test images the run was tested on."""
+        from convlens.runs import evaluate_run
+        return evaluate_run(self._saved("be evaluated"), data_dir=Path(data_dir) if data_dir else None)
+
+    def export(self, directory: str | Path, *, onnx: bool = False) -> Path:
+        """A model directory that ``convlens serve``, ``predict`` and SageMaker load."""
+        from convlens.serving.export import export_run
+        return export_run(self._saved("be exported"), directory, onnx=onnx)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, 3),
+        or float (N, C, H, W) in [0, 1]."""
+        import torch
+
+        from convlens.data.dataset import images_to_tensor
+        images = np.asarray(images)
+        x = images_to_tensor(images) if images.dtype == np.uint8 else torch.as_tensor(images, dtype=torch.float32)
+        model = self.model
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            probabilities = torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy()
+        model.train(was_training)
+        return probabilities
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Predicted class indices (N,); ``class_names`` names them."""
+        return self.predict_proba(images).argmax(axis=1)
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        where = f" in {self.directory}" if self.directory else ""
+        return (f"Run({self.config['model']['name']}, seed {self.config['seed']}: test accuracy "
+                f"{m['test_accuracy']:.2%} after {m['epochs_run']} epochs{where})")
+
+    def _repr_html_(self) -> str:
+        from convlens.display import html_table
+        m = self.metrics
+        rows = [{"model": self.config["model"]["name"], "dataset": self.config["data"]["dataset"],
+                 "recipe": self.config["recipe"]["name"], "seed": str(self.config["seed"]),
+                 "test accuracy": f"{m['test_accuracy']:.2%}", "test loss": f"{m['test_loss']:.4f}",
+                 "epochs": str(m["epochs_run"]), "train s": f"{m['train_seconds']:.1f}",
+                 "params": f"{m['params']['total']:,}"}]
+        return html_table(rows, title=f"Run{f' {self.directory}' if self.directory else ''}")
+
+
+def train_config(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast",
+                 seed: int = 0, set: dict[str, Any] | None = None, device: str = "auto", threads: int | None = None,
+                 train_subset: int | None = None, test_subset: int | None = None, data_dir: str | Path | None = None,
+                 **recipe_overrides: Any) -> TrainConfig:
+    """The validated TrainConfig of ``train``'s arguments (a wrong name or value is one UsageError line)."""
+    from pydantic import ValidationError
+
+    from convlens.errors import format_validation_error
+    from convlens.models.registry import resolve_spec
+    resolve_spec(model, set)  # a bad model name or field: the registry's message, before anything else
+    try:
+        return TrainConfig(model=model, overrides=dict(set or {}), recipe=resolve_recipe(recipe, recipe_overrides),
+                           seed=seed, device=device, threads=threads, data_dir=data_dir, train_subset=train_subset,
+                           test_subset=test_subset, dataset=data.name if isinstance(data, ImageDataset) else data)
+    except ValidationError as e:
+        raise UsageError(f"invalid option: {format_validation_error(e)}") from None
+
+
+def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast", seed: int = 0,
+          out: str | Path | None = None, quiet: bool = False, set: dict[str, Any] | None = None,
+          device: str = "auto", threads: int | None = None, train_subset: int | None = None,
+          test_subset: int | None = None, data_dir: str | Path | None = None, **recipe_overrides: Any) -> Run:
+    """Train a model on a dataset with a recipe, and return the Run (saved in ``out`` when given).
+
+    ``model``: a name (``set`` changes its fields); ``data``: a name or a loaded dataset; ``recipe_overrides``
+    change the recipe's fields (``epochs=2``, ``lr=1e-3``, ...).
+
+    Example: ``run = convlens.train("cnn", "digits", epochs=2, set={"kernel_size": 5}, out="runs/k5")``
+    """
+    cfg = train_config(model, data, recipe=recipe, seed=seed, set=set, device=device, threads=threads,
+                       train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, **recipe_overrides)
+    return train_from_config(cfg, out, quiet=quiet, dataset=data if isinstance(data, ImageDataset) else None)
+
+
+def train_from_config(cfg: TrainConfig, out: str | Path | None = None, *, quiet: bool = False,
+                      dataset: ImageDataset | None = None) -> Run:
+    """``train`` from a validated TrainConfig (what the CLI builds from its options)."""
+    from convlens.display import TrainingProgress
+    from convlens.runs import run_training
+    progress = TrainingProgress(quiet)
+    try:
+        result = run_training(cfg, Path(out) if out is not None else None, dataset=dataset,
+                              progress=None if progress.quiet else progress)
+    finally:
+        progress.close()
+    return Run(result.config, result.metrics, result.directory, result.model.eval().cpu())
+
+
+def load_run(directory: str | Path) -> Run:
+    """A run saved by ``train(out=...)``, ``convlens train`` or an experiment (its config.json and metrics.json).
+
+    Example: ``convlens.load_run("runs/k5").history``
+    """
+    from convlens.models.checkpoint import read_config
+    from convlens.runs import read_metrics
+    directory = Path(directory)
+    return Run(read_config(directory), read_metrics(directory), directory)

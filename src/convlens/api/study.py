@@ -1,0 +1,136 @@
+"""The whole assignment from Python: ``Study(preset_or_config).run(out)`` -> ``StudyResult`` (the numbers of
+results.json, the figures, the report). ``convlens study`` is this, printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from convlens.errors import UsageError
+from convlens.study.config import PRESETS, StudyConfig
+
+
+class Study:
+    """EDA, MLP baseline, CNN design, the controlled experiments, probes, export and one report.
+
+    ``Study("default")`` (or ``"quick"``, ``"full"``), ``Study("study.yaml")``, or a preset with changes:
+    ``Study("quick", dataset="digits", seeds=5)``.
+
+    Example: ``result = convlens.Study("quick").run(out="runs/quick"); result.report_path``
+    """
+
+    def __init__(self, config: str | Path | StudyConfig = "default", *, preset: str = "default", **changes: Any):
+        """``config``: a preset name, a YAML file of study options (applied on top of ``preset``) or a
+        StudyConfig; ``changes``: options on top (seeds, workers, dataset, epochs, train_subset, ...)."""
+        from convlens.study.config import load_study_config
+        if isinstance(config, StudyConfig):
+            self.config = StudyConfig.model_validate({**config.model_dump(), **changes}) if changes else config
+        elif str(config) in PRESETS:
+            self.config = load_study_config(str(config), **changes)
+        else:
+            self.config = load_study_config(preset, config, **changes)
+
+    def run(self, out: str | Path = "runs/study", *, force: bool = False, retry_failed: bool = False,
+            data_dir: str | Path | None = None, backend: str = "local", address: str | None = None,
+            cpus_per_run: float = 1, gpus_per_run: float = 0, mlflow: bool | str = False,
+            quiet: bool = False) -> StudyResult:
+        """Run (or resume: finished runs are reused) the study into ``out``; writes report.html, report.md,
+        report.ipynb and results.json there."""
+        from convlens.display import StudyProgress
+        from convlens.experiments.run import make_backend
+        from convlens.study.pipeline import run_study
+        from convlens.tracking import log_study, make_tracker
+        out = Path(out)
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run)
+        tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
+        progress = StudyProgress(quiet)
+        try:
+            results = run_study(self.config, out, events=progress, force=force, retry_failed=retry_failed,
+                                data_dir=Path(data_dir) if data_dir else None, backend=runner)
+        finally:
+            progress.close()
+        tracked = tracker.where(log_study(tracker, out, results, fresh=force)) if tracker is not None else None
+        return StudyResult(out, results, tracked=tracked)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Study({c.dataset}: {c.seeds} seeds, experiments {', '.join(c.experiments)})"
+
+
+class StudyResult:
+    """A finished study: ``results`` (results.json), ``figures``, ``report_path``, one experiment's result.
+
+    Example: ``convlens.load_study("runs/study").results["design"]["test_accuracy"]``
+    """
+
+    def __init__(self, directory: str | Path, results: dict | None = None, tracked: str | None = None):
+        from convlens.models.checkpoint import read_json_object
+        self.directory = Path(directory)
+        self.results = results if results is not None else read_json_object(
+            self.directory / "results.json", "give a directory written by 'convlens study'")
+        self.tracked = tracked
+
+    @property
+    def report_path(self) -> Path:
+        return self.directory / "report.html"
+
+    @property
+    def notebook_path(self) -> Path:
+        return self.directory / "report.ipynb"
+
+    @property
+    def figures(self) -> dict[str, Path]:
+        """Figure name -> PNG path, as the report embeds them."""
+        return {p.stem: p for p in sorted((self.directory / "figures").glob("*.png"))}
+
+    @property
+    def experiments(self) -> list[str]:
+        return list(self.results["experiments"])
+
+    def experiment(self, name: str):
+        """The ``ExperimentResult`` of one of the study's experiments (its tables, plots, conclusions)."""
+        from convlens.api.experiments import ExperimentResult
+        if name not in self.results["experiments"]:
+            raise UsageError(f"the study has no experiment '{name}'; it has {', '.join(self.experiments)}")
+        return ExperimentResult(self.directory / "experiments" / name)
+
+    def figure(self, name: str):
+        """A saved figure of the report by name (``figures`` lists them), shown in a notebook."""
+        if name not in self.figures:
+            raise UsageError(f"the study has no figure '{name}'; it has {', '.join(self.figures)}")
+        try:
+            from IPython.display import Image
+        except ImportError:
+            return self.figures[name]
+        return Image(filename=str(self.figures[name]))
+
+    def headline(self) -> str:
+        """The study's one line: CNN and MLP test accuracy over seeds and the wall time."""
+        cnn, mlp = self.results["design"]["test_accuracy"], self.results["baseline"]["test_accuracy"]
+        return (f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
+                f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {self.results['study']['wall_seconds'] / 60:.1f} min")
+
+    def accuracy(self) -> dict[str, dict]:
+        """Test accuracy over seeds (n, mean, std, 95% CI) of the MLP baseline and the CNN design."""
+        return {"mlp": self.results["baseline"]["test_accuracy"], "cnn": self.results["design"]["test_accuracy"]}
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from convlens.display import html_table
+        rows = [{"model": name, "n": str(a["n"]), "test accuracy %": f"{a['mean'] * 100:.2f} ± {a['std'] * 100:.2f}",
+                 "95% CI": f"{a['ci95'][0] * 100:.2f}..{a['ci95'][1] * 100:.2f}"}
+                for name, a in self.accuracy().items() if a["n"] and a["std"] is not None]
+        return (html_table(rows, f"Study in {self.directory}") +
+                f"<p>Report: <code>{escape(str(self.report_path))}</code></p>")
+
+    def __repr__(self) -> str:
+        return f"StudyResult({self.directory}: experiments {', '.join(self.experiments)})"
+
+
+def load_study(directory: str | Path) -> StudyResult:
+    """A study written by ``Study.run`` or ``convlens study`` (its results.json).
+
+    Example: ``convlens.load_study("runs/study").experiment("kernel-size").table()``
+    """
+    return StudyResult(directory)

@@ -1,0 +1,166 @@
+"""The Python API is the CLI's code path: the same seeds give the same numbers through both; its objects read
+back what the run store holds; every public name is documented with an example."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+import convlens
+from convlens.cli import main
+
+SPEC = {"name": "api-k", "model": "cnn-16-32", "recipe": "fast", "recipe_set": {"epochs": 2},
+        "factor": {"name": "kernel_size", "levels": [3, 5, 7]}, "seeds": 3, "dataset": "digits"}
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """The same experiment through the CLI and through the API, in two directories."""
+    root = tmp_path_factory.mktemp("api")
+    spec = root / "s.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    assert main(["experiment", "run", str(spec), "--out", str(root / "cli"), "--quiet"]) == 0
+    result = convlens.Experiment(str(spec)).run(out=root / "api", quiet=True)
+    return root, result
+
+
+def test_an_experiment_through_the_api_equals_the_cli(both, capsys):
+    root, result = both
+    for path in (root / "cli").glob("runs/*/*/metrics.json"):
+        api = json.loads((root / "api" / path.relative_to(root / "cli")).read_text())
+        cli = json.loads(path.read_text())
+        assert api["test_correct"] == cli["test_correct"] and api["test_loss"] == cli["test_loss"]
+    capsys.readouterr()
+    assert main(["experiment", "table", str(root / "cli"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    table = result.table()
+    assert list(table.index) == [lv["label"] for lv in printed["levels"]]
+    for lv in printed["levels"]:
+        row = table.loc[lv["label"]]
+        assert row["n"] == lv["n"] == 3
+        assert row["mean"] == pytest.approx(lv["test_accuracy"]["mean"], abs=0)
+        assert row["std"] == pytest.approx(lv["test_accuracy"]["std"], abs=0)
+        assert [row["ci_low"], row["ci_high"]] == pytest.approx(lv["test_accuracy"]["ci95"], abs=0)
+    for c in printed["comparisons"]:
+        row = table.loc[c["level"]]
+        assert row["diff"] == pytest.approx(c["diff"], abs=0) and row["verdict"] == c["verdict"]
+        assert row["p"] == pytest.approx(c["p_value"], abs=0) and row["p_holm"] == pytest.approx(c["p_holm"], abs=0)
+    assert result.conclusions == printed["conclusions"]
+
+
+def test_the_tables_numbers_are_the_runs_numbers(both):
+    """Independently of the analysis code: mean and std from the metrics files with numpy, and Holm by hand."""
+    root, result = both
+    table, runs = result.table(), result.runs()
+    assert len(runs) == 9 and set(runs["status"]) == {"done"}
+    accuracy = {}
+    for level in table.index:
+        values = [json.loads(p.read_text())["test_correct"] / json.loads(p.read_text())["n_test"]
+                  for p in sorted((root / "api" / "runs" / level).glob("seed*/metrics.json"))]
+        accuracy[level] = np.array(values)
+        assert table.loc[level, "mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert table.loc[level, "std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    from scipy import stats
+    reference = table.index[table["reference"]][0]
+    raw = {lv: stats.ttest_rel(accuracy[lv], accuracy[reference]).pvalue for lv in table.index if lv != reference}
+    ordered = sorted(raw, key=raw.get)  # Holm: the k-th smallest p times (m - k), running maximum, capped at 1
+    holm, running = {}, 0.0
+    for k, level in enumerate(ordered):
+        running = max(running, min(1.0, raw[level] * (len(ordered) - k)))
+        holm[level] = running
+    for level, p in holm.items():
+        assert table.loc[level, "p_holm"] == pytest.approx(p, rel=1e-9)
+
+
+def test_the_result_shows_itself_in_a_notebook_with_the_verdicts_coloured(both):
+    _, result = both
+    html = result._repr_html_()
+    assert html.count("<tr>") == 4 and "one Holm family" in html
+    for verdict in result.table()["verdict"].dropna():
+        assert verdict.split(" (")[0] in html
+    assert all(f"<li>{line.split('(')[0]}" in html.replace("&#x27;", "'") for line in result.conclusions[:1])
+    figure = result.plot("accuracy_vs_params")
+    assert figure.axes[0].get_xscale() == "log" and len(figure.axes[0].containers) == 3  # one error bar per level
+    with pytest.raises(convlens.UsageError, match="unknown plot"):
+        result.plot("nonsense")
+
+
+def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
+    assert main(["train", "-m", "cnn-16-32", "--dataset", "digits", "--epochs", "2", "--seed", "3", "--out",
+                 str(tmp_path / "cli"), "--quiet"]) == 0
+    capsys.readouterr()
+    run = convlens.train("cnn-16-32", "digits", epochs=2, seed=3, out=tmp_path / "api", quiet=True)
+    cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert run.metrics["test_correct"] == cli["test_correct"] and run.metrics["test_loss"] == cli["test_loss"]
+    assert list(run.history.index) == [1, 2]
+    assert run.history["val_accuracy"].tolist() == [h["val_accuracy"] for h in cli["history"]]
+    ds = convlens.load_dataset("digits")
+    stored = np.load(tmp_path / "api" / "predictions.npz")
+    predicted = run.predict(ds.test_images)  # the model in memory, through the API's own preprocessing
+    assert (predicted == stored["predicted"]).all() and (stored["label"] == ds.test_labels).all()
+    again = convlens.load_run(tmp_path / "api")  # the saved weights
+    assert (again.predict(ds.test_images) == predicted).all()
+    assert again.evaluate()["test_correct"] == run.metrics["test_correct"]
+    assert np.allclose(again.predict_proba(ds.test_images[:7]).sum(axis=1), 1)
+    assert (again.export(tmp_path / "model") / "config.json").is_file()
+    unsaved = convlens.train("mlp", "digits", epochs=1, quiet=True)
+    with pytest.raises(convlens.UsageError, match="was not saved"):
+        unsaved.export(tmp_path / "nope")
+    assert not capsys.readouterr().out  # quiet=True prints nothing
+
+
+def test_summary_is_the_keras_table_as_a_frame():
+    import torch
+    s = convlens.summary("cnn", kernel_size=5)
+    frame = s.to_frame()
+    model = convlens.create_model("cnn", kernel_size=5)
+    assert frame["params"].sum() == s.params["total"] == sum(p.numel() for p in model.parameters())
+    # by hand: 5x5 convs 1->32->64->128, dense 1152->128, 128->10
+    assert s.params["total"] == (25 * 32 + 32) + (25 * 32 * 64 + 64) + (25 * 64 * 128 + 128) + \
+        (1152 * 128 + 128) + (128 * 10 + 10)
+    assert frame.loc[0, "receptive_field"] == 5 and "Total params: " in str(s) and "<table>" in s._repr_html_()
+    assert isinstance(torch.zeros(1), torch.Tensor)
+
+
+def test_every_public_name_is_documented_with_an_example():
+    import inspect
+    for name in convlens.__all__:
+        if name.startswith("__") or name in ("ConvlensError", "UsageError"):
+            continue
+        obj = getattr(convlens, name)
+        doc = inspect.getdoc(obj) or ""
+        assert doc and doc.splitlines()[0].endswith((".", ":", ")")), name
+        assert "Example" in doc, name
+    assert set(dir(convlens)) >= set(convlens.__all__)
+    with pytest.raises(AttributeError):
+        convlens.not_a_name  # noqa: B018
+
+
+def test_importing_convlens_stays_light():
+    import subprocess
+    import sys
+    code = ("import sys, convlens; heavy = [m for m in ('torch', 'pandas', 'matplotlib', 'sklearn', 'mlflow', 'ray') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_reads_well():
+    text = convlens.Experiment.__doc__ + convlens.Experiment.run.__doc__
+    assert re.search(r"Experiment\.builtin\(\"kernel-size\"\)\.run\(seeds=3\)\.table\(\)", text)
+
+
+def test_a_dataset_explores_itself_and_gives_the_models_tensors():
+    ds = convlens.load_dataset("digits")
+    eda = ds.explore()
+    assert eda["class_counts"]["train"] == np.bincount(ds.train_labels, minlength=10).tolist()
+    x, y = ds.tensors("test")
+    assert tuple(x.shape) == (len(ds.test_labels), 1, 8, 8) and (y.numpy() == ds.test_labels).all()
+    assert np.allclose(x[:, 0].numpy() * 255, ds.test_images)  # uint8 / 255, nothing else
+    assert "digits" in ds._repr_html_()
+    with pytest.raises(convlens.UsageError, match="split is"):
+        ds.tensors("validation")
