@@ -117,3 +117,39 @@ def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study
             assert f"{acc['mean'] * 100:.2f} ± {acc['std'] * 100:.2f}" in outputs(table), (name, lv["label"])
     rebuilt = [c for c in notebook.cells if ".plot(" in c.source]
     assert rebuilt and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in rebuilt)
+
+
+def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_says_why(digits_study, tmp_path,
+                                                                                         monkeypatch):
+    import shutil
+    import sys
+
+    import nbformat
+
+    from convlens.study.pipeline import notebook_status
+    copy = Path(shutil.copytree(digits_study, tmp_path / "copy"))
+    monkeypatch.setitem(sys.modules, "nbclient", None)  # `from nbclient import ...` raises ImportError
+    status = notebook_status(copy)
+    assert status == {"executed": False, "reason": "nbclient or ipykernel is not installed (pip install "
+                                                    "'convlens[notebook]')"}
+    notebook = nbformat.read(copy / "report.ipynb", as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs for c in code)
+
+
+def test_the_report_figures_drawn_from_numbers_are_rebuilt_from_results_json(digits_study):
+    import convlens
+    from convlens.report.figures import FROM_RESULTS
+    study = convlens.load_study(digits_study)
+    ds = convlens.load_dataset("digits")
+    bars = study.plot("eda_class_balance").axes[0].patches
+    heights = [int(b.get_height()) for b in bars]
+    assert heights == np.bincount(ds.train_labels, minlength=10).tolist() + \
+        np.bincount(ds.test_labels, minlength=10).tolist()  # train bars, then test bars
+    shift = study.plot("probe_shift").axes[0]
+    curves = _results(digits_study)["probes"]["shift"]["curves"]
+    assert [line.get_label() for line in shift.get_lines()][:len(curves)] == list(curves)
+    for name in FROM_RESULTS:
+        assert study.plot(name).axes, name
+    with pytest.raises(convlens.UsageError, match="not rebuilt from results.json"):
+        study.plot("eda_samples")

@@ -32,6 +32,20 @@ def print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
+def can_draw_live() -> bool:
+    """Whether a live bar can be drawn: on a terminal, or in a notebook (one mechanism, rich, which draws there
+    through an ipywidgets output; without ipywidgets the bar becomes one line per event)."""
+    if out.is_terminal:
+        return True
+    if not out.is_jupyter:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def live_progress(*columns: ProgressColumn) -> Progress:
     """A rich progress display whose description is plain text (a level label is data, not markup)."""
     return Progress(TextColumn("{task.description}", markup=False), *columns, console=out)
@@ -41,7 +55,7 @@ class TrainingProgress:
     """A progress bar with live loss on a terminal; one plain line per epoch otherwise."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.live = quiet, out.is_terminal and not quiet
+        self.quiet, self.live = quiet, not quiet and can_draw_live()
         self.progress = self.task = None
 
     def __call__(self, event: str, payload: dict) -> None:
@@ -79,7 +93,7 @@ class RunsProgress:
         self.quiet, self.progress, self.task = quiet, None, None
 
     def start(self, total: float, weighted: bool) -> None:
-        if self.quiet or not out.is_terminal or not total:
+        if self.quiet or not total or not can_draw_live():
             return
         columns = ((BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
                    if weighted else (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()))

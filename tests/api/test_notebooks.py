@@ -37,3 +37,5 @@ def test_the_tutorial_runs_and_shows_its_experiments_numbers(tmp_path):
     for sentence in summary["conclusions"]:
         assert sentence in shown
     assert "image/png" in json.dumps([c.outputs for c in notebook.cells if "plot(" in c.source])
+    [run] = [c for c in notebook.cells if ".run(" in c.source]  # the progress bar: rich, drawn in a widget
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in run.outputs)

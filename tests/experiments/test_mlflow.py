@@ -10,14 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
 from convlens.cli import main
-from tests.serving.conftest import free_port
+from tests.serving.conftest import free_port, wait_until_answers
 
 
 def write_spec(path: Path, **changes) -> Path:
@@ -131,16 +129,7 @@ def test_an_mlflow_tracking_server_receives_the_experiment(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.3)
+        assert wait_until_answers(f"{uri}/health", server, 90), "mlflow server did not start"
         out = tmp_path / "exp"
         assert main(["experiment", "run", str(write_spec(tmp_path / "s.yaml", seeds=1)), "--out", str(out),
                      "--mlflow-uri", uri, "--quiet"]) == 0

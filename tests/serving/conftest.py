@@ -18,6 +18,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_answers(url: str, proc, seconds: float) -> bool:
+    """Poll ``url`` until it answers 200 (True), or ``proc`` exits or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="session")
 def live_server(exported):
     """`convlens serve` on 127.0.0.1 in its own process; yields the base URL once /ping answers."""
@@ -26,17 +39,9 @@ def live_server(exported):
     proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"convlens serve did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    if not wait_until_answers(f"{url}/ping", proc, 60):
+        proc.kill()
+        pytest.fail(f"convlens serve did not start: {proc.stderr.read().decode()[-2000:]}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -20,7 +20,7 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError:  # pragma: no cover - exercised by the missing-extra test
-    raise UsageError("ConvNetClassifier needs scikit-learn: pip install 'convlens[sklearn]'") from None
+    raise UsageError("ConvNetClassifier needs scikit-learn (a dependency of convlens): pip install scikit-learn") from None
 
 MIN_SIDE = 8  # 8 -> 4 -> 2 -> 1 through the default CNN's three poolings
 

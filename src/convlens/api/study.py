@@ -104,6 +104,16 @@ class StudyResult:
             return self.figures[name]
         return Image(filename=str(self.figures[name]))
 
+    def plot(self, name: str):
+        """A report figure rebuilt from results.json alone, as a matplotlib figure: ``eda_class_balance``,
+        ``eda_pixel_histogram``, ``eda_brightness``, ``probe_shift``, ``probe_locality``, ``probe_efficiency``
+        (experiments' figures: ``experiment(name).plot(kind)``)."""
+        from convlens.report.figures import FROM_RESULTS
+        if name not in FROM_RESULTS:
+            raise UsageError(f"'{name}' is not rebuilt from results.json; rebuilt: {', '.join(FROM_RESULTS)} (the "
+                             "others are shown with figure(name))")
+        return FROM_RESULTS[name](self.results, None)
+
     def headline(self) -> str:
         """The study's one line: CNN and MLP test accuracy over seeds and the wall time."""
         cnn, mlp = self.results["design"]["test_accuracy"], self.results["baseline"]["test_accuracy"]

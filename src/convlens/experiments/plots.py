@@ -20,7 +20,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from convlens.experiments.store import RunStore  # noqa: E402
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig, path: Path | None):
+    """Write ``fig`` to ``path`` (PNG, atomically) and return the path; without a path, return the figure itself
+    (for a notebook: closed in pyplot, so it is shown once, as the cell's value)."""
+    if path is None:
+        plt.close(fig)
+        return fig
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")

@@ -1,5 +1,7 @@
 """The study's figures as PNG files (matplotlib, Agg). Each function draws from arrays and numbers it is given;
-nothing here trains or evaluates. Accuracies arrive as fractions and are drawn in percent."""
+nothing here trains or evaluates. Accuracies arrive as fractions and are drawn in percent. With ``path=None`` a
+function returns the figure instead (a notebook shows it). ``FROM_RESULTS``: the figures drawn from results.json
+alone, which the report notebook rebuilds."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 from convlens.experiments.plots import plt, save_figure
 
 
-def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Path) -> Path:
+def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Path | None):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x, width = np.arange(len(class_names)), 0.4
     for i, (split, values) in enumerate(counts.items()):
@@ -69,7 +71,7 @@ def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path
     return save_figure(fig, path)
 
 
-def pixel_histogram(histogram: list[int], path: Path) -> Path:
+def pixel_histogram(histogram: list[int], path: Path | None):
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.bar(np.arange(256), histogram, width=1.0, color="tab:gray")
     ax.set_yscale("log")
@@ -78,7 +80,7 @@ def pixel_histogram(histogram: list[int], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def brightness_per_class(per_class: list[dict], path: Path) -> Path:
+def brightness_per_class(per_class: list[dict], path: Path | None):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     names = [c["class"] for c in per_class]
     ax.bar(names, [c["mean_brightness"] * 100 for c in per_class],
@@ -135,7 +137,7 @@ def with_ci(ax, x, summaries: list[dict], label: str, **kwargs) -> None:
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
 
 
-def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path: Path) -> Path:
+def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path: Path | None):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, summaries in curves.items():
         with_ci(ax, shifts, summaries, label)
@@ -146,7 +148,7 @@ def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path:
     return save_figure(fig, path)
 
 
-def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title: str, path: Path) -> Path:
+def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title: str, path: Path | None):
     """Bars of mean accuracy with 95% CI error bars: one group per entry of ``groups``, one bar per series."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x, width = np.arange(len(groups)), 0.8 / max(len(series), 1)
@@ -163,7 +165,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title
     return save_figure(fig, path)
 
 
-def efficiency(points: list[dict], n: int, path: Path) -> Path:
+def efficiency(points: list[dict], n: int, path: Path | None):
     """Test accuracy (mean, 95% CI) against parameters and against multiply-adds, log scale, one point per
     configuration; the frontier of each panel (no point both cheaper and more accurate) joined by a line."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
@@ -180,3 +182,31 @@ def efficiency(points: list[dict], n: int, path: Path) -> Path:
     axes[0].set_ylabel(f"test accuracy (%, mean ± 95% CI, n={n} seeds)")
     axes[1].legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)
+
+
+def shift_figure(shift: dict, path: Path | None = None):
+    """The shift probe's curves from its results (``results["probes"]["shift"]``)."""
+    return shift_curves(shift["shifts"], shift["curves"], len(shift["seeds"]), path)
+
+
+def locality_figure(locality: dict, path: Path | None = None):
+    """The locality probe's bars from its results (``results["probes"]["locality"]``)."""
+    models = locality["models"]
+    return grouped_bars(["original pixels", "permuted pixels"], {m: [e["original"], e["permuted"]]
+                                                                 for m, e in models.items()},
+                        min(m["change"]["n"] for m in models.values()), "Locality probe", path)
+
+
+def efficiency_figure(probe: dict, path: Path | None = None):
+    """Accuracy against parameters and multiply-adds from the efficiency probe's results."""
+    return efficiency(probe["points"], probe["seeds"], path)
+
+
+FROM_RESULTS = {
+    "eda_class_balance": lambda r, path: class_balance(r["eda"]["class_counts"], r["eda"]["class_names"], path),
+    "eda_pixel_histogram": lambda r, path: pixel_histogram(r["eda"]["pixel_histogram"], path),
+    "eda_brightness": lambda r, path: brightness_per_class(r["eda"]["per_class"], path),
+    "probe_shift": lambda r, path: shift_figure(r["probes"]["shift"], path),
+    "probe_locality": lambda r, path: locality_figure(r["probes"]["locality"], path),
+    "probe_efficiency": lambda r, path: efficiency_figure(r["probes"]["efficiency"], path),
+}

@@ -24,10 +24,13 @@ _EXPERIMENT_PLOT = re.compile(r"^experiments/(?P<name>[\w.-]+)/plots/(?P<kind>\w
 
 
 def _figure_code(path: str) -> str:
+    from convlens.report.figures import FROM_RESULTS
     plot = _EXPERIMENT_PLOT.match(path)
     if plot:  # rebuilt from the run store
         return f'study.experiment("{plot["name"]}").plot("{plot["kind"]}")'
-    return f'study.figure("{Path(path).stem}")  # the saved figure'
+    if Path(path).stem in FROM_RESULTS:
+        return f'study.plot("{Path(path).stem}")  # rebuilt from results.json'
+    return f'study.figure("{Path(path).stem}")  # the saved figure (images or weights: not rebuilt here)'
 
 
 def _table_code(name: str) -> str:

@@ -43,14 +43,15 @@ def _rel(path: Path, root: Path) -> str:
 def eda_section(ds: ImageDataset, fig_dir: Path) -> dict:
     eda = explore(ds)
     names = list(ds.class_names)
+    drawn = {"eda": eda}  # the figures drawn from numbers alone, as the notebook rebuilds them from results.json
     figs = {
-        "class_balance": figures.class_balance(eda["class_counts"], names, fig_dir / "eda_class_balance.png"),
+        "class_balance": figures.FROM_RESULTS["eda_class_balance"](drawn, fig_dir / "eda_class_balance.png"),
         "samples": figures.image_grid([[ds.train_images[i] for i in eda["sample_indices"][n]] for n in names], names,
                                       fig_dir / "eda_samples.png", title="Random training images per class"),
         "mean_images": figures.image_grid([list(mean_images(ds))], ["mean"], fig_dir / "eda_mean_images.png",
                                           col_labels=names, title="Mean training image per class"),
-        "pixel_histogram": figures.pixel_histogram(eda["pixel_histogram"], fig_dir / "eda_pixel_histogram.png"),
-        "brightness": figures.brightness_per_class(eda["per_class"], fig_dir / "eda_brightness.png"),
+        "pixel_histogram": figures.FROM_RESULTS["eda_pixel_histogram"](drawn, fig_dir / "eda_pixel_histogram.png"),
+        "brightness": figures.FROM_RESULTS["eda_brightness"](drawn, fig_dir / "eda_brightness.png"),
     }
     pairs = eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]
     if pairs:
@@ -109,8 +110,7 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
             per_seed[NAMES[model_name]][seed] = shift_robustness(model, x, y, max_shift)
             mismatch = max(mismatch, abs(per_seed[NAMES[model_name]][seed][0] - metrics["test_accuracy"]))
     effects = shift_effects(per_seed, max_shift, n_images)
-    fig = figures.shift_curves(effects["shifts"], effects["curves"], len(effects["seeds"]),
-                               fig_dir / "probe_shift.png")
+    fig = figures.shift_figure(effects, fig_dir / "probe_shift.png")
     return {**effects, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
             "findings": findings.shift_findings(effects),
             "shift0_max_abs_difference_from_test_accuracy": mismatch, "figures": {"shift": _rel(fig, root)}}
@@ -131,10 +131,7 @@ def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path)
                        if c["kind"] == "effect" and c["factor"] == "model" and c["within"] == "pixels=permuted")
     effects = {"models": models, "interaction": interaction, "on_permuted": on_permuted,
                "family": len(summary["comparisons"])}
-    n = min(m["change"]["n"] for m in models.values())
-    fig = figures.grouped_bars(["original pixels", "permuted pixels"],
-                               {m: [e["original"], e["permuted"]] for m, e in models.items()},
-                               n, "Locality probe", fig_dir / "probe_locality.png")
+    fig = figures.locality_figure(effects, fig_dir / "probe_locality.png")
     perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
     examples = ds.test_images[:6]
     example_fig = figures.image_grid([list(examples), list(permute_pixels(examples, perm))], ["original", "permuted"],
@@ -180,9 +177,9 @@ def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: 
 
 def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, root: Path) -> dict:
     """Every distinct configuration trained on original pixels: accuracy against parameters and compute."""
-    points = efficiency_points(summaries)
-    fig = figures.efficiency(points, seeds, fig_dir / "probe_efficiency.png")
-    return {"points": points, "findings": findings.efficiency_findings(points),
+    probe = {"points": efficiency_points(summaries), "seeds": seeds}
+    fig = figures.efficiency_figure(probe, fig_dir / "probe_efficiency.png")
+    return {**probe, "findings": findings.efficiency_findings(probe["points"]),
             "figures": {"efficiency": _rel(fig, root)}}
 
 
