@@ -111,7 +111,7 @@ def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study
     assert headline.startswith(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP "
                                f"{mlp['mean'] * 100:.2f}% ± {mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds)")
     for name, summary in results["experiments"].items():
-        [table] = [c for c in notebook.cells if c.source.startswith(f'experiment = study.experiment("{name}")')]
+        [table] = [c for c in notebook.cells if c.source.startswith(f"experiment = study.experiment({name!r})")]
         for lv in summary["levels"]:
             acc = lv["test_accuracy"]
             assert f"{acc['mean'] * 100:.2f} ± {acc['std'] * 100:.2f}" in outputs(table), (name, lv["label"])

@@ -157,3 +157,50 @@ def html_table(rows: list[dict], title: str = "", styles: list[dict[str, str]] |
         for k, v in row.items()) + "</tr>" for i, row in enumerate(rows))
     caption = f"<caption style=\"text-align:left\"><b>{escape(title)}</b></caption>" if title else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# Numbers as the tables print them (terminal and notebook alike) ----------------------------------------------
+
+def pp(x: float | None, signed: bool = False) -> str:
+    """A fraction in percent (points), two decimals; '-' when missing."""
+    if x is None:
+        return "-"
+    return f"{x * 100:+.2f}" if signed else f"{x * 100:.2f}"
+
+
+def mean_std(summary: dict) -> str:
+    """'91.96 ± 0.32' from a mean_ci dict (fractions), or '-' without runs."""
+    if not summary["n"]:
+        return "-"
+    return pp(summary["mean"]) + (f" ± {pp(summary['std'])}" if summary["std"] is not None else "")
+
+
+def ci95(summary: dict) -> str:
+    lo, hi = summary["ci95"]
+    return f"{pp(lo)}..{pp(hi)}" if lo is not None else "-"
+
+
+def experiment_rows(summary: dict) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """An experiment's two tables as text rows: per level (n, mean ± std, CI, test-set noise, params, seconds,
+    ms per image) and per comparison (n, diff with CI, Holm p, verdict, detectable effect)."""
+    from convlens.stats import format_p
+    levels = []
+    for lv in summary["levels"]:
+        n = f"{lv['n']}" + (f" ({len(lv['failed'])} failed)" if lv["failed"] else "") + (
+            f" ({lv['pending']} pending)" if lv["pending"] else "")
+        secs, ms = lv["train_seconds"]["mean"], lv["inference_ms_per_image"]["mean"]
+        levels.append({
+            "level": lv["label"] + (" (reference)" if lv["label"] == summary["reference"] else ""), "n": n,
+            "test acc % (mean ± std)": mean_std(lv["test_accuracy"]), "95% CI": ci95(lv["test_accuracy"]),
+            "test-set noise": f"± {pp(lv['sampling_noise'])}" if lv["sampling_noise"] is not None else "-",
+            "params": f"{lv['params']:,}" if lv["params"] else "-",
+            "train s": f"{secs:.1f}" if secs is not None else "-", "ms/img": f"{ms:.3f}" if ms is not None else "-"})
+    tests = []
+    for c in summary["comparisons"]:
+        lo, hi = c["ci95"]
+        diff = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
+        tests.append({"comparison": c["label"], "n": str(c["n"]), "diff, pp [95% CI]": diff if c["n"] else "-",
+                      "p (Holm)": format_p(c["p_holm"]) if c["p_holm"] is not None else "-",
+                      "verdict": c["verdict"].split(" (")[0],
+                      "detectable, pp": "-" if c["mde"] is None else "> 100" if c["mde"] >= 1 else pp(c["mde"])})
+    return levels, tests

@@ -53,6 +53,7 @@ class Tracker:
         except ImportError:
             raise UsageError("--mlflow needs MLflow: pip install 'convlens[mlflow]'") from None
         self.uri = uri
+        self._children: dict[str, dict[tuple[str, int], tuple[str, str]]] = {}  # parent -> what is logged under it
         try:
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name("convlens")
@@ -86,8 +87,11 @@ class Tracker:
             found = self.client.search_runs([self.experiment_id], max_results=1, filter_string=(
                 f"tags.`convlens.store` = '{tags['convlens.store']}' and tags.`convlens.kind` = '{kind}'"))
             if found:
-                self.client.update_run(found[0].info.run_id, status="RUNNING")
-                return found[0].info.run_id
+                run_id = found[0].info.run_id
+                self.client.update_run(run_id, status="RUNNING")
+                if parent_id:  # e.g. an experiment first run alone, now part of a study: nest it there
+                    self.client.set_tag(run_id, "mlflow.parentRunId", parent_id)
+                return run_id
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
@@ -117,7 +121,9 @@ class Tracker:
     def catch_up(self, parent_id: str, store: RunStore, experiment: str) -> int:
         """Log every finished run of ``store`` that is not yet under ``parent_id`` as it is now (a run that
         failed and was retried replaces its failed child); returns how many were logged."""
-        logged = self.children(parent_id)
+        if parent_id not in self._children:  # searched once per parent; kept up to date below
+            self._children[parent_id] = self.children(parent_id)
+        logged = self._children[parent_id]
         grid = store.status_grid()
         count = 0
         for level, seeds in grid.items():
@@ -126,8 +132,9 @@ class Tracker:
                     continue
                 if (level, seed) in logged:
                     self.client.delete_run(logged[(level, seed)][0])
-                self.log_run(store.run_dir(level, seed), level=level, seed=seed, experiment=experiment,
-                             parent_id=parent_id)
+                run_id = self.log_run(store.run_dir(level, seed), level=level, seed=seed, experiment=experiment,
+                                      parent_id=parent_id)
+                logged[(level, seed)] = (run_id, status)
                 count += 1
         return count
 

@@ -79,11 +79,12 @@ def test_the_tables_numbers_are_the_runs_numbers(both):
 def test_the_result_shows_itself_in_a_notebook_with_the_verdicts_coloured(both):
     _, result = both
     html = result._repr_html_()
-    assert html.count("<tr>") == 4 and "one Holm family" in html
+    assert html.count("<tr>") == 4 + 3 and "one Holm family of 2" in html  # levels, then comparisons
     for verdict in result.table()["verdict"].dropna():
         assert verdict.split(" (")[0] in html
     assert all(f"<li>{line.split('(')[0]}" in html.replace("&#x27;", "'") for line in result.conclusions[:1])
-    figure = result.plot("accuracy_vs_params")
+    assert "color:#" in html  # the verdicts are coloured
+    figure = result.plot()  # accuracy against parameters
     assert figure.axes[0].get_xscale() == "log" and len(figure.axes[0].containers) == 3  # one error bar per level
     with pytest.raises(convlens.UsageError, match="unknown plot"):
         result.plot("nonsense")
@@ -123,6 +124,7 @@ def test_summary_is_the_keras_table_as_a_frame():
     assert s.params["total"] == (25 * 32 + 32) + (25 * 32 * 64 + 64) + (25 * 64 * 128 + 128) + \
         (1152 * 128 + 128) + (128 * 10 + 10)
     assert frame.loc[0, "receptive_field"] == 5 and "Total params: " in str(s) and "<table>" in s._repr_html_()
+    assert convlens.summary(model).to_frame()["params"].tolist() == frame["params"].tolist()  # a built network
     assert isinstance(torch.zeros(1), torch.Tensor)
 
 
@@ -164,3 +166,30 @@ def test_a_dataset_explores_itself_and_gives_the_models_tensors():
     assert "digits" in ds._repr_html_()
     with pytest.raises(convlens.UsageError, match="split is"):
         ds.tensors("validation")
+
+
+def test_more_seeds_in_place_train_only_the_new_ones(both, tmp_path):
+    import shutil
+    root, _ = both
+    directory = shutil.copytree(root / "api", tmp_path / "exp")
+    before = {p: p.stat().st_mtime_ns for p in directory.glob("runs/*/*/metrics.json")}
+    result = convlens.load_experiment(directory).run_more(seeds=4, quiet=True)
+    runs = result.runs()
+    assert len(runs) == 12 and sorted(set(runs["seed"])) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the finished runs were kept
+    assert (result.table()["n"] == 4).all()
+
+
+def test_a_grid_names_each_comparison_and_lists_them_all(tmp_path):
+    """A 2 x 2 grid: table() says within which level each effect holds; comparisons() has every one of the
+    family, the interaction included."""
+    spec = {"name": "grid", "model": "cnn-16-32", "recipe": "fast", "recipe_set": {"epochs": 1}, "seeds": 2,
+            "dataset": "digits", "factor": {"name": "kernel_size", "levels": [3, 5]},
+            "second_factor": {"name": "recipe.lr", "levels": [0.004, 0.001]}}
+    result = convlens.Experiment(spec).run(out=tmp_path / "grid", quiet=True)
+    comparisons = result.comparisons()
+    assert len(comparisons) == len(result.summary["comparisons"]) and "interaction" in set(comparisons["kind"])
+    table = result.table()
+    for level, row in table[table["comparison"].notna()].iterrows():
+        assert row["comparison"] in comparisons.index and " at " in row["comparison"]
+    assert f"one Holm family of {len(comparisons)}" in result._repr_html_()

@@ -39,3 +39,23 @@ def test_the_tutorial_runs_and_shows_its_experiments_numbers(tmp_path):
     assert "image/png" in json.dumps([c.outputs for c in notebook.cells if "plot(" in c.source])
     [run] = [c for c in notebook.cells if ".run(" in c.source]  # the progress bar: rich, drawn in a widget
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in run.outputs)
+
+
+def test_names_from_a_foreign_results_json_never_become_code():
+    """results.json (hence report.md) may come from elsewhere and the notebook's cells are run: a crafted
+    experiment name or figure path gets no code cell, and the code that is generated is only calls on ``study``."""
+    import ast
+
+    from convlens.report.notebook import notebook_cells
+    evil = 'x"); __import__("os").system("id"); ("'
+    markdown = (f"# Title\n\n## 4. Experiments\n\n### {evil}\n\ntext\n\n![a](experiments/{evil}/plots/curves.png)\n\n"
+                "![b](figures/eda'+__import__('os').getcwd()+'.png)\n\n### kernel-size\n\n"
+                "![c](experiments/kernel-size/plots/curves.png)\n")
+    cells = notebook_cells(markdown, [evil, "kernel-size"])
+    code = [source for kind, source in cells if kind == "code"]
+    assert not any("__import__" in source or "system" in source for source in code)
+    for source in code:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call):  # study.x(...), experiment..., print(study.headline()), load_study
+                assert ast.unparse(node.func).split(".")[0] in ("study", "convlens", "print"), source
+    assert "study.experiment('kernel-size').plot('curves')" in code

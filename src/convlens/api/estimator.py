@@ -19,8 +19,9 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-except ImportError:  # pragma: no cover - exercised by the missing-extra test
-    raise UsageError("ConvNetClassifier needs scikit-learn (a dependency of convlens): pip install scikit-learn") from None
+except ImportError as e:  # absent, or older than 1.6 (validate_data, __sklearn_tags__)
+    raise UsageError(f"ConvNetClassifier needs scikit-learn >= 1.6 ({e}): pip install -U 'scikit-learn>=1.6'") \
+        from None
 
 MIN_SIDE = 8  # 8 -> 4 -> 2 -> 1 through the default CNN's three poolings
 
@@ -48,7 +49,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = False  # same seed, same threads: same weights
+        import torch
+        # On the CPU: same seed, same threads, same weights. cuDNN's kernels are not deterministic.
+        tags.non_deterministic = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
         return tags
 
     # -- input -----------------------------------------------------------------------------------------------
@@ -56,6 +59,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         """X -> float32 (N, C, S, S), standardised with the training statistics."""
         import scipy.sparse
         images_given = not scipy.sparse.issparse(X) and not hasattr(X, "iloc") and np.asarray(X).ndim in (3, 4)
+        if not fitting and hasattr(self, "input_kind_") and self.input_kind_ != ("images" if images_given else "rows"):
+            raise ValueError(f"{type(self).__name__} was fitted on {self.input_kind_}; give the same kind of input")
+        if fitting:
+            self.input_kind_ = "images" if images_given else "rows"
         if not images_given:  # rows (or anything else): scikit-learn's own validation and messages apply
             X = validate_data(self, X, reset=fitting, dtype=[np.float64, np.float32, np.uint8], ensure_min_samples=1)
             side = max(MIN_SIDE, math.ceil(math.sqrt(X.shape[1])))
@@ -100,7 +107,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         from convlens.config import model_spec
         from convlens.data.dataset import DeviceSplits, validation_indices
         from convlens.models.network import Network
-        from convlens.training import configure_threads, pick_device, seed_everything, train
+        from convlens.training import pick_device, seed_everything, train
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         images = self._images(X, fitting=True)
@@ -118,7 +125,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         spec = model_spec(cfg).model_copy(update={"in_channels": channels, "image_size": side,
                                                   "num_classes": len(self.classes_)})
         device = pick_device(cfg.device)
-        configure_threads(cfg.threads)
+        if cfg.threads:  # only when asked: a grid search running fits in parallel sets its own
+            torch.set_num_threads(cfg.threads)
         x_all = torch.from_numpy(images).to(device)
         y_all = torch.as_tensor(encoded.astype(np.int64), device=device)
         val_fraction = cfg.recipe.val_fraction if len(y_all) * cfg.recipe.val_fraction >= 1 else 0.0

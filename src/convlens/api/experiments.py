@@ -10,7 +10,8 @@ from typing import Any
 from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec
 
-VERDICT_COLOURS = {"significant": "color:#1a7f37;font-weight:bold", "no significant": "color:#57606a",
+VERDICT_COLOURS = {"significantly higher": "color:#1a7f37;font-weight:bold",
+                   "significantly lower": "color:#cf222e;font-weight:bold", "no significant": "color:#57606a",
                    "identical": "color:#57606a", "not tested": "color:#9a6700"}
 
 
@@ -24,6 +25,8 @@ class Experiment:
     """
 
     def __init__(self, spec: str | Path | ExperimentSpec | dict | None = None, **fields: Any):
+        """``spec``: a built-in name, a YAML file, an ExperimentSpec or a dict; ``fields`` change or give its keys
+        (name, model, factor, seeds, recipe, recipe_set, set, dataset, train_subset, ...), validated now."""
         from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec, parse_spec
         if isinstance(spec, ExperimentSpec):
             self.spec = spec
@@ -45,6 +48,7 @@ class Experiment:
 
     @staticmethod
     def names() -> list[str]:
+        """Names of the built-in experiments (`convlens experiment list` describes them)."""
         from convlens.experiments import BUILTIN_EXPERIMENTS
         return list(BUILTIN_EXPERIMENTS)
 
@@ -73,7 +77,7 @@ class Experiment:
         total = len(p.jobs) + p.done + p.failed
         progress = RunsProgress(quiet)
         if force:
-            progress.line(describe_deleted(p.deleted, out_dir))
+            progress.line(_describe_deleted(p.deleted, out_dir))
         if p.retried:
             progress.line(f"retrying {p.retried} failed run(s)")
         progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
@@ -107,7 +111,7 @@ class Experiment:
         return f"Experiment({self.spec.name}: {self.spec.model}, {levels}; {self.spec.seeds} seeds)"
 
 
-def describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
+def _describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
     if not deleted:
         return f"--force: nothing to delete in {root}"
     runs = [p for p in deleted if p.name.startswith("seed")]
@@ -136,46 +140,72 @@ class ExperimentResult:
 
     @property
     def warnings(self) -> list[str]:
+        """What limits the conclusions (e.g. n=2 seeds, timings measured under different conditions)."""
         return list(self.summary["warnings"])
 
     def table(self):
-        """One row per level: n, mean, std and 95% CI of test accuracy; against the reference: the paired
-        difference with its CI, p, Holm-corrected p (one family: the experiment's comparisons) and the verdict.
-        Accuracies and differences are fractions (0.9196), not percent."""
+        """One row per level: n, mean, std and 95% CI of test accuracy; for a level compared with the
+        experiment's reference, that comparison (named in ``comparison``; in a grid it holds within one level of
+        the other factor): the paired difference with its 95% t interval (not adjusted), p, the Holm-corrected p
+        (one family: all of ``comparisons()``) and the verdict. Accuracies and differences are fractions."""
         import pandas as pd
         effects, rows = self._effects(), []
         for lv in self.summary["levels"]:
             acc, c = lv["test_accuracy"], effects.get(lv["label"], {})
             rows.append({"level": lv["label"], "reference": lv["label"] == self.summary["reference"], "n": lv["n"],
                          "mean": acc["mean"], "std": acc["std"], "ci_low": acc["ci95"][0], "ci_high": acc["ci95"][1],
-                         "diff": c.get("diff"), "diff_ci_low": (c.get("ci95") or [None, None])[0],
+                         "comparison": c.get("label"), "diff": c.get("diff"),
+                         "diff_ci_low": (c.get("ci95") or [None, None])[0],
                          "diff_ci_high": (c.get("ci95") or [None, None])[1], "p": c.get("p_value"),
                          "p_holm": c.get("p_holm"), "verdict": c.get("verdict"), "params": lv["params"],
                          "train_seconds": lv["train_seconds"]["mean"]})
         return pd.DataFrame(rows).set_index("level")
 
     def comparisons(self):
-        """Every comparison of the design (for grids: effects within each level of the other factor, and
-        interactions), one row each, with the same columns as ``table``'s comparison part."""
+        """Every comparison of the design, one row each (for a grid: the effect of each factor within each level
+        of the other, and the interaction), all in one Holm family: paired difference with its 95% t interval
+        (not adjusted), p, Holm p, verdict."""
         import pandas as pd
-        return pd.DataFrame([{"comparison": c["label"], "kind": c["kind"], "n": c["n"], "diff": c["diff"],
-                              "diff_ci_low": c["ci95"][0], "diff_ci_high": c["ci95"][1], "p": c["p_value"],
-                              "p_holm": c["p_holm"], "verdict": c["verdict"]}
-                             for c in self.summary["comparisons"]]).set_index("comparison")
+        return pd.DataFrame([{"comparison": c["label"], "kind": c["kind"], "factor": c.get("factor"),
+                              "level": c.get("level"), "reference": c.get("reference"), "within": c.get("within"),
+                              "n": c["n"], "diff": c["diff"], "diff_ci_low": c["ci95"][0],
+                              "diff_ci_high": c["ci95"][1], "p": c["p_value"], "p_holm": c["p_holm"],
+                              "verdict": c["verdict"]} for c in self.summary["comparisons"]]).set_index("comparison")
 
     def runs(self):
-        """One row per run (runs.csv): level, seed, status, test accuracy, seconds, directory."""
+        """One row per finished run, read from the run store now: level, seed, status, test accuracy, seconds,
+        directory (runs.csv's columns)."""
         import pandas as pd
-        return pd.read_csv(self.directory / "runs.csv")
 
-    def plot(self, kind: str = "accuracy_vs_time"):
+        from convlens.experiments.analysis import CSV_COLUMNS, collect
+        from convlens.experiments.store import RunStore
+        rows = collect(RunStore(self.directory))[1]
+        return pd.DataFrame(rows, columns=CSV_COLUMNS)
+
+    def experiment(self) -> Experiment:
+        """The experiment that wrote this directory (its spec, from experiment.json)."""
+        from convlens.experiments.spec import parse_spec
+        from convlens.experiments.store import RunStore
+        return Experiment(parse_spec(RunStore(self.directory).read_experiment()["spec"], origin="experiment.json"))
+
+    def run_more(self, seeds: int, **options: Any) -> ExperimentResult:
+        """Run the same experiment with ``seeds`` seeds in this directory: the finished runs are kept, only the new
+        seeds train (``options``: as ``Experiment.run``). In a study's directory, rerun the study to update its
+        report."""
+        return self.experiment().run(seeds, out=self.directory, **options)
+
+    def plot(self, kind: str = "accuracy_vs_params"):
         """A matplotlib figure: ``curves`` (validation accuracy per epoch), ``accuracy_vs_params``,
-        ``accuracy_vs_time`` (mean test accuracy with 95% CI per level) or ``per_class``."""
+        ``accuracy_vs_time`` (mean test accuracy with 95% CI per level; only when the runs' times were measured
+        under the same conditions) or ``per_class``."""
         from convlens.data.catalog import dataset_info
         from convlens.experiments.plots import PLOTS, figure
         from convlens.experiments.store import RunStore
         if kind not in PLOTS:
             raise UsageError(f"unknown plot '{kind}'; plots: {', '.join(PLOTS)}")
+        if kind == "accuracy_vs_time" and not self.summary["timing"]["comparable"]:
+            raise UsageError("the runs' times were measured under different conditions (device, threads or "
+                             "workers), so they are not put on one axis; see summary['timing']")
         store = RunStore(self.directory)
         dataset = store.read_experiment()["spec"].get("dataset", "fashion-mnist")
         fig = figure(kind, store, self.summary, list(dataset_info(dataset).class_names))
@@ -188,30 +218,18 @@ class ExperimentResult:
         return {c["level"]: c for c in self.summary["comparisons"]
                 if c["kind"] == "effect" and c["reference"] == self.summary["reference"]}
 
-    def _rows(self) -> tuple[list[dict], list[dict]]:
-        from convlens.cli.tables import ci95, mean_std, pp
-        from convlens.stats import format_p
-        effects, rows, styles = self._effects(), [], []
-        for lv in self.summary["levels"]:
-            c = effects.get(lv["label"], {})
-            verdict = c.get("verdict", "")
-            rows.append({"level": lv["label"] + (" (reference)" if lv["label"] == self.summary["reference"] else ""),
-                         "n": str(lv["n"]), "test acc % (mean ± std)": mean_std(lv["test_accuracy"]),
-                         "95% CI": ci95(lv["test_accuracy"]), "diff, pp": pp(c["diff"], True) if c else "",
-                         "p (Holm)": format_p(c["p_holm"]) if c.get("p_holm") is not None else "",
-                         "verdict": verdict.split(" (")[0]})
-            styles.append({"verdict": next((css for key, css in VERDICT_COLOURS.items() if verdict.startswith(key)),
-                                           "")})
-        return rows, styles
-
     def _repr_html_(self) -> str:
+        """The tables ``convlens experiment run`` prints: levels, then every comparison (verdicts coloured)."""
         from html import escape
 
-        from convlens.display import html_table
-        rows, styles = self._rows()
-        title = f"{self.summary['experiment']}: {self.summary['seeds']} seeds, one Holm family"
-        return html_table(rows, title, styles) + "<ul>" + "".join(
-            f"<li>{escape(line)}</li>" for line in self.conclusions + self.warnings) + "</ul>"
+        from convlens.display import experiment_rows, html_table
+        levels, tests = experiment_rows(self.summary)
+        styles = [{"verdict": next((css for key, css in VERDICT_COLOURS.items() if c["verdict"].startswith(key)), "")}
+                  for c in self.summary["comparisons"]]
+        family = len(self.summary["comparisons"])
+        return (html_table(levels, f"{self.summary['experiment']}: {self.summary['seeds']} seeds") +
+                html_table(tests, f"Comparisons: paired by seed, one Holm family of {family}", styles) +
+                "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in self.conclusions + self.warnings) + "</ul>")
 
     def __repr__(self) -> str:
         return f"ExperimentResult({self.summary['experiment']} in {self.directory})"

@@ -26,8 +26,11 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None
     return Dataset(**{f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded)})
 
 
-def summary(model: str, *, dataset: str = "fashion-mnist", **overrides: Any) -> ModelSummary:
-    """The Keras-like summary of a model name (sized for ``dataset``): print it, or ``.to_frame()``.
+def summary(model, *, dataset: str = "fashion-mnist", **overrides: Any) -> ModelSummary:
+    """The Keras-like summary of a model: print it, or ``.to_frame()``.
+
+    ``model``: a name (sized for ``dataset``; ``overrides`` change its fields) or a network from
+    ``create_model`` or ``Run.model``.
 
     Example: ``convlens.summary("cnn", kernel_size=5).params["total"]``
     """
@@ -35,6 +38,12 @@ def summary(model: str, *, dataset: str = "fashion-mnist", **overrides: Any) -> 
     from convlens.models.network import Network
     from convlens.models.registry import canonical_name
     from convlens.models.summary import summarize
+    if isinstance(model, Network):
+        if overrides:
+            raise UsageError("overrides apply to a model name; a built network is summarised as it is")
+        return summarize(model, model.spec.kind)
+    if not isinstance(model, str):
+        raise UsageError(f"summary takes a model name or a convlens network, not {type(model).__name__}")
     spec = model_spec(TrainConfig(model=model, overrides=overrides, dataset=dataset))
     return summarize(Network(spec), canonical_name(model))
 
@@ -81,6 +90,7 @@ class Run:
 
     @property
     def test_accuracy(self) -> float:
+        """Accuracy on the test set (a fraction)."""
         return self.metrics["test_accuracy"]
 
     @property
@@ -99,6 +109,7 @@ class Run:
 
     @property
     def class_names(self) -> list[str]:
+        """The names of the classes, in the order of the model's outputs."""
         return list(self.config["class_names"])
 
     def _saved(self, what: str) -> Path:

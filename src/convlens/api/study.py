@@ -72,10 +72,12 @@ class StudyResult:
 
     @property
     def report_path(self) -> Path:
+        """report.html: one self-contained file."""
         return self.directory / "report.html"
 
     @property
     def notebook_path(self) -> Path:
+        """report.ipynb: the report as a notebook that rebuilds its tables and figures."""
         return self.directory / "report.ipynb"
 
     @property
@@ -85,6 +87,7 @@ class StudyResult:
 
     @property
     def experiments(self) -> list[str]:
+        """The names of the study's experiments (``experiment(name)`` gives one)."""
         return list(self.results["experiments"])
 
     def experiment(self, name: str):

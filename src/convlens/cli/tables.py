@@ -6,27 +6,7 @@ import json
 
 from rich.table import Table
 
-from convlens.display import out
-from convlens.stats import format_p
-
-
-def pp(x: float | None, signed: bool = False) -> str:
-    """A fraction in percent (points), two decimals; '-' when missing."""
-    if x is None:
-        return "-"
-    return f"{x * 100:+.2f}" if signed else f"{x * 100:.2f}"
-
-
-def mean_std(summary: dict) -> str:
-    """'91.96 ± 0.32' from a mean_ci dict (fractions), or '-' without runs."""
-    if not summary["n"]:
-        return "-"
-    return pp(summary["mean"]) + (f" ± {pp(summary['std'])}" if summary["std"] is not None else "")
-
-
-def ci95(summary: dict) -> str:
-    lo, hi = summary["ci95"]
-    return f"{pp(lo)}..{pp(hi)}" if lo is not None else "-"
+from convlens.display import ci95, experiment_rows, mean_std, out, pp
 
 
 def changes(values: dict) -> str:
@@ -44,27 +24,16 @@ def recipe_label(recipe: dict) -> str:
 def print_experiment_table(summary: dict) -> None:
     """Per level n, mean ± std and 95% CI; then every comparison of the design with its paired test (one Holm
     family), the conclusions and any warning."""
-    table = Table("level", "n", "test acc % (mean ± std)", "95% CI", "test-set noise", "params", "train s", "ms/img",
-                  title=f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, {summary['seeds']} seeds")
-    for lv in summary["levels"]:
-        n = f"{lv['n']}" + (f" ({len(lv['failed'])} failed)" if lv["failed"] else "") + (
-            f" ({lv['pending']} pending)" if lv["pending"] else "")
-        secs, ms = lv["train_seconds"]["mean"], lv["inference_ms_per_image"]["mean"]
-        noise = f"± {pp(lv['sampling_noise'])}" if lv["sampling_noise"] is not None else "-"
-        table.add_row(lv["label"] + (" (reference)" if lv["label"] == summary["reference"] else ""), n,
-                      mean_std(lv["test_accuracy"]), ci95(lv["test_accuracy"]), noise,
-                      f"{lv['params']:,}" if lv["params"] else "-", f"{secs:.1f}" if secs is not None else "-",
-                      f"{ms:.3f}" if ms is not None else "-")
+    levels, tests = experiment_rows(summary)
+    table = Table(*levels[0], title=f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, "
+                                    f"{summary['seeds']} seeds")
+    for row in levels:
+        table.add_row(*row.values())
     out.print(table)
-    tests = Table("comparison", "n", "diff, pp [95% CI]", "p (Holm)", "verdict", "detectable, pp",
-                  title="Comparisons (paired by seed; one Holm family)")
-    for c in summary["comparisons"]:
-        lo, hi = c["ci95"]
-        diff = pp(c["diff"], True) + (f" [{pp(lo, True)}, {pp(hi, True)}]" if lo is not None else "")
-        ph = format_p(c["p_holm"]) if c["p_holm"] is not None else "-"
-        tests.add_row(c["label"], str(c["n"]), diff if c["n"] else "-", ph, c["verdict"].split(" (")[0],
-                      "-" if c["mde"] is None else "> 100" if c["mde"] >= 1 else pp(c["mde"]))
-    out.print(tests)
+    comparisons = Table(*(tests[0] if tests else ["comparison"]), title="Comparisons (paired by seed; one Holm family)")
+    for row in tests:
+        comparisons.add_row(*row.values())
+    out.print(comparisons)
     for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
         out.print(f"- {line}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +62,11 @@ def _connect(ray, address: str | None) -> None:
     enable token authentication by default; one without it ignores the token). While connecting, Ray's C++
     client logs a warning a second as it retries for ~20 s: stderr is kept off the terminal, and a failure is one
     line."""
-    if address is None:
+    if address is None or address == "local":  # Ray starts its processes here: they keep this stderr
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 num_cpus=len(os.sched_getaffinity(0)))
+                 **({} if address else {"num_cpus": len(os.sched_getaffinity(0))}))
         return
+    sys.stderr.flush()
     saved = os.dup(2)
     try:
         with tempfile.TemporaryFile() as noise:
@@ -74,7 +76,8 @@ def _connect(ray, address: str | None) -> None:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             finally:
                 os.dup2(saved, 2)
-    except (ConnectionError, RuntimeError, ValueError) as e:  # unreachable, refused, or a bad address
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # unreachable, refused,
+        # a bad address, or token authentication asked for with no token
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         hint = ("check the address and, if the cluster uses token authentication, the token (RAY_AUTH_TOKEN or "
                 "~/.ray/auth_token)" if os.environ.get("RAY_AUTH_MODE") == "token" else

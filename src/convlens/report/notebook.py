@@ -15,29 +15,39 @@ from pathlib import Path
 from convlens.atomic_files import atomic_write_text
 
 NOTEBOOK_FILE = "report.ipynb"
-SETUP = '''import convlens
+SETUP = '''# Elsewhere (e.g. Colab): `pip install convlens`, upload this study's directory and name it here.
+STUDY = "."  # the study directory: results.json, figures/, experiments/
 
-study = convlens.load_study(".")  # this directory: results.json, figures/, experiments/
+import convlens
+
+study = convlens.load_study(STUDY)
 print(study.headline())'''
 _IMAGE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<path>[^)]+\.png)\)\s*$", re.M)
 _EXPERIMENT_PLOT = re.compile(r"^experiments/(?P<name>[\w.-]+)/plots/(?P<kind>\w+)\.png$")
+# Names that go into code cells: results.json may come from elsewhere, and a notebook's code is run. Anything
+# else (quotes, brackets, newlines) gets no code cell; values are written with repr() in any case.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole names only: fullmatch
 
 
-def _figure_code(path: str) -> str:
+def _figure_code(path: str) -> str | None:
     from convlens.report.figures import FROM_RESULTS
     plot = _EXPERIMENT_PLOT.match(path)
-    if plot:  # rebuilt from the run store
-        return f'study.experiment("{plot["name"]}").plot("{plot["kind"]}")'
-    if Path(path).stem in FROM_RESULTS:
-        return f'study.plot("{Path(path).stem}")  # rebuilt from results.json'
-    return f'study.figure("{Path(path).stem}")  # the saved figure (images or weights: not rebuilt here)'
+    stem = Path(path).stem
+    if plot and _SAFE_NAME.fullmatch(plot["name"]):  # rebuilt from the run store
+        return f"study.experiment({plot['name']!r}).plot({plot['kind']!r})"
+    if not _SAFE_NAME.fullmatch(stem):
+        return None
+    if stem in FROM_RESULTS:
+        return f"study.plot({stem!r})  # rebuilt from results.json"
+    return f"study.figure({stem!r})  # the saved figure (images or weights: not rebuilt here)"
 
 
 def _table_code(name: str) -> str:
-    return (f'experiment = study.experiment("{name}")\n'
-            "experiment  # mean ± std, 95% CI, paired difference, Holm p, verdict\n"
-            "# experiment.table() is this as a DataFrame, experiment.runs() one row per run. More seeds:\n"
-            f'# convlens.Experiment.builtin("{name}").run(seeds=5, out="more-seeds").table()')
+    return (f"experiment = study.experiment({name!r})\n"
+            "experiment  # per level mean ± std and 95% CI; every comparison: paired difference, Holm p, verdict\n"
+            "# experiment.table() and experiment.comparisons() are DataFrames, experiment.runs() one row per run.\n"
+            "# More seeds, in place (resumes; then rerun `convlens study` to update the report):\n"
+            "# experiment.run_more(seeds=5)")
 
 
 def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str]]:
@@ -48,7 +58,7 @@ def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str
     for block in blocks:
         heading = block.splitlines()[0] if block.strip() else ""
         name = heading[4:].strip() if heading.startswith("### ") else None
-        table = name in experiments
+        table = name in experiments and bool(_SAFE_NAME.fullmatch(name))
         position = 0
         for image in _IMAGE.finditer(block):
             text = block[position:image.start()].strip()
@@ -57,7 +67,9 @@ def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str
             if table:  # the experiment's statistics first, under its heading and text
                 cells.append(("code", _table_code(name)))
                 table = False
-            cells.append(("code", _figure_code(image["path"])))
+            code = _figure_code(image["path"])
+            if code:
+                cells.append(("code", code))
             position = image.end()
         rest = block[position:].strip()
         if rest:

@@ -250,6 +250,9 @@ def notebook_status(out: Path) -> dict:
     except ImportError:
         return {"executed": False, "reason": "nbformat is not installed (pip install 'convlens[notebook]')"}
     except Exception as e:  # a kernel that does not start, a cell that fails: the report stands without it
-        from convlens.report.notebook import write_notebook as write
-        write(out, execute=False)
-        return {"executed": False, "reason": f"running it failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"}
+        reason = f"running it failed ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+        try:
+            write_notebook(out, execute=False)
+        except Exception as again:  # not even the unexecuted notebook: the study's other outputs are kept
+            reason += f"; writing it failed too ({type(again).__name__})"
+        return {"executed": False, "reason": reason}
