@@ -149,7 +149,14 @@ def test_the_report_figures_drawn_from_numbers_are_rebuilt_from_results_json(dig
     shift = study.plot("probe_shift").axes[0]
     curves = _results(digits_study)["probes"]["shift"]["curves"]
     assert [line.get_label() for line in shift.get_lines()][:len(curves)] == list(curves)
-    for name in FROM_RESULTS:
+    rebuilt = study.rebuilt()
+    assert set(FROM_RESULTS) < set(rebuilt) and "cnn_32_64_128_curves" in rebuilt
+    assert set(rebuilt) <= set(study.figures)  # every one of them is a figure of the report
+    for name in rebuilt:
         assert study.plot(name).axes, name
-    with pytest.raises(convlens.UsageError, match="not rebuilt from results.json"):
+    confusion = study.plot("mlp_128_64_confusion").axes[0].images[0].get_array()
+    level = digits_study / "experiments" / "cnn-vs-mlp" / "runs" / "model=mlp-128-64"
+    summed = np.sum([json.loads(p.read_text())["confusion_matrix"] for p in level.glob("seed*/metrics.json")], axis=0)
+    assert np.allclose(confusion, 100 * summed / summed.sum(axis=1, keepdims=True))  # % of each true class
+    with pytest.raises(convlens.UsageError, match="is not rebuilt"):
         study.plot("eda_samples")

@@ -90,7 +90,7 @@ def brightness_per_class(per_class: list[dict], path: Path | None):
     return save_figure(fig, path)
 
 
-def training_curves(histories: list[list[dict]], title: str, path: Path) -> Path:
+def training_curves(histories: list[list[dict]], title: str, path: Path | None):
     """Accuracy per epoch, mean over runs, band = min-max: training subset and validation both in eval mode (like
     with like), and the running training accuracy (dropout on, before each update) dashed for reference."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -111,7 +111,7 @@ def training_curves(histories: list[list[dict]], title: str, path: Path) -> Path
     return save_figure(fig, path)
 
 
-def confusion_matrices(matrices: list[np.ndarray], titles: list[str], class_names: list[str], path: Path) -> Path:
+def confusion_matrices(matrices: list[np.ndarray], titles: list[str], class_names: list[str], path: Path | None):
     """Row-normalised confusion matrices (% of each true class), side by side."""
     n = len(matrices)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), squeeze=False)
@@ -202,6 +202,25 @@ def efficiency_figure(probe: dict, path: Path | None = None):
     return efficiency(probe["points"], probe["seeds"], path)
 
 
+def model_curves(label: str, runs: dict[int, dict], path: Path | None = None):
+    """Training curves of one model over its seeds (its runs' metrics)."""
+    return training_curves([r["history"] for r in runs.values()], label, path)
+
+
+def model_confusion(label: str, runs: dict[int, dict], class_names: list[str], path: Path | None = None):
+    """One model's confusion matrix on the test set, summed over its seeds."""
+    confusion = np.sum([r["confusion_matrix"] for r in runs.values()], axis=0)
+    return confusion_matrices([confusion], [f"{label}, test set, summed over n={len(runs)} seeds"], class_names,
+                              path)
+
+
+def level_confusions(levels: list[dict], runs: dict[str, dict[int, dict]], class_names: list[str],
+                     path: Path | None = None):
+    """An experiment's confusion matrices, one per level that has runs, each summed over its seeds."""
+    matrices = [np.sum([m["confusion_matrix"] for m in runs[lv["label"]].values()], axis=0) for lv in levels]
+    return confusion_matrices(matrices, [f"{lv['label']} (n={lv['n']})" for lv in levels], class_names, path)
+
+
 FROM_RESULTS = {
     "eda_class_balance": lambda r, path: class_balance(r["eda"]["class_counts"], r["eda"]["class_names"], path),
     "eda_pixel_histogram": lambda r, path: pixel_histogram(r["eda"]["pixel_histogram"], path),
@@ -210,3 +229,17 @@ FROM_RESULTS = {
     "probe_locality": lambda r, path: locality_figure(r["probes"]["locality"], path),
     "probe_efficiency": lambda r, path: efficiency_figure(r["probes"]["efficiency"], path),
 }
+
+
+
+def model_key(model: str) -> str:
+    """How a model's figures are named: ``cnn-32-64-128`` -> ``cnn_32_64_128`` (_curves.png, _confusion.png)."""
+    return model.replace("-", "_")
+
+
+def rebuilt_figures(results: dict) -> list[str]:
+    """The study's figures the API rebuilds (``StudyResult.plot``): from results.json, and from the run store."""
+    models = [model_key(results[section]["name"]) for section in ("baseline", "design")]
+    return [*FROM_RESULTS, *(f"{key}_{kind}" for key in models for kind in ("curves", "confusion")),
+            *(f"experiment_{name}_confusion" for name, summary in results["experiments"].items()
+              if any(lv["n"] > 0 for lv in summary["levels"]))]

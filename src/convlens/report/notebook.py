@@ -9,6 +9,7 @@ figures/. Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,16 +30,15 @@ _EXPERIMENT_PLOT = re.compile(r"^experiments/(?P<name>[\w.-]+)/plots/(?P<kind>\w
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # whole names only: fullmatch
 
 
-def _figure_code(path: str) -> str | None:
-    from convlens.report.figures import FROM_RESULTS
+def _figure_code(path: str, rebuilt: set[str]) -> str | None:
     plot = _EXPERIMENT_PLOT.match(path)
     stem = Path(path).stem
     if plot and _SAFE_NAME.fullmatch(plot["name"]):  # rebuilt from the run store
         return f"study.experiment({plot['name']!r}).plot({plot['kind']!r})"
     if not _SAFE_NAME.fullmatch(stem):
         return None
-    if stem in FROM_RESULTS:
-        return f"study.plot({stem!r})  # rebuilt from results.json"
+    if stem in rebuilt:
+        return f"study.plot({stem!r})  # rebuilt from results.json and the run store"
     return f"study.figure({stem!r})  # the saved figure (images or weights: not rebuilt here)"
 
 
@@ -50,7 +50,7 @@ def _table_code(name: str) -> str:
             "# experiment.run_more(seeds=5)")
 
 
-def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str]]:
+def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = frozenset()) -> list[tuple[str, str]]:
     """(kind, source) cells from report.md: Markdown between headings and figures, code for each figure and, after
     each experiment's heading, its statistics table."""
     cells: list[tuple[str, str]] = []
@@ -67,7 +67,7 @@ def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str
             if table:  # the experiment's statistics first, under its heading and text
                 cells.append(("code", _table_code(name)))
                 table = False
-            code = _figure_code(image["path"])
+            code = _figure_code(image["path"], rebuilt)
             if code:
                 cells.append(("code", code))
             position = image.end()
@@ -84,14 +84,15 @@ def notebook_cells(markdown: str, experiments: list[str]) -> list[tuple[str, str
 def write_notebook(out: Path, *, execute: bool = True, timeout: int = 600) -> tuple[Path, bool]:
     """Write OUT/report.ipynb from OUT/report.md; returns (path, executed). Not executed when nbclient or
     ipykernel is missing (or ``execute`` is False): then it is saved without outputs."""
-    import json
 
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
     out = Path(out)
+    from convlens.report.figures import rebuilt_figures
     results = json.loads((out / "results.json").read_text())
     cells = [new_code_cell(src) if kind == "code" else new_markdown_cell(src)
-             for kind, src in notebook_cells((out / "report.md").read_text(), list(results["experiments"]))]
+             for kind, src in notebook_cells((out / "report.md").read_text(), list(results["experiments"]),
+                                             set(rebuilt_figures(results)))]
     notebook = new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"}})

@@ -72,12 +72,9 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
     summary = summarize(Network(model_spec(TrainConfig(model=name, dataset=dataset))), name).to_dict()
     confusion = np.sum([r["confusion_matrix"] for r in runs.values()], axis=0)
     per_class = level["per_class_accuracy"]
-    key = name.replace("-", "_")
-    figs = {"curves": figures.training_curves([r["history"] for r in runs.values()], NAMES[name],
-                                              fig_dir / f"{key}_curves.png"),
-            "confusion": figures.confusion_matrices([confusion], [f"{NAMES[name]}, test set, "
-                                                                  f"summed over n={len(runs)} seeds"],
-                                                    names, fig_dir / f"{key}_confusion.png")}
+    key = figures.model_key(name)
+    figs = {"curves": figures.model_curves(NAMES[name], runs, fig_dir / f"{key}_curves.png"),
+            "confusion": figures.model_confusion(NAMES[name], runs, names, fig_dir / f"{key}_confusion.png")}
     worst, best = int(np.argmin(per_class)), int(np.argmax(per_class))
     return {
         "name": name, "summary": summary, "n": len(runs),
@@ -207,12 +204,11 @@ def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], 
     for name, store in stores.items():
         summary = summaries[name]
         levels = [lv for lv in summary["levels"] if lv["n"] > 0]
-        matrices = [np.sum([m["confusion_matrix"] for m in store.done_runs(lv["label"], summary["seeds"]).values()],
-                           axis=0) for lv in levels]
         figs = {p.stem: _rel(p, root) for p in sorted((store.root / "plots").glob("*.png"))}
         if levels:
-            figs["confusion"] = _rel(figures.confusion_matrices(matrices, [f"{lv['label']} (n={lv['n']})" for lv in levels],
-                                                                names, fig_dir / f"experiment_{name}_confusion.png"), root)
+            runs = {lv["label"]: store.done_runs(lv["label"], summary["seeds"]) for lv in levels}
+            figs["confusion"] = _rel(figures.level_confusions(levels, runs, names,
+                                                              fig_dir / f"experiment_{name}_confusion.png"), root)
         galleries = {}
         for i, c in enumerate(summary["comparisons"]):
             if c.get("evidence"):
