@@ -168,12 +168,14 @@ def test_a_dataset_explores_itself_and_gives_the_models_tensors():
         ds.tensors("validation")
 
 
-def test_more_seeds_in_place_train_only_the_new_ones(both, tmp_path):
+def test_more_seeds_in_place_train_only_the_new_ones(both, tmp_path, capsys):
     import shutil
     root, _ = both
     directory = shutil.copytree(root / "api", tmp_path / "exp")
     before = {p: p.stat().st_mtime_ns for p in directory.glob("runs/*/*/metrics.json")}
+    capsys.readouterr()
     result = convlens.load_experiment(directory).run_more(seeds=4, quiet=True)
+    assert capsys.readouterr() == ("", "")  # quiet=True: nothing printed while 3 runs train
     runs = result.runs()
     assert len(runs) == 12 and sorted(set(runs["seed"])) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the finished runs were kept
