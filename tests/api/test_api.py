@@ -151,6 +151,11 @@ def test_importing_convlens_stays_light():
     assert out.strip() == "[]"
 
 
+def test_a_study_describes_itself():
+    study = convlens.Study("quick", dataset="digits", seeds=2)
+    assert repr(study) == "Study(digits: 2 seeds, experiments kernel-size, cnn-vs-mlp, locality)"
+
+
 def test_help_reads_well():
     text = convlens.Experiment.__doc__ + convlens.Experiment.run.__doc__
     assert re.search(r"Experiment\.builtin\(\"kernel-size\"\)\.run\(seeds=3\)\.table\(\)", text)

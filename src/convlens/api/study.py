@@ -54,7 +54,7 @@ class Study:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"Study({c.dataset}: {c.seeds} seeds, experiments {', '.join(c.experiments)})"
+        return f"Study({c.dataset}: {c.seeds} seeds, experiments {', '.join(e.name for e in c.experiment_specs())})"
 
 
 class StudyResult:
