@@ -70,8 +70,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             flat[:, :X.shape[1]] = X / 255 if X.dtype == np.uint8 else X
             images = flat.reshape(-1, 1, side, side)
         else:
-            X = np.asarray(X)
-            if X.ndim not in (3, 4) or not np.issubdtype(X.dtype, np.number):
+            X = np.asarray(X)  # 3 or 4 dimensions, as images_given says
+            if not np.issubdtype(X.dtype, np.number):
                 raise ValueError(f"expected images (N, H, W), (N, H, W, C), (N, C, H, W) or rows (N, D); got an "
                                  f"array of shape {X.shape} and dtype {X.dtype}")
             scaled = X / 255 if X.dtype == np.uint8 else X
@@ -87,7 +87,6 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             if not np.isfinite(images).all():
                 raise ValueError("Input X contains NaN or infinity.")
             if fitting:
-                self.image_shape_ = images.shape[1:]
                 self.n_features_in_ = int(np.prod(X.shape[1:]))
             elif images.shape[1:] != self.image_shape_:
                 raise ValueError(f"X has images of shape {images.shape[1:]}, but {type(self).__name__} was fitted "

@@ -19,7 +19,7 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None
                  download: bool = False) -> Dataset:
     """A dataset by name (fashion-mnist, mnist, kmnist, cifar10, digits or folder:PATH), verified: a Dataset.
 
-    Example: ``ds = convlens.load_dataset("digits"); ds.explore()["findings"]``
+    Example: ``ds = convlens.load_dataset("digits"); ds.explore()["class_counts"]``
     """
     import dataclasses
     loaded = load_named(name, data_dir, download=download)
@@ -77,8 +77,6 @@ class Dataset(ImageDataset):
                             "classes": ", ".join(self.class_names)}], title="Dataset")
 
 
-
-
 class Run:
     """A trained run: its config, metrics and model; saved in ``directory`` when it has one.
 
@@ -130,9 +128,6 @@ class Run:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, 3),
         or float (N, C, H, W) in [0, 1]."""
-        import torch
-
-        from convlens.data.dataset import images_to_tensor
         images = np.asarray(images)
         x = images_to_tensor(images) if images.dtype == np.uint8 else torch.as_tensor(images, dtype=torch.float32)
         model = self.model

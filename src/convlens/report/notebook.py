@@ -1,9 +1,9 @@
 """report.ipynb: the report as a notebook a student can rerun and change.
 
 The same sections as report.md (its generated text, cut at headings and figures, as Markdown cells), each
-followed by code that uses the public API on this directory: the headline numbers and each experiment's table
-and figures are rebuilt from results.json and the run store; the other figures (EDA, probes) are shown from
-figures/. Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and Colab. Saved executed
+followed by code that uses the public API on this directory: the headline numbers, each experiment's table and
+the figures drawn from numbers (``rebuilt_figures``) are rebuilt from results.json and the run store; those that
+need the images or the weights are shown from figures/. Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and Colab. Saved executed
 (nbclient, a real ipykernel) when the notebook extra is installed, so it reads without a kernel.
 """
 
