@@ -3,6 +3,7 @@ Each produces the complete report, sized and worded for its data."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study
             assert f"{acc['mean'] * 100:.2f} ± {acc['std'] * 100:.2f}" in outputs(table), (name, lv["label"])
     rebuilt = [c for c in notebook.cells if ".plot(" in c.source]
     assert rebuilt and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in rebuilt)
+    assert not [c.source for c in notebook.cells if "study.figure(" in c.source]  # every figure is drawn again
 
 
 def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_says_why(digits_study, tmp_path,
@@ -137,7 +139,10 @@ def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_sa
     assert code and all(not c.outputs for c in code)
 
 
-def test_the_report_figures_drawn_from_numbers_are_rebuilt_from_results_json(digits_study):
+def test_every_report_figure_is_drawn_again_from_results_json_the_run_store_and_the_images(digits_study):
+    import matplotlib.image
+    from safetensors.numpy import load_file
+
     import convlens
     from convlens.report.figures import FROM_RESULTS
     study = convlens.load_study(digits_study)
@@ -150,13 +155,27 @@ def test_the_report_figures_drawn_from_numbers_are_rebuilt_from_results_json(dig
     curves = _results(digits_study)["probes"]["shift"]["curves"]
     assert [line.get_label() for line in shift.get_lines()][:len(curves)] == list(curves)
     rebuilt = study.rebuilt()
-    assert set(FROM_RESULTS) < set(rebuilt) and "cnn_32_64_128_curves" in rebuilt
-    assert set(rebuilt) <= set(study.figures)  # every one of them is a figure of the report
+    assert set(FROM_RESULTS) < set(rebuilt)
+    assert set(rebuilt) == set(study.figures)  # every figure of the report, and nothing else
     for name in rebuilt:
-        assert study.plot(name).axes, name
+        fig = study.plot(name)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # as the study saved it
+        buffer.seek(0)
+        np.testing.assert_array_equal(matplotlib.image.imread(buffer), matplotlib.image.imread(study.figures[name]),
+                                      err_msg=name)  # the same picture, pixel for pixel
     confusion = study.plot("mlp_128_64_confusion").axes[0].images[0].get_array()
     level = digits_study / "experiments" / "cnn-vs-mlp" / "runs" / "model=mlp-128-64"
     summed = np.sum([json.loads(p.read_text())["confusion_matrix"] for p in level.glob("seed*/metrics.json")], axis=0)
     assert np.allclose(confusion, 100 * summed / summed.sum(axis=1, keepdims=True))  # % of each true class
-    with pytest.raises(convlens.UsageError, match="is not rebuilt"):
-        study.plot("eda_samples")
+    # The kernels and the sample images, against the weights file and the dataset read here.
+    weights = load_file(digits_study / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0" /
+                        "model.safetensors")
+    [first] = [w for k, w in weights.items() if w.ndim == 4 and w.shape[1:] == (1, 3, 3)]
+    filters = study.plot("probe_filters").axes
+    np.testing.assert_allclose(filters[0].images[0].get_array(), first[0, 0], rtol=1e-6)
+    samples = study.plot("eda_samples").axes
+    index = _results(digits_study)["eda"]["sample_indices"][ds.class_names[0]][0]
+    np.testing.assert_array_equal(samples[0].images[0].get_array(), ds.train_images[index].squeeze())
+    with pytest.raises(convlens.UsageError, match="no figure 'nope' to draw"):
+        study.plot("nope")

@@ -108,45 +108,32 @@ class StudyResult:
         return Image(filename=str(self.figures[name]))
 
     def plot(self, name: str):
-        """A report figure rebuilt as a matplotlib figure: from results.json (class balance, pixel histogram,
-        brightness, the shift, locality and efficiency probes) or from the run store (the baseline's and the
-        design's curves and confusion matrix, each experiment's confusion matrices). ``rebuilt()`` lists them;
-        the others (images, weights) are shown with ``figure(name)``."""
-        from convlens.report import figures
-        if name in figures.FROM_RESULTS:
-            return figures.FROM_RESULTS[name](self.results, None)
-        from_store = self._from_store()
-        if name not in from_store or name not in self.rebuilt():
-            raise UsageError(f"'{name}' is not rebuilt; rebuilt: {', '.join(self.rebuilt())} (the others are shown "
-                             "with figure(name))")
-        return from_store[name]()
+        """A figure of the report drawn again as a matplotlib figure, as the study drew it: from results.json, the
+        run store (curves, confusion matrices, first-layer kernels, feature maps) and the study's images (samples,
+        galleries; the dataset is loaded on first use). ``rebuilt()`` lists the names; change the code to change
+        a figure."""
+        drawers = self._drawers()
+        if name not in drawers:
+            raise UsageError(f"the study has no figure '{name}' to draw; it draws {', '.join(drawers)}")
+        return drawers[name]()
 
     def rebuilt(self) -> list[str]:
-        """The names of the figures ``plot`` rebuilds."""
-        from convlens.report.figures import rebuilt_figures
-        return rebuilt_figures(self.results)
+        """The names of the figures ``plot`` draws (every figure of the report)."""
+        return list(self._drawers())
 
-    def _from_store(self) -> dict:
-        """Figure name -> a function drawing it from the run store, as the study drew it."""
-        from convlens.experiments.store import RunStore
-        from convlens.report import figures
-        from convlens.study.sections import NAMES
-        seeds, classes = self.results["study"]["config"]["seeds"], self.results["eda"]["class_names"]
-        core = RunStore(self.directory / "experiments" / "cnn-vs-mlp")
-        drawn = {}
-        for section in ("baseline", "design"):
-            model = self.results[section]["name"]
-            key, label = figures.model_key(model), NAMES.get(model, model)
-            runs = lambda model=model: core.done_runs(f"model={model}", seeds)  # noqa: E731
-            drawn[f"{key}_curves"] = lambda label=label, runs=runs: figures.model_curves(label, runs())
-            drawn[f"{key}_confusion"] = lambda label=label, runs=runs: figures.model_confusion(label, runs(), classes)
-        for name, summary in self.results["experiments"].items():
-            levels = [lv for lv in summary["levels"] if lv["n"] > 0]
-            store = RunStore(self.directory / "experiments" / name)
-            drawn[f"experiment_{name}_confusion"] = lambda levels=levels, store=store, summary=summary: \
-                figures.level_confusions(levels, {lv["label"]: store.done_runs(lv["label"], summary["seeds"])
-                                                  for lv in levels}, classes)
-        return drawn
+    def dataset(self):
+        """The images the study used (its dataset and subsets, as results.json records them): a ``Dataset``."""
+        if getattr(self, "_dataset", None) is None:
+            from convlens.api.runs import load_dataset
+            config, data = self.results["study"]["config"], self.results["study"]["data"]
+            directory = Path(data["directory"])  # where the study found it; elsewhere (Colab) the default place
+            self._dataset = load_dataset(config["dataset"], directory if directory.is_dir() else None).subset(
+                config["train_subset"], config["test_subset"])
+        return self._dataset
+
+    def _drawers(self) -> dict:
+        from convlens.study.sections import figure_drawers
+        return figure_drawers(self.results, self.directory, self.dataset)
 
     def headline(self) -> str:
         """The study's one line: CNN and MLP test accuracy over seeds and the wall time."""

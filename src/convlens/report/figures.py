@@ -1,7 +1,7 @@
 """The study's figures as PNG files (matplotlib, Agg). Each function draws from arrays and numbers it is given;
 nothing here trains or evaluates. Accuracies arrive as fractions and are drawn in percent. With ``path=None`` a
 function returns the figure instead (a notebook shows it). ``FROM_RESULTS``: the figures drawn from results.json
-alone, which the report notebook rebuilds."""
+alone; study/sections.py ``figure_drawers`` adds those drawn from the run store and the images."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Pa
     return save_figure(fig, path)
 
 
-def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path, *, title: str = "",
-               col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False) -> Path:
+def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path | None, *, title: str = "",
+               col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False):
     """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.9 + 1.6, n_rows * 0.9 + 0.5), squeeze=False)
@@ -50,7 +50,7 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path, 
     return save_figure(fig, path)
 
 
-def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path, title: str) -> Path:
+def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path | None, title: str):
     """Rows of test images, each with its own caption (true and predicted classes); an empty row says so."""
     n_cols = max([len(images) for _, images, _ in rows] + [1])
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.25 + 1.8, len(rows) * 1.55 + 0.6), squeeze=False)
@@ -231,15 +231,6 @@ FROM_RESULTS = {
 }
 
 
-
 def model_key(model: str) -> str:
     """How a model's figures are named: ``cnn-32-64-128`` -> ``cnn_32_64_128`` (_curves.png, _confusion.png)."""
     return model.replace("-", "_")
-
-
-def rebuilt_figures(results: dict) -> list[str]:
-    """The study's figures the API rebuilds (``StudyResult.plot``): from results.json, and from the run store."""
-    models = [model_key(results[section]["name"]) for section in ("baseline", "design")]
-    return [*FROM_RESULTS, *(f"{key}_{kind}" for key in models for kind in ("curves", "confusion")),
-            *(f"experiment_{name}_confusion" for name, summary in results["experiments"].items()
-              if any(lv["n"] > 0 for lv in summary["levels"]))]

@@ -2,9 +2,9 @@
 
 The same sections as report.md (its generated text, cut at headings and figures, as Markdown cells), each
 followed by code that uses the public API on this directory: the headline numbers, each experiment's table and
-the figures drawn from numbers (``rebuilt_figures``) are rebuilt from results.json and the run store; those that
-need the images or the weights are shown from figures/. Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and Colab. Saved executed
-(nbclient, a real ipykernel) when the notebook extra is installed, so it reads without a kernel.
+every figure are drawn again from results.json, the run store and the study's images (study/sections.py
+``figure_drawers``). Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and
+Colab. Saved executed (nbclient, a real ipykernel) when the notebook extra is installed, so it reads without a kernel.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _figure_code(path: str, rebuilt: set[str]) -> str | None:
     if not _SAFE_NAME.fullmatch(stem):
         return None
     if stem in rebuilt:
-        return f"study.plot({stem!r})  # rebuilt from results.json and the run store"
-    return f"study.figure({stem!r})  # the saved figure (images or weights: not rebuilt here)"
+        return f"study.plot({stem!r})  # drawn again from results.json, the run store and the images"
+    return f"study.figure({stem!r})  # the saved figure"
 
 
 def _table_code(name: str) -> str:
@@ -81,18 +81,18 @@ def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = fr
     return cells
 
 
-def write_notebook(out: Path, *, execute: bool = True, timeout: int = 600) -> tuple[Path, bool]:
-    """Write OUT/report.ipynb from OUT/report.md; returns (path, executed). Not executed when nbclient or
-    ipykernel is missing (or ``execute`` is False): then it is saved without outputs."""
+def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600) -> tuple[Path, bool]:
+    """Write OUT/report.ipynb from OUT/report.md, with code drawing each figure named in ``drawn`` again; returns
+    (path, executed). Not executed when nbclient or ipykernel is missing (or ``execute`` is False): then it is
+    saved without outputs."""
 
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
     out = Path(out)
-    from convlens.report.figures import rebuilt_figures
     results = json.loads((out / "results.json").read_text())
     cells = [new_code_cell(src) if kind == "code" else new_markdown_cell(src)
              for kind, src in notebook_cells((out / "report.md").read_text(), list(results["experiments"]),
-                                             set(rebuilt_figures(results)))]
+                                             drawn)]
     notebook = new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"}})

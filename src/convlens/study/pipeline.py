@@ -244,7 +244,9 @@ def notebook_status(out: Path) -> dict:
     study."""
     from convlens.report.notebook import write_notebook
     try:
-        _, executed = write_notebook(out)
+        results = json.loads((out / RESULTS_FILE).read_text())
+        drawn = set(sections.figure_drawers(results, out, dataset=lambda: None))  # names only: nothing is drawn
+        _, executed = write_notebook(out, drawn)
         return {"executed": executed, "reason": None if executed else "nbclient or ipykernel is not installed "
                 "(pip install 'convlens[notebook]')"}
     except ImportError:
@@ -252,7 +254,7 @@ def notebook_status(out: Path) -> dict:
     except Exception as e:  # a kernel that does not start, a cell that fails: the report stands without it
         reason = f"running it failed ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
         try:
-            write_notebook(out, execute=False)
+            write_notebook(out, drawn, execute=False)
         except Exception as again:  # not even the unexecuted notebook: the study's other outputs are kept
             reason += f"; writing it failed too ({type(again).__name__})"
         return {"executed": False, "reason": reason}

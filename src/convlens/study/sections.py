@@ -6,7 +6,9 @@ Training happened before (the experiment stage); here models are only loaded and
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,25 +42,36 @@ def _rel(path: Path, root: Path) -> str:
 
 # 1. Dataset & EDA ---------------------------------------------------------------------------------------------
 
+def samples_figure(ds: ImageDataset, sample_indices: dict[str, list[int]], path: Path | None = None):
+    return figures.image_grid([[ds.train_images[i] for i in sample_indices[n]] for n in ds.class_names],
+                              list(ds.class_names), path, title="Random training images per class")
+
+
+def mean_images_figure(ds: ImageDataset, path: Path | None = None):
+    return figures.image_grid([list(mean_images(ds))], ["mean"], path, col_labels=list(ds.class_names),
+                              title="Mean training image per class")
+
+
+def duplicates_figure(ds: ImageDataset, duplicates: dict, path: Path | None = None):
+    pairs = duplicates["exact_examples"] + duplicates["near_examples"]
+    return figures.image_grid(
+        [[ds.test_images[p["test_index"]], ds.train_images[p["train_index"]]] for p in pairs],
+        [f"test {p['test_index']} / train {p['train_index']}\nRMS {p['rms']:.3f}" for p in pairs],
+        path, col_labels=["test", "train"], title="Test images found in the training set")
+
+
 def eda_section(ds: ImageDataset, fig_dir: Path) -> dict:
     eda = explore(ds)
-    names = list(ds.class_names)
     drawn = {"eda": eda}  # the figures drawn from numbers alone, as the notebook rebuilds them from results.json
     figs = {
         "class_balance": figures.FROM_RESULTS["eda_class_balance"](drawn, fig_dir / "eda_class_balance.png"),
-        "samples": figures.image_grid([[ds.train_images[i] for i in eda["sample_indices"][n]] for n in names], names,
-                                      fig_dir / "eda_samples.png", title="Random training images per class"),
-        "mean_images": figures.image_grid([list(mean_images(ds))], ["mean"], fig_dir / "eda_mean_images.png",
-                                          col_labels=names, title="Mean training image per class"),
+        "samples": samples_figure(ds, eda["sample_indices"], fig_dir / "eda_samples.png"),
+        "mean_images": mean_images_figure(ds, fig_dir / "eda_mean_images.png"),
         "pixel_histogram": figures.FROM_RESULTS["eda_pixel_histogram"](drawn, fig_dir / "eda_pixel_histogram.png"),
         "brightness": figures.FROM_RESULTS["eda_brightness"](drawn, fig_dir / "eda_brightness.png"),
     }
-    pairs = eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]
-    if pairs:
-        figs["duplicates"] = figures.image_grid(
-            [[ds.test_images[p["test_index"]], ds.train_images[p["train_index"]]] for p in pairs],
-            [f"test {p['test_index']} / train {p['train_index']}\nRMS {p['rms']:.3f}" for p in pairs],
-            fig_dir / "eda_duplicates.png", col_labels=["test", "train"], title="Test images found in the training set")
+    if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
+        figs["duplicates"] = duplicates_figure(ds, eda["duplicates"], fig_dir / "eda_duplicates.png")
     eda["figures"] = {k: _rel(v, fig_dir.parent) for k, v in figs.items()}
     eda["findings"] = findings.eda_findings(eda)
     return eda
@@ -129,17 +142,21 @@ def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path)
     effects = {"models": models, "interaction": interaction, "on_permuted": on_permuted,
                "family": len(summary["comparisons"])}
     fig = figures.locality_figure(effects, fig_dir / "probe_locality.png")
-    perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
-    examples = ds.test_images[:6]
-    example_fig = figures.image_grid([list(examples), list(permute_pixels(examples, perm))], ["original", "permuted"],
-                                     fig_dir / "probe_permuted_examples.png",
-                                     title="The same test images, pixels reordered by the one fixed permutation")
+    example_fig = permuted_examples_figure(ds, fig_dir / "probe_permuted_examples.png")
     return {**effects, "findings": findings.locality_findings(effects),
             "figures": {"locality": _rel(fig, root), "examples": _rel(example_fig, root)}}
 
 
-def filters_section(stores: dict[str, RunStore], fig_dir: Path, root: Path) -> dict:
-    """First-layer kernels of seed 0 per kernel size (the kernel-size experiment if run, else the CNN)."""
+def permuted_examples_figure(ds: ImageDataset, path: Path | None = None):
+    perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
+    examples = ds.test_images[:6]
+    return figures.image_grid([list(examples), list(permute_pixels(examples, perm))], ["original", "permuted"], path,
+                              title="The same test images, pixels reordered by the one fixed permutation")
+
+
+def filters_figure(stores: dict[str, RunStore], path: Path | None = None) -> tuple:
+    """(figure, its row labels): first-layer kernels of seed 0 per kernel size (the kernel-size experiment if run,
+    else the CNN)."""
     if "kernel-size" in stores:
         store = stores["kernel-size"]
         labels_in_order = [lv["label"] for lv in store.read_experiment()["levels"]]
@@ -153,20 +170,30 @@ def filters_section(stores: dict[str, RunStore], fig_dir: Path, root: Path) -> d
         weights = first_layer_filters(model)
         rows.append(list(weights[:16]))
         labels.append(f"{label}\n({weights.shape[1]}x{weights.shape[2]})")
-    fig = figures.image_grid(rows, labels, fig_dir / "probe_filters.png", cmap="RdBu_r", symmetric=True,
+    fig = figures.image_grid(rows, labels, path, cmap="RdBu_r", symmetric=True,
                              title="First-layer kernels, seed 0 (first 16 of each; red +, blue -)")
+    return fig, labels
+
+
+def filters_section(stores: dict[str, RunStore], fig_dir: Path, root: Path) -> dict:
+    fig, labels = filters_figure(stores, fig_dir / "probe_filters.png")
     return {"levels": labels, "figures": {"filters": _rel(fig, root)}}
 
 
-def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: Path, index: int = 0) -> dict:
+def feature_maps_figure(store: RunStore, ds: ImageDataset, index: int, path: Path | None = None) -> tuple:
+    """(figure, the maps): test image ``index`` through each conv block of the CNN of seed 0."""
     model, _ = load_model(store.run_dir(CNN_LEVEL, 0))
-    image = images_to_tensor(ds.test_images[index:index + 1])
-    maps = feature_maps(model, image)
+    maps = feature_maps(model, images_to_tensor(ds.test_images[index:index + 1]))
     rows = [[ds.test_images[index]]] + [list(m[:8]) for _, m in maps]
     labels = ["input"] + [f"{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}" for name, m in maps]
-    fig = figures.image_grid(rows, labels, fig_dir / "probe_feature_maps.png", cmap="viridis",
+    fig = figures.image_grid(rows, labels, path, cmap="viridis",
                              title=f"Test image {index} ({ds.class_names[int(ds.test_labels[index])]}) through each "
                                    "conv block of the CNN, seed 0 (first 8 channels)")
+    return fig, maps
+
+
+def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: Path, index: int = 0) -> dict:
+    fig, maps = feature_maps_figure(store, ds, index, fig_dir / "probe_feature_maps.png")
     blocks = [{"name": n, "shape": list(m.shape)} for n, m in maps]
     return {"test_index": index, "class": ds.class_names[int(ds.test_labels[index])], "blocks": blocks,
             "finding": findings.feature_map_finding(blocks), "figures": {"feature_maps": _rel(fig, root)}}
@@ -180,7 +207,7 @@ def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, ro
             "figures": {"efficiency": _rel(fig, root)}}
 
 
-def flip_gallery(comparison: dict, ds: ImageDataset, path: Path) -> Path:
+def flip_gallery(comparison: dict, ds: ImageDataset, path: Path | None = None):
     """The test images one side of a comparison gets right and the other wrong on every seed."""
     names, e = ds.class_names, comparison["evidence"]
     rows = []
@@ -238,6 +265,44 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
             "efficiency": efficiency_section(summaries, seeds, fig_dir, root),
         },
     }
+
+
+def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset]) -> dict[str, Callable[[], Any]]:
+    """Figure name (as in figures/) -> a function that draws it again, as the study drew it: from results.json, from
+    the run stores under ``root`` (curves, confusion matrices, weights) and from the study's images (``dataset()``,
+    called only when an image figure is drawn). The report notebook rebuilds the report with these
+    (``StudyResult.plot``)."""
+    stores = {name: RunStore(root / "experiments" / name) for name in results["experiments"]}
+    seeds, classes = results["study"]["config"]["seeds"], results["eda"]["class_names"]
+    drawers: dict[str, Callable[[], Any]] = {name: partial(draw, results, None)
+                                             for name, draw in figures.FROM_RESULTS.items()}
+    core = stores["cnn-vs-mlp"]
+    for section in ("baseline", "design"):
+        model = results[section]["name"]
+        key, label, level = figures.model_key(model), NAMES.get(model, model), f"model={model}"
+        drawers[f"{key}_curves"] = lambda label=label, level=level: figures.model_curves(
+            label, core.done_runs(level, seeds))
+        drawers[f"{key}_confusion"] = lambda label=label, level=level: figures.model_confusion(
+            label, core.done_runs(level, seeds), classes)
+    eda = results["eda"]
+    drawers["eda_samples"] = lambda: samples_figure(dataset(), eda["sample_indices"])
+    drawers["eda_mean_images"] = lambda: mean_images_figure(dataset())
+    if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
+        drawers["eda_duplicates"] = lambda: duplicates_figure(dataset(), eda["duplicates"])
+    drawers["probe_permuted_examples"] = lambda: permuted_examples_figure(dataset())
+    drawers["probe_filters"] = lambda: filters_figure(stores)[0]
+    drawers["probe_feature_maps"] = lambda: feature_maps_figure(
+        core, dataset(), results["probes"]["feature_maps"]["test_index"])[0]
+    for name, summary in results["experiments"].items():
+        levels, store = [lv for lv in summary["levels"] if lv["n"] > 0], stores[name]
+        if levels:
+            drawers[f"experiment_{name}_confusion"] = lambda levels=levels, store=store, summary=summary: \
+                figures.level_confusions(levels, {lv["label"]: store.done_runs(lv["label"], summary["seeds"])
+                                                  for lv in levels}, classes)
+        for i, c in enumerate(summary["comparisons"]):
+            if c.get("evidence"):
+                drawers[f"experiment_{name}_flips_{i}"] = lambda c=c: flip_gallery(c, dataset())
+    return drawers
 
 
 # 6. Deployment -----------------------------------------------------------------------------------------------
