@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STUDY  ?= runs/study
 
-.PHONY: study test data browser clean
+.PHONY: study test data browser bench-keras clean
 
 # The venv is rebuilt when pyproject.toml changes; the stamp files record what was installed.
 $(VENV)/.installed: pyproject.toml
@@ -43,5 +43,15 @@ browser:
 test: $(VENV)/.installed-test data browser
 	$(BIN)/python -m pytest
 
+# The benchmark's reference: the write-ups' Keras code on TensorFlow CPU, in its own venv (never a dependency of
+# convlens). bench/time_to_accuracy.py runs it in the same invocation as convlens.
+KERAS_VENV := bench/.venv-keras
+$(KERAS_VENV)/.installed: bench/requirements-keras.txt
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/pip install --quiet -r bench/requirements-keras.txt
+	touch $@
+
+bench-keras: $(KERAS_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(KERAS_VENV) runs .pytest_cache

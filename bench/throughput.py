@@ -58,14 +58,16 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, channels_last: bool = True) -> float:
-    """convlens' training step (as in convlens.training.train); returns images/s."""
+def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, channels_last: bool = True,
+                  bf16: bool = False, fused: bool = False) -> float:
+    """convlens' training step (as in convlens.training.train); returns images/s. ``bf16``: forward and loss under
+    CPU autocast to bfloat16 (oneDNN uses AMX where the CPU has it); ``fused``: the fused AdamW kernel."""
     torch.manual_seed(0)
     model = create_model("cnn-32-64-128").train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = x.contiguous(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7, fused=fused or None)
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(y), generator=gen)
     losses = torch.empty(steps + 5)
@@ -73,7 +75,8 @@ def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, chan
     def step(i: int) -> None:
         idx = perm[(i * batch) % (len(y) - batch):][:batch]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-        loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-sizes", default="32,64,128,256")
+    parser.add_argument("--levers", action="store_true", help="at batch 128 only: fp32 vs bf16 autocast, fused AdamW")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     flops_per_image = summarize(create_model("cnn-32-64-128"), "cnn-32-64-128").train_flops
@@ -107,6 +111,14 @@ def main() -> None:
 
     reference = plain_loop(x, y, args.steps)
     report("plain loop (DataLoader, NCHW, Adam, batch 128)", reference)
+    if args.levers:
+        for name, kwargs in (("fp32", {}), ("fp32, fused AdamW", {"fused": True}), ("bf16 autocast", {"bf16": True}),
+                             ("bf16 autocast, fused AdamW", {"bf16": True, "fused": True}), ("fp32 again", {})):
+            ips = convlens_step(x, y, 128, args.steps, **kwargs)
+            report(f"convlens step, batch 128, {name}", ips)
+            print(f"{'':<44} {ips / reference:8.2f}x the plain loop")
+        print(f"roofline re-measured at the end: {sgemm_roofline() / 1e9:.0f} GFLOP/s (drift check)")
+        return
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         for channels_last in (True, False):
             ips = convlens_step(x, y, batch, max(10, args.steps * 128 // batch), channels_last)
