@@ -7,8 +7,12 @@
    images/s = requests/s x BATCH.
 
 The load generator runs on the same 2 cores as the server (there is no other machine), so these figures
-include its cost. Usage:
+include its cost. 3. --curve R1,R2,...: single-image latency (p50/p99/max) against offered load, open loop from an asyncio
+   generator (bench's own, cheap enough to leave the cores to the server), up to saturation.
+
+Usage:
   .venv/bin/python bench/serve_load.py MODEL_DIR [--rate 200] [--seconds 20] [--workers 1] [--batch 256]
+  .venv/bin/python bench/serve_load.py MODEL_DIR --curve 500,1000,2000,3000,4000 --seconds 10 [--workers 2]
 """
 
 from __future__ import annotations
@@ -103,6 +107,73 @@ def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections:
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
+async def _open_loop(port: int, body: bytes, content_type: str, rate: float, seconds: float,
+                     connections: int) -> dict:
+    """Open loop in one asyncio process: request i is due at start + i / rate and goes out on the first free
+    keep-alive connection; its latency counts from the due time, so waiting for a connection counts
+    (no coordinated omission). Raw HTTP/1.1 over asyncio streams: the generator itself stays cheap."""
+    import asyncio
+    n = int(rate * seconds)
+    head = (f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies = np.full(n, np.nan)
+    errors: list[str] = []
+    free: asyncio.Queue = asyncio.Queue()
+    for _ in range(connections):
+        free.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.1
+
+    async def one(i: int, due: float) -> None:
+        reader, writer = await free.get()
+        try:
+            writer.write(head)
+            status = (await reader.readuntil(b"\r\n")).split(b" ", 2)[1]
+            length = 0
+            while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies[i] = loop.time() - due
+            if status != b"200":
+                errors.append(status.decode())
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            errors.append(repr(e))
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        free.put_nowait((reader, writer))
+
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - start
+    while not free.empty():
+        free.get_nowait()[1].close()
+    ms = latencies[~np.isnan(latencies)] * 1000
+    return {"requests": n, "errors": len(errors), "first_errors": errors[:5], "achieved_rate": len(ms) / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+
+
+def open_loop(port: int, body: bytes, content_type: str, rate: float, seconds: float, connections: int = 64) -> dict:
+    import asyncio
+    return asyncio.run(_open_loop(port, body, content_type, rate, seconds, connections))
+
+
+def latency_curve(port: int, body: bytes, content_type: str, rates: list[float], seconds: float) -> None:
+    """p50/p99 against offered load, up to saturation (stops once achieved falls 10% short of offered)."""
+    print("| offered req/s | achieved req/s | p50 ms | p99 ms | max ms | errors |\n|---:|---:|---:|---:|---:|---:|")
+    for rate in rates:
+        r = open_loop(port, body, content_type, rate, seconds)
+        print(f"| {rate:,.0f} | {r['achieved_rate']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} "
+              f"| {r['errors']} |", flush=True)
+        if r["achieved_rate"] < 0.9 * rate:
+            break
+
+
 def batched_wrk(port: int, body_path: Path, seconds: int, connections: int) -> float:
     """Requests/s of wrk posting the npy body (closed loop)."""
     script = body_path.with_suffix(".lua")
@@ -124,7 +195,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--curve", default=None,
+                        help="comma-separated offered loads (req/s): print the single-image latency curve and stop")
+    parser.add_argument("--npy", action="store_true", help="with --curve: one uint8 image as application/x-npy "
+                        "instead of JSON")
     args = parser.parse_args()
+    if args.curve:
+        ds = load_dataset()
+        port = free_port()
+        server = start_server(args.model_dir, port, args.workers)
+        try:
+            if args.npy:
+                buffer = io.BytesIO()
+                np.save(buffer, ds.test_images[:1])
+                body, content_type = buffer.getvalue(), "application/x-npy"
+            else:
+                body = json.dumps({"instances": [(ds.test_images[0] / 255.0).round(4).tolist()]}).encode()
+                content_type = "application/json"
+            open_loop(port, body, content_type, 500, 2)  # warm-up
+            print(f"single image, {content_type} ({len(body):,} bytes), {args.workers} server worker(s), the load "
+                  f"generator (asyncio, 64 keep-alive connections, open loop) on the same cores; {args.seconds:.0f} s "
+                  "per load")
+            latency_curve(port, body, content_type, [float(r) for r in args.curve.split(",")], args.seconds)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        return
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
     ds = load_dataset()

@@ -23,10 +23,11 @@ from convlens import create_model
 from convlens.models.summary import summarize
 
 
-def sgemm_roofline(repeats: int = 5) -> float:
+def sgemm_roofline(repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best FLOP/s of large square matmuls in ``dtype`` (float32: sgemm; bfloat16: the AMX/bf16 roofline)."""
     best = 0.0
     for n in (1024, 2048, 4096):
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b  # warm-up
         for _ in range(repeats):
             start = time.perf_counter()
@@ -90,11 +91,58 @@ def convlens_step(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, chan
     return steps * batch / (time.perf_counter() - start)
 
 
+def eval_rate(x: torch.Tensor, batch: int, bf16: bool, repeats: int = 3) -> float:
+    """Eval-mode forward over ``x`` in batches (the per-epoch validation pass); returns images/s (best of repeats)."""
+    model = create_model("cnn-32-64-128").eval().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    best = 0.0
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model(x[:batch])
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(x), batch):
+                model(x[i:i + batch])
+            best = max(best, len(x) / (time.perf_counter() - start))
+    return best
+
+
+def compiled_step(x: torch.Tensor, y: torch.Tensor, steps: int, bf16: bool) -> tuple[float, float]:
+    """The training step under torch.compile (inductor): (seconds to the first step, images/s after it)."""
+    torch.manual_seed(0)
+    model = create_model("cnn-32-64-128").train().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-7)
+
+    @torch.compile
+    def loss_of(xb, yb):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return F.cross_entropy(model(xb), yb, label_smoothing=0.1)
+
+    def step(i: int) -> None:
+        xb, yb = x[i * 128 % 19_000:][:128], y[i * 128 % 19_000:][:128]
+        loss = loss_of(xb, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    for i in range(1, 4):
+        step(i)
+    start = time.perf_counter()
+    for i in range(4, steps + 4):
+        step(i)
+    return first, steps * 128 / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-sizes", default="32,64,128,256")
-    parser.add_argument("--levers", action="store_true", help="at batch 128 only: fp32 vs bf16 autocast, fused AdamW")
+    parser.add_argument("--levers", action="store_true",
+                        help="batch 128 only: fp32 vs bf16 autocast, fused AdamW, eval batch sizes")
+    parser.add_argument("--compile", action="store_true", help="with --levers: torch.compile'd steps too")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     flops_per_image = summarize(create_model("cnn-32-64-128"), "cnn-32-64-128").train_flops
@@ -112,11 +160,23 @@ def main() -> None:
     reference = plain_loop(x, y, args.steps)
     report("plain loop (DataLoader, NCHW, Adam, batch 128)", reference)
     if args.levers:
+        bf16_roofline = sgemm_roofline(dtype=torch.bfloat16)
+        print(f"bf16 gemm roofline: {bf16_roofline / 1e9:.0f} GFLOP/s -> {bf16_roofline / flops_per_image:,.0f} img/s")
         for name, kwargs in (("fp32", {}), ("fp32, fused AdamW", {"fused": True}), ("bf16 autocast", {"bf16": True}),
                              ("bf16 autocast, fused AdamW", {"bf16": True, "fused": True}), ("fp32 again", {})):
             ips = convlens_step(x, y, 128, args.steps, **kwargs)
             report(f"convlens step, batch 128, {name}", ips)
-            print(f"{'':<44} {ips / reference:8.2f}x the plain loop")
+            share = f", {ips * flops_per_image / bf16_roofline:.1%} of the bf16 roofline" if kwargs.get("bf16") else ""
+            print(f"{'':<44} {ips / reference:8.2f}x the plain loop{share}")
+        for bf16 in (False, True):
+            for batch in (250, 1000, 6000):
+                print(f"eval pass of 6,000 images, batch {batch}, {'bf16' if bf16 else 'fp32'}: "
+                      f"{eval_rate(x[:6000], batch, bf16):8,.0f} img/s")
+        if args.compile:
+            for bf16 in (False, True):
+                first, ips = compiled_step(x, y, args.steps, bf16)
+                report(f"torch.compile step, batch 128, {'bf16' if bf16 else 'fp32'}", ips)
+                print(f"{'':<44} first step (compilation) {first:.1f} s")
         print(f"roofline re-measured at the end: {sgemm_roofline() / 1e9:.0f} GFLOP/s (drift check)")
         return
     for batch in (int(b) for b in args.batch_sizes.split(",")):

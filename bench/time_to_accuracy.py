@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +35,7 @@ from convlens import create_model
 from convlens.config import TrainConfig, resolve_recipe
 from convlens.data import load_dataset, to_device
 from convlens.runs import run_training
-from convlens.stats import holm, mean_ci, p_equals, paired_comparison
+from convlens.stats import format_p, holm, mean_ci, paired_comparison
 from convlens.training import configure_threads, evaluate
 
 TARGET_MEAN, TARGET_CI_LOW, TARGET_SPEEDUP = 0.918, 0.916, 5.0  # issue 16
@@ -116,7 +115,7 @@ def select(ds, base_name: str, base_overrides: dict, variants: list[str]) -> Non
         else:
             c = comps[i - 1]
             diff = f"{c.diff * 100:+.2f} [{c.ci95[0] * 100:+.2f}, {c.ci95[1] * 100:+.2f}]"
-            p, hp = p_equals(c.p_value)[1:], p_equals(adjusted[i - 1])[1:]
+            p, hp = format_p(c.p_value), format_p(adjusted[i - 1])
         print(f"| {name} | {acc.mean:.2f} ± {acc.std:.2f}% | {diff} | {p} | {hp} | {secs:.1f} |")
 
 

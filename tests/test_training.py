@@ -156,6 +156,7 @@ def test_the_overfit_gap_compares_eval_mode_with_eval_mode(cnn_run, fashion):
         hits = (model(splits.x_train[idx]).argmax(1) == splits.y_train[idx]).sum().item()
         val_hits = (model(splits.x_val).argmax(1) == splits.y_val).sum().item()
     assert last["train_eval_accuracy"] == hits / 500 and last["val_accuracy"] == val_hits / 500
+    assert m["val_accuracy"] == val_hits / 500  # the kept model's validation: the last epoch's, not evaluated again
     # the running accuracy (dropout on, averaged over an epoch of updates) is a different number
     assert last["train_accuracy"] != last["train_eval_accuracy"]
 
@@ -186,3 +187,70 @@ def test_stored_predictions_are_the_reloaded_models_argmax_on_the_test_images(cn
         again = model(x.contiguous(memory_format=torch.channels_last)).argmax(1).numpy()
     assert np.array_equal(predicted, again)
     assert int((predicted == label).sum()) == cnn_run.metrics["test_correct"]
+
+
+def _cpu_flags() -> set[str]:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_amx():
+    from convlens.training import resolve_precision
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if "amx_tile" in _cpu_flags() else "fp32")  # read here
+
+
+def test_a_bf16_run_convolves_in_bf16_while_training_and_in_fp32_when_evaluating(fashion):
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def record(module, inputs, output):  # every Conv2d reports the dtype it computed in
+        if isinstance(module, torch.nn.Conv2d):
+            seen.append((module.training, output.dtype))
+
+    cfg = TrainConfig(model="cnn-16-32", recipe=resolve_recipe("fast", {"epochs": 1, "precision": "bf16"}), seed=0,
+                      train_subset=1_000, test_subset=500)
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = run_training(cfg, None, dataset=fashion)
+    finally:
+        handle.remove()
+    assert result.metrics["precision"] == "bf16" and result.metrics["test_accuracy"] > 0.5
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # the weights stay fp32
+    fp32 = run_training(cfg.model_copy(update={"recipe": resolve_recipe("fast", {"epochs": 1})}), None,
+                        dataset=fashion)
+    assert fp32.metrics["precision"] == "fp32"
+    assert abs(fp32.metrics["test_accuracy"] - result.metrics["test_accuracy"]) < 0.1  # the same model, trained
+
+
+def test_ema_keeps_the_moving_average_of_every_steps_weights(fashion):
+    """The kept weights equal an EMA computed here from snapshots taken after every optimizer step of a run without
+    it (the average does not change the trajectory)."""
+    decay = 0.9
+    cfg = TrainConfig(model="cnn-16-32", recipe=resolve_recipe("fast", {"epochs": 1}), seed=3, train_subset=1_000,
+                      test_subset=200)
+    snapshots: list[list[torch.Tensor]] = []
+
+    def snapshot(optimizer, args, kwargs):
+        snapshots.append([p.detach().clone() for group in optimizer.param_groups for p in group["params"]])
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    handle = register_optimizer_step_post_hook(snapshot)
+    try:
+        plain = run_training(cfg, None, dataset=fashion)
+    finally:
+        handle.remove()
+    average = [w.clone() for w in snapshots[0]]
+    for weights in snapshots[1:]:
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+    ema = run_training(cfg.model_copy(update={"recipe": resolve_recipe("fast", {"epochs": 1, "ema": decay})}), None,
+                       dataset=fashion)
+    kept = list(ema.model.parameters())
+    assert len(snapshots) == 8 and len(kept) == len(average)  # ceil(900 / 128) steps
+    for k, a, last in zip(kept, average, plain.model.parameters()):
+        torch.testing.assert_close(k, a, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(k, last)  # and not the last weights

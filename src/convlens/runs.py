@@ -151,8 +151,8 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         raise
     test = evaluate(model, splits.x_test, splits.y_test, spec.num_classes, cfg.recipe.eval_batch_size)
     # Validation metrics of the model that is kept (early stopping may have restored an earlier epoch).
-    val = (evaluate(model, splits.x_val, splits.y_val, spec.num_classes, cfg.recipe.eval_batch_size)
-           if len(splits.y_val) else None)
+    val = outcome.final_validation or (evaluate(model, splits.x_val, splits.y_val, spec.num_classes,
+                                                cfg.recipe.eval_batch_size) if len(splits.y_val) else None)
     images_seen = len(outcome.history) * len(splits.y_train)
     metrics = {
         "status": "done",
@@ -165,6 +165,7 @@ def run_training(cfg: TrainConfig, out_dir: Path | None = None, *, dataset: Imag
         "train_seconds": outcome.train_seconds,
         "train_images_per_second": images_seen / outcome.train_seconds,
         "epochs_run": len(outcome.history),
+        "precision": outcome.precision,
         # Inference cost, measured on test images: per image in batches of 1,000, and one image at a time.
         "inference_ms_per_image": measure_inference_ms(model, splits.x_test, 1000, repeats=3),
         "inference_ms_single": measure_inference_ms(model, splits.x_test, 1, repeats=21),

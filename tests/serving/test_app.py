@@ -67,6 +67,17 @@ def test_batched_npy_and_tf_serving_rows_agree(client, fashion):
     rows = client.post("/invocations", json={"instances": (pixels / 255.0).reshape(64, 784).tolist()})
     assert npy.status_code == rows.status_code == 200
     np.testing.assert_allclose(npy.json()["predictions"], rows.json()["predictions"], atol=1e-5)
+    # A small body is answered on the event loop, a large one in a worker thread: the same answer, both shaped as
+    # the documented Prediction.
+    from convlens.serving.app import INLINE_BODY_BYTES, Prediction
+    one = io.BytesIO()
+    np.save(one, pixels[:1])
+    assert len(one.getvalue()) <= INLINE_BODY_BYTES < len(buffer.getvalue())
+    single = client.post("/invocations", content=one.getvalue(), headers={"Content-Type": "application/x-npy"})
+    assert single.status_code == 200
+    assert single.json()["predictions"][0] == npy.json()["predictions"][0]
+    for answer in (single, npy, rows):
+        assert Prediction.model_validate(answer.json()).classes[9] == "Ankle boot"
 
 
 @pytest.mark.parametrize("body, content_type, status", [

@@ -39,6 +39,10 @@ def train_cmd(
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
     hflip: Annotated[Optional[float], typer.Option(help="Probability of mirroring a training image.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or auto (bf16 where the hardware "
+                                                      "has it: AMX CPUs, CUDA).")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Keep an exponential moving average of the weights with "
+                                                 "this decay (e.g. 0.995).")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Validation fraction (default 0.1).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience on validation loss.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, dropout, split and data order.")] = 0,
@@ -60,7 +64,7 @@ def train_cmd(
                        train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, epochs=epochs,
                        batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                        weight_decay=weight_decay, label_smoothing=label_smoothing, hflip=hflip,
-                       val_fraction=val_fraction, patience=patience)
+                       precision=precision, ema=ema, val_fraction=val_fraction, patience=patience)
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
     tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)

@@ -26,6 +26,9 @@ MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
 BODY_TIMEOUT_ENV = "CONVLENS_BODY_TIMEOUT_S"  # set by `convlens serve --body-timeout`
 BODY_TIMEOUT_S = 30.0
 INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (each may hold ~100 MB while decoding)
+# A body this small (a few images) is decoded and predicted on the event loop: well under a millisecond, less than
+# the hop to a worker thread and back, which would be most of a single image's latency (bench/README.md, serving).
+INLINE_BODY_BYTES = 32 * 1024
 DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
 
 
@@ -145,15 +148,19 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
               responses={400: {"model": ErrorMessage}, 408: {"model": ErrorMessage}, 413: {"model": ErrorMessage},
                          415: {"model": ErrorMessage}},
               openapi_extra={"requestBody": {"required": True, "content": _BODY_SCHEMAS}})
-    async def invocations(request: Request) -> dict:
+    async def invocations(request: Request) -> Response:
         body = await read_body(request, body_timeout_s)
+        content_type = request.headers.get("content-type")
+        if len(body) <= INLINE_BODY_BYTES:
+            return answer(body, content_type)
         # Decoding and inference take up to seconds for a maximal request: off the event loop, so /ping and
         # other clients are answered meanwhile; at most INFERENCE_SLOTS at once, which bounds the memory.
-        return await run_in_threadpool_limited(answer, body, request.headers.get("content-type"))
+        return await run_in_threadpool_limited(answer, body, content_type)
 
-    def answer(body: bytes, content_type: str | None) -> dict:
+    def answer(body: bytes, content_type: str | None) -> Response:
         probabilities = predictor.predict(decode(body, content_type, SERVER_LIMITS, predictor.image))
-        return {"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names}
+        # Built here, not validated against Prediction again: it is a Prediction by construction (tested).
+        return JSONResponse({"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names})
 
     limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
 
