@@ -1,7 +1,7 @@
 """Regression guards for training speed (issue 4), not timed tests.
 
 1. The `fast` recipe is exactly the one bench/README.md measured; changing it means re-running
-   bench/time_to_accuracy.py --seeds 5 and updating bench/README.md, then this test.
+   bench/time_to_accuracy.py and updating bench/README.md, then this test.
 2. convlens' training loop makes no host sync per step: host reads (.item(), bool(), float(), .tolist()) of
    tensors are counted outside the optimizer, and they must not grow with the number of steps. (PyTorch's
    non-fused Adam/AdamW read their CPU step counters inside step(); that is the optimizer's, not the loop's.)
@@ -19,7 +19,7 @@ from convlens.training import train
 MEASURED_FAST = {  # bench/README.md, "Time to accuracy"
     "name": "fast", "epochs": 4, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4,
     "momentum": 0.9, "schedule": "onecycle", "warmup_fraction": 0.25, "label_smoothing": 0.1, "hflip": 0.0,
-    "val_fraction": 0.1, "patience": None, "eval_batch_size": 1000,
+    "val_fraction": 0.1, "patience": None, "eval_batch_size": 256, "precision": "auto", "ema": None,
 }
 
 

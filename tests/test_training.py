@@ -221,8 +221,8 @@ def test_a_bf16_run_convolves_in_bf16_while_training_and_in_fp32_when_evaluating
     assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
     assert {dtype for training, dtype in seen if not training} == {torch.float32}
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # the weights stay fp32
-    fp32 = run_training(cfg.model_copy(update={"recipe": resolve_recipe("fast", {"epochs": 1})}), None,
-                        dataset=fashion)
+    fp32_recipe = resolve_recipe("fast", {"epochs": 1, "precision": "fp32"})
+    fp32 = run_training(cfg.model_copy(update={"recipe": fp32_recipe}), None, dataset=fashion)
     assert fp32.metrics["precision"] == "fp32"
     assert abs(fp32.metrics["test_accuracy"] - result.metrics["test_accuracy"]) < 0.1  # the same model, trained
 

@@ -22,6 +22,11 @@ Schedule = Literal["constant", "onecycle", "cosine"]
 Precision = Literal["fp32", "bf16", "auto"]
 
 
+# Evaluation batch: on 2 CPU cores 256 images per forward run ~2.2x faster than 1,000 (the activations stay in the
+# caches; bench/README.md, "Training throughput").
+EVAL_BATCH_SIZE = 256
+
+
 class Recipe(BaseModel):
     """How a model is trained. Epoch counts are fixed in advance: nothing looks at test data."""
 
@@ -40,7 +45,7 @@ class Recipe(BaseModel):
     hflip: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of mirroring a training image left-right
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=1)] | None = None  # early stopping on validation loss; best weights kept
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1000
+    eval_batch_size: Annotated[int, Field(ge=1)] = EVAL_BATCH_SIZE
     precision: Precision = "fp32"
     # Decay of an exponential moving average of the weights, updated every step; validation, early stopping and the
     # model that is kept use the average. None: the last weights.

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convlens.config import Recipe
+from convlens.config import EVAL_BATCH_SIZE, Recipe
 from convlens.data.dataset import DeviceSplits
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.network import Network
@@ -114,7 +114,7 @@ ProgressCallback = Callable[[str, dict], None]  # (event, payload): "start", "st
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """(N, num_classes) logits in eval mode, in batches."""
     was_training = model.training
     model.eval()
@@ -142,7 +142,7 @@ def measure_inference_ms(model: nn.Module, x: torch.Tensor, batch_size: int, rep
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             batch_size: int = 1000) -> Evaluation:
+             batch_size: int = EVAL_BATCH_SIZE) -> Evaluation:
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on (x, y)."""
     logits = predict_logits(model, x, batch_size)
     loss = F.cross_entropy(logits, y).item()

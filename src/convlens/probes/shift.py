@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from convlens.config import EVAL_BATCH_SIZE
 from convlens.models.network import Network
 from convlens.stats import ALPHA, holm, mean_ci, paired_comparison, seeds_needed, verdict
 from convlens.training import evaluate
@@ -40,7 +41,7 @@ def shift_directions(n: int, seed: int = DIRECTION_SEED) -> torch.Tensor:
 
 
 def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift: int,
-                     batch_size: int = 1000) -> list[float]:
+                     batch_size: int = EVAL_BATCH_SIZE) -> list[float]:
     """Test accuracy at shifts 0, 1, .., max_shift (fractions)."""
     directions = shift_directions(len(y)).to(x.device)
     return [evaluate(model, shift_images(x, s, directions), y, model.spec.num_classes, batch_size).accuracy
