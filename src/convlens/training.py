@@ -47,8 +47,9 @@ def seed_everything(seed: int) -> None:
 def bf16_is_native(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 in hardware: a CUDA GPU with bf16, or a CPU with AMX tiles (Intel
     Sapphire Rapids and later), where oneDNN's bf16 convolutions run ~2x faster than fp32 (bench/README.md)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # in hardware (Ampere and later), not emulated (T4, V100: slower than fp32)
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence looked up; absent: assume none
     return bool(amx and amx())
 
@@ -207,8 +208,9 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
     num_classes = model.spec.num_classes
     has_val = len(splits.y_val) > 0
     precision = resolve_precision(recipe.precision, device)
+    # use_buffers: BatchNorm's running statistics are averaged with the weights, so the average is a usable model.
     average = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
-        recipe.ema)) if recipe.ema else None)
+        recipe.ema), use_buffers=True) if recipe.ema else None)
     kept = average.module if average is not None else model  # what is validated and, in the end, kept
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 

@@ -19,16 +19,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode
+from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode, media_type
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
 BODY_TIMEOUT_ENV = "CONVLENS_BODY_TIMEOUT_S"  # set by `convlens serve --body-timeout`
 BODY_TIMEOUT_S = 30.0
 INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (each may hold ~100 MB while decoding)
-# A body this small (a few images) is decoded and predicted on the event loop: well under a millisecond, less than
-# the hop to a worker thread and back, which would be most of a single image's latency (bench/README.md, serving).
+# A small body of pixel numbers (a few images) is decoded and predicted on the event loop: well under a millisecond,
+# less than the hop to a worker thread and back (bench/README.md, serving). Never PNG/JPEG, in a body or as b64:
+# a small compressed file can decode to a large image, and that decoding stays off the loop.
 INLINE_BODY_BYTES = 32 * 1024
+
+
+def _numeric(body: bytes, content_type: str | None) -> bool:
+    media = media_type(content_type)
+    return media == "application/x-npy" or (media == "application/json" and b"b64" not in body)
 DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
 
 
@@ -151,7 +157,7 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     async def invocations(request: Request) -> Response:
         body = await read_body(request, body_timeout_s)
         content_type = request.headers.get("content-type")
-        if len(body) <= INLINE_BODY_BYTES:
+        if len(body) <= INLINE_BODY_BYTES and _numeric(body, content_type):
             return answer(body, content_type)
         # Decoding and inference take up to seconds for a maximal request: off the event loop, so /ping and
         # other clients are answered meanwhile; at most INFERENCE_SLOTS at once, which bounds the memory.
