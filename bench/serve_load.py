@@ -18,6 +18,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
@@ -56,6 +57,24 @@ def start_server(model_dir: str, port: int, workers: int) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start")
+
+
+@contextlib.contextmanager
+def running_server(model_dir: str, workers: int):
+    """`convlens serve` on a free port for the duration of the block; yields the port."""
+    port = free_port()
+    server = start_server(model_dir, port, workers)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def npy_bytes(images: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    return buffer.getvalue()
 
 
 def fixed_rate(port: int, body: bytes, rate: float, seconds: float, connections: int = 8,
@@ -200,34 +219,20 @@ def main() -> None:
     parser.add_argument("--npy", action="store_true", help="with --curve: one uint8 image as application/x-npy "
                         "instead of JSON")
     args = parser.parse_args()
-    if args.curve:
-        ds = load_dataset()
-        port = free_port()
-        server = start_server(args.model_dir, port, args.workers)
-        try:
-            if args.npy:
-                buffer = io.BytesIO()
-                np.save(buffer, ds.test_images[:1])
-                body, content_type = buffer.getvalue(), "application/x-npy"
-            else:
-                body = json.dumps({"instances": [(ds.test_images[0] / 255.0).round(4).tolist()]}).encode()
-                content_type = "application/json"
+    if not args.curve and shutil.which("wrk") is None:
+        raise SystemExit("needs wrk: apt-get install wrk")
+    ds = load_dataset()
+    single = json.dumps({"instances": [(ds.test_images[0] / 255.0).round(4).tolist()]}).encode()
+    with running_server(args.model_dir, args.workers) as port:
+        if args.curve:
+            body, content_type = (npy_bytes(ds.test_images[:1]), "application/x-npy") if args.npy else \
+                (single, "application/json")
             open_loop(port, body, content_type, 500, 2)  # warm-up
             print(f"single image, {content_type} ({len(body):,} bytes), {args.workers} server worker(s), the load "
                   f"generator (asyncio, 64 keep-alive connections, open loop) on the same cores; {args.seconds:.0f} s "
                   "per load")
             latency_curve(port, body, content_type, [float(r) for r in args.curve.split(",")], args.seconds)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        return
-    if shutil.which("wrk") is None:
-        raise SystemExit("needs wrk: apt-get install wrk")
-    ds = load_dataset()
-    port = free_port()
-    server = start_server(args.model_dir, port, args.workers)
-    try:
-        single = json.dumps({"instances": [(ds.test_images[0] / 255.0).round(4).tolist()]}).encode()
+            return
         fixed_rate(port, single, args.rate, 2)  # warm-up
         result = fixed_rate(port, single, args.rate, args.seconds)
         print(f"single-image JSON at {args.rate:.0f} req/s for {args.seconds:.0f} s ({args.workers} server "
@@ -236,17 +241,11 @@ def main() -> None:
               f"errors {result['errors']} of {result['requests']}")
         with tempfile.TemporaryDirectory() as tmp:
             body = Path(tmp) / "batch.npy"
-            buffer = io.BytesIO()
-            np.save(buffer, ds.test_images[: args.batch])
-            body.write_bytes(buffer.getvalue())
+            body.write_bytes(npy_bytes(ds.test_images[: args.batch]))
             for connections in (1, 2):
                 rps = batched_wrk(port, body, 10, connections)
                 print(f"batched npy, {args.batch} uint8 images per request, wrk {connections} connection(s): "
                       f"{rps:.1f} req/s = {rps * args.batch:,.0f} images/s")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
 
 if __name__ == "__main__":
     main()

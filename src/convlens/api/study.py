@@ -69,6 +69,7 @@ class StudyResult:
         self.results = results if results is not None else read_json_object(
             self.directory / "results.json", "give a directory written by 'convlens study'")
         self.tracked = tracked
+        self._dataset = None  # loaded by dataset() on first use
 
     @property
     def report_path(self) -> Path:
@@ -123,7 +124,7 @@ class StudyResult:
 
     def dataset(self):
         """The images the study used (its dataset and subsets, as results.json records them): a ``Dataset``."""
-        if getattr(self, "_dataset", None) is None:
+        if self._dataset is None:
             from convlens.api.runs import load_dataset
             config, data = self.results["study"]["config"], self.results["study"]["data"]
             directory = Path(data["directory"])  # where the study found it; elsewhere (Colab) the default place

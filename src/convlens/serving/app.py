@@ -30,12 +30,13 @@ INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (ea
 # less than the hop to a worker thread and back (bench/README.md, serving). Never PNG/JPEG, in a body or as b64:
 # a small compressed file can decode to a large image, and that decoding stays off the loop.
 INLINE_BODY_BYTES = 32 * 1024
+DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
 
 
 def _numeric(body: bytes, content_type: str | None) -> bool:
+    """Pixel numbers only: an .npy array, or JSON with no base64 image in it."""
     media = media_type(content_type)
     return media == "application/x-npy" or (media == "application/json" and b"b64" not in body)
-DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
 
 
 async def read_body(request: Request, timeout_s: float) -> bytes:
