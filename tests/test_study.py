@@ -21,7 +21,8 @@ from convlens.report.render import FORMATS, lookup
 from convlens.study.config import CORE_EXPERIMENTS, load_study_config
 from tests.conftest import record_page_problems
 
-TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift_max": 2}
+TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift_max": 2,
+        "experiments": [{"name": "kernel-size", "levels": [3, 5]}, {"name": "weight-sharing"}]}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_every_number_in_the_report_equals_the_results_file(study):
 def test_results_equal_the_run_files(study):
     out, _ = study
     results = _results(out)
-    assert set(results["experiments"]) == {"kernel-size", *CORE_EXPERIMENTS}
+    assert set(results["experiments"]) == {"kernel-size", "weight-sharing", *CORE_EXPERIMENTS}
     for name, summary in results["experiments"].items():
         assert summary == json.loads((out / "experiments" / name / "summary.json").read_text())
     runs = out / "experiments" / "cnn-vs-mlp" / "runs"
@@ -82,10 +83,22 @@ def test_results_equal_the_run_files(study):
         shifted = results["probes"]["shift"]["per_seed"][name]
         assert [shifted[str(s)][0] for s in range(2)] == accuracies  # shift 0 is the plain test accuracy, exactly
         assert len(shifted["0"]) == TINY["shift_max"] + 1
-    assert results["study"]["runs"]["distinct"] == 2 * 5 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
+    # MLP, CNN, CNN 5x5, both permuted, the locally connected network on both pixel orders: 7 configurations
+    assert results["study"]["runs"]["distinct"] == 2 * 7 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
     assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
     locality = results["probes"]["locality"]
     assert set(locality["models"]) == {"MLP", "CNN"} and locality["interaction"]["n"] == 2
+    assumptions = results["probes"]["assumptions"]
+    ws_runs = out / "experiments" / "weight-sharing" / "runs"
+    for name, model in (("LCN", "lcn-32-64-128"), ("CNN", "cnn-32-64-128")):
+        accuracies = [json.loads((ws_runs / f"model={model}__pixels=permuted" / f"seed{s}" / "metrics.json")
+                                 .read_text())["test_accuracy"] for s in range(2)]
+        cell = assumptions["weight_sharing"]["cells"][name]["permuted"]["test_accuracy"]
+        assert cell["mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
+    assert assumptions["equivariance"]["stages"][:2] == ["block1 conv", "block1 pool"]
+    assert [s["mean"] for s in assumptions["equivariance"]["similarity"][0]] == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert [b["block"] for b in assumptions["receptive_field"]["cnn"]["blocks"]] == ["block1", "block2", "block3"]
+    assert assumptions["receptive_field"]["kernel_sizes"]["family"] == 3  # kernel 5 vs 3 at each block
     for run_dir in runs.glob("*/seed*"):  # run directories record the presets' architecture names
         assert json.loads((run_dir / "config.json").read_text())["model"]["name"] in {"mlp-128-64", "cnn-32-64-128"}
 
@@ -221,7 +234,7 @@ def test_presets_meet_what_the_modes_promise():
     assert default.experiment_specs()[0].factor.levels == [3, 5]
     assert quick.seeds >= 3 and quick.train_subset is not None
     names = [s.name for s in full.experiment_specs()]
-    assert names == ["kernel-size", "depth", "filters", "cnn-vs-mlp", "locality"]
+    assert names == ["kernel-size", "depth", "filters", "weight-sharing", "cnn-vs-mlp", "locality"]
     assert full.experiment_specs()[0].factor.levels == [3, 5, 7]
     assert load_study_config("default", seeds=5).seeds == 5
 

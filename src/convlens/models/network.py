@@ -12,6 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convlens.models.layers import LocallyConnected2d
 from convlens.models.spec import CNNSpec, MLPSpec, conv_output_size, same_padding
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -48,7 +49,11 @@ def _conv_blocks(spec: CNNSpec) -> tuple[nn.Sequential, tuple[int, int]]:
                 padding = before
             else:  # asymmetric (even kernel or stride > 1): pad explicitly, as Keras does
                 layers["pad"] = nn.ZeroPad2d((before, after, before, after))
-        layers["conv"] = nn.Conv2d(channels, out_channels, spec.kernel_size, spec.stride, padding)
+        if spec.layer == "local":
+            padded = size + (0 if "pad" not in layers else sum(layers["pad"].padding[:2]))
+            layers["conv"] = LocallyConnected2d(channels, out_channels, spec.kernel_size, spec.stride, padding, padded)
+        else:
+            layers["conv"] = nn.Conv2d(channels, out_channels, spec.kernel_size, spec.stride, padding)
         act = ACTIVATIONS[spec.activation]()
         if spec.batch_norm and spec.norm_order == "conv-bn-act":
             layers["bn"], layers["act"] = nn.BatchNorm2d(out_channels, **KERAS_BN), act
@@ -83,3 +88,5 @@ def _keras_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, LocallyConnected2d):
+        module.reset_parameters()  # its own: Glorot with the conv's fans

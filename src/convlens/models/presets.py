@@ -108,3 +108,11 @@ def cnn_32_64_128_bn() -> CNNSpec:
     """
     return CNNSpec(depth=3, filters=(32, 64, 128), kernel_size=3, padding="same", pool="max", batch_norm=True,
                    norm_order="conv-act-bn", dense=(128, 64), dropout=0.3)
+
+
+@_preset("lcn-32-64-128")
+def lcn_32_64_128() -> CNNSpec:
+    """The default CNN locally connected: each position its own 3x3 kernel (locality without weight sharing).
+
+    7,643,914 params: a 3x3 kernel and a bias per output position and channel, as Keras' LocallyConnected2D."""
+    return cnn_32_64_128().model_copy(update={"layer": "local"})

@@ -37,12 +37,17 @@ MAX_DEPTH = 8  # conv blocks; a 28x28 image with pool 2 vanishes after 4, with p
 
 
 class CNNSpec(_SpecBase):
-    """``depth`` conv blocks (conv -> [bn] -> act -> [pool], or conv -> act -> bn -> pool), then a dense head."""
+    """``depth`` conv blocks (conv -> [bn] -> act -> [pool], or conv -> act -> bn -> pool), then a dense head.
+
+    ``layer="local"`` makes each block's convolution locally connected (same footprint, a kernel per position)."""
 
     kind: Literal["cnn"] = "cnn"
     depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 3
     filters: tuple[PositiveInt, ...] = (32, 64, 128)  # one entry per block
     kernel_size: Annotated[int, Field(ge=1, le=15)] = 3
+    # "local": each output position has its own kernel (locally connected, as Keras' LocallyConnected2D): the
+    # conv's footprint and receptive field without weight sharing
+    layer: Literal["conv", "local"] = "conv"
     stride: Annotated[int, Field(ge=1, le=4)] = 1
     padding: Literal["same", "valid"] = "same"  # Keras semantics, also for strides > 1
     pool: Literal["max", "avg", "none"] = "max"

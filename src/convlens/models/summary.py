@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from convlens.models.layers import LocallyConnected2d
 from convlens.models.network import ACTIVATIONS, Network
 
 _NON_TRAINABLE_BUFFERS = ("running_mean", "running_var")  # Keras: moving_mean, moving_variance
@@ -108,6 +109,10 @@ def _describe(module: nn.Module) -> str:
         pad = "valid" if module.padding in (0, (0, 0)) else "same"
         stride = f" stride {module.stride[0]}" if module.stride[0] != 1 else ""
         return f"Conv2D {k[0]}x{k[1]} {module.out_channels} {pad}{stride}"
+    if isinstance(module, LocallyConnected2d):
+        pad = "valid" if module.padding == 0 else "same"
+        stride = f" stride {module.stride}" if module.stride != 1 else ""
+        return f"LocallyConnected2D {module.kernel_size}x{module.kernel_size} {module.out_channels} {pad}{stride}"
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         kind = "MaxPooling2D" if isinstance(module, nn.MaxPool2d) else "AveragePooling2D"
         return f"{kind} {module.kernel_size}x{module.kernel_size}"
@@ -127,6 +132,8 @@ def _describe(module: nn.Module) -> str:
 def _kernel_stride(module: nn.Module) -> tuple[int, int] | None:
     if isinstance(module, nn.Conv2d):
         return module.kernel_size[0], module.stride[0]
+    if isinstance(module, LocallyConnected2d):
+        return module.kernel_size, module.stride
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         k, s = module.kernel_size, module.stride
         return (k if isinstance(k, int) else k[0]), (s if isinstance(s, int) else s[0])

@@ -197,6 +197,78 @@ def locality_figure(locality: dict, path: Path | None = None):
                         min(m["change"]["n"] for m in models.values()), "Locality probe", path)
 
 
+def weight_sharing_figure(ws: dict, path: Path | None = None):
+    """MLP, locally connected and CNN on original and permuted pixels (``probes.assumptions.weight_sharing``)."""
+    series = {f"{name} ({cells['original']['params'] / 1e6:.2f} M params)": [cells["original"]["test_accuracy"],
+                                                                          cells["permuted"]["test_accuracy"]]
+              for name, cells in ws["cells"].items()}
+    n = min(c["n"] for cells in ws["cells"].values() for c in cells.values())
+    return grouped_bars(["original pixels", "permuted pixels"], series, n, "Locality vs weight sharing", path)
+
+
+def equivariance_figure(eq: dict, shift: dict, path: Path | None = None):
+    """Left: feature-map cosine similarity per stage of the CNN, one line per shift; right: the shift probe's
+    accuracy curves (``probes.assumptions.equivariance``, ``probes.shift``)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    x = np.arange(len(eq["stages"]))
+    for j, k in enumerate(eq["shifts"]):
+        summaries = [stage[j] for stage in eq["similarity"]]
+        mean = np.array([s["mean"] for s in summaries])
+        lo = np.array([s["ci95"][0] if s["ci95"][0] is not None else s["mean"] for s in summaries])
+        hi = np.array([s["ci95"][1] if s["ci95"][1] is not None else s["mean"] for s in summaries])
+        line, = left.plot(x, mean, marker="o", label=f"shift {k} px")
+        left.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+    left.set_xticks(x, [f"{s}\n(jump {j})" if j else f"{s}\n(no space)" for s, j in zip(eq["stages"], eq["jumps"])],
+                    fontsize=7)
+    left.set(ylabel="cosine similarity to the shifted original",
+             title=f"Where equivariance is lost (n={len(eq['seeds'])} seeds, {eq['images']} images)")
+    left.legend(fontsize=8)
+    for label, summaries in shift["curves"].items():
+        with_ci(right, shift["shifts"], summaries, label)
+    right.set_xticks(shift["shifts"])
+    right.set(xlabel="shift (px)", ylabel="test accuracy (%)", title="Accuracy under shift (95% CI)")
+    right.legend()
+    return save_figure(fig, path)
+
+
+def receptive_field_figure(rf: dict, path: Path | None = None):
+    """The CNN's effective receptive field per block (mean |gradient| of the central unit, theoretical window
+    dashed, the 90% square solid) and, when measured, the 90% side per block for each kernel size."""
+    blocks, sizes = rf["cnn"]["blocks"], rf["kernel_sizes"]
+    panels = len(blocks) + (1 if sizes else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.8))
+    axes = np.atleast_1d(axes)
+    for ax, block in zip(axes, blocks):
+        erf = np.asarray(block["erf"])
+        ax.imshow(erf, cmap="magma")
+        (top, bottom), (lft, rgt) = block["theoretical_window"]
+        ax.add_patch(plt.Rectangle((lft - 0.5, top - 0.5), rgt - lft + 1, bottom - top + 1, fill=False, ls="--",
+                                   color="cyan", lw=1.2))
+        side, (cy, cx) = round(block["side90"]["mean"]), block["centre"]
+        ax.add_patch(plt.Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, color="white", lw=1.2))
+        ax.set_title(f"{block['block']}: theoretical {block['theoretical_size']} px\n90% of gradient in "
+                     f"{block['side90']['mean']:.1f} px", fontsize=8)
+        ax.axis("off")
+    if sizes:
+        ax = axes[-1]
+        names = [b["block"] for b in blocks]
+        for label, level in sizes["levels"].items():
+            means = [b["side90"]["mean"] for b in level["blocks"]]
+            err = [[m - (b["side90"]["ci95"][0] if b["side90"]["ci95"][0] is not None else m) for m, b in
+                    zip(means, level["blocks"])],
+                   [(b["side90"]["ci95"][1] if b["side90"]["ci95"][1] is not None else m) - m for m, b in
+                    zip(means, level["blocks"])]]
+            line = ax.errorbar(range(len(means)), means, yerr=err, marker="o", capsize=3, label=f"{label}: 90% ERF")
+            ax.plot(range(len(means)), [b["theoretical_visible"][0] for b in level["blocks"]], ls="--",
+                    color=line[0].get_color(), label=f"{label}: theoretical")
+        ax.set_xticks(range(len(names)), names)
+        ax.set(ylabel="side (px)", title="Effective vs theoretical, per kernel size")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Effective receptive field of each block's central unit (n={len(rf['cnn']['seeds'])} seeds, "
+                 f"{rf['images']} test images)", fontsize=9)
+    return save_figure(fig, path)
+
+
 def efficiency_figure(probe: dict, path: Path | None = None):
     """Accuracy against parameters and multiply-adds from the efficiency probe's results."""
     return efficiency(probe["points"], probe["seeds"], path)
@@ -228,6 +300,10 @@ FROM_RESULTS = {
     "probe_shift": lambda r, path: shift_figure(r["probes"]["shift"], path),
     "probe_locality": lambda r, path: locality_figure(r["probes"]["locality"], path),
     "probe_efficiency": lambda r, path: efficiency_figure(r["probes"]["efficiency"], path),
+    "probe_equivariance": lambda r, path: equivariance_figure(r["probes"]["assumptions"]["equivariance"],
+                                                              r["probes"]["shift"], path),
+    "probe_receptive_field": lambda r, path: receptive_field_figure(r["probes"]["assumptions"]["receptive_field"],
+                                                                    path),
 }
 
 

@@ -192,3 +192,126 @@ def efficiency_findings(points: list[dict]) -> list[str]:
     lines.append("These are means over seeds; whether two configurations really differ is what the experiments' "
                  "tests above say.")
     return lines
+
+
+# What convolution assumes, taken apart ------------------------------------------------------------------------
+
+def _tested(c: dict) -> str:
+    """'+1.23 pp, 95% CI +0.50 to +1.96 pp (significant, p = 0.004 Holm, n=3)', from a comparison whose sign may
+    have been turned (so its verdict's wording, which names the original direction, is not reused)."""
+    from convlens.stats import ALPHA, p_equals
+    if c["n"] < 2 or c.get("identical") or c["p_holm"] is None or math.isnan(c["p_holm"]):
+        return f"{_pp(c['diff'])} ({c['verdict']})"
+    word = "significant" if c["p_holm"] < ALPHA else "not significant"
+    return f"{_pp(c['diff'])}{_interval(c)} ({word}, {p_equals(c['p_holm'])} Holm, n={c['n']})"
+
+
+def weight_sharing_findings(ws: dict) -> list[str]:
+    """Locality and weight sharing as the two steps from the MLP to the CNN, on each pixel order; their shares of
+    the CNN's advantage; and what each costs in parameters and training time."""
+    lines = []
+    for pixels in ("original", "permuted"):
+        part = ws["parts"][pixels]
+        lines.append(f"On {pixels} pixels: locality (the locally connected network minus the MLP) "
+                     f"{_tested(part['locality'])}; weight sharing (the CNN minus the locally connected network) "
+                     f"{_tested(part['sharing'])}.")
+    loc, share = ws["parts"]["original"]["locality"]["diff"], ws["parts"]["original"]["sharing"]["diff"]
+    total = loc + share
+    if loc > 0 and share > 0:
+        lines.append(f"Of the CNN's {_pp(total)} over the MLP on original pixels, {loc / total:.0%} comes with "
+                     f"locality and {share / total:.0%} with sharing weights (shares of the mean differences; each "
+                     "part's own test is above).")
+    else:
+        lines.append(f"The two steps do not both add accuracy on original pixels (locality {_pp(loc)}, sharing "
+                     f"{_pp(share)}; together {_pp(total)}), so the CNN's advantage does not split into two shares.")
+    cells = ws["cells"]
+    params = {name: cells[name]["original"]["params"] for name in cells}
+    lines.append(f"Parameters: MLP {params['MLP']:,}, locally connected {params['LCN']:,}, CNN {params['CNN']:,}: "
+                 f"the same footprint without sharing needs {params['LCN'] / params['CNN']:.0f}x the CNN's weights.")
+    if ws["timing"]["comparable"]:
+        secs = {name: cells[name]["original"]["train_seconds"]["mean"] for name in cells}
+        lines.append(f"Training time per run on original pixels (mean over n={cells['CNN']['original']['n']} seeds, "
+                     f"same machine and threads): MLP {secs['MLP']:.0f} s, locally connected {secs['LCN']:.0f} s, "
+                     f"CNN {secs['CNN']:.0f} s.")
+    else:
+        lines.append("The runs' training times were measured under different conditions, so they are not compared.")
+    return lines
+
+
+def equivariance_findings(eq: dict) -> list[str]:
+    """Per stage: how much of the shifted feature map each shift gives back, exact shifts (multiples of the
+    stage's jump) apart from the others; then the first stage that loses it, and the dense layer."""
+    n, images, shifts = len(eq["seeds"]), eq["images"], eq["shifts"]
+    lines, first_lost = [], None
+    for stage, jump, sims, exact in zip(eq["stages"], eq["jumps"], eq["similarity"], eq["exact"]):
+        means = [s["mean"] for s in sims]
+        if jump is None:  # the dense layer: no spatial axes, compared with the unshifted image
+            lines.append(f"{stage} has no spatial axes, so it can only be invariant: its activations for an image "
+                         f"shifted by {shifts[0]} px keep a cosine similarity of {means[0]:.3f} with the unshifted "
+                         f"image's, at {shifts[-1]} px {means[-1]:.3f} (n={n} seeds, {images} images).")
+            continue
+        whole = [k for k, e in zip(shifts, exact) if e]
+        other = [(k, s) for k, s, e in zip(shifts, sims, exact) if not e]
+        parts = []
+        if whole:
+            parts.append(f"shifts of {_list(whole)} px (whole steps of its {jump}-px jump) keep "
+                         f"{min(means[k - 1] for k in whole):.4f} or more")
+        if other:
+            k, worst = min(other, key=lambda ks: ks[1]["mean"])
+            lo, hi = worst["ci95"]
+            ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:.3f} to {hi:.3f}"
+            parts.append(f"shifts of {_list([k for k, _ in other])} px fall as low as {worst['mean']:.3f} "
+                         f"(at {k} px{ci})")
+        lines.append(f"{stage}: " + "; ".join(parts) + f" (cosine similarity, n={n} seeds, {images} images).")
+        if first_lost is None and min(means) < 0.999:
+            first_lost = (stage, jump)
+    if first_lost:
+        stage, jump = first_lost
+        lines.append(f"The first stage that does not give every shift back (cosine below 0.999) is {stage}, with a "
+                     f"jump of {jump} px" + (": on a grid that coarse only shifts in whole steps of the jump can be "
+                     "returned, so it is pooling (or a stride), not convolution, that gives equivariance up."
+                     if jump > 1 else "."))
+    return lines
+
+
+def _list(values: list[int]) -> str:
+    return ", ".join(map(str, values[:-1])) + (" and " if len(values) > 1 else "") + str(values[-1])
+
+
+def receptive_field_findings(rf: dict) -> list[str]:
+    """Per block of the CNN: the theoretical field against the side holding 90% of the gradient; per kernel size
+    and block: the paired difference of that side against the reference kernel, tested as one family."""
+    cnn = rf["cnn"]
+    n = len(cnn["seeds"])
+    lines = []
+    for b in cnn["blocks"]:
+        side, visible = b["side90"], b["theoretical_visible"][0]
+        lo, hi = side["ci95"]
+        ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:.1f} to {hi:.1f}"
+        lines.append(f"{b['block']}: theoretical receptive field {b['theoretical_size']} px "
+                     f"({visible} px of it inside the image); 90% of the gradient lies within a centred square of "
+                     f"{side['mean']:.1f} px (mean over n={n} seeds{ci}), {side['mean'] / visible:.0%} of the "
+                     "visible side.")
+    sizes = rf["kernel_sizes"]
+    if sizes:
+        lines.append(f"Kernel sizes, each against {sizes['reference']} (paired by seed; the {sizes['family']} tests "
+                     "below are one family, Holm-corrected):")
+        for t in sizes["tests"]:
+            (a, b), (ea, eb) = t["theoretical_visible"], t["side90"]
+            lo, hi = t["ci95"]
+            ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:+.1f} to {hi:+.1f}"
+            grown = b - a
+            use = (f", {t['diff'] / grown:.0%} of the theoretical growth" if grown > 0 and
+                   t["verdict"].startswith("significantly") else "")
+            said = (f"the same {t['diff']:+.0f} px on every one of the n={t['n']} seeds (no spread, so no t-test)"
+                    if t["verdict"].startswith("not tested (the same difference") else t["verdict"])
+            lines.append(f"{t['level']} at {t['block']}: the visible theoretical field grows {a} -> {b} px; the 90% "
+                         f"side {ea:.1f} -> {eb:.1f} px, difference {t['diff']:+.1f} px{ci}: {said}{use}.")
+    return lines
+
+
+def assumption_findings(section: dict) -> dict[str, list[str]]:
+    ws = section["weight_sharing"]
+    return {"weight_sharing": weight_sharing_findings(ws) if ws else [],
+            "equivariance": equivariance_findings(section["equivariance"]),
+            "receptive_field": receptive_field_findings(section["receptive_field"])}

@@ -40,6 +40,7 @@ STAGES = ("data", "eda", "experiments", "analysis", "export", "report", "noteboo
 # Rough cost model for the progress bar's ETA, in seconds on 2 cores: per training image and epoch,
 # 6 FLOPs per MAC (forward + backward) at ~2.3e11 FLOP/s, plus a fixed per-image cost that dominates for MLPs.
 _FLOP_RATE, _PER_IMAGE_FLOPS = 2.3e11, 5e6
+_LOCAL_SLOWDOWN = 6  # a locally connected step costs ~6x the conv's at equal MACs (batched small matmuls)
 _STAGE_SECONDS = {"data": 2, "eda": 5, "analysis": 30, "export": 8, "report": 10, "notebook": 8}
 
 
@@ -65,7 +66,8 @@ def _stage(name: str, events: StudyEvents, seconds: dict[str, float], detail: st
 def estimate_run_seconds(config: TrainConfig, n_train: int) -> float:
     spec = model_spec(config)
     macs = flops_per_image(Network(spec), (spec.in_channels, spec.image_size, spec.image_size))[0] / 2
-    return config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
+    slowdown = _LOCAL_SLOWDOWN if getattr(spec, "layer", "conv") == "local" else 1
+    return slowdown * config.recipe.epochs * n_train * (6 * macs + _PER_IMAGE_FLOPS) / _FLOP_RATE
 
 
 def _run_key(config: TrainConfig, seed: int, device_type: str | None, threads: int | None) -> str:

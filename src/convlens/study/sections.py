@@ -24,6 +24,8 @@ from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
 from convlens.probes.confusion import most_confused_pairs
 from convlens.probes.efficiency import efficiency_points
+from convlens.probes.equivariance import equivariance, equivariance_over_seeds
+from convlens.probes.receptive_field import effective_receptive_fields, erf_summary, kernel_size_effects
 from convlens.probes.shift import shift_effects, shift_robustness
 from convlens.report import figures, findings
 from convlens.runs import load_run
@@ -147,6 +149,84 @@ def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path)
             "figures": {"locality": _rel(fig, root), "examples": _rel(example_fig, root)}}
 
 
+LCN = "lcn-32-64-128"  # the CNN locally connected: the weight-sharing experiment's middle level
+PROBE_IMAGES = 500  # test images the equivariance and receptive-field probes average over (the first ones)
+
+
+def weight_sharing_section(summary: dict) -> dict:
+    """The weight-sharing grid, read from its summary: cells (accuracy, parameters, train time) and the two parts of
+    the CNN's advantage over the MLP on each pixel order, locality (LCN - MLP) and weight sharing (CNN - LCN),
+    which are two of the experiment's comparisons (one Holm family)."""
+    cells = {(lv["values"]["model"], lv["values"]["pixels"]): lv for lv in summary["levels"]}
+    models = {NAMES.get(m, "LCN" if m == LCN else m): m for m in (MLP, LCN, CNN)}
+
+    def effect(level: str, pixels: str) -> dict:
+        return next(c for c in summary["comparisons"] if c["kind"] == "effect" and c["factor"] == "model"
+                    and c["level"] == f"model={level} pixels={pixels}")
+    parts = {}
+    for pixels in ("original", "permuted"):
+        locality = effect(MLP, pixels)  # MLP vs LCN: the reference is the LCN, so the sign is turned for LCN - MLP
+        parts[pixels] = {"locality": {**locality, "diff": -locality["diff"],
+                                      "ci95": [None if v is None else -v for v in reversed(locality["ci95"])]},
+                         "sharing": effect(CNN, pixels)}
+    return {"cells": {name: {pixels: {k: cells[m, pixels][k] for k in ("test_accuracy", "train_seconds", "params", "n")}
+                             for pixels in ("original", "permuted")} for name, m in models.items()},
+            "parts": parts, "family": len(summary["comparisons"]), "timing": summary["timing"]}
+
+
+def equivariance_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int) -> dict:
+    """Per conv/pool stage of the CNN and shift 1 .. max_shift: feature-map cosine similarity, over seeds."""
+    device = pick_device("auto")
+    per_seed = {}
+    for seed in store.done_runs(CNN_LEVEL, seeds):
+        model, _, x, _ = load_run(store.run_dir(CNN_LEVEL, seed), ds, device)
+        per_seed[seed] = equivariance(model, x[:PROBE_IMAGES].contiguous(), max_shift)
+    return {**equivariance_over_seeds(per_seed), "images": min(PROBE_IMAGES, len(ds.test_labels))}
+
+
+def _erf_of_level(store: RunStore, label: str, seeds: int, ds: ImageDataset) -> dict | None:
+    per_seed = {}
+    for seed in store.done_runs(label, seeds):
+        model, _, x, _ = load_run(store.run_dir(label, seed), ds, pick_device("auto"))
+        per_seed[seed] = effective_receptive_fields(model, x[:PROBE_IMAGES].contiguous())
+    return erf_summary(per_seed) if per_seed else None
+
+
+def receptive_field_section(stores: dict[str, RunStore], seeds: int, ds: ImageDataset) -> dict:
+    """The CNN's effective receptive field per block and, when the kernel-size experiment ran, each kernel size's,
+    with the paired differences against its reference level."""
+    result = {"cnn": _erf_of_level(stores["cnn-vs-mlp"], CNN_LEVEL, seeds, ds),
+              "images": min(PROBE_IMAGES, len(ds.test_labels)), "kernel_sizes": None}
+    if "kernel-size" in stores:
+        record = stores["kernel-size"].read_experiment()
+        levels = {lv["label"]: _erf_of_level(stores["kernel-size"], lv["label"], seeds, ds) for lv in record["levels"]}
+        levels = {k: v for k, v in levels.items() if v is not None}
+        if record["reference"] in levels and len(levels) > 1:
+            result["kernel_sizes"] = {"levels": {k: {"seeds": v["seeds"], "blocks": [
+                {key: b[key] for key in b if key != "erf"} for b in v["blocks"]]} for k, v in levels.items()},
+                **kernel_size_effects(levels, record["reference"])}
+    return result
+
+
+def assumptions_section(config: StudyConfig, stores: dict[str, RunStore], summaries: dict[str, dict],
+                        ds: ImageDataset, fig_dir: Path, root: Path, shift: dict) -> dict:
+    """What convolution assumes, taken apart: weight sharing vs locality (when its experiment ran), where
+    equivariance is lost along the network, and how much of its receptive field each block uses."""
+    section = {"weight_sharing": (weight_sharing_section(summaries["weight-sharing"])
+                                  if "weight-sharing" in summaries else None),
+               "equivariance": equivariance_section(stores["cnn-vs-mlp"], config.seeds, ds, config.shift_max),
+               "receptive_field": receptive_field_section(stores, config.seeds, ds)}
+    figs = {}
+    if section["weight_sharing"]:
+        figs["weight_sharing"] = figures.weight_sharing_figure(section["weight_sharing"],
+                                                               fig_dir / "probe_weight_sharing.png")
+    result = {**section, "findings": findings.assumption_findings(section)}
+    drawn = {"probes": {"assumptions": result, "shift": shift}}  # as the notebook draws them, from results.json
+    for name in ("equivariance", "receptive_field"):
+        figs[name] = figures.FROM_RESULTS[f"probe_{name}"](drawn, fig_dir / f"probe_{name}.png")
+    return {**result, "figures": {k: _rel(v, root) for k, v in figs.items()}}
+
+
 def permuted_examples_figure(ds: ImageDataset, path: Path | None = None):
     perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
     examples = ds.test_images[:6]
@@ -253,16 +333,18 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
     cnn = model_section(CNN, core.done_runs(CNN_LEVEL, seeds), levels[CNN_LEVEL], names, fig_dir, root, ds.name)
     mlp["findings"] = findings.baseline_findings(mlp, ds.name)
     cnn["findings"] = findings.design_findings(cnn, mlp, ds.name)
+    shift = shift_section(core, seeds, ds, config.shift_max, fig_dir, root)
     return {
         "baseline": mlp,
         "design": cnn,
         "experiment_details": experiment_figures(stores, summaries, ds, fig_dir, root),
         "probes": {
-            "shift": shift_section(core, seeds, ds, config.shift_max, fig_dir, root),
+            "shift": shift,
             "locality": locality_section(summaries["locality"], ds, fig_dir, root),
             "filters": filters_section(stores, fig_dir, root),
             "feature_maps": feature_map_section(core, ds, fig_dir, root),
             "efficiency": efficiency_section(summaries, seeds, fig_dir, root),
+            "assumptions": assumptions_section(config, stores, summaries, ds, fig_dir, root, shift),
         },
     }
 
@@ -290,6 +372,9 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
     if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
         drawers["eda_duplicates"] = lambda: duplicates_figure(dataset(), eda["duplicates"])
     drawers["probe_permuted_examples"] = lambda: permuted_examples_figure(dataset())
+    if results["probes"]["assumptions"]["weight_sharing"]:
+        drawers["probe_weight_sharing"] = lambda: figures.weight_sharing_figure(
+            results["probes"]["assumptions"]["weight_sharing"])
     drawers["probe_filters"] = lambda: filters_figure(stores)[0]
     drawers["probe_feature_maps"] = lambda: feature_maps_figure(
         core, dataset(), results["probes"]["feature_maps"]["test_index"])[0]

@@ -1,0 +1,126 @@
+"""Translation equivariance, measured where a network keeps it and where it loses it.
+
+For every stage of the conv blocks (after each convolution with its activation, after each pooling) and shifts
+k = 1 .. max_shift px: the cosine similarity between the stage's feature map of the shifted image and the
+unshifted image's feature map moved by k / jump feature pixels (jump: input px between adjacent units there),
+over the region where the two overlap, per image; then the mean over images. A convolution is exactly
+equivariant (1.0); a pooling with stride s is only for shifts that are multiples of s. Where k / jump is not a
+whole number, the map is compared with both neighbouring whole shifts and the better one is kept (the most
+equivariance the stage could show).
+
+Border effects are kept out: the image is placed on a zero canvas with room to move (zero is the background
+every dataset here is normalised to and what 'same' padding adds), so a shift loses no content and padding
+sees the same zeros in both images. Last, the first dense layer: it has no spatial axes, so its activations of
+the shifted 28 x 28 image are compared with the unshifted image's (invariance: what the head keeps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from convlens.models.network import Network
+from convlens.probes.shift import DIRECTIONS, shift_directions, shift_images
+from convlens.stats import mean_ci
+
+
+def feature_stages(model: Network) -> list[tuple[str, nn.Module, int]]:
+    """(label, module whose output is the stage, jump in input px) for each conv and each pooling, in order: the
+    conv stage is the block's last layer before pooling (its activation or BatchNorm)."""
+    stages, jump = [], 1
+    for name, block in model.features.named_children():
+        layers = dict(block.named_children())
+        conv = layers["conv"]
+        jump *= conv.stride if isinstance(conv.stride, int) else conv.stride[0]
+        before_pool = [m for n, m in layers.items() if n != "pool"][-1]
+        stages.append((f"{name} conv", before_pool, jump))
+        if "pool" in layers:
+            jump *= layers["pool"].stride if isinstance(layers["pool"].stride, int) else layers["pool"].stride[0]
+            stages.append((f"{name} pool", layers["pool"], jump))
+    return stages
+
+
+def _capture(model: Network, modules: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs of ``modules`` for input ``x``, running only the conv blocks (any input size)."""
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: outputs.__setitem__(i, out.float()))
+             for i, m in enumerate(modules)]
+    try:
+        model.features(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [outputs[i] for i in range(len(modules))]
+
+
+def _moved(shifted: torch.Tensor, original: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Per image: cosine similarity of ``shifted`` and ``original`` moved by (dy, dx) feature px, over the overlap."""
+    h, w = original.shape[-2:]
+    a = shifted[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+    b = original[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    dims = (1, 2, 3)
+    dot, norms = (a * b).sum(dims), (a.square().sum(dims) * b.square().sum(dims)).sqrt()
+    return dot / norms.clamp_min(1e-12)
+
+
+@torch.no_grad()
+def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4) -> dict:
+    """Per stage and shift k = 1 .. max_shift: the mean cosine similarity over the images ``x`` (N, C, H, W).
+
+    Returns {"stages": [labels], "jumps": [px], "shifts": [k], "similarity": [[per shift] per stage],
+    "exact": [[k % jump == 0] per stage]}, the dense layer last (jump None).
+    """
+    model = model.eval()
+    stages = feature_stages(model)
+    total_jump = stages[-1][2] if stages else 1
+    pad = math.ceil(max_shift / total_jump) * total_jump  # room to move, keeping the pooling grid's phase
+    canvas = nn.functional.pad(x, (pad,) * 4)
+    directions = shift_directions(len(x)).to(x.device)
+    groups = [(d, (directions == d).nonzero().squeeze(1)) for d in range(len(DIRECTIONS))]
+    modules = [m for _, m, _ in stages]
+    base = [[stage[idx] for _, idx in groups] for stage in _capture(model, modules, canvas)]
+    similarity = [[0.0] * max_shift for _ in stages]
+    for k in range(1, max_shift + 1):
+        moved = _capture(model, modules, shift_images(canvas, k, directions))
+        for i, (_, _, jump) in enumerate(stages):
+            best = None
+            for s in sorted({math.floor(k / jump), math.ceil(k / jump)}):
+                total = sum(_moved(moved[i][idx], base[i][g], DIRECTIONS[d][0] * s, DIRECTIONS[d][1] * s).sum().item()
+                            for g, (d, idx) in enumerate(groups) if len(idx))
+                best = total / len(x) if best is None else max(best, total / len(x))
+            similarity[i][k - 1] = best
+    dense = _dense_invariance(model, x, directions, max_shift)
+    labels = [label for label, _, _ in stages]
+    return {"stages": labels + (["dense1"] if dense else []),
+            "jumps": [jump for _, _, jump in stages] + ([None] if dense else []),
+            "shifts": list(range(1, max_shift + 1)),
+            "similarity": similarity + ([dense] if dense else []),
+            "exact": [[k % jump == 0 for k in range(1, max_shift + 1)] for _, _, jump in stages]
+                     + ([[False] * max_shift] if dense else [])}
+
+
+def _dense_invariance(model: Network, x: torch.Tensor, directions: torch.Tensor, max_shift: int) -> list[float]:
+    """Mean cosine similarity of the first dense layer's activations, shifted vs unshifted image (28 x 28)."""
+    layers = dict(model.head.named_children())
+    if "act1" not in layers:
+        return []
+    captured: list[torch.Tensor] = []
+    hook = layers["act1"].register_forward_hook(lambda mod, inp, out: captured.append(out.float()))
+    try:
+        model(x)
+        for k in range(1, max_shift + 1):
+            model(shift_images(x, k, directions))
+    finally:
+        hook.remove()
+    base = captured[0]
+    return [nn.functional.cosine_similarity(c, base, dim=1, eps=1e-12).mean().item() for c in captured[1:]]
+
+
+def equivariance_over_seeds(per_seed: dict[int, dict]) -> dict:
+    """Seed -> ``equivariance(...)`` of one architecture -> per stage and shift the mean and 95% CI over seeds."""
+    first = next(iter(per_seed.values()))
+    return {**{k: first[k] for k in ("stages", "jumps", "shifts", "exact")}, "seeds": sorted(per_seed),
+            "similarity": [[mean_ci([r["similarity"][i][j] for r in per_seed.values()]).to_dict()
+                            for j in range(len(first["shifts"]))] for i in range(len(first["stages"]))]}
