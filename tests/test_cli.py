@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convlens.cli import main
@@ -96,7 +97,19 @@ def test_train_and_evaluate_through_the_cli(capsys, tmp_path, fashion):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5
     code, out, _ = run(capsys, "evaluate", str(run_dir), "--json")
-    assert code == 0 and json.loads(out)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    evaluated = json.loads(out)
+    assert code == 0 and evaluated["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    # the classification report equals scikit-learn's on the run's own stored predictions
+    from sklearn.metrics import classification_report
+    with np.load(run_dir / "predictions.npz") as stored:
+        expected = classification_report(stored["label"], stored["predicted"], labels=list(range(10)),
+                                          target_names=fashion.class_names, output_dict=True, zero_division=0)
+    report = evaluated["classification_report"]
+    for name in fashion.class_names:
+        for key, theirs in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"), ("support", "support")):
+            assert report["classes"][name][key] == pytest.approx(expected[name][theirs], abs=1e-12)
+    assert report["macro"]["f1"] == pytest.approx(expected["macro avg"]["f1-score"], abs=1e-12)
+    assert report["classes"][name]["recall"] == pytest.approx(metrics["per_class_accuracy"][-1], abs=1e-12)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["name"] == "mlp-128-64" and config["recipe"]["name"] == "keras"
     code, out, _ = run(capsys, "train", "--model", "mlp-128-64", "--epochs", "1", "--train-subset", "500",

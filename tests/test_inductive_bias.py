@@ -138,14 +138,24 @@ def test_weight_sharing_parts_are_the_paired_differences_with_the_sign_turned_fo
     assert lines[0].startswith(f"On original pixels: locality (the locally connected network minus the MLP) "
                                f"{d_loc.mean() * 100:+.2f} pp, 95% CI {(d_loc.mean() - half) * 100:+.2f} to "
                                f"{(d_loc.mean() + half) * 100:+.2f} pp (significant, p=")
-    assert f"Of the CNN's {total * 100:+.2f} pp over the MLP on original pixels, " \
-           f"{d_loc.mean() / total:.0%} comes with locality and {d_share.mean() / total:.0%} with sharing" in lines[2]
-    assert "needs 32x the CNN's weights" in lines[3]  # 7,643,914 / 241,546 = 31.6
-    assert lines[4].endswith("MLP 10 s, locally connected 300 s, CNN 25 s.")
+    assert all(c["p_holm"] < 0.05 for c in (locality, sharing))  # both significant: the shares are printed
+    assert lines[2].startswith(f"Both steps add accuracy on original pixels: of their sum, {total * 100:+.2f} pp, "
+                               f"{d_loc.mean() / total:.0%} comes with locality and {d_share.mean() / total:.0%} "
+                               "with sharing weights")
+    assert "cuts the parameters about 32x" in lines[3] and "needs 32x the CNN's weights" in lines[4]  # 31.6
+    assert lines[5].endswith("MLP 10 s, locally connected 300 s, CNN 25 s.")
+    turned = ws["parts"]["original"]["locality"]
+    assert turned["label"] == "model=lcn-32-64-128 vs model=mlp-128-64 at pixels=original"
+    assert turned["verdict"].startswith("significantly higher") and turned["t"] > 0
 
     counts["model=lcn-32-64-128 pixels=original"] = dict(enumerate([8700, 8690, 8705]))  # worse than the MLP
     lines = weight_sharing_findings(weight_sharing_section(_weight_sharing_summary(counts, n_images)))
-    assert lines[2].startswith("The two steps do not both add accuracy") and "Of the CNN's" not in " ".join(lines)
+    assert lines[2].startswith("The two steps are not both significant gains") and "comes with" not in " ".join(lines)
+
+    missing = {label: ({} if label.startswith("model=lcn") else runs) for label, runs in counts.items()}
+    partial = weight_sharing_section(_weight_sharing_summary(missing, n_images))
+    assert partial == {"complete": False, "missing": ["model=lcn-32-64-128 pixels=original",
+                                                      "model=lcn-32-64-128 pixels=permuted"]}
 
 
 def _sim(values):
@@ -201,3 +211,32 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
     assert "the same +2 px on every one of the n=3 seeds (no spread, so no t-test)" in lines[4]
     assert lines[6].startswith("kernel_size=5 at block3: the visible theoretical field grows 22 -> 28 px; the 90% "
                                "side 16.0 -> 21.3 px, difference +5.3 px")
+
+
+def test_equivariance_ignores_the_background_response_and_the_canvas_size():
+    torch.manual_seed(3)
+    net = Network(resolve_spec("cnn")).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.uniform_(module.bias, 0.02, 0.1)  # a background response the similarity must not count
+    small, large = equivariance(net, _images(32), max_shift=4), equivariance(net, _images(32), max_shift=12)
+    for stage in range(len(small["stages"]) - 1):  # the maps: the same images, a larger canvas, the same numbers
+        assert [s for s in small["similarity"][stage]] == pytest.approx(large["similarity"][stage][:4], abs=1e-5)
+    by_stage = dict(zip(large["stages"], large["similarity"]))
+    assert by_stage["block3 conv"][7] == pytest.approx(1.0, abs=1e-5)  # 8 px = two cells of a jump-4 map
+    assert by_stage["block3 pool"][7] == pytest.approx(1.0, abs=1e-5)  # and one of a jump-8 map
+    assert by_stage["block1 pool"][0] < 0.99
+
+
+def test_erf_support_is_exactly_the_theoretical_window_with_strides_valid_padding_and_average_pooling():
+    net = Network(resolve_spec("cnn", {"depth": 2, "filters": [2, 2], "kernel_size": 3, "stride": 2,
+                                       "padding": "valid", "pool": "avg"}))
+    for module in net.features.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            with torch.no_grad():
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    for block in effective_receptive_fields(net, _images(4) + 0.1):
+        (top, bottom), (left, right) = block["theoretical_window"]
+        support = np.argwhere(block["erf"] > 0)
+        assert (support.min(0).tolist(), support.max(0).tolist()) == ([top, left], [bottom, right])

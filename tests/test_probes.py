@@ -174,3 +174,58 @@ def test_filters_and_feature_maps_have_the_shapes_of_the_summary():
     pooled = [row.output_shape for row in summarize(model, "x").layers if row.name.endswith(".pool")]
     assert [name for name, _ in maps] == ["block1", "block2", "block3"]
     assert [list(m.shape) for _, m in maps] == [[c, h, w] for h, w, c in pooled]
+
+
+# The classification report and the images missed most often -------------------------------------------------
+
+def test_classification_report_equals_scikit_learns_including_a_class_never_predicted():
+    from sklearn.metrics import classification_report as sk_report
+
+    from convlens.probes.confusion import classification_report
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 5, 400)
+    predicted = np.where(rng.random(400) < 0.7, true, rng.integers(0, 4, 400))
+    predicted = np.where(predicted == 4, 0, predicted)  # class 4 is never predicted: precision 0 (zero_division)
+    names = ["a", "b", "c", "d", "e"]
+    confusion = np.zeros((5, 5), dtype=int)
+    np.add.at(confusion, (true, predicted), 1)
+    ours = classification_report(confusion, names)
+    theirs = sk_report(true, predicted, labels=range(5), target_names=names, output_dict=True, zero_division=0)
+    for name in names:
+        assert [ours["classes"][name][k] for k in ("precision", "recall", "f1", "support")] == pytest.approx(
+            [theirs[name][k] for k in ("precision", "recall", "f1-score", "support")], abs=1e-12)
+    assert ours["classes"]["e"]["precision"] == 0 and ours["classes"]["e"]["f1"] == 0
+    assert [ours["macro"][k] for k in ("precision", "recall", "f1")] == pytest.approx(
+        [theirs["macro avg"][k] for k in ("precision", "recall", "f1-score")], abs=1e-12)
+
+
+def test_report_over_seeds_is_the_mean_and_sample_std_of_each_seeds_report():
+    from sklearn.metrics import f1_score
+
+    from convlens.probes.confusion import report_over_seeds
+    rng = np.random.default_rng(1)
+    confusions, f1s = [], []
+    for _ in range(3):
+        true = rng.integers(0, 3, 300)
+        predicted = np.where(rng.random(300) < 0.8, true, rng.integers(0, 3, 300))
+        cm = np.zeros((3, 3), dtype=int)
+        np.add.at(cm, (true, predicted), 1)
+        confusions.append(cm)
+        f1s.append(f1_score(true, predicted, average="macro"))
+    report = report_over_seeds(confusions, ["x", "y", "z"])
+    assert report["n"] == 3
+    assert report["macro"]["f1"]["mean"] == pytest.approx(np.mean(f1s), abs=1e-12)
+    assert report["macro"]["f1"]["std"] == pytest.approx(np.std(f1s, ddof=1), abs=1e-12)
+    assert [row["class"] for row in report["classes"]] == ["x", "y", "z"]
+
+
+def test_most_missed_ranks_images_by_the_seeds_that_miss_them():
+    from convlens.probes.confusion import most_missed
+    true = np.array([0, 1, 2, 3, 4, 5])
+    predictions = {0: (np.array([1, 1, 0, 3, 0, 5]), true),  # misses images 0, 2, 4
+                   1: (np.array([2, 1, 0, 3, 4, 5]), true),  # misses 0, 2
+                   2: (np.array([1, 0, 1, 3, 4, 5]), true)}  # misses 0, 1, 2
+    missed = most_missed(predictions, top=4)
+    assert missed["seeds"] == [0, 1, 2]
+    assert [(m["index"], m["missed_seeds"], m["predicted"]) for m in missed["images"]] == \
+           [(0, 3, 1), (2, 3, 0), (1, 1, 0), (4, 1, 0)]  # image 0 taken for 1 twice, 2 once; ties by index

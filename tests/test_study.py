@@ -22,7 +22,8 @@ from convlens.study.config import CORE_EXPERIMENTS, load_study_config
 from tests.conftest import record_page_problems
 
 TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift_max": 2,
-        "experiments": [{"name": "kernel-size", "levels": [3, 5]}, {"name": "weight-sharing"}]}
+        "experiments": [{"name": "kernel-size", "levels": [3, 5]}, {"name": "weight-sharing"},
+                        {"name": "augmentation"}]}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_every_number_in_the_report_equals_the_results_file(study):
 def test_results_equal_the_run_files(study):
     out, _ = study
     results = _results(out)
-    assert set(results["experiments"]) == {"kernel-size", "weight-sharing", *CORE_EXPERIMENTS}
+    assert set(results["experiments"]) == {"kernel-size", "weight-sharing", "augmentation", *CORE_EXPERIMENTS}
     for name, summary in results["experiments"].items():
         assert summary == json.loads((out / "experiments" / name / "summary.json").read_text())
     runs = out / "experiments" / "cnn-vs-mlp" / "runs"
@@ -83,11 +84,21 @@ def test_results_equal_the_run_files(study):
         shifted = results["probes"]["shift"]["per_seed"][name]
         assert [shifted[str(s)][0] for s in range(2)] == accuracies  # shift 0 is the plain test accuracy, exactly
         assert len(shifted["0"]) == TINY["shift_max"] + 1
-    # MLP, CNN, CNN 5x5, both permuted, the locally connected network on both pixel orders: 7 configurations
-    assert results["study"]["runs"]["distinct"] == 2 * 7 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
+    # MLP, CNN, CNN 5x5, both permuted, the locally connected network on both pixel orders, MLP and CNN with
+    # shift augmentation: 9 configurations
+    assert results["study"]["runs"]["distinct"] == 2 * 9 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
     assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
     locality = results["probes"]["locality"]
     assert set(locality["models"]) == {"MLP", "CNN"} and locality["interaction"]["n"] == 2
+    augmentation = results["probes"]["augmentation"]
+    aug_runs = out / "experiments" / "augmentation" / "runs"
+    for name, cell in (("MLP + shift aug", "model=mlp-128-64__recipe.augment=shift_2"),
+                       ("CNN + shift aug", "model=cnn-32-64-128__recipe.augment=shift_2")):
+        accuracies = [json.loads((aug_runs / cell / f"seed{s}" / "metrics.json").read_text())["test_accuracy"]
+                      for s in range(2)]
+        assert [augmentation["per_seed"][name][str(s)][0] for s in range(2)] == accuracies  # shift 0: plain accuracy
+        assert json.loads((aug_runs / cell / "seed0" / "config.json").read_text())["recipe"]["augment"] == "shift:2"
+    assert augmentation["family"] == 3 * TINY["shift_max"] and len(augmentation["curves"]) == 4
     assumptions = results["probes"]["assumptions"]
     ws_runs = out / "experiments" / "weight-sharing" / "runs"
     for name, model in (("LCN", "lcn-32-64-128"), ("CNN", "cnn-32-64-128")):
@@ -234,7 +245,7 @@ def test_presets_meet_what_the_modes_promise():
     assert default.experiment_specs()[0].factor.levels == [3, 5]
     assert quick.seeds >= 3 and quick.train_subset is not None
     names = [s.name for s in full.experiment_specs()]
-    assert names == ["kernel-size", "depth", "filters", "weight-sharing", "cnn-vs-mlp", "locality"]
+    assert names == ["kernel-size", "depth", "filters", "weight-sharing", "augmentation", "cnn-vs-mlp", "locality"]
     assert full.experiment_specs()[0].factor.levels == [3, 5, 7]
     assert load_study_config("default", seeds=5).seeds == 5
 
@@ -294,3 +305,19 @@ def test_every_experiment_reports_mcnemar_and_a_flip_gallery(study):
         galleries = results["experiment_details"][name]["galleries"]
         assert galleries and all(f"]({path})" in md for path in galleries.values()), name
         assert f"{summary['comparisons'][0]['label']}, image by image (McNemar's exact test" in md
+
+
+@pytest.mark.parametrize("name", ["probe_weight_sharing", "probe_augmentation", "probe_equivariance",
+                                  "probe_receptive_field", "cnn_32_64_128_missed"])
+def test_the_full_studys_extra_figures_are_drawn_again_pixel_for_pixel(study, name):
+    import io
+
+    import matplotlib.image
+
+    import convlens
+    loaded = convlens.load_study(study[0])
+    assert name in loaded.rebuilt()
+    buffer = io.BytesIO()
+    loaded.plot(name).savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # as the study saved it
+    buffer.seek(0)
+    np.testing.assert_array_equal(matplotlib.image.imread(buffer), matplotlib.image.imread(loaded.figures[name]))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name
@@ -43,6 +43,8 @@ class Recipe(BaseModel):
     warmup_fraction: Annotated[float, Field(ge=0, le=0.9)] = 0.25  # onecycle: share of steps spent warming up
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     hflip: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of mirroring a training image left-right
+    # training-batch augmentation on the device, e.g. "shift:2,rotate:10" (convlens.augment); "none": none
+    augment: str = "none"
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=1)] | None = None  # early stopping on validation loss; best weights kept
     eval_batch_size: Annotated[int, Field(ge=1)] = EVAL_BATCH_SIZE
@@ -51,6 +53,13 @@ class Recipe(BaseModel):
     # validation, early stopping and the model that is kept use the average. None: the last weights. (torch's
     # AveragedModel reads a step counter on the host each step: one sync per step on CUDA.)
     ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @field_validator("augment")
+    @classmethod
+    def _one_spelling(cls, text: str) -> str:
+        """'rotate:10, shift:2' and 'shift:2,rotate:10' are one recipe (one run identity, one factor level)."""
+        from convlens.augment import canonical
+        return canonical(text)
 
 
 RECIPES: dict[str, Recipe] = {

@@ -54,6 +54,11 @@ def check_flips(cfg: TrainConfig) -> None:
     mirrored 3 is not a 3 (the dataset says which, convlens.data.catalog)."""
     from convlens.data.catalog import dataset_info
     info = dataset_info(cfg.dataset)
+    from convlens.augment import parse_augment
+    if parse_augment(cfg.recipe.augment).flip > 0 and not info.flips_preserve_meaning:
+        raise UsageError(f"--augment {cfg.recipe.augment} mirrors training images, but a mirrored image of "
+                         f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
+                         "drop flip for this dataset")
     if cfg.recipe.hflip > 0 and not info.flips_preserve_meaning:
         raise UsageError(f"--hflip {cfg.recipe.hflip:g} mirrors training images, but a mirrored image of "
                          f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
@@ -241,5 +246,8 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
     model, config, x, y = load_run(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")
+    from convlens.probes.confusion import classification_report
     return {"run": str(run_dir), "model": config["model"]["name"], "seed": seed,
-            "n_test": len(y), **result.to_dict("test_")}
+            "n_test": len(y), **result.to_dict("test_"),
+            "classification_report": classification_report(np.asarray(result.confusion_matrix),
+                                                            list(dataset.class_names))}

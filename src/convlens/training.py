@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convlens.augment import augment_batch, augment_seed, parse_augment
 from convlens.config import EVAL_BATCH_SIZE, Recipe
 from convlens.data.dataset import DeviceSplits
 from convlens.errors import TrainingDiverged, UsageError
@@ -205,6 +206,9 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
     optimizer = make_optimizer(model, recipe)
     schedule = make_schedule(optimizer, recipe, total_steps)
     order_rng = torch.Generator().manual_seed(seed)
+    augmentation = parse_augment(recipe.augment)
+    # its own generator on the device, seeded like the data order: augmenting changes no other random draw
+    augment_rng = (torch.Generator(device=device).manual_seed(augment_seed(seed)) if augmentation.active else None)
     num_classes = model.spec.num_classes
     has_val = len(splits.y_val) > 0
     precision = resolve_precision(recipe.precision, device)
@@ -235,6 +239,8 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
             if recipe.hflip > 0:  # garments are roughly left-right symmetric: mirror on the device, per image
                 mirror = torch.rand(len(idx), 1, 1, 1, device=device) < recipe.hflip
                 xb = torch.where(mirror, xb.flip(3), xb)
+            if augment_rng is not None:
+                xb = augment_batch(xb, augmentation, augment_rng)
             with autocast:  # forward and loss; backward follows the forward's dtypes
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)

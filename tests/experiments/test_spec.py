@@ -69,7 +69,7 @@ def test_grid_of_two_factors_and_its_reference():
 
 def test_builtins_cover_what_the_seeds_ran_and_pass_the_check():
     assert set(BUILTIN_EXPERIMENTS) == {"kernel-size", "depth", "filters", "pooling", "batch-norm", "cnn-vs-mlp",
-                                       "locality"}
+                                       "locality", "weight-sharing", "augmentation"}
     for s in BUILTIN_EXPERIMENTS.values():
         one_factor_diff(s, resolve_levels(s))
         assert s.seeds == 3

@@ -39,6 +39,8 @@ def train_cmd(
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
     hflip: Annotated[Optional[float], typer.Option(help="Probability of mirroring a training image.")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Training-batch augmentation on the device: none, or terms "
+                                                   "such as shift:2,rotate:10,flip:0.5,erase:0.25.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or auto (bf16 where the hardware "
                                                       "has it: AMX CPUs, CUDA).")] = None,
     ema: Annotated[Optional[float], typer.Option(help="Keep an exponential moving average of the weights with "
@@ -63,7 +65,7 @@ def train_cmd(
     cfg = train_config(model, dataset, recipe=recipe, seed=seed, set=overrides(set_), device=device, threads=threads,
                        train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, epochs=epochs,
                        batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
-                       weight_decay=weight_decay, label_smoothing=label_smoothing, hflip=hflip,
+                       weight_decay=weight_decay, label_smoothing=label_smoothing, hflip=hflip, augment=augment,
                        precision=precision, ema=ema, val_fraction=val_fraction, patience=patience)
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
@@ -89,7 +91,8 @@ def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     if as_json:
         return print_json(result)
     out.print(f"{result['model']} (seed {result['seed']}) from {run_dir}: test accuracy "
-              f"{result['test_accuracy']:.2%}, test loss {result['test_loss']:.4f} on {result['n_test']:,} images")
+              f"{result['test_accuracy']:.2%}, test loss {result['test_loss']:.4f}, macro F1 "
+              f"{result['classification_report']['macro']['f1']:.2%} on {result['n_test']:,} images")
 
 
 def compare_cmd(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],

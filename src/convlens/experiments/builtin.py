@@ -40,6 +40,13 @@ _BUILTIN = [
          factor=dict(name="model", levels=["mlp-128-64", "lcn-32-64-128", "cnn-32-64-128"],
                      reference="lcn-32-64-128"),
          second_factor=dict(name="pixels", levels=["original", "permuted"], reference="original")),
+    # Convolution builds tolerance to shifts in; augmentation teaches it from data. Both models with and without
+    # random 2-px shifts of the training images; the shift probe then measures what each bought.
+    dict(name="augmentation", model="mlp-128-64",
+         description="MLP and CNN trained without and with random shifts of up to 2 px (on the device, per batch): "
+                     "bias from the data vs bias from the architecture.",
+         factor=dict(name="model", levels=["mlp-128-64", "cnn-32-64-128"], reference="mlp-128-64"),
+         second_factor=dict(name="recipe.augment", levels=["none", "shift:2"], reference="none")),
 ]
 
 BUILTIN_EXPERIMENTS: dict[str, ExperimentSpec] = {d["name"]: parse_spec(d, origin=f"built-in {d['name']}")

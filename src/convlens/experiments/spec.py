@@ -69,6 +69,18 @@ class Factor(BaseModel):
         return {**data, "levels": [full(v) for v in data.get("levels") or []],
                 **({"reference": full(data["reference"])} if data.get("reference") is not None else {})}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling_per_augmentation(cls, data: Any) -> Any:
+        """Levels of ``recipe.augment`` in their one spelling, so ``[shift:2,rotate:10, rotate:10,shift:2]`` is
+        one level given twice (refused) and labels and run directories agree with the recipes they train."""
+        if not isinstance(data, dict) or data.get("name") != "recipe.augment":
+            return data
+        from convlens.augment import canonical
+        one = lambda v: canonical(v) if isinstance(v, str) else v  # noqa: E731
+        return {**data, "levels": [one(v) for v in data.get("levels") or []],
+                **({"reference": one(data["reference"])} if data.get("reference") is not None else {})}
+
     @model_validator(mode="after")
     def _reference_is_a_level(self) -> Factor:
         labels = [level_label(self.name, v) for v in self.levels]
@@ -233,7 +245,8 @@ def design_keys(spec: dict[str, Any], recipe: dict[str, Any], data: dict[str, An
     if spec.get("kind") in SPEC_TYPES:  # fields added since a run was recorded, at their defaults (e.g. layer=conv)
         spec = SPEC_TYPES[spec["kind"]].model_validate(spec).model_dump(mode="json")
     flat = {f"spec.{k}": v for k, v in spec.items()}
-    flat.update({f"recipe.{k}": v for k, v in recipe.items() if k != "name"})
+    missing = {k: f.default for k, f in Recipe.model_fields.items() if k not in recipe}  # fields added since
+    flat.update({f"recipe.{k}": v for k, v in {**missing, **recipe}.items() if k != "name"})
     flat.update({f"data.{k}": data.get(k) for k in ("train_subset", "test_subset", "pixels")})
     flat["data.dataset"] = data.get("dataset") or "fashion-mnist"
     return flat

@@ -165,12 +165,14 @@ def _with_new_defaults(old: dict, new: dict) -> dict:
     """``old`` (a level as an earlier convlens recorded it) with the config fields added since then, where the
     new record holds their default: a new field that changes nothing must not make finished runs 'another
     config'."""
-    from convlens.config import TrainConfig
-    fields = TrainConfig.model_fields
-    config = dict(old.get("config", {}))
-    for key, value in new.get("config", {}).items():
-        if key not in config and key in fields and value == fields[key].default:
-            config[key] = value
+    from convlens.config import Recipe, TrainConfig
+
+    def filled(old_part: dict, new_part: dict, fields: dict) -> dict:
+        return {**old_part, **{k: v for k, v in new_part.items()
+                               if k not in old_part and k in fields and v == fields[k].default}}
+    config = filled(dict(old.get("config", {})), new.get("config", {}), TrainConfig.model_fields)
+    if isinstance(config.get("recipe"), dict) and isinstance(new.get("config", {}).get("recipe"), dict):
+        config["recipe"] = filled(config["recipe"], new["config"]["recipe"], Recipe.model_fields)  # e.g. augment
     return {**old, "config": config}
 
 

@@ -10,8 +10,10 @@ equivariance the stage could show).
 
 Border effects are kept out: the image is placed on a zero canvas with room to move (zero is the background
 every dataset here is normalised to and what 'same' padding adds), so a shift loses no content and padding
-sees the same zeros in both images. Last, the first dense layer: it has no spatial axes, so its activations of
-the shifted 28 x 28 image are compared with the unshifted image's (invariance: what the head keeps).
+sees the same zeros in both images. The feature maps of an empty canvas (the biases' response) are subtracted
+from both maps first: otherwise the background, identical in both, would count as agreement. Last, the first
+dense layer: it has no spatial axes, so its activations of the shifted image (at its own size) are compared with
+the unshifted image's (invariance: what the head keeps), the empty image's taken out likewise.
 """
 
 from __future__ import annotations
@@ -74,16 +76,22 @@ def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4) -> dict:
     """
     model = model.eval()
     stages = feature_stages(model)
-    total_jump = stages[-1][2] if stages else 1
-    pad = math.ceil(max_shift / total_jump) * total_jump  # room to move, keeping the pooling grid's phase
-    canvas = nn.functional.pad(x, (pad,) * 4)
+    jump = stages[-1][2] if stages else 1
+    # Room to move plus one cell, before: a multiple of the total jump keeps the pooling grid's phase; after: as
+    # much again plus what makes the canvas a whole number of cells, so no pooling drops a row the image reaches.
+    before = (math.ceil(max_shift / jump) + 1) * jump
+    after = before + (-x.shape[-1]) % jump
+    canvas = nn.functional.pad(x, (before, after, before, after))
     directions = shift_directions(len(x)).to(x.device)
     groups = [(d, (directions == d).nonzero().squeeze(1)) for d in range(len(DIRECTIONS))]
     modules = [m for _, m, _ in stages]
-    base = [[stage[idx] for _, idx in groups] for stage in _capture(model, modules, canvas)]
+    # The response to an empty canvas (biases through activations and BatchNorm) is the same in both maps: taken
+    # out, so that the similarity is the image's and does not grow with the canvas's background.
+    empty = _capture(model, modules, torch.zeros_like(canvas[:1]))
+    base = [[(stage - e)[idx] for _, idx in groups] for stage, e in zip(_capture(model, modules, canvas), empty)]
     similarity = [[0.0] * max_shift for _ in stages]
     for k in range(1, max_shift + 1):
-        moved = _capture(model, modules, shift_images(canvas, k, directions))
+        moved = [stage - e for stage, e in zip(_capture(model, modules, shift_images(canvas, k, directions)), empty)]
         for i, (_, _, jump) in enumerate(stages):
             best = None
             for s in sorted({math.floor(k / jump), math.ceil(k / jump)}):
@@ -102,20 +110,22 @@ def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4) -> dict:
 
 
 def _dense_invariance(model: Network, x: torch.Tensor, directions: torch.Tensor, max_shift: int) -> list[float]:
-    """Mean cosine similarity of the first dense layer's activations, shifted vs unshifted image (28 x 28)."""
+    """Mean cosine similarity of the first dense layer's activations, shifted vs unshifted image (28 x 28), the
+    empty image's activations taken out of both as for the maps."""
     layers = dict(model.head.named_children())
     if "act1" not in layers:
         return []
     captured: list[torch.Tensor] = []
     hook = layers["act1"].register_forward_hook(lambda mod, inp, out: captured.append(out.float()))
     try:
+        model(torch.zeros_like(x[:1]))
         model(x)
         for k in range(1, max_shift + 1):
             model(shift_images(x, k, directions))
     finally:
         hook.remove()
-    base = captured[0]
-    return [nn.functional.cosine_similarity(c, base, dim=1, eps=1e-12).mean().item() for c in captured[1:]]
+    empty, base = captured[0], captured[1] - captured[0]
+    return [nn.functional.cosine_similarity(c - empty, base, dim=1, eps=1e-12).mean().item() for c in captured[2:]]
 
 
 def equivariance_over_seeds(per_seed: dict[int, dict]) -> dict:

@@ -75,3 +75,29 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n
                       "seeds_needed": (seeds_needed(c.diff, c.std_diff, strictest)
                                        if said.startswith("no significant") and c.diff != 0 else None)})
     return {"shifts": shifts, "seeds": seeds, "curves": curves, "tests": tests}
+
+
+def shift_loss_comparisons(accuracy: dict[str, dict[int, list[float]]], pairs: list[tuple[str, str]],
+                           n_images: int, *, alpha: float = ALPHA) -> dict:
+    """accuracy[model][seed] -> accuracy at shifts 0 .. max_shift, for any number of models; ``pairs``: (model,
+    reference) to compare. Per pair and shift s > 0: the paired test (by seed) of the model's change (accuracy
+    at s minus at 0) against the reference's. All pairs' tests form one family, Holm-corrected."""
+    some = next(iter(accuracy.values()))
+    shifts = list(range(len(next(iter(some.values())))))
+    curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
+    correct = {m: {k: [round(a * n_images) for a in accs] for k, accs in accuracy[m].items()} for m in accuracy}
+    plan = [(model, reference, s) for model, reference in pairs for s in shifts[1:]]
+    strictest = alpha / max(len(plan), 1)
+    comparisons = []
+    for model, reference, s in plan:
+        seeds = sorted(set(correct[model]) & set(correct[reference]))
+        change = {m: [correct[m][k][s] - correct[m][k][0] for k in seeds] for m in (model, reference)}
+        comparisons.append(paired_comparison(change[model], change[reference], scale=1 / n_images,
+                                             mde_alpha=strictest))
+    tests = []
+    for (model, reference, s), c, p_holm in zip(plan, comparisons, holm([c.p_value for c in comparisons])):
+        said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for {model}", lower=f"larger loss for {model}")
+        tests.append({"model": model, "reference": reference, "shift": s, **c.to_dict(), "p_holm": p_holm,
+                      "verdict": said, "mde_alpha": strictest})
+    return {"shifts": shifts, "curves": curves, "pairs": [list(p) for p in pairs], "family": len(tests),
+            "tests": tests}

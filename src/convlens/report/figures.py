@@ -300,11 +300,18 @@ FROM_RESULTS = {
     "probe_shift": lambda r, path: shift_figure(r["probes"]["shift"], path),
     "probe_locality": lambda r, path: locality_figure(r["probes"]["locality"], path),
     "probe_efficiency": lambda r, path: efficiency_figure(r["probes"]["efficiency"], path),
+    "probe_augmentation": lambda r, path: shift_curves(
+        r["probes"]["augmentation"]["shifts"], r["probes"]["augmentation"]["curves"],
+        min(t["n"] for t in r["probes"]["augmentation"]["tests"]), path),
     "probe_equivariance": lambda r, path: equivariance_figure(r["probes"]["assumptions"]["equivariance"],
                                                               r["probes"]["shift"], path),
     "probe_receptive_field": lambda r, path: receptive_field_figure(r["probes"]["assumptions"]["receptive_field"],
                                                                     path),
 }
+
+
+# Figures of sections a study may leave out: drawn only when this says the section is there.
+DRAWN_WHEN = {"probe_augmentation": lambda r: bool((r["probes"].get("augmentation") or {}).get("complete"))}
 
 
 def model_key(model: str) -> str:

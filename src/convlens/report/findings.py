@@ -142,6 +142,49 @@ def shift_findings(effects: dict) -> list[str]:
     return lines
 
 
+def augmentation_findings(aug: dict, shift: dict) -> list[str]:
+    """At each shift: the accuracy change of each of the four models, and the tests of the augmentation family
+    (each a difference of two models' changes); CNN vs MLP is the shift probe's test, cited from its family. Then
+    the share of the CNN's robustness augmentation buys the MLP (only when both tests find it), and what the
+    augmentation costs in clean accuracy (the experiment's tests) and in training time."""
+    curves, lines = aug["curves"], []
+    by = {(t["model"], t["reference"], t["shift"]): t for t in aug["tests"]}
+    probe = {t["shift"]: t for t in shift["tests"]}
+    last = aug["shifts"][-1]
+
+    def change(name: str, s: int) -> str:
+        return _pp(curves[name][s]["mean"] - curves[name][0]["mean"])
+
+    def tested(t: dict) -> str:
+        return f"{_pp(t['diff'])}{_interval(t)} ({t['verdict']})"
+    for s in aug["shifts"][1:]:
+        lines.append(f"Shift {s} px, accuracy change from 0 px: MLP {change('MLP', s)}, MLP + shift aug "
+                     f"{change('MLP + shift aug', s)}, CNN {change('CNN', s)}, CNN + shift aug "
+                     f"{change('CNN + shift aug', s)}. Differences in change: augmented vs plain MLP "
+                     f"{tested(by['MLP + shift aug', 'MLP', s])}; augmented MLP vs CNN "
+                     f"{tested(by['MLP + shift aug', 'CNN', s])}; augmented vs plain CNN "
+                     f"{tested(by['CNN + shift aug', 'CNN', s])}; CNN vs MLP (the shift probe's test) "
+                     f"{tested(probe[s])}.")
+    bought, built = by["MLP + shift aug", "MLP", last], probe.get(last)
+    found = lambda t: t["verdict"].startswith("significantly") and t["diff"] > 0  # noqa: E731
+    if built and found(bought) and found(built):
+        share = bought["diff"] / built["diff"]
+        lines.append(f"At {last} px, shift augmentation reduces the MLP's loss by {bought['diff'] * 100:.2f} pp; the "
+                     f"CNN's architecture reduces it by {built['diff'] * 100:.2f} pp: augmentation buys "
+                     + (f"{share:.0%} of what convolution gives" if share <= 1 else
+                        f"{share:.1f}x what convolution gives, more than all of it")
+                     + " (a ratio of two mean differences, with no interval of its own).")
+    for model, c in aug["clean"].items():
+        lines.append(f"Clean test accuracy, {model} with {aug['augment']} vs without: {_pp(c['diff'])}{_interval(c)}: "
+                     f"{c['verdict']} (a test of the augmentation experiment's family of {aug['experiment_family']}).")
+    if aug["timing"]["comparable"]:
+        secs = {k: v["mean"] for k, v in aug["seconds"].items()}
+        lines.append(f"Training time per run: MLP {secs['MLP']:.1f} s -> {secs['MLP + shift aug']:.1f} s, CNN "
+                     f"{secs['CNN']:.1f} s -> {secs['CNN + shift aug']:.1f} s with augmentation (same machine and "
+                     "threads).")
+    return lines
+
+
 def locality_findings(effects: dict) -> list[str]:
     """From the locality grid's comparisons (one Holm family): each model's change when the pixels are permuted,
     the interaction, and (only when both tests say so) that convolution is the wrong tool for such data."""
@@ -194,6 +237,26 @@ def efficiency_findings(points: list[dict]) -> list[str]:
     return lines
 
 
+def classification_findings(report: dict, missed: dict, names: list[str]) -> list[str]:
+    """The macro averages and the class with the lowest F1, from ``probes.confusion.report_over_seeds``; the image
+    missed on the most seeds from ``most_missed``."""
+    n, macro = report["n"], report["macro"]
+    worst_row = min(report["classes"], key=lambda row: row["f1"]["mean"])
+    worst, rows = worst_row["class"], {worst_row["class"]: worst_row}
+    lines = [f"Macro averages over the {len(names)} classes: precision {_pct(macro['precision']['mean'])}, recall "
+             f"{_pct(macro['recall']['mean'])}, F1 {_pct(macro['f1']['mean'])}"
+             + (f" ± {macro['f1']['std'] * 100:.2f} pp (mean ± std, n={n} seeds)." if n > 1 else " (n=1 seed)."),
+             f"Lowest F1: {worst}, {_pct(rows[worst]['f1']['mean'])} (precision {_pct(rows[worst]['precision']['mean'])}"
+             f", recall {_pct(rows[worst]['recall']['mean'])})."]
+    if missed["images"]:
+        always = sum(m["missed_seeds"] == len(missed["seeds"]) for m in missed["images"])
+        first = missed["images"][0]
+        lines.append(f"Test image #{first['index']} ({names[first['true']]}) is missed on {first['missed_seeds']} of "
+                     f"{len(missed['seeds'])} seeds, most often taken for {names[first['predicted']]}; "
+                     f"{always} of the {len(missed['images'])} images shown are missed on every seed.")
+    return lines
+
+
 # What convolution assumes, taken apart ------------------------------------------------------------------------
 
 def _tested(c: dict) -> str:
@@ -215,15 +278,23 @@ def weight_sharing_findings(ws: dict) -> list[str]:
         lines.append(f"On {pixels} pixels: locality (the locally connected network minus the MLP) "
                      f"{_tested(part['locality'])}; weight sharing (the CNN minus the locally connected network) "
                      f"{_tested(part['sharing'])}.")
-    loc, share = ws["parts"]["original"]["locality"]["diff"], ws["parts"]["original"]["sharing"]["diff"]
+    from convlens.stats import ALPHA
+    loc_c, share_c = ws["parts"]["original"]["locality"], ws["parts"]["original"]["sharing"]
+    loc, share = loc_c["diff"], share_c["diff"]
     total = loc + share
-    if loc > 0 and share > 0:
-        lines.append(f"Of the CNN's {_pp(total)} over the MLP on original pixels, {loc / total:.0%} comes with "
-                     f"locality and {share / total:.0%} with sharing weights (shares of the mean differences; each "
-                     "part's own test is above).")
+    significant = all(c["p_holm"] is not None and not math.isnan(c["p_holm"]) and c["p_holm"] < ALPHA
+                      for c in (loc_c, share_c))
+    if loc > 0 and share > 0 and significant:
+        lines.append(f"Both steps add accuracy on original pixels: of their sum, {_pp(total)}, {loc / total:.0%} comes "
+                     f"with locality and {share / total:.0%} with sharing weights (ratios of the two mean "
+                     "differences above; the ratio itself has no interval).")
     else:
-        lines.append(f"The two steps do not both add accuracy on original pixels (locality {_pp(loc)}, sharing "
-                     f"{_pp(share)}; together {_pp(total)}), so the CNN's advantage does not split into two shares.")
+        lines.append(f"The two steps are not both significant gains on original pixels (locality {_pp(loc)}, "
+                     f"sharing {_pp(share)}), so the CNN's advantage is not split into shares here.")
+    lines.append("The sharing step also cuts the parameters about "
+                 f"{ws['cells']['LCN']['original']['params'] / ws['cells']['CNN']['original']['params']:.0f}x under a "
+                 "recipe chosen for the CNN, so it measures sharing together with capacity and how well that recipe "
+                 "suits the larger network.")
     cells = ws["cells"]
     params = {name: cells[name]["original"]["params"] for name in cells}
     lines.append(f"Parameters: MLP {params['MLP']:,}, locally connected {params['LCN']:,}, CNN {params['CNN']:,}: "
@@ -312,6 +383,6 @@ def receptive_field_findings(rf: dict) -> list[str]:
 
 def assumption_findings(section: dict) -> dict[str, list[str]]:
     ws = section["weight_sharing"]
-    return {"weight_sharing": weight_sharing_findings(ws) if ws else [],
+    return {"weight_sharing": weight_sharing_findings(ws) if ws and ws["complete"] else [],
             "equivariance": equivariance_findings(section["equivariance"]),
             "receptive_field": receptive_field_findings(section["receptive_field"])}

@@ -28,7 +28,7 @@ from convlens.stats import format_p, p_equals
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The layout of results.json this template reads; the study writes it, a different one is refused.
-RESULTS_FORMAT = "convlens-study/4"
+RESULTS_FORMAT = "convlens-study/5"
 
 
 def _num(fmt: str) -> Callable[[Any], str]:

@@ -22,13 +22,13 @@ from convlens.models.network import Network
 from convlens.models.presets import PRESETS
 from convlens.models.summary import summarize
 from convlens.probes.activations import feature_maps, first_layer_filters
-from convlens.probes.confusion import most_confused_pairs
+from convlens.probes.confusion import most_confused_pairs, most_missed, report_over_seeds
 from convlens.probes.efficiency import efficiency_points
 from convlens.probes.equivariance import equivariance, equivariance_over_seeds
 from convlens.probes.receptive_field import effective_receptive_fields, erf_summary, kernel_size_effects
-from convlens.probes.shift import shift_effects, shift_robustness
+from convlens.probes.shift import shift_effects, shift_loss_comparisons, shift_robustness
 from convlens.report import figures, findings
-from convlens.runs import load_run
+from convlens.runs import load_run, read_predictions
 from convlens.stats import mean_ci
 from convlens.study.config import StudyConfig
 from convlens.training import pick_device
@@ -108,6 +108,35 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
     }
 
 
+def missed_figure(missed: dict, label: str, ds: ImageDataset, path: Path | None = None):
+    """The test images ``label`` gets wrong on the most seeds, with their true and most frequent wrong class."""
+    names, shown = ds.class_names, missed["images"]
+    return figures.flip_gallery(
+        [(f"{label}:\nmissed most often", [ds.test_images[m["index"]] for m in shown],
+          [f"#{m['index']} {names[m['true']]}\ntaken for {names[m['predicted']]}\nwrong on {m['missed_seeds']}/"
+           f"{len(missed['seeds'])} seeds" for m in shown])],
+        path, f"{label}: the test images it gets wrong on the most of its {len(missed['seeds'])} seeds")
+
+
+def classification_section(name: str, store: RunStore, seeds: int, ds: ImageDataset, fig_dir: Path,
+                           root: Path) -> dict:
+    """Precision, recall and F1 per class and their macro average over the seeds of one model (scikit-learn's
+    classification report), and the test images it misses on the most seeds."""
+    level = f"model={name}"
+    runs = store.done_runs(level, seeds)
+    stored = {seed: read_predictions(store.run_dir(level, seed)) for seed in runs}
+    missed = most_missed({seed: p for seed, p in stored.items() if p is not None})
+    report = report_over_seeds([np.asarray(r["confusion_matrix"]) for r in runs.values()], list(ds.class_names))
+    result = {"report": report, "most_missed": missed, "findings": findings.classification_findings(report, missed,
+                                                                                                     ds.class_names)}
+    if missed["images"]:
+        fig = missed_figure(missed, NAMES.get(name, name), ds, fig_dir / f"{figures.model_key(name)}_missed.png")
+        result["figures"] = {"missed": _rel(fig, root)}
+    else:
+        result["figures"] = {}
+    return result
+
+
 # 5. Interpretation probes -------------------------------------------------------------------------------------
 
 def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int, fig_dir: Path, root: Path) -> dict:
@@ -126,6 +155,45 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
     return {**effects, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
             "findings": findings.shift_findings(effects),
             "shift0_max_abs_difference_from_test_accuracy": mismatch, "figures": {"shift": _rel(fig, root)}}
+
+
+AUGMENTED = "shift:2"  # the augmentation experiment's augmented level
+
+
+def augmentation_section(store: RunStore, summary: dict, seeds: int, ds: ImageDataset, max_shift: int,
+                         fig_dir: Path, root: Path, shift: dict) -> dict:
+    """The augmentation grid under the shift probe: accuracy against shift for MLP and CNN trained without and with
+    random shifts; per shift, paired tests of each accuracy loss against another's (one family, Holm); the clean
+    accuracy and the training time each augmentation costs (the experiment's own comparisons and timings)."""
+    device = pick_device("auto")
+    cells = {"MLP": (MLP, "none"), "MLP + shift aug": (MLP, AUGMENTED), "CNN": (CNN, "none"),
+             "CNN + shift aug": (CNN, AUGMENTED)}
+    per_seed: dict[str, dict[int, list[float]]] = {}
+    n_images = len(ds.test_labels)
+    for name, (model_name, augment) in cells.items():
+        label = f"model={model_name} recipe.augment={augment}"
+        per_seed[name] = {}
+        for seed in store.done_runs(label, seeds):
+            model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
+            n_images = len(y)
+            per_seed[name][seed] = shift_robustness(model, x, y, max_shift)
+    if any(not runs for runs in per_seed.values()):
+        return {"complete": False, "missing": [name for name, runs in per_seed.items() if not runs]}
+    # CNN vs MLP is the shift probe's own test (the same runs): cited from there, not tested twice
+    pairs = [("MLP + shift aug", "MLP"), ("MLP + shift aug", "CNN"), ("CNN + shift aug", "CNN")]
+    result = shift_loss_comparisons(per_seed, pairs, n_images)
+    levels = {(lv["values"]["model"], lv["values"]["recipe.augment"]): lv for lv in summary["levels"]}
+    clean = {NAMES[m]: next(c for c in summary["comparisons"] if c["kind"] == "effect"
+                            and c["factor"] == "recipe.augment" and c["within"] == f"model={m}") for m in (MLP, CNN)}
+    result.update(complete=True, clean=clean, experiment_family=len(summary["comparisons"]),
+                  seconds={name: levels[cell]["train_seconds"] for name, cell in cells.items()},
+                  timing=summary["timing"], augment=AUGMENTED,
+                  per_seed={n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()})
+    result["findings"] = findings.augmentation_findings(result, shift)
+    fig = figures.FROM_RESULTS["probe_augmentation"]({"probes": {"augmentation": result}},
+                                                     fig_dir / "probe_augmentation.png")
+    result["figures"] = {"shift": _rel(fig, root)}
+    return result
 
 
 def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path) -> dict:
@@ -153,23 +221,36 @@ LCN = "lcn-32-64-128"  # the CNN locally connected: the weight-sharing experimen
 PROBE_IMAGES = 500  # test images the equivariance and receptive-field probes average over (the first ones)
 
 
+def _turned(c: dict, label: str) -> dict:
+    """Comparison ``c`` (level minus reference) read the other way round: reference minus level."""
+    swap = {"higher": "lower", "lower": "higher"}
+    verdict = " ".join(swap.get(w, w) for w in c["verdict"].split(" ")) if c["verdict"].startswith("significantly") \
+        else c["verdict"]
+    ci = [None if v is None else -v for v in reversed(c["ci95"])]
+    return {"label": label, "n": c["n"], "diff": None if c["diff"] is None else -c["diff"], "ci95": ci,
+            "t": None if c.get("t") is None else -c["t"], "p_value": c["p_value"], "p_holm": c["p_holm"],
+            "identical": c["identical"], "verdict": verdict}
+
+
 def weight_sharing_section(summary: dict) -> dict:
     """The weight-sharing grid, read from its summary: cells (accuracy, parameters, train time) and the two parts of
     the CNN's advantage over the MLP on each pixel order, locality (LCN - MLP) and weight sharing (CNN - LCN),
-    which are two of the experiment's comparisons (one Holm family)."""
+    which are two of the experiment's comparisons (one Holm family). Incomplete when a cell has no finished run."""
     cells = {(lv["values"]["model"], lv["values"]["pixels"]): lv for lv in summary["levels"]}
-    models = {NAMES.get(m, "LCN" if m == LCN else m): m for m in (MLP, LCN, CNN)}
+    models = {"MLP": MLP, "LCN": LCN, "CNN": CNN}
+    if any(lv["n"] == 0 for lv in cells.values()):
+        return {"complete": False, "missing": sorted(lv["label"] for lv in cells.values() if lv["n"] == 0)}
 
     def effect(level: str, pixels: str) -> dict:
         return next(c for c in summary["comparisons"] if c["kind"] == "effect" and c["factor"] == "model"
                     and c["level"] == f"model={level} pixels={pixels}")
     parts = {}
     for pixels in ("original", "permuted"):
-        locality = effect(MLP, pixels)  # MLP vs LCN: the reference is the LCN, so the sign is turned for LCN - MLP
-        parts[pixels] = {"locality": {**locality, "diff": -locality["diff"],
-                                      "ci95": [None if v is None else -v for v in reversed(locality["ci95"])]},
+        # the reference is the LCN, so MLP vs LCN is read the other way round: locality = LCN - MLP
+        parts[pixels] = {"locality": _turned(effect(MLP, pixels), f"model={LCN} vs model={MLP} at pixels={pixels}"),
                          "sharing": effect(CNN, pixels)}
-    return {"cells": {name: {pixels: {k: cells[m, pixels][k] for k in ("test_accuracy", "train_seconds", "params", "n")}
+    return {"complete": True,
+            "cells": {name: {pixels: {k: cells[m, pixels][k] for k in ("test_accuracy", "train_seconds", "params", "n")}
                              for pixels in ("original", "permuted")} for name, m in models.items()},
             "parts": parts, "family": len(summary["comparisons"]), "timing": summary["timing"]}
 
@@ -217,7 +298,7 @@ def assumptions_section(config: StudyConfig, stores: dict[str, RunStore], summar
                "equivariance": equivariance_section(stores["cnn-vs-mlp"], config.seeds, ds, config.shift_max),
                "receptive_field": receptive_field_section(stores, config.seeds, ds)}
     figs = {}
-    if section["weight_sharing"]:
+    if section["weight_sharing"] and section["weight_sharing"]["complete"]:
         figs["weight_sharing"] = figures.weight_sharing_figure(section["weight_sharing"],
                                                                fig_dir / "probe_weight_sharing.png")
     result = {**section, "findings": findings.assumption_findings(section)}
@@ -333,6 +414,8 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
     cnn = model_section(CNN, core.done_runs(CNN_LEVEL, seeds), levels[CNN_LEVEL], names, fig_dir, root, ds.name)
     mlp["findings"] = findings.baseline_findings(mlp, ds.name)
     cnn["findings"] = findings.design_findings(cnn, mlp, ds.name)
+    for section, name in ((mlp, MLP), (cnn, CNN)):
+        section["classification"] = classification_section(name, core, seeds, ds, fig_dir, root)
     shift = shift_section(core, seeds, ds, config.shift_max, fig_dir, root)
     return {
         "baseline": mlp,
@@ -341,6 +424,9 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
         "probes": {
             "shift": shift,
             "locality": locality_section(summaries["locality"], ds, fig_dir, root),
+            "augmentation": (augmentation_section(stores["augmentation"], summaries["augmentation"], seeds, ds,
+                                                  config.shift_max, fig_dir, root, shift)
+                             if "augmentation" in stores else None),
             "filters": filters_section(stores, fig_dir, root),
             "feature_maps": feature_map_section(core, ds, fig_dir, root),
             "efficiency": efficiency_section(summaries, seeds, fig_dir, root),
@@ -357,7 +443,8 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
     stores = {name: RunStore(root / "experiments" / name) for name in results["experiments"]}
     seeds, classes = results["study"]["config"]["seeds"], results["eda"]["class_names"]
     drawers: dict[str, Callable[[], Any]] = {name: partial(draw, results, None)
-                                             for name, draw in figures.FROM_RESULTS.items()}
+                                             for name, draw in figures.FROM_RESULTS.items()
+                                             if figures.DRAWN_WHEN.get(name, lambda r: True)(results)}
     core = stores["cnn-vs-mlp"]
     for section in ("baseline", "design"):
         model = results[section]["name"]
@@ -366,13 +453,16 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
             label, core.done_runs(level, seeds))
         drawers[f"{key}_confusion"] = lambda label=label, level=level: figures.model_confusion(
             label, core.done_runs(level, seeds), classes)
+        if results[section]["classification"]["most_missed"]["images"]:
+            drawers[f"{key}_missed"] = lambda label=label, missed=results[section]["classification"]["most_missed"]: \
+                missed_figure(missed, label, dataset())
     eda = results["eda"]
     drawers["eda_samples"] = lambda: samples_figure(dataset(), eda["sample_indices"])
     drawers["eda_mean_images"] = lambda: mean_images_figure(dataset())
     if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
         drawers["eda_duplicates"] = lambda: duplicates_figure(dataset(), eda["duplicates"])
     drawers["probe_permuted_examples"] = lambda: permuted_examples_figure(dataset())
-    if results["probes"]["assumptions"]["weight_sharing"]:
+    if (results["probes"]["assumptions"]["weight_sharing"] or {}).get("complete"):
         drawers["probe_weight_sharing"] = lambda: figures.weight_sharing_figure(
             results["probes"]["assumptions"]["weight_sharing"])
     drawers["probe_filters"] = lambda: filters_figure(stores)[0]
