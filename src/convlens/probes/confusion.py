@@ -1,8 +1,11 @@
-"""Which classes a model mixes up: class pairs ranked by the share of their test images mistaken for each other."""
+"""Which classes a model mixes up and how well it does on each: the most-confused class pairs, scikit-learn's
+classification report (from confusion matrices, over seeds), and the test images missed on the most seeds."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from convlens.stats import mean_ci
 
 
 def most_confused_pairs(confusion: np.ndarray, names: list[str], top: int = 3) -> list[dict]:
@@ -35,7 +38,6 @@ def classification_report(confusion: np.ndarray, names: list[str]) -> dict:
 def report_over_seeds(confusions: list[np.ndarray], names: list[str]) -> dict:
     """The classification report of each seed's confusion matrix, then per class (a list, in class order) and for
     the macro average the mean and sample std over the seeds of precision, recall and F1."""
-    from convlens.stats import mean_ci
     reports = [classification_report(c, names) for c in confusions]
 
     def summary(entries: list[dict]) -> dict:

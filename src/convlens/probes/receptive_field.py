@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from convlens.models.network import Network
+from convlens.stats import ALPHA, holm, mean_ci, paired_comparison, verdict
 
 MASS = 0.9
 
@@ -95,7 +96,6 @@ def erf_summary(per_seed: dict[int, list[dict]]) -> dict:
     """Seed -> ``effective_receptive_fields`` of one architecture -> per block: the ERF image averaged over seeds
     (each normalised to sum 1 first, so every seed weighs the same), the theoretical window, and the 90% side
     per seed with its mean and 95% CI."""
-    from convlens.stats import mean_ci
     seeds = sorted(per_seed)
     blocks = []
     for i, first in enumerate(per_seed[seeds[0]]):
@@ -109,12 +109,10 @@ def erf_summary(per_seed: dict[int, list[dict]]) -> dict:
     return {"seeds": seeds, "blocks": blocks}
 
 
-def kernel_size_effects(levels: dict[str, dict], reference: str, alpha: float | None = None) -> dict:
+def kernel_size_effects(levels: dict[str, dict], reference: str, alpha: float = ALPHA) -> dict:
     """``levels``: label -> ``erf_summary`` of each level of the kernel-size experiment. Per block and level
     other than ``reference``: the paired (by seed) difference of the 90% side in px, all of them one family,
     Holm-corrected."""
-    from convlens.stats import ALPHA, holm, paired_comparison, verdict
-    alpha = ALPHA if alpha is None else alpha
     pairs = [(label, block, levels[reference]["blocks"][i]) for label, summary in levels.items()
              if label != reference for i, block in enumerate(summary["blocks"])]
     plan = []

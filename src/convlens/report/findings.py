@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from convlens.experiments.comparisons import undetectable
+from convlens.stats import ALPHA, p_equals
 
 
 def _pct(x: float | None) -> str:
@@ -262,7 +263,6 @@ def classification_findings(report: dict, missed: dict, names: list[str]) -> lis
 def _tested(c: dict) -> str:
     """'+1.23 pp, 95% CI +0.50 to +1.96 pp (significant, p = 0.004 Holm, n=3)', from a comparison whose sign may
     have been turned (so its verdict's wording, which names the original direction, is not reused)."""
-    from convlens.stats import ALPHA, p_equals
     if c["n"] < 2 or c.get("identical") or c["p_holm"] is None or math.isnan(c["p_holm"]):
         return f"{_pp(c['diff'])} ({c['verdict']})"
     word = "significant" if c["p_holm"] < ALPHA else "not significant"
@@ -278,7 +278,6 @@ def weight_sharing_findings(ws: dict) -> list[str]:
         lines.append(f"On {pixels} pixels: locality (the locally connected network minus the MLP) "
                      f"{_tested(part['locality'])}; weight sharing (the CNN minus the locally connected network) "
                      f"{_tested(part['sharing'])}.")
-    from convlens.stats import ALPHA
     loc_c, share_c = ws["parts"]["original"]["locality"], ws["parts"]["original"]["sharing"]
     loc, share = loc_c["diff"], share_c["diff"]
     total = loc + share
