@@ -303,6 +303,7 @@ FROM_RESULTS = {
     "probe_augmentation": lambda r, path: shift_curves(
         r["probes"]["augmentation"]["shifts"], r["probes"]["augmentation"]["curves"],
         min(t["n"] for t in r["probes"]["augmentation"]["tests"]), path),
+    "probe_weight_sharing": lambda r, path: weight_sharing_figure(r["probes"]["assumptions"]["weight_sharing"], path),
     "probe_equivariance": lambda r, path: equivariance_figure(r["probes"]["assumptions"]["equivariance"],
                                                               r["probes"]["shift"], path),
     "probe_receptive_field": lambda r, path: receptive_field_figure(r["probes"]["assumptions"]["receptive_field"],
@@ -311,7 +312,9 @@ FROM_RESULTS = {
 
 
 # Figures of sections a study may leave out: drawn only when this says the section is there.
-DRAWN_WHEN = {"probe_augmentation": lambda r: bool((r["probes"].get("augmentation") or {}).get("complete"))}
+DRAWN_WHEN = {"probe_augmentation": lambda r: bool((r["probes"].get("augmentation") or {}).get("complete")),
+              "probe_weight_sharing": lambda r: bool((r["probes"]["assumptions"]["weight_sharing"] or {})
+                                                     .get("complete"))}
 
 
 def model_key(model: str) -> str:

@@ -157,6 +157,18 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
             "shift0_max_abs_difference_from_test_accuracy": mismatch, "figures": {"shift": _rel(fig, root)}}
 
 
+def probe_seeds(store: RunStore, label: str, seeds: int, ds: ImageDataset, probe: Callable[..., Any],
+                images: int | None = None) -> dict[int, Any]:
+    """seed -> ``probe(model, x, y)`` for each finished run of ``label``, reloaded on the device with its test
+    images (the first ``images`` of them, when given)."""
+    device = pick_device("auto")
+    results = {}
+    for seed in store.done_runs(label, seeds):
+        model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
+        results[seed] = probe(model, x[:images].contiguous(), y[:images]) if images else probe(model, x, y)
+    return results
+
+
 AUGMENTED = "shift:2"  # the augmentation experiment's augmented level
 
 
@@ -165,18 +177,16 @@ def augmentation_section(store: RunStore, summary: dict, seeds: int, ds: ImageDa
     """The augmentation grid under the shift probe: accuracy against shift for MLP and CNN trained without and with
     random shifts; per shift, paired tests of each accuracy loss against another's (one family, Holm); the clean
     accuracy and the training time each augmentation costs (the experiment's own comparisons and timings)."""
-    device = pick_device("auto")
     cells = {"MLP": (MLP, "none"), "MLP + shift aug": (MLP, AUGMENTED), "CNN": (CNN, "none"),
              "CNN + shift aug": (CNN, AUGMENTED)}
-    per_seed: dict[str, dict[int, list[float]]] = {}
-    n_images = len(ds.test_labels)
-    for name, (model_name, augment) in cells.items():
-        label = f"model={model_name} recipe.augment={augment}"
-        per_seed[name] = {}
-        for seed in store.done_runs(label, seeds):
-            model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
-            n_images = len(y)
-            per_seed[name][seed] = shift_robustness(model, x, y, max_shift)
+    sizes: set[int] = set()  # test images each run was evaluated on (its test subset)
+
+    def curve(model: Network, x, y) -> list[float]:
+        sizes.add(len(y))
+        return shift_robustness(model, x, y, max_shift)
+    per_seed = {name: probe_seeds(store, f"model={model_name} recipe.augment={augment}", seeds, ds, curve)
+                for name, (model_name, augment) in cells.items()}
+    n_images = sizes.pop() if len(sizes) == 1 else len(ds.test_labels)
     if any(not runs for runs in per_seed.values()):
         return {"complete": False, "missing": [name for name, runs in per_seed.items() if not runs]}
     # CNN vs MLP is the shift probe's own test (the same runs): cited from there, not tested twice
@@ -257,19 +267,14 @@ def weight_sharing_section(summary: dict) -> dict:
 
 def equivariance_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int) -> dict:
     """Per conv/pool stage of the CNN and shift 1 .. max_shift: feature-map cosine similarity, over seeds."""
-    device = pick_device("auto")
-    per_seed = {}
-    for seed in store.done_runs(CNN_LEVEL, seeds):
-        model, _, x, _ = load_run(store.run_dir(CNN_LEVEL, seed), ds, device)
-        per_seed[seed] = equivariance(model, x[:PROBE_IMAGES].contiguous(), max_shift)
+    per_seed = probe_seeds(store, CNN_LEVEL, seeds, ds, lambda model, x, y: equivariance(model, x, max_shift),
+                           images=PROBE_IMAGES)
     return {**equivariance_over_seeds(per_seed), "images": min(PROBE_IMAGES, len(ds.test_labels))}
 
 
 def _erf_of_level(store: RunStore, label: str, seeds: int, ds: ImageDataset) -> dict | None:
-    per_seed = {}
-    for seed in store.done_runs(label, seeds):
-        model, _, x, _ = load_run(store.run_dir(label, seed), ds, pick_device("auto"))
-        per_seed[seed] = effective_receptive_fields(model, x[:PROBE_IMAGES].contiguous())
+    per_seed = probe_seeds(store, label, seeds, ds, lambda model, x, y: effective_receptive_fields(model, x),
+                           images=PROBE_IMAGES)
     return erf_summary(per_seed) if per_seed else None
 
 
@@ -297,14 +302,11 @@ def assumptions_section(config: StudyConfig, stores: dict[str, RunStore], summar
                                   if "weight-sharing" in summaries else None),
                "equivariance": equivariance_section(stores["cnn-vs-mlp"], config.seeds, ds, config.shift_max),
                "receptive_field": receptive_field_section(stores, config.seeds, ds)}
-    figs = {}
-    if section["weight_sharing"] and section["weight_sharing"]["complete"]:
-        figs["weight_sharing"] = figures.weight_sharing_figure(section["weight_sharing"],
-                                                               fig_dir / "probe_weight_sharing.png")
     result = {**section, "findings": findings.assumption_findings(section)}
     drawn = {"probes": {"assumptions": result, "shift": shift}}  # as the notebook draws them, from results.json
-    for name in ("equivariance", "receptive_field"):
-        figs[name] = figures.FROM_RESULTS[f"probe_{name}"](drawn, fig_dir / f"probe_{name}.png")
+    figs = {name: figures.FROM_RESULTS[f"probe_{name}"](drawn, fig_dir / f"probe_{name}.png")
+            for name in ("weight_sharing", "equivariance", "receptive_field")
+            if figures.DRAWN_WHEN.get(f"probe_{name}", lambda r: True)(drawn)}
     return {**result, "figures": {k: _rel(v, root) for k, v in figs.items()}}
 
 
@@ -462,9 +464,6 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
     if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
         drawers["eda_duplicates"] = lambda: duplicates_figure(dataset(), eda["duplicates"])
     drawers["probe_permuted_examples"] = lambda: permuted_examples_figure(dataset())
-    if (results["probes"]["assumptions"]["weight_sharing"] or {}).get("complete"):
-        drawers["probe_weight_sharing"] = lambda: figures.weight_sharing_figure(
-            results["probes"]["assumptions"]["weight_sharing"])
     drawers["probe_filters"] = lambda: filters_figure(stores)[0]
     drawers["probe_feature_maps"] = lambda: feature_maps_figure(
         core, dataset(), results["probes"]["feature_maps"]["test_index"])[0]
