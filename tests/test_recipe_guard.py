@@ -20,6 +20,7 @@ MEASURED_FAST = {  # bench/README.md, "Time to accuracy"
     "name": "fast", "epochs": 4, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4,
     "momentum": 0.9, "schedule": "onecycle", "warmup_fraction": 0.25, "label_smoothing": 0.1, "hflip": 0.0, "augment": "none",
     "val_fraction": 0.1, "patience": None, "eval_batch_size": 256, "precision": "auto", "ema": None,
+    "fused": True,
 }
 
 

@@ -152,11 +152,16 @@ def test_the_overfit_gap_compares_eval_mode_with_eval_mode(cnn_run, fashion):
     model = model.to(memory_format=torch.channels_last)
     idx = train_subset_indices(len(splits.y_train), len(splits.y_val), seed=5)
     assert len(idx) == config["data"]["n_val"] == 500 and len(set(idx.tolist())) == 500
-    with torch.no_grad():  # recomputed by hand: argmax of the eval-mode logits against the labels
+    # recomputed by hand: argmax of the eval-mode logits against the labels, the per-epoch monitoring in the
+    # training step's precision, the kept model's validation in fp32
+    bf16 = m["precision"] == "bf16"
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         hits = (model(splits.x_train[idx]).argmax(1) == splits.y_train[idx]).sum().item()
+        monitored_val_hits = (model(splits.x_val).argmax(1) == splits.y_val).sum().item()
+    with torch.no_grad():
         val_hits = (model(splits.x_val).argmax(1) == splits.y_val).sum().item()
-    assert last["train_eval_accuracy"] == hits / 500 and last["val_accuracy"] == val_hits / 500
-    assert m["val_accuracy"] == val_hits / 500  # the kept model's validation: the last epoch's, not evaluated again
+    assert last["train_eval_accuracy"] == hits / 500 and last["val_accuracy"] == monitored_val_hits / 500
+    assert m["val_accuracy"] == val_hits / 500
     # the running accuracy (dropout on, averaged over an epoch of updates) is a different number
     assert last["train_accuracy"] != last["train_eval_accuracy"]
 
@@ -203,7 +208,7 @@ def test_precision_auto_is_bf16_exactly_where_the_cpu_has_amx():
     assert resolve_precision("auto", cpu) == ("bf16" if "amx_tile" in _cpu_flags() else "fp32")  # read here
 
 
-def test_a_bf16_run_convolves_in_bf16_while_training_and_in_fp32_when_evaluating(fashion):
+def test_a_bf16_run_convolves_in_bf16_while_training_and_monitoring_and_in_fp32_when_evaluating(fashion):
     seen: list[tuple[bool, torch.dtype]] = []
 
     def record(module, inputs, output):  # every Conv2d reports the dtype it computed in
@@ -219,7 +224,11 @@ def test_a_bf16_run_convolves_in_bf16_while_training_and_in_fp32_when_evaluating
         handle.remove()
     assert result.metrics["precision"] == "bf16" and result.metrics["test_accuracy"] > 0.5
     assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
-    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    # after the last training step: the epoch's monitoring (validation, train subset) in bf16, then the kept
+    # model's validation, test and inference timing in fp32
+    after = [dtype for training, dtype in seen[max(i for i, (t, _) in enumerate(seen) if t) + 1:]]
+    switch = after.index(torch.float32)
+    assert switch > 0 and set(after[:switch]) == {torch.bfloat16} and set(after[switch:]) == {torch.float32}
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # the weights stay fp32
     fp32_recipe = resolve_recipe("fast", {"epochs": 1, "precision": "fp32"})
     fp32 = run_training(cfg.model_copy(update={"recipe": fp32_recipe}), None, dataset=fashion)
@@ -288,3 +297,24 @@ def test_ema_averages_batchnorm_statistics_too(fashion):
     for k, a, last in zip(kept, average, snapshots[-1]):
         torch.testing.assert_close(k, a, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(k, last) and k.abs().sum() > 0
+
+
+def test_epochs_are_monitored_in_the_step_precision_and_the_kept_model_is_measured_in_fp32(fashion):
+    """precision=bf16 (explicit, so this runs on any CPU): the history's validation is the bf16 forward's, the
+    metrics' validation and test are the fp32 forward's, each recomputed here by hand."""
+    recipe = resolve_recipe("fast", {"epochs": 1, "precision": "bf16"})
+    cfg = TrainConfig(model="mlp-128-64", recipe=recipe, seed=2, train_subset=2_000, test_subset=500)
+    result = run_training(cfg, None, dataset=fashion)
+    m, model = result.metrics, result.model.eval()
+    from convlens.data.dataset import to_device
+    splits = to_device(fashion.subset(2_000, 500), torch.device("cpu"), val_fraction=recipe.val_fraction, seed=2,
+                       channels_last=True)
+
+    def loss(x, y, bf16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return torch.nn.functional.cross_entropy(model(x).float(), y).item()
+    monitored, fp32 = loss(splits.x_val, splits.y_val, True), loss(splits.x_val, splits.y_val, False)
+    assert monitored != fp32  # the two precisions do give different numbers here
+    assert m["history"][-1]["val_loss"] == pytest.approx(monitored, rel=1e-6)
+    assert m["val_loss"] == pytest.approx(fp32, rel=1e-6)
+    assert m["test_loss"] == pytest.approx(loss(splits.x_test, splits.y_test, False), rel=1e-6)

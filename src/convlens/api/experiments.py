@@ -56,7 +56,7 @@ class Experiment:
             backend: str = "local", address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
             epochs: int | None = None, train_subset: int | None = None, test_subset: int | None = None,
             dataset: str | None = None, force: bool = False, retry_failed: bool = False,
-            mlflow: bool | str = False, quiet: bool = False) -> ExperimentResult:
+            mlflow: bool | str = False, quiet: bool = False, batch_seeds: bool | None = None) -> ExperimentResult:
         """Train every level x seed not yet finished in ``out`` (default runs/experiments/NAME), then analyse.
 
         ``backend="ray"`` runs them as Ray tasks (``address``: a cluster); ``mlflow=True`` logs to OUT/mlflow.db,
@@ -68,7 +68,7 @@ class Experiment:
         from convlens.tracking import make_tracker
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
-        runner = make_backend(backend, address, cpus_per_run, gpus_per_run)  # before anything is planned
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before any planning
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name

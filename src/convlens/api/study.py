@@ -33,7 +33,7 @@ class Study:
     def run(self, out: str | Path = "runs/study", *, force: bool = False, retry_failed: bool = False,
             data_dir: str | Path | None = None, backend: str = "local", address: str | None = None,
             cpus_per_run: float = 1, gpus_per_run: float = 0, mlflow: bool | str = False,
-            quiet: bool = False) -> StudyResult:
+            quiet: bool = False, batch_seeds: bool | None = None) -> StudyResult:
         """Run (or resume: finished runs are reused) the study into ``out``; writes report.html, report.md,
         report.ipynb and results.json there."""
         from convlens.display import StudyProgress
@@ -41,7 +41,7 @@ class Study:
         from convlens.study.pipeline import run_study
         from convlens.tracking import log_study, make_tracker
         out = Path(out)
-        runner = make_backend(backend, address, cpus_per_run, gpus_per_run)
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)
         try:

@@ -11,6 +11,7 @@ from rich.table import Table
 from convlens.cli.options import (
     AddressOption,
     BackendOption,
+    BatchSeedsOption,
     CpusPerRunOption,
     GpusPerRunOption,
     JsonOption,
@@ -57,6 +58,7 @@ def experiment_run(
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = 1,
     gpus_per_run: GpusPerRunOption = 0,
+    batch_seeds: BatchSeedsOption = None,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
     quiet: QuietOption = False,
@@ -66,7 +68,8 @@ def experiment_run(
     result = Experiment(spec_source).run(
         seeds, out=out_dir, workers=workers, backend=backend, address=address, cpus_per_run=cpus_per_run,
         gpus_per_run=gpus_per_run, epochs=epochs, train_subset=train_subset, test_subset=test_subset,
-        dataset=dataset, force=force, retry_failed=retry_failed, mlflow=mlflow_uri or mlflow, quiet=quiet)
+        dataset=dataset, force=force, retry_failed=retry_failed, mlflow=mlflow_uri or mlflow, quiet=quiet,
+        batch_seeds=batch_seeds)
     print_experiment_table(result.summary)
     if not quiet:
         out.print(f"Wrote {result.directory}/summary.json, runs.csv and plots/*.png")

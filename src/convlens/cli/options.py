@@ -32,6 +32,9 @@ AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address 
 CpusPerRunOption = Annotated[float, typer.Option(help="CPUs each Ray task asks for (and its torch threads).")]
 GpusPerRunOption = Annotated[float, typer.Option(help="GPU each run takes; a fraction shares one (0.25: four runs "
                                                  "at once per GPU, as Ray tasks or local workers).")]
+BatchSeedsOption = Annotated[Optional[bool], typer.Option(
+    "--batch-seeds/--no-batch-seeds", help="Train all seeds of a level as one batched model (default: where CUDA "
+    "is; on the CPU it is slower than separate runs).", show_default=False)]
 
 
 MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: OUT/mlflow.db, SQLite; "

@@ -89,4 +89,4 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
     # request still running after 25 s is cut so the process always ends within docker's 30 s grace.
     uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", timeout_graceful_shutdown=25)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=25)

@@ -10,6 +10,7 @@ import typer
 from convlens.cli.options import (
     AddressOption,
     BackendOption,
+    BatchSeedsOption,
     CpusPerRunOption,
     DataDirOption,
     GpusPerRunOption,
@@ -41,6 +42,7 @@ def study_cmd(
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = 1,
     gpus_per_run: GpusPerRunOption = 0,
+    batch_seeds: BatchSeedsOption = None,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
@@ -54,7 +56,7 @@ def study_cmd(
     study = Study(config_path or mode, preset=mode, seeds=seeds, workers=workers, dataset=dataset)
     result = study.run(out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir, backend=backend,
                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                       mlflow=mlflow_uri or mlflow, quiet=quiet)
+                       mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds)
     out.print(result.headline())
     notebook = ", report.ipynb" if result.notebook_path.is_file() else ""
     out.print(f"Report: {out_dir / 'report.html'} (also report.md{notebook}, results.json)")

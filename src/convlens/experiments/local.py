@@ -67,6 +67,26 @@ def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:
         return JobResult(job.level, job.seed, "failed", reason)
 
 
+def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> list[JobResult]:
+    """Train ``jobs``, the seeds of one configuration, as one batched model (convlens.batched_seeds); as
+    ``execute``, every failure is recorded in the runs' metrics.json, never raised."""
+    from convlens.runs import run_training_batched
+    first = jobs[0].config
+    try:
+        outcomes = run_training_batched([j.config for j in jobs], [j.directory for j in jobs],
+                                        dataset=dataset if dataset is not None else _dataset(first.dataset,
+                                                                                             first.data_dir))
+    except Exception as e:  # noqa: BLE001 - as in execute: the sweep goes on, each run keeps the reason
+        reason = str(e) if isinstance(e, ConvlensError) else f"{type(e).__name__}: {e}"
+        for job in jobs:
+            atomic_write_json(job.directory / METRICS_FILE, {
+                "status": "failed", "reason": reason,
+                "traceback": None if isinstance(e, ConvlensError) else traceback.format_exc(limit=8)})
+        return [JobResult(j.level, j.seed, "failed", reason) for j in jobs]
+    return [JobResult(j.level, j.seed, "failed", str(o)) if isinstance(o, TrainingDiverged)
+            else JobResult(j.level, j.seed, "done") for j, o in zip(jobs, outcomes)]
+
+
 def threads_per_run(workers: int) -> int:
     """CPU threads each run gets when ``workers`` runs share this machine's cores."""
     return max(1, len(os.sched_getaffinity(0)) // workers)

@@ -47,8 +47,11 @@ def feature_stages(model: Network) -> list[tuple[str, nn.Module, int]]:
 def _capture(model: Network, modules: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs of ``modules`` for input ``x``, running only the conv blocks (any input size)."""
     outputs: dict[int, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: outputs.__setitem__(i, out.float()))
-             for i, m in enumerate(modules)]
+
+    def keep(i: int, out: torch.Tensor) -> None:  # a tensor of its own: the caller changes it in place
+        owned = any(out.data_ptr() == o.data_ptr() for o in outputs.values()) or out.dtype != torch.float32
+        outputs[i] = out.float().clone() if owned else out
+    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: keep(i, out)) for i, m in enumerate(modules)]
     try:
         model.features(x)
     finally:
@@ -57,14 +60,19 @@ def _capture(model: Network, modules: list[nn.Module], x: torch.Tensor) -> list[
     return [outputs[i] for i in range(len(modules))]
 
 
-def _moved(shifted: torch.Tensor, original: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Per image: cosine similarity of ``shifted`` and ``original`` moved by (dy, dx) feature px, over the overlap."""
+def _overlap(shifted: torch.Tensor, original: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The region where ``shifted`` and ``original`` moved by (dy, dx) feature px overlap: (a, b), views."""
     h, w = original.shape[-2:]
-    a = shifted[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
-    b = original[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    return (shifted[..., max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)],
+            original[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)])
+
+
+def _cosine_sum(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The sum over images of the cosine similarity of a[i] and b[i], each (C, H, W)."""
     dims = (1, 2, 3)
-    dot, norms = (a * b).sum(dims), (a.square().sum(dims) * b.square().sum(dims)).sqrt()
-    return dot / norms.clamp_min(1e-12)
+    dot = (a * b).sum(dims)
+    norms = torch.linalg.vector_norm(a, dim=dims) * torch.linalg.vector_norm(b, dim=dims)
+    return float((dot / norms.clamp_min(1e-12)).sum())
 
 
 @torch.no_grad()
@@ -81,24 +89,32 @@ def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4) -> dict:
     # much again plus what makes the canvas a whole number of cells, so no pooling drops a row the image reaches.
     before = (math.ceil(max_shift / jump) + 1) * jump
     after = before + (-x.shape[-1]) % jump
-    canvas = nn.functional.pad(x, (before, after, before, after))
     directions = shift_directions(len(x)).to(x.device)
-    groups = [(d, (directions == d).nonzero().squeeze(1)) for d in range(len(DIRECTIONS))]
+    # Images grouped by direction (a mean over images does not depend on their order): each group is a slice, a
+    # view, where indexing would copy every feature map once per group.
+    order = torch.argsort(directions, stable=True)
+    x, directions = x[order], directions[order]
+    counts = torch.bincount(directions, minlength=len(DIRECTIONS)).tolist()
+    starts = [sum(counts[:d]) for d in range(len(DIRECTIONS))]
+    groups = [(d, slice(start, start + n)) for d, (start, n) in enumerate(zip(starts, counts)) if n]
+    canvas = nn.functional.pad(x, (before, after, before, after))
     modules = [m for _, m, _ in stages]
     # The response to an empty canvas (biases through activations and BatchNorm) is the same in both maps: taken
     # out, so that the similarity is the image's and does not grow with the canvas's background.
     empty = _capture(model, modules, torch.zeros_like(canvas[:1]))
-    base = [[(stage - e)[idx] for _, idx in groups] for stage, e in zip(_capture(model, modules, canvas), empty)]
+    base = [stage.sub_(e) for stage, e in zip(_capture(model, modules, canvas), empty)]
     similarity = [[0.0] * max_shift for _ in stages]
     for k in range(1, max_shift + 1):
-        moved = [stage - e for stage, e in zip(_capture(model, modules, shift_images(canvas, k, directions)), empty)]
+        moved = [stage.sub_(e) for stage, e in zip(_capture(model, modules, shift_images(canvas, k, directions)),
+                                                    empty)]
         for i, (_, _, jump) in enumerate(stages):
             best = None
             for s in sorted({math.floor(k / jump), math.ceil(k / jump)}):
-                total = sum(_moved(moved[i][idx], base[i][g], DIRECTIONS[d][0] * s, DIRECTIONS[d][1] * s).sum().item()
-                            for g, (d, idx) in enumerate(groups) if len(idx))
+                total = sum(_cosine_sum(*_overlap(moved[i][rows], base[i][rows], DIRECTIONS[d][0] * s,
+                                                  DIRECTIONS[d][1] * s)) for d, rows in groups)
                 best = total / len(x) if best is None else max(best, total / len(x))
             similarity[i][k - 1] = best
+        del moved
     dense = _dense_invariance(model, x, directions, max_shift)
     labels = [label for label, _, _ in stages]
     return {"stages": labels + (["dense1"] if dense else []),

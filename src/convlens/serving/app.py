@@ -6,8 +6,10 @@ input, 413 above 6 MB or too many instances, 415 for an unsupported content type
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -70,6 +72,72 @@ async def drain(request: Request) -> bool:
     except Exception:  # already consumed (RuntimeError) or the client went away: nothing left to drain
         return True
     return True
+
+
+def prediction_body(probabilities: np.ndarray, class_names: list[str]) -> bytes:
+    """The /invocations answer, as Starlette's JSONResponse renders it (tested against it)."""
+    return json.dumps({"predictions": np.round(probabilities, 6).tolist(), "classes": class_names},
+                      ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+class InlineInvocations:
+    """ASGI middleware: POST /invocations with a small body of pixel numbers is answered here, on the event loop,
+    without FastAPI's routing, request object and response classes, which cost more than the prediction itself
+    for one image (bench/README.md, serving). Everything else, and any body that is not small and numeric, goes to
+    the app with the body replayed, so its limits, threads and OpenAPI description stay the one definition.
+    Errors are the app's: the same statuses and {"error": ...} bodies (tested on both paths)."""
+
+    def __init__(self, app, predict: Callable[[bytes, str | None], bytes], body_timeout_s: float):
+        self.app, self.predict, self.body_timeout_s = app, predict, body_timeout_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        content_type = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        if length is None or not length.isdigit() or int(length) > INLINE_BODY_BYTES:
+            return await self.app(scope, receive, send)  # large, chunked or refused: the app's route
+        body, more = b"", True
+        try:
+            with anyio.fail_after(self.body_timeout_s):
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client went away
+                        return
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return await _send_json(send, 408, _error_body(f"the request body did not arrive within "
+                                                           f"{self.body_timeout_s:g} s"))
+        if not _numeric(body, content_type):
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+            return await self.app(scope, replay, send)
+        try:
+            status, answer = 200, self.predict(body, content_type)
+        except InputError as e:
+            status, answer = e.status, _error_body(str(e))
+        await _send_json(send, status, answer)
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+async def _send_json(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class Prediction(BaseModel):
@@ -164,10 +232,15 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         # other clients are answered meanwhile; at most INFERENCE_SLOTS at once, which bounds the memory.
         return await run_in_threadpool_limited(answer, body, content_type)
 
-    def answer(body: bytes, content_type: str | None) -> Response:
+    def answer_body(body: bytes, content_type: str | None) -> bytes:
         probabilities = predictor.predict(decode(body, content_type, SERVER_LIMITS, predictor.image))
         # Built here, not validated against Prediction again: it is a Prediction by construction (tested).
-        return JSONResponse({"predictions": np.round(probabilities, 6).tolist(), "classes": predictor.class_names})
+        return prediction_body(probabilities, predictor.class_names)
+
+    def answer(body: bytes, content_type: str | None) -> Response:
+        return Response(answer_body(body, content_type), media_type="application/json")
+
+    app.add_middleware(InlineInvocations, predict=answer_body, body_timeout_s=body_timeout_s)
 
     limiter = anyio.CapacityLimiter(INFERENCE_SLOTS)
 
