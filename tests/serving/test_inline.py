@@ -138,3 +138,29 @@ def test_middleware_answers_small_numeric_bodies_itself_and_replays_the_rest():
     assert sent[0]["status"] == 408 and "did not arrive within 0.2 s" in json.loads(sent[1]["body"])["error"]
     sent, seen = _drive(middleware, [], [json_type, (b"content-length", b"7")])
     assert sent == [] and seen == {}
+
+
+def test_escapes_and_odd_headers_take_the_safe_path(client, fashion):
+    """A key spelled with escapes is not a number: integer pixels are still divided by 255, and an escaped "b64"
+    image is decoded off the event loop; an absurd Content-Length is a 413, not a 500."""
+    pixels = fashion.test_images[:1].reshape(1, 784).tolist()
+    plain = client.post("/invocations", content=json.dumps({"instances": pixels}).encode(),
+                        headers={"Content-Type": "application/json"})
+    escaped = client.post("/invocations", content=json.dumps({"i\\u006estances": pixels}).encode().replace(
+        b"i\\\\u006e", b"i\\u006e"), headers={"Content-Type": "application/json"})
+    assert plain.status_code == escaped.status_code == 200
+    assert escaped.json()["predictions"] == plain.json()["predictions"]
+    calls = []
+    middleware = InlineInvocations(None, predict=lambda body, ct: calls.append(body) or b"{}", body_timeout_s=1)
+    for body in (b'{"instances": [{"\\u0062\\u0036\\u0034": "AAAA"}]}', b'[[1, 2]]'):
+        sent, seen = _drive(middleware, [{"type": "http.request", "body": body}],
+                            [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())])
+        assert (seen.get("body") == body) == (b"\\" in body)  # escaped: replayed to the app's route
+    assert calls == [b"[[1, 2]]"]
+    huge = b"0" * 5000 + b"5"
+    sent, seen = _drive(middleware, [{"type": "http.request", "body": b"[[1]]"}],
+                        [(b"content-type", b"application/json"), (b"content-length", huge)])
+    assert seen["body"] == b"[[1]]"  # too long a number: the app's route, which answers 413 (below)
+    response = client.post("/invocations", content=b"[[1]]", headers={"Content-Type": "application/json",
+                                                                      "Content-Length": huge.decode()})
+    assert response.status_code in (400, 413)

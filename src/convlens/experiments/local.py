@@ -6,6 +6,7 @@ started torch's thread pools is unsafe) and each loads the dataset once.
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from collections.abc import Callable
@@ -76,13 +77,16 @@ def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> lis
         outcomes = run_training_batched([j.config for j in jobs], [j.directory for j in jobs],
                                         dataset=dataset if dataset is not None else _dataset(first.dataset,
                                                                                              first.data_dir))
-    except Exception as e:  # noqa: BLE001 - as in execute: the sweep goes on, each run keeps the reason
-        reason = str(e) if isinstance(e, ConvlensError) else f"{type(e).__name__}: {e}"
-        for job in jobs:
-            atomic_write_json(job.directory / METRICS_FILE, {
-                "status": "failed", "reason": reason,
-                "traceback": None if isinstance(e, ConvlensError) else traceback.format_exc(limit=8)})
-        return [JobResult(j.level, j.seed, "failed", reason) for j in jobs]
+    except Exception:  # noqa: BLE001 - e.g. out of memory with n models at once: one seed at a time instead
+        results = []
+        for job in jobs:  # a seed that finished before the failure keeps its run
+            metrics = job.directory / METRICS_FILE
+            try:
+                done = json.loads(metrics.read_text()).get("status") == "done"
+            except (OSError, ValueError):
+                done = False
+            results.append(JobResult(job.level, job.seed, "done") if done else execute(job, dataset))
+        return results
     return [JobResult(j.level, j.seed, "failed", str(o)) if isinstance(o, TrainingDiverged)
             else JobResult(j.level, j.seed, "done") for j, o in zip(jobs, outcomes)]
 

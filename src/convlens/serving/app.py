@@ -36,18 +36,28 @@ DRAIN_LIMIT_BYTES = 64 * 2**20  # an oversized body is read and dropped up to th
 
 
 def _numeric(body: bytes, content_type: str | None) -> bool:
-    """Pixel numbers only: an .npy array, or JSON with no base64 image in it."""
+    """Pixel numbers only: an .npy array, or JSON with no base64 image in it (and no escape, which could spell
+    the "b64" key another way)."""
     media = media_type(content_type)
-    return media == "application/x-npy" or (media == "application/json" and b"b64" not in body)
+    return media == "application/x-npy" or (media == "application/json" and b"b64" not in body
+                                            and b"\\" not in body)
+
+
+def _declared_length(value: str | bytes | None) -> int | None:
+    """A Content-Length header as a number; more than 12 digits counts as too large (int() of thousands of digits
+    raises, and no body here is near 10^12 bytes)."""
+    if value is None or not value.isdigit():
+        return None
+    return int(value) if len(value) <= 12 else 10**12
 
 
 async def read_body(request: Request, timeout_s: float) -> bytes:
     """The body, refusing more than MAX_BODY_BYTES whatever Content-Length claimed (a 413 before reading it),
     and a body that takes longer than ``timeout_s`` to arrive (a client trickling bytes holds a connection and
     its buffer for as long as it likes otherwise)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise InputError(f"payload of {int(declared):,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
+    declared = _declared_length(request.headers.get("content-length"))
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise InputError(f"payload of {declared:,} bytes exceeds the 6 MB limit ({MAX_BODY_BYTES:,} bytes)",
                          status=413)
     body = bytearray()
     try:
@@ -95,16 +105,16 @@ class InlineInvocations:
             return await self.app(scope, receive, send)
         content_type = length = None
         for name, value in scope["headers"]:
-            if name == b"content-type":
+            if name == b"content-type" and content_type is None:  # the first, as Starlette reads it
                 content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                length = value
-        if length is None or not length.isdigit() or int(length) > INLINE_BODY_BYTES:
+            elif name == b"content-length" and length is None:
+                length = _declared_length(value)
+        if length is None or length > INLINE_BODY_BYTES:
             return await self.app(scope, receive, send)  # large, chunked or refused: the app's route
         body, more = b"", True
         try:
             with anyio.fail_after(self.body_timeout_s):
-                while more:
+                while more and len(body) <= INLINE_BODY_BYTES:
                     message = await receive()
                     if message["type"] != "http.request":  # the client went away
                         return
@@ -113,14 +123,14 @@ class InlineInvocations:
         except TimeoutError:
             return await _send_json(send, 408, _error_body(f"the request body did not arrive within "
                                                            f"{self.body_timeout_s:g} s"))
-        if not _numeric(body, content_type):
+        if more or not _numeric(body, content_type):  # more than declared, or not numbers: the app's route
             replayed = False
 
             async def replay():
                 nonlocal replayed
                 if not replayed:
                     replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
+                    return {"type": "http.request", "body": body, "more_body": more}
                 return await receive()
             return await self.app(scope, replay, send)
         try:

@@ -194,6 +194,7 @@ def _decode_instance_b64(instance: dict, budget: _Budget, image: ImageShape) -> 
 
 
 _FLOAT_NUMBER = re.compile(rb"[0-9][.eE]")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 # JSON's constants as plain substrings (a word-boundary regex cost ~50 us per 8 KB body, a sixth of a request):
 # a numeric body has no letters but its "instances" key and exponents, so a match is a constant.
 _JSON_CONSTANTS = (b"true", b"false", b"null")
@@ -205,9 +206,9 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape =
     except UnicodeDecodeError:
         raise InputError("body is not valid JSON (not UTF-8 text)") from None
     # Whether any number is written as a float (a digit then '.', 'e' or 'E'): integer pixels are divided by 255
-    # whatever their values (the scale rule). Read on the raw bytes: a body this path accepts has no string but its
-    # "instances" key (checked below), so a match is a number; json's own float parser stays the native one.
-    floats_seen = _FLOAT_NUMBER.search(body) is not None
+    # whatever their values (the scale rule). Read on the bytes outside strings (a key may spell a letter as
+    # \u006e), so json's own float parser stays the native one.
+    floats_seen = _FLOAT_NUMBER.search(_JSON_STRING.sub(b"", body) if b'"' in body else body) is not None
     try:
         # Integers as floats: a 400-digit integer becomes inf (refused by the range check) instead of
         # overflowing in numpy or hitting Python's int-parsing limit.
