@@ -12,13 +12,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
 from convlens.config import TrainConfig, resolve_recipe
 from convlens.data.dataset import load_named
+from convlens.provenance import device_description
 from convlens.runs import run_training, run_training_batched
 from convlens.training import pick_device
 
@@ -35,7 +35,7 @@ def main() -> None:
     cfgs = [TrainConfig(model=args.model, recipe=recipe, seed=s, train_subset=args.train_subset)
             for s in range(args.seeds)]
     device = pick_device("auto")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    name = device_description(device)["name"]
     print(f"{args.seeds} seeds of {args.model}, recipe fast, {args.epochs} epoch(s) on {args.train_subset:,} "
           f"training images; {device.type} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     run_training(cfgs[0].model_copy(update={"train_subset": 1_000}), None, dataset=ds)  # warm-up
@@ -51,7 +51,8 @@ def main() -> None:
         seconds = sum(m["train_seconds"] for m in metrics)
         accuracies = ", ".join(f"{m['test_accuracy']:.2%}" for m in metrics)
         print(f"| {label} | {seconds:.1f} | {wall:.1f} | {accuracies} |")
-    print(f"batched / separate training time: {sum(m['train_seconds'] for m in batched) / sum(m['train_seconds'] for m in separate):.2f}")
+    ratio = sum(m["train_seconds"] for m in batched) / sum(m["train_seconds"] for m in separate)
+    print(f"batched / separate training time: {ratio:.2f}")
 
 
 if __name__ == "__main__":
