@@ -27,6 +27,7 @@ from convlens.models.checkpoint import (
     save_weights,
 )
 from convlens.models.network import Network
+from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
 from convlens.training import (
@@ -106,7 +107,7 @@ class _PreparedRun:
 
     cfg: TrainConfig
     out_dir: Path | None
-    spec: object
+    spec: MLPSpec | CNNSpec
     splits: DeviceSplits
     model: Network
     config: dict
