@@ -32,11 +32,11 @@ from convlens.errors import TrainingDiverged
 from convlens.models.network import Network
 from convlens.training import (
     EpochRecord,
-    Evaluation,
     TrainingOutcome,
-    evaluate,
     make_optimizer,
     make_schedule,
+    monitor,
+    precision_autocast,
     resolve_precision,
     train_subset_indices,
 )
@@ -92,7 +92,6 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
     augment_rngs = ([torch.Generator(device=device).manual_seed(augment_seed(seed)) for seed in seeds]
                     if augmentation.active else None)
     precision = resolve_precision(recipe.precision, device)
-    num_classes = models[0].spec.num_classes
 
     # The network as a function of (parameters, buffers, images, dropout masks); a meta copy holds the structure.
     template = copy.deepcopy(models[0]).to("meta").train()
@@ -114,10 +113,6 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
     # What dropout's input is: (batch, width) of the autocast dtype (a Linear's output) or fp32.
     widths = [template.get_submodule(name.replace("dropout", "dense")).out_features for name, _ in dropouts]
     mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-
-    def monitor(model: Network, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            return evaluate(model, x, y, num_classes, recipe.eval_batch_size)
 
     def unstack() -> None:  # each seed's slice into its own model: evaluated exactly like a separate run's
         with torch.no_grad():
@@ -152,7 +147,7 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
                 xs.append(xb)
                 ys.append(yb)
             y = torch.stack(ys)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with precision_autocast(device, precision):
                 losses, logits = batched_loss(params, buffers, torch.stack(xs), y, *(torch.stack(m) for m in masks))
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # the seeds share no parameter: each gets its own gradient
@@ -167,11 +162,11 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
                 bad = int((~finite[s]).nonzero()[0])
                 failed[s] = TrainingDiverged(epoch, bad + 1, float(step_losses[s, bad]))
         unstack()
-        vals = [monitor(m, sp.x_val, sp.y_val) if len(sp.y_val) and s not in failed else None
+        vals = [monitor(m, sp.x_val, sp.y_val, precision, recipe) if len(sp.y_val) and s not in failed else None
                 for s, (m, sp) in enumerate(zip(models, splits))]
         seconds = time.perf_counter() - t_epoch
         t_probe = time.perf_counter()
-        seen = [monitor(m, sp.x_train.index_select(0, probe), sp.y_train.index_select(0, probe))
+        seen = [monitor(m, sp.x_train.index_select(0, probe), sp.y_train.index_select(0, probe), precision, recipe)
                 if len(sp.y_val) and s not in failed else None
                 for s, (m, sp, probe) in enumerate(zip(models, splits, probes))]
         probe_seconds += time.perf_counter() - t_probe

@@ -158,6 +158,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
                       confusion_matrix=confusion.tolist(), predicted=pred.cpu())
 
 
+def precision_autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of a ``precision`` ("fp32" or "bf16") step on ``device``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def monitor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str, recipe: Recipe) -> Evaluation:
+    """A per-epoch evaluation (validation, the train subset): in the training step's precision."""
+    with precision_autocast(x.device, precision):
+        return evaluate(model, x, y, model.spec.num_classes, recipe.eval_batch_size)
+
+
 def make_optimizer(params: Iterable[torch.Tensor], recipe: Recipe) -> torch.optim.Optimizer:
     params = list(params)
     fused = {"fused": True} if recipe.fused else {}  # else torch's default for the device
@@ -213,18 +224,13 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
     augmentation = parse_augment(recipe.augment)
     # its own generator on the device, seeded like the data order: augmenting changes no other random draw
     augment_rng = (torch.Generator(device=device).manual_seed(augment_seed(seed)) if augmentation.active else None)
-    num_classes = model.spec.num_classes
     has_val = len(splits.y_val) > 0
     precision = resolve_precision(recipe.precision, device)
     # use_buffers: BatchNorm's running statistics are averaged with the weights, so the average is a usable model.
     average = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
         recipe.ema), use_buffers=True) if recipe.ema else None)
     kept = average.module if average is not None else model  # what is validated and, in the end, kept
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-    def monitor(x: torch.Tensor, y: torch.Tensor) -> Evaluation:  # per-epoch evaluation, in the step's precision
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            return evaluate(kept, x, y, num_classes, recipe.eval_batch_size)
+    autocast = precision_autocast(device, precision)
 
     probe = train_subset_indices(n, len(splits.y_val), seed).to(device) if has_val else None
     x_probe = splits.x_train.index_select(0, probe) if has_val else None
@@ -267,10 +273,10 @@ def train(model: Network, splits: DeviceSplits, recipe: Recipe, *, seed: int,
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
             raise TrainingDiverged(epoch, bad + 1, float(step_losses[bad]))
-        val = monitor(splits.x_val, splits.y_val) if has_val else None
+        val = monitor(kept, splits.x_val, splits.y_val, precision, recipe) if has_val else None
         seconds = time.perf_counter() - t_epoch
         t_probe = time.perf_counter()
-        seen = monitor(x_probe, y_probe) if has_val else None
+        seen = monitor(kept, x_probe, y_probe, precision, recipe) if has_val else None
         probe_seconds += time.perf_counter() - t_probe
         record = EpochRecord(epoch=epoch, train_loss=step_losses.mean().item(), train_accuracy=correct.item() / n,
                              val_loss=val.loss if val else None, val_accuracy=val.accuracy if val else None,

@@ -41,9 +41,7 @@ class Study:
         from convlens.study.pipeline import run_study
         from convlens.tracking import log_study, make_tracker
         out = Path(out)
-        if batch_seeds and self.config.workers > 1:
-            raise UsageError("--batch-seeds trains each level's seeds in one process; drop --workers")
-        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds, self.config.workers)
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)
         try:

@@ -6,7 +6,6 @@ started torch's thread pools is unsafe) and each loads the dataset once.
 
 from __future__ import annotations
 
-import json
 import os
 import traceback
 from collections.abc import Callable
@@ -71,7 +70,7 @@ def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:
 def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> list[JobResult]:
     """Train ``jobs``, the seeds of one configuration, as one batched model (convlens.batched_seeds); as
     ``execute``, every failure is recorded in the runs' metrics.json, never raised."""
-    from convlens.runs import run_training_batched
+    from convlens.runs import read_metrics, run_training_batched
     first = jobs[0].config
     try:
         outcomes = run_training_batched([j.config for j in jobs], [j.directory for j in jobs],
@@ -80,10 +79,9 @@ def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> lis
     except Exception:  # noqa: BLE001 - e.g. out of memory with n models at once: one seed at a time instead
         results = []
         for job in jobs:  # a seed that finished before the failure keeps its run
-            metrics = job.directory / METRICS_FILE
             try:
-                done = json.loads(metrics.read_text()).get("status") == "done"
-            except (OSError, ValueError):
+                done = read_metrics(job.directory).get("status") == "done"
+            except ConvlensError:  # not written, or half a file
                 done = False
             results.append(JobResult(job.level, job.seed, "done") if done else execute(job, dataset))
         return results

@@ -70,7 +70,7 @@ def shared_gpu_workers(gpus_per_run: float) -> int:
 
 
 def make_backend(name: str = "local", address: str | None = None, cpus_per_run: float = 1,
-                 gpus_per_run: float = 0, batch_seeds: bool | None = None) -> Backend:
+                 gpus_per_run: float = 0, batch_seeds: bool | None = None, workers: int = 1) -> Backend:
     """A validated Backend (Ray is imported now, so a missing extra is one line up front). ``batch_seeds``
     None: on where CUDA is (a small CNN leaves a GPU mostly idle), off on the CPU, where the grouped
     convolutions of a batched model are slower per seed than separate runs (bench/README.md)."""
@@ -83,9 +83,11 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
         import_ray()
     elif gpus_per_run > 0:
         shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
+    if batch_seeds and workers > 1:
+        raise UsageError("--batch-seeds trains each level's seeds in one process; drop --workers")
     if batch_seeds is None:
         import torch
-        batch_seeds = name == "local" and gpus_per_run == 0 and torch.cuda.is_available()
+        batch_seeds = name == "local" and gpus_per_run == 0 and workers <= 1 and torch.cuda.is_available()
     elif batch_seeds and (name != "local" or gpus_per_run > 0):
         raise UsageError("--batch-seeds trains in this process; it does not combine with --backend ray or "
                          "--gpus-per-run")
