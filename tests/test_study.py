@@ -243,7 +243,10 @@ def test_presets_meet_what_the_modes_promise():
     assert default.seeds >= 3 and default.train_subset is None
     assert [s.name for s in default.experiment_specs()] == ["kernel-size", "cnn-vs-mlp", "locality"]
     assert default.experiment_specs()[0].factor.levels == [3, 5]
-    assert quick.seeds >= 3 and quick.train_subset is not None
+    assert quick.seeds >= 3 and quick.train_subset is not None and quick.test_subset is not None
+    # quick is the default study on less data: the same experiments, levels, seeds and recipe
+    same = lambda c: [(s.name, s.factor.levels, s.seeds, s.recipe) for s in c.experiment_specs()]  # noqa: E731
+    assert same(quick) == same(default)
     names = [s.name for s in full.experiment_specs()]
     assert names == ["kernel-size", "depth", "filters", "weight-sharing", "augmentation", "cnn-vs-mlp", "locality"]
     assert full.experiment_specs()[0].factor.levels == [3, 5, 7]

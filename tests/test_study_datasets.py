@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import Normalize
 from PIL import Image
 
 from convlens.cli import main
@@ -139,6 +140,60 @@ def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_sa
     assert code and all(not c.outputs for c in code)
 
 
+def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and_is_gone_after(digits_study,
+                                                                                                 tmp_path):
+    import shutil
+
+    import nbformat
+
+    from convlens.report.notebook import warm_kernel
+    from convlens.study.pipeline import notebook_status
+    copy = Path(shutil.copytree(digits_study, tmp_path / "warm"))
+    with warm_kernel(copy) as kernel:
+        assert kernel is not None and kernel.is_alive()
+        client = kernel.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        printed: list[str] = []
+        client.execute_interactive("import os, sys; print('convlens.study.sections' in sys.modules, os.getcwd())",
+                                   store_history=False, timeout=60,
+                                   output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        client.stop_channels()
+        assert "".join(printed).split() == ["True", str(copy)]  # imported before any cell ran, in the study's directory
+        assert notebook_status(copy, kernel) == {"executed": True, "reason": None}
+        assert kernel.is_alive()  # the notebook used it; its owner shuts it down
+    assert not kernel.is_alive()
+    code = [c for c in nbformat.read(copy / "report.ipynb", as_version=4).cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # the warm-up left no count behind
+    assert all(o.output_type != "error" for c in code for o in c.outputs)
+
+
+def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_path, monkeypatch):
+    import sys
+
+    from jupyter_client.manager import KernelManager
+
+    from convlens.report.notebook import warm_kernel
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "nbclient", None)
+        with warm_kernel(tmp_path) as kernel:
+            assert kernel is None
+
+    def fail(self, **kwargs):
+        raise RuntimeError("no kernel here")
+    monkeypatch.setattr(KernelManager, "start_kernel", fail)
+    with warm_kernel(tmp_path) as kernel:
+        assert kernel is None
+
+
+def _first_tile(fig, size: int) -> np.ndarray:
+    """The (size, size, 4) tile of an image grid under its first row and column ticks."""
+    ax = fig.axes[0]
+    canvas = np.asarray(ax.images[0].get_array())
+    top, left = (int(round(c - (size - 1) / 2)) for c in (ax.get_yticks()[0], ax.get_xticks()[0]))
+    return canvas[top:top + size, left:left + size]
+
+
 def test_every_report_figure_is_drawn_again_from_results_json_the_run_store_and_the_images(digits_study):
     import matplotlib.image
     from safetensors.numpy import load_file
@@ -173,10 +228,14 @@ def test_every_report_figure_is_drawn_again_from_results_json_the_run_store_and_
     weights = load_file(digits_study / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0" /
                         "model.safetensors")
     [first] = [w for k, w in weights.items() if w.ndim == 4 and w.shape[1:] == (1, 3, 3)]
-    filters = study.plot("probe_filters").axes
-    np.testing.assert_allclose(filters[0].images[0].get_array(), first[0, 0], rtol=1e-6)
-    samples = study.plot("eda_samples").axes
+    # Each grid is one picture: the tile under the first row and column labels, against the colours imshow gives
+    # the kernel (red/blue around 0) and the sample (its own grey range) on an axes of their own.
+    lim = np.abs(first[0, 0]).max()
+    expected = matplotlib.colormaps["RdBu_r"](Normalize(-lim, lim)(first[0, 0]))
+    np.testing.assert_allclose(_first_tile(study.plot("probe_filters"), 15), np.kron(expected, np.ones((5, 5, 1))),
+                               atol=1e-6)  # 3x3 beside 5x5 kernels: tiles of 15 px
     index = _results(digits_study)["eda"]["sample_indices"][ds.class_names[0]][0]
-    np.testing.assert_array_equal(samples[0].images[0].get_array(), ds.train_images[index].squeeze())
+    expected = matplotlib.colormaps["gray_r"](Normalize()(ds.train_images[index].squeeze().astype(float)))
+    np.testing.assert_allclose(_first_tile(study.plot("eda_samples"), 8), expected, atol=1e-6)
     with pytest.raises(convlens.UsageError, match="no figure 'nope' to draw"):
         study.plot("nope")

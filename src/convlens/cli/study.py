@@ -27,8 +27,8 @@ def study_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory (re-running reuses its finished runs).")]
         = Path("runs/study"),
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per configuration (default 3).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A first look in about 3 minutes: 3 seeds on 8,000 "
-                                        "training images.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A first look in about a minute: 3 seeds on the first "
+                                        "5,000 training and 2,000 test images.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Everything the reference write-ups ran: kernel 3/5/7, "
                                        "depth 1/2/3, filters; no time budget.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,

@@ -5,9 +5,12 @@ alone; study/sections.py ``figure_drawers`` adds those drawn from the run store 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.collections import PolyCollection
 
 from convlens.experiments.plots import plt, save_figure
 
@@ -23,57 +26,104 @@ def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Pa
     return save_figure(fig, path)
 
 
+def _rgba_tile(img: np.ndarray, size: int, cmap: str, symmetric: bool) -> np.ndarray:
+    """One image as a (size, size, 4) RGBA tile, centred, transparent around it. A 2-D image is coloured by
+    ``cmap`` over its own range, as imshow does on its own axes ([min, max], or [-|max|, |max|] when
+    ``symmetric``); an RGB image (H, W, 3) is shown as is. Smaller images are enlarged by a whole factor (nearest)."""
+    img = np.asarray(img)
+    if img.ndim == 3:  # RGB: uint8 0..255 or float in [0, 1]
+        rgb = img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
+        rgba = np.concatenate([np.clip(rgb, 0, 1), np.ones((*img.shape[:2], 1), np.float32)], axis=2)
+    else:
+        values = img.astype(np.float32)
+        if symmetric:
+            lim = float(np.abs(values).max()) or 1.0
+            values = (values / lim + 1) / 2
+        else:
+            lo, hi = float(values.min()), float(values.max())
+            values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+        rgba = matplotlib.colormaps[cmap](values).astype(np.float32)
+    k = max(1, size // max(rgba.shape[:2]))
+    rgba = rgba.repeat(k, axis=0).repeat(k, axis=1)
+    tile = np.zeros((size, size, 4), np.float32)
+    h, w = rgba.shape[:2]
+    top, left = (size - h) // 2, (size - w) // 2
+    tile[top:top + h, left:left + w] = rgba
+    return tile
+
+
+def _mosaic(ax, rows: list[list[np.ndarray]], *, cmap: str, symmetric: bool = False, caption_space: float = 0.0,
+            column_space: float = 0.0) -> tuple[int, list[float], list[float]]:
+    """Draw ``rows`` of images as one picture on ``ax`` (one imshow, not an axes per image: with dozens of images,
+    creating and drawing the axes cost more than the pixels), each image framed like a small axes.
+
+    ``caption_space`` and ``column_space``: room above each row and beside each column, as fractions of a tile.
+    Returns (tile side, the column centres, the row centres) in the picture's pixels; callers put them on the
+    axes' ticks, so a tile can be found again from the figure alone.
+    """
+    sides = {int(max(np.asarray(img).shape[:2])) for row in rows for img in row} or {1}
+    size = math.lcm(*sides)  # every image fills its tile (3x3 and 5x5 kernels, 28 px and 3 px feature maps)
+    size = size if size <= 256 else max(sides)
+    gap = max(2, size // 10)
+    pitch_x, pitch_y = (size + gap + round((size + gap) * column_space),
+                        size + gap + round((size + gap) * caption_space))
+    n_cols = max([len(row) for row in rows] + [1])
+    canvas = np.zeros((len(rows) * pitch_y, n_cols * pitch_x, 4), np.float32)  # transparent
+    frames = []
+    for r, row in enumerate(rows):
+        top = r * pitch_y + (pitch_y - size - gap // 2)
+        for c, img in enumerate(row):
+            left = c * pitch_x + (pitch_x - size) // 2
+            canvas[top:top + size, left:left + size] = _rgba_tile(img, size, cmap, symmetric)
+            frames.append([(left - 0.5, top - 0.5), (left + size - 0.5, top - 0.5),
+                           (left + size - 0.5, top + size - 0.5), (left - 0.5, top + size - 0.5)])
+    ax.imshow(canvas, interpolation="nearest")
+    ax.add_collection(PolyCollection(frames, facecolors="none", edgecolors="black", linewidths=0.6))
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.tick_params(length=0)
+    cols = [c * pitch_x + (pitch_x - size) // 2 + (size - 1) / 2 for c in range(n_cols)]
+    centres = [r * pitch_y + (pitch_y - size - gap // 2) + (size - 1) / 2 for r in range(len(rows))]
+    return size, cols, centres
+
+
 def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path | None, *, title: str = "",
                col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False):
-    """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations)."""
+    """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations). Each
+    image is coloured over its own range."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.9 + 1.6, n_rows * 0.9 + 0.5), squeeze=False)
-    for r, (images, label) in enumerate(zip(rows, row_labels)):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([]), ax.set_yticks([])
-            if c >= len(images):
-                ax.axis("off")
-                continue
-            img = images[c]
-            if symmetric:
-                lim = float(np.abs(img).max()) or 1.0
-                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
-            else:
-                ax.imshow(img, cmap=cmap)
-            if c == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-            if col_labels and r == 0:
-                ax.set_title(col_labels[c], fontsize=7)
+    fig, ax = plt.subplots(figsize=(n_cols * 0.9 + 1.6, n_rows * 0.9 + 0.5))
+    _, cols, centres = _mosaic(ax, rows, cmap=cmap, symmetric=symmetric)
+    ax.set_yticks(centres, row_labels, fontsize=8)
+    ax.set_xticks(cols, [*(col_labels or []), *[""] * (len(cols) - len(col_labels or []))], fontsize=7)
+    if col_labels:
+        ax.xaxis.tick_top()
     if title:
-        fig.suptitle(title, fontsize=10)
+        ax.set_title(title, fontsize=10)
     return save_figure(fig, path)
 
 
 def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path | None, title: str):
     """Rows of test images, each with its own caption (true and predicted classes); an empty row says so."""
     n_cols = max([len(images) for _, images, _ in rows] + [1])
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.25 + 1.8, len(rows) * 1.55 + 0.6), squeeze=False)
-    for r, (label, images, captions) in enumerate(rows):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([]), ax.set_yticks([])
-            if c < len(images):
-                ax.imshow(images[c], cmap="gray_r")
-                ax.set_title(captions[c], fontsize=6)
-            else:
-                ax.axis("off")
-            if c == 0:
-                ax.set_ylabel(label if images else f"{label}\n(none)", rotation=0, ha="right", va="center",
-                              fontsize=8)
-                ax.axis("on") if not images else None
-    fig.suptitle(title, fontsize=9)
+    fig, ax = plt.subplots(figsize=(n_cols * 1.6 + 1.8, len(rows) * 1.55 + 0.6))
+    size, cols, centres = _mosaic(ax, [images for _, images, _ in rows], cmap="gray_r", caption_space=0.45,
+                                  column_space=0.45)
+    for (_, images, captions), y in zip(rows, centres):
+        for x, caption in zip(cols, captions[:len(images)]):
+            ax.text(x, y - size / 2 - 1, caption, ha="center", va="bottom", fontsize=6)
+    ax.set_yticks(centres, [label if images else f"{label}\n(none)" for label, images, _ in rows], fontsize=8)
+    ax.set_xticks(cols, [""] * len(cols))  # unlabelled: each tile's place stays readable from the axes
+    ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 
 def pixel_histogram(histogram: list[int], path: Path | None):
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.bar(np.arange(256), histogram, width=1.0, color="tab:gray")
+    # one outline, not 256 bars; empty grey levels drop to the bottom of the log axis
+    ax.stairs(histogram, np.arange(len(histogram) + 1) - 0.5, fill=True, color="tab:gray", baseline=0.5)
     ax.set_yscale("log")
     ax.set(xlabel="grey level (0 = background)", ylabel="pixels (log scale)",
            title=f"Pixel intensities, training images (n={sum(histogram):,} pixels)")

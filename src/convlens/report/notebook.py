@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from convlens.atomic_files import atomic_write_text
 
@@ -23,6 +27,10 @@ import convlens
 
 study = convlens.load_study(STUDY)
 print(study.headline())'''
+# What the notebook's first cells import (the API, the figures, pyplot): a kernel started early runs this while
+# the study is still busy, so the notebook does not wait for it (about 3 s). Silent: no output, no history.
+WARM_UP = "import convlens, convlens.study.sections, matplotlib.pyplot"
+_KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
 _IMAGE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<path>[^)]+\.png)\)\s*$", re.M)
 _EXPERIMENT_PLOT = re.compile(r"^experiments/(?P<name>[\w.-]+)/plots/(?P<kind>\w+)\.png$")
 # Names that go into code cells: results.json may come from elsewhere, and a notebook's code is run. Anything
@@ -81,10 +89,36 @@ def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = fr
     return cells
 
 
-def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600) -> tuple[Path, bool]:
+@contextmanager
+def warm_kernel(out: Path) -> Iterator[Any]:
+    """A python3 kernel started now in ``out``, importing ``WARM_UP`` while the caller goes on, for
+    ``write_notebook(..., kernel=...)``; shut down on leaving. Yields None (``write_notebook`` then starts its own)
+    when the notebook extra is missing or the kernel does not start."""
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+        from jupyter_client.manager import KernelManager
+    except ImportError:
+        yield None
+        return
+    manager = KernelManager(kernel_name="python3")
+    try:
+        manager.start_kernel(cwd=str(out), stderr=subprocess.DEVNULL,
+                             extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={WARM_UP}"])
+    except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
+        yield None
+        return
+    try:
+        yield manager
+    finally:
+        manager.shutdown_kernel(now=True)
+
+
+def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600,
+                   kernel: Any = None) -> tuple[Path, bool]:
     """Write OUT/report.ipynb from OUT/report.md, with code drawing each figure named in ``drawn`` again; returns
     (path, executed). Not executed when nbclient or ipykernel is missing (or ``execute`` is False): then it is
-    saved without outputs."""
+    saved without outputs. ``kernel``: a started one from ``warm_kernel`` (else a fresh kernel is started)."""
 
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -104,11 +138,15 @@ def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout:
         except ImportError:
             pass
         else:
-            import subprocess
             # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not
             # encrypted: that is not the reader's concern here, and an error in a cell is reported anyway.
-            NotebookClient(notebook, kernel_name="python3", timeout=timeout,
-                           resources={"metadata": {"path": str(out)}}).execute(stderr=subprocess.DEVNULL)
+            client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, km=kernel,
+                                    extra_arguments=list(_KERNEL_ARGUMENTS), resources={"metadata": {"path": str(out)}})
+            try:
+                client.execute(stderr=subprocess.DEVNULL)
+            finally:
+                if kernel is not None and client.kc is not None:  # a kernel we passed in: its owner shuts it down
+                    client.kc.stop_channels()
             executed = True
     nbformat.validate(notebook)
     atomic_write_text(out / NOTEBOOK_FILE, nbformat.writes(notebook))

@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
@@ -30,6 +31,7 @@ from convlens.experiments.store import copy_run
 from convlens.models.network import Network
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
+from convlens.report.notebook import warm_kernel, write_notebook
 from convlens.report.render import RESULTS_FORMAT, render_report
 from convlens.study import sections
 from convlens.study.config import StudyConfig
@@ -195,60 +197,62 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
         summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend)
 
-    with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
-        stores = {name: p.store for name, p in zip(summaries, runs.plans)}
-        analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
-    events.advance(_STAGE_SECONDS["analysis"])
+    # The notebook's kernel starts now: its start and imports overlap the analysis instead of following it.
+    with warm_kernel(out) as kernel:
+        with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
+            stores = {name: p.store for name, p in zip(summaries, runs.plans)}
+            analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
+        events.advance(_STAGE_SECONDS["analysis"])
 
-    with _stage("export", events, seconds, "exporting the reference CNN"):
-        deployment = sections.export_section(config, stores["cnn-vs-mlp"], out, summaries["cnn-vs-mlp"]["levels"])
-    events.advance(_STAGE_SECONDS["export"])
+        with _stage("export", events, seconds, "exporting the reference CNN"):
+            deployment = sections.export_section(config, stores["cnn-vs-mlp"], out,
+                                                 summaries["cnn-vs-mlp"]["levels"])
+        events.advance(_STAGE_SECONDS["export"])
 
-    distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]
-    results = {
-        "format": RESULTS_FORMAT,
-        "study": {"config": config.model_dump(mode="json"), "output": str(out),
-                  "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-                  "provenance": provenance(pick_device("auto")), "versions": package_versions(),
-                  "dataset": dataset_block(config.dataset),
-                  "data": {"origin": full.source.origin, "directory": str(full.source.directory),
-                           "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
-                  # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
-                  # wall time says nothing about what the training cost).
-                  "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
-                           "train_seconds": sum(m["train_seconds"] for m in distinct)}},
-        "eda": eda,
-        **analysis,
-        "experiments": summaries,
-        "deployment": deployment,
-    }
-    with _stage("report", events, seconds, "rendering report.html and report.md"):
-        results["study"]["stage_seconds"] = {**seconds, "report": None}
-        results["study"]["wall_seconds"] = None
+        distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]
+        results = {
+            "format": RESULTS_FORMAT,
+            "study": {"config": config.model_dump(mode="json"), "output": str(out),
+                      "command": command or shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+                      "provenance": provenance(pick_device("auto")), "versions": package_versions(),
+                      "dataset": dataset_block(config.dataset),
+                      "data": {"origin": full.source.origin, "directory": str(full.source.directory),
+                               "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
+                      # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
+                      # wall time says nothing about what the training cost).
+                      "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
+                               "train_seconds": sum(m["train_seconds"] for m in distinct)}},
+            "eda": eda,
+            **analysis,
+            "experiments": summaries,
+            "deployment": deployment,
+        }
+        with _stage("report", events, seconds, "rendering report.html and report.md"):
+            results["study"]["stage_seconds"] = {**seconds, "report": None}
+            results["study"]["wall_seconds"] = None
+            atomic_write_json(out / RESULTS_FILE, results)
+            render_report(out)
+        events.advance(_STAGE_SECONDS["report"])
+        # Wall time and the report stage's own time can only be known now: record them, render once more (cheap).
+        results["study"]["stage_seconds"] = dict(seconds)
+        results["study"]["wall_seconds"] = time.perf_counter() - started
         atomic_write_json(out / RESULTS_FILE, results)
         render_report(out)
-    events.advance(_STAGE_SECONDS["report"])
-    # Wall time and the report stage's own time can only be known now: record them, render once more (cheap).
-    results["study"]["stage_seconds"] = dict(seconds)
-    results["study"]["wall_seconds"] = time.perf_counter() - started
-    atomic_write_json(out / RESULTS_FILE, results)
-    render_report(out)
-    with _stage("notebook", events, seconds, "writing report.ipynb and running it"):
-        results["study"]["notebook"] = notebook_status(out)
-    events.advance(_STAGE_SECONDS["notebook"])
+        with _stage("notebook", events, seconds, "writing report.ipynb and running it"):
+            results["study"]["notebook"] = notebook_status(out, kernel)
+        events.advance(_STAGE_SECONDS["notebook"])
     results["study"]["notebook"]["seconds"] = seconds["notebook"]  # after the wall time: not part of it
     atomic_write_json(out / RESULTS_FILE, results)
     return results
 
 
-def notebook_status(out: Path) -> dict:
-    """Write report.ipynb, executed when the notebook extra is installed; a failure costs the outputs, not the
-    study."""
-    from convlens.report.notebook import write_notebook
+def notebook_status(out: Path, kernel: Any = None) -> dict:
+    """Write report.ipynb, executed when the notebook extra is installed (in ``kernel`` when one was started
+    early); a failure costs the outputs, not the study."""
     try:
         results = json.loads((out / RESULTS_FILE).read_text())
         drawn = set(sections.figure_drawers(results, out, dataset=lambda: None))  # names only: nothing is drawn
-        _, executed = write_notebook(out, drawn)
+        _, executed = write_notebook(out, drawn, kernel=kernel)
         return {"executed": executed, "reason": None if executed else "nbclient or ipykernel is not installed "
                 "(pip install 'convlens[notebook]')"}
     except ImportError:

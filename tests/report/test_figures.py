@@ -1,0 +1,63 @@
+"""Image grids drawn as one picture: each tile must show what imshow on its own axes would (its own colour range,
+the image filling the tile), at the place the labels say."""
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import Normalize
+
+from convlens.report import figures
+
+
+def test_a_grey_tile_is_imshows_own_normalisation_and_colours():
+    rng = np.random.default_rng(0)
+    img = rng.integers(40, 200, (28, 28)).astype(np.uint8)  # not 0..255: per-image scaling shows
+    expected = matplotlib.colormaps["gray_r"](Normalize()(img.astype(float)))  # what imshow does on its own axes
+    np.testing.assert_allclose(figures._rgba_tile(img, 28, "gray_r", symmetric=False), expected, atol=1e-6)
+
+
+def test_a_symmetric_tile_centres_zero_and_a_small_image_fills_its_tile_by_whole_factors():
+    w = np.array([[-2.0, 0.0, 1.0], [0.5, 0.0, -1.0], [2.0, 0.25, 0.0]])
+    tile = figures._rgba_tile(w, 15, "RdBu_r", symmetric=True)
+    expected = matplotlib.colormaps["RdBu_r"](Normalize(-2.0, 2.0)(w))
+    np.testing.assert_allclose(tile, np.kron(expected, np.ones((5, 5, 1))), atol=1e-6)
+    assert np.allclose(figures._rgba_tile(np.zeros((3, 3)), 15, "gray_r", symmetric=True)[7, 7],
+                       matplotlib.colormaps["gray_r"](0.5))  # zero is the middle colour
+
+
+def test_rgb_images_are_shown_as_they_are_and_a_constant_image_takes_the_lowest_colour():
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = 255
+    tile = figures._rgba_tile(rgb, 8, "gray_r", symmetric=False)
+    assert np.allclose(tile[..., :3], [1, 0, 0]) and np.allclose(tile[..., 3], 1)
+    flat = figures._rgba_tile(np.full((4, 4), 7, np.uint8), 4, "viridis", symmetric=False)
+    assert np.allclose(flat, matplotlib.colormaps["viridis"](0.0))
+
+
+def test_the_grid_is_one_picture_with_each_image_under_its_labels():
+    rng = np.random.default_rng(1)
+    rows = [[rng.random((28, 28)) for _ in range(3)], [rng.random((14, 14))]]  # ragged, two sizes
+    fig = figures.image_grid(rows, ["first", "second"], None, col_labels=["a", "b", "c"], cmap="viridis")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and len(ax.images) == 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["first", "second"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    canvas = np.asarray(ax.images[0].get_array())
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            y, x = ax.get_yticks()[r], ax.get_xticks()[c]
+            top, left = int(y - 13.5), int(x - 13.5)  # centres of 28 px tiles
+            expected = matplotlib.colormaps["viridis"](Normalize()(img))
+            if img.shape[0] == 14:
+                expected = np.kron(expected, np.ones((2, 2, 1)))
+            np.testing.assert_allclose(canvas[top:top + 28, left:left + 28], expected, atol=1e-6)
+    y, x = ax.get_yticks()[1], ax.get_xticks()[1]
+    assert np.all(canvas[int(y - 13.5):int(y + 14.5), int(x - 13.5):int(x + 14.5), 3] == 0)  # no image: empty
+
+
+def test_a_flip_gallery_captions_each_image_and_says_when_a_row_is_empty():
+    img = np.zeros((28, 28), np.uint8)
+    fig = figures.flip_gallery([("lost", [img, img], ["#1 Coat", "#2 Bag"]), ("gained", [], [])], None, "t")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["lost", "gained\n(none)"]
+    assert sorted(t.get_text() for t in ax.texts) == ["#1 Coat", "#2 Bag"]
