@@ -145,13 +145,15 @@ def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and
     import shutil
 
     import nbformat
+    from jupyter_client import BlockingKernelClient
 
-    from convlens.report.notebook import warm_kernel
+    from convlens.report.notebook import kernel_alive, warm_kernel
     from convlens.study.pipeline import notebook_status
     copy = Path(shutil.copytree(digits_study, tmp_path / "warm"))
     with warm_kernel(copy) as kernel:
-        assert kernel is not None and kernel.is_alive()
-        client = kernel.client()
+        assert kernel is not None and kernel_alive(kernel)
+        client = BlockingKernelClient()  # a second client of the same kernel, to look inside it
+        client.load_connection_info(kernel.get_connection_info())
         client.start_channels()
         client.wait_for_ready(timeout=60)
         printed: list[str] = []
@@ -161,17 +163,44 @@ def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and
         client.stop_channels()
         assert "".join(printed).split() == ["True", str(copy)]  # imported before any cell ran, in the study's directory
         assert notebook_status(copy, kernel) == {"executed": True, "reason": None}
-        assert kernel.is_alive()  # the notebook used it; its owner shuts it down
-    assert not kernel.is_alive()
+        assert kernel_alive(kernel)  # the notebook used it; its owner shuts it down
+    assert not kernel_alive(kernel)
     code = [c for c in nbformat.read(copy / "report.ipynb", as_version=4).cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # the warm-up left no count behind
     assert all(o.output_type != "error" for c in code for o in c.outputs)
 
 
+def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the_study_nor_loses_it(
+        digits_study, tmp_path, monkeypatch):
+    import faulthandler
+    import shutil
+    import signal
+
+    from jupyter_core.utils import run_sync
+
+    from convlens.report import notebook
+    from convlens.study.pipeline import notebook_status
+    faulthandler.dump_traceback_later(300, exit=True)  # a hang ends the test run, loudly, instead of CI's clock
+    try:
+        before = Path(shutil.copytree(digits_study, tmp_path / "before"))
+        with notebook.warm_kernel(before) as kernel:
+            run_sync(kernel.signal_kernel)(signal.SIGKILL)
+            assert notebook_status(before, kernel) == {"executed": True, "reason": None}  # a fresh kernel ran it
+        during = Path(shutil.copytree(digits_study, tmp_path / "during"))
+        monkeypatch.setattr(notebook, "notebook_cells", lambda *a, **k: [
+            ("code", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")])
+        with notebook.warm_kernel(during) as kernel:
+            status = notebook_status(during, kernel)
+        assert not status["executed"] and status["reason"].startswith("running it failed (DeadKernelError")
+        assert (during / "report.ipynb").is_file()  # saved without outputs
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_path, monkeypatch):
     import sys
 
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
     from convlens.report.notebook import warm_kernel
     with monkeypatch.context() as m:
@@ -179,9 +208,9 @@ def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_pa
         with warm_kernel(tmp_path) as kernel:
             assert kernel is None
 
-    def fail(self, **kwargs):
+    async def fail(self, **kwargs):
         raise RuntimeError("no kernel here")
-    monkeypatch.setattr(KernelManager, "start_kernel", fail)
+    monkeypatch.setattr(AsyncKernelManager, "start_kernel", fail)
     with warm_kernel(tmp_path) as kernel:
         assert kernel is None
 

@@ -61,3 +61,30 @@ def test_a_flip_gallery_captions_each_image_and_says_when_a_row_is_empty():
     assert len(fig.axes) == 1
     assert [t.get_text() for t in ax.get_yticklabels()] == ["lost", "gained\n(none)"]
     assert sorted(t.get_text() for t in ax.texts) == ["#1 Coat", "#2 Bag"]
+
+
+def test_nan_and_inf_are_left_out_of_the_range_and_transparent_as_imshow_masks_them():
+    img = np.array([[0.0, 1.0], [np.nan, 2.0]])
+    img_inf = np.array([[0.0, 1.0], [np.inf, 2.0]])
+    expected = matplotlib.colormaps["viridis"](Normalize()(np.ma.masked_invalid(img)))  # imshow's masking
+    for values in (img, img_inf):
+        tile = figures._rgba_tile(values, 2, "viridis", symmetric=False)
+        np.testing.assert_allclose(tile[[0, 0, 1], [0, 1, 1]], expected[[0, 0, 1], [0, 1, 1]], atol=1e-6)
+        assert tile[1, 0, 3] == 0
+    w = np.array([[-1.0, np.nan], [0.5, 1.0]])
+    tile = figures._rgba_tile(w, 2, "RdBu_r", symmetric=True)
+    np.testing.assert_allclose(tile[0, 0], matplotlib.colormaps["RdBu_r"](0.0), atol=1e-6)
+    assert tile[0, 1, 3] == 0
+
+
+def test_rgba_and_single_channel_images_and_label_counts_that_do_not_match_the_grid():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 1], rgba[..., 3] = 255, 128
+    np.testing.assert_allclose(figures._rgba_tile(rgba, 2, "gray_r", symmetric=False)[0, 0], [0, 1, 0, 128 / 255])
+    one = np.arange(4, dtype=np.uint8).reshape(2, 2, 1)
+    np.testing.assert_allclose(figures._rgba_tile(one, 2, "gray_r", symmetric=False),
+                               figures._rgba_tile(one[..., 0], 2, "gray_r", symmetric=False))
+    fig = figures.image_grid([[np.zeros((4, 4))] * 2], ["a", "b"], None, col_labels=["x", "y", "z"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]

@@ -29,20 +29,28 @@ def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Pa
 def _rgba_tile(img: np.ndarray, size: int, cmap: str, symmetric: bool) -> np.ndarray:
     """One image as a (size, size, 4) RGBA tile, centred, transparent around it. A 2-D image is coloured by
     ``cmap`` over its own range, as imshow does on its own axes ([min, max], or [-|max|, |max|] when
-    ``symmetric``); an RGB image (H, W, 3) is shown as is. Smaller images are enlarged by a whole factor (nearest)."""
+    ``symmetric``; NaN and inf left out of the range and transparent, as imshow masks them); an RGB(A) image
+    (H, W, 3 or 4) is shown as is (integers 0..255, floats 0..1). Smaller images are enlarged by a whole factor
+    (nearest)."""
     img = np.asarray(img)
-    if img.ndim == 3:  # RGB: uint8 0..255 or float in [0, 1]
-        rgb = img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
-        rgba = np.concatenate([np.clip(rgb, 0, 1), np.ones((*img.shape[:2], 1), np.float32)], axis=2)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3:
+        rgb = np.clip(img.astype(np.float32) / (255.0 if np.issubdtype(img.dtype, np.integer) else 1.0), 0, 1)
+        rgba = rgb if rgb.shape[2] == 4 else np.concatenate([rgb, np.ones((*rgb.shape[:2], 1), np.float32)], axis=2)
+        rgba = np.nan_to_num(rgba)
     else:
         values = img.astype(np.float32)
+        finite = np.isfinite(values)
+        shown = values[finite]
         if symmetric:
-            lim = float(np.abs(values).max()) or 1.0
-            values = (values / lim + 1) / 2
+            lim = float(np.abs(shown).max()) if shown.size else 0.0
+            values = (values / (lim or 1.0) + 1) / 2
         else:
-            lo, hi = float(values.min()), float(values.max())
+            lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 0.0)
             values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-        rgba = matplotlib.colormaps[cmap](values).astype(np.float32)
+        rgba = matplotlib.colormaps[cmap](np.where(finite, values, 0)).astype(np.float32)
+        rgba[~finite] = 0  # transparent
     k = max(1, size // max(rgba.shape[:2]))
     rgba = rgba.repeat(k, axis=0).repeat(k, axis=1)
     tile = np.zeros((size, size, 4), np.float32)
@@ -63,7 +71,7 @@ def _mosaic(ax, rows: list[list[np.ndarray]], *, cmap: str, symmetric: bool = Fa
     """
     sides = {int(max(np.asarray(img).shape[:2])) for row in rows for img in row} or {1}
     size = math.lcm(*sides)  # every image fills its tile (3x3 and 5x5 kernels, 28 px and 3 px feature maps)
-    size = size if size <= 256 else max(sides)
+    size = size if size <= 4 * max(sides) else max(sides)  # else whole factors leave a margin of a few pixels
     gap = max(2, size // 10)
     pitch_x, pitch_y = (size + gap + round((size + gap) * column_space),
                         size + gap + round((size + gap) * caption_space))
@@ -89,6 +97,11 @@ def _mosaic(ax, rows: list[list[np.ndarray]], *, cmap: str, symmetric: bool = Fa
     return size, cols, centres
 
 
+def _fit(labels: list[str], n: int) -> list[str]:
+    """``n`` tick labels: the first ``n`` given, blanks for the rest."""
+    return [*labels[:n], *[""] * (n - len(labels[:n]))]
+
+
 def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path | None, *, title: str = "",
                col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False):
     """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations). Each
@@ -96,8 +109,8 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path |
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, ax = plt.subplots(figsize=(n_cols * 0.9 + 1.6, n_rows * 0.9 + 0.5))
     _, cols, centres = _mosaic(ax, rows, cmap=cmap, symmetric=symmetric)
-    ax.set_yticks(centres, row_labels, fontsize=8)
-    ax.set_xticks(cols, [*(col_labels or []), *[""] * (len(cols) - len(col_labels or []))], fontsize=7)
+    ax.set_yticks(centres, _fit(row_labels, len(centres)), fontsize=8)
+    ax.set_xticks(cols, _fit(col_labels or [], len(cols)), fontsize=7)
     if col_labels:
         ax.xaxis.tick_top()
     if title:

@@ -93,25 +93,57 @@ def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = fr
 def warm_kernel(out: Path) -> Iterator[Any]:
     """A python3 kernel started now in ``out``, importing ``WARM_UP`` while the caller goes on, for
     ``write_notebook(..., kernel=...)``; shut down on leaving. Yields None (``write_notebook`` then starts its own)
-    when the notebook extra is missing or the kernel does not start."""
-    try:
-        import ipykernel  # noqa: F401
-        import nbclient  # noqa: F401
-        from jupyter_client.manager import KernelManager
-    except ImportError:
-        yield None
-        return
-    manager = KernelManager(kernel_name="python3")
-    try:
-        manager.start_kernel(cwd=str(out), stderr=subprocess.DEVNULL,
-                             extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={WARM_UP}"])
-    except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
-        yield None
-        return
+    when the notebook extra is missing or the kernel does not start.
+
+    The manager is nbclient's own kind (asynchronous): with a blocking one, nbclient's wait for a cell's output
+    blocks its event loop, so neither the cell timeout nor a dead kernel nor a signal would end the wait."""
+    manager = _start_warm_kernel(out)
     try:
         yield manager
     finally:
-        manager.shutdown_kernel(now=True)
+        if manager is not None:
+            _shut_down(manager)
+
+
+def _start_warm_kernel(out: Path) -> Any:
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+    except ImportError:
+        return None
+    manager = AsyncKernelManager(kernel_name="python3")
+    try:
+        run_sync(manager.start_kernel)(cwd=str(out), stderr=subprocess.DEVNULL,
+                                       extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={WARM_UP}"])
+    except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
+        _shut_down(manager)
+        return None
+    return manager
+
+
+def _shut_down(manager: Any) -> None:
+    """Stop the kernel and remove its connection file; the report does not depend on it, so a failure here is
+    not the study's."""
+    from jupyter_core.utils import run_sync
+    try:
+        if run_sync(manager.is_alive)():
+            run_sync(manager.shutdown_kernel)(now=True)
+        else:
+            run_sync(manager.cleanup_resources)()
+    except Exception:
+        pass
+
+
+def kernel_alive(kernel: Any) -> bool:
+    """Whether a kernel from ``warm_kernel`` is still running (one that died is not handed to nbclient, which
+    would not start another)."""
+    from jupyter_core.utils import run_sync
+    try:
+        return bool(run_sync(kernel.is_alive)())
+    except Exception:
+        return False
 
 
 def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600,
@@ -140,6 +172,8 @@ def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout:
         else:
             # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not
             # encrypted: that is not the reader's concern here, and an error in a cell is reported anyway.
+            if kernel is not None and not kernel_alive(kernel):
+                kernel = None  # it died meanwhile: nbclient starts a fresh one
             client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, km=kernel,
                                     extra_arguments=list(_KERNEL_ARGUMENTS), resources={"metadata": {"path": str(out)}})
             try:
