@@ -43,7 +43,8 @@ STAGES = ("data", "eda", "experiments", "analysis", "export", "report", "noteboo
 # 6 FLOPs per MAC (forward + backward) at ~2.3e11 FLOP/s, plus a fixed per-image cost that dominates for MLPs.
 _FLOP_RATE, _PER_IMAGE_FLOPS = 2.3e11, 5e6
 _LOCAL_SLOWDOWN = 5  # a locally connected step costs 2.8x (fp32) to 4.7x (bf16) the conv's at equal MACs
-_STAGE_SECONDS = {"data": 2, "eda": 5, "analysis": 30, "export": 8, "report": 10, "notebook": 8}
+# The other stages of the default study, as measured on 2 cores (bench/README.md, "The next day: ...")
+_STAGE_SECONDS = {"data": 2, "eda": 4, "analysis": 24, "export": 3, "report": 1, "notebook": 7}
 
 
 class StudyEvents:
