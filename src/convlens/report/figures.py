@@ -76,12 +76,12 @@ def _mosaic(ax, rows: list[list[np.ndarray]], *, cmap: str, symmetric: bool = Fa
     pitch_x, pitch_y = (size + gap + round((size + gap) * column_space),
                         size + gap + round((size + gap) * caption_space))
     n_cols = max([len(row) for row in rows] + [1])
+    tops = [r * pitch_y + (pitch_y - size - gap // 2) for r in range(len(rows))]  # room for captions above
+    lefts = [c * pitch_x + (pitch_x - size) // 2 for c in range(n_cols)]
     canvas = np.zeros((len(rows) * pitch_y, n_cols * pitch_x, 4), np.float32)  # transparent
     frames = []
-    for r, row in enumerate(rows):
-        top = r * pitch_y + (pitch_y - size - gap // 2)
-        for c, img in enumerate(row):
-            left = c * pitch_x + (pitch_x - size) // 2
+    for top, row in zip(tops, rows):
+        for left, img in zip(lefts, row):
             canvas[top:top + size, left:left + size] = _rgba_tile(img, size, cmap, symmetric)
             frames.append([(left - 0.5, top - 0.5), (left + size - 0.5, top - 0.5),
                            (left + size - 0.5, top + size - 0.5), (left - 0.5, top + size - 0.5)])
@@ -92,9 +92,7 @@ def _mosaic(ax, rows: list[list[np.ndarray]], *, cmap: str, symmetric: bool = Fa
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.tick_params(length=0)
-    cols = [c * pitch_x + (pitch_x - size) // 2 + (size - 1) / 2 for c in range(n_cols)]
-    centres = [r * pitch_y + (pitch_y - size - gap // 2) + (size - 1) / 2 for r in range(len(rows))]
-    return size, cols, centres
+    return size, [left + (size - 1) / 2 for left in lefts], [top + (size - 1) / 2 for top in tops]
 
 
 def _fit(labels: list[str], n: int) -> list[str]:
@@ -128,7 +126,7 @@ def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path
         for x, caption in zip(cols, captions[:len(images)]):
             ax.text(x, y - size / 2 - 1, caption, ha="center", va="bottom", fontsize=6)
     ax.set_yticks(centres, [label if images else f"{label}\n(none)" for label, images, _ in rows], fontsize=8)
-    ax.set_xticks(cols, [""] * len(cols))  # unlabelled: each tile's place stays readable from the axes
+    ax.set_xticks(cols, _fit([], len(cols)))  # unlabelled: each tile's place stays readable from the axes
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
