@@ -107,6 +107,11 @@ def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
     assert (again.predict(ds.test_images) == predicted).all()
     assert again.evaluate()["test_correct"] == run.metrics["test_correct"]
     assert np.allclose(again.predict_proba(ds.test_images[:7]).sum(axis=1), 1)
+    import torch
+    by_hand = torch.from_numpy(ds.test_images[:300].astype(np.float32) / 255)[:, None]  # NCHW, one forward
+    with torch.inference_mode():
+        expected = torch.softmax(convlens.load_run(tmp_path / "api").model.eval()(by_hand), dim=1).numpy()
+    assert np.allclose(again.predict_proba(ds.test_images[:300]), expected, atol=1e-5)  # batched, NHWC
     assert (again.export(tmp_path / "model") / "config.json").is_file()
     unsaved = convlens.train("mlp", "digits", epochs=1, quiet=True)
     with pytest.raises(convlens.UsageError, match="was not saved"):
