@@ -130,7 +130,15 @@ class Run:
         or float (N, C, H, W) in [0, 1]."""
         from convlens.training import predict_logits, uses_channels_last
         images = np.asarray(images)
-        x = images_to_tensor(images) if images.dtype == np.uint8 else torch.as_tensor(images, dtype=torch.float32)
+        uint8 = images.dtype == np.uint8
+        if images.ndim != (3 if uint8 and images.shape[-1:] != (3,) else 4):
+            raise UsageError(f"expected uint8 images (N, H, W) or (N, H, W, 3), or float images (N, C, H, W); got "
+                             f"{images.dtype} of shape {tuple(images.shape)}")
+        x = images_to_tensor(images) if uint8 else torch.as_tensor(images, dtype=torch.float32)
+        spec = self.config["model"]["spec"]
+        expected = (spec["in_channels"], spec["image_size"], spec["image_size"])
+        if tuple(x.shape[1:]) != expected:
+            raise UsageError(f"the model takes images of (C, H, W) = {expected}; got {tuple(x.shape[1:])}")
         model = self.model
         device = next(model.parameters()).device
         if uses_channels_last(device):  # as runs evaluate on the CPU: 3.9x faster than one NCHW forward of 10,000
