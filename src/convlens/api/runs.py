@@ -126,13 +126,13 @@ class Run:
         return export_run(self._saved("be exported"), directory, onnx=onnx)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, 3),
-        or float (N, C, H, W) in [0, 1]."""
+        """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)
+        with C = 1 or 3, or float (N, C, H, W) in [0, 1]."""
         from convlens.training import predict_logits, uses_channels_last
         images = np.asarray(images)
         uint8 = images.dtype == np.uint8
-        if images.ndim != (3 if uint8 and images.shape[-1:] != (3,) else 4):
-            raise UsageError(f"expected uint8 images (N, H, W) or (N, H, W, 3), or float images (N, C, H, W); got "
+        if not (images.ndim == 4 and (not uint8 or images.shape[-1] in (1, 3)) or uint8 and images.ndim == 3):
+            raise UsageError(f"expected uint8 images (N, H, W) or (N, H, W, C), or float images (N, C, H, W); got "
                              f"{images.dtype} of shape {tuple(images.shape)}")
         x = images_to_tensor(images) if uint8 else torch.as_tensor(images, dtype=torch.float32)
         spec = self.config["model"]["spec"]
