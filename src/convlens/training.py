@@ -123,7 +123,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BAT
     """(N, num_classes) logits in eval mode, in batches."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    # max(.., 1): no images still make one (empty) batch, so the answer has its (0, num_classes) shape
+    out = torch.cat([model(x[i : i + batch_size]).float() for i in range(0, max(len(x), 1), batch_size)])
     model.train(was_training)
     return out
 

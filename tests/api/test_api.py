@@ -113,9 +113,16 @@ def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
         expected = torch.softmax(convlens.load_run(tmp_path / "api").model.eval()(by_hand), dim=1).numpy()
     assert np.allclose(again.predict_proba(ds.test_images[:300]), expected, atol=1e-5)  # batched, NHWC
     assert (again.predict(ds.test_images[:20, :, :, None]) == predicted[:20]).all()  # (N, H, W, 1) as Keras holds it
+    layout = again.model.features.block2.conv.weight.stride()
+    assert again.predict_proba(ds.test_images[:0]).shape == (0, 10)
+    assert again.model.features.block2.conv.weight.stride() == layout  # the user's model is not converted in place
     for bad, message in ((ds.test_images[0], r"expected uint8 images .* got uint8 of shape \(8, 8\)"),
                          (by_hand[:, 0].numpy(), r"got float32 of shape \(300, 8, 8\)"),
-                         (np.zeros((2, 8, 8, 3), np.uint8), r"= \(1, 8, 8\); got \(3, 8, 8\)")):
+                         (np.zeros((2, 8, 8, 3), np.uint8), r"= \(1, 8, 8\); got \(3, 8, 8\)"),
+                         (ds.test_images[:2].astype(np.int64), "integer images must be uint8"),
+                         (np.full((2, 1, 8, 8), np.nan, np.float32), "NaN or infinity"),
+                         (np.full((2, 1, 8, 8), "a"), "expected uint8 images"),
+                         ([np.zeros((8, 8)), np.zeros((7, 8))], "one array of equal-sized images")):
         with pytest.raises(convlens.UsageError, match=message):
             again.predict_proba(bad)
     assert (again.export(tmp_path / "model") / "config.json").is_file()

@@ -39,6 +39,8 @@ def test_digits_as_rows_and_as_images():
     assert (as_images.predict(images[1400:]) == predicted).all()
     with pytest.raises(ValueError, match="fitted on"):
         as_images.predict(np.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match="0 sample"):  # as scikit-learn says it for rows
+        as_images.predict(images[:0])
 
 
 def test_fit_trains_in_the_layout_convlens_runs_use_on_the_cpu():

@@ -128,21 +128,33 @@ class Run:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)
         with C = 1 or 3, or float (N, C, H, W) in [0, 1]."""
+        import copy
+
         from convlens.training import predict_logits, uses_channels_last
-        images = np.asarray(images)
+        try:
+            images = np.asarray(images)
+        except ValueError:  # ragged nested lists
+            raise UsageError("images must be one array of equal-sized images") from None
         uint8 = images.dtype == np.uint8
-        if not (images.ndim == 4 and (not uint8 or images.shape[-1] in (1, 3)) or uint8 and images.ndim == 3):
+        if images.dtype.kind in "iu" and not uint8:
+            raise UsageError(f"integer images must be uint8 (0-255); got {images.dtype} (floats are read as [0, 1])")
+        if images.dtype.kind not in "buf" or not (
+                images.ndim == 4 and (not uint8 or images.shape[-1] in (1, 3)) or uint8 and images.ndim == 3):
             raise UsageError(f"expected uint8 images (N, H, W) or (N, H, W, C), or float images (N, C, H, W); got "
                              f"{images.dtype} of shape {tuple(images.shape)}")
+        if not uint8 and not np.isfinite(images).all():
+            raise UsageError("the images contain NaN or infinity")
         x = images_to_tensor(images) if uint8 else torch.as_tensor(images, dtype=torch.float32)
-        spec = self.config["model"]["spec"]
-        expected = (spec["in_channels"], spec["image_size"], spec["image_size"])
+        model = self.model
+        spec = model.spec
+        expected = (spec.in_channels, spec.image_size, spec.image_size)
         if tuple(x.shape[1:]) != expected:
             raise UsageError(f"the model takes images of (C, H, W) = {expected}; got {tuple(x.shape[1:])}")
-        model = self.model
         device = next(model.parameters()).device
-        if uses_channels_last(device):  # as runs evaluate on the CPU: 3.9x faster than one NCHW forward of 10,000
-            model = model.to(memory_format=torch.channels_last)
+        if uses_channels_last(device):
+            # As runs evaluate on the CPU: 4x faster than one NCHW forward of 10,000 images. A copy (1 ms), so the
+            # user's run.model keeps its layout (and, say, still saves with safetensors as it is).
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         return torch.softmax(predict_logits(model, x.to(device)), dim=1).cpu().numpy()
 
