@@ -9,12 +9,16 @@ Default (the measurement): in one invocation, on this machine, one after the oth
   It prints the speed-up and whether the target holds (mean >= 91.8%, CI lower end >= 91.6%, time <= Keras / 5).
 
 --select (how the recipe was chosen): each ``--variant NAME:key=value,...`` (recipe overrides) against the recipe
-as it is, on seeds 0-4, by *validation* accuracy only (the 10% split); paired by seed, Holm across the variants.
-Test accuracy is neither printed nor used here.
+as it is, on seeds 0-4, by *validation* accuracy only (the 10% split); paired by seed, Holm across every row
+compared with it. Test accuracy is neither printed nor used here. With --tta, every variant (the recipe as it is
+included) also gets a row "+ flip TTA": its models' validation accuracy when each image's class probabilities are
+averaged with those of its mirror image (test-time augmentation with horizontal flips: one more evaluation pass);
+those rows join the same Holm family.
 
 Usage:
   .venv/bin/python bench/time_to_accuracy.py                     # Keras + plain loop + fast on seeds 100-109
   .venv/bin/python bench/time_to_accuracy.py --select --variant no-smoothing:label_smoothing=0 ...
+  .venv/bin/python bench/time_to_accuracy.py --select --tta --variant hflip:hflip=0.5
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from convlens.config import TrainConfig, resolve_recipe
 from convlens.data import load_dataset, to_device
 from convlens.runs import run_training
 from convlens.stats import format_p, holm, mean_ci, paired_comparison
-from convlens.training import configure_threads, evaluate
+from convlens.training import configure_threads, evaluate, predict_logits, uses_channels_last
 
 TARGET_MEAN, TARGET_CI_LOW, TARGET_SPEEDUP = 0.918, 0.916, 5.0  # issue 16
 HELD_OUT = range(100, 110)  # never used to choose anything
@@ -82,41 +86,70 @@ def plain_seed_loop(ds, epochs: int, seed: int) -> tuple[float, float]:
     return seconds, evaluate(model, splits.x_test, splits.y_test, 10).accuracy
 
 
-def train_seeds(ds, recipe, seeds, label: str, show_test: bool) -> list[dict]:
+def flip_tta_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """(accuracy, seconds for both passes) of ``model`` on (x, y) when each image's softmax is averaged with its
+    mirror image's."""
+    start = time.perf_counter()
+    probs = predict_logits(model, x, batch_size).softmax(1) + predict_logits(model, x.flip(3), batch_size).softmax(1)
+    return (probs.argmax(1) == y).float().mean().item(), time.perf_counter() - start
+
+
+def train_seeds(ds, recipe, seeds, label: str, show_test: bool, tta: bool = False) -> list[dict]:
     out = []
     for seed in seeds:
-        m = run_training(TrainConfig(model="cnn-32-64-128", recipe=recipe, seed=seed), None, dataset=ds).metrics
+        result = run_training(TrainConfig(model="cnn-32-64-128", recipe=recipe, seed=seed), None, dataset=ds)
+        m = dict(result.metrics)
+        if tta:  # the run's own validation split (drawn from its seed), on its device, in the layout it trained in
+            device = next(result.model.parameters()).device
+            splits = to_device(ds, device, val_fraction=recipe.val_fraction, seed=seed,
+                               channels_last=uses_channels_last(device))
+            logits = predict_logits(result.model, splits.x_val, recipe.eval_batch_size)
+            plain = (logits.argmax(1) == splits.y_val).float().mean().item()
+            if abs(plain - m["val_accuracy"]) > 1e-6:  # the same images as the run's validation, or no comparison
+                sys.exit(f"seed {seed}: rebuilt validation split gives {plain:.4%}, the run {m['val_accuracy']:.4%}")
+            m["val_accuracy_tta"], m["tta_seconds"] = flip_tta_accuracy(result.model, splits.x_val, splits.y_val,
+                                                                        recipe.eval_batch_size)
         out.append(m)
         shown = f"test {m['test_accuracy']:.2%}" if show_test else f"validation {m['val_accuracy']:.2%}"
+        shown += f", with flip TTA {m['val_accuracy_tta']:.2%}" if tta else ""
         print(f"  {label} seed {seed}: {shown} in {m['train_seconds']:.1f} s", flush=True)
     return out
 
 
-def select(ds, base_name: str, base_overrides: dict, variants: list[str]) -> None:
-    """Each variant against the base recipe on seeds 0-4, by validation accuracy (paired, Holm)."""
+def select(ds, base_name: str, base_overrides: dict, variants: list[str], tta: bool = False) -> None:
+    """Each variant (and with ``tta`` each variant evaluated with flip TTA) against the base recipe on seeds 0-4,
+    by validation accuracy (paired, Holm)."""
     base = resolve_recipe(base_name, base_overrides)
-    rows = [("as is", base, train_seeds(ds, base, SELECTION, "as is", show_test=False))]
+    trained = [("as is", train_seeds(ds, base, SELECTION, "as is", show_test=False, tta=tta))]
     for text in variants:
         name, _, changes = text.partition(":")
         recipe = resolve_recipe(base_name, {**base_overrides, **dict(c.split("=", 1) for c in changes.split(",") if c)})
-        rows.append((name, recipe, train_seeds(ds, recipe, SELECTION, name, show_test=False)))
-    ref = [m["val_accuracy"] for m in rows[0][2]]
-    comps = [paired_comparison([m["val_accuracy"] for m in runs], ref) for _, _, runs in rows[1:]]
+        trained.append((name, train_seeds(ds, recipe, SELECTION, name, show_test=False, tta=tta)))
+    rows = []  # (name, validation accuracy per seed, train seconds per seed)
+    for name, runs in trained:
+        rows.append((name, [m["val_accuracy"] for m in runs], [m["train_seconds"] for m in runs]))
+        if tta:
+            rows.append((f"{name} + flip TTA", [m["val_accuracy_tta"] for m in runs],
+                         [m["train_seconds"] for m in runs]))
+    ref = rows[0][1]
+    comps = [paired_comparison(accs, ref) for _, accs, _ in rows[1:]]
     adjusted = holm([c.p_value for c in comps])
     print(f"\nselection on validation accuracy (n={len(SELECTION)}, seeds {SELECTION.start}-{SELECTION.stop - 1}; "
-          f"paired by seed against '{base_name}' as is; Holm over {len(comps)} variants); CPU: {cpu_model()}")
+          f"paired by seed against '{base_name}' as is; Holm over {len(comps)} rows); CPU: {cpu_model()}")
+    if tta:
+        spent = statistics.fmean(m["tta_seconds"] for _, runs in trained for m in runs)
+        print(f"flip TTA: two fp32 passes over the validation split (plain and mirrored), {spent:.2f} s per model")
     print("| variant | validation accuracy | diff vs as is, pp [95% CI] | p | Holm p | train s |")
     print("|---|---:|---:|---:|---:|---:|")
-    for i, (name, recipe, runs) in enumerate(rows):
-        acc = mean_ci([m["val_accuracy"] * 100 for m in runs])
-        secs = statistics.fmean(m["train_seconds"] for m in runs)
+    for i, (name, accs, secs) in enumerate(rows):
+        acc = mean_ci([a * 100 for a in accs])
         if i == 0:
             diff, p, hp = "reference", "", ""
         else:
             c = comps[i - 1]
             diff = f"{c.diff * 100:+.2f} [{c.ci95[0] * 100:+.2f}, {c.ci95[1] * 100:+.2f}]"
             p, hp = format_p(c.p_value), format_p(adjusted[i - 1])
-        print(f"| {name} | {acc.mean:.2f} ± {acc.std:.2f}% | {diff} | {p} | {hp} | {secs:.1f} |")
+        print(f"| {name} | {acc.mean:.2f} ± {acc.std:.2f}% | {diff} | {p} | {hp} | {statistics.fmean(secs):.1f} |")
 
 
 def measure(ds, args) -> None:
@@ -163,11 +196,12 @@ def main() -> None:
     parser.add_argument("--keras-python", default=str(KERAS_PYTHON))
     parser.add_argument("--select", action="store_true", help="compare --variant's on seeds 0-4 by validation")
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value")
+    parser.add_argument("--tta", action="store_true", help="with --select: each variant with flip TTA too")
     args = parser.parse_args()
     configure_threads(None)
     ds = load_dataset()
     if args.select:
-        select(ds, args.recipe, dict(item.split("=", 1) for item in args.set), args.variant)
+        select(ds, args.recipe, dict(item.split("=", 1) for item in args.set), args.variant, tta=args.tta)
     else:
         measure(ds, args)
 
