@@ -129,7 +129,7 @@ class StudyProgress(RunsProgress):
     """The study's events (convlens.study.pipeline.StudyEvents): a line per stage and run, one bar with an ETA."""
 
     def planned(self, total_seconds: float, runs: int, reused: int) -> None:
-        self.line(f"{runs} runs to train ({reused} reused from identical runs); estimated "
+        self.line(f"{runs} runs to train ({reused} more are the same runs, shared between experiments); estimated "
                   f"{total_seconds / 60:.0f} min on this machine")
         self.start(total_seconds, weighted=True)
 

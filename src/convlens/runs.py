@@ -20,6 +20,7 @@ from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import (
     CONFIG_FILE,
+    RUN_FORMAT,
     WEIGHTS_FILE,
     load_model,
     read_config,
@@ -135,7 +136,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     trainable, non_trainable = count_params(model)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
     config = {
-        "format": "convlens-run/1",
+        "format": RUN_FORMAT,
         "model": {"name": cfg.model, "overrides": dict(cfg.overrides), "spec": spec.model_dump(mode="json")},
         "recipe": cfg.recipe.model_dump(mode="json"),
         "seed": cfg.seed,

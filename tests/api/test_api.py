@@ -127,6 +127,7 @@ def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
             again.predict_proba(bad)
     assert (again.export(tmp_path / "model") / "config.json").is_file()
     unsaved = convlens.train("mlp", "digits", epochs=1, quiet=True)
+    assert repr(unsaved) == f"Run(mlp-128-64, seed 0: test accuracy {unsaved.metrics['test_accuracy']:.2%} after 1 epoch)"
     with pytest.raises(convlens.UsageError, match="was not saved"):
         unsaved.export(tmp_path / "nope")
     assert not capsys.readouterr().out  # quiet=True prints nothing
@@ -187,6 +188,8 @@ def test_a_dataset_explores_itself_and_gives_the_models_tensors():
     assert tuple(x.shape) == (len(ds.test_labels), 1, 8, 8) and (y.numpy() == ds.test_labels).all()
     assert np.allclose(x[:, 0].numpy() * 255, ds.test_images)  # uint8 / 255, nothing else
     assert "digits" in ds._repr_html_()
+    assert repr(ds) == (f"ImageDataset(digits: {len(ds.train_labels):,} train + {len(ds.test_labels):,} test images, "
+                        "1x8x8, 10 classes, from scikit-learn)")  # one line, not every array
     with pytest.raises(convlens.UsageError, match="split is"):
         ds.tensors("validation")
 

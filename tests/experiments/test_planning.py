@@ -39,6 +39,7 @@ def test_plan_runs_a_pilot_then_answers_from_the_spread(tmp_path, capsys, fashio
     assert main(["experiment", "plan", str(spec), "--effect", "0.5", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pilot" not in printed and f"{n} seeds per level (2 levels)" in printed
+    assert "alpha 0.05: a family of one comparison)" in " ".join(printed.split())  # the title wraps
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
 
 
@@ -70,3 +71,24 @@ def test_plan_refuses_a_directory_of_another_experiment_without_suggesting_force
     assert main(["experiment", "plan", "kernel-size", "--effect", "0.2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds a different experiment (plan-me)" in err and "--force" not in err and len(err.splitlines()) == 1
+
+
+def test_plan_takes_the_run_wide_settings_an_experiment_ran_with(tmp_path, capsys, fashion):
+    """An experiment run with --epochs/--train-subset/--test-subset is planned with the same flags; without them the
+    refusal says which settings differ."""
+    spec, out = tmp_path / "s.yaml", tmp_path / "exp"
+    base = {k: v for k, v in SPEC.items() if k not in ("recipe_set", "train_subset", "test_subset")}
+    spec.write_text(yaml.safe_dump(base))
+    run_flags = ["--epochs", "1", "--train-subset", "1200", "--test-subset", "400"]
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet", *run_flags]) == 0
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "with another config (recipe.epochs 1 there, 4 here; train_subset 1200 there, none here; test_subset " \
+           "400 there, none here)" in err and len(err.strip().splitlines()) == 1
+    assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out), "--json", "--pilot-seeds",
+                 "2", *run_flags]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [c["n"] for c in plan["comparisons"]] == [2]  # the finished runs: no pilot needed, nothing retrained
+    assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}

@@ -156,4 +156,6 @@ def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(
     assert "2 finished, 0 failed, 1 to run" in capsys.readouterr().out
     assert (out / "runs" / "kernel_size=3" / "seed0" / "metrics.json").stat().st_mtime_ns == first
     assert main(["experiment", "run", str(wider), "--out", str(out), "--epochs", "2"]) == 2
-    assert "holds runs of kernel_size=3, kernel_size=5, kernel_size=7 with another config" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds runs of kernel_size=3, kernel_size=5, kernel_size=7 with another config (recipe.epochs 1 there, " \
+           "2 here)" in err  # what differs, so the user knows which flag to give

@@ -127,6 +127,41 @@ def test_predict_command_on_png_and_npy(exported, fashion, tmp_path, capsys):
     assert results[0]["top"][0]["class"] == results[2]["top"][0]["class"]  # same image, two encodings
     assert len(results[0]["top"]) == 2
     assert main(["predict", str(exported[0]), str(tmp_path / "notes.txt")]) == 2
+    capsys.readouterr()
+    for k in ("0", "-1"):  # would print no class, or all but the last: refused in one line
+        assert main(["predict", str(exported[0]), str(tmp_path / "pullover.png"), "--top-k", k]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.strip() == f"convlens: error: --top-k must be at least 1 (got {k})"
+
+
+def test_model_card_of_a_served_run_directory_is_what_its_export_says(exported):
+    from safetensors.numpy import load_file
+    run_dir = exported[0].parent / "run"
+    from_run = TestClient(create_app(run_dir)).get("/model").json()
+    from_export = TestClient(create_app(exported[0])).get("/model").json()
+    assert from_run["backend"] == "torch" and from_export["backend"] == "onnxruntime"  # no model.onnx in a run
+    assert {k: v for k, v in from_run.items() if k != "backend"} == \
+           {k: v for k, v in from_export.items() if k != "backend"}
+    # and against the run itself, read independently: its weights, its metrics, its config
+    weights = load_file(run_dir / "model.safetensors")
+    assert from_run["params"] == sum(t.size for t in weights.values()) == exported[1]["params"]["total"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert from_run["dataset"] == config["data"]["dataset"] == "fashion-mnist"
+    assert from_run["source_run"] == {"directory": "run", "seed": config["seed"], "recipe": "fast",
+                                      "test_accuracy": exported[1]["test_accuracy"], "n_test": 1_000}
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_saying_serving(exported, capsys):
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", str(exported[0]), "--port", str(port)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no "serving ... on" line for a server that never served
+    assert captured.err.strip() == (f"convlens: error: cannot serve on 127.0.0.1:{port}: address already in use; "
+                                    "choose another --port (or stop what holds it)")
 
 
 def test_predict_reads_a_local_file_beyond_the_request_limits(exported, fashion, tmp_path, capsys):

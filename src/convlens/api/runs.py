@@ -166,7 +166,7 @@ class Run:
         m = self.metrics
         where = f" in {self.directory}" if self.directory else ""
         return (f"Run({self.config['model']['name']}, seed {self.config['seed']}: test accuracy "
-                f"{m['test_accuracy']:.2%} after {m['epochs_run']} epochs{where})")
+                f"{m['test_accuracy']:.2%} after {m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}{where})")
 
     def _repr_html_(self) -> str:
         from convlens.display import html_table

@@ -87,19 +87,26 @@ def experiment_plan(
     power: Annotated[float, typer.Option(help="Probability of detecting the effect.")] = 0.8,
     pilot_seeds: Annotated[int, typer.Option(help="Seeds per level of the pilot run when the directory holds "
                                              "too few finished runs to estimate the spread.")] = 3,
+    epochs: Annotated[Optional[int], typer.Option(help="The recipe's epoch count the experiment ran with (as "
+                                                  "given to experiment run).")] = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="The training subset it ran with.")] = None,
+    test_subset: Annotated[Optional[int], typer.Option(help="The test subset it ran with.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="The dataset it ran on.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Seeds per level needed to detect an effect with the given power, from the spread of finished runs (or of a
     pilot it runs first), and the training time that costs on this machine."""
     from convlens.experiments import BUILTIN_EXPERIMENTS, load_spec
     from convlens.experiments.planning import plan_experiment
+    from convlens.experiments.spec import with_changes
     if not 0 < effect < 100:
         raise UsageError(f"--effect is in percentage points, between 0 and 100; got {effect}")
     if not 0.05 < power < 1:
         raise UsageError(f"--power must be between 0.05 and 1, got {power}")
     if pilot_seeds < 2:
         raise UsageError(f"--pilot-seeds must be at least 2 (a spread needs two seeds), got {pilot_seeds}")
-    spec = load_spec(spec_source, BUILTIN_EXPERIMENTS)
+    spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), epochs=epochs, train_subset=train_subset,
+                        test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
     progress = RunsProgress(as_json)
     try:

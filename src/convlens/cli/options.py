@@ -20,10 +20,11 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 
 
-def overrides(pairs: list[str] | None) -> dict[str, str]:
-    """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; the spec validates values."""
+def overrides(pairs: list[str] | None, example: str = "--set kernel_size=5") -> dict[str, str]:
+    """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; the spec validates values.
+    ``example``: the option as the user writes it (the error shows it)."""
     from convlens.models.registry import parse_override
-    return dict(parse_override(text) for text in pairs or [])
+    return dict(parse_override(text, example) for text in pairs or [])
 
 
 BackendOption = Annotated[str, typer.Option(help="local (this machine) or ray (tasks on a local Ray, or the cluster "

@@ -57,7 +57,7 @@ def sagemaker_train(
     from convlens.cloud.sagemaker.launcher import launch_training
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix, base_job_name=base_job_name,
                          training_instance=instance_type, training_image=image,
-                         hyperparameters=overrides(hp))
+                         hyperparameters=overrides(hp, "--hp epochs=5"))
     result = launch_training(_gateway(region, dry_run), settings, data_dir, job_name=job_name, wait=wait,
                              on_status=lambda status: out.print(f"training job: {status}"))
     if not dry_run:

@@ -9,7 +9,7 @@ import typer
 
 from convlens.cli.options import JsonOption
 from convlens.display import out, print_json
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 
 
 def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
@@ -38,6 +38,8 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
 
     from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, LOCAL_FILE_LIMITS, InputError, decode
     from convlens.serving.predictor import Predictor
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1 (got {top_k})")
     predictor = Predictor(model_dir)
     results = []
     for path in inputs:
@@ -66,6 +68,24 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
         out.print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
 
 
+def check_bindable(host: str, port: int) -> None:
+    """One line, before anything says "serving", when the address cannot be bound (a port in use, a host that is
+    not this machine's); uvicorn would log its own error and exit 3. The socket is set up as uvicorn's is."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ConvlensError(f"cannot serve on {host}:{port}: {e.strerror.lower() if e.strerror else e}; "
+                                "choose another --port (or stop what holds it)") from None
+
+
 def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
               host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port (SageMaker uses 8080).")] = 8080,
@@ -83,6 +103,7 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
         raise UsageError(f"--workers must be >= 1, --port within 0..65535 and --body-timeout > 0 (got {workers}, "
                          f"{port}, {body_timeout:g})")
     Predictor(model_dir)  # fail with one line before the server starts (a broken or permuted-pixel model)
+    check_bindable(host, port)
     os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
     out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")

@@ -69,8 +69,9 @@ def print_plan(plan: dict) -> None:
     """Seeds needed per comparison to detect the effect, then the seeds per level and the time they cost."""
     table = Table("comparison", "paired seeds", "spread of differences, pp", "seeds needed",
                   title=f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
-                        f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: 0.05 over the "
-                        f"family's {plan['family']} comparisons)")
+                        f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: "
+                        + ("a family of one comparison)" if plan["family"] == 1 else
+                           f"0.05 over the family's {plan['family']} comparisons)"))
     for c in plan["comparisons"]:
         table.add_row(c["label"], str(c["n"]), pp(c["std_diff"]) if c["std_diff"] is not None else "-",
                       str(c["seeds_needed"]) if c["seeds_needed"] is not None else f"- ({c['reason']})")
@@ -83,7 +84,8 @@ def print_plan(plan: dict) -> None:
     where = (f"{conditions[0]['device']}, {conditions[0]['threads']} threads" if plan["timing"]["comparable"]
              else "mixed conditions, so only a rough guide")
     out.print(f"{plan['seeds']} seeds per level ({plan['levels']} levels): about {minutes:.1f} min of training "
-              f"({plan['seconds_per_seed']:.0f} s per seed for all levels, measured on {where}); with the runs "
+              f"({plan['seconds_per_seed']:.{0 if plan['seconds_per_seed'] >= 10 else 1}f} s per seed for all levels, "
+              f"measured on {where}); with the runs "
               f"already finished, {plan['additional_seconds'] / 60:.1f} min more.")
     if plan["untimed_levels"]:
         out.print(f"Not timed (no finished run): {', '.join(plan['untimed_levels'])}; the time leaves them out.")

@@ -34,6 +34,11 @@ class ImageDataset:
         shape = self.train_images.shape
         return (1 if len(shape) == 3 else shape[3], shape[1], shape[2])
 
+    def __repr__(self) -> str:  # the dataclass's would print every array
+        c, h, w = self.input_shape
+        return (f"ImageDataset({self.name}: {len(self.train_labels):,} train + {len(self.test_labels):,} test images, "
+                f"{c}x{h}x{w}, {len(self.class_names)} classes, from {self.source.origin})")
+
     def _replace(self, **arrays: np.ndarray) -> ImageDataset:
         return dataclasses.replace(self, **arrays)
 

@@ -10,6 +10,7 @@ so a process killed at any moment leaves either a finished run or one that is si
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -150,7 +151,10 @@ class RunStore:
                if lv["label"] == new["label"]}
         changed = [lv["label"] for lv in levels if lv["label"] in old and old[lv["label"]] != lv]
         if changed:
-            raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config; {fix}")
+            differences = _differences(old[changed[0]].get("config", {}), next(
+                lv for lv in levels if lv["label"] == changed[0]).get("config", {}))
+            raise UsageError(f"{self.root} holds runs of {', '.join(changed)} with another config ({differences}); "
+                             f"{fix}")
 
     def clear_partial(self, level: str, seed: int) -> Path:
         """Remove what an interrupted attempt left (temp files, a config without metrics)."""
@@ -159,6 +163,20 @@ class RunStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+
+def _differences(there: dict, here: dict, limit: int = 3) -> str:
+    """What differs between two recorded configs, as 'train_subset 2000 there, none here' (the first ``limit``)."""
+    def flat(d: dict, p: str) -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{p}{k}.") if isinstance(v, dict) and v else {f"{p}{k}": v})
+        return out
+    a, b = flat(there, ""), flat(here, "")
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    shown = lambda v: "none" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v)  # noqa: E731
+    said = [f"{k} {shown(a.get(k))} there, {shown(b.get(k))} here" for k in keys[:limit]]
+    return "; ".join(said + ([f"{len(keys) - limit} more"] if len(keys) > limit else [])) or "the level's record"
 
 
 def _with_new_defaults(old: dict, new: dict) -> dict:

@@ -20,6 +20,7 @@ from convlens.models.network import Network
 from convlens.models.spec import ModelSpec
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+RUN_FORMAT = "convlens-run/1"  # a training run's config.json (an exported model's says convlens-model/1)
 _SPEC_ADAPTER = TypeAdapter(ModelSpec)
 
 

@@ -52,11 +52,12 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
-def parse_override(text: str) -> tuple[str, str]:
-    """'key=value' -> (key, value); the value stays a string until the spec validates it."""
+def parse_override(text: str, example: str = "--set kernel_size=5") -> tuple[str, str]:
+    """'key=value' -> (key, value); the value stays a string until the spec validates it. ``example``: how the
+    option that took ``text`` is written, for the error."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise UsageError(f"override '{text}' is not of the form key=value (e.g. --set kernel_size=5)")
+        raise UsageError(f"override '{text}' is not of the form key=value (e.g. {example})")
     return key.strip(), value.strip()
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from convlens.models.checkpoint import RUN_FORMAT
 from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode, media_type
 from convlens.serving.predictor import Predictor
 
@@ -197,6 +198,19 @@ def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
         return []  # the page shows no examples; predictions do not depend on them
 
 
+def model_card(config: dict, model_dir: Path) -> dict:
+    """What /model describes: an exported model's config.json as it is; for a run directory (served without
+    exporting it), the config its export would write, from the run's config.json and metrics.json."""
+    if config.get("format") != RUN_FORMAT:
+        return config
+    from convlens.serving.export import model_config
+    try:
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = None
+    return model_config(config, metrics if isinstance(metrics, dict) else None, model_dir)
+
+
 def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None = None) -> FastAPI:
     """The app for ``model_dir`` (default: $CONVLENS_MODEL_DIR, as set by ``convlens serve``)."""
     model_dir = model_dir or os.environ.get(MODEL_DIR_ENV)
@@ -267,9 +281,11 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     async def examples_list() -> dict:
         return {"examples": examples}
 
+    card = model_card(predictor.config, Path(model_dir))
+
     @app.get("/model", summary="What is being served: architecture, classes, input contract, backend")
     async def model_info() -> dict:
-        c = predictor.config
+        c = card
         source = dict(c.get("source_run") or {}) if isinstance(c.get("source_run"), dict) else {}
         if source.get("directory"):  # the run's name only (POSIX or Windows path): a host path is not for clients
             source["directory"] = re.split(r"[\\/]", str(source["directory"]).rstrip("\\/"))[-1]
