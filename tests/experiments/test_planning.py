@@ -85,8 +85,8 @@ def test_plan_takes_the_run_wide_settings_an_experiment_ran_with(tmp_path, capsy
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
     assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "with another config (recipe.epochs 1 there, 4 here; train_subset 1200 there, none here; test_subset " \
-           "400 there, none here)" in err and len(err.strip().splitlines()) == 1
+    assert "with another config (recipe.epochs 1 there, 4 here; train_subset 1200 there, null here; test_subset " \
+           "400 there, null here)" in err and len(err.strip().splitlines()) == 1
     assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out), "--json", "--pilot-seeds",
                  "2", *run_flags]) == 0
     plan = json.loads(capsys.readouterr().out)

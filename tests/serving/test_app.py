@@ -112,7 +112,8 @@ def test_server_imports_no_training_code(exported):
     code = ("import sys; from convlens.serving.app import create_app; create_app(sys.argv[1]); "
             "bad = [m for m in ('convlens.training', 'convlens.runs', 'convlens.experiments') if m in sys.modules]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code, str(exported[0])], check=True, timeout=120)
+    for served in (exported[0], exported[0].parent / "run"):  # an export, and a run directory served as it is
+        subprocess.run([sys.executable, "-c", code, str(served)], check=True, timeout=120)
 
 
 def test_predict_command_on_png_and_npy(exported, fashion, tmp_path, capsys):
@@ -151,6 +152,29 @@ def test_model_card_of_a_served_run_directory_is_what_its_export_says(exported):
                                       "test_accuracy": exported[1]["test_accuracy"], "n_test": 1_000}
 
 
+def test_a_run_directory_with_odd_files_is_still_served(exported, tmp_path):
+    """/model must answer for a run directory whatever its metrics.json and the optional parts of its config hold:
+    sections of the wrong type, a FIFO (never opened), a link out of the directory (never followed)."""
+    import os
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(exported[0].parent / "run", run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data": None, "recipe": "fast"}))
+    (run / "metrics.json").write_text(json.dumps({"params": 5, "test_accuracy": 0.5}))
+    card = TestClient(create_app(run)).get("/model")
+    assert card.status_code == 200 and card.json()["params"] is None and card.json()["dataset"] == "fashion-mnist"
+    assert card.json()["source_run"]["test_accuracy"] == 0.5 and card.json()["source_run"]["recipe"] is None
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"params": {"total": 123}, "test_accuracy": 0.99}))
+    (run / "metrics.json").unlink()
+    (run / "metrics.json").symlink_to(secret)
+    assert TestClient(create_app(run)).get("/model").json()["source_run"]["test_accuracy"] is None
+    (run / "metrics.json").unlink()
+    os.mkfifo(run / "metrics.json")  # reading it would block the server's start for ever
+    assert TestClient(create_app(run)).get("/model").json()["params"] is None
+
+
 def test_serve_refuses_a_port_in_use_in_one_line_before_saying_serving(exported, capsys):
     import socket
     with socket.socket() as held:
@@ -160,8 +184,12 @@ def test_serve_refuses_a_port_in_use_in_one_line_before_saying_serving(exported,
         assert main(["serve", str(exported[0]), "--port", str(port)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""  # no "serving ... on" line for a server that never served
-    assert captured.err.strip() == (f"convlens: error: cannot serve on 127.0.0.1:{port}: address already in use; "
+    assert captured.err.strip() == (f"convlens: error: cannot serve on 127.0.0.1:{port}: the port is in use; "
                                     "choose another --port (or stop what holds it)")
+    for host, message in (("10.255.255.1", "--host 10.255.255.1 is not an address of this machine"),
+                          ("no-such-host.invalid", "--host no-such-host.invalid: cannot resolve it")):
+        assert main(["serve", str(exported[0]), "--host", host, "--port", "0"]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_predict_reads_a_local_file_beyond_the_request_limits(exported, fashion, tmp_path, capsys):

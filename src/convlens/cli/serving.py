@@ -68,22 +68,39 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
         out.print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
 
 
-def check_bindable(host: str, port: int) -> None:
-    """One line, before anything says "serving", when the address cannot be bound (a port in use, a host that is
-    not this machine's); uvicorn would log its own error and exit 3. The socket is set up as uvicorn's is."""
+def check_bindable(host: str, port: int, workers: int = 1) -> None:
+    """One line, before anything says "serving", when uvicorn could not bind the address (a port in use, a host
+    that is not this machine's), where uvicorn would log its own error and exit 3. Binds as uvicorn will: one
+    worker serves from asyncio's ``create_server`` (every address the host resolves to, IPv6 sockets v6-only);
+    several workers share one socket from ``Config.bind_socket`` (IPv6 when the host has a colon)."""
+    import errno
     import socket
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise UsageError(f"--host {host}: cannot resolve it ({e.strerror})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as e:
-            raise ConvlensError(f"cannot serve on {host}:{port}: {e.strerror.lower() if e.strerror else e}; "
-                                "choose another --port (or stop what holds it)") from None
+        if workers > 1:
+            addresses = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+        else:
+            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            addresses = list(dict.fromkeys((family, address[:2]) for family, _, _, _, address in infos))
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(f"--host {host}: cannot resolve it ({getattr(e, 'strerror', None) or e})") from None
+    for family, address in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and workers <= 1:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ConvlensError(f"cannot serve on {shown}: the port is in use; choose another --port (or "
+                                        "stop what holds it)") from None
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise UsageError(f"--host {host} is not an address of this machine") from None
+                if e.errno == errno.EACCES:
+                    raise UsageError(f"--port {port} needs privileges here (ports below 1024); use a higher "
+                                     "port") from None
+                raise ConvlensError(f"cannot serve on {shown}: {e.strerror or e}") from None
 
 
 def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model (or run) directory.")],
@@ -103,7 +120,7 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
         raise UsageError(f"--workers must be >= 1, --port within 0..65535 and --body-timeout > 0 (got {workers}, "
                          f"{port}, {body_timeout:g})")
     Predictor(model_dir)  # fail with one line before the server starts (a broken or permuted-pixel model)
-    check_bindable(host, port)
+    check_bindable(host, port, workers)
     os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
     out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")

@@ -166,17 +166,21 @@ class RunStore:
 
 
 def _differences(there: dict, here: dict, limit: int = 3) -> str:
-    """What differs between two recorded configs, as 'train_subset 2000 there, none here' (the first ``limit``)."""
+    """What differs between two recorded configs, one line: 'train_subset 2000 there, null here' (the first
+    ``limit`` fields; each value as JSON, at most 40 characters; a field one side lacks is 'unset')."""
     def flat(d: dict, p: str) -> dict:
         out = {}
         for k, v in d.items():
             out.update(flat(v, f"{p}{k}.") if isinstance(v, dict) and v else {f"{p}{k}": v})
         return out
+
+    def shown(d: dict, k: str) -> str:
+        text = json.dumps(d[k], default=str) if k in d else "unset"
+        return text if len(text) <= 40 else text[:39] + "…"
     a, b = flat(there, ""), flat(here, "")
-    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
-    shown = lambda v: "none" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v)  # noqa: E731
-    said = [f"{k} {shown(a.get(k))} there, {shown(b.get(k))} here" for k in keys[:limit]]
-    return "; ".join(said + ([f"{len(keys) - limit} more"] if len(keys) > limit else [])) or "the level's record"
+    keys = [k for k in dict.fromkeys([*a, *b]) if (k in a, a.get(k)) != (k in b, b.get(k))]
+    said = [f"{k} {shown(a, k)} there, {shown(b, k)} here" for k in keys[:limit]]
+    return "; ".join(said + ([f"{len(keys) - limit} more"] if len(keys) > limit else [])) or "the level's values"
 
 
 def _with_new_defaults(old: dict, new: dict) -> dict:

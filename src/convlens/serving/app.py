@@ -198,17 +198,24 @@ def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
         return []  # the page shows no examples; predictions do not depend on them
 
 
+MAX_METRICS_BYTES = 1_000_000  # a run's metrics.json is a few kilobytes
+
+
 def model_card(config: dict, model_dir: Path) -> dict:
     """What /model describes: an exported model's config.json as it is; for a run directory (served without
     exporting it), the config its export would write, from the run's config.json and metrics.json."""
     if config.get("format") != RUN_FORMAT:
         return config
+    from convlens.errors import UsageError
+    from convlens.models.checkpoint import model_file, read_json_object
     from convlens.serving.export import model_config
-    try:
-        metrics = json.loads((model_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+    try:  # a regular file inside the directory, of a metrics file's size (kilobytes), or no metrics at all
+        path = model_file(model_dir, "metrics.json")
+        metrics = (read_json_object(path, "") if path.is_file() and path.stat().st_size <= MAX_METRICS_BYTES
+                   else None)
+    except (UsageError, OSError):
         metrics = None
-    return model_config(config, metrics if isinstance(metrics, dict) else None, model_dir)
+    return model_config(config, metrics, model_dir)
 
 
 def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None = None) -> FastAPI:

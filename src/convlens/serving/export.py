@@ -36,16 +36,18 @@ def model_config(run_config: dict, metrics: dict | None, run_dir: Path, over_see
     """``over_seeds``: the test accuracy of the model's configuration over its seeds ({n, mean, std, ci95}),
     when it came from an experiment; the model card shows it beside this run's own."""
     metrics = metrics or {}
+    # a served run directory's files may be odd (/model must still answer): a section that is not an object is none
+    section = lambda d, key: d.get(key) if isinstance(d.get(key), dict) else {}  # noqa: E731
     return {
         "format": MODEL_FORMAT,
         "model": run_config["model"],
-        "dataset": run_config.get("data", {}).get("dataset", "fashion-mnist"),
+        "dataset": section(run_config, "data").get("dataset", "fashion-mnist"),
         "class_names": run_config["class_names"],
         "input": run_config["input"],
-        "params": (metrics.get("params") or {}).get("total"),
+        "params": section(metrics, "params").get("total"),
         "versions": package_versions(),
         "source_run": {"directory": str(run_dir), "seed": run_config.get("seed"),
-                       "recipe": run_config.get("recipe", {}).get("name"),
+                       "recipe": section(run_config, "recipe").get("name"),
                        "test_accuracy": metrics.get("test_accuracy"), "n_test": metrics.get("n_test")},
         "test_accuracy_over_seeds": over_seeds,
     }

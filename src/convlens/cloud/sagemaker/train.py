@@ -77,7 +77,8 @@ def parse_set(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     from convlens.models.registry import parse_override
-    return dict(parse_override(item) for item in str(value).split(";") if item.strip())
+    return dict(parse_override(item, "--hp 'set=kernel_size=5;filters=16,32'") for item in str(value).split(";")
+                if item.strip())
 
 
 def _truthy(value: Any) -> bool:
