@@ -26,3 +26,11 @@ def test_done_and_finished_runs_and_the_status_grid(tmp_path):
     (store.run_dir("a=2", 1) / "metrics.json").write_text(json.dumps({"status": "ok"}))
     with pytest.raises(UsageError, match="older convlens"):
         store.done_runs("a=2", 3)
+
+
+def test_uneven_train_times_are_flagged_per_level_past_twice_the_fastest():
+    from convlens.experiments.analysis import uneven_times
+    lines = uneven_times({"a": [20.0, 21.0, 39.0], "b": [2.1, 2.0, 53.5], "c": [5.0], "d": [3.0, None, 10.0]})
+    assert len(lines) == 2  # a: 39 / 20 = 1.95, under 2; c: one run; d: 10 / 3 = 3.3
+    assert lines[0].startswith("The train times of b range from 2.0 to 53.5 s over its seeds (26.8x)")
+    assert lines[1].startswith("The train times of d range from 3.0 to 10.0 s over its seeds (3.3x)")

@@ -143,6 +143,17 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     assert any("measured under different conditions" in w and "so they are not compared" in w
                for w in summary["warnings"])
     assert not (out / "plots" / "accuracy_vs_time.png").exists() and (out / "plots" / "accuracy_vs_params.png").exists()
+    # one run that took 10x its sibling's time (a busy machine) gets a warning; the accuracies are untouched
+    from convlens.experiments.analysis import write_outputs
+    from convlens.experiments.store import RunStore
+    slow, quick = (out / "runs" / "kernel_size=3" / f"seed{s}" / "metrics.json" for s in (0, 1))
+    metrics = json.loads(slow.read_text())
+    base = json.loads(quick.read_text())["train_seconds"]
+    slow.write_text(json.dumps({**metrics, "train_seconds": 10 * base}))
+    summary = write_outputs(RunStore(out))
+    (line,) = [w for w in summary["warnings"] if "range from" in w]
+    assert line.startswith(f"The train times of kernel_size=3 range from {base:.1f} to {10 * base:.1f} s over its "
+                           "seeds (10.0x)")
 
 
 def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(tmp_path, capsys, fashion):

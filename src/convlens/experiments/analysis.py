@@ -153,7 +153,25 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
     }
     note = timing_note(summary["timing"])
     summary["warnings"] += [note] if note else []
+    summary["warnings"] += uneven_times({label: [m.get("train_seconds") for m in runs.values()]
+                                         for label, runs in ok.items()})
     return without_nan(summary)
+
+
+UNEVEN_TIMES = 2.0  # seeds of one configuration train within ~1.3x of each other on a quiet machine
+
+
+def uneven_times(seconds: dict[str, list[float]]) -> list[str]:
+    """A warning per level whose runs' train times differ by more than UNEVEN_TIMES x: something else used the
+    machine while some of them trained, so their mean time says little (the accuracies are unaffected)."""
+    lines = []
+    for label, secs in seconds.items():
+        secs = [s for s in secs if isinstance(s, (int, float)) and s > 0]
+        if len(secs) >= 2 and max(secs) > UNEVEN_TIMES * min(secs):
+            lines.append(f"The train times of {label} range from {min(secs):.1f} to {max(secs):.1f} s over its seeds "
+                         f"({max(secs) / min(secs):.1f}x): the machine was probably busy while some of them ran, so "
+                         "compare their times with care (the accuracies are unaffected).")
+    return lines
 
 
 def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
