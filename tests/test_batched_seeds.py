@@ -3,6 +3,8 @@ to floating-point rounding: the batched path is forced here on the CPU, where it
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -101,14 +103,23 @@ def test_an_experiment_trains_each_levels_seeds_as_one_model_when_asked(tmp_path
     assert len(metrics) == 4 and all(m["status"] == "done" and m["timing"]["batched_seeds"] == 2 for m in metrics)
     # the seeds of a level were trained together, the levels apart: their first losses differ pairwise
     assert len({m["history"][0]["train_loss"] for m in metrics}) == 4
+    # in worker processes, one level per worker: the same runs as in this process (threads differ: 1e-4)
+    assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "w2"), "--batch-seeds", "--workers", "2",
+                 "--quiet"]) == 0
+    in_workers = [json.loads(p.read_text()) for p in sorted((tmp_path / "w2").glob("runs/*/seed*/metrics.json"))]
+    assert [m["timing"]["batched_seeds"] for m in in_workers] == [2] * 4
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {(m["timing"]["workers"], m["timing"]["threads"]) for m in in_workers} == {(2, threads)}  # in the pool
+    for here, there in zip(metrics, in_workers):
+        assert there["history"][0]["train_loss"] == pytest.approx(here["history"][0]["train_loss"], rel=1e-4)
+        assert abs(there["test_correct"] - here["test_correct"]) <= 1  # one image may flip with other threads
     assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "ray"), "--batch-seeds", "--backend",
                  "ray", "--quiet"]) == 2
     assert "--batch-seeds" in capsys.readouterr().err
 
 
 def test_seed_groups_join_only_the_seeds_of_one_configuration(tmp_path):
-    from convlens.experiments.local import Job
-    from convlens.experiments.run import seed_groups
+    from convlens.experiments.local import Job, seed_groups
     plain = _configs("cnn-16-32", [0, 1])
     stopping = _configs("cnn-16-32", [0, 1], patience=2)
     jobs = [Job("k=3", c.seed, c, tmp_path / "k=3" / f"seed{c.seed}") for c in plain]
@@ -118,3 +129,15 @@ def test_seed_groups_join_only_the_seeds_of_one_configuration(tmp_path):
     groups = seed_groups(jobs)
     assert [[(j.level, j.seed) for j in g] for g in groups] == [
         [("k=3", 0), ("k=3", 1)], [("k=5", 0), ("k=5", 1)], [("p", 0)], [("p", 1)]]
+
+
+def test_batched_seeds_is_the_default_on_cuda_only_on_the_local_backend_without_gpu_fractions(monkeypatch):
+    from convlens.errors import UsageError
+    from convlens.experiments.run import make_backend
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not make_backend().batch_seeds and make_backend(batch_seeds=True).batch_seeds
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert make_backend().batch_seeds and not make_backend(batch_seeds=False).batch_seeds
+    assert not make_backend(gpus_per_run=0.25).batch_seeds
+    with pytest.raises(UsageError, match="--gpus-per-run"):
+        make_backend(gpus_per_run=0.25, batch_seeds=True)

@@ -324,3 +324,29 @@ def test_the_full_studys_extra_figures_are_drawn_again_pixel_for_pixel(study, na
     loaded.plot(name).savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # as the study saved it
     buffer.seek(0)
     np.testing.assert_array_equal(matplotlib.image.imread(buffer), matplotlib.image.imread(loaded.figures[name]))
+
+
+def test_unset_workers_mean_one_on_the_cpu_and_one_per_distinct_level_on_a_gpu(tmp_path, monkeypatch):
+    import torch
+
+    from convlens.experiments.local import seed_groups
+    from convlens.experiments.run import Backend
+    from convlens.study import pipeline
+    default, full = load_study_config("default"), load_study_config("full")
+    assert default.workers is None
+    assert pipeline.study_workers(default, Backend()) == (1 if not torch.cuda.is_available() else 5)
+    assert pipeline.study_workers(default.model_copy(update={"workers": 3}), Backend()) == 3
+    monkeypatch.setattr(pipeline, "pick_device", lambda requested: torch.device("cuda"))
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(16)))  # the H100 machine's cores
+    # the planner's own count: distinct runs after sharing identical ones between experiments, per seed
+    one = {"workers": 1}  # planning reads a resolved count
+    planned = pipeline.plan_experiments(default.model_copy(update=one), tmp_path / "default")
+    assert len(planned.unique) == 15 and len(seed_groups(planned.unique)) == 5  # what the pool receives
+    assert pipeline.study_workers(default, Backend()) == 5
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert pipeline.study_workers(default, Backend()) == 2  # no more processes than cores
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert len(pipeline.plan_experiments(full.model_copy(update=one), tmp_path / "full").unique) // full.seeds > 8
+    assert pipeline.study_workers(full, Backend()) == pipeline.GPU_WORKERS_MAX == 8
+    assert pipeline.study_workers(default, Backend("ray")) == 1
+    assert pipeline.study_workers(default, Backend(gpus_per_run=0.25)) == 1

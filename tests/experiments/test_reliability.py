@@ -11,7 +11,7 @@ import yaml
 from convlens.cli import main
 from convlens.config import TrainConfig
 from convlens.experiments.local import WORKER_DIED, Job, run_jobs
-from tests.experiments.dying_worker import execute_or_die
+from tests.experiments.dying_worker import execute_group_or_die, execute_or_die
 
 TINY = dict(model="cnn-16-32", recipe="fast", recipe_set={"epochs": 1}, factor=dict(name="kernel_size", levels=[3, 5]),
             seeds=1, train_subset=500, test_subset=100)
@@ -92,6 +92,25 @@ def test_a_worker_killed_by_the_os_fails_its_run_and_the_sweep_goes_on(tmp_path)
     assert json.loads((tmp_path / "seed1" / "metrics.json").read_text())["reason"] == WORKER_DIED
     assert all(by_seed[s].status == "done" for s in (0, 2, 3))
     assert all(json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text())["status"] == "done" for s in (0, 2, 3))
+
+
+def test_a_killed_batched_worker_is_run_again_alone_then_seed_by_seed(tmp_path):
+    """Levels a, b, c of two seeds each, batched, two workers; b's batched unit kills its worker every time and,
+    alone, its seed 1 does too. b/1 fails with the reason, b/0 finishes alone, a and c finish batched (a
+    again after the pool broke under it, or c after waiting in the queue); every run is reported once."""
+    config = TrainConfig(model="cnn-16-32", train_subset=100, test_subset=100)
+    jobs = [Job(level, seed, config.model_copy(update={"seed": seed}), tmp_path / level / f"seed{seed}")
+            for level in "abc" for seed in (0, 1)]
+    results = []
+    run_jobs(jobs, 2, results.append, execute_job=execute_or_die, batch_seeds=True, execute_group=execute_group_or_die)
+    by_run = {(r.level, r.seed): r for r in results}
+    assert len(results) == 6 and len(by_run) == 6
+    assert by_run["b", 1].status == "failed" and by_run["b", 1].reason == WORKER_DIED
+    assert all(by_run[run].status == "done" for run in by_run if run != ("b", 1))
+    metrics = {(lv, s): json.loads((tmp_path / lv / f"seed{s}" / "metrics.json").read_text()) for lv, s in by_run}
+    assert metrics["b", 1]["reason"] == WORKER_DIED
+    assert "batched" not in metrics["b", 0] and metrics["b", 0]["status"] == "done"  # run alone, unbatched
+    assert all(metrics[lv, s]["batched"] == 2 for lv in "ac" for s in (0, 1))
 
 
 def test_a_config_field_added_later_with_its_default_keeps_the_finished_runs(tmp_path, capsys, fashion):

@@ -34,3 +34,21 @@ def test_uneven_train_times_are_flagged_per_level_past_twice_the_fastest():
     assert len(lines) == 2  # a: 39 / 20 = 1.95, under 2; c: one run; d: 10 / 3 = 3.3
     assert lines[0].startswith("The train times of b range from 2.0 to 53.5 s over its seeds (26.8x)")
     assert lines[1].startswith("The train times of d range from 3.0 to 10.0 s over its seeds (3.3x)")
+
+
+def test_batched_seeds_train_time_has_a_mean_but_no_spread():
+    """Seeds trained as one batched model record equal shares of its time: a CI of width 0 would be a claim."""
+    import math
+
+    from convlens.experiments.analysis import level_statistics
+
+    def run(seconds, batched):
+        return {"confusion_matrix": [[3, 1], [0, 4]], "per_class_accuracy": [0.75, 1.0], "train_seconds": seconds,
+                "test_accuracy": 0.5,  # read from the confusion matrix, not from here
+                "timing": {"batched_seeds": batched} if batched else {"workers": 1}}
+    apart = level_statistics({0: run(10.0, 0), 1: run(12.0, 0)})["train_seconds"]
+    assert apart["mean"] == 11.0 and apart["std"] == pytest.approx(math.sqrt(2))  # (10 - 11)^2 + (12 - 11)^2, ddof 1
+    shared = level_statistics({0: run(4.0, 2), 1: run(4.0, 2)})
+    assert shared["train_seconds"]["mean"] == 4.0
+    assert math.isnan(shared["train_seconds"]["std"]) and all(math.isnan(c) for c in shared["train_seconds"]["ci95"])
+    assert shared["test_accuracy"]["mean"] == 7 / 8  # the accuracies keep theirs

@@ -68,7 +68,7 @@ class Experiment:
         from convlens.tracking import make_tracker
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
-        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds, workers)  # before planning
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name

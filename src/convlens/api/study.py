@@ -41,7 +41,7 @@ class Study:
         from convlens.study.pipeline import run_study
         from convlens.tracking import log_study, make_tracker
         out = Path(out)
-        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds, self.config.workers)
+        runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)
         try:

@@ -34,8 +34,10 @@ CpusPerRunOption = Annotated[float, typer.Option(help="CPUs each Ray task asks f
 GpusPerRunOption = Annotated[float, typer.Option(help="GPU each run takes; a fraction shares one (0.25: four runs "
                                                  "at once per GPU, as Ray tasks or local workers).")]
 BatchSeedsOption = Annotated[Optional[bool], typer.Option(
-    "--batch-seeds/--no-batch-seeds", help="Train all seeds of a level as one batched model (default: where CUDA "
-    "is; on the CPU it is slower than separate runs).", show_default=False)]
+    "--batch-seeds/--no-batch-seeds", help="Train all seeds of a level as one batched model, one per worker "
+    "with --workers (default: where CUDA is, on the local backend without --gpus-per-run; on the CPU it is slower "
+    "than separate runs).",
+    show_default=False)]
 
 
 MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: OUT/mlflow.db, SQLite; "

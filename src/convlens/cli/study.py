@@ -31,7 +31,9 @@ def study_cmd(
                                         "5,000 training and 2,000 test images.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Everything the reference write-ups ran: kernel 3/5/7, "
                                        "depth 1/2/3, filters; no time budget.")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel training processes (cores are split).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Parallel training processes (cores are split; default: 1 on the CPU, with CUDA one per level of the "
+             "study, at most 8 and the cores).")] = None,
     data_dir: DataDirOption = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="fashion-mnist (default), mnist, kmnist, "
                                                    "cifar10, digits or folder:PATH.")] = None,

@@ -92,9 +92,13 @@ def level_statistics(runs: dict[int, dict]) -> dict:
     values = {m: [exact_accuracy(r) if m == "test_accuracy" else r[m] for r in runs.values() if r.get(m) is not None]
               for m in SUMMARIZED}
     accuracy = mean_ci(values["test_accuracy"])
+    summaries = {m: mean_ci(v).to_dict() for m, v in values.items()}
+    if any((r.get("timing") or {}).get("batched_seeds", 1) > 1 for r in runs.values()):
+        # seeds trained as one batched model record equal shares of its time: their spread was not measured
+        summaries["train_seconds"].update(std=math.nan, ci95=(math.nan, math.nan))
     return {
         "n": len(runs), "params": (first.get("params") or {}).get("total"), "macs": first.get("macs"),
-        **{m: mean_ci(v).to_dict() for m, v in values.items()},
+        **summaries,
         "per_class_accuracy": (np.mean([r["per_class_accuracy"] for r in runs.values()], axis=0).tolist()
                                if runs else None),
         # sqrt(p (1 - p) / N): how far one run's accuracy on this finite test set may sit from its accuracy on new

@@ -103,13 +103,29 @@ WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g
                "it also died when run alone")
 
 
-def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], None],
-             execute_job: Callable[[Job], JobResult] = execute) -> list[JobResult]:
-    """Execute ``jobs`` (``workers`` processes, or in-process for 1); ``on_result`` is called as each ends.
+def seed_groups(jobs: list[Job]) -> list[list[Job]]:
+    """``jobs`` grouped into the seeds of one configuration (the same level and settings but the seed), in
+    order; a configuration that cannot be batched (early stopping, weight averages) stays one job per group."""
+    from convlens.batched_seeds import not_batchable
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        key = (job.config.model_dump_json(exclude={"seed"}) + str(job.directory.parent)
+               if not_batchable(job.config.recipe) is None else str(job.directory))
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
 
-    A worker killed by the OS (out of memory) breaks the whole process pool. The sweep goes on: the runs that
-    had started are run again one at a time in a fresh process, so the one that kills its process is found and
-    recorded as failed with the reason, the others finish; runs that had not started go back in the queue.
+
+def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], None],
+             execute_job: Callable[[Job], JobResult] = execute, *, batch_seeds: bool = False,
+             execute_group: Callable[[list[Job]], list[JobResult]] = execute_batched) -> list[JobResult]:
+    """Execute ``jobs`` (``workers`` processes, or in-process for 1); ``on_result`` is called as each ends.
+    With ``batch_seeds``, each worker trains the seeds of one configuration as one batched model
+    (``execute_group``).
+
+    A worker killed by the OS (out of memory) breaks the whole process pool. The sweep goes on: the units (runs,
+    or batched seeds) that had started are run again one at a time in a fresh process, a batched unit that dies
+    again seed by seed, so the run that kills its process is found and recorded as failed with the reason, the
+    others finish; a run the killed attempt had finished is kept; units that had not started go back in the queue.
     """
     results = []
     if workers <= 1 or len(jobs) <= 1:
@@ -121,44 +137,79 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], Non
     threads = threads_per_run(workers)
     queue = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads, "workers": workers}), j.directory)
              for j in jobs]
-    while queue:
-        broken = _run_pool(queue, workers, threads, execute_job, on_result, results)
-        started = [job for job in broken if (job.directory / CONFIG_FILE).exists()]
-        queue = [job for job in broken if job not in started]
-        for job in started:  # alone, so a second death names the run that causes it
-            results.extend(_run_alone(job, threads, execute_job, on_result))
-        if broken and not started and len(queue) == len(broken):  # no run even started: do not loop forever
-            for job in queue:
+    units_of = seed_groups if batch_seeds else (lambda js: [[j] for j in js])
+    units = units_of(queue)
+    while units:
+        broken = _run_pool(units, workers, threads, (execute_job, execute_group), on_result, results)
+        started = [unit for unit in broken if any((job.directory / CONFIG_FILE).exists() for job in unit)]
+        waiting = [job for unit in broken if unit not in started for job in unit]
+        for unit in started:  # alone, so a second death names the unit, then the run, that causes it
+            results.extend(_run_alone(unit, threads, (execute_job, execute_group), on_result))
+        if broken and not started:  # no run even started: do not loop forever
+            for job in waiting:
                 results.append(_record_failure(job, "its worker process died before the run started (killed by the "
                                                     "OS, or the worker could not start)", on_result))
-            queue = []
+            waiting = []
+        units = units_of(waiting)
     return results
 
 
-def _run_pool(jobs: list[Job], workers: int, threads: int, execute_job: Callable[[Job], JobResult],
-              on_result: Callable[[JobResult], None], results: list[JobResult]) -> list[Job]:
-    """Run ``jobs`` in a pool; returns the jobs lost when the pool broke (none if it did not)."""
+Executors = tuple[Callable[[Job], JobResult], Callable[[list[Job]], list[JobResult]]]
+
+
+def _execute_unit(executors: Executors, unit: list[Job]) -> list[JobResult]:
+    """One job, or the seeds of one configuration as one batched model (in a worker process)."""
+    execute_job, execute_group = executors
+    return execute_group(unit) if len(unit) > 1 else [execute_job(unit[0])]
+
+
+def _run_pool(units: list[list[Job]], workers: int, threads: int, executors: Executors,
+              on_result: Callable[[JobResult], None], results: list[JobResult]) -> list[list[Job]]:
+    """Run ``units`` (lists of jobs trained together) in a pool; returns the units lost when the pool broke
+    (none if it did not), in order."""
     broken = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(execute_job, job): job for job in jobs}
+        futures = {pool.submit(_execute_unit, executors, unit): unit for unit in units}
         for future in as_completed(futures):
             try:
-                result = future.result()
+                unit_results = future.result()
             except BrokenProcessPool:
                 broken.append(futures[future])
                 continue
-            on_result(result)
-            results.append(result)
-    return sorted(broken, key=jobs.index)
+            for result in unit_results:
+                on_result(result)
+                results.append(result)
+    return sorted(broken, key=units.index)
 
 
-def _run_alone(job: Job, threads: int, execute_job: Callable[[Job], JobResult],
+def _finished(job: Job) -> bool:
+    from convlens.runs import read_metrics
+    try:
+        return read_metrics(job.directory).get("status") == "done"
+    except ConvlensError:  # not written, or half a file
+        return False
+
+
+def _run_alone(unit: list[Job], threads: int, executors: Executors,
                on_result: Callable[[JobResult], None]) -> list[JobResult]:
-    (job.directory / CONFIG_FILE).unlink(missing_ok=True)  # what the killed attempt left
+    """A unit whose pool broke, in a pool of its own; a batched unit that dies again, each seed alone."""
     results: list[JobResult] = []
-    if _run_pool([job], 1, threads, execute_job, on_result, results):
-        return [_record_failure(job, WORKER_DIED, on_result)]
+    pending = []
+    for job in unit:
+        if _finished(job):  # the killed attempt finished it (metrics.json is written last)
+            results.append(JobResult(job.level, job.seed, "done"))
+            on_result(results[-1])
+        else:
+            (job.directory / CONFIG_FILE).unlink(missing_ok=True)  # what the killed attempt left
+            pending.append(job)
+    if len(pending) > 1:
+        if not _run_pool([pending], 1, threads, executors, on_result, results):
+            return results
+        return results + [r for job in pending for r in _run_alone([job], threads, executors, on_result)]
+    for job in pending:
+        if _run_pool([[job]], 1, threads, executors, on_result, results):
+            results.append(_record_failure(job, WORKER_DIED, on_result))
     return results
 
 

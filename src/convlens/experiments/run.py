@@ -8,7 +8,7 @@ from pathlib import Path
 
 from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
-from convlens.experiments.local import Job, JobResult, execute_batched, run_jobs
+from convlens.experiments.local import Job, JobResult, execute_batched, run_jobs, seed_groups
 from convlens.experiments.plots import write_plots
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference_level, resolve_levels
 from convlens.experiments.store import RunStore
@@ -55,7 +55,7 @@ class Backend:
     address: str | None = None
     cpus_per_run: float = 1
     gpus_per_run: float = 0
-    # All seeds of a level as one batched model (convlens.batched_seeds): local, one process at a time.
+    # All seeds of a level as one batched model (convlens.batched_seeds): local only; with workers, one per worker.
     batch_seeds: bool = False
 
 
@@ -70,10 +70,11 @@ def shared_gpu_workers(gpus_per_run: float) -> int:
 
 
 def make_backend(name: str = "local", address: str | None = None, cpus_per_run: float = 1,
-                 gpus_per_run: float = 0, batch_seeds: bool | None = None, workers: int = 1) -> Backend:
+                 gpus_per_run: float = 0, batch_seeds: bool | None = None) -> Backend:
     """A validated Backend (Ray is imported now, so a missing extra is one line up front). ``batch_seeds``
-    None: on where CUDA is (a small CNN leaves a GPU mostly idle), off on the CPU, where the grouped
-    convolutions of a batched model are slower per seed than separate runs (bench/README.md)."""
+    None: on where CUDA is (a small CNN leaves a GPU mostly idle; with workers, each trains one level's seeds),
+    off on the CPU, where the grouped convolutions of a batched model are slower per seed than separate runs
+    (bench/README.md)."""
     if name not in ("local", "ray"):
         raise UsageError(f"unknown backend '{name}'; use local or ray")
     if not cpus_per_run > 0 or gpus_per_run < 0:
@@ -83,14 +84,12 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
         import_ray()
     elif gpus_per_run > 0:
         shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
-    if batch_seeds and workers > 1:
-        raise UsageError("--batch-seeds trains each level's seeds in one process; drop --workers")
     if batch_seeds is None:
         import torch
-        batch_seeds = name == "local" and gpus_per_run == 0 and workers <= 1 and torch.cuda.is_available()
+        batch_seeds = name == "local" and gpus_per_run == 0 and torch.cuda.is_available()
     elif batch_seeds and (name != "local" or gpus_per_run > 0):
-        raise UsageError("--batch-seeds trains in this process; it does not combine with --backend ray or "
-                         "--gpus-per-run")
+        raise UsageError("--batch-seeds runs on the local backend without --gpus-per-run (use --workers to share a "
+                         "GPU); it does not combine with --backend ray or --gpus-per-run")
     return Backend(name, address, cpus_per_run, gpus_per_run, batch_seeds)
 
 
@@ -115,19 +114,7 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
             else:
                 run_jobs(group, 1, on_result)
     else:
-        run_jobs(jobs, workers, on_result)
-
-
-def seed_groups(jobs: list[Job]) -> list[list[Job]]:
-    """``jobs`` grouped into the seeds of one configuration (the same level and settings but the seed), in
-    order; a configuration that cannot be batched (early stopping, weight averages) stays one job per group."""
-    from convlens.batched_seeds import not_batchable
-    groups: dict[str, list[Job]] = {}
-    for job in jobs:
-        key = (job.config.model_dump_json(exclude={"seed"}) + str(job.directory.parent)
-               if not_batchable(job.config.recipe) is None else str(job.directory))
-        groups.setdefault(key, []).append(job)
-    return list(groups.values())
+        run_jobs(jobs, workers, on_result, batch_seeds=backend.batch_seeds)
 
 
 def write_analysis(store: RunStore) -> dict:

@@ -53,7 +53,9 @@ class StudyConfig(BaseModel):
     experiments: list[ExperimentChoice] = Field(
         default_factory=lambda: [ExperimentChoice(name="kernel-size", levels=[3, 5])])
     shift_max: Annotated[int, Field(ge=1, le=14)] = 4  # px; the shift probe tests 0 .. shift_max
-    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # Runs training at once (cores split between them). None: 1 on the CPU (bench/workers.py: no gain on 2
+    # cores); with CUDA, one per level (each level's seeds batched), at most 8 and the cores (bench/README.md).
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
     onnx: bool = True  # also export model.onnx (needs the onnx extra; skipped with a note when missing)
     dataset: DatasetName = "fashion-mnist"
 

@@ -26,7 +26,7 @@ from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
 from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
-from convlens.experiments.spec import flatten_config
+from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
 from convlens.models.network import Network
 from convlens.models.summary import flops_per_image
@@ -99,6 +99,24 @@ def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
                 key = _run_key(cfg, seed, timing.get("device_type"), timing.get("threads"))
                 finished.setdefault(key, (p.store.run_dir(level["label"], seed), metrics))
     return finished
+
+
+# Unbatched runs sharing an H100 gained little beyond 4-8 at once (bench/README.md, --gpus-per-run); the default
+# study's 5 batched levels at once were measured, more were not.
+GPU_WORKERS_MAX = 8
+
+
+def study_workers(config: StudyConfig, backend: Backend) -> int:
+    """``config.workers``, or when unset: with CUDA and the local backend, one worker per distinct level of the
+    study (at most GPU_WORKERS_MAX and the cores), so every level trains at once on a GPU one small CNN cannot
+    fill; else 1. All levels count, not only the pending ones, so a resumed study keeps its threads per run."""
+    if config.workers is not None:
+        return config.workers
+    if backend.name != "local" or backend.gpus_per_run > 0 or pick_device("auto").type != "cuda":
+        return 1
+    levels = {_run_key(level.config, 0, "cuda", None)  # as the planner shares identical runs
+              for spec in config.experiment_specs() for level in resolve_levels(spec)}
+    return max(1, min(GPU_WORKERS_MAX, len(os.sched_getaffinity(0)), len(levels)))
 
 
 def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, retry_failed: bool = False,
@@ -177,6 +195,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     """Run (or resume) the study in ``out``; returns the results written to results.json."""
 
     events = events or StudyEvents()
+    config = config.model_copy(update={"workers": study_workers(config, backend)})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
