@@ -104,8 +104,9 @@ def test_an_experiment_trains_each_levels_seeds_as_one_model_when_asked(tmp_path
     # the seeds of a level were trained together, the levels apart: their first losses differ pairwise
     assert len({m["history"][0]["train_loss"] for m in metrics}) == 4
     # in worker processes, one level per worker: the same runs as in this process (threads differ: 1e-4)
-    assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "w2"), "--batch-seeds", "--workers", "2",
-                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "w2"), "--batch-seeds", "--workers", "2"]) == 0
+    assert "with 2 worker(s), each level's seeds as one batched model" in capsys.readouterr().out
     in_workers = [json.loads(p.read_text()) for p in sorted((tmp_path / "w2").glob("runs/*/seed*/metrics.json"))]
     assert [m["timing"]["batched_seeds"] for m in in_workers] == [2] * 4
     threads = max(1, len(os.sched_getaffinity(0)) // 2)

@@ -83,7 +83,8 @@ class Experiment:
         progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
                       f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
                       + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
-                         else f"with {workers} worker(s)"))
+                         else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
+                                                            if runner.batch_seeds else "")))
         if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
             if force:
                 tracker.retire(out_dir)
