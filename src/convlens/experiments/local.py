@@ -70,7 +70,7 @@ def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:
 def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> list[JobResult]:
     """Train ``jobs``, the seeds of one configuration, as one batched model (convlens.batched_seeds); as
     ``execute``, every failure is recorded in the runs' metrics.json, never raised."""
-    from convlens.runs import read_metrics, run_training_batched
+    from convlens.runs import run_training_batched
     first = jobs[0].config
     try:
         outcomes = run_training_batched([j.config for j in jobs], [j.directory for j in jobs],
@@ -79,11 +79,7 @@ def execute_batched(jobs: list[Job], dataset: ImageDataset | None = None) -> lis
     except Exception:  # noqa: BLE001 - e.g. out of memory with n models at once: one seed at a time instead
         results = []
         for job in jobs:  # a seed that finished before the failure keeps its run
-            try:
-                done = read_metrics(job.directory).get("status") == "done"
-            except ConvlensError:  # not written, or half a file
-                done = False
-            results.append(JobResult(job.level, job.seed, "done") if done else execute(job, dataset))
+            results.append(JobResult(job.level, job.seed, "done") if _finished(job) else execute(job, dataset))
         return results
     return [JobResult(j.level, j.seed, "failed", str(o)) if isinstance(o, TrainingDiverged)
             else JobResult(j.level, j.seed, "done") for j, o in zip(jobs, outcomes)]
@@ -184,6 +180,7 @@ def _run_pool(units: list[list[Job]], workers: int, threads: int, executors: Exe
 
 
 def _finished(job: Job) -> bool:
+    """Whether ``job``'s run is done (its metrics.json, written last, says so)."""
     from convlens.runs import read_metrics
     try:
         return read_metrics(job.directory).get("status") == "done"

@@ -88,8 +88,8 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
         import torch
         batch_seeds = name == "local" and gpus_per_run == 0 and torch.cuda.is_available()
     elif batch_seeds and (name != "local" or gpus_per_run > 0):
-        raise UsageError("--batch-seeds runs on the local backend without --gpus-per-run (use --workers to share a "
-                         "GPU); it does not combine with --backend ray or --gpus-per-run")
+        raise UsageError("--batch-seeds does not combine with --backend ray or --gpus-per-run (to share a GPU "
+                         "between batched runs, use --workers)")
     return Backend(name, address, cpus_per_run, gpus_per_run, batch_seeds)
 
 
