@@ -16,7 +16,9 @@ import yaml
 from PIL import Image
 
 from convlens.cli import main
+from convlens.data import dataset as dataset_module
 from convlens.errors import UsageError
+from convlens.experiments import local
 from convlens.report.render import FORMATS, lookup
 from convlens.study.config import CORE_EXPERIMENTS, load_study_config
 from tests.conftest import record_page_problems
@@ -26,13 +28,21 @@ TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift
                         {"name": "augmentation"}]}
 
 
+LOADS: list[str] = []  # the datasets read from disk while the study fixture ran
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, fashion):
     root = tmp_path_factory.mktemp("study")
     config = root / "study.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = root / "out"
-    assert main(["study", "--quick", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        real = dataset_module.load_arrays
+        patch.setattr(dataset_module, "load_arrays", lambda located, manifest: (LOADS.append(manifest.name),
+                                                                                 real(located, manifest))[1])
+        patch.setattr(local, "_DATASETS", {})  # no dataset an earlier test left in this process's cache
+        assert main(["study", "--quick", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     return out, config
 
 
@@ -112,6 +122,15 @@ def test_results_equal_the_run_files(study):
     assert assumptions["receptive_field"]["kernel_sizes"]["family"] == 3  # kernel 5 vs 3 at each block
     for run_dir in runs.glob("*/seed*"):  # run directories record the presets' architecture names
         assert json.loads((run_dir / "config.json").read_text())["model"]["name"] in {"mlp-128-64", "cnn-32-64-128"}
+
+
+def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_each_class(study, fashion):
+    out, _ = study
+    assert LOADS == ["fashion-mnist"]  # not again for the runs trained in this process, nor for the export
+    firsts = sorted(int(np.flatnonzero(fashion.test_labels == c)[0]) for c in range(10))
+    with np.load(out / "model" / "examples.npz", allow_pickle=False) as examples:
+        assert np.array_equal(examples["images"], fashion.test_images[firsts])
+        assert examples["labels"].tolist() == fashion.test_labels[firsts].tolist()
 
 
 def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys):

@@ -49,6 +49,12 @@ def _dataset(name: str, data_dir: Path | None) -> ImageDataset:
     return _DATASETS[key]
 
 
+def share_dataset(dataset: ImageDataset, data_dir: Path | None) -> None:
+    """Runs executed in this process train on ``dataset`` (loaded by the caller from ``data_dir``): not loaded
+    again. Worker processes load their own."""
+    _DATASETS[f"{dataset.name}\0{data_dir}"] = dataset
+
+
 def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:
     """Train one run (on ``dataset``, else the job's, loaded once per process); any failure is recorded in its
     metrics.json with the reason, never raised."""

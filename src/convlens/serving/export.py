@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from convlens.errors import UsageError
 from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object
 from convlens.provenance import package_versions
 from convlens.serving.predictor import ONNX_FILE, check_servable
+
+if TYPE_CHECKING:
+    from convlens.data.dataset import ImageDataset
 
 ONNX_OPSET = 18
 MODEL_FORMAT = "convlens-model/1"
@@ -53,13 +57,15 @@ def model_config(run_config: dict, metrics: dict | None, run_dir: Path, over_see
     }
 
 
-def write_examples(run_config: dict, path: Path, data_dir: Path | None = None) -> bool:
-    """Up to N_EXAMPLES test images, one per class first, from the run's dataset when it is on this machine
-    (never downloaded for this); False when it is not."""
+def write_examples(run_config: dict, path: Path, data_dir: Path | None = None,
+                   dataset: ImageDataset | None = None) -> bool:
+    """Up to N_EXAMPLES test images, one per class first, from the run's dataset: ``dataset`` when the caller
+    has it loaded, else when it is on this machine (never downloaded for this); False when it is not."""
     from convlens.data import load_named
     from convlens.errors import ConvlensError
+    name = run_config.get("data", {}).get("dataset", "fashion-mnist")
     try:
-        ds = load_named(run_config.get("data", {}).get("dataset", "fashion-mnist"), data_dir, download=False)
+        ds = dataset if dataset is not None and dataset.name == name else load_named(name, data_dir, download=False)
     except (ConvlensError, OSError):
         return False
     picks = []
@@ -96,7 +102,8 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
-               over_seeds: dict | None = None, data_dir: Path | None = None) -> Path:
+               over_seeds: dict | None = None, data_dir: Path | None = None,
+               dataset: ImageDataset | None = None) -> Path:
     """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``.
 
     A crash at any moment leaves ``out_dir`` holding either the old model, the new one, or no config.json
@@ -131,7 +138,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
         if onnx:
             export_onnx(model, staged / ONNX_FILE)
         atomic_write_json(staged / CONFIG_FILE, model_config(run_config, metrics, run_dir, over_seeds))
-        write_examples(run_config, staged / EXAMPLES_FILE, data_dir)
+        write_examples(run_config, staged / EXAMPLES_FILE, data_dir, dataset)
         for name in (WEIGHTS_FILE, ONNX_FILE, EXAMPLES_FILE):
             if (staged / name).exists():
                 with open(staged / name, "rb") as f:

@@ -491,7 +491,9 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
 
 # 6. Deployment -----------------------------------------------------------------------------------------------
 
-def export_section(config: StudyConfig, store: RunStore, out: Path, summary_levels: list[dict] | None = None) -> dict:
+def export_section(config: StudyConfig, store: RunStore, out: Path, summary_levels: list[dict] | None = None,
+                   dataset: ImageDataset | None = None) -> dict:
+    """Export the reference CNN (seed 0) to out/model; ``dataset``: the study's, loaded (its example images)."""
     from convlens.serving.export import export_run
     source = store.run_dir(CNN_LEVEL, 0)
     metrics = store.metrics(CNN_LEVEL, 0)
@@ -506,7 +508,7 @@ def export_section(config: StudyConfig, store: RunStore, out: Path, summary_leve
             onnx, note = False, "model.onnx not written: install the onnx extra (pip install 'convlens[onnx]')"
     level = next((lv for lv in summary_levels if lv["label"] == CNN_LEVEL), None) if summary_levels else None
     over_seeds = {k: level["test_accuracy"][k] for k in ("n", "mean", "std", "ci95")} if level else None
-    rel = export_run(source, out / "model", onnx=onnx, over_seeds=over_seeds)
+    rel = export_run(source, out / "model", onnx=onnx, over_seeds=over_seeds, dataset=dataset)
     return {"exported": True, "model_dir": str(rel), "onnx": onnx, "note": note,
             "source_run": _rel(source, out), "test_accuracy": metrics["test_accuracy"],
             "commands": {
