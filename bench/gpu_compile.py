@@ -34,7 +34,6 @@ Usage (from the repo root, PYTHONPATH=src or convlens installed):
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# _GivenMask is private, but it is what train_batched puts in dropout's place: the batched model here is that one.
-from convlens.batched_seeds import _GivenMask, seed_generator
+from convlens.batched_seeds import StackedModels, seed_generator
 from convlens.config import Recipe, resolve_recipe
 from convlens.models.network import Network
 from convlens.models.registry import create_model
@@ -224,59 +222,31 @@ def graphed(setup: Setup, precision: str) -> Variant:
 
 
 def batched(setup: Setup, precision: str, compile_fn: Callable[[Callable], Callable] | None = None) -> Variant:
-    """``setup.seeds`` seeds as one model, as convlens.batched_seeds.train_batched builds and steps it (kept in
-    step with it by hand): stacked parameters, vmap over functional_call, dropout masks drawn per seed outside the
-    network from each seed's generator, each seed's batch selected on its own."""
-    from torch.func import functional_call, stack_module_state, vmap
+    """``setup.seeds`` seeds as one model, convlens.batched_seeds.StackedModels as train_batched steps it: stacked
+    parameters, vmap over functional_call, dropout masks drawn per seed outside the network from each seed's
+    generator, each seed's batch selected on its own."""
     recipe, device = setup.recipe, setup.device
     models, generators = [], []
     for seed in range(setup.seeds):
         models.append(new_model(setup, seed))
         generators.append(seed_generator(seed, device))
-    params, buffers = stack_module_state(models)
-    optimizer = make_optimizer(params.values(), recipe)
+    stacked = StackedModels(models, recipe.label_smoothing, precision)
+    optimizer = make_optimizer(stacked.params.values(), recipe)
     schedule = make_schedule(optimizer, recipe, setup.total)
     assert schedule is not None
-    template = copy.deepcopy(models[0]).to("meta").train()
-    dropouts = [(name, module.p) for name, module in template.named_modules() if isinstance(module, nn.Dropout)]
-    masked = []
-    for name, _ in dropouts:
-        parent, _, child = name.rpartition(".")
-        holder = template.get_submodule(parent) if parent else template
-        setattr(holder, child, _GivenMask())
-        masked.append(getattr(holder, child))
-
-    def loss_of_one(p, b, x, y, *masks):  # one seed: vmap slices the stacked tensors
-        for module, mask in zip(masked, masks):
-            module.mask = mask
-        logits = functional_call(template, (p, b), (x,))
-        # Cleared after use (train_batched leaves them set): a mask left on the module is a side effect that
-        # torch.compile must replay after its graph, with vmap's BatchedTensor, and it fails ("Cannot access
-        # storage of BatchedTensorImpl"). Eager does not care; both rows run this same function.
-        for module in masked:
-            module.mask = None
-        return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing), logits
-
-    batched_loss = vmap(loss_of_one)
-    if compile_fn:
-        batched_loss = compile_fn(batched_loss)
-    widths = [template.get_submodule(name.replace("dropout", "dense")).out_features for name, _ in dropouts]
-    mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    loss = compile_fn(stacked.loss) if compile_fn else stacked.loss
     losses = torch.empty(setup.seeds, setup.total, device=device)
     correct = torch.zeros(setup.seeds, dtype=torch.long, device=device)
 
     def step(i: int) -> None:
-        xs, ys, masks = [], [], [[] for _ in dropouts]
-        for s in range(setup.seeds):
-            idx = setup.seed_idx[i, s]
-            xs.append(setup.x.index_select(0, idx))
-            ys.append(setup.y.index_select(0, idx))
-            for masks_of_layer, (_, p), width in zip(masks, dropouts, widths):
-                noise = torch.empty(setup.batch, width, dtype=mask_dtype, device=device)
-                masks_of_layer.append(noise.bernoulli_(1 - p, generator=generators[s]).div_(1 - p))
+        idx = setup.seed_idx[i]
+        xs = [setup.x.index_select(0, idx[s]) for s in range(setup.seeds)]
+        ys = [setup.y.index_select(0, idx[s]) for s in range(setup.seeds)]
+        masks = [stacked.draw_masks(setup.batch, generators[s], device) for s in range(setup.seeds)]
         y = torch.stack(ys)
         with precision_autocast(device, precision):
-            per_seed, logits = batched_loss(params, buffers, torch.stack(xs), y, *(torch.stack(m) for m in masks))
+            per_seed, logits = loss(stacked.params, stacked.buffers, torch.stack(xs), y,
+                                    *(torch.stack(layer) for layer in zip(*masks)))
         optimizer.zero_grad(set_to_none=True)
         per_seed.sum().backward()
         optimizer.step()
@@ -284,13 +254,7 @@ def batched(setup: Setup, precision: str, compile_fn: Callable[[Callable], Calla
         losses[:, i] = per_seed.detach()
         correct.add_((logits.detach().argmax(-1) == y).sum(-1))
 
-    def unstack() -> None:  # as train_batched's: each seed's slice into its own model, to be evaluated
-        with torch.no_grad():
-            for s, model in enumerate(models):
-                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-                    tensor.copy_((params if name in params else buffers)[name][s])
-
-    return Variant(step, losses, list(models), setup.seeds * setup.batch, before_eval=unstack)
+    return Variant(step, losses, list(models), setup.seeds * setup.batch, before_eval=stacked.unstack)
 
 
 def sync(device: torch.device) -> None:

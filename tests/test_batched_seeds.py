@@ -142,3 +142,32 @@ def test_batched_seeds_is_the_default_on_cuda_only_on_the_local_backend_without_
     assert not make_backend(gpus_per_run=0.25).batch_seeds
     with pytest.raises(UsageError, match="--gpus-per-run"):
         make_backend(gpus_per_run=0.25, batch_seeds=True)
+
+
+def test_the_stacked_loss_leaves_no_state_behind_so_torch_compile_gives_the_eager_numbers():
+    """StackedModels.loss sets each dropout's mask for one call and clears it: a mask left on a module (a vmap
+    tensor) is a side effect torch.compile cannot replay. The compiled function must give the eager losses."""
+    from convlens.batched_seeds import StackedModels
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(Network(model_spec(TrainConfig(model="cnn-16-32", overrides={"dropout": 0.3}))))
+    stacked = StackedModels(models, label_smoothing=0.1, precision="fp32")
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 8, 1, 28, 28, generator=generator), torch.randint(0, 10, (2, 8), generator=generator)
+    masks = [torch.stack(layer) for layer in zip(*(stacked.draw_masks(8, generator, x.device) for _ in models))]
+    assert len(masks) == 1 and masks[0].shape == (2, 8, stacked.widths[0])
+    eager, _ = stacked.loss(stacked.params, stacked.buffers, x, y, *masks)
+    compiled, _ = torch.compile(stacked.loss, backend="aot_eager", fullgraph=False)(
+        stacked.params, stacked.buffers, x, y, *masks)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    # and each seed's loss is its own model's, run on its own images with its masks standing in for dropout
+    for s, model in enumerate(models):
+        model.train()
+        features = model.features(x[s])
+        head = dict(model.head.named_children())
+        out = features
+        for name, layer in head.items():
+            out = out * masks[0][s] if isinstance(layer, torch.nn.Dropout) else layer(out)
+        expected = torch.nn.functional.cross_entropy(out, y[s], label_smoothing=0.1)
+        torch.testing.assert_close(eager[s], expected, rtol=1e-5, atol=1e-6)

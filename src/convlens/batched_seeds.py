@@ -72,6 +72,59 @@ class _GivenMask(nn.Module):
         return x * self.mask
 
 
+class StackedModels:
+    """``models`` (one per seed, same architecture) as one function of their stacked parameters.
+
+    ``params`` and ``buffers`` are new leaf tensors (seeds, ...) on the models' device: the optimizer's. ``loss``
+    maps (params, buffers, images (seeds, batch, ...), labels (seeds, batch), one mask (seeds, batch, width) per
+    dropout) to (per-seed losses (seeds,), logits (seeds, batch, classes)); each dropout multiplies by its mask,
+    drawn by the caller (``draw_masks``) from each seed's own generator. ``unstack`` copies each seed's slice back
+    into its model, which is then evaluated exactly like a separate run's.
+    """
+
+    def __init__(self, models: list[Network], label_smoothing: float, precision: str) -> None:
+        from torch.func import functional_call, stack_module_state, vmap
+        self.models = models
+        self.params, self.buffers = stack_module_state(models)
+        template = copy.deepcopy(models[0]).to("meta").train()  # the structure: no weights of its own
+        self.dropouts = [(name, module.p) for name, module in template.named_modules()
+                         if isinstance(module, nn.Dropout)]
+        masked = []
+        for name, _ in self.dropouts:
+            parent, _, child = name.rpartition(".")
+            holder = template.get_submodule(parent) if parent else template
+            setattr(holder, child, _GivenMask())
+            masked.append(getattr(holder, child))
+        # What dropout's input is: (batch, width) of the autocast dtype (a Linear's output) or fp32.
+        self.widths = [template.get_submodule(name.replace("dropout", "dense")).out_features
+                       for name, _ in self.dropouts]
+        self.mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+        def loss_of_one(p, b, x, y, *masks):  # one seed: vmap slices the stacked tensors
+            for module, mask in zip(masked, masks):
+                module.mask = mask
+            try:
+                logits = functional_call(template, (p, b), (x,))
+            finally:  # no vmap tensor left on a module: torch.compile would have to replay that side effect
+                for module in masked:
+                    module.mask = None
+            return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
+
+        self.loss = vmap(loss_of_one)
+
+    def draw_masks(self, n: int, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+        """One seed's dropout masks for a batch of ``n``, scaled by 1 / (1 - p) as torch's dropout scales its noise,
+        drawn as its separate run's dropout layers draw them, in order."""
+        return [torch.empty(n, width, dtype=self.mask_dtype, device=device).bernoulli_(1 - p, generator=generator)
+                .div_(1 - p) for (_, p), width in zip(self.dropouts, self.widths)]
+
+    def unstack(self) -> None:
+        with torch.no_grad():
+            for s, model in enumerate(self.models):
+                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                    tensor.copy_((self.params if name in self.params else self.buffers)[name][s])
+
+
 def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Recipe, *, seeds: list[int],
                   generators: list[torch.Generator]) -> list[TrainingOutcome | TrainingDiverged]:
     """Train ``models`` (one per seed, built by the caller after ``seed_everything(seed)``, ``generators`` from
@@ -80,45 +133,17 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
     reason = not_batchable(recipe)
     if reason:
         raise ValueError(f"these runs cannot train as one batched model: {reason}")
-    from torch.func import functional_call, stack_module_state, vmap
     device = splits[0].device
     n_seeds, n = len(models), len(splits[0].y_train)
     steps_per_epoch = math.ceil(n / recipe.batch_size)
-    params, buffers = stack_module_state(models)  # new leaf tensors (seeds, ...) on the models' device
-    optimizer = make_optimizer(params.values(), recipe)
+    precision = resolve_precision(recipe.precision, device)
+    stacked = StackedModels(models, recipe.label_smoothing, precision)
+    optimizer = make_optimizer(stacked.params.values(), recipe)
     schedule = make_schedule(optimizer, recipe, steps_per_epoch * recipe.epochs)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     augmentation = parse_augment(recipe.augment)
     augment_rngs = ([torch.Generator(device=device).manual_seed(augment_seed(seed)) for seed in seeds]
                     if augmentation.active else None)
-    precision = resolve_precision(recipe.precision, device)
-
-    # The network as a function of (parameters, buffers, images, dropout masks); a meta copy holds the structure.
-    template = copy.deepcopy(models[0]).to("meta").train()
-    dropouts = [(name, module.p) for name, module in template.named_modules() if isinstance(module, nn.Dropout)]
-    masked = []
-    for name, _ in dropouts:
-        parent, _, child = name.rpartition(".")
-        holder = template.get_submodule(parent) if parent else template
-        setattr(holder, child, _GivenMask())
-        masked.append(getattr(holder, child))
-
-    def loss_of_one(p, b, x, y, *masks):
-        for module, mask in zip(masked, masks):
-            module.mask = mask
-        logits = functional_call(template, (p, b), (x,))
-        return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing), logits
-
-    batched_loss = vmap(loss_of_one)
-    # What dropout's input is: (batch, width) of the autocast dtype (a Linear's output) or fp32.
-    widths = [template.get_submodule(name.replace("dropout", "dense")).out_features for name, _ in dropouts]
-    mask_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-
-    def unstack() -> None:  # each seed's slice into its own model: evaluated exactly like a separate run's
-        with torch.no_grad():
-            for s, model in enumerate(models):
-                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-                    tensor.copy_((params if name in params else buffers)[name][s])
 
     probes = [train_subset_indices(n, len(sp.y_val), seed).to(device) for sp, seed in zip(splits, seeds)]
     histories: list[list[EpochRecord]] = [[] for _ in models]
@@ -132,7 +157,7 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
         correct = torch.zeros(n_seeds, dtype=torch.long, device=device)
         lr = optimizer.param_groups[0]["lr"]
         for step in range(steps_per_epoch):
-            xs, ys, masks = [], [], [[] for _ in dropouts]
+            xs, ys, masks = [], [], []
             for s in range(n_seeds):  # each seed's batch, drawn in its separate run's order
                 idx = perms[s][step * recipe.batch_size: (step + 1) * recipe.batch_size]
                 xb, yb = splits[s].x_train.index_select(0, idx), splits[s].y_train.index_select(0, idx)
@@ -141,14 +166,13 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
                     xb = torch.where(mirror, xb.flip(3), xb)
                 if augment_rngs is not None:
                     xb = augment_batch(xb, augmentation, augment_rngs[s])
-                for masks_of_layer, (_, p), width in zip(masks, dropouts, widths):
-                    noise = torch.empty(len(idx), width, dtype=mask_dtype, device=device)
-                    masks_of_layer.append(noise.bernoulli_(1 - p, generator=generators[s]).div_(1 - p))
+                masks.append(stacked.draw_masks(len(idx), generators[s], device))
                 xs.append(xb)
                 ys.append(yb)
             y = torch.stack(ys)
             with precision_autocast(device, precision):
-                losses, logits = batched_loss(params, buffers, torch.stack(xs), y, *(torch.stack(m) for m in masks))
+                losses, logits = stacked.loss(stacked.params, stacked.buffers, torch.stack(xs), y,
+                                              *(torch.stack(layer) for layer in zip(*masks)))
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # the seeds share no parameter: each gets its own gradient
             optimizer.step()
@@ -161,7 +185,7 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
             if s not in failed and not bool(finite[s].all()):
                 bad = int((~finite[s]).nonzero()[0])
                 failed[s] = TrainingDiverged(epoch, bad + 1, float(step_losses[s, bad]))
-        unstack()
+        stacked.unstack()
         vals = [monitor(m, sp.x_val, sp.y_val, precision, recipe) if len(sp.y_val) and s not in failed else None
                 for s, (m, sp) in enumerate(zip(models, splits))]
         seconds = time.perf_counter() - t_epoch
