@@ -1,0 +1,71 @@
+"""Max pooling 2x2 of the default CNN's three blocks, forward + backward: three ways to run it on the CPU.
+
+The native kernel on channels_last (NHWC, how convlens trains on the CPU), the same on NCHW, and oneDNN's own
+pooling (``torch.mkldnn_max_pool2d`` between ``to_mkldnn`` and ``to_dense``, which keeps a byte-sized workspace
+where the native kernel keeps int64 indices). Each is checked against the native NHWC result, outputs and input
+gradients, before it is timed. Issue 16: pooling is a third of the bf16 training step (bench/step_layers.py).
+
+    python bench/pooling.py [--batch 128] [--repeats 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = {"block1": (32, 28, 28), "block2": (64, 14, 14), "block3": (128, 7, 7)}  # (C, H, W) entering each pool
+
+
+def native(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, 2)
+
+
+def onednn(x: torch.Tensor) -> torch.Tensor:
+    return torch.mkldnn_max_pool2d(x.to_mkldnn(), [2, 2], [2, 2]).to_dense()
+
+
+def forward_backward(pool: Callable, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().requires_grad_()
+    y = pool(x)
+    y.backward(grad.contiguous(memory_format=torch.channels_last) if y.is_contiguous(
+        memory_format=torch.channels_last) else grad.contiguous())
+    return y.detach(), x.grad
+
+
+def ms_per_call(pool: Callable, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
+    for _ in range(5):  # warm-up: allocations, oneDNN primitive creation
+        forward_backward(pool, x, grad)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        forward_backward(pool, x, grad)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, batch {args.batch}; ms per forward + backward")
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):
+        for block, shape in SHAPES.items():
+            nchw = torch.randn(args.batch, *shape, dtype=dtype)
+            nhwc = nchw.contiguous(memory_format=torch.channels_last)
+            grad = torch.randn(args.batch, shape[0], shape[1] // 2, shape[2] // 2, dtype=dtype)
+            reference = forward_backward(native, nhwc, grad)
+            row = []
+            for name, pool, x in (("native NHWC", native, nhwc), ("native NCHW", native, nchw),
+                                  ("oneDNN", onednn, nhwc)):
+                y, g = forward_backward(pool, x, grad)
+                same = torch.equal(y, reference[0]) and torch.equal(g, reference[1])
+                row.append(f"{name} {ms_per_call(pool, x, grad, args.repeats):6.2f}{'' if same else ' (DIFFERS)'}")
+            print(f"{str(dtype).removeprefix('torch.'):>8} {block}: " + "   ".join(row))
+
+
+if __name__ == "__main__":
+    main()
