@@ -242,11 +242,11 @@ def batched(setup: Setup, precision: str, compile_fn: Callable[[Callable], Calla
         idx = setup.seed_idx[i]
         xs = [setup.x.index_select(0, idx[s]) for s in range(setup.seeds)]
         ys = [setup.y.index_select(0, idx[s]) for s in range(setup.seeds)]
-        masks = [stacked.draw_masks(setup.batch, generators[s], device) for s in range(setup.seeds)]
+        masks = [stacked.draw_masks(setup.batch, generators[s]) for s in range(setup.seeds)]
         y = torch.stack(ys)
         with precision_autocast(device, precision):
             per_seed, logits = loss(stacked.params, stacked.buffers, torch.stack(xs), y,
-                                    *(torch.stack(layer) for layer in zip(*masks)))
+                                    *stacked.stack_masks(masks))
         optimizer.zero_grad(set_to_none=True)
         per_seed.sum().backward()
         optimizer.step()

@@ -4,14 +4,13 @@
 # a single run or (--batch-seeds) all seeds of a level as one batched model; then bench/batched_seeds.py on the
 # full data. Run from the repo root on a CUDA machine with convlens's dependencies; OUT names an output directory.
 # On the lent device (torch preinstalled, no network) the extra wheels it lacks go in .whl/ and the Fashion-MNIST
-# .gz files in .data/ (both untracked), as this script expects. .whl/ holds pydantic and typer, and (for the study's
-# notebook stage) nbformat, nbclient, ipykernel and their dependencies, cp312 manylinux wheels, less what torch and
-# matplotlib bring (numpy, packaging, python-dateutil, typing_extensions): installed with --no-deps below, the kernel
-# then starts as `python3 -m ipykernel_launcher` from /tmp/site (PYTHONPATH, inherited). SETTINGS overrides the list
-# of study settings ('default': no flags); STEPS chooses among train, studies, batched and compile (default: the
-# first three). compile runs bench/gpu_compile.py (torch.compile and CUDA graphs against the eager step, issue 16).
-# Only the new pieces, e.g.: OUT=/tmp/gpu STEPS="compile studies" SETTINGS="default" bash bench/gpu_study.sh
+# .gz files in .data/ (both untracked), as this script expects; .whl/ includes the notebook extra's wheels
+# (bench/README.md, "One session, two paces"). SETTINGS overrides the list of study settings ('default': no flags);
+# STEPS chooses among train, studies, batched and compile (default: the first three). compile runs
+# bench/gpu_compile.py (torch.compile and CUDA graphs against the eager step, issue 16).
+# Only the new pieces, on the device (which sets OUT): STEPS="compile studies" SETTINGS="default" bash bench/gpu_study.sh
 set -u
+mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src CONVLENS_DATA=$PWD/.data PYTHONUNBUFFERED=1
 cl() { python3 -c "import sys; from convlens.cli import main; sys.exit(main(sys.argv[1:]))" "$@"; }

@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
-    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, batch {args.batch}; ms per forward + backward")
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, batch {args.batch}; "
+          "ms per forward + backward")
     torch.manual_seed(0)
     for dtype in (torch.bfloat16, torch.float32):
         for block, shape in SHAPES.items():

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from convlens import create_model
+from convlens.config import EVAL_BATCH_SIZE
 from convlens.models.summary import summarize
 
 
@@ -169,7 +170,7 @@ def main() -> None:
             share = f", {ips * flops_per_image / bf16_roofline:.1%} of the bf16 roofline" if kwargs.get("bf16") else ""
             print(f"{'':<44} {ips / reference:8.2f}x the plain loop{share}")
         for bf16 in (False, True):
-            for batch in (128, 256, 1000, 6000):  # 256: EVAL_BATCH_SIZE
+            for batch in sorted({128, EVAL_BATCH_SIZE, 1000, 6000}):
                 print(f"eval pass of 6,000 images, batch {batch}, {'bf16' if bf16 else 'fp32'}: "
                       f"{eval_rate(x[:6000], batch, bf16):8,.0f} img/s")
         if args.compile:

@@ -155,11 +155,13 @@ def test_the_stacked_loss_leaves_no_state_behind_so_torch_compile_gives_the_eage
     stacked = StackedModels(models, label_smoothing=0.1, precision="fp32")
     generator = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 8, 1, 28, 28, generator=generator), torch.randint(0, 10, (2, 8), generator=generator)
-    masks = [torch.stack(layer) for layer in zip(*(stacked.draw_masks(8, generator, x.device) for _ in models))]
+    masks = stacked.stack_masks([stacked.draw_masks(8, generator) for _ in models])
     assert len(masks) == 1 and masks[0].shape == (2, 8, stacked.widths[0])
     eager, _ = stacked.loss(stacked.params, stacked.buffers, x, y, *masks)
-    compiled, _ = torch.compile(stacked.loss, backend="aot_eager", fullgraph=False)(
-        stacked.params, stacked.buffers, x, y, *masks)
+    try:
+        compiled, _ = torch.compile(stacked.loss, backend="aot_eager")(stacked.params, stacked.buffers, x, y, *masks)
+    finally:
+        torch._dynamo.reset()  # no compiled code left to count against other tests' recompile limits
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
     # and each seed's loss is its own model's, run on its own images with its masks standing in for dropout
     for s, model in enumerate(models):

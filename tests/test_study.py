@@ -37,12 +37,16 @@ def study(tmp_path_factory, fashion):
     config = root / "study.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = root / "out"
+    real = dataset_module.load_arrays
+
+    def counted(located, manifest):
+        LOADS.append(manifest.name)
+        return real(located, manifest)
+    cached = dict(local._DATASETS)  # what earlier tests left in this process's cache
     with pytest.MonkeyPatch.context() as patch:
-        real = dataset_module.load_arrays
-        patch.setattr(dataset_module, "load_arrays", lambda located, manifest: (LOADS.append(manifest.name),
-                                                                                 real(located, manifest))[1])
-        patch.setattr(local, "_DATASETS", {})  # no dataset an earlier test left in this process's cache
+        patch.setattr(dataset_module, "load_arrays", counted)
         assert main(["study", "--quick", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert local._DATASETS == cached  # the study's dataset is not kept in the cache after it
     return out, config
 
 

@@ -268,3 +268,32 @@ def test_every_report_figure_is_drawn_again_from_results_json_the_run_store_and_
     np.testing.assert_allclose(_first_tile(study.plot("eda_samples"), 8), expected, atol=1e-6)
     with pytest.raises(convlens.UsageError, match="no figure 'nope' to draw"):
         study.plot("nope")
+
+
+@pytest.mark.parametrize("onnx", [False, True])
+def test_the_notebooks_kernel_boots_beside_the_onnx_export_or_else_beside_the_analysis(tmp_path, monkeypatch, onnx):
+    """Where the warm kernel starts (one core for ~3 s): beside the one-thread ONNX export when there is one, else
+    beside the analysis (bench/README.md, "One session, two paces"); either way the notebook runs in it."""
+    from contextlib import contextmanager
+
+    from convlens.study import pipeline
+    from convlens.study.config import load_study_config
+    order: list[str] = []
+    real = pipeline.warm_kernel
+
+    @contextmanager
+    def recorded(out):
+        order.append("kernel")
+        with real(out) as kernel:
+            yield kernel
+
+    class Events(pipeline.StudyEvents):
+        def stage(self, name: str, detail: str = "") -> None:
+            order.append(name)
+    monkeypatch.setattr(pipeline, "warm_kernel", recorded)
+    config = load_study_config("quick", dataset="digits", seeds=2, epochs=1, onnx=onnx)
+    results = pipeline.run_study(config, tmp_path / "study", events=Events())
+    expected = ["analysis", "kernel", "export"] if onnx else ["kernel", "analysis", "export"]
+    assert [s for s in order if s in expected] == expected
+    assert results["study"]["notebook"]["executed"] is True
+    assert results["deployment"]["onnx"] is onnx and (tmp_path / "study" / "model" / "model.onnx").exists() is onnx

@@ -66,7 +66,9 @@ class _GivenMask(nn.Module):
     """Dropout with the mask drawn outside: ``x * mask``, the mask already scaled by 1 / (1 - p) as torch's own
     dropout scales its noise."""
 
-    mask: torch.Tensor
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None  # set by StackedModels.loss for one call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask
@@ -112,11 +114,17 @@ class StackedModels:
 
         self.loss = vmap(loss_of_one)
 
-    def draw_masks(self, n: int, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+    def draw_masks(self, n: int, generator: torch.Generator) -> list[torch.Tensor]:
         """One seed's dropout masks for a batch of ``n``, scaled by 1 / (1 - p) as torch's dropout scales its noise,
-        drawn as its separate run's dropout layers draw them, in order."""
-        return [torch.empty(n, width, dtype=self.mask_dtype, device=device).bernoulli_(1 - p, generator=generator)
-                .div_(1 - p) for (_, p), width in zip(self.dropouts, self.widths)]
+        drawn as its separate run's dropout layers draw them, in order, on the generator's device."""
+        return [torch.empty(n, width, dtype=self.mask_dtype, device=generator.device)
+                .bernoulli_(1 - p, generator=generator).div_(1 - p)
+                for (_, p), width in zip(self.dropouts, self.widths)]
+
+    @staticmethod
+    def stack_masks(per_seed: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """Each seed's masks (``draw_masks``) as one (seeds, batch, width) tensor per dropout layer: ``loss``'s."""
+        return [torch.stack(layer) for layer in zip(*per_seed)]
 
     def unstack(self) -> None:
         with torch.no_grad():
@@ -166,13 +174,13 @@ def train_batched(models: list[Network], splits: list[DeviceSplits], recipe: Rec
                     xb = torch.where(mirror, xb.flip(3), xb)
                 if augment_rngs is not None:
                     xb = augment_batch(xb, augmentation, augment_rngs[s])
-                masks.append(stacked.draw_masks(len(idx), generators[s], device))
+                masks.append(stacked.draw_masks(len(idx), generators[s]))
                 xs.append(xb)
                 ys.append(yb)
             y = torch.stack(ys)
             with precision_autocast(device, precision):
                 losses, logits = stacked.loss(stacked.params, stacked.buffers, torch.stack(xs), y,
-                                              *(torch.stack(layer) for layer in zip(*masks)))
+                                              *stacked.stack_masks(masks))
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # the seeds share no parameter: each gets its own gradient
             optimizer.step()

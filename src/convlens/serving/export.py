@@ -60,13 +60,26 @@ def model_config(run_config: dict, metrics: dict | None, run_dir: Path, over_see
 def write_examples(run_config: dict, path: Path, data_dir: Path | None = None,
                    dataset: ImageDataset | None = None) -> bool:
     """Up to N_EXAMPLES test images, one per class first, from the run's dataset: ``dataset`` when the caller
-    has it loaded, else when it is on this machine (never downloaded for this); False when it is not."""
+    has it loaded, else read from ``data_dir``, else from where the run found it, else from the default places
+    (never downloaded for this); False when it is on none of them."""
     from convlens.data import load_named
     from convlens.errors import ConvlensError
-    name = run_config.get("data", {}).get("dataset", "fashion-mnist")
-    try:
-        ds = dataset if dataset is not None and dataset.name == name else load_named(name, data_dir, download=False)
-    except (ConvlensError, OSError):
+    data = run_config.get("data") if isinstance(run_config.get("data"), dict) else {}
+    name = data.get("dataset", "fashion-mnist")
+    if data_dir is not None:
+        places = [data_dir]
+    else:  # where the run found it (a --data-dir of its own), then the default places
+        recorded = data.get("directory")
+        places = ([Path(recorded)] if isinstance(recorded, str) and Path(recorded).is_dir() else []) + [None]
+    ds = dataset if dataset is not None and dataset.name == name else None
+    for place in places:
+        if ds is not None:
+            break
+        try:
+            ds = load_named(name, place, download=False)
+        except (ConvlensError, OSError):
+            pass
+    if ds is None:
         return False
     picks = []
     for c in range(len(ds.class_names)):

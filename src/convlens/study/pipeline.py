@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
-from convlens.experiments.local import Job, JobResult, share_dataset, threads_per_run
+from convlens.experiments.local import Job, JobResult, shared_dataset, threads_per_run
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
@@ -203,7 +203,6 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
 
     with _stage("data", events, seconds, f"loading and verifying {config.dataset}"):
         config, full, ds = _load_data(config, data_dir)
-        share_dataset(full, data_dir)  # runs trained in this process use it: loaded once
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
@@ -216,16 +215,22 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events.advance(_STAGE_SECONDS["eda"])
 
     with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
-        summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend)
+        with shared_dataset(full, data_dir):  # the runs trained in this process use it: read from disk once
+            summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend)
 
-    with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
-        stores = {name: p.store for name, p in zip(summaries, runs.plans)}
-        analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
-    events.advance(_STAGE_SECONDS["analysis"])
+    # The notebook's kernel boots (one core, ~3 s) while the study works on: beside the ONNX export (one thread,
+    # ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy (bench/README.md,
+    # "One session, two paces").
+    kernel_beside_export = sections.onnx_export_skipped(config) is None
+    with ExitStack() as stack:
+        kernel = None if kernel_beside_export else stack.enter_context(warm_kernel(out))
+        with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
+            stores = {name: p.store for name, p in zip(summaries, runs.plans)}
+            analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
+        events.advance(_STAGE_SECONDS["analysis"])
 
-    # The notebook's kernel starts now: its start and imports overlap the export (one thread) and the report,
-    # not the probes' two threads.
-    with warm_kernel(out) as kernel:
+        if kernel_beside_export:
+            kernel = stack.enter_context(warm_kernel(out))
         with _stage("export", events, seconds, "exporting the reference CNN"):
             deployment = sections.export_section(config, stores["cnn-vs-mlp"], out,
                                                  summaries["cnn-vs-mlp"]["levels"], dataset=full)

@@ -491,21 +491,29 @@ def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset
 
 # 6. Deployment -----------------------------------------------------------------------------------------------
 
+def onnx_export_skipped(config: StudyConfig) -> str | None:
+    """Why the study writes no model.onnx (None: it writes one)."""
+    if not config.onnx:
+        return "model.onnx not asked for (onnx: false)"
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return "model.onnx not written: install the onnx extra (pip install 'convlens[onnx]')"
+    return None
+
+
 def export_section(config: StudyConfig, store: RunStore, out: Path, summary_levels: list[dict] | None = None,
                    dataset: ImageDataset | None = None) -> dict:
-    """Export the reference CNN (seed 0) to out/model; ``dataset``: the study's, loaded (its example images)."""
+    """Export the reference CNN (seed 0) to out/model; ``dataset``: the study's dataset, already loaded (the
+    exported examples come from it)."""
     from convlens.serving.export import export_run
     source = store.run_dir(CNN_LEVEL, 0)
     metrics = store.metrics(CNN_LEVEL, 0)
     if store.status(CNN_LEVEL, 0) != "done":
         return {"exported": False, "reason": "the reference CNN (seed 0) did not finish"}
-    onnx, note = config.onnx, None
-    if onnx:
-        try:
-            import onnx as _onnx  # noqa: F401
-            import onnxscript  # noqa: F401
-        except ImportError:
-            onnx, note = False, "model.onnx not written: install the onnx extra (pip install 'convlens[onnx]')"
+    skipped = onnx_export_skipped(config)
+    onnx, note = skipped is None, (skipped if config.onnx else None)
     level = next((lv for lv in summary_levels if lv["label"] == CNN_LEVEL), None) if summary_levels else None
     over_seeds = {k: level["test_accuracy"][k] for k in ("n", "mean", "std", "ci95")} if level else None
     rel = export_run(source, out / "model", onnx=onnx, over_seeds=over_seeds, dataset=dataset)

@@ -1,0 +1,80 @@
+"""The exported model's example images (examples.npz, for `convlens serve`'s page): from the dataset the caller
+has loaded, else from where the run found its data, else from the default places; never downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convlens.data
+from convlens.data.dataset import ImageDataset
+from convlens.errors import DataError
+from convlens.serving.export import N_EXAMPLES, write_examples
+
+
+def _dataset(seed: int, name: str = "fashion-mnist") -> ImageDataset:
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(40) % 10).astype(np.uint8)
+    return ImageDataset(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), np.arange(20, dtype=np.uint8) % 10,
+                        rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), labels,
+                        tuple(f"class {c}" for c in range(10)), None, name)
+
+
+def _firsts(ds: ImageDataset) -> list[int]:  # the first test image of each class, in index order
+    return sorted(int(np.flatnonzero(ds.test_labels == c)[0]) for c in range(10))[:N_EXAMPLES]
+
+
+def _written(path) -> tuple[np.ndarray, list[int]]:
+    with np.load(path, allow_pickle=False) as examples:
+        return examples["images"], examples["labels"].tolist()
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """load_named replaced: records where it was asked to look; a directory named 'missing' has no dataset."""
+    calls = []
+
+    def fake_load_named(name, data_dir=None, *, download=True):
+        calls.append((name, data_dir, download))
+        if data_dir is not None and data_dir.name == "missing":
+            raise DataError(f"no {name} in {data_dir}")
+        return _dataset(1, name)
+    monkeypatch.setattr(convlens.data, "load_named", fake_load_named)  # as export.py imports it, at call time
+    return calls
+
+
+def test_the_loaded_dataset_is_used_and_nothing_is_read(tmp_path, reads):
+    given = _dataset(0)
+    assert write_examples({"data": {"dataset": "fashion-mnist"}}, tmp_path / "e.npz", dataset=given)
+    images, labels = _written(tmp_path / "e.npz")
+    assert np.array_equal(images, given.test_images[_firsts(given)])
+    assert labels == given.test_labels[_firsts(given)].tolist() and reads == []
+
+
+def test_a_dataset_of_another_name_is_not_used(tmp_path, reads):
+    assert write_examples({"data": {"dataset": "mnist"}}, tmp_path / "e.npz", dataset=_dataset(0))
+    assert reads == [("mnist", None, False)]  # no recorded directory: the default places, no download
+    images, _ = _written(tmp_path / "e.npz")
+    assert np.array_equal(images, _dataset(1).test_images[_firsts(_dataset(1))])
+
+
+def test_without_a_dataset_the_runs_own_directory_comes_first_then_the_default_places(tmp_path, reads):
+    found = tmp_path / "mine"
+    found.mkdir()
+    assert write_examples({"data": {"dataset": "fashion-mnist", "directory": str(found)}}, tmp_path / "a.npz")
+    assert reads == [("fashion-mnist", found, False)]
+    reads.clear()
+    gone = tmp_path / "missing"
+    gone.mkdir()
+    assert write_examples({"data": {"dataset": "fashion-mnist", "directory": str(gone)}}, tmp_path / "b.npz")
+    assert reads == [("fashion-mnist", gone, False), ("fashion-mnist", None, False)]
+    reads.clear()
+    assert write_examples({"data": {"dataset": "fashion-mnist", "directory": str(tmp_path / "moved")}},
+                          tmp_path / "c.npz")  # a directory that no longer exists is not tried
+    assert reads == [("fashion-mnist", None, False)]
+
+
+def test_a_given_directory_is_the_only_place_and_nothing_found_writes_nothing(tmp_path, reads):
+    assert not write_examples({"data": {"dataset": "fashion-mnist", "directory": str(tmp_path)}},
+                              tmp_path / "e.npz", data_dir=tmp_path / "missing")
+    assert reads == [("fashion-mnist", tmp_path / "missing", False)] and not (tmp_path / "e.npz").exists()
