@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,33 +41,12 @@ class JobResult:
 _DATASETS: dict[str, ImageDataset] = {}  # per process: the dataset is loaded once per worker
 
 
-def _key(name: str, data_dir: Path | None) -> str:
-    return f"{name}\0{data_dir}"
-
-
 def _dataset(name: str, data_dir: Path | None) -> ImageDataset:
     from convlens.data import load_named
-    key = _key(name, data_dir)
+    key = f"{name}\0{data_dir}"
     if key not in _DATASETS:
         _DATASETS[key] = load_named(name, data_dir)
     return _DATASETS[key]
-
-
-@contextmanager
-def shared_dataset(dataset: ImageDataset, data_dir: Path | None) -> Iterator[None]:
-    """Within the block, runs executed in this process train on ``dataset`` (loaded by the caller from
-    ``data_dir``) instead of reading it again; worker processes read their own. On exit the cache is as it was:
-    the dataset is not kept alive, nor used by later runs after its files change."""
-    key = _key(dataset.name, data_dir)
-    before = _DATASETS.get(key)
-    _DATASETS[key] = dataset
-    try:
-        yield
-    finally:
-        if before is None:
-            _DATASETS.pop(key, None)
-        else:
-            _DATASETS[key] = before
 
 
 def execute(job: Job, dataset: ImageDataset | None = None) -> JobResult:

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from convlens.data.dataset import ImageDataset
 from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
-from convlens.experiments.local import Job, JobResult, execute_batched, run_jobs, seed_groups
+from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
 from convlens.experiments.plots import write_plots
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference_level, resolve_levels
 from convlens.experiments.store import RunStore
@@ -94,9 +95,11 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
 
 
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
-                  on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> None:
+                  on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend(),
+                  dataset: ImageDataset | None = None) -> None:
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
-    as Ray tasks."""
+    as Ray tasks. ``dataset``: the jobs' dataset, already loaded by the caller: runs in this process use it
+    instead of reading it again (worker processes and Ray tasks read their own)."""
     if backend.name == "local" and backend.gpus_per_run > 0:  # share the GPUs: 1/gpus_per_run runs per GPU
         workers = max(workers, shared_gpu_workers(backend.gpus_per_run))
     if backend.name == "ray":
@@ -108,11 +111,8 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
         for group in seed_groups(jobs) if backend.batch_seeds else [[job] for job in jobs]:
             for job in group:
                 on_start(job)
-            if len(group) > 1:
-                for result in execute_batched(group):
-                    on_result(result)
-            else:
-                run_jobs(group, 1, on_result)
+            for result in execute_batched(group, dataset) if len(group) > 1 else [execute(group[0], dataset)]:
+                on_result(result)
     else:
         run_jobs(jobs, workers, on_result, batch_seeds=backend.batch_seeds)
 

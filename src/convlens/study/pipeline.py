@@ -24,7 +24,7 @@ from typing import Any
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
-from convlens.experiments.local import Job, JobResult, shared_dataset, threads_per_run
+from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
@@ -143,9 +143,9 @@ def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, ret
 
 
 def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, events: StudyEvents,
-                    backend: Backend = Backend()) -> dict[str, dict]:
-    """Train the unique runs (``costs``: their estimated seconds, in order), copy the duplicates, then write
-    each experiment's summary, runs.csv and plots."""
+                    backend: Backend = Backend(), dataset: ImageDataset | None = None) -> dict[str, dict]:
+    """Train the unique runs (``costs``: their estimated seconds, in order; ``dataset``: theirs, loaded), copy
+    the duplicates, then write each experiment's summary, runs.csv and plots."""
     pending_costs: dict[tuple[str, int], list[float]] = {}
     for job, cost in zip(runs.unique, costs):
         pending_costs.setdefault((job.level, job.seed), []).append(cost)
@@ -156,7 +156,8 @@ def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, e
     for p in runs.plans:
         for job in p.jobs:
             p.store.clear_partial(job.level, job.seed)
-    train_pending(runs.unique, workers=workers, on_result=on_result, on_start=events.run_started, backend=backend)
+    train_pending(runs.unique, workers=workers, on_result=on_result, on_start=events.run_started, backend=backend,
+                  dataset=dataset)
     for job, source in runs.copies:
         copy_run(source, job.directory)
     return {p.store.read_experiment()["spec"]["name"]: write_analysis(p.store) for p in runs.plans}
@@ -215,8 +216,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events.advance(_STAGE_SECONDS["eda"])
 
     with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
-        with shared_dataset(full, data_dir):  # the runs trained in this process use it: read from disk once
-            summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend)
+        summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
+                                    dataset=full)  # runs trained in this process use it: read from disk once
 
     # The notebook's kernel boots (one core, ~3 s) while the study works on: beside the ONNX export (one thread,
     # ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy (bench/README.md,
