@@ -2,8 +2,10 @@
 
 The native kernel on channels_last (NHWC, how convlens trains on the CPU), the same on NCHW, and oneDNN's own
 pooling (``torch.mkldnn_max_pool2d`` between ``to_mkldnn`` and ``to_dense``, which keeps a byte-sized workspace
-where the native kernel keeps int64 indices). Each is checked against the native NHWC result, outputs and input
-gradients, before it is timed. Issue 16: pooling is a third of the bf16 training step (bench/step_layers.py).
+where the native kernel keeps int64 indices), and two ways as tensor operations that autograd differentiates: the
+maximum of four strided slices, and ``amax`` over a (N, H/2, 2, W/2, 2, C) view. Each is checked against the native
+NHWC result, outputs and input gradients, before it is timed (the tensor-operation ways split the gradient between
+tied values, where the native kernel gives it to one: "grad differs at ties"). Issue 16: pooling is a third of the bf16 training step (bench/step_layers.py).
 
     python bench/pooling.py [--batch 128] [--repeats 50]
 """
@@ -26,6 +28,18 @@ def native(x: torch.Tensor) -> torch.Tensor:
 
 def onednn(x: torch.Tensor) -> torch.Tensor:
     return torch.mkldnn_max_pool2d(x.to_mkldnn(), [2, 2], [2, 2]).to_dense()
+
+
+def slices(x: torch.Tensor) -> torch.Tensor:
+    x = x[:, :, : x.shape[2] // 2 * 2, : x.shape[3] // 2 * 2]  # floor, as max_pool2d: 7x7 -> 3x3
+    return torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+                         torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+
+
+def window_amax(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    nhwc = x[:, :, : h // 2 * 2, : w // 2 * 2].permute(0, 2, 3, 1)
+    return nhwc.reshape(n, h // 2, 2, w // 2, 2, c).amax(dim=(2, 4)).permute(0, 3, 1, 2)
 
 
 def forward_backward(pool: Callable, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,10 +75,12 @@ def main() -> None:
             reference = forward_backward(native, nhwc, grad)
             row = []
             for name, pool, x in (("native NHWC", native, nhwc), ("native NCHW", native, nchw),
-                                  ("oneDNN", onednn, nhwc)):
+                                  ("oneDNN", onednn, nhwc), ("slices", slices, nhwc), ("amax", window_amax, nhwc)):
                 y, g = forward_backward(pool, x, grad)
-                same = torch.equal(y, reference[0]) and torch.equal(g, reference[1])
-                row.append(f"{name} {ms_per_call(pool, x, grad, args.repeats):6.2f}{'' if same else ' (DIFFERS)'}")
+                flag = ("" if torch.equal(g, reference[1]) else
+                        " (grad differs at ties)" if name in ("slices", "amax") else " (grad DIFFERS)")
+                flag = flag if torch.equal(y, reference[0]) else " (output DIFFERS)"
+                row.append(f"{name} {ms_per_call(pool, x, grad, args.repeats):6.2f}{flag}")
             print(f"{str(dtype).removeprefix('torch.'):>8} {block}: " + "   ".join(row))
 
 

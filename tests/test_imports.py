@@ -79,3 +79,36 @@ def test_convlens_has_no_import_cycle():
     graph = import_graph(SRC, "convlens")
     assert len(graph) > 40 and "convlens.cli.runs" in graph["convlens.cli"]
     assert find_cycle(graph) is None
+
+
+def test_the_cli_the_run_store_and_the_statistics_load_without_torch(tmp_path):
+    """``convlens --help``, config validation, reading a run store and its statistics table need no torch (it was
+    ~0.9 s of a 1.3 s start); torch comes in with the first command that trains, evaluates or loads weights."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from convlens.run_files import PREDICTIONS_FILE, write_predictions
+    write_predictions(tmp_path / PREDICTIONS_FILE, np.array([3, 1]), np.array([3, 2]))
+    code = ("import sys, convlens.cli, convlens.experiments.analysis, convlens.experiments.compare, "
+            "convlens.models.registry\n"
+            "from convlens.config import TrainConfig\n"
+            "from convlens.data.catalog import check_dataset_name\n"
+            "from convlens.experiments.builtin import BUILTIN_EXPERIMENTS\n"
+            "from convlens.run_files import read_predictions\n"
+            "TrainConfig(model='cnn', overrides={'kernel_size': 5}, dataset='mnist')\n"
+            f"predicted, label = read_predictions({str(tmp_path)!r})\n"
+            "print(len(BUILTIN_EXPERIMENTS) > 3, predicted.tolist(), label.tolist())\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.split("\n")[:2] == ["True [3, 1] [3, 2]", "[]"], done.stdout[:300]
+    # the packages' names still resolve on first use, and a wrong one is an AttributeError
+    code = ("import convlens.models as m, convlens.data as d\n"
+            "print(m.Network.__name__, m.CNNSpec.__name__, m.create_model('cnn').spec.kind, d.ImageDataset.__name__, "
+            "d.FASHION_MNIST.name)\n"
+            "assert getattr(m, 'nope', None) is None and getattr(d, 'nope', None) is None")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.split()) == (0, ["Network", "CNNSpec", "cnn", "ImageDataset",
+                                                           "fashion-mnist"]), done.stderr[-500:]

@@ -10,7 +10,8 @@ import torch
 from convlens.config import RECIPES, TrainConfig, resolve_recipe
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import load_model
-from convlens.runs import evaluate_run, read_metrics, run_training
+from convlens.run_files import read_metrics
+from convlens.runs import evaluate_run, run_training
 from convlens.training import evaluate, pick_device
 
 SHORT = resolve_recipe("fast", {"epochs": 2})
@@ -182,7 +183,7 @@ def test_provenance_names_the_cpu_model_and_metrics_carry_their_timing_condition
 def test_stored_predictions_are_the_reloaded_models_argmax_on_the_test_images(cnn_run, fashion):
     import numpy as np
 
-    from convlens.runs import read_predictions
+    from convlens.run_files import read_predictions
     predicted, label = read_predictions(cnn_run.directory)
     assert np.array_equal(label, fashion.test_labels[:2_000])
     model, _ = load_model(cnn_run.directory)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # parsing a recipe's text (configs, --help) needs no torch; augment_batch imports it
+    import torch
 
 NONE = "none"
 ORDER = ("shift", "rotate", "flip", "erase")  # canonical order of the terms: one spelling per augmentation
@@ -86,6 +87,8 @@ def augment_seed(seed: int) -> int:
 
 def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
     """A new augmented batch x (N, C, H, W) on x's device; ``generator`` lives on that device too."""
+    import torch
+    import torch.nn.functional as F
     n, _, h, w = x.shape
     device = x.device
 

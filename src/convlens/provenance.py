@@ -7,10 +7,12 @@ import os
 import platform
 import sys
 from importlib import metadata
-
-import torch
+from typing import TYPE_CHECKING
 
 import convlens
+
+if TYPE_CHECKING:  # only a device's description asks torch; the versions and the CPU model do not
+    import torch
 
 
 def package_versions() -> dict[str, str]:
@@ -36,6 +38,7 @@ def cpu_model() -> str:
 
 
 def device_description(device: torch.device) -> dict[str, object]:
+    import torch
     info: dict[str, object] = {"type": device.type, "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)

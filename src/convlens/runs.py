@@ -6,14 +6,13 @@ Files are written atomically; metrics.json is written last, so its presence mean
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from convlens.atomic_files import atomic_write_bytes, atomic_write_json
+from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec
 from convlens.data.dataset import PIXEL_SCALE, DeviceSplits, ImageDataset, images_to_tensor, load_named, to_device
 from convlens.data.permutation import PERMUTATION_SEED
@@ -24,13 +23,13 @@ from convlens.models.checkpoint import (
     WEIGHTS_FILE,
     load_model,
     read_config,
-    read_json_object,
     save_weights,
 )
 from convlens.models.network import Network
 from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
+from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, write_predictions
 from convlens.training import (
     ProgressCallback,
     TrainingOutcome,
@@ -43,10 +42,6 @@ from convlens.training import (
     uses_channels_last,
 )
 
-METRICS_FILE = "metrics.json"
-# The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
-# what per-example comparisons (McNemar's test, the images a change flips) read.
-PREDICTIONS_FILE = "predictions.npz"
 # What the model expects; serving and export read this from config.json.
 INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
                   "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
@@ -243,32 +238,9 @@ def run_training_batched(cfgs: list[TrainConfig], out_dirs: list[Path | None], *
     return results
 
 
-def write_predictions(path: Path, predicted: np.ndarray, label: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, predicted=predicted.astype(np.int16), label=label.astype(np.int16))
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(predicted, true) class per test image of a finished run, or None for a run that stored none."""
-    path = Path(run_dir) / PREDICTIONS_FILE
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return data["predicted"], data["label"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{path}: cannot read the stored predictions ({e})") from None
-
-
 def timing_conditions(device: dict, threads: int, workers: int) -> dict:
     """What a run's seconds depend on besides the run itself; timings are compared only when these are equal."""
     return {"device_type": device["type"], "device": device["name"], "threads": threads, "workers": workers}
-
-
-def read_metrics(run_dir: Path) -> dict:
-    return read_json_object(Path(run_dir) / METRICS_FILE,
-                            f"the run in {run_dir} has not finished (or is not a convlens run)")
 
 
 def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:

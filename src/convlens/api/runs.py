@@ -233,6 +233,6 @@ def load_run(directory: str | Path) -> Run:
     Example: ``convlens.load_run("runs/k5").history``
     """
     from convlens.models.checkpoint import read_config
-    from convlens.runs import read_metrics
+    from convlens.run_files import read_metrics
     directory = Path(directory)
     return Run(read_config(directory), read_metrics(directory), directory)

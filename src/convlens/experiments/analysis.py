@@ -24,7 +24,7 @@ from convlens.experiments.comparisons import (
 )
 from convlens.experiments.spec import parse_spec
 from convlens.experiments.store import RunStore, status_of
-from convlens.runs import read_predictions
+from convlens.run_files import read_predictions
 from convlens.stats import ALPHA, mean_ci, sampling_noise
 
 SUMMARY_FILE, RUNS_CSV = "summary.json", "runs.csv"

@@ -18,7 +18,7 @@ from convlens.experiments.analysis import level_statistics, timing_note, timing_
 from convlens.experiments.spec import run_identity
 from convlens.experiments.store import status_of
 from convlens.models.checkpoint import read_config
-from convlens.runs import read_metrics
+from convlens.run_files import read_metrics
 
 
 def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:

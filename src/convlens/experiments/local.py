@@ -19,7 +19,8 @@ from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig
 from convlens.data.dataset import ImageDataset
 from convlens.errors import ConvlensError, TrainingDiverged
-from convlens.runs import CONFIG_FILE, METRICS_FILE
+from convlens.models.checkpoint import CONFIG_FILE
+from convlens.run_files import METRICS_FILE
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def _run_pool(units: list[list[Job]], workers: int, threads: int, executors: Exe
 
 def _finished(job: Job) -> bool:
     """Whether ``job``'s run is done (its metrics.json, written last, says so)."""
-    from convlens.runs import read_metrics
+    from convlens.run_files import read_metrics
     try:
         return read_metrics(job.directory).get("status") == "done"
     except ConvlensError:  # not written, or half a file

@@ -27,7 +27,7 @@ from pathlib import Path
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.local import Job, JobResult, execute
-from convlens.runs import METRICS_FILE
+from convlens.run_files import METRICS_FILE
 
 RAY_VERSION = "2.60.0"  # the driver's Ray (and Python) must match the cluster's
 

@@ -21,7 +21,7 @@ from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec, Level
 from convlens.models.checkpoint import read_json_object
 from convlens.provenance import package_versions
-from convlens.runs import METRICS_FILE
+from convlens.run_files import METRICS_FILE
 
 EXPERIMENT_FILE = "experiment.json"
 ANALYSIS_OUTPUTS = ("summary.json", "runs.csv", "plots")  # written by the analysis from the runs

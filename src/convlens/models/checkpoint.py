@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import TypeAdapter, ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import UsageError
-from convlens.models.network import Network
 from convlens.models.spec import ModelSpec
+
+if TYPE_CHECKING:  # reading a run's JSON (the run store, the CLI) needs no torch; saving and loading weights do
+    import torch
+
+    from convlens.models.network import Network
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 RUN_FORMAT = "convlens-run/1"  # a training run's config.json (an exported model's says convlens-model/1)
@@ -25,6 +27,7 @@ _SPEC_ADAPTER = TypeAdapter(ModelSpec)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save
     # safetensors wants contiguous tensors; channels_last conv weights are not.
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(path, save(tensors))
@@ -68,6 +71,10 @@ def spec_from_config(config: dict, origin: Path) -> ModelSpec:
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Network, dict]:
     """Rebuild the model saved in ``directory`` and load its weights; returns (model in eval mode, config)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from convlens.models.network import Network
     directory = Path(directory)
     config = read_config(directory)
     model = Network(spec_from_config(config, directory))

@@ -8,15 +8,16 @@ themselves are data in presets.py; the dependency runs one way, registry -> pres
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, get_origin
+from typing import TYPE_CHECKING, Any, get_origin
 
 from pydantic import ValidationError
 
 from convlens.errors import UsageError, format_validation_error
-from convlens.models.network import Network
 from convlens.models.presets import ALIASES, PRESETS
 from convlens.models.spec import SPEC_TYPES, CNNSpec, MLPSpec
-from convlens.models.summary import count_params
+
+if TYPE_CHECKING:  # torch is imported where a network is built, not where a name is checked (config, --help)
+    from convlens.models.network import Network
 
 Spec = MLPSpec | CNNSpec
 
@@ -40,6 +41,8 @@ def list_models() -> list[dict[str, Any]]:
 
     Example: ``[row["name"] for row in convlens.list_models()]``
     """
+    from convlens.models.network import Network
+    from convlens.models.summary import count_params
     rows = []
     for name, preset in PRESETS.items():
         trainable, non_trainable = count_params(Network(preset.spec))
@@ -92,4 +95,5 @@ def create_model(name: str, **overrides: Any) -> Network:
 
     Example: ``convlens.create_model("cnn", kernel_size=5)``
     """
+    from convlens.models.network import Network
     return Network(resolve_spec(name, overrides))

@@ -29,7 +29,8 @@ from convlens.probes.equivariance import equivariance, equivariance_over_seeds
 from convlens.probes.receptive_field import effective_receptive_fields, erf_summary, kernel_size_effects
 from convlens.probes.shift import shift_effects, shift_loss_comparisons, shift_robustness
 from convlens.report import figures, findings
-from convlens.runs import load_run, read_predictions
+from convlens.run_files import read_predictions
+from convlens.runs import load_run
 from convlens.stats import mean_ci
 from convlens.study.config import StudyConfig
 from convlens.training import pick_device

@@ -1,0 +1,44 @@
+"""A training run's directory, the files beside its weights: their names and readers.
+
+convlens.runs writes them; the run store, the statistics and the CLI's tables read them through this module, which
+imports no torch, so that ``convlens experiment table`` or ``convlens compare`` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from convlens.atomic_files import atomic_write_bytes
+from convlens.errors import UsageError
+from convlens.models.checkpoint import read_json_object
+
+METRICS_FILE = "metrics.json"
+# The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
+# what per-example comparisons (McNemar's test, the images a change flips) read.
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def write_predictions(path: Path, predicted: np.ndarray, label: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, predicted=predicted.astype(np.int16), label=label.astype(np.int16))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predicted, true) class per test image of a finished run, or None for a run that stored none."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["predicted"], data["label"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"{path}: cannot read the stored predictions ({e})") from None
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_json_object(Path(run_dir) / METRICS_FILE,
+                            f"the run in {run_dir} has not finished (or is not a convlens run)")
