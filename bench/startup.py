@@ -2,7 +2,8 @@
 import of torch timed alone in the same invocation as the reference (what a command pays once it needs torch).
 
 Usage: .venv/bin/python bench/startup.py [--repeats 5] [--experiment DIR]   (DIR: an experiment directory of a
-study, e.g. runs/study/experiments/kernel-size, for `experiment status` and `experiment table`)
+study, e.g. runs/study/experiments/kernel-size, for `experiment status`, `experiment table` and `compare` of the
+first level's seeds 0 and 1)
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def main() -> None:
     if args.experiment:
         commands["convlens experiment status DIR"] = [CONVLENS, "experiment", "status", str(args.experiment)]
         commands["convlens experiment table DIR"] = [CONVLENS, "experiment", "table", str(args.experiment)]
+        level = sorted((args.experiment / "runs").iterdir())[0]
+        commands["convlens compare RUN RUN (seeds 0, 1 of a level)"] = [CONVLENS, "compare", str(level / "seed0"),
+                                                                         str(level / "seed1")]
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):  # interleaved, so drift hits every command alike
         for name, argv in commands.items():

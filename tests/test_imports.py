@@ -81,34 +81,62 @@ def test_convlens_has_no_import_cycle():
     assert find_cycle(graph) is None
 
 
-def test_the_cli_the_run_store_and_the_statistics_load_without_torch(tmp_path):
-    """``convlens --help``, config validation, reading a run store and its statistics table need no torch (it was
-    ~0.9 s of a 1.3 s start); torch comes in with the first command that trains, evaluates or loads weights."""
+def test_the_cli_reads_an_experiment_without_torch_and_prints_what_it_printed_with_it(tmp_path, capsys):
+    """``convlens --help``, ``experiment list/status/table`` and ``compare`` need no torch (it was ~0.9 s of a
+    1.3 s start): run in a fresh interpreter on a real experiment, they leave torch out of ``sys.modules`` and print
+    the tables this process (which has torch) prints."""
+    import json
     import subprocess
     import sys
 
-    import numpy as np
+    import yaml
 
-    from convlens.run_files import PREDICTIONS_FILE, write_predictions
-    write_predictions(tmp_path / PREDICTIONS_FILE, np.array([3, 1]), np.array([3, 2]))
-    code = ("import sys, convlens.cli, convlens.experiments.analysis, convlens.experiments.compare, "
-            "convlens.models.registry\n"
-            "from convlens.config import TrainConfig\n"
-            "from convlens.data.catalog import check_dataset_name\n"
-            "from convlens.experiments.builtin import BUILTIN_EXPERIMENTS\n"
-            "from convlens.run_files import read_predictions\n"
-            "TrainConfig(model='cnn', overrides={'kernel_size': 5}, dataset='mnist')\n"
-            f"predicted, label = read_predictions({str(tmp_path)!r})\n"
-            "print(len(BUILTIN_EXPERIMENTS) > 3, predicted.tolist(), label.tolist())\n"
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    from convlens.cli import main
+    spec = tmp_path / "k.yaml"
+    spec.write_text(yaml.safe_dump({"name": "k", "model": "cnn-16-32", "recipe": "fast", "recipe_set": {"epochs": 1},
+                                    "factor": {"name": "kernel_size", "levels": [3, 5]}, "seeds": 2,
+                                    "dataset": "digits"}))
+    out = tmp_path / "k"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    runs = [str(out / "runs" / "kernel_size=3" / f"seed{s}") for s in (0, 1)]
+    commands = [["--help"], ["experiment", "list"], ["experiment", "status", str(out), "--json"],
+                ["experiment", "table", str(out), "--json"], ["compare", *runs, "--json"]]
+    printed = []
+    for argv in commands[1:]:
+        capsys.readouterr()
+        assert main(argv) == 0
+        printed.append(capsys.readouterr().out)
+    code = ("import contextlib, io, json, sys\n"
+            "from convlens.cli import main\n"
+            f"for argv in {commands!r}:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            "        code = main(argv)\n"
+            "    print(json.dumps([code, text.getvalue()]))\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-800:]
-    assert done.stdout.split("\n")[:2] == ["True [3, 1] [3, 2]", "[]"], done.stdout[:300]
-    # the packages' names still resolve on first use, and a wrong one is an AttributeError
-    code = ("import convlens.models as m, convlens.data as d\n"
+    *answers, torch_modules = [json.loads(line) for line in done.stdout.splitlines()]
+    assert torch_modules == []
+    assert [code for code, _ in answers] == [0] * len(commands)
+    assert "experiment" in answers[0][1] and "Usage: convlens" in answers[0][1]
+    assert [text for _, text in answers[1:]] == printed
+    table = json.loads(printed[2])
+    assert [(lv["label"], lv["n"]) for lv in table["levels"]] == [("kernel_size=3", 2), ("kernel_size=5", 2)]
+
+
+def test_the_packages_names_load_on_first_use():
+    """convlens.models and convlens.data import their submodules when a name is first used; a name they do not
+    export is an AttributeError, and dir() lists what they export."""
+    import subprocess
+    import sys
+    code = ("import sys, convlens.models as m, convlens.data as d\n"
+            "from convlens.config import TrainConfig\n"
+            "TrainConfig(model='cnn', overrides={'kernel_size': 5}, dataset='mnist')\n"
+            "print('torch' in sys.modules, dir(m) == sorted(m.__all__), 'locate' in dir(d))\n"
             "print(m.Network.__name__, m.CNNSpec.__name__, m.create_model('cnn').spec.kind, d.ImageDataset.__name__, "
-            "d.FASHION_MNIST.name)\n"
+            "d.FASHION_MNIST.name, 'torch' in sys.modules)\n"
             "assert getattr(m, 'nope', None) is None and getattr(d, 'nope', None) is None")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert (done.returncode, done.stdout.split()) == (0, ["Network", "CNNSpec", "cnn", "ImageDataset",
-                                                           "fashion-mnist"]), done.stderr[-500:]
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["False", "True", "True", "Network", "CNNSpec", "cnn", "ImageDataset",
+                                   "fashion-mnist", "True"]

@@ -16,12 +16,10 @@ Names are loaded on first use, so ``import convlens`` stays light.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 __version__ = "0.1.0"
 
 from convlens.errors import ConvlensError, UsageError  # noqa: E402
+from convlens.lazy_exports import lazy_exports  # noqa: E402
 
 _PUBLIC = {
     "load_dataset": "convlens.api.runs", "summary": "convlens.api.runs", "train": "convlens.api.runs",
@@ -39,14 +37,4 @@ __all__ = ["ConvNetClassifier", "ConvlensError", "Experiment", "ExperimentResult
 assert set(__all__) == {"ConvlensError", "UsageError", "__version__", *_PUBLIC}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'convlens' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(globals(), _PUBLIC)

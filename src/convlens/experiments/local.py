@@ -14,13 +14,16 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig
-from convlens.data.dataset import ImageDataset
 from convlens.errors import ConvlensError, TrainingDiverged
 from convlens.models.checkpoint import CONFIG_FILE
 from convlens.run_files import METRICS_FILE
+
+if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
+    from convlens.data.dataset import ImageDataset
 
 
 @dataclass(frozen=True)

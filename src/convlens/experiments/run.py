@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from convlens.data.dataset import ImageDataset
 from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
 from convlens.experiments.plots import write_plots
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference_level, resolve_levels
 from convlens.experiments.store import RunStore
+
+if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
+    from convlens.data.dataset import ImageDataset
 
 
 @dataclass(frozen=True)
