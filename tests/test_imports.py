@@ -81,13 +81,20 @@ def test_convlens_has_no_import_cycle():
     assert find_cycle(graph) is None
 
 
+def python_output(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (this one has imported torch long ago); it must exit 0."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-800:]
+    return done.stdout
+
+
 def test_the_cli_reads_an_experiment_without_torch_and_prints_what_it_printed_with_it(tmp_path, capsys):
     """``convlens --help``, ``experiment list/status/table`` and ``compare`` need no torch (it was ~0.9 s of a
     1.3 s start): run in a fresh interpreter on a real experiment, they leave torch out of ``sys.modules`` and print
     the tables this process (which has torch) prints."""
     import json
-    import subprocess
-    import sys
 
     import yaml
 
@@ -113,9 +120,7 @@ def test_the_cli_reads_an_experiment_without_torch_and_prints_what_it_printed_wi
             "        code = main(argv)\n"
             "    print(json.dumps([code, text.getvalue()]))\n"
             "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-800:]
-    *answers, torch_modules = [json.loads(line) for line in done.stdout.splitlines()]
+    *answers, torch_modules = [json.loads(line) for line in python_output(code).splitlines()]
     assert torch_modules == []
     assert [code for code, _ in answers] == [0] * len(commands)
     assert "experiment" in answers[0][1] and "Usage: convlens" in answers[0][1]
@@ -127,8 +132,6 @@ def test_the_cli_reads_an_experiment_without_torch_and_prints_what_it_printed_wi
 def test_the_packages_names_load_on_first_use():
     """convlens.models and convlens.data import their submodules when a name is first used; a name they do not
     export is an AttributeError, and dir() lists what they export."""
-    import subprocess
-    import sys
     code = ("import sys, convlens.models as m, convlens.data as d\n"
             "from convlens.config import TrainConfig\n"
             "TrainConfig(model='cnn', overrides={'kernel_size': 5}, dataset='mnist')\n"
@@ -136,7 +139,5 @@ def test_the_packages_names_load_on_first_use():
             "print(m.Network.__name__, m.CNNSpec.__name__, m.create_model('cnn').spec.kind, d.ImageDataset.__name__, "
             "d.FASHION_MNIST.name, 'torch' in sys.modules)\n"
             "assert getattr(m, 'nope', None) is None and getattr(d, 'nope', None) is None")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout.split() == ["False", "True", "True", "Network", "CNNSpec", "cnn", "ImageDataset",
-                                   "fashion-mnist", "True"]
+    assert python_output(code).split() == ["False", "True", "True", "Network", "CNNSpec", "cnn", "ImageDataset",
+                                            "fashion-mnist", "True"]
