@@ -141,3 +141,24 @@ def test_the_packages_names_load_on_first_use():
             "assert getattr(m, 'nope', None) is None and getattr(d, 'nope', None) is None")
     assert python_output(code).split() == ["False", "True", "True", "Network", "CNNSpec", "cnn", "ImageDataset",
                                             "fashion-mnist", "True"]
+
+
+def test_a_mistake_in_train_options_is_answered_before_torch_is_imported():
+    """``convlens train`` checks its options (model, recipe values, dataset) before it imports torch to train."""
+    code = ("import contextlib, io, sys\n"
+            "from convlens.cli import main\n"
+            "for argv in (['train', '--model', 'nope'], ['train', '--model', 'cnn', '--epochs', '0'],\n"
+            "             ['train', '--model', 'cnn', '--dataset', 'nope']):\n"
+            "    with contextlib.redirect_stderr(io.StringIO()) as text:\n"
+            "        code = main(argv)\n"
+            "    print(code, repr(text.getvalue()))\n"
+            "print('torch' in sys.modules)")
+    *answers, torch_imported = python_output(code).splitlines()
+    assert torch_imported == "False"
+    expected = ("convlens: error: unknown model 'nope'; valid models: cnn, mlp",
+                "convlens: error: invalid training option: epochs: Input should be greater than or equal to 1",
+                "convlens: error: invalid option: dataset: unknown dataset 'nope'")
+    for answer, start in zip(answers, expected, strict=True):
+        code, message = answer.split(" ", 1)
+        message = ast.literal_eval(message)
+        assert code == "2" and message.startswith(start) and message.count("\n") == 1, message

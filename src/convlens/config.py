@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from convlens.errors import UsageError, format_validation_error
-from convlens.models.registry import canonical_name
+from convlens.models.registry import canonical_name, resolve_spec
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "onecycle", "cosine"]
@@ -141,6 +141,21 @@ class TrainConfig(BaseModel):
     # "permuted": train and test images get one fixed pixel permutation (the locality probe, data/permutation.py)
     pixels: Literal["original", "permuted"] = "original"
     dataset: DatasetName = "fashion-mnist"
+
+
+def train_config(model: str = "cnn", dataset: str = "fashion-mnist", *, recipe: str = DEFAULT_RECIPE, seed: int = 0,
+                 set: dict[str, Any] | None = None, device: str = "auto", threads: int | None = None,
+                 train_subset: int | None = None, test_subset: int | None = None, data_dir: str | Path | None = None,
+                 **recipe_overrides: Any) -> TrainConfig:
+    """The validated TrainConfig of ``convlens.train``'s and ``convlens train``'s arguments (a wrong name or value
+    is one UsageError line, before torch is imported)."""
+    resolve_spec(model, set)  # a bad model name or field: the registry's message, before anything else
+    try:
+        return TrainConfig(model=model, overrides=dict(set or {}), recipe=resolve_recipe(recipe, recipe_overrides),
+                           seed=seed, device=device, threads=threads, data_dir=data_dir, train_subset=train_subset,
+                           test_subset=test_subset, dataset=dataset)
+    except ValidationError as e:
+        raise UsageError(f"invalid option: {format_validation_error(e)}") from None
 
 
 MAX_LEVELS = 50  # levels of one factor: each is trained seeds times, so more is a mistake, not a design

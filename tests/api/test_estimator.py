@@ -48,8 +48,7 @@ def test_fit_trains_in_the_layout_convlens_runs_use_on_the_cpu():
     layout runs train in on the CPU (2x faster than NCHW for this fit); predictions are its softmax."""
     import torch
 
-    from convlens.api.runs import train_config
-    from convlens.config import model_spec
+    from convlens.config import model_spec, train_config
     from convlens.data.dataset import DeviceSplits, validation_indices
     from convlens.models.network import Network
     from convlens.training import seed_everything, train

@@ -104,8 +104,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         """Train a fresh network on X, y (a validation split of the recipe's fraction is held out of it)."""
         import torch
 
-        from convlens.api.runs import train_config
-        from convlens.config import model_spec
+        from convlens.config import model_spec, train_config
         from convlens.data.dataset import DeviceSplits, validation_indices
         from convlens.models.network import Network
         from convlens.training import pick_device, seed_everything, train, uses_channels_last

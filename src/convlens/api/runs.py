@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convlens.config import TrainConfig, resolve_recipe
+from convlens.config import TrainConfig, train_config
 from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
 from convlens.errors import UsageError
 from convlens.models.summary import ModelSummary
@@ -179,24 +179,6 @@ class Run:
         return html_table(rows, title=f"Run{f' {self.directory}' if self.directory else ''}")
 
 
-def train_config(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast",
-                 seed: int = 0, set: dict[str, Any] | None = None, device: str = "auto", threads: int | None = None,
-                 train_subset: int | None = None, test_subset: int | None = None, data_dir: str | Path | None = None,
-                 **recipe_overrides: Any) -> TrainConfig:
-    """The validated TrainConfig of ``train``'s arguments (a wrong name or value is one UsageError line)."""
-    from pydantic import ValidationError
-
-    from convlens.errors import format_validation_error
-    from convlens.models.registry import resolve_spec
-    resolve_spec(model, set)  # a bad model name or field: the registry's message, before anything else
-    try:
-        return TrainConfig(model=model, overrides=dict(set or {}), recipe=resolve_recipe(recipe, recipe_overrides),
-                           seed=seed, device=device, threads=threads, data_dir=data_dir, train_subset=train_subset,
-                           test_subset=test_subset, dataset=data.name if isinstance(data, ImageDataset) else data)
-    except ValidationError as e:
-        raise UsageError(f"invalid option: {format_validation_error(e)}") from None
-
-
 def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast", seed: int = 0,
           out: str | Path | None = None, quiet: bool = False, set: dict[str, Any] | None = None,
           device: str = "auto", threads: int | None = None, train_subset: int | None = None,
@@ -208,7 +190,7 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
 
     Example: ``run = convlens.train("cnn", "digits", epochs=2, set={"kernel_size": 5}, out="runs/k5")``
     """
-    cfg = train_config(model, data, recipe=recipe, seed=seed, set=set, device=device, threads=threads,
+    cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed, set=set, device=device, threads=threads,
                        train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, **recipe_overrides)
     return train_from_config(cfg, out, quiet=quiet, dataset=data if isinstance(data, ImageDataset) else None)
 

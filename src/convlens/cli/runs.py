@@ -20,7 +20,7 @@ from convlens.cli.options import (
     overrides,
 )
 from convlens.cli.tables import print_comparison
-from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS
+from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS, train_config
 from convlens.display import out, print_json
 from convlens.tracking import make_tracker
 
@@ -61,7 +61,6 @@ def train_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Train one model, evaluate it on the test set, and write the run directory."""
-    from convlens.api.runs import train_config, train_from_config
     cfg = train_config(model, dataset, recipe=recipe, seed=seed, set=overrides(set_), device=device, threads=threads,
                        train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, epochs=epochs,
                        batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
@@ -70,6 +69,7 @@ def train_cmd(
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
     tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)
+    from convlens.api.runs import train_from_config  # torch: after the options are checked (a mistake costs 0.3 s)
     result = train_from_config(cfg, out_dir, quiet=quiet or as_json)
     tracked = tracker.where(tracker.log_run(out_dir)) if tracker is not None else None
     m = result.metrics
