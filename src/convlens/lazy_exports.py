@@ -1,6 +1,6 @@
 """Packages whose public names are imported on first use (PEP 562), so that importing one costs nothing until a
-name is used: ``import convlens`` stays light, and the CLI, config validation and the run store's tables never
-import torch (~1 s) unless a command builds, trains or loads a network."""
+name is used: ``import convlens`` stays light, and the CLI's help, config validation and the run store's tables
+do not import torch (~1 s), which loading data or building, training or loading a network does."""
 
 from __future__ import annotations
 

@@ -190,8 +190,9 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
 
     Example: ``run = convlens.train("cnn", "digits", epochs=2, set={"kernel_size": 5}, out="runs/k5")``
     """
-    cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed, set=set, device=device, threads=threads,
-                       train_subset=train_subset, test_subset=test_subset, data_dir=data_dir, **recipe_overrides)
+    cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed,
+                       set=set, device=device, threads=threads, train_subset=train_subset, test_subset=test_subset,
+                       data_dir=data_dir, **recipe_overrides)
     return train_from_config(cfg, out, quiet=quiet, dataset=data if isinstance(data, ImageDataset) else None)
 
 
