@@ -19,11 +19,41 @@ def _results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def recording_stages(patch: pytest.MonkeyPatch) -> list[str]:
+    """The study's stages, and where its notebook's kernel starts ("kernel"), in the order they begin."""
+    from contextlib import contextmanager
+
+    from convlens.study import pipeline
+    order: list[str] = []
+    real_kernel, real_stage = pipeline.warm_kernel, pipeline._stage
+
+    @contextmanager
+    def kernel(out):
+        order.append("kernel")
+        with real_kernel(out) as started:
+            yield started
+
+    @contextmanager
+    def stage(name, *args, **kwargs):
+        order.append(name)
+        with real_stage(name, *args, **kwargs):
+            yield
+    patch.setattr(pipeline, "warm_kernel", kernel)
+    patch.setattr(pipeline, "_stage", stage)
+    return order
+
+
+DIGITS_STUDY_STAGES: list[str] = []  # the digits_study fixture's, in order (recording_stages)
+
+
 @pytest.fixture(scope="module")
 def digits_study(tmp_path_factory, mlflow_db):
     out = tmp_path_factory.mktemp("digits") / "study"
     mlflow_db(out)
-    assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet", "--mlflow"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        order = recording_stages(patch)
+        assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet", "--mlflow"]) == 0
+    DIGITS_STUDY_STAGES[:] = order
     return out
 
 
@@ -270,30 +300,26 @@ def test_every_report_figure_is_drawn_again_from_results_json_the_run_store_and_
         study.plot("nope")
 
 
-@pytest.mark.parametrize("onnx", [False, True])
-def test_the_notebooks_kernel_boots_beside_the_onnx_export_or_else_beside_the_analysis(tmp_path, monkeypatch, onnx):
-    """Where the warm kernel starts (one core for ~3 s): beside the one-thread ONNX export when there is one, else
-    beside the analysis (bench/README.md, "One session, two paces"); either way the notebook runs in it."""
-    from contextlib import contextmanager
+def test_the_notebooks_kernel_boots_beside_the_onnx_export(digits_study):
+    """Where the warm kernel starts (one core for ~3 s): beside the one-thread ONNX export when there is one
+    (bench/README.md, "One session, two paces"), and the notebook runs in it."""
+    results = _results(digits_study)
+    assert results["deployment"]["onnx"] is True and (digits_study / "model" / "model.onnx").exists()
+    expected = ["analysis", "kernel", "export"]
+    assert [s for s in DIGITS_STUDY_STAGES if s in expected] == expected
+    assert results["study"]["notebook"]["executed"] is True
 
+
+def test_without_an_onnx_export_the_notebooks_kernel_boots_beside_the_analysis(tmp_path):
+    """No ONNX export (onnx: false, or no onnx extra): the kernel starts before the analysis instead, and the
+    notebook still runs in it."""
     from convlens.study import pipeline
     from convlens.study.config import load_study_config
-    order: list[str] = []
-    real = pipeline.warm_kernel
-
-    @contextmanager
-    def recorded(out):
-        order.append("kernel")
-        with real(out) as kernel:
-            yield kernel
-
-    class Events(pipeline.StudyEvents):
-        def stage(self, name: str, detail: str = "") -> None:
-            order.append(name)
-    monkeypatch.setattr(pipeline, "warm_kernel", recorded)
-    config = load_study_config("quick", dataset="digits", seeds=2, epochs=1, onnx=onnx)
-    results = pipeline.run_study(config, tmp_path / "study", events=Events())
-    expected = ["analysis", "kernel", "export"] if onnx else ["kernel", "analysis", "export"]
+    with pytest.MonkeyPatch.context() as patch:
+        order = recording_stages(patch)
+        config = load_study_config("quick", dataset="digits", seeds=2, epochs=1, onnx=False)
+        results = pipeline.run_study(config, tmp_path / "study")
+    expected = ["kernel", "analysis", "export"]
     assert [s for s in order if s in expected] == expected
     assert results["study"]["notebook"]["executed"] is True
-    assert results["deployment"]["onnx"] is onnx and (tmp_path / "study" / "model" / "model.onnx").exists() is onnx
+    assert results["deployment"]["onnx"] is False and not (tmp_path / "study" / "model" / "model.onnx").exists()
