@@ -72,13 +72,12 @@ def write_examples(run_config: dict, path: Path, data_dir: Path | None = None,
         recorded = data.get("directory")
         places = ([Path(recorded)] if isinstance(recorded, str) and Path(recorded).is_dir() else []) + [None]
     ds = dataset if dataset is not None and dataset.name == name else None
-    for place in places:
-        if ds is not None:
-            break
+    for place in places if ds is None else []:
         try:
             ds = load_named(name, place, download=False)
+            break
         except (ConvlensError, OSError):
-            pass
+            continue
     if ds is None:
         return False
     picks = []
