@@ -121,3 +121,11 @@ def mlflow_db(tmp_path_factory):
         directory.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copyfile(template, directory / "mlflow.db"))
     return put
+
+
+def skip_notebook_execution(patch: pytest.MonkeyPatch) -> None:
+    """report.ipynb is written without outputs, as when the notebook extra is missing: for tests of something
+    else, since executing it redraws every figure in a fresh kernel (20-30 s). The notebook itself is tested where
+    it is the subject (tests/test_study_datasets.py)."""
+    import sys
+    patch.setitem(sys.modules, "nbclient", None)  # `from nbclient import ...` raises ImportError

@@ -162,3 +162,25 @@ def test_a_mistake_in_train_options_is_answered_before_torch_is_imported():
         code, message = answer.split(" ", 1)
         message = ast.literal_eval(message)
         assert code == "2" and message.startswith(start) and message.count("\n") == 1, message
+
+
+def test_a_wrong_directory_is_answered_before_torch_is_imported(tmp_path):
+    """``export``, ``evaluate``, ``predict`` and ``serve`` read the directory's config.json before they import torch
+    to load the network."""
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    code = ("import contextlib, io, sys\n"
+            "from convlens.cli import main\n"
+            f"for argv in (['export', {str(tmp_path)!r}], ['evaluate', {str(tmp_path)!r}],\n"
+            f"             ['predict', {str(tmp_path)!r}, {str(image)!r}], ['serve', {str(tmp_path)!r}]):\n"
+            "    with contextlib.redirect_stderr(io.StringIO()) as text:\n"
+            "        code = main(argv)\n"
+            "    print(code, repr(text.getvalue()))\n"
+            "print('torch' in sys.modules)")
+    *answers, torch_imported = python_output(code).splitlines()
+    assert torch_imported == "False" and len(answers) == 4
+    for answer in answers:
+        code, message = answer.split(" ", 1)
+        assert code == "2" and ast.literal_eval(message) == (
+            f"convlens: error: {tmp_path / 'config.json'} not found; give a directory written by 'convlens train' or "
+            "'convlens export'\n")

@@ -21,7 +21,7 @@ from convlens.errors import UsageError
 from convlens.experiments import local
 from convlens.report.render import FORMATS, lookup
 from convlens.study.config import CORE_EXPERIMENTS, load_study_config
-from tests.conftest import record_page_problems
+from tests.conftest import record_page_problems, skip_notebook_execution
 
 TINY = {"train_subset": 600, "test_subset": 300, "epochs": 1, "seeds": 2, "shift_max": 2,
         "experiments": [{"name": "kernel-size", "levels": [3, 5]}, {"name": "weight-sharing"},
@@ -45,6 +45,7 @@ def study(tmp_path_factory, fashion):
     cached = dict(local._DATASETS)  # what earlier tests left in this process's cache
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dataset_module, "load_arrays", counted)
+        skip_notebook_execution(patch)  # the notebook is tested on the digits study (tests/test_study_datasets.py)
         assert main(["study", "--quick", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert local._DATASETS == cached  # the study's dataset is not kept in the cache after it
     return out, config
@@ -137,8 +138,9 @@ def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_ea
         assert examples["labels"].tolist() == fashion.test_labels[firsts].tolist()
 
 
-def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys):
+def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys, monkeypatch):
     out, config = study
+    skip_notebook_execution(monkeypatch)
     cnn_run = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128" / "seed0"
     twin = out / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0"
     assert (cnn_run / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
@@ -212,8 +214,9 @@ def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path,
     assert not (copy / "report.html").exists()
 
 
-def test_text_from_results_json_cannot_inject_html_into_the_report(study, tmp_path):
+def test_text_from_results_json_cannot_inject_html_into_the_report(study, tmp_path, monkeypatch):
     out, _ = study
+    skip_notebook_execution(monkeypatch)
     copy = tmp_path / "study"
     shutil.copytree(out, copy)
     results = _results(copy)

@@ -13,6 +13,7 @@ from matplotlib.colors import Normalize
 from PIL import Image
 
 from convlens.cli import main
+from tests.conftest import skip_notebook_execution
 
 
 def _results(out: Path) -> dict:
@@ -41,6 +42,20 @@ def recording_stages(patch: pytest.MonkeyPatch) -> list[str]:
     patch.setattr(pipeline, "warm_kernel", kernel)
     patch.setattr(pipeline, "_stage", stage)
     return order
+
+
+def notebook_up_to_its_first_figure(patch: pytest.MonkeyPatch) -> None:
+    """report.ipynb cut after its first figure cell (setup, headline, one redrawn figure): for tests of where and
+    how the notebook runs, which the whole notebook (41 figure cells) would make 20-30 s longer. The whole one is
+    executed by the digits study fixture and again from scratch below."""
+    from convlens.report import notebook
+    real = notebook.notebook_cells
+
+    def first_cells(*args, **kwargs):
+        cells = real(*args, **kwargs)
+        first_figure = next(i for i, (kind, source) in enumerate(cells) if kind == "code" and ".plot(" in source)
+        return cells[:first_figure + 1]
+    patch.setattr(notebook, "notebook_cells", first_cells)
 
 
 DIGITS_STUDY_STAGES: list[str] = []  # the digits_study fixture's, in order (recording_stages)
@@ -78,7 +93,8 @@ def test_a_quick_study_of_the_digits_is_complete_and_sized_for_8x8(digits_study)
                                                   for k in ("n", "mean", "std", "ci95")}
 
 
-def test_a_study_of_a_folder_of_rgb_images(tmp_path):
+def test_a_study_of_a_folder_of_rgb_images(tmp_path, monkeypatch):
+    skip_notebook_execution(monkeypatch)  # the notebook is tested on the digits study
     rng = np.random.default_rng(0)
     for name, colour in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}.items():
         (tmp_path / "photos" / name).mkdir(parents=True)
@@ -171,7 +187,8 @@ def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_sa
 
 
 def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and_is_gone_after(digits_study,
-                                                                                                 tmp_path):
+                                                                                                 tmp_path,
+                                                                                                 monkeypatch):
     import shutil
 
     import nbformat
@@ -180,6 +197,7 @@ def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and
     from convlens.report.notebook import kernel_alive, warm_kernel
     from convlens.study.pipeline import notebook_status
     copy = Path(shutil.copytree(digits_study, tmp_path / "warm"))
+    notebook_up_to_its_first_figure(monkeypatch)
     with warm_kernel(copy) as kernel:
         assert kernel is not None and kernel_alive(kernel)
         client = BlockingKernelClient()  # a second client of the same kernel, to look inside it
@@ -198,6 +216,7 @@ def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and
     code = [c for c in nbformat.read(copy / "report.ipynb", as_version=4).cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # the warm-up left no count behind
     assert all(o.output_type != "error" for c in code for o in c.outputs)
+    assert any("image/png" in o.get("data", {}) for o in code[-1].outputs)  # its figure was drawn
 
 
 def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the_study_nor_loses_it(
@@ -213,6 +232,7 @@ def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the
     faulthandler.dump_traceback_later(300, exit=True)  # a hang ends the test run, loudly, instead of CI's clock
     try:
         before = Path(shutil.copytree(digits_study, tmp_path / "before"))
+        notebook_up_to_its_first_figure(monkeypatch)
         with notebook.warm_kernel(before) as kernel:
             run_sync(kernel.signal_kernel)(signal.SIGKILL)
             assert notebook_status(before, kernel) == {"executed": True, "reason": None}  # a fresh kernel ran it
@@ -317,6 +337,7 @@ def test_without_an_onnx_export_the_notebooks_kernel_boots_beside_the_analysis(t
     from convlens.study.config import load_study_config
     with pytest.MonkeyPatch.context() as patch:
         order = recording_stages(patch)
+        notebook_up_to_its_first_figure(patch)
         config = load_study_config("quick", dataset="digits", seeds=2, epochs=1, onnx=False)
         results = pipeline.run_study(config, tmp_path / "study")
     expected = ["kernel", "analysis", "export"]

@@ -71,13 +71,14 @@ def spec_from_config(config: dict, origin: Path) -> ModelSpec:
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Network, dict]:
     """Rebuild the model saved in ``directory`` and load its weights; returns (model in eval mode, config)."""
+    directory = Path(directory)
+    config = read_config(directory)  # a wrong directory is answered before torch is imported (about 1.3 s)
+    spec = spec_from_config(config, directory)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from convlens.models.network import Network
-    directory = Path(directory)
-    config = read_config(directory)
-    model = Network(spec_from_config(config, directory))
+    model = Network(spec)
     weights = model_file(directory, WEIGHTS_FILE)
     try:
         state = load_file(weights, device=str(device))

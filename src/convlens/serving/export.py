@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from convlens.atomic_files import atomic_write_json, fsync_dir
 from convlens.errors import UsageError
@@ -25,7 +24,9 @@ from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, re
 from convlens.provenance import package_versions
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a network is loaded or traced, after the checks
+    import torch
+
     from convlens.data.dataset import ImageDataset
 
 ONNX_OPSET = 18
@@ -93,6 +94,7 @@ def write_examples(run_config: dict, path: Path, data_dir: Path | None = None,
 
 def export_onnx(model: torch.nn.Module, path: Path) -> None:
     """Write ``model`` as ONNX with a dynamic batch dimension; atomic (temp file + rename)."""
+    import torch
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
