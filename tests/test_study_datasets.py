@@ -46,8 +46,8 @@ def recording_stages(patch: pytest.MonkeyPatch) -> list[str]:
 
 def notebook_up_to_its_first_figure(patch: pytest.MonkeyPatch) -> None:
     """report.ipynb cut after its first figure cell (setup, headline, one redrawn figure): for tests of where and
-    how the notebook runs, which the whole notebook (41 figure cells) would make 20-30 s longer. The whole one is
-    executed by the digits study fixture and again from scratch below."""
+    how the notebook runs, which the whole notebook (every figure drawn again) makes 20-30 s longer on 2 cores. The
+    whole one is executed by the digits study fixture and again from scratch below."""
     from convlens.report import notebook
     real = notebook.notebook_cells
 
