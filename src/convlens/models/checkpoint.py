@@ -72,7 +72,7 @@ def spec_from_config(config: dict, origin: Path) -> ModelSpec:
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Network, dict]:
     """Rebuild the model saved in ``directory`` and load its weights; returns (model in eval mode, config)."""
     directory = Path(directory)
-    config = read_config(directory)  # a wrong directory is answered before torch is imported (about 1.3 s)
+    config = read_config(directory)  # a wrong directory is answered before torch is imported (1.3-2.2 s)
     spec = spec_from_config(config, directory)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
