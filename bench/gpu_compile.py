@@ -11,9 +11,10 @@ schedule and label smoothing) as convlens.training.train runs it:
     default mode, optionally max-autotune-no-cudagraphs (--autotune: minutes of autotuning), and reduce-overhead
     (inductor's CUDA graph trees around forward and backward);
   * one CUDA graph of the whole step captured by hand: batch selection, forward, loss, backward and the fused
-    AdamW update (capturable, its learning rate a device tensor so the schedule still reaches the replays);
+    AdamW update (capturable, its learning rate a device tensor so the schedule still reaches the replays), in
+    both precisions;
   * the batched-seeds model (``--seeds`` seeds as one vmap'd model, as convlens.batched_seeds builds it), eager
-    and under torch.compile.
+    in both precisions and under torch.compile.
 
 Each row prints images/s over ``--steps`` timed steps after ``--warmup`` steps, the wall time of its first step
 (compilation, cuDNN's algorithm search), and two losses so a reader can see the variants train the same thing:
@@ -218,7 +219,7 @@ def graphed(setup: Setup, precision: str) -> Variant:
             losses[0, i] = static_loss
         schedule.step()
 
-    return Variant(step, losses, [model], setup.batch, notes)
+    return Variant(step, losses, [model], setup.batch, notes=notes)
 
 
 def batched(setup: Setup, precision: str, compile_fn: Callable[[Callable], Callable] | None = None) -> Variant:
@@ -368,9 +369,10 @@ def main() -> None:
         return compiler(backend, mode)
 
     # convlens' own precision first: it is the reference the speedups are against
+    both = [p, *({"fp32", "bf16"} - {p})]
     rows = [Row(f"eager {precision}" + (" (as convlens trains)" if precision == p else ""),
                 lambda precision=precision: single(setup, precision), reference=precision == p)
-            for precision in [p, *({"fp32", "bf16"} - {p})]]
+            for precision in both]
     rows += [
         Row(f"compile default, {p}{tag}", lambda: single(setup, p, compiled(None)), compile_skip),
         Row(f"compile max-autotune-no-cudagraphs, {p}{tag}",
@@ -379,8 +381,10 @@ def main() -> None:
         Row(f"compile reduce-overhead (CUDA graph trees), {p}",
             lambda: single(setup, p, compiled("reduce-overhead"), mark_steps=True),
             compile_skip or graph_skip or (None if backend == "inductor" else "needs the inductor backend")),
-        Row(f"CUDA graph of the whole step, by hand, {p}", lambda: graphed(setup, p), graph_skip),
-        Row(f"batched {args.seeds} seeds, eager, {p}", lambda: batched(setup, p)),
+        *(Row(f"CUDA graph of the whole step, by hand, {precision}",
+              lambda precision=precision: graphed(setup, precision), graph_skip) for precision in both),
+        *(Row(f"batched {args.seeds} seeds, eager, {precision}", lambda precision=precision: batched(setup, precision))
+          for precision in both),
         Row(f"batched {args.seeds} seeds, compile default, {p}{tag}", lambda: batched(setup, p, compiled(None)),
             compile_skip),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +22,17 @@ def _results(out: Path) -> dict:
 
 
 def recording_stages(patch: pytest.MonkeyPatch) -> list[str]:
-    """The study's stages, and where its notebook's kernel starts ("kernel"), in the order they begin."""
+    """The study's stages, and where its notebook's kernels start ("kernel"), in the order they begin."""
     from contextlib import contextmanager
 
     from convlens.study import pipeline
     order: list[str] = []
-    real_kernel, real_stage = pipeline.warm_kernel, pipeline._stage
+    real_kernels, real_stage = pipeline.warm_kernels, pipeline._stage
 
     @contextmanager
-    def kernel(out):
+    def kernels(out, count=None):
         order.append("kernel")
-        with real_kernel(out) as started:
+        with real_kernels(out, count) as started:
             yield started
 
     @contextmanager
@@ -39,23 +40,26 @@ def recording_stages(patch: pytest.MonkeyPatch) -> list[str]:
         order.append(name)
         with real_stage(name, *args, **kwargs):
             yield
-    patch.setattr(pipeline, "warm_kernel", kernel)
+    patch.setattr(pipeline, "warm_kernels", kernels)
     patch.setattr(pipeline, "_stage", stage)
     return order
 
 
-def notebook_up_to_its_first_figure(patch: pytest.MonkeyPatch) -> None:
-    """report.ipynb cut after its first figure cell (setup, headline, one redrawn figure): for tests of where and
-    how the notebook runs, which the whole notebook (every figure drawn again) makes 20-30 s longer on 2 cores. The
-    whole one is executed by the digits study fixture and again from scratch below."""
+def notebook_up_to_its_first_figure(patch: pytest.MonkeyPatch, figures: int = 1) -> None:
+    """report.ipynb cut after its first ``figures`` figure cells (setup, headline, redrawn figures): for tests of
+    where and how the notebook runs, which the whole notebook (every figure drawn again) makes 10-20 s longer on 2
+    cores. The whole one is executed by the digits study fixture and again from scratch below."""
     from convlens.report import notebook
     real = notebook.notebook_cells
 
     def first_cells(*args, **kwargs):
         cells = real(*args, **kwargs)
-        first_figure = next(i for i, (kind, source) in enumerate(cells) if kind == "code" and ".plot(" in source)
-        return cells[:first_figure + 1]
+        drawn = [i for i, (kind, source) in enumerate(cells) if kind == "code" and ".plot(" in source]
+        return cells[:drawn[figures - 1] + 1]
     patch.setattr(notebook, "notebook_cells", first_cells)
+
+
+NOTEBOOK_KERNELS = 2  # the digits study's notebook runs in this many kernels, whatever the machine's cores
 
 
 DIGITS_STUDY_STAGES: list[str] = []  # the digits_study fixture's, in order (recording_stages)
@@ -66,7 +70,9 @@ def digits_study(tmp_path_factory, mlflow_db):
     out = tmp_path_factory.mktemp("digits") / "study"
     mlflow_db(out)
     with pytest.MonkeyPatch.context() as patch:
+        from convlens.report import notebook
         order = recording_stages(patch)
+        patch.setattr(notebook, "notebook_kernels", lambda: NOTEBOOK_KERNELS)
         assert main(["study", "--dataset", "digits", "--quick", "--out", str(out), "--quiet", "--mlflow"]) == 0
     DIGITS_STUDY_STAGES[:] = order
     return out
@@ -134,6 +140,11 @@ def test_a_study_is_tracked_as_a_parent_with_an_experiment_per_child(digits_stud
 
 
 
+def timestamp(cell, event: str) -> datetime:
+    """When nbclient saw ``event`` for ``cell`` (it records them in the cell's metadata)."""
+    return datetime.fromisoformat(cell.metadata.execution[event].replace("Z", "+00:00"))
+
+
 def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study, tmp_path):
     import shutil
 
@@ -153,7 +164,13 @@ def test_the_report_notebook_is_saved_executed_and_reruns_elsewhere(digits_study
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = []
-    execute(notebook, copy)
+    execute(notebook, copy)  # in one kernel, in order: what the study's kernels in parallel must have given
+    ran, again = ([c for c in nb.cells if c.cell_type == "code"] for nb in (saved, notebook))
+    assert [c.execution_count for c in ran] == [c.execution_count for c in again] == list(range(1, len(ran) + 1))
+    assert [c.outputs for c in ran] == [c.outputs for c in again]  # text, tables and each figure's PNG bytes
+    spans = [(timestamp(c, "iopub.execute_input"), timestamp(c, "shell.execute_reply")) for c in ran[1:]]
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), \
+        f"no two cells ran at once in the study's {NOTEBOOK_KERNELS} kernels"
     cnn, mlp = results["design"]["test_accuracy"], results["baseline"]["test_accuracy"]
     headline = outputs(next(c for c in notebook.cells if c.cell_type == "code"))
     assert headline.startswith(f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP "
@@ -186,37 +203,45 @@ def test_without_the_notebook_extra_report_ipynb_is_saved_without_outputs_and_sa
     assert code and all(not c.outputs for c in code)
 
 
-def test_a_warm_kernel_has_the_api_imported_runs_the_notebook_from_count_one_and_is_gone_after(digits_study,
-                                                                                                 tmp_path,
-                                                                                                 monkeypatch):
+def test_warm_kernels_have_the_api_imported_each_run_a_share_of_the_notebook_and_are_gone_after(digits_study,
+                                                                                                   tmp_path,
+                                                                                                   monkeypatch):
     import shutil
 
     import nbformat
     from jupyter_client import BlockingKernelClient
 
-    from convlens.report.notebook import kernel_alive, warm_kernel
+    from convlens.report.notebook import kernel_alive, warm_kernels
     from convlens.study.pipeline import notebook_status
     copy = Path(shutil.copytree(digits_study, tmp_path / "warm"))
-    notebook_up_to_its_first_figure(monkeypatch)
-    with warm_kernel(copy) as kernel:
-        assert kernel is not None and kernel_alive(kernel)
-        client = BlockingKernelClient()  # a second client of the same kernel, to look inside it
+    notebook_up_to_its_first_figure(monkeypatch, figures=2)  # setup, then two cells: one for each kernel
+
+    def ask(kernel, code: str) -> list[str]:
+        """What ``code`` prints in ``kernel``, through a second client of it (to look inside)."""
+        client = BlockingKernelClient()
         client.load_connection_info(kernel.get_connection_info())
         client.start_channels()
         client.wait_for_ready(timeout=60)
         printed: list[str] = []
-        client.execute_interactive("import os, sys; print('convlens.study.sections' in sys.modules, os.getcwd())",
-                                   store_history=False, timeout=60,
+        client.execute_interactive(code, store_history=False, timeout=60,
                                    output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
         client.stop_channels()
-        assert "".join(printed).split() == ["True", str(copy)]  # imported before any cell ran, in the study's directory
-        assert notebook_status(copy, kernel) == {"executed": True, "reason": None}
-        assert kernel_alive(kernel)  # the notebook used it; its owner shuts it down
-    assert not kernel_alive(kernel)
+        return "".join(printed).split()
+
+    with warm_kernels(copy, 2) as kernels:
+        assert len(kernels) == 2 and all(kernel_alive(k) for k in kernels)
+        for kernel in kernels:  # imported before any cell ran, in the study's directory
+            assert ask(kernel, "import os, sys; print('convlens.study.sections' in sys.modules, os.getcwd())") == \
+                ["True", str(copy)]
+        assert notebook_status(copy, kernels) == {"executed": True, "reason": None}
+        for kernel in kernels:  # each ran the setup cell, then its own share
+            assert ask(kernel, "print('study' in globals())") == ["True"]
+        assert all(kernel_alive(k) for k in kernels)  # the notebook used them; their owner shuts them down
+    assert not any(kernel_alive(k) for k in kernels)
     code = [c for c in nbformat.read(copy / "report.ipynb", as_version=4).cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # the warm-up left no count behind
     assert all(o.output_type != "error" for c in code for o in c.outputs)
-    assert any("image/png" in o.get("data", {}) for o in code[-1].outputs)  # its figure was drawn
+    assert all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in code[-2:])  # both figures drawn
 
 
 def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the_study_nor_loses_it(
@@ -233,14 +258,14 @@ def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the
     try:
         before = Path(shutil.copytree(digits_study, tmp_path / "before"))
         notebook_up_to_its_first_figure(monkeypatch)
-        with notebook.warm_kernel(before) as kernel:
-            run_sync(kernel.signal_kernel)(signal.SIGKILL)
-            assert notebook_status(before, kernel) == {"executed": True, "reason": None}  # a fresh kernel ran it
+        with notebook.warm_kernels(before, 1) as kernels:
+            run_sync(kernels[0].signal_kernel)(signal.SIGKILL)
+            assert notebook_status(before, kernels) == {"executed": True, "reason": None}  # a fresh kernel ran it
         during = Path(shutil.copytree(digits_study, tmp_path / "during"))
         monkeypatch.setattr(notebook, "notebook_cells", lambda *a, **k: [
             ("code", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")])
-        with notebook.warm_kernel(during) as kernel:
-            status = notebook_status(during, kernel)
+        with notebook.warm_kernels(during, 1) as kernels:
+            status = notebook_status(during, kernels)
         assert not status["executed"] and status["reason"].startswith("running it failed (DeadKernelError")
         assert (during / "report.ipynb").is_file()  # saved without outputs
     finally:
@@ -252,17 +277,17 @@ def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_pa
 
     from jupyter_client.manager import AsyncKernelManager
 
-    from convlens.report.notebook import warm_kernel
+    from convlens.report.notebook import warm_kernels
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "nbclient", None)
-        with warm_kernel(tmp_path) as kernel:
-            assert kernel is None
+        with warm_kernels(tmp_path, 2) as kernels:
+            assert kernels == []
 
     async def fail(self, **kwargs):
         raise RuntimeError("no kernel here")
     monkeypatch.setattr(AsyncKernelManager, "start_kernel", fail)
-    with warm_kernel(tmp_path) as kernel:
-        assert kernel is None
+    with warm_kernels(tmp_path, 2) as kernels:
+        assert kernels == []
 
 
 def _first_tile(fig, size: int) -> np.ndarray:

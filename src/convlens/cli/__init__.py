@@ -24,6 +24,7 @@ import typer
 from convlens.cli import data, experiment, models, runs, sagemaker, serving, study
 from convlens.display import err, out
 from convlens.errors import ConvlensError
+from convlens.shutdown import skip_the_last_collection
 
 app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -70,5 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> int:
+    """The ``convlens`` console script: ``main`` in a process of its own, which it leaves without a last pass of
+    the garbage collector (convlens.shutdown)."""
+    skip_the_last_collection()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

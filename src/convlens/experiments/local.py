@@ -21,6 +21,7 @@ from convlens.config import TrainConfig
 from convlens.errors import ConvlensError, TrainingDiverged
 from convlens.models.checkpoint import CONFIG_FILE
 from convlens.run_files import METRICS_FILE
+from convlens.shutdown import skip_the_last_collection
 
 if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
     from convlens.data.dataset import ImageDataset
@@ -97,6 +98,7 @@ def threads_per_run(workers: int) -> int:
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    skip_the_last_collection()  # the pool's shutdown waits for each worker to exit
 
 
 WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g. out of memory, or a crash); "

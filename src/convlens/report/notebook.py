@@ -4,15 +4,23 @@ The same sections as report.md (its generated text, cut at headings and figures,
 followed by code that uses the public API on this directory: the headline numbers, each experiment's table and
 every figure are drawn again from results.json, the run store and the study's images (study/sections.py
 ``figure_drawers``). Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and
-Colab. Saved executed (nbclient, a real ipykernel) when the notebook extra is installed, so it reads without a kernel.
+Colab. Saved executed (nbclient, real ipykernels) when the notebook extra is installed, so it reads without a kernel.
+
+Executing it draws every figure again, 12-20 s in one kernel. Its code cells depend on nothing but the first one
+(which loads the study as ``study``), so they run in several kernels at once (``notebook_kernels``): each kernel
+runs the first cell and then its share of the others, in order; the outputs go back into the one notebook, and
+the execution counts are numbered in reading order, as one Run All in a single kernel numbers them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
+import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,10 @@ print(study.headline())'''
 # the study is still busy, so the notebook does not wait for it (about 3 s). Silent: no output, no history.
 WARM_UP = "import convlens, convlens.study.sections, matplotlib.pyplot"
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
+# Kernels that run the notebook at once, at most. Each one boots (~3 s of one core), imports the API and loads what
+# its cells draw from: start-up paid once per kernel, which a share of ~45 cells of 0.1-1 s soon stops paying for.
+# Measured with 2 kernels on 2 cores (bench/README.md, "The notebook in parallel kernels"); 4 is not measured.
+MAX_KERNELS = 4
 _IMAGE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<path>[^)]+\.png)\)\s*$", re.M)
 _EXPERIMENT_PLOT = re.compile(r"^experiments/(?P<name>[\w.-]+)/plots/(?P<kind>\w+)\.png$")
 # Names that go into code cells: results.json may come from elsewhere, and a notebook's code is run. Anything
@@ -89,19 +101,29 @@ def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = fr
     return cells
 
 
-@contextmanager
-def warm_kernel(out: Path) -> Iterator[Any]:
-    """A python3 kernel started now in ``out``, importing ``WARM_UP`` while the caller goes on, for
-    ``write_notebook(..., kernel=...)``; shut down on leaving. Yields None (``write_notebook`` then starts its own)
-    when the notebook extra is missing or the kernel does not start.
+def notebook_kernels() -> int:
+    """How many kernels execute the notebook: one per core, at most MAX_KERNELS."""
+    return max(1, min(MAX_KERNELS, os.cpu_count() or 1))
 
-    The manager is nbclient's own kind (asynchronous): with a blocking one, nbclient's wait for a cell's output
+
+@contextmanager
+def warm_kernels(out: Path, count: int | None = None) -> Iterator[list[Any]]:
+    """``count`` (default: ``notebook_kernels()``) python3 kernels started now in ``out``, importing ``WARM_UP``
+    while the caller goes on, for ``write_notebook(..., kernels=...)``; shut down on leaving. Yields those that
+    started: none when the notebook extra is missing or no kernel starts (``write_notebook`` then starts its own).
+
+    The managers are nbclient's own kind (asynchronous): with a blocking one, nbclient's wait for a cell's output
     blocks its event loop, so neither the cell timeout nor a dead kernel nor a signal would end the wait."""
-    manager = _start_warm_kernel(out)
+    managers: list[Any] = []
     try:
-        yield manager
+        for _ in range(notebook_kernels() if count is None else count):
+            manager = _start_warm_kernel(out)
+            if manager is None:
+                break
+            managers.append(manager)
+        yield managers
     finally:
-        if manager is not None:
+        for manager in managers:
             _shut_down(manager)
 
 
@@ -137,7 +159,7 @@ def _shut_down(manager: Any) -> None:
 
 
 def kernel_alive(kernel: Any) -> bool:
-    """Whether a kernel from ``warm_kernel`` is still running (one that died is not handed to nbclient, which
+    """Whether a kernel from ``warm_kernels`` is still running (one that died is not handed to nbclient, which
     would not start another)."""
     from jupyter_core.utils import run_sync
     try:
@@ -147,10 +169,11 @@ def kernel_alive(kernel: Any) -> bool:
 
 
 def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600,
-                   kernel: Any = None) -> tuple[Path, bool]:
+                   kernels: Sequence[Any] = ()) -> tuple[Path, bool]:
     """Write OUT/report.ipynb from OUT/report.md, with code drawing each figure named in ``drawn`` again; returns
     (path, executed). Not executed when nbclient or ipykernel is missing (or ``execute`` is False): then it is
-    saved without outputs. ``kernel``: a started one from ``warm_kernel`` (else a fresh kernel is started)."""
+    saved without outputs. ``kernels``: started ones from ``warm_kernels``, used first (more are started as
+    ``notebook_kernels`` asks)."""
 
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -166,22 +189,62 @@ def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout:
     if execute:
         try:
             import ipykernel  # noqa: F401
-            from nbclient import NotebookClient
+            import nbclient  # noqa: F401
         except ImportError:
             pass
         else:
-            # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not
-            # encrypted: that is not the reader's concern here, and an error in a cell is reported anyway.
-            if kernel is not None and not kernel_alive(kernel):
-                kernel = None  # it died meanwhile: nbclient starts a fresh one
-            client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, km=kernel,
-                                    extra_arguments=list(_KERNEL_ARGUMENTS), resources={"metadata": {"path": str(out)}})
-            try:
-                client.execute(stderr=subprocess.DEVNULL)
-            finally:
-                if kernel is not None and client.kc is not None:  # a kernel we passed in: its owner shuts it down
-                    client.kc.stop_channels()
+            execute_in_parallel(notebook, out, timeout, kernels, notebook_kernels())
             executed = True
     nbformat.validate(notebook)
     atomic_write_text(out / NOTEBOOK_FILE, nbformat.writes(notebook))
     return out / NOTEBOOK_FILE, executed
+
+
+def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequence[Any], parts: int) -> None:
+    """Execute ``notebook`` in place in up to ``parts`` kernels at once: each runs the first code cell and then
+    one contiguous share of the others (neighbouring cells tend to load the same data). ``kernels``: started
+    ones to use (one that died meanwhile is left out: nbclient would not start another); nbclient starts the
+    rest and shuts those down. The first failure (a cell's error, a dead kernel) is raised once every kernel is
+    done, so none is left running."""
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_notebook
+
+    code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    if not code:
+        return
+    setup, rest = code[0], code[1:]
+    parts = max(1, min(parts, len(rest)))
+    shares = [rest[k * len(rest) // parts:(k + 1) * len(rest) // parts] for k in range(parts)]
+    pieces = [new_notebook(cells=[copy.deepcopy(notebook.cells[i]) for i in [setup, *share]],
+                           metadata=notebook.metadata) for share in shares]
+    alive = [kernel for kernel in kernels if kernel_alive(kernel)]
+    # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not encrypted:
+    # that is not the reader's concern here, and an error in a cell is reported anyway.
+    clients = [NotebookClient(piece, kernel_name="python3", timeout=timeout, km=alive[k] if k < len(alive) else None,
+                              extra_arguments=list(_KERNEL_ARGUMENTS), resources={"metadata": {"path": str(out)}})
+               for k, piece in enumerate(pieces)]
+
+    async def run_all() -> list[Any]:
+        return await asyncio.gather(*(client.async_execute(stderr=subprocess.DEVNULL) for client in clients),
+                                    return_exceptions=True)
+
+    try:
+        outcomes = run_sync(run_all)()
+    finally:
+        for k, client in enumerate(clients):
+            if k < len(alive) and client.kc is not None:  # a kernel we passed in: its owner shuts it down
+                client.kc.stop_channels()
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failures:
+        raise failures[0]
+    for k, (share, piece) in enumerate(zip(shares, pieces)):
+        for i, cell in zip([setup, *share], piece.cells):
+            if i != setup or k == 0:  # the first cell's outputs from the first kernel
+                notebook.cells[i].outputs = cell.outputs
+                notebook.cells[i].metadata = cell.metadata
+    for count, i in enumerate(code, start=1):  # reading order, as one kernel running them all numbers them
+        notebook.cells[i].execution_count = count
+        for output in notebook.cells[i].outputs:
+            if "execution_count" in output:
+                output.execution_count = count

@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from convlens.experiments.store import copy_run
 from convlens.models.network import Network
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
-from convlens.report.notebook import warm_kernel, write_notebook
+from convlens.report.notebook import warm_kernels, write_notebook
 from convlens.report.render import RESULTS_FORMAT, render_report
 from convlens.study import sections
 from convlens.study.config import StudyConfig
@@ -219,19 +220,19 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
                                     dataset=full)  # runs trained in this process use it: read from disk once
 
-    # The notebook's kernel boots (one core, ~3 s) while the study works on: beside the ONNX export (one thread,
-    # ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy (bench/README.md,
-    # "One session, two paces").
+    # The notebook's kernels boot (one core each, ~3 s) while the study works on: beside the ONNX export (one
+    # thread, ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy
+    # (bench/README.md, "One session, two paces").
     kernel_beside_export = sections.onnx_export_skipped(config) is None
     with ExitStack() as stack:
-        kernel = None if kernel_beside_export else stack.enter_context(warm_kernel(out))
+        kernels = [] if kernel_beside_export else stack.enter_context(warm_kernels(out))
         with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
             stores = {name: p.store for name, p in zip(summaries, runs.plans)}
             analysis = sections.analysis_sections(config, stores, summaries, ds, fig_dir)
         events.advance(_STAGE_SECONDS["analysis"])
 
         if kernel_beside_export:
-            kernel = stack.enter_context(warm_kernel(out))
+            kernels = stack.enter_context(warm_kernels(out))
         with _stage("export", events, seconds, "exporting the reference CNN"):
             deployment = sections.export_section(config, stores["cnn-vs-mlp"], out,
                                                  summaries["cnn-vs-mlp"]["levels"], dataset=full)
@@ -267,20 +268,20 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         atomic_write_json(out / RESULTS_FILE, results)
         render_report(out)
         with _stage("notebook", events, seconds, "writing report.ipynb and running it"):
-            results["study"]["notebook"] = notebook_status(out, kernel)
+            results["study"]["notebook"] = notebook_status(out, kernels)
         events.advance(_STAGE_SECONDS["notebook"])
     results["study"]["notebook"]["seconds"] = seconds["notebook"]  # after the wall time: not part of it
     atomic_write_json(out / RESULTS_FILE, results)
     return results
 
 
-def notebook_status(out: Path, kernel: Any = None) -> dict:
-    """Write report.ipynb, executed when the notebook extra is installed (in ``kernel`` when one was started
+def notebook_status(out: Path, kernels: Sequence[Any] = ()) -> dict:
+    """Write report.ipynb, executed when the notebook extra is installed (in ``kernels`` when some were started
     early); a failure costs the outputs, not the study."""
     try:
         results = json.loads((out / RESULTS_FILE).read_text())
         drawn = set(sections.figure_drawers(results, out, dataset=lambda: None))  # names only: nothing is drawn
-        _, executed = write_notebook(out, drawn, kernel=kernel)
+        _, executed = write_notebook(out, drawn, kernels=kernels)
         return {"executed": executed, "reason": None if executed else "nbclient or ipykernel is not installed "
                 "(pip install 'convlens[notebook]')"}
     except ImportError:
