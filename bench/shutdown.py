@@ -4,8 +4,10 @@ last pass (convlens.shutdown.skip_the_last_collection, which the console script 
 Each row is a fresh interpreter that imports what a finished study has loaded (the study pipeline, the ONNX
 exporter, pyplot), writes the wall-clock time as its last statement, and exits; the exit is the time from then
 until the process is gone, measured by this script. With --study DIR, also the whole `convlens study --quick
---dataset digits` through `main` (no freeze) and through `run` (the console script), each in an empty DIR/...,
-reporting the command's wall time and the part after results.json's stages and notebook.
+--dataset digits` through `main` (no freeze in the main process) and through `run` (the console script), each in
+an empty DIR/..., reporting the command's wall time and the part outside results.json's stages and notebook
+(imports, the last rendering and writes, the exit). A CPU study trains in its own process; where it uses a worker
+pool (--workers, CUDA), the workers freeze at exit in both rows.
 
 Usage: .venv/bin/python bench/shutdown.py [--repeats 5] [--study DIR]
 """
@@ -22,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-LOADED = ("import convlens.study.pipeline, convlens.batched_seeds, torch.onnx, onnxscript, matplotlib.pyplot\n"
-          "import gc, atexit\n")
+LOADED = ("import convlens.study.pipeline, convlens.batched_seeds, torch.onnx, matplotlib.pyplot\n"
+          "try:\n    import onnxscript  # the exporter's (the onnx extra)\nexcept ImportError:\n    pass\n")
 FREEZE = "from convlens.shutdown import skip_the_last_collection; skip_the_last_collection()\n"
 
 
@@ -64,7 +66,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for entry in rows:
                 rows[entry].append(study_seconds(entry, args.study / f"digits-{entry}"))
-        for entry, label in (("main", "study via main (no freeze)"), ("run", "study via run (console script)")):
+        for entry, label in (("main", "study via main (no freeze here)"), ("run", "study via run (console script)")):
             walls, outside = zip(*rows[entry])
             print(f"{label:<40} wall median {statistics.median(walls):6.2f} s, outside the stages median "
                   f"{statistics.median(outside):5.2f} s   walls {' '.join(f'{w:.1f}' for w in walls)}")

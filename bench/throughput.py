@@ -166,16 +166,16 @@ def main() -> None:
     reference = plain_loop(x, y, args.steps)
     report("plain loop (DataLoader, NCHW, Adam, batch 128)", reference)
     if args.levers:
-        # Without AMX, oneDNN emulates bf16: its large matmuls alone took minutes on a Zen 3 (bench/README.md), and
-        # convlens trains in fp32 there anyway ("auto" precision), so those rows are skipped unless asked for.
+        # Without AMX convlens trains in fp32 ("auto" precision), and without AVX512-BF16 either oneDNN emulates
+        # bf16: its large matmuls alone took minutes on a Zen 3 (bench/README.md). Skipped unless asked for.
         bf16 = args.bf16 or bf16_is_native(torch.device("cpu"))
         if bf16:
             bf16_roofline = sgemm_roofline(dtype=torch.bfloat16)
             print(f"bf16 gemm roofline: {bf16_roofline / 1e9:.0f} GFLOP/s -> "
                   f"{bf16_roofline / flops_per_image:,.0f} img/s")
         else:
-            print("bf16 rows skipped: bf16 is not native on this CPU (no AMX), so convlens trains in fp32 here; "
-                  "--bf16 runs them emulated")
+            print("bf16 rows skipped: this CPU has no AMX, so convlens trains in fp32 here (precision auto); --bf16 "
+                  "runs them (without AMX or AVX512-BF16 they are emulated, ~100x slower)")
         rows = [("fp32", {}), ("fp32, fused AdamW", {"fused": True}), ("bf16 autocast", {"bf16": True}),
                 ("bf16 autocast, fused AdamW", {"bf16": True, "fused": True}), ("fp32 again", {})]
         for name, kwargs in [(name, kwargs) for name, kwargs in rows if bf16 or not kwargs.get("bf16")]:

@@ -3,11 +3,16 @@ last pass over every object alive (convlens.shutdown): the heap is frozen by the
 
 from __future__ import annotations
 
+import atexit
+import gc
 import subprocess
 import sys
 from importlib.metadata import entry_points
 
 import pytest
+
+from convlens.config import TrainConfig
+from convlens.experiments.local import Job, JobResult, _run_pool
 
 # Registered first, so it runs last among the exit handlers (they run in reverse order), just before the
 # interpreter's own finalization: it prints how many objects are frozen then.
@@ -36,10 +41,19 @@ def test_calling_main_as_a_library_function_leaves_the_heap_alone():
     assert (code, frozen) == (0, 0)
 
 
-def test_a_training_worker_freezes_the_heap_before_it_exits():
-    code, frozen = frozen_at_exit("from convlens.experiments.local import _init_worker\n_init_worker(1)")
-    assert code == 0
-    assert frozen > 10_000  # torch is imported by then
+def frozen_by_the_exit_handlers(job: Job) -> JobResult:
+    """Run in a pool worker: its exit handlers, now (the worker's own exit runs them again; freezing twice is
+    harmless), and how many objects they froze."""
+    atexit._run_exitfuncs()
+    return JobResult(job.level, job.seed, "done", reason=str(gc.get_freeze_count()))
+
+
+def test_a_training_worker_freezes_the_heap_before_it_exits(tmp_path):
+    job = Job("level", 0, TrainConfig(model="cnn"), tmp_path)
+    results: list[JobResult] = []
+    broken = _run_pool([[job]], 1, 1, (frozen_by_the_exit_handlers, None), lambda result: None, results)
+    assert broken == [] and len(results) == 1
+    assert int(results[0].reason) > 10_000  # torch is imported by then, in a worker spawned as convlens spawns them
 
 
 def test_the_installed_console_script_is_run():

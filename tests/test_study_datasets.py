@@ -234,8 +234,8 @@ def test_warm_kernels_have_the_api_imported_each_run_a_share_of_the_notebook_and
             assert ask(kernel, "import os, sys; print('convlens.study.sections' in sys.modules, os.getcwd())") == \
                 ["True", str(copy)]
         assert notebook_status(copy, kernels) == {"executed": True, "reason": None}
-        for kernel in kernels:  # each ran the setup cell, then its own share
-            assert ask(kernel, "print('study' in globals())") == ["True"]
+        for kernel in kernels:  # each ran the setup cell, then its own share: one figure cell
+            assert ask(kernel, "print('study' in globals(), len(_ih) - 1)") == ["True", "2"]
         assert all(kernel_alive(k) for k in kernels)  # the notebook used them; their owner shuts them down
     assert not any(kernel_alive(k) for k in kernels)
     code = [c for c in nbformat.read(copy / "report.ipynb", as_version=4).cells if c.cell_type == "code"]

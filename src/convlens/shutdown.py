@@ -11,9 +11,11 @@ def skip_the_last_collection() -> None:
 
     At exit CPython collects once more over every object still alive. With torch, the ONNX exporter and the
     plotting stack loaded that is about 600,000 objects, and the pass takes 1-2.5 s on 2 cores (bench/README.md,
-    "Leaving without the last collection"). Nothing of convlens' waits for it: files are written atomically and
-    closed, the notebook's kernel is shut down, worker pools are joined. Frozen objects are not scanned, so
-    freezing them at exit skips the pass and nothing else. Handlers registered after this one (Ray's, MLflow's)
-    run before it. Only for processes convlens owns, never from library code a user imports.
+    "Leaving without the last collection"). Frozen objects are not scanned, so garbage caught in reference cycles
+    at exit is no longer finalized: no ``__del__``, no weakref callback for it (an unclosed file in a cycle would
+    lose its unflushed bytes). Nothing of convlens' depends on that: its files are written atomically inside
+    ``with`` blocks, the notebook's kernels are shut down, worker pools are joined. Every exit handler still runs
+    (this one runs last: Ray's, MLflow's and ``weakref.finalize``'s were registered later), and objects outside
+    cycles are still freed. Only for processes convlens owns, never from library code a user imports.
     """
     atexit.register(gc.freeze)

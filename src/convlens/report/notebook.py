@@ -102,8 +102,8 @@ def notebook_cells(markdown: str, experiments: list[str], rebuilt: set[str] = fr
 
 
 def notebook_kernels() -> int:
-    """How many kernels execute the notebook: one per core, at most MAX_KERNELS."""
-    return max(1, min(MAX_KERNELS, os.cpu_count() or 1))
+    """How many kernels execute the notebook: one per core this process may use, at most MAX_KERNELS."""
+    return max(1, min(MAX_KERNELS, len(os.sched_getaffinity(0))))
 
 
 @contextmanager
@@ -203,9 +203,9 @@ def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout:
 def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequence[Any], parts: int) -> None:
     """Execute ``notebook`` in place in up to ``parts`` kernels at once: each runs the first code cell and then
     one contiguous share of the others (neighbouring cells tend to load the same data). ``kernels``: started
-    ones to use (one that died meanwhile is left out: nbclient would not start another); nbclient starts the
-    rest and shuts those down. The first failure (a cell's error, a dead kernel) is raised once every kernel is
-    done, so none is left running."""
+    ones to use (one that died meanwhile is left out); the kernels still missing are started here, so every
+    kernel has an owner that shuts it down whatever happens. The first failure (a cell's error, a dead kernel)
+    stops the other shares and is raised."""
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
     from nbformat.v4 import new_notebook
@@ -217,27 +217,40 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
     parts = max(1, min(parts, len(rest)))
     shares = [rest[k * len(rest) // parts:(k + 1) * len(rest) // parts] for k in range(parts)]
     pieces = [new_notebook(cells=[copy.deepcopy(notebook.cells[i]) for i in [setup, *share]],
-                           metadata=notebook.metadata) for share in shares]
-    alive = [kernel for kernel in kernels if kernel_alive(kernel)]
-    # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not encrypted:
-    # that is not the reader's concern here, and an error in a cell is reported anyway.
-    clients = [NotebookClient(piece, kernel_name="python3", timeout=timeout, km=alive[k] if k < len(alive) else None,
-                              extra_arguments=list(_KERNEL_ARGUMENTS), resources={"metadata": {"path": str(out)}})
-               for k, piece in enumerate(pieces)]
+                           metadata=copy.deepcopy(notebook.metadata)) for share in shares]
+    alive = [kernel for kernel in kernels if kernel_alive(kernel)][:parts]
+    with warm_kernels(out, parts - len(alive)) as started:
+        managers = alive + started
+        # With fewer kernels than shares (one did not start), the first kernels take the rest in turn after theirs.
+        lanes = [pieces[k::len(managers)] for k in range(len(managers))] if managers else [pieces]
+        # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not encrypted:
+        # that is not the reader's concern here, and an error in a cell is reported anyway.
+        clients = [[NotebookClient(piece, kernel_name="python3", timeout=timeout,
+                                   km=managers[k] if managers else None, extra_arguments=list(_KERNEL_ARGUMENTS),
+                                   resources={"metadata": {"path": str(out)}}) for piece in lane]
+                   for k, lane in enumerate(lanes)]
 
-    async def run_all() -> list[Any]:
-        return await asyncio.gather(*(client.async_execute(stderr=subprocess.DEVNULL) for client in clients),
-                                    return_exceptions=True)
+        async def run_lane(lane: list[Any]) -> None:
+            for client in lane:
+                try:
+                    await client.async_execute(stderr=subprocess.DEVNULL)
+                finally:
+                    if client.kc is not None and client.km is not None and not client.owns_km:
+                        client.kc.stop_channels()  # a kernel we passed in: its owner shuts it down
 
-    try:
-        outcomes = run_sync(run_all)()
-    finally:
-        for k, client in enumerate(clients):
-            if k < len(alive) and client.kc is not None:  # a kernel we passed in: its owner shuts it down
-                client.kc.stop_channels()
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    if failures:
-        raise failures[0]
+        async def run_all() -> None:
+            tasks = [asyncio.ensure_future(run_lane(lane)) for lane in clients]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:  # one share failed (or this was cancelled): the others stop too
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            failures = [task.exception() for task in done if not task.cancelled() and task.exception()]
+            if failures:  # the one that ended the wait (the others were cancelled because of it)
+                raise failures[0]
+
+        run_sync(run_all)()
     for k, (share, piece) in enumerate(zip(shares, pieces)):
         for i, cell in zip([setup, *share], piece.cells):
             if i != setup or k == 0:  # the first cell's outputs from the first kernel

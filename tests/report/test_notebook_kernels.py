@@ -1,0 +1,67 @@
+"""report.ipynb's execution in several kernels at once (convlens.report.notebook.execute_in_parallel), on small
+notebooks written here: the same outputs as one kernel, every kernel shut down, a failure stopping the others."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from convlens.report import notebook
+
+
+def small_notebook(*cells: str):
+    """A markdown cell, then ``cells`` as code cells: the first one is the setup every kernel runs."""
+    return new_notebook(cells=[new_markdown_cell("# title"), *(new_code_cell(c) for c in cells)])
+
+
+SETUP = "import os\nbase = 40"
+CELLS = [f"print(base + {k}, os.getpid())" for k in range(1, 6)]
+
+
+def printed(nb) -> list[list[str]]:
+    return [[o.get("text", "") for o in c.outputs] for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_shares_of_the_cells_give_what_one_kernel_gives_numbered_in_reading_order(tmp_path, parts):
+    nb = small_notebook(SETUP, *CELLS)
+    notebook.execute_in_parallel(nb, tmp_path, 60, [], parts)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    values = [int(text[0].split()[0]) for text in printed(nb)[1:]]
+    assert values == [41, 42, 43, 44, 45]  # base + k: each share ran the setup cell first
+    pids = [text[0].split()[1] for text in printed(nb)[1:]]
+    # 5 cells in 3 shares: 1, 2, 2 cells, each share in its own kernel (process), in order
+    assert len(set(pids)) == parts and pids == sorted(pids, key=pids.index)
+    if parts == 3:
+        assert [pids.count(p) for p in dict.fromkeys(pids)] == [1, 2, 2]
+
+
+def test_with_fewer_kernels_than_shares_the_started_ones_take_the_rest(tmp_path, monkeypatch):
+    real, calls = notebook._start_warm_kernel, []
+
+    def only_the_first(out):
+        calls.append(out)
+        return real(out) if len(calls) == 1 else None  # the second kernel does not start
+    monkeypatch.setattr(notebook, "_start_warm_kernel", only_the_first)
+    nb = small_notebook(SETUP, *CELLS)
+    notebook.execute_in_parallel(nb, tmp_path, 60, [], 3)
+    assert [int(text[0].split()[0]) for text in printed(nb)[1:]] == [41, 42, 43, 44, 45]
+    assert len({text[0].split()[1] for text in printed(nb)[1:]}) == 1  # all in the one kernel that started
+
+
+def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_path, monkeypatch):
+    started = []
+    real = notebook._start_warm_kernel
+    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out: started.append(real(out)) or started[-1])
+    nb = small_notebook("import os, signal, time",
+                        "time.sleep(1)\nos.kill(os.getpid(), signal.SIGKILL)",  # the first share's kernel dies
+                        "time.sleep(300)")  # the second share would take 5 minutes
+    begin = time.perf_counter()
+    with pytest.raises(Exception) as failure:
+        notebook.execute_in_parallel(nb, tmp_path, 600, [], 2)
+    assert type(failure.value).__name__ == "DeadKernelError"
+    assert time.perf_counter() - begin < 120  # the sleeping share was stopped, not waited for
+    assert len(started) == 2 and not any(notebook.kernel_alive(k) for k in started)
