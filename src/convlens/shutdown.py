@@ -1,4 +1,5 @@
-"""How a process convlens owns ends: the console script and the training workers."""
+"""How a process convlens owns ends: the console script. (Training workers, forked from a fork server, leave by
+os._exit, without any finalization: convlens.experiments.local.)"""
 
 from __future__ import annotations
 
