@@ -1,5 +1,4 @@
-"""How a process convlens owns ends: the console script. (Training workers, forked from a fork server, leave by
-os._exit, without any finalization: convlens.experiments.local.)"""
+"""How a process convlens owns ends: the console script and the training workers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A job executor for the worker-death test: it runs in a worker process, so it lives in an importable module.
+"""A job executor for the worker-death test: it runs in a spawned worker, so it lives in an importable module.
 
 It marks the run as started (config.json, as run_training does first), then either kills its own process the
 way the OS kills one that runs out of memory (SIGKILL) or finishes the run at once, without training."""

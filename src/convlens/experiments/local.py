@@ -1,7 +1,7 @@
 """Run an experiment's pending runs on this machine: in this process, or in parallel worker processes.
 
-With N workers, each gets cores // N threads. Workers are forked from a fork server, never from this process
-(forking a process that has started torch's thread pools is unsafe), and each loads the dataset once.
+With N workers, each gets cores // N threads. Workers are spawned (not forked: forking a process that has
+started torch's thread pools is unsafe) and each loads the dataset once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from convlens.config import TrainConfig
 from convlens.errors import ConvlensError, TrainingDiverged
 from convlens.models.checkpoint import CONFIG_FILE
 from convlens.run_files import METRICS_FILE
+from convlens.shutdown import skip_the_last_collection
 
 if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
     from convlens.data.dataset import ImageDataset
@@ -94,31 +95,10 @@ def threads_per_run(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
-# Workers come from multiprocessing's fork server: a fresh process, started once per process that runs a pool, which
-# imports these modules (torch, the models, the training loop) and runs no torch op, so it has no thread pool to
-# hand down. A worker then costs a fork instead of ~3 s of imports on one core (bench/README.md, "Workers from a
-# fork server"), and leaves through os._exit, without the interpreter's finalization. Preloading is best effort:
-# a module that fails to import there is imported by the worker as under spawn.
-FORK_SERVER_PRELOAD = ("convlens.runs", "convlens.batched_seeds")
-
-
-def worker_context():
-    """The multiprocessing context of convlens' worker pools: fork server, with ``FORK_SERVER_PRELOAD`` (spawn where
-    there is no fork server: Windows)."""
-    if "forkserver" not in get_all_start_methods():
-        return get_context("spawn")
-    context = get_context("forkserver")
-    context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))  # heeded when the server starts: once per process
-    return context
-
-
-def _init_worker(threads: int, environ: dict[str, str]) -> None:
-    # The fork server kept the environment of when it started; a pool's workers get this process's as of now, as
-    # spawned ones would (CUDA_VISIBLE_DEVICES, CONVLENS_DATA, ... set since then).
-    os.environ.clear()
-    os.environ.update(environ)
+def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    skip_the_last_collection()  # the pool's shutdown waits for each worker to exit
 
 
 WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g. out of memory, or a crash); "
@@ -190,8 +170,8 @@ def _run_pool(units: list[list[Job]], workers: int, threads: int, executors: Exe
     """Run ``units`` (lists of jobs trained together) in a pool; returns the units lost when the pool broke
     (none if it did not), in order."""
     broken = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(),
-                             initializer=_init_worker, initargs=(threads, dict(os.environ))) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(_execute_unit, executors, unit): unit for unit in units}
         for future in as_completed(futures):
             try:
