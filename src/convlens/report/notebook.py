@@ -36,10 +36,11 @@ import convlens
 study = convlens.load_study(STUDY)
 print(study.headline())'''
 # What the notebook's first cells import (the API, the figures, pyplot): a kernel started early runs this while
-# the study is still busy, so the notebook does not wait for it (about 3 s). Silent: no output, no history.
+# the study is still busy, so the notebook does not wait for it (about 3 s on the Intel kind; 7 s of one core on the
+# AMD kind: bench/README.md, "Where the test suite's CPU goes"). Silent: no output, no history.
 WARM_UP = "import convlens, convlens.study.sections, matplotlib.pyplot"
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
-# Kernels that run the notebook at once, at most. Each one boots (~3 s of one core), imports the API and loads what
+# Kernels that run the notebook at once, at most. Each one boots (3-7 s of one core), imports the API and loads what
 # its cells draw from: start-up paid once per kernel, which a share of ~45 cells of 0.1-1 s soon stops paying for.
 # Measured with 2 kernels on 2 cores (bench/README.md, "The notebook in parallel kernels"); 4 is not measured.
 MAX_KERNELS = 4

@@ -220,7 +220,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
                                     dataset=full)  # runs trained in this process use it: read from disk once
 
-    # The notebook's kernels boot (one core each, ~3 s) while the study works on: beside the ONNX export (one
+    # The notebook's kernels boot (one core each, 3-7 s) while the study works on: beside the ONNX export (one
     # thread, ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy
     # (bench/README.md, "One session, two paces").
     kernel_beside_export = sections.onnx_export_skipped(config) is None
