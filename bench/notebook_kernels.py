@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 from convlens.report import notebook
-from convlens.study import sections
+from convlens.study import redraw
 
 
 def execute_seconds(study: Path, kernels: int, scratch: Path) -> float:
     copy = Path(shutil.copytree(study, scratch / f"k{kernels}", dirs_exist_ok=True))
     results = json.loads((copy / "results.json").read_text())
-    drawn = set(sections.figure_drawers(results, copy, dataset=lambda: None))  # names only, as the study does
+    drawn = set(redraw.figure_drawers(results, copy, dataset=lambda: None))  # names only, as the study does
     real = notebook.notebook_kernels
     notebook.notebook_kernels = lambda: kernels
     try:

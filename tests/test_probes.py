@@ -89,7 +89,7 @@ def test_shift_zero_equals_the_plain_test_accuracy(fashion):
 def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_double_negative():
     from convlens.experiments import parse_spec
     from convlens.experiments.comparisons import design_comparisons
-    from convlens.study.sections import CNN, MLP
+    from convlens.study.redraw import CNN, MLP
     spec = parse_spec(dict(name="l", model="mlp", factor=dict(name="model", levels=["mlp", "cnn"]),
                            second_factor=dict(name="pixels", levels=["original", "permuted"])))
     acc = {f"model={MLP} pixels=original": {0: 0.88, 1: 0.87, 2: 0.875},

@@ -4,6 +4,7 @@ equals the results files, a rerun reuses the runs, and the HTML opens cleanly in
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import re
@@ -138,18 +139,108 @@ def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_ea
         assert examples["labels"].tolist() == fashion.test_labels[firsts].tolist()
 
 
-def test_identical_runs_are_trained_once_and_a_rerun_trains_nothing(study, capsys, monkeypatch):
+def test_identical_runs_are_trained_once_and_a_rerun_with_nothing_changed_keeps_every_output(study, capsys,
+                                                                                              monkeypatch, fashion,
+                                                                                              tmp_path):
     out, config = study
-    skip_notebook_execution(monkeypatch)
+    skip_notebook_execution(monkeypatch)  # as when the fixture ran: whether the notebook can run is an input
     cnn_run = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128" / "seed0"
     twin = out / "experiments" / "kernel-size" / "runs" / "kernel_size=3" / "seed0"
     assert (cnn_run / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
     before = _results(out)
+    # every file but experiment.json, which planning writes again (the same bytes: checked below)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
     assert main(["study", "--quick", "--config", str(config), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "0 runs to train" in printed and "Report:" in printed
-    after = _results(out)
-    assert after["experiments"] == before["experiments"] and after["probes"]["shift"] == before["probes"]["shift"]
+    assert "0 runs to train, and nothing else changed" in printed and "Report:" in printed
+    assert "[analysis]" not in printed and "[export]" not in printed
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    assert after.keys() == files.keys()
+    rewritten = {p for p in files if after[p][0] != files[p][0]}
+    assert {p.name for p in rewritten} <= {"experiment.json"}
+    assert all(after[p][1] == files[p][1] for p in rewritten)
+    # What the rerun skipped gives the same numbers when done again: the shift probe, recomputed from the runs.
+    from convlens.experiments.store import RunStore
+    from convlens.study.sections import shift_section
+    ds = fashion.subset(TINY["train_subset"], TINY["test_subset"])
+    shift = shift_section(RunStore(out / "experiments" / "cnn-vs-mlp"), TINY["seeds"], ds, TINY["shift_max"],
+                          tmp_path / "figures", tmp_path)
+    recomputed = json.loads(json.dumps(shift))  # as results.json holds it
+    assert recomputed["per_seed"] == before["probes"]["shift"]["per_seed"]
+    assert recomputed["tests"] == before["probes"]["shift"]["tests"]
+
+
+def _edit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_any_change_to_what_a_study_is_made_from_or_wrote_means_analysing_again(study, fashion, tmp_path,
+                                                                               monkeypatch):
+    from convlens.study import unchanged
+    out = Path(shutil.copytree(study[0], tmp_path / "copy"))
+    config = _results(out)["study"]["config"]
+    stores = sorted(p for p in (out / "experiments").iterdir())
+    ds = fashion
+
+    def inputs(**changes) -> str:
+        args = {"config": config, "dataset": ds, "experiment_dirs": stores, "device_type": "cpu",
+                "notebook_runs": False, **changes}
+        return unchanged.study_inputs(args.pop("config"), args.pop("dataset"), args.pop("experiment_dirs"), **args)
+    reference = inputs()
+    unchanged.remember(out, reference)
+    assert unchanged.unchanged(out, reference)
+    digests = {reference}
+
+    def differs(digest: str) -> None:
+        assert digest not in digests
+        digests.add(digest)
+    differs(inputs(config={**config, "seeds": config["seeds"] + 1}))
+    differs(inputs(device_type="cuda"))
+    differs(inputs(notebook_runs=True))
+    pixels = ds.train_images.copy()
+    pixels[123, 4, 5] ^= 1
+    differs(inputs(dataset=dataclasses.replace(ds, train_images=pixels)))
+    real_version = unchanged.metadata.version
+    monkeypatch.setattr(unchanged.metadata, "version",
+                        lambda name: "0.0" if name == "matplotlib" else real_version(name))
+    differs(inputs())
+    monkeypatch.undo()
+    assert inputs() == reference
+    # convlens's own code: a copy of the package with one template changed
+    package = Path(unchanged.convlens.__file__).parent
+    code = Path(shutil.copytree(package, tmp_path / "convlens", ignore=shutil.ignore_patterns("__pycache__")))
+    monkeypatch.setattr(unchanged.convlens, "__file__", str(code / "__init__.py"))
+    assert inputs() == reference
+    (code / "report" / "templates" / "report.md.j2").write_text(
+        (code / "report" / "templates" / "report.md.j2").read_text() + "\n")
+    differs(inputs())
+    monkeypatch.undo()
+    for run_file in ("cnn-vs-mlp/experiment.json", "locality/runs/model=mlp-128-64__pixels=permuted/seed1/metrics.json",
+                     "kernel-size/runs/kernel_size=5/seed0/model.safetensors"):
+        path = out / "experiments" / run_file
+        kept = path.read_bytes()
+        _edit(path)
+        differs(inputs())
+        path.write_bytes(kept)
+    assert inputs() == reference and unchanged.unchanged(out, reference)
+
+    # an output changed or gone: analyse again
+    for output in ("results.json", "report.html", "figures/probe_shift.png", "model/model.onnx",
+                   "experiments/kernel-size/summary.json", "experiments/locality/plots/curves.png"):
+        path = out / output
+        kept = path.read_bytes()
+        _edit(path)
+        assert not unchanged.unchanged(out, reference), output
+        path.unlink()
+        assert not unchanged.unchanged(out, reference), output
+        path.write_bytes(kept)
+        assert unchanged.unchanged(out, reference)
+    (out / unchanged.STATE_FILE).write_text("{not json")
+    assert not unchanged.unchanged(out, reference)
+    unchanged.forget(out)
+    assert not (out / unchanged.STATE_FILE).exists() and not unchanged.unchanged(out, reference)
 
 
 def test_the_html_report_opens_in_headless_chromium_from_a_file_url(study, browser):

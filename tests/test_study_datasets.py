@@ -231,7 +231,7 @@ def test_warm_kernels_have_the_api_imported_each_run_a_share_of_the_notebook_and
     with warm_kernels(copy, 2) as kernels:
         assert len(kernels) == 2 and all(kernel_alive(k) for k in kernels)
         for kernel in kernels:  # imported before any cell ran, in the study's directory
-            assert ask(kernel, "import os, sys; print('convlens.study.sections' in sys.modules, os.getcwd())") == \
+            assert ask(kernel, "import os, sys; print('convlens.study.redraw' in sys.modules, os.getcwd())") == \
                 ["True", str(copy)]
         assert notebook_status(copy, kernels) == {"executed": True, "reason": None}
         for kernel in kernels:  # each ran the setup cell, then its own share: one figure cell
@@ -288,6 +288,42 @@ def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_pa
     monkeypatch.setattr(AsyncKernelManager, "start_kernel", fail)
     with warm_kernels(tmp_path, 2) as kernels:
         assert kernels == []
+
+
+def test_a_notebook_kernel_imports_torch_only_for_the_figures_that_load_a_model(digits_study):
+    """The kernels' warm-up (report/notebook.py WARM_UP) and the figures drawn from results.json, the run store and
+    the images leave torch and scipy out; the first-layer kernels load a model and bring torch in."""
+    import subprocess
+    import sys
+
+    from convlens.report.notebook import WARM_UP
+    code = (f"import sys\n{WARM_UP}\n"
+            "import convlens\n"
+            "study = convlens.load_study(sys.argv[1])\n"
+            "loaded = lambda: [m for m in ('torch', 'scipy') if m in sys.modules]\n"
+            "print(loaded())\n"
+            "for name in ('eda_class_balance', 'probe_shift', 'cnn_32_64_128_curves', "
+            "'experiment_kernel-size_confusion'):\n"
+            "    study.plot(name)\n"
+            "print(loaded())\n"
+            "study.plot('eda_samples')\n"  # loads the digits (scikit-learn, which imports scipy)
+            "print('torch' in sys.modules)\n"
+            "study.plot('probe_filters')\n"
+            "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(digits_study)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:4] == ["[]", "[]", "False", "True"], done.stdout
+    # The study's kernels are started before its notebook is written: the last one imports the model code, as the
+    # report's model figures are in the last share however many kernels run it.
+    import nbformat
+
+    from convlens.report import notebook
+    nb = nbformat.read(digits_study / "report.ipynb", as_version=4)
+    for parts in range(1, notebook.MAX_KERNELS + 1):
+        shares = notebook.cell_shares(nb, parts)
+        assert [k for k, share in enumerate(shares) for i in share
+                if any(f"study.plot('{name}')" in nb.cells[i].source for name in notebook.MODEL_FIGURES)] == \
+            [parts - 1] * len(notebook.MODEL_FIGURES)
 
 
 def _first_tile(fig, size: int) -> np.ndarray:

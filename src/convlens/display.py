@@ -133,6 +133,11 @@ class StudyProgress(RunsProgress):
                   f"{total_seconds / 60:.0f} min on this machine")
         self.start(total_seconds, weighted=True)
 
+    def unchanged(self, out) -> None:
+        self.line(f"0 runs to train, and nothing else changed since the study in {out} was made (the same runs, data, "
+                  f"code and package versions): its results and report are kept. Delete {out / 'results.json'} to "
+                  "analyse again, or --force to train again.")
+
     def stage(self, name: str, detail: str = "") -> None:
         self.line(f"[{name}] {detail}")
         self.describe(name)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from convlens.data.dataset import PIXEL_SCALE, ImageDataset
+
+if TYPE_CHECKING:
+    import torch
 
 # Near duplicates: RMS pixel difference (pixels scaled to [0, 1]) at most this; 0.05 is ~13 grey levels.
 NEAR_DUPLICATE_RMS = 0.05
@@ -88,6 +91,7 @@ def _average_hashes(images: np.ndarray, threshold: float) -> np.ndarray:
     if h % 7 == 0 and w % 7 == 0:
         blocks = images.reshape(n, 7, h // 7, 7, w // 7).mean(axis=(2, 4)).reshape(n, 49)
     else:
+        import torch
         pooled = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(images, dtype=torch.float64)[:, None], 7)
         blocks = pooled.reshape(n, 49).numpy()
     bits = blocks > threshold * blocks.mean(axis=1, keepdims=True)
@@ -115,6 +119,7 @@ def find_duplicates(train: np.ndarray, test: np.ndarray, *, max_rms: float = NEA
             exact.append((j, i, 0.0))
     exact_test = {j for j, _, _ in exact}
 
+    import torch  # here, not at the top: the notebook's figures use this module without torch
     x_train = torch.as_tensor(train.reshape(len(train), -1), dtype=torch.float32) / PIXEL_SCALE
     x_test = torch.as_tensor(test.reshape(len(test), -1), dtype=torch.float32) / PIXEL_SCALE
     nearest: dict[int, tuple[int, float]] = {}  # test index -> (train index, RMS) among hash candidates

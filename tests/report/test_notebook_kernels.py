@@ -42,9 +42,9 @@ def test_shares_of_the_cells_give_what_one_kernel_gives_numbered_in_reading_orde
 def test_with_fewer_kernels_than_shares_the_started_ones_take_the_rest(tmp_path, monkeypatch):
     real, calls = notebook._start_warm_kernel, []
 
-    def only_the_first(out):
+    def only_the_first(out, warm_up):
         calls.append(out)
-        return real(out) if len(calls) == 1 else None  # the second kernel does not start
+        return real(out, warm_up) if len(calls) == 1 else None  # the second kernel does not start
     monkeypatch.setattr(notebook, "_start_warm_kernel", only_the_first)
     nb = small_notebook(SETUP, *CELLS)
     notebook.execute_in_parallel(nb, tmp_path, 60, [], 3)
@@ -55,7 +55,7 @@ def test_with_fewer_kernels_than_shares_the_started_ones_take_the_rest(tmp_path,
 def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_path, monkeypatch):
     started = []
     real = notebook._start_warm_kernel
-    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out: started.append(real(out)) or started[-1])
+    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
     nb = small_notebook("import os, signal, time",
                         "time.sleep(1)\nos.kill(os.getpid(), signal.SIGKILL)",  # the first share's kernel dies
                         "time.sleep(300)")  # the second share would take 5 minutes
@@ -65,3 +65,26 @@ def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_pat
     assert type(failure.value).__name__ == "DeadKernelError"
     assert time.perf_counter() - begin < 120  # the sleeping share was stopped, not waited for
     assert len(started) == 2 and not any(notebook.kernel_alive(k) for k in started)
+
+
+@pytest.mark.parametrize("model_share", [0, 1])
+def test_only_the_kernel_whose_share_draws_a_model_figure_imports_the_model_code(tmp_path, monkeypatch,
+                                                                                model_share):
+    """A cell drawing a figure that loads a model (notebook.MODEL_FIGURES) goes to a kernel that imported the
+    model code as it booted; the others import the API and pyplot only."""
+    warm_ups = []
+    real = notebook._start_warm_kernel
+    monkeypatch.setattr(notebook, "_start_warm_kernel",
+                        lambda out, warm_up: warm_ups.append(warm_up) or real(out, warm_up))
+    check = "import sys\nprint('convlens.study.sections' in sys.modules, 'convlens.study.redraw' in sys.modules)"
+    model_cell = check + "  # study.plot('probe_filters') would load a model here"
+    cells = [model_cell, check] if model_share == 0 else [check, model_cell]
+    nb = small_notebook("x = 1", *cells)
+    notebook.execute_in_parallel(nb, tmp_path, 120, [], 2)
+    expected = [notebook.WARM_UP, notebook.WARM_UP]
+    expected[model_share] = notebook.WARM_UP_MODELS
+    assert warm_ups == expected
+    shares = notebook.cell_shares(nb, 2)
+    loaded = {i: nb.cells[i].outputs[0]["text"].split() for share in shares for i in share}
+    for k, share in enumerate(shares):
+        assert all(loaded[i] == [str(k == model_share), "True"] for i in share), (k, loaded)

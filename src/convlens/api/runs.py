@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from convlens.config import TrainConfig, train_config
 from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
 from convlens.errors import UsageError
-from convlens.models.summary import ModelSummary
+
+if TYPE_CHECKING:  # imported where used: a notebook loads a study's dataset to draw its images without torch
+    import torch
+
+    from convlens.models.summary import ModelSummary
 
 
 def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None, *,
@@ -65,6 +68,7 @@ class Dataset(ImageDataset):
         models take them."""
         if split not in ("train", "test"):
             raise UsageError(f"split is 'train' or 'test', not {split!r}")
+        import torch
         images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images,
                                                                                         self.test_labels)
         return images_to_tensor(images), torch.as_tensor(labels.astype(np.int64))
@@ -129,6 +133,8 @@ class Run:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)
         with C = 1 or 3, or float (N, C, H, W) in [0, 1]."""
         import copy
+
+        import torch
 
         from convlens.training import predict_logits, uses_channels_last
         try:

@@ -133,7 +133,7 @@ class StudyResult:
         return self._dataset
 
     def _drawers(self) -> dict:
-        from convlens.study.sections import figure_drawers
+        from convlens.study.redraw import figure_drawers
         return figure_drawers(self.results, self.directory, self.dataset)
 
     def headline(self) -> str:

@@ -6,12 +6,15 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from convlens.data.sources import FASHION_MNIST, DatasetManifest, LocatedFiles, load_arrays, locate
 from convlens.errors import UsageError
+
+if TYPE_CHECKING:  # imported where used: reading a dataset and drawing its images need no torch
+    import torch
 
 PIXEL_SCALE = 255.0  # inputs are pixel / 255, in [0, 1], as in every reference write-up (and what write-up 000's endpoint sends)
 
@@ -103,6 +106,7 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
 def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
                      channels_last: bool = False) -> torch.Tensor:
     """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1] on ``device``; converted once, there."""
+    import torch
     t = torch.as_tensor(images).to(device)
     t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
     x = t.float().div_(PIXEL_SCALE)  # (N, C, H, W)
@@ -129,6 +133,7 @@ def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Te
     """(train_idx, val_idx): a random split that depends only on ``n``, ``val_fraction`` and ``seed``."""
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    import torch
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = int(round(n * val_fraction))
     return perm[n_val:].sort().values, perm[:n_val].sort().values
@@ -137,6 +142,7 @@ def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Te
 def to_device(ds: ImageDataset, device: torch.device, *, val_fraction: float, seed: int,
               channels_last: bool = False) -> DeviceSplits:
     """Move the whole dataset onto ``device`` once, then split train/validation there."""
+    import torch
     x_all = images_to_tensor(ds.train_images, device, channels_last)
     y_all = torch.as_tensor(ds.train_labels.astype(np.int64), device=device)
     train_idx, val_idx = validation_indices(len(y_all), val_fraction, seed)

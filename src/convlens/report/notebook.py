@@ -35,10 +35,14 @@ import convlens
 
 study = convlens.load_study(STUDY)
 print(study.headline())'''
-# What the notebook's first cells import (the API, the figures, pyplot): a kernel started early runs this while
-# the study is still busy, so the notebook does not wait for it (about 3 s on the Intel kind; 7 s of one core on the
-# AMD kind: bench/README.md, "Where the test suite's CPU goes"). Silent: no output, no history.
-WARM_UP = "import convlens, convlens.study.sections, matplotlib.pyplot"
+# What the notebook's cells import (the API, the figures, pyplot): a kernel started early runs this while the study
+# is still busy, so the notebook does not wait for it. Silent: no output, no history. 1.2 s of one core on the AMD
+# kind, where importing the model and probe code as well (torch, scipy) took 7 s (bench/README.md, "Where the test
+# suite's CPU goes"): only the kernel whose share draws a figure that loads a model (MODEL_FIGURES, drawn from the
+# run store's weights) imports that too. In the report they are in the probes section, near the end: the last share.
+WARM_UP = "import convlens.api.study, convlens.study.redraw, matplotlib.pyplot"
+WARM_UP_MODELS = WARM_UP + ", convlens.study.sections"
+MODEL_FIGURES = ("probe_filters", "probe_feature_maps")  # study/redraw.py: the figures that load a model
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
 # Kernels that run the notebook at once, at most. Each one boots (3-7 s of one core), imports the API and loads what
 # its cells draw from: start-up paid once per kernel, which a share of ~45 cells of 0.1-1 s soon stops paying for.
@@ -108,17 +112,21 @@ def notebook_kernels() -> int:
 
 
 @contextmanager
-def warm_kernels(out: Path, count: int | None = None) -> Iterator[list[Any]]:
+def warm_kernels(out: Path, count: int | None = None, *, models_in: int | None = -1) -> Iterator[list[Any]]:
     """``count`` (default: ``notebook_kernels()``) python3 kernels started now in ``out``, importing ``WARM_UP``
-    while the caller goes on, for ``write_notebook(..., kernels=...)``; shut down on leaving. Yields those that
-    started: none when the notebook extra is missing or no kernel starts (``write_notebook`` then starts its own).
+    while the caller goes on, for ``write_notebook(..., kernels=...)``; shut down on leaving. Kernel ``models_in``
+    (default: the last one, where the report's model figures fall; None: none) imports ``WARM_UP_MODELS``. Yields
+    those that started: none when the notebook extra is missing or no kernel starts (``write_notebook`` then starts
+    its own).
 
     The managers are nbclient's own kind (asynchronous): with a blocking one, nbclient's wait for a cell's output
     blocks its event loop, so neither the cell timeout nor a dead kernel nor a signal would end the wait."""
     managers: list[Any] = []
+    count = notebook_kernels() if count is None else count
+    models = None if models_in is None else models_in % count if count else None
     try:
-        for _ in range(notebook_kernels() if count is None else count):
-            manager = _start_warm_kernel(out)
+        for k in range(count):
+            manager = _start_warm_kernel(out, WARM_UP_MODELS if k == models else WARM_UP)
             if manager is None:
                 break
             managers.append(manager)
@@ -128,7 +136,7 @@ def warm_kernels(out: Path, count: int | None = None) -> Iterator[list[Any]]:
             _shut_down(manager)
 
 
-def _start_warm_kernel(out: Path) -> Any:
+def _start_warm_kernel(out: Path, warm_up: str = WARM_UP) -> Any:
     try:
         import ipykernel  # noqa: F401
         import nbclient  # noqa: F401
@@ -139,7 +147,7 @@ def _start_warm_kernel(out: Path) -> Any:
     manager = AsyncKernelManager(kernel_name="python3")
     try:
         run_sync(manager.start_kernel)(cwd=str(out), stderr=subprocess.DEVNULL,
-                                       extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={WARM_UP}"])
+                                       extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={warm_up}"])
     except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
         _shut_down(manager)
         return None
@@ -169,6 +177,16 @@ def kernel_alive(kernel: Any) -> bool:
         return False
 
 
+def can_execute() -> bool:
+    """Whether the notebook extra is here to execute the notebook (nbclient and ipykernel import)."""
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout: int = 600,
                    kernels: Sequence[Any] = ()) -> tuple[Path, bool]:
     """Write OUT/report.ipynb from OUT/report.md, with code drawing each figure named in ``drawn`` again; returns
@@ -187,18 +205,23 @@ def write_notebook(out: Path, drawn: set[str], *, execute: bool = True, timeout:
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"}})
     executed = False
-    if execute:
-        try:
-            import ipykernel  # noqa: F401
-            import nbclient  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            execute_in_parallel(notebook, out, timeout, kernels, notebook_kernels())
-            executed = True
+    if execute and can_execute():
+        execute_in_parallel(notebook, out, timeout, kernels, notebook_kernels())
+        executed = True
     nbformat.validate(notebook)
     atomic_write_text(out / NOTEBOOK_FILE, nbformat.writes(notebook))
     return out / NOTEBOOK_FILE, executed
+
+
+def cell_shares(notebook: Any, parts: int) -> list[list[int]]:
+    """The indices of the code cells after the first, in at most ``parts`` contiguous shares of near-equal size."""
+    rest = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"][1:]
+    parts = max(1, min(parts, len(rest)))
+    return [rest[k * len(rest) // parts:(k + 1) * len(rest) // parts] for k in range(parts)]
+
+
+def _loads_model(source: str) -> bool:
+    return any(f"study.plot({name!r})" in source for name in MODEL_FIGURES)
 
 
 def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequence[Any], parts: int) -> None:
@@ -214,13 +237,17 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
     code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     if not code:
         return
-    setup, rest = code[0], code[1:]
-    parts = max(1, min(parts, len(rest)))
-    shares = [rest[k * len(rest) // parts:(k + 1) * len(rest) // parts] for k in range(parts)]
+    setup, shares = code[0], cell_shares(notebook, parts)
+    parts = len(shares)
     pieces = [new_notebook(cells=[copy.deepcopy(notebook.cells[i]) for i in [setup, *share]],
                            metadata=copy.deepcopy(notebook.metadata)) for share in shares]
     alive = [kernel for kernel in kernels if kernel_alive(kernel)][:parts]
-    with warm_kernels(out, parts - len(alive)) as started:
+    # the kernels started here come after the alive ones: the one to run the share with the model figures (if any)
+    # imports the model code as it boots
+    models = next((k for k, share in enumerate(shares) if any(_loads_model(notebook.cells[i].source) for i in share)),
+                  None)
+    models_in = models - len(alive) if models is not None and models >= len(alive) else None
+    with warm_kernels(out, parts - len(alive), models_in=models_in) as started:
         managers = alive + started
         # With fewer kernels than shares (one did not start), the first kernels take the rest in turn after theirs.
         lanes = [pieces[k::len(managers)] for k in range(len(managers))] if managers else [pieces]

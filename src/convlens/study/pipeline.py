@@ -5,6 +5,7 @@
     OUT/experiments/<name>/       one run store per experiment (resumable; identical runs are trained once)
     OUT/model/                    the exported reference CNN (seed 0): what predict, serve and SageMaker load
     OUT/report.html, report.md    rendered from results.json and figures/ only (convlens.report)
+    OUT/.convlens-study.json      digests of the inputs and outputs: a rerun with nothing changed keeps them
 
 Stages run in order: data -> eda -> experiments -> analysis (baseline, design, probes) -> export -> report.
 """
@@ -32,10 +33,11 @@ from convlens.experiments.store import copy_run
 from convlens.models.network import Network
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
-from convlens.report.notebook import warm_kernels, write_notebook
+from convlens.report.notebook import can_execute, warm_kernels, write_notebook
 from convlens.report.render import RESULTS_FORMAT, render_report
-from convlens.study import sections
+from convlens.study import sections, unchanged
 from convlens.study.config import StudyConfig
+from convlens.study.redraw import figure_drawers
 from convlens.training import pick_device
 
 RESULTS_FILE = "results.json"
@@ -52,6 +54,7 @@ class StudyEvents:
     """What the study reports while it runs; the CLI draws a rich progress display from these. No-ops here."""
 
     def planned(self, total_seconds: float, runs: int, reused: int) -> None: ...
+    def unchanged(self, out: Path) -> None: ...
     def stage(self, name: str, detail: str = "") -> None: ...
     def run_started(self, job: Job) -> None: ...
     def run_finished(self, result: JobResult, estimated_seconds: float) -> None: ...
@@ -208,6 +211,14 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
+
+        def inputs() -> str:  # what the outputs are made from: the runs as they are now
+            return unchanged.study_inputs(config.model_dump(mode="json"), full, [p.store.root for p in runs.plans],
+                                          device_type=pick_device("auto").type, notebook_runs=can_execute())
+        if not (runs.unique or runs.copies) and unchanged.unchanged(out, inputs()):
+            events.unchanged(out)
+            return json.loads((out / RESULTS_FILE).read_text())
+        unchanged.forget(out)
         events.planned(sum(costs) + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))
     events.advance(_STAGE_SECONDS["data"])
 
@@ -272,6 +283,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         events.advance(_STAGE_SECONDS["notebook"])
     results["study"]["notebook"]["seconds"] = seconds["notebook"]  # after the wall time: not part of it
     atomic_write_json(out / RESULTS_FILE, results)
+    if results["study"]["notebook"]["executed"] or not can_execute():  # a failed notebook is tried again
+        unchanged.remember(out, inputs())
     return results
 
 
@@ -280,7 +293,7 @@ def notebook_status(out: Path, kernels: Sequence[Any] = ()) -> dict:
     early); a failure costs the outputs, not the study."""
     try:
         results = json.loads((out / RESULTS_FILE).read_text())
-        drawn = set(sections.figure_drawers(results, out, dataset=lambda: None))  # names only: nothing is drawn
+        drawn = set(figure_drawers(results, out, dataset=lambda: None))  # names only: nothing is drawn
         _, executed = write_notebook(out, drawn, kernels=kernels)
         return {"executed": executed, "reason": None if executed else "nbclient or ipykernel is not installed "
                 "(pip install 'convlens[notebook]')"}

@@ -1,5 +1,6 @@
 """The report's sections, assembled: numbers from the dataset and the run stores, statistics from probes/,
-figures from report/figures.py, sentences from report/findings.py, all into the dict that becomes results.json.
+figures from report/figures.py and study/redraw.py, sentences from report/findings.py, all into the dict that
+becomes results.json.
 
 Training happened before (the experiment stage); here models are only loaded and evaluated.
 """
@@ -7,22 +8,19 @@ Training happened before (the experiment stage); here models are only loaded and
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from convlens.config import TrainConfig, model_spec
-from convlens.data.dataset import ImageDataset, images_to_tensor
-from convlens.data.permutation import permute_pixels, pixel_permutation
-from convlens.eda import explore, mean_images
+from convlens.data.dataset import ImageDataset
+from convlens.eda import explore
 from convlens.experiments.store import RunStore
-from convlens.models.checkpoint import WEIGHTS_FILE, load_model
+from convlens.models.checkpoint import WEIGHTS_FILE
 from convlens.models.network import Network
 from convlens.models.presets import PRESETS
 from convlens.models.summary import summarize
-from convlens.probes.activations import feature_maps, first_layer_filters
 from convlens.probes.confusion import most_confused_pairs, most_missed, report_over_seeds
 from convlens.probes.efficiency import efficiency_points
 from convlens.probes.equivariance import equivariance, equivariance_over_seeds
@@ -32,12 +30,10 @@ from convlens.report import figures, findings
 from convlens.run_files import read_predictions
 from convlens.runs import load_run
 from convlens.stats import mean_ci
+from convlens.study import redraw
 from convlens.study.config import StudyConfig
+from convlens.study.redraw import CNN, CNN_LEVEL, MLP, MLP_LEVEL, NAMES
 from convlens.training import pick_device
-
-MLP, CNN = "mlp-128-64", "cnn-32-64-128"  # the two models of the cnn-vs-mlp and locality experiments
-MLP_LEVEL, CNN_LEVEL = f"model={MLP}", f"model={CNN}"  # their levels in cnn-vs-mlp
-NAMES = {MLP: "MLP", CNN: "CNN"}  # how the report (and results.json's probe keys) call them
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -46,36 +42,18 @@ def _rel(path: Path, root: Path) -> str:
 
 # 1. Dataset & EDA ---------------------------------------------------------------------------------------------
 
-def samples_figure(ds: ImageDataset, sample_indices: dict[str, list[int]], path: Path | None = None):
-    return figures.image_grid([[ds.train_images[i] for i in sample_indices[n]] for n in ds.class_names],
-                              list(ds.class_names), path, title="Random training images per class")
-
-
-def mean_images_figure(ds: ImageDataset, path: Path | None = None):
-    return figures.image_grid([list(mean_images(ds))], ["mean"], path, col_labels=list(ds.class_names),
-                              title="Mean training image per class")
-
-
-def duplicates_figure(ds: ImageDataset, duplicates: dict, path: Path | None = None):
-    pairs = duplicates["exact_examples"] + duplicates["near_examples"]
-    return figures.image_grid(
-        [[ds.test_images[p["test_index"]], ds.train_images[p["train_index"]]] for p in pairs],
-        [f"test {p['test_index']} / train {p['train_index']}\nRMS {p['rms']:.3f}" for p in pairs],
-        path, col_labels=["test", "train"], title="Test images found in the training set")
-
-
 def eda_section(ds: ImageDataset, fig_dir: Path) -> dict:
     eda = explore(ds)
     drawn = {"eda": eda}  # the figures drawn from numbers alone, as the notebook rebuilds them from results.json
     figs = {
         "class_balance": figures.FROM_RESULTS["eda_class_balance"](drawn, fig_dir / "eda_class_balance.png"),
-        "samples": samples_figure(ds, eda["sample_indices"], fig_dir / "eda_samples.png"),
-        "mean_images": mean_images_figure(ds, fig_dir / "eda_mean_images.png"),
+        "samples": redraw.samples_figure(ds, eda["sample_indices"], fig_dir / "eda_samples.png"),
+        "mean_images": redraw.mean_images_figure(ds, fig_dir / "eda_mean_images.png"),
         "pixel_histogram": figures.FROM_RESULTS["eda_pixel_histogram"](drawn, fig_dir / "eda_pixel_histogram.png"),
         "brightness": figures.FROM_RESULTS["eda_brightness"](drawn, fig_dir / "eda_brightness.png"),
     }
     if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
-        figs["duplicates"] = duplicates_figure(ds, eda["duplicates"], fig_dir / "eda_duplicates.png")
+        figs["duplicates"] = redraw.duplicates_figure(ds, eda["duplicates"], fig_dir / "eda_duplicates.png")
     eda["figures"] = {k: _rel(v, fig_dir.parent) for k, v in figs.items()}
     eda["findings"] = findings.eda_findings(eda)
     return eda
@@ -110,16 +88,6 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
     }
 
 
-def missed_figure(missed: dict, label: str, ds: ImageDataset, path: Path | None = None):
-    """The test images ``label`` gets wrong on the most seeds, with their true and most frequent wrong class."""
-    names, shown = ds.class_names, missed["images"]
-    return figures.flip_gallery(
-        [(f"{label}:\nmissed most often", [ds.test_images[m["index"]] for m in shown],
-          [f"#{m['index']} {names[m['true']]}\ntaken for {names[m['predicted']]}\nwrong on {m['missed_seeds']}/"
-           f"{len(missed['seeds'])} seeds" for m in shown])],
-        path, f"{label}: the test images it gets wrong on the most of its {len(missed['seeds'])} seeds")
-
-
 def classification_section(name: str, store: RunStore, seeds: int, ds: ImageDataset, fig_dir: Path,
                            root: Path) -> dict:
     """Precision, recall and F1 per class and their macro average over the seeds of one model (scikit-learn's
@@ -132,7 +100,7 @@ def classification_section(name: str, store: RunStore, seeds: int, ds: ImageData
     result = {"report": report, "most_missed": missed, "findings": findings.classification_findings(report, missed,
                                                                                                      ds.class_names)}
     if missed["images"]:
-        fig = missed_figure(missed, NAMES.get(name, name), ds, fig_dir / f"{figures.model_key(name)}_missed.png")
+        fig = redraw.missed_figure(missed, NAMES.get(name, name), ds, fig_dir / f"{figures.model_key(name)}_missed.png")
         result["figures"] = {"missed": _rel(fig, root)}
     else:
         result["figures"] = {}
@@ -224,7 +192,7 @@ def locality_section(summary: dict, ds: ImageDataset, fig_dir: Path, root: Path)
     effects = {"models": models, "interaction": interaction, "on_permuted": on_permuted,
                "family": len(summary["comparisons"])}
     fig = figures.locality_figure(effects, fig_dir / "probe_locality.png")
-    example_fig = permuted_examples_figure(ds, fig_dir / "probe_permuted_examples.png")
+    example_fig = redraw.permuted_examples_figure(ds, fig_dir / "probe_permuted_examples.png")
     return {**effects, "findings": findings.locality_findings(effects),
             "figures": {"locality": _rel(fig, root), "examples": _rel(example_fig, root)}}
 
@@ -321,53 +289,13 @@ def assumptions_section(config: StudyConfig, stores: dict[str, RunStore], summar
     return {**result, "figures": {k: _rel(v, root) for k, v in figs.items()}}
 
 
-def permuted_examples_figure(ds: ImageDataset, path: Path | None = None):
-    perm = pixel_permutation(ds.test_images.shape[1] * ds.test_images.shape[2])
-    examples = ds.test_images[:6]
-    return figures.image_grid([list(examples), list(permute_pixels(examples, perm))], ["original", "permuted"], path,
-                              title="The same test images, pixels reordered by the one fixed permutation")
-
-
-def filters_figure(stores: dict[str, RunStore], path: Path | None = None) -> tuple:
-    """(figure, its row labels): first-layer kernels of seed 0 per kernel size (the kernel-size experiment if run,
-    else the CNN)."""
-    if "kernel-size" in stores:
-        store = stores["kernel-size"]
-        labels_in_order = [lv["label"] for lv in store.read_experiment()["levels"]]
-    else:
-        store, labels_in_order = stores["cnn-vs-mlp"], [CNN_LEVEL]
-    rows, labels = [], []
-    for label in labels_in_order:
-        if store.status(label, 0) != "done":
-            continue
-        model, _ = load_model(store.run_dir(label, 0))
-        weights = first_layer_filters(model)
-        rows.append(list(weights[:16]))
-        labels.append(f"{label}\n({weights.shape[1]}x{weights.shape[2]})")
-    fig = figures.image_grid(rows, labels, path, cmap="RdBu_r", symmetric=True,
-                             title="First-layer kernels, seed 0 (first 16 of each; red +, blue -)")
-    return fig, labels
-
-
 def filters_section(stores: dict[str, RunStore], fig_dir: Path, root: Path) -> dict:
-    fig, labels = filters_figure(stores, fig_dir / "probe_filters.png")
+    fig, labels = redraw.filters_figure(stores, fig_dir / "probe_filters.png")
     return {"levels": labels, "figures": {"filters": _rel(fig, root)}}
 
 
-def feature_maps_figure(store: RunStore, ds: ImageDataset, index: int, path: Path | None = None) -> tuple:
-    """(figure, the maps): test image ``index`` through each conv block of the CNN of seed 0."""
-    model, _ = load_model(store.run_dir(CNN_LEVEL, 0))
-    maps = feature_maps(model, images_to_tensor(ds.test_images[index:index + 1]))
-    rows = [[ds.test_images[index]]] + [list(m[:8]) for _, m in maps]
-    labels = ["input"] + [f"{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}" for name, m in maps]
-    fig = figures.image_grid(rows, labels, path, cmap="viridis",
-                             title=f"Test image {index} ({ds.class_names[int(ds.test_labels[index])]}) through each "
-                                   "conv block of the CNN, seed 0 (first 8 channels)")
-    return fig, maps
-
-
 def feature_map_section(store: RunStore, ds: ImageDataset, fig_dir: Path, root: Path, index: int = 0) -> dict:
-    fig, maps = feature_maps_figure(store, ds, index, fig_dir / "probe_feature_maps.png")
+    fig, maps = redraw.feature_maps_figure(store, ds, index, fig_dir / "probe_feature_maps.png")
     blocks = [{"name": n, "shape": list(m.shape)} for n, m in maps]
     return {"test_index": index, "class": ds.class_names[int(ds.test_labels[index])], "blocks": blocks,
             "finding": findings.feature_map_finding(blocks), "figures": {"feature_maps": _rel(fig, root)}}
@@ -379,21 +307,6 @@ def efficiency_section(summaries: dict[str, dict], seeds: int, fig_dir: Path, ro
     fig = figures.efficiency_figure(probe, fig_dir / "probe_efficiency.png")
     return {**probe, "findings": findings.efficiency_findings(probe["points"]),
             "figures": {"efficiency": _rel(fig, root)}}
-
-
-def flip_gallery(comparison: dict, ds: ImageDataset, path: Path | None = None):
-    """The test images one side of a comparison gets right and the other wrong on every seed."""
-    names, e = ds.class_names, comparison["evidence"]
-    rows = []
-    for key, who in (("lost_examples", f"{comparison['from']} right,\n{comparison['changed']} wrong"),
-                     ("gained_examples", f"{comparison['changed']} right,\n{comparison['from']} wrong")):
-        shown = e[key]
-        rows.append((who, [ds.test_images[x["index"]] for x in shown],
-                     [f"#{x['index']} {names[x['true']]}\n{comparison['from']}: {names[x['reference_predicted']]}\n"
-                      f"{comparison['changed']}: {names[x['level_predicted']]}" for x in shown]))
-    title = (f"{comparison['label']}: test images lost ({e['lost_every_seed']}) and gained ({e['gained_every_seed']}) "
-             f"on every seed; predictions of seed {e['per_seed'][0]['seed']}")
-    return figures.flip_gallery(rows, path, title)
 
 
 def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], ds: ImageDataset, fig_dir: Path,
@@ -413,7 +326,7 @@ def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], 
         galleries = {}
         for i, c in enumerate(summary["comparisons"]):
             if c.get("evidence"):
-                galleries[str(i)] = _rel(flip_gallery(c, ds, fig_dir / f"experiment_{name}_flips_{i}.png"), root)
+                galleries[str(i)] = _rel(redraw.flip_gallery(c, ds, fig_dir / f"experiment_{name}_flips_{i}.png"), root)
         details[name] = {"diff": store.read_experiment()["diff"], "figures": figs, "galleries": galleries}
     return details
 
@@ -446,48 +359,6 @@ def analysis_sections(config: StudyConfig, stores: dict[str, RunStore], summarie
             "assumptions": assumptions_section(config, stores, summaries, ds, fig_dir, root, shift),
         },
     }
-
-
-def figure_drawers(results: dict, root: Path, dataset: Callable[[], ImageDataset]) -> dict[str, Callable[[], Any]]:
-    """Figure name (as in figures/) -> a function that draws it again, as the study drew it: from results.json, from
-    the run stores under ``root`` (curves, confusion matrices, weights) and from the study's images (``dataset()``,
-    called only when an image figure is drawn). The report notebook rebuilds the report with these
-    (``StudyResult.plot``)."""
-    stores = {name: RunStore(root / "experiments" / name) for name in results["experiments"]}
-    seeds, classes = results["study"]["config"]["seeds"], results["eda"]["class_names"]
-    drawers: dict[str, Callable[[], Any]] = {name: partial(draw, results, None)
-                                             for name, draw in figures.FROM_RESULTS.items()
-                                             if figures.DRAWN_WHEN.get(name, lambda r: True)(results)}
-    core = stores["cnn-vs-mlp"]
-    for section in ("baseline", "design"):
-        model = results[section]["name"]
-        key, label, level = figures.model_key(model), NAMES.get(model, model), f"model={model}"
-        drawers[f"{key}_curves"] = lambda label=label, level=level: figures.model_curves(
-            label, core.done_runs(level, seeds))
-        drawers[f"{key}_confusion"] = lambda label=label, level=level: figures.model_confusion(
-            label, core.done_runs(level, seeds), classes)
-        if results[section]["classification"]["most_missed"]["images"]:
-            drawers[f"{key}_missed"] = lambda label=label, missed=results[section]["classification"]["most_missed"]: \
-                missed_figure(missed, label, dataset())
-    eda = results["eda"]
-    drawers["eda_samples"] = lambda: samples_figure(dataset(), eda["sample_indices"])
-    drawers["eda_mean_images"] = lambda: mean_images_figure(dataset())
-    if eda["duplicates"]["exact_examples"] + eda["duplicates"]["near_examples"]:
-        drawers["eda_duplicates"] = lambda: duplicates_figure(dataset(), eda["duplicates"])
-    drawers["probe_permuted_examples"] = lambda: permuted_examples_figure(dataset())
-    drawers["probe_filters"] = lambda: filters_figure(stores)[0]
-    drawers["probe_feature_maps"] = lambda: feature_maps_figure(
-        core, dataset(), results["probes"]["feature_maps"]["test_index"])[0]
-    for name, summary in results["experiments"].items():
-        levels, store = [lv for lv in summary["levels"] if lv["n"] > 0], stores[name]
-        if levels:
-            drawers[f"experiment_{name}_confusion"] = lambda levels=levels, store=store, summary=summary: \
-                figures.level_confusions(levels, {lv["label"]: store.done_runs(lv["label"], summary["seeds"])
-                                                  for lv in levels}, classes)
-        for i, c in enumerate(summary["comparisons"]):
-            if c.get("evidence"):
-                drawers[f"experiment_{name}_flips_{i}"] = lambda c=c: flip_gallery(c, dataset())
-    return drawers
 
 
 # 6. Deployment -----------------------------------------------------------------------------------------------
