@@ -184,27 +184,33 @@ def test_any_change_to_what_a_study_is_made_from_or_wrote_means_analysing_again(
     stores = sorted(p for p in (out / "experiments").iterdir())
     ds = fashion
 
-    def inputs(**changes) -> str:
-        args = {"config": config, "dataset": ds, "experiment_dirs": stores, "device_type": "cpu",
+    def inputs(**changes) -> str | None:
+        args = {"config": config, "dataset": ds, "out": out, "experiment_dirs": stores, "device_type": "cpu",
                 "notebook_runs": False, **changes}
-        return unchanged.study_inputs(args.pop("config"), args.pop("dataset"), args.pop("experiment_dirs"), **args)
+        return unchanged.study_inputs(args.pop("config"), args.pop("dataset"), args.pop("out"),
+                                      args.pop("experiment_dirs"), **args)
     reference = inputs()
     unchanged.remember(out, reference)
     assert unchanged.unchanged(out, reference)
     digests = {reference}
 
-    def differs(digest: str) -> None:
-        assert digest not in digests
+    def differs(digest: str | None) -> None:
+        assert digest is not None and digest not in digests
         digests.add(digest)
     differs(inputs(config={**config, "seeds": config["seeds"] + 1}))
     differs(inputs(device_type="cuda"))
     differs(inputs(notebook_runs=True))
+    differs(inputs(out=study[0]))  # the same study in another directory: its record does not travel with it
     pixels = ds.train_images.copy()
     pixels[123, 4, 5] ^= 1
     differs(inputs(dataset=dataclasses.replace(ds, train_images=pixels)))
+    differs(inputs(dataset=dataclasses.replace(ds, source=dataclasses.replace(ds.source, directory=tmp_path))))
     real_version = unchanged.metadata.version
     monkeypatch.setattr(unchanged.metadata, "version",
                         lambda name: "0.0" if name == "matplotlib" else real_version(name))
+    differs(inputs())
+    monkeypatch.undo()
+    monkeypatch.setattr(unchanged, "_key", lambda: b"another user's secret")  # a record made elsewhere
     differs(inputs())
     monkeypatch.undo()
     assert inputs() == reference
@@ -237,6 +243,19 @@ def test_any_change_to_what_a_study_is_made_from_or_wrote_means_analysing_again(
         assert not unchanged.unchanged(out, reference), output
         path.write_bytes(kept)
         assert unchanged.unchanged(out, reference)
+    # links are not followed: one out of the directory is neither read nor part of the record
+    (out / "figures" / "outside.png").symlink_to(tmp_path / "convlens" / "__init__.py")
+    assert unchanged.unchanged(out, reference) and "figures/outside.png" not in unchanged.study_outputs(out)
+    # a file that cannot be read: no digest, so the study counts as changed (and nothing is recorded)
+    real_add_file = unchanged._add_file
+
+    def unreadable(digest, label, path):
+        if path.name == "metrics.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        real_add_file(digest, label, path)
+    monkeypatch.setattr(unchanged, "_add_file", unreadable)
+    assert inputs() is None and not unchanged.unchanged(out, None)
+    monkeypatch.undo()
     (out / unchanged.STATE_FILE).write_text("{not json")
     assert not unchanged.unchanged(out, reference)
     unchanged.forget(out)

@@ -88,3 +88,18 @@ def test_only_the_kernel_whose_share_draws_a_model_figure_imports_the_model_code
     loaded = {i: nb.cells[i].outputs[0]["text"].split() for share in shares for i in share}
     for k, share in enumerate(shares):
         assert all(loaded[i] == [str(k == model_share), "True"] for i in share), (k, loaded)
+
+
+def test_a_kernel_started_early_with_the_model_code_takes_the_share_that_draws_a_model(tmp_path, monkeypatch):
+    """As in the study: kernels started before the notebook exists, the model code in one of them (here the first);
+    the model figure's share (here the second) is run in that one, and no kernel is started for it."""
+    check = "import sys\nprint('convlens.study.sections' in sys.modules)"
+    nb = small_notebook("x = 1", check, check + "  # study.plot('probe_feature_maps')")
+    with notebook.warm_kernels(tmp_path, 2, models_in=0) as kernels:
+        assert len(kernels) == 2
+        real, started = notebook._start_warm_kernel, []
+        monkeypatch.setattr(notebook, "_start_warm_kernel",
+                            lambda out, warm_up: started.append(warm_up) or real(out, warm_up))
+        notebook.execute_in_parallel(nb, tmp_path, 120, kernels, 2)
+    assert started == []
+    assert printed(nb)[1:] == [["False\n"], ["True\n"]]

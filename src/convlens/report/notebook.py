@@ -20,6 +20,7 @@ import json
 import os
 import re
 import subprocess
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ print(study.headline())'''
 WARM_UP = "import convlens.api.study, convlens.study.redraw, matplotlib.pyplot"
 WARM_UP_MODELS = WARM_UP + ", convlens.study.sections"
 MODEL_FIGURES = ("probe_filters", "probe_feature_maps")  # study/redraw.py: the figures that load a model
+_MODEL_KERNELS: weakref.WeakSet = weakref.WeakSet()  # the kernels started with WARM_UP_MODELS
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
 # Kernels that run the notebook at once, at most. Each one boots (3-7 s of one core), imports the API and loads what
 # its cells draw from: start-up paid once per kernel, which a share of ~45 cells of 0.1-1 s soon stops paying for.
@@ -129,6 +131,8 @@ def warm_kernels(out: Path, count: int | None = None, *, models_in: int | None =
             manager = _start_warm_kernel(out, WARM_UP_MODELS if k == models else WARM_UP)
             if manager is None:
                 break
+            if k == models:
+                _MODEL_KERNELS.add(manager)
             managers.append(manager)
         yield managers
     finally:
@@ -241,12 +245,18 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
     parts = len(shares)
     pieces = [new_notebook(cells=[copy.deepcopy(notebook.cells[i]) for i in [setup, *share]],
                            metadata=copy.deepcopy(notebook.metadata)) for share in shares]
-    alive = [kernel for kernel in kernels if kernel_alive(kernel)][:parts]
-    # the kernels started here come after the alive ones: the one to run the share with the model figures (if any)
-    # imports the model code as it boots
+    # The share with the model figures (if any) goes to a kernel that imported the model code: one of the given
+    # kernels, moved to that share's place, or else the kernel started here for it.
     models = next((k for k, share in enumerate(shares) if any(_loads_model(notebook.cells[i].source) for i in share)),
                   None)
-    models_in = models - len(alive) if models is not None and models >= len(alive) else None
+    alive = [kernel for kernel in kernels if kernel_alive(kernel)]
+    loaded = next((kernel for kernel in alive if kernel in _MODEL_KERNELS), None)
+    if models is not None and loaded is not None:
+        alive.remove(loaded)
+        alive = alive[:parts - 1]
+        alive.insert(min(models, len(alive)), loaded)
+    alive = alive[:parts]
+    models_in = models - len(alive) if models is not None and models >= len(alive) and loaded not in alive else None
     with warm_kernels(out, parts - len(alive), models_in=models_in) as started:
         managers = alive + started
         # With fewer kernels than shares (one did not start), the first kernels take the rest in turn after theirs.

@@ -212,8 +212,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
 
-        def inputs() -> str:  # what the outputs are made from: the runs as they are now
-            return unchanged.study_inputs(config.model_dump(mode="json"), full, [p.store.root for p in runs.plans],
+        def inputs() -> str | None:  # what the outputs are made from: the runs as they are now
+            return unchanged.study_inputs(config.model_dump(mode="json"), full, out, [p.store.root for p in runs.plans],
                                           device_type=pick_device("auto").type, notebook_runs=can_execute())
         if not (runs.unique or runs.copies) and unchanged.unchanged(out, inputs()):
             events.unchanged(out)
@@ -230,6 +230,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
         summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
                                     dataset=full)  # runs trained in this process use it: read from disk once
+    made_from = inputs()  # the runs the analysis reads
 
     # The notebook's kernels boot (one core each, 3-7 s) while the study works on: beside the ONNX export (one
     # thread, ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy
@@ -283,8 +284,9 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
         events.advance(_STAGE_SECONDS["notebook"])
     results["study"]["notebook"]["seconds"] = seconds["notebook"]  # after the wall time: not part of it
     atomic_write_json(out / RESULTS_FILE, results)
-    if results["study"]["notebook"]["executed"] or not can_execute():  # a failed notebook is tried again
-        unchanged.remember(out, inputs())
+    # Recorded unless the notebook failed (it is tried again) or a run store changed under the analysis.
+    if (results["study"]["notebook"]["executed"] or not can_execute()) and inputs() == made_from:
+        unchanged.remember(out, made_from)
     return results
 
 
