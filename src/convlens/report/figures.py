@@ -1,7 +1,7 @@
 """The study's figures as PNG files (matplotlib, Agg). Each function draws from arrays and numbers it is given;
 nothing here trains or evaluates. Accuracies arrive as fractions and are drawn in percent. With ``path=None`` a
 function returns the figure instead (a notebook shows it). ``FROM_RESULTS``: the figures drawn from results.json
-alone; study/sections.py ``figure_drawers`` adds those drawn from the run store and the images."""
+alone; study/redraw.py ``figure_drawers`` adds those drawn from the run store and the images."""
 
 from __future__ import annotations
 

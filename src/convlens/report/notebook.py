@@ -2,7 +2,7 @@
 
 The same sections as report.md (its generated text, cut at headings and figures, as Markdown cells), each
 followed by code that uses the public API on this directory: the headline numbers, each experiment's table and
-every figure are drawn again from results.json, the run store and the study's images (study/sections.py
+every figure are drawn again from results.json, the run store and the study's images (study/redraw.py
 ``figure_drawers``). Plain nbformat 4, a python3 kernel, no extensions: it opens in Jupyter and
 Colab. Saved executed (nbclient, real ipykernels) when the notebook extra is installed, so it reads without a kernel.
 
