@@ -37,7 +37,7 @@ import convlens
 study = convlens.load_study(STUDY)
 print(study.headline())'''
 # What the notebook's cells import (the API, the figures, pyplot): a kernel started early runs this while the study
-# is still busy, so the notebook does not wait for it. Silent: no output, no history. 1.2 s of one core on the AMD
+# is still busy, so the notebook does not wait for it. Silent: no output, no history. 1.8 s of one core on the AMD
 # kind, where importing the model and probe code as well (torch, scipy) took 7 s (bench/README.md, "Where the test
 # suite's CPU goes"): only the kernel whose share draws a figure that loads a model (MODEL_FIGURES, drawn from the
 # run store's weights) imports that too. In the report they are in the probes section, near the end: the last share.

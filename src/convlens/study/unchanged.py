@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import os
-import platform
 import secrets
 from collections.abc import Iterable
 from importlib import metadata
@@ -31,6 +30,7 @@ import numpy as np
 
 import convlens
 from convlens.atomic_files import atomic_write_json
+from convlens.provenance import package_versions
 
 if TYPE_CHECKING:
     from convlens.data.dataset import ImageDataset
@@ -65,7 +65,7 @@ def _key() -> bytes:
 
 
 def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "convlens": convlens.__version__}
+    versions = package_versions()  # python, convlens and the core packages, as results.json records them
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
