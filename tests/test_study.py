@@ -213,6 +213,23 @@ def test_any_change_to_what_a_study_is_made_from_or_wrote_means_analysing_again(
     monkeypatch.setattr(unchanged, "_key", lambda: b"another user's secret")  # a record made elsewhere
     differs(inputs())
     monkeypatch.undo()
+    # how the figures look: the matplotlibrc matplotlib reads, and its font list
+    import matplotlib
+    rc = tmp_path / "matplotlibrc"
+    rc.write_text("font.size: 13\n")
+    monkeypatch.setenv("MATPLOTLIBRC", str(rc))
+    differs(inputs())
+    monkeypatch.undo()
+    fonts = tmp_path / "matplotlib-cache"
+    fonts.mkdir()
+    for font_list in Path(matplotlib.get_cachedir()).glob("fontlist-v*.json"):
+        shutil.copy(font_list, fonts)
+    [font_list] = fonts.glob("fontlist-v*.json")  # the study drew its figures: matplotlib listed the fonts
+    monkeypatch.setattr(matplotlib, "get_cachedir", lambda: str(fonts))
+    assert inputs() == reference
+    font_list.write_text(font_list.read_text().replace("DejaVu Sans", "DejaVu Serif", 1))
+    differs(inputs())
+    monkeypatch.undo()
     assert inputs() == reference
     # convlens's own code: a copy of the package with one template changed
     package = Path(unchanged.convlens.__file__).parent

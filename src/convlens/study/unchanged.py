@@ -2,8 +2,8 @@
 
 After a study, OUT/.convlens-study.json records two things: a digest of everything its outputs were made from
 (the config, the dataset's pixels and labels and where they were read, the study directory's own path, every file
-of every run, convlens's own code, the Python and packages that compute or draw, the device type, whether the
-notebook could be executed), and a digest of every output it wrote (results.json, the reports, the notebook,
+of every run, convlens's own code, the Python and packages that compute or draw, matplotlib's rc file and font
+list, the device type, whether the notebook could be executed), and a digest of every output it wrote (results.json, the reports, the notebook,
 figures/, model/, each experiment's summary, table and plots). A rerun that has no run to train compares both: when
 they match, the analysis would write the same files again (probes, ~60 figures, the ONNX export and the notebook:
 40-60 s on 2 cores), so the study keeps them and says so. Any difference redoes the analysis, as does deleting an
@@ -91,6 +91,18 @@ def _files(root: Path, within: str = "") -> list[Path]:
     return sorted(found)
 
 
+def _drawing_setup() -> list[tuple[str, Path]]:
+    """The files besides the code and versions that decide how a figure looks: the matplotlibrc that matplotlib
+    reads here (a user's own, the working directory's, or its default) and its font list (the fonts a figure's
+    text is set in, cached when matplotlib first looks for fonts)."""
+    import matplotlib  # light: pyplot and the font manager are not imported
+    files = [("matplotlibrc", Path(matplotlib.matplotlib_fname()))]
+    cache = Path(matplotlib.get_cachedir())
+    if cache.is_dir():
+        files += [(f"font list {p.name}", p) for p in sorted(cache.glob("fontlist-v*.json")) if not p.is_symlink()]
+    return files
+
+
 def _add(digest, label: str, data: bytes | memoryview) -> None:
     # Each part is framed by its label and length, so two different sets of parts never hash alike.
     name = label.encode()
@@ -115,6 +127,8 @@ def study_inputs(config: dict, dataset: ImageDataset, out: Path, experiment_dirs
                                                 "notebook_runs": notebook_runs, "out": str(Path(out).resolve()),
                                                 "data": [dataset.source.origin, str(dataset.source.directory)]},
                                                sort_keys=True).encode())
+        for label, path in _drawing_setup():
+            _add_file(digest, label, path)
         _add(digest, "classes", json.dumps(list(dataset.class_names)).encode())
         for name in ("train_images", "train_labels", "test_images", "test_labels"):
             array = np.ascontiguousarray(getattr(dataset, name))
