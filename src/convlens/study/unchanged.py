@@ -1,17 +1,17 @@
 """A finished study run again with nothing changed is not redone.
 
-After a study, OUT/.convlens-study.json records two things: a digest of everything its outputs were made from
-(the config, the dataset's pixels and labels and where they were read, the study directory's own path, every file
-of every run, convlens's own code, the Python and packages that compute or draw, matplotlib's rc file and font
-list, the device type, whether the notebook could be executed), and a digest of every output it wrote (results.json, the reports, the notebook,
-figures/, model/, each experiment's summary, table and plots). A rerun that has no run to train compares both: when
-they match, the analysis would write the same files again (probes, ~60 figures, the ONNX export and the notebook:
-40-60 s on 2 cores), so the study keeps them and says so. Any difference redoes the analysis, as does deleting an
-output (e.g. results.json), and so does anything unreadable.
+After a study, OUT/.convlens-study.json records two things: a digest of everything its outputs were made from (the
+config, the dataset's pixels and labels and where they were read, the study directory's own path, every file of
+every run, convlens's own code, the Python and packages that compute or draw, matplotlib's rc file and font list,
+the device type, whether the notebook could be executed), and a digest of every output it wrote (results.json, the
+reports, the notebook, figures/, model/, each experiment's summary, table and plots). A rerun that has no run to
+train compares both: when they match, the analysis would write the same files again (probes, ~60 figures, the ONNX
+export and the notebook: 40-60 s on 2 cores), so the study keeps them and says so. Any difference redoes the
+analysis, as does deleting an output (e.g. results.json), and so does anything unreadable.
 
-The input digest is keyed with a secret of this user's (HMAC, in convlens's user data directory): a study
-directory from elsewhere cannot vouch for its own results or notebook, it is analysed again. Links are not
-followed: a study directory holds files, and a link out of it (``figures -> /``) is never read.
+The input digest is keyed with a secret of this user's (HMAC, in convlens's user data directory): a study directory
+from elsewhere cannot vouch for its own results or notebook, it is analysed again. Links are not followed: a study
+directory holds files, and a link out of it (``figures -> /``) is never read.
 """
 
 from __future__ import annotations
