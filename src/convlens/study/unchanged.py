@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 
 STATE_FILE = ".convlens-study.json"
 STATE_FORMAT = "convlens-study-state/2"
-# The packages whose version can change a number, a figure, the exported model or the executed notebook.
-PACKAGES = ("torch", "numpy", "scipy", "statsmodels", "scikit-learn", "pandas", "pydantic", "matplotlib", "pillow",
-            "jinja2", "markdown-it-py", "safetensors", "onnx", "onnxscript", "onnxruntime", "nbformat", "nbclient",
-            "ipykernel")
+# The packages whose version can change a number, a figure, the exported model or the executed notebook, besides
+# those provenance.package_versions() records already (python, convlens, torch, numpy, safetensors, pydantic).
+PACKAGES = ("scipy", "statsmodels", "scikit-learn", "pandas", "matplotlib", "pillow", "jinja2", "markdown-it-py",
+            "onnx", "onnxscript", "onnxruntime", "nbformat", "nbclient", "ipykernel")
 _CODE_SUFFIXES = (".py", ".j2", ".html")
 _OUTPUTS = ("results.json", "report.md", "report.html", "report.ipynb", "figures/", "model/")
 _EXPERIMENT_OUTPUTS = ("summary.json", "runs.csv", "plots/")
@@ -97,10 +97,8 @@ def _drawing_setup() -> list[tuple[str, Path]]:
     text is set in, cached when matplotlib first looks for fonts)."""
     import matplotlib  # light: pyplot and the font manager are not imported
     files = [("matplotlibrc", Path(matplotlib.matplotlib_fname()))]
-    cache = Path(matplotlib.get_cachedir())
-    if cache.is_dir():
-        files += [(f"font list {p.name}", p) for p in sorted(cache.glob("fontlist-v*.json")) if not p.is_symlink()]
-    return files
+    font_lists = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-v*.json"))
+    return files + [(f"font list {p.name}", p) for p in font_lists if not p.is_symlink()]
 
 
 def _add(digest, label: str, data: bytes | memoryview) -> None:
