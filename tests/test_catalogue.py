@@ -153,6 +153,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("study config: a list", lambda t, r, m: study_config(t, "[1]\n"), 2, "expected a mapping of study options"),
     ("study config: unknown experiment", lambda t, r, m: study_config(t, "experiments: [{name: nope}]\n"), 2,
      "unknown experiment 'nope'"),
+    ("study config: a newline in a name", lambda t, r, m: study_config(t, 'recipe: "fa\\nst"\n'), 2,
+     "unknown recipe 'fa\\nst'"),  # the user's text quoted with its newline escaped, on the one line
     ("study config: missing", lambda t, r, m: ["study", "--config", str(t / "none.yaml"), "--out", str(t / "o")], 2,
      "study config"),
     # dataset files

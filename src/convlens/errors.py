@@ -16,6 +16,11 @@ class ConvlensError(Exception):
 
     exit_code = 1
 
+    def __str__(self) -> str:
+        # Messages quote what the user typed (a recipe name, a path, a YAML value); a newline or other control
+        # character in it is shown escaped, so the message stays the one line the CLI promises.
+        return one_line(super().__str__())
+
 
 class UsageError(ConvlensError):
     """The user asked for something invalid (unknown model, bad override, bad flag value). Exit code 2."""
@@ -36,6 +41,12 @@ class TrainingDiverged(ConvlensError):
             f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
             "lower the learning rate or check the inputs"
         )
+
+
+def one_line(text: str) -> str:
+    """``text`` with each non-printable character (newline, tab, escape, ...) written as its escape: ``\\n``."""
+    return text if text.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def format_validation_error(e: ValidationError) -> str:
