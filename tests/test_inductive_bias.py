@@ -136,7 +136,7 @@ def test_weight_sharing_parts_are_the_paired_differences_with_the_sign_turned_fo
     lines = weight_sharing_findings(ws)
     total = d_loc.mean() + d_share.mean()
     assert lines[0].startswith(f"On original pixels: locality (the locally connected network minus the MLP) "
-                               f"{d_loc.mean() * 100:+.2f} pp, 95% CI {(d_loc.mean() - half) * 100:+.2f} to "
+                               f"{d_loc.mean() * 100:+.2f} pp, unadjusted 95% CI {(d_loc.mean() - half) * 100:+.2f} to "
                                f"{(d_loc.mean() + half) * 100:+.2f} pp (significant, p=")
     assert all(c["p_holm"] < 0.05 for c in (locality, sharing))  # both significant: the shares are printed
     assert lines[2].startswith(f"Both steps add accuracy on original pixels: of their sum, {total * 100:+.2f} pp, "
@@ -204,8 +204,12 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
     ordered = sorted(1.0 if np.isnan(p) else p for p in p_raw)
     holm = [min(1.0, max((3 - j) * ordered[j] for j in range(i + 1))) for i in range(3)]
     assert sorted(t["p_holm"] for t in effects["tests"][1:]) == pytest.approx(holm[:2])
+    three["blocks"][0]["side90"]["ci95"] = [4.0, 4.0]  # what a t interval gives for 4, 4, 4: zero width
     rf = {"cnn": three, "images": 1000, "kernel_sizes": {"levels": {}, **effects}}
     lines = receptive_field_findings(rf)
+    assert "square of 4.0 px (mean over n=3 seeds, the same on every seed)" in lines[0] and "CI" not in lines[0]
+    low, high = sps.ttest_rel([21, 23, 20], [16, 17, 15]).confidence_interval()
+    assert f"difference +5.3 px, unadjusted 95% CI {low:+.1f} to {high:+.1f} px" in lines[6]  # a family of 3
     assert lines[2].startswith("block3: theoretical receptive field 22 px (22 px of it inside the image); 90% of the "
                                "gradient lies within a centred square of 16.0 px")
     assert "the same +2 px on every one of the n=3 seeds (no spread, so no t-test)" in lines[4]

@@ -122,10 +122,12 @@ def test_untested_comparisons_do_not_make_levels_indistinguishable():
     levels = [{"label": k, "n": len(v), "test_accuracy": {"mean": np.mean(list(v.values())) / 10_000}}
               for k, v in counts.items()]
     lines = conclusions(levels, comps)
-    assert comps[1]["verdict"].startswith("not tested") and not any("distinguishable" in line for line in lines)
+    assert comps[1]["verdict"].startswith("not tested") and not any("highest mean" in line for line in lines)
     counts["kernel_size=7"] = {0: 9170, 1: 9140, 2: 9160}
     lines = conclusions(levels, design_comparisons(spec, counts, 10_000))
-    assert lines[-1].startswith("No comparison is significant after Holm's correction, so no level is distinguishable")
+    assert lines[-1] == ("No level differs significantly from the reference (kernel_size=3) after Holm's correction, "
+                         "so the highest mean (kernel_size=3) is no evidence of a better setting; the other levels "
+                         "were not compared with each other.")
 
 
 def test_a_detectable_effect_beyond_100_pp_is_said_as_none():
@@ -134,3 +136,43 @@ def test_a_detectable_effect_beyond_100_pp_is_said_as_none():
     assert c["mde"] > 1  # two seeds that disagree this much: no accuracy difference could be detected
     sentence = comparison_sentence(c)
     assert "no difference an accuracy can show (up to 100 pp) could be detected" in sentence and "pp could not" not in sentence
+
+
+def test_an_unadjusted_interval_that_excludes_zero_beside_no_significant_difference_says_why():
+    """The interval is the paired t interval of one comparison; the verdict follows the family's Holm-corrected p.
+    Kernel 5 vs 3 below: scipy's interval excludes 0 but Holm over the 2 comparisons does not find it."""
+    spec = parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size", levels=[3, 5, 7])))
+    counts = {"kernel_size=3": {0: 9000, 1: 9010, 2: 9005}, "kernel_size=5": {0: 9030, 1: 9060, 2: 9065},
+              "kernel_size=7": {0: 8970, 1: 8960, 2: 8945}}
+    five, seven = design_comparisons(spec, counts, 10_000)
+    diff = np.array([30, 50, 60]) / 10_000
+    low, high = sps.ttest_rel(diff, np.zeros(3)).confidence_interval()
+    raw = [sps.ttest_rel(diff, np.zeros(3)).pvalue, sps.ttest_rel(np.array([-30, -50, -60]), np.zeros(3)).pvalue]
+    assert low > 0 and five["p_holm"] == pytest.approx(multipletests(raw, method="holm")[1][0])
+    assert five["p_holm"] > 0.05
+    assert five["family"] == seven["family"] == 2
+    assert (f"mean difference +0.47 pp, unadjusted 95% CI {low * 100:+.2f} to {high * 100:+.2f} pp (it excludes 0, "
+            "but the test corrected over the family's 2 comparisons does not)") in comparison_sentence(five)
+    # the seeds the observed difference would need plan a new experiment, not more seeds for this one
+    assert five["seeds_needed"] > 3 and (f"would take about {five['seeds_needed']} seeds (for a new experiment: adding "
+                                         "seeds to this one until its test passes would make its p-value too small)"
+                                         ) in comparison_sentence(five)
+    # a family of one: its interval and its p come from the same t-test, so it is not called unadjusted
+    (alone,) = design_comparisons(parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size",
+                                                                                    levels=[3, 5]))),
+                                  {k: counts[k] for k in ("kernel_size=3", "kernel_size=5")}, 10_000)
+    assert f", 95% CI {low * 100:+.2f} to {high * 100:+.2f} pp" in comparison_sentence(alone)
+    assert alone["verdict"].startswith("significantly higher") and "excludes 0" not in comparison_sentence(alone)
+
+
+def test_with_nothing_significant_in_a_grid_only_the_tested_comparisons_are_claimed():
+    from convlens.experiments.analysis import conclusions
+    counts = {f"{M} {O}": {0: 880, 1: 870, 2: 875}, f"{M} {P}": {0: 879, 1: 874, 2: 873},
+              f"{C} {O}": {0: 878, 1: 873, 2: 872}, f"{C} {P}": {0: 881, 1: 870, 2: 876}}
+    comps = design_comparisons(GRID, counts, 1000)
+    assert all(c["verdict"].startswith("no significant") for c in comps)
+    levels = [{"label": k, "n": 3, "test_accuracy": {"mean": np.mean(list(v.values())) / 1000}}
+              for k, v in counts.items()]
+    assert conclusions(levels, comps)[-1] == (
+        f"No comparison above is significant after Holm's correction, so the highest mean ({C} {P}) is no evidence "
+        "of a better setting; cells that differ in both factors were not compared.")

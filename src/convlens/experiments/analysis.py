@@ -187,9 +187,15 @@ def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
     done = [lv for lv in levels if lv["n"] > 0]
     tested = all(c["verdict"].startswith(("no significant", "identical")) for c in comparisons)
     if len(done) > 1 and comparisons and tested:
-        top = max(done, key=lambda lv: lv["test_accuracy"]["mean"])
-        lines.append(f"No comparison is significant after Holm's correction, so no level is distinguishable: the "
-                     f"highest mean ({top['label']}) is no evidence of a better setting.")
+        top = max(done, key=lambda lv: lv["test_accuracy"]["mean"])["label"]
+        # only what was tested is claimed: one factor compares each level with the reference, not with each other
+        if all(c.get("within") is None and c["kind"] == "effect" for c in comparisons):
+            lines.append(f"No level differs significantly from the reference ({comparisons[0]['reference']}) after "
+                         f"Holm's correction, so the highest mean ({top}) is no evidence of a better setting; the "
+                         "other levels were not compared with each other.")
+        else:
+            lines.append(f"No comparison above is significant after Holm's correction, so the highest mean ({top}) is "
+                         "no evidence of a better setting; cells that differ in both factors were not compared.")
     return lines
 
 

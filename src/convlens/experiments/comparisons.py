@@ -83,6 +83,7 @@ def design_comparisons(spec: ExperimentSpec, counts: Counts, n_images: int,
     for (about, _, _), test, p_holm in zip(plan, tests, adjusted):
         said = verdict(test, p_holm, alpha=alpha)
         results.append({**about, **test.to_dict(), "p_holm": p_holm, "verdict": said, "mde_alpha": strictest,
+                        "family": len(plan),
                         # seeds the observed difference would need to be detected (80% power), when it was not
                         "seeds_needed": (seeds_needed(test.diff, test.std_diff, strictest)
                                          if said.startswith("no significant") and test.diff != 0 else None)})
@@ -150,6 +151,27 @@ def _pp(x: float) -> str:
     return f"{x * 100:+.2f} pp"
 
 
+# A seed count read off an observed difference plans the next experiment; adding seeds to this one until its
+# test passes is optional stopping, and the p-value it ends with is too small.
+FRESH_SEEDS = "for a new experiment: adding seeds to this one until its test passes would make its p-value too small"
+
+
+def interval_text(c: dict[str, Any], number: Callable[[float], str] = lambda x: f"{x * 100:+.2f}",
+                  unit: str = "pp") -> str:
+    """', 95% CI -0.29 to +0.53 pp' for comparison ``c``: its paired t interval, which is not adjusted for
+    the family. So in a family of several tests it is called unadjusted, and when it excludes 0 beside a verdict
+    that (following the Holm-corrected p) finds no difference, the sentence says why the two differ."""
+    lo, hi = c["ci95"]
+    if lo is None or math.isnan(lo):
+        return ""
+    family = c.get("family", 1)
+    text = f", {'unadjusted ' if family > 1 else ''}95% CI {number(lo)} to {number(hi)} {unit}"
+    p = c.get("p_holm")
+    if family > 1 and (lo > 0 or hi < 0) and p is not None and not math.isnan(p) and p >= ALPHA:
+        text += f" (it excludes 0, but the test corrected over the family's {family} comparisons does not)"
+    return text
+
+
 def comparison_sentence(c: dict[str, Any]) -> str:
     """What one comparison found, in words that follow its corrected test (and its MDE when it found nothing)."""
     if c["kind"] == "interaction":
@@ -159,13 +181,12 @@ def comparison_sentence(c: dict[str, Any]) -> str:
         line = f"{c['label']}: test accuracy {c['verdict']}"
     if c["n"] == 0 or c["identical"]:
         return line + "."
-    lo, hi = c["ci95"]
-    interval = f", 95% CI {_pp(lo)} to {_pp(hi)}" if lo is not None and not math.isnan(lo) else ""
-    line += f"; mean difference {_pp(c['diff'])}{interval}"
+    line += f"; mean difference {_pp(c['diff'])}{interval_text(c)}"
     mde = c["mde"]
     if c["verdict"].startswith("no significant") and mde is not None and not math.isnan(mde):
         line += f"; with n={c['n']} seeds and this spread, {undetectable(mde)} (80% power at alpha " \
                 f"{c['mde_alpha']:.3g}, the family's strictest level)"
         if c.get("seeds_needed"):
-            line += f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} seeds"
+            line += (f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} "
+                     f"seeds ({FRESH_SEEDS})")
     return line + "."

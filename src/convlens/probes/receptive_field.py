@@ -128,6 +128,6 @@ def kernel_size_effects(levels: dict[str, dict], reference: str, alpha: float = 
                       "theoretical": [ref_block["theoretical_size"], block["theoretical_size"]],
                       "theoretical_visible": [ref_block["theoretical_visible"][0], block["theoretical_visible"][0]],
                       "side90": [ref_block["side90"]["mean"], block["side90"]["mean"]],
-                      **test.to_dict(), "p_holm": p_holm,
+                      **test.to_dict(), "p_holm": p_holm, "family": len(plan),
                       "verdict": verdict(test, p_holm, alpha=alpha, higher="larger", lower="smaller")})
     return {"reference": reference, "family": len(tests), "tests": tests}

@@ -72,6 +72,7 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n
         said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for the {second}",
                        lower=f"larger loss for the {second}")
         tests.append({"shift": s, **c.to_dict(), "p_holm": p_holm, "verdict": said, "mde_alpha": strictest,
+                      "family": len(comparisons),
                       "seeds_needed": (seeds_needed(c.diff, c.std_diff, strictest)
                                        if said.startswith("no significant") and c.diff != 0 else None)})
     return {"shifts": shifts, "seeds": seeds, "curves": curves, "tests": tests}
@@ -98,6 +99,6 @@ def shift_loss_comparisons(accuracy: dict[str, dict[int, list[float]]], pairs: l
     for (model, reference, s), c, p_holm in zip(plan, comparisons, holm([c.p_value for c in comparisons])):
         said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for {model}", lower=f"larger loss for {model}")
         tests.append({"model": model, "reference": reference, "shift": s, **c.to_dict(), "p_holm": p_holm,
-                      "verdict": said, "mde_alpha": strictest})
+                      "verdict": said, "mde_alpha": strictest, "family": len(plan)})
     return {"shifts": shifts, "curves": curves, "pairs": [list(p) for p in pairs], "family": len(tests),
             "tests": tests}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from convlens.experiments.comparisons import undetectable
+from convlens.experiments.comparisons import FRESH_SEEDS, interval_text, undetectable
 from convlens.stats import ALPHA, p_equals
 
 
@@ -18,8 +18,7 @@ def _pp(x: float | None) -> str:
 
 
 def _interval(c: dict) -> str:
-    lo, hi = c["ci95"]
-    return "" if lo is None or math.isnan(lo) else f", 95% CI {lo * 100:+.2f} to {hi * 100:+.2f} pp"
+    return interval_text(c)
 
 
 def eda_findings(eda: dict) -> list[str]:
@@ -162,8 +161,7 @@ def augmentation_findings(aug: dict, shift: dict) -> list[str]:
         lines.append(f"Shift {s} px, accuracy change from 0 px: MLP {change('MLP', s)}, MLP + shift aug "
                      f"{change('MLP + shift aug', s)}, CNN {change('CNN', s)}, CNN + shift aug "
                      f"{change('CNN + shift aug', s)}. Differences in change: augmented vs plain MLP "
-                     f"{tested(by['MLP + shift aug', 'MLP', s])}; augmented MLP vs CNN "
-                     f"{tested(by['MLP + shift aug', 'CNN', s])}; augmented vs plain CNN "
+                     f"{tested(by['MLP + shift aug', 'MLP', s])}; augmented vs plain CNN "
                      f"{tested(by['CNN + shift aug', 'CNN', s])}; CNN vs MLP (the shift probe's test) "
                      f"{tested(probe[s])}.")
     bought, built = by["MLP + shift aug", "MLP", last], probe.get(last)
@@ -219,7 +217,8 @@ def _detectable(c: dict) -> str:
         return ""
     text = f"; with n={c['n']} seeds, {undetectable(mde)}"
     if c.get("seeds_needed"):
-        text += f" (the observed {abs(c['diff']) * 100:.2f} pp would need about {c['seeds_needed']} seeds)"
+        text += (f" (the observed {abs(c['diff']) * 100:.2f} pp would need about {c['seeds_needed']} seeds, "
+                 f"{FRESH_SEEDS})")
     return text
 
 
@@ -357,7 +356,8 @@ def receptive_field_findings(rf: dict) -> list[str]:
     for b in cnn["blocks"]:
         side, visible = b["side90"], b["theoretical_visible"][0]
         lo, hi = side["ci95"]
-        ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:.1f} to {hi:.1f}"
+        ci = ("" if lo is None or math.isnan(lo) else ", the same on every seed" if lo == hi  # no zero-width CI
+              else f", 95% CI {lo:.1f} to {hi:.1f}")
         lines.append(f"{b['block']}: theoretical receptive field {b['theoretical_size']} px "
                      f"({visible} px of it inside the image); 90% of the gradient lies within a centred square of "
                      f"{side['mean']:.1f} px (mean over n={n} seeds{ci}), {side['mean'] / visible:.0%} of the "
@@ -368,8 +368,7 @@ def receptive_field_findings(rf: dict) -> list[str]:
                      "below are one family, Holm-corrected):")
         for t in sizes["tests"]:
             (a, b), (ea, eb) = t["theoretical_visible"], t["side90"]
-            lo, hi = t["ci95"]
-            ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:+.1f} to {hi:+.1f}"
+            ci = interval_text(t, lambda px: f"{px:+.1f}", "px")
             grown = b - a
             use = (f", {t['diff'] / grown:.0%} of the theoretical growth" if grown > 0 and
                    t["verdict"].startswith("significantly") else "")

@@ -45,7 +45,8 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode = "default"
-    seeds: Annotated[int, Field(ge=1, le=100)] = 3
+    # every finding is a mean over seeds with its interval, and every comparison a paired test: one seed has none
+    seeds: Annotated[int, Field(ge=2, le=100)] = 3
     recipe: str = DEFAULT_RECIPE
     epochs: Annotated[int, Field(ge=1, le=1000)] | None = None  # default: the recipe's
     train_subset: Annotated[int, Field(ge=100)] | None = None  # first N training images; None = all 60,000
