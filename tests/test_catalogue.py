@@ -149,6 +149,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
         t, "name: !!python/object/apply:os.system ['true']\n")], 2, "not valid YAML"),
     # study configs
     ("study config: seeds 0", lambda t, r, m: study_config(t, "seeds: 0\n"), 2, "seeds: Input should be greater"),
+    ("study config: one seed", lambda t, r, m: study_config(t, "seeds: 1\n"), 2,
+     "seeds: Input should be greater than or equal to 2"),
     ("study config: unknown key", lambda t, r, m: study_config(t, "bogus: 1\n"), 2, "bogus: Extra inputs"),
     ("study config: a list", lambda t, r, m: study_config(t, "[1]\n"), 2, "expected a mapping of study options"),
     ("study config: unknown experiment", lambda t, r, m: study_config(t, "experiments: [{name: nope}]\n"), 2,
@@ -209,6 +211,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "cannot load weights"),
     ("model dir: config does not match weights", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
         "config.json", lambda c: c["model"]["spec"].update(kernel_size=5)))], 2, "does not match the spec"),
+    ("model dir: a spec of 10**12 units", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
+        "config.json", lambda c: c["model"]["spec"].update(dense=[10**12])))], 2,
+     "head.dense1.bias is (128,) in the weights, (1000000000000,) in the spec"),  # before 4 TB are allocated
     ("model dir: a pickle as weights", lambda t, r, m: ["evaluate", copy_of(r, t, lambda d: (d / "model.safetensors")
                                                                             .write_bytes(pickle.dumps({"w": 1})))], 2,
      "cannot load weights"),
@@ -325,6 +330,18 @@ def test_bad_input_gets_one_line_and_leaves_nothing_half_written(name, build, co
         assert (tmp_path / "app" / "config.json").read_text() == '{"my": "app settings"}'
         assert [p.name for p in (tmp_path / "app").iterdir()] == ["config.json"]
     assert before == {p: p.stat().st_mtime_ns for p in (run_dir, model_dir) for p in p.iterdir()}  # inputs untouched
+
+
+def test_export_over_a_config_json_nested_too_deep_is_one_line_and_keeps_it(run_and_model, tmp_path, capsys):
+    run_dir, _ = run_and_model
+    (tmp_path / "o").mkdir()
+    nested = "[" * 100_000 + "]" * 100_000  # json.loads gives up at the recursion limit
+    (tmp_path / "o" / "config.json").write_text(nested)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "o")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("convlens: error: ") and "is not an exported convlens model" in line
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["config.json"]
+    assert (tmp_path / "o" / "config.json").read_text() == nested
 
 
 def _fails(code: int):

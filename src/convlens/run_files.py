@@ -8,6 +8,7 @@ imports no torch, so ``convlens experiment table`` and ``convlens compare`` do n
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,8 @@ def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return data["predicted"], data["label"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{path}: cannot read the stored predictions ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # empty or truncated: EOF, BadZip
+        raise UsageError(f"{path}: cannot read the stored predictions ({e or type(e).__name__})") from None
 
 
 def read_metrics(run_dir: Path) -> dict:

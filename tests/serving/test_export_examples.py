@@ -78,3 +78,41 @@ def test_a_given_directory_is_the_only_place_and_nothing_found_writes_nothing(tm
     assert not write_examples({"data": {"dataset": "fashion-mnist", "directory": str(tmp_path)}},
                               tmp_path / "e.npz", data_dir=tmp_path / "missing")
     assert reads == [("fashion-mnist", tmp_path / "missing", False)] and not (tmp_path / "e.npz").exists()
+
+
+def test_the_page_shows_no_examples_for_a_broken_or_oversized_examples_file(tmp_path):
+    """`convlens serve` starts whatever examples.npz holds: empty, cut short, or a few KB that decode to more than
+    MAX_EXAMPLES_BYTES (the zip's declared sizes are read before anything is decoded)."""
+    import io
+    import zipfile
+
+    from convlens.serving.app import MAX_EXAMPLES_BYTES, load_examples
+    names = [f"class {c}" for c in range(10)]
+    images, labels = np.zeros((30, 28, 28), np.uint8), np.arange(30) % 10
+    good = io.BytesIO()
+    np.savez_compressed(good, images=images, labels=labels)
+    n_bomb = MAX_EXAMPLES_BYTES // (28 * 28) + 1  # just over the cap once decoded
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, images=np.zeros((n_bomb, 28, 28), np.uint8), labels=np.zeros(n_bomb, np.uint8))
+    assert len(bomb.getvalue()) < 100_000  # small on disk
+    for name, content in (("good", good.getvalue()), ("empty", b""), ("cut", good.getvalue()[:200]),
+                          ("bomb", bomb.getvalue())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "examples.npz").write_bytes(content)
+    shown = load_examples(tmp_path / "good", names)
+    assert [e["label"] for e in shown] == [names[c] for c in labels[:20]]  # the first 20, as export writes them
+    for name in ("empty", "cut", "bomb"):
+        assert load_examples(tmp_path / name, names) == [], name
+    with zipfile.ZipFile(io.BytesIO(bomb.getvalue())) as archive:
+        assert sum(i.file_size for i in archive.infolist()) > MAX_EXAMPLES_BYTES
+
+
+def test_an_empty_or_cut_predictions_file_is_one_clear_error(tmp_path):
+    from convlens.errors import UsageError
+    from convlens.run_files import PREDICTIONS_FILE, read_predictions, write_predictions
+    write_predictions(tmp_path / PREDICTIONS_FILE, np.array([1, 2, 3]), np.array([1, 2, 0]))
+    whole = (tmp_path / PREDICTIONS_FILE).read_bytes()
+    for content in (b"", whole[: len(whole) // 2]):
+        (tmp_path / PREDICTIONS_FILE).write_bytes(content)
+        with pytest.raises(UsageError, match="cannot read the stored predictions"):
+            read_predictions(tmp_path)

@@ -77,6 +77,12 @@ def raw_npy_header(shape_text: str) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
 
 
+def npy_with_header_text(text: bytes) -> bytes:
+    """A version-1.0 .npy whose header is ``text``, padded as numpy pads it (numpy parses it with tokenize + ast)."""
+    header = text + b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+
+
 GARMENT = np.zeros((28, 28), dtype=np.uint8)
 GARMENT[6:22, 8:20] = 200
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -99,6 +105,8 @@ HOSTILE = [
     ("mixed instances", json.dumps({"instances": [[0] * 784, {"b64": "AA=="}]}).encode(), "application/json", 400,
      "all numeric arrays or all"),
     ("invalid UTF-8", b'{"instances": "\xff\xfe"}', "application/json", 400, "not valid JSON"),
+    ("an unclosed string of 10,000 escaped quotes", b'"' + b'\\"' * 10_000, "application/json", 400,
+     "not valid JSON"),
     ("10,000 small instances", json.dumps({"instances": [[0]] * 10_000}).encode(), "application/json", 413,
      "too many instances"),
     ("npy declaring shape (10**13,)", HUGE_NPY, "application/x-npy", 400, "not an image batch"),
@@ -115,6 +123,13 @@ HOSTILE = [
     ("npy truncated", npy_header((28, 28)) + b"\0" * 100, "application/x-npy", 400, "3,136 bytes"),
     ("npy of strings", npy_header((28, 28), "<U1") + b"\0" * 28 * 28 * 4, "application/x-npy", 400, "not numeric"),
     ("npz archive as npy", b"PK\x03\x04" + b"\0" * 100, "application/x-npy", 400, "not a valid .npy"),
+    ("npy header '{' (tokenize fails)", b"\x93NUMPY\x01\x00\x02\x00{\n", "application/x-npy", 400,
+     "not a valid .npy"),
+    ("npy header an open string", npy_with_header_text(b'"""'), "application/x-npy", 400, "not a valid .npy"),
+    ("npy header 9,000 minus signs", npy_with_header_text(b"-" * 9000 + b"1"), "application/x-npy", 400,
+     "not a valid .npy"),
+    ("npy header 1+1+... 4,900 deep", npy_with_header_text(b"1+" * 4900 + b"1"), "application/x-npy", 400,
+     "not a valid .npy"),
     ("npy 1001 images", npy_header((1001, 784), "|u1") + b"\0" * 1001 * 784, "application/x-npy", 413,
      "too many instances"),
     ("png bomb header (100,000 x 100,000)", png_header_only(100_000, 100_000), "image/png", 413, "exceeds the limit"),

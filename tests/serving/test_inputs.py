@@ -92,3 +92,19 @@ def test_images_are_converted_like_training_data():
     b64 = json.dumps({"instances": [{"b64": base64.b64encode(_png(garment)).decode()}] * 2}).encode()
     np.testing.assert_allclose(decode(b64, "application/json"), np.concatenate([x, x]))
     np.testing.assert_allclose(decode_image(_png(garment)), x)
+
+
+def test_the_string_pattern_runs_only_on_a_body_that_parsed(monkeypatch):
+    """The pattern that strips JSON strings (to see whether a number is written as a float) rescans to the end from
+    each quote of an unclosed string: on '"\\"\\"...' that is quadratic (80 KB took 45 s, holding the GIL). It must
+    run only after json.loads has accepted the body, when every string is closed."""
+    from convlens.serving import inputs
+
+    class Refuses:
+        def sub(self, *args):
+            raise AssertionError("the string pattern ran on a body json.loads had not accepted")
+    monkeypatch.setattr(inputs, "_JSON_STRING", Refuses())
+    with pytest.raises(InputError, match="not valid JSON"):
+        decode(b'"' + b'\\"' * 1_000, "application/json")
+    monkeypatch.undo()  # a valid body with a string key still gets the float check: 0.5 is a float, not 0.5/255
+    assert decode(json.dumps({"instances": [[0.5] * 784]}).encode(), "application/json")[0, 0, 0, 0] == 0.5

@@ -74,12 +74,27 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> tup
     directory = Path(directory)
     config = read_config(directory)  # a wrong directory is answered before torch is imported (1.3-2.2 s)
     spec = spec_from_config(config, directory)
-    from safetensors import SafetensorError
+    import torch
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from convlens.models.network import Network
-    model = Network(spec)
     weights = model_file(directory, WEIGHTS_FILE)
+    # The spec is checked against the weights file's header before the network is built: a config.json from
+    # elsewhere with "dense": [10**12] would otherwise allocate terabytes (meta tensors allocate nothing).
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in Network(spec).state_dict().items()}
+    try:
+        with safe_open(weights, framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (FileNotFoundError, SafetensorError, OSError) as e:
+        raise UsageError(f"{weights}: cannot load weights ({e})") from None
+    if stored != expected:
+        differs = sorted(set(stored) ^ set(expected)) or sorted(k for k in stored if stored[k] != expected[k])
+        name = differs[0]
+        raise UsageError(f"{weights} does not match the spec in {CONFIG_FILE}: {name} is "
+                         f"{stored.get(name, 'missing')} in the weights, {expected.get(name, 'absent')} in the spec")
+    model = Network(spec)
     try:
         state = load_file(weights, device=str(device))
     except (FileNotFoundError, SafetensorError, OSError) as e:

@@ -174,10 +174,15 @@ _BODY_SCHEMAS = {
 }
 
 
+MAX_EXAMPLES_BYTES = 16 * 2**20  # export writes 20 small images; a few MB compressed may decode to gigabytes
+
+
 def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
-    """examples.npz (written by export) as [{"label", "png" (base64)}]; [] when absent or unreadable."""
+    """examples.npz (written by export) as [{"label", "png" (base64)}]; [] when absent, unreadable or larger than
+    ``MAX_EXAMPLES_BYTES`` decoded."""
     import base64
     import io
+    import zipfile
 
     from PIL import Image
 
@@ -186,6 +191,9 @@ def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
     if not path.is_file():
         return []
     try:
+        with zipfile.ZipFile(path) as archive:  # the sizes it declares; reading a member stops there
+            if sum(info.file_size for info in archive.infolist()) > MAX_EXAMPLES_BYTES:
+                return []
         with np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
         out = []
@@ -194,7 +202,7 @@ def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
             Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
             out.append({"label": class_names[int(label)], "png": base64.b64encode(buffer.getvalue()).decode()})
         return out
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile):
         return []  # the page shows no examples; predictions do not depend on them
 
 

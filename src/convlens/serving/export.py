@@ -138,7 +138,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     if existing.exists():  # replace an earlier export, never someone's own config.json
         try:
             fmt = json.loads(existing.read_text()).get("format")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
             fmt = None
         if fmt != MODEL_FORMAT:
             raise UsageError(f"{existing} exists and is not an exported convlens model; nothing was written: "
