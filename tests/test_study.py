@@ -372,7 +372,7 @@ def test_report_on_an_altered_results_file_is_one_line(study, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["study", "--quick", "--full"], "--quick and --full exclude each other"),
-    (["study", "--seeds", "0"], "seeds: Input should be greater than or equal to 1"),
+    (["study", "--seeds", "0"], "seeds: Input should be greater than or equal to 2"),
     (["report", "/nonexistent/study"], "results.json not found"),
 ])
 def test_study_usage_errors_are_one_line_with_exit_2(capsys, argv, message):

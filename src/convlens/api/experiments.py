@@ -147,8 +147,9 @@ class ExperimentResult:
     def table(self):
         """One row per level: n, mean, std and 95% CI of test accuracy; for a level compared with the
         experiment's reference, that comparison (named in ``comparison``; in a grid it holds within one level of
-        the other factor): the paired difference with its 95% t interval (not adjusted), p, the Holm-corrected p
-        (one family: all of ``comparisons()``) and the verdict. Accuracies and differences are fractions."""
+        the other factor): the paired difference with its 95% t interval (not adjusted), its p (``p_unadjusted``),
+        the Holm-corrected p (one family: all of ``comparisons()``) and the verdict. Accuracies and differences are
+        fractions."""
         import pandas as pd
         effects, rows = self._effects(), []
         for lv in self.summary["levels"]:
@@ -157,7 +158,7 @@ class ExperimentResult:
                          "mean": acc["mean"], "std": acc["std"], "ci_low": acc["ci95"][0], "ci_high": acc["ci95"][1],
                          "comparison": c.get("label"), "diff": c.get("diff"),
                          "diff_ci_low": (c.get("ci95") or [None, None])[0],
-                         "diff_ci_high": (c.get("ci95") or [None, None])[1], "p": c.get("p_value"),
+                         "diff_ci_high": (c.get("ci95") or [None, None])[1], "p_unadjusted": c.get("p_value"),
                          "p_holm": c.get("p_holm"), "verdict": c.get("verdict"), "params": lv["params"],
                          "train_seconds": lv["train_seconds"]["mean"]})
         return pd.DataFrame(rows).set_index("level")
@@ -165,12 +166,12 @@ class ExperimentResult:
     def comparisons(self):
         """Every comparison of the design, one row each (for a grid: the effect of each factor within each level
         of the other, and the interaction), all in one Holm family: paired difference with its 95% t interval
-        (not adjusted), p, Holm p, verdict."""
+        (not adjusted), p (``p_unadjusted``), Holm p, verdict."""
         import pandas as pd
         return pd.DataFrame([{"comparison": c["label"], "kind": c["kind"], "factor": c.get("factor"),
                               "level": c.get("level"), "reference": c.get("reference"), "within": c.get("within"),
                               "n": c["n"], "diff": c["diff"], "diff_ci_low": c["ci95"][0],
-                              "diff_ci_high": c["ci95"][1], "p": c["p_value"], "p_holm": c["p_holm"],
+                              "diff_ci_high": c["ci95"][1], "p_unadjusted": c["p_value"], "p_holm": c["p_holm"],
                               "verdict": c["verdict"]} for c in self.summary["comparisons"]]).set_index("comparison")
 
     def runs(self):
