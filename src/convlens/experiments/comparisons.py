@@ -141,10 +141,12 @@ def evidence_sentence(c: dict[str, Any]) -> str | None:
 
 
 def undetectable(mde: float) -> str:
-    """'differences smaller than 0.54 pp could not be detected'; an MDE beyond 100 pp is no difference at all."""
+    """'differences smaller than 0.54 pp had under 80% power to be detected' (the minimum detectable effect: not
+    that smaller ones cannot be found, but that the test finds them less than 80% of the time); an MDE beyond
+    100 pp covers every difference an accuracy can show."""
     if mde >= 1:
-        return "no difference an accuracy can show (up to 100 pp) could be detected"
-    return f"differences smaller than {mde * 100:.2f} pp could not be detected"
+        return "no difference an accuracy can show (up to 100 pp) had 80% power to be detected"
+    return f"differences smaller than {mde * 100:.2f} pp had under 80% power to be detected"
 
 
 def _pp(x: float) -> str:
@@ -184,7 +186,7 @@ def comparison_sentence(c: dict[str, Any]) -> str:
     line += f"; mean difference {_pp(c['diff'])}{interval_text(c)}"
     mde = c["mde"]
     if c["verdict"].startswith("no significant") and mde is not None and not math.isnan(mde):
-        line += f"; with n={c['n']} seeds and this spread, {undetectable(mde)} (80% power at alpha " \
+        line += f"; with n={c['n']} seeds and this spread, {undetectable(mde)} (at alpha " \
                 f"{c['mde_alpha']:.3g}, the family's strictest level)"
         if c.get("seeds_needed"):
             line += (f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} "
