@@ -89,6 +89,19 @@ def test_every_number_in_the_report_equals_the_results_file(study):
         assert placeholder not in md, placeholder
 
 
+def test_an_accuracy_the_same_on_every_seed_gets_no_zero_width_interval(study):
+    from convlens.report.render import _render_markdown
+    results = _results(study[0])
+    accuracy = results["design"]["test_accuracy"]
+    assert accuracy["std"] > 0
+    assert (f"CNN reaches {accuracy['mean'] * 100:.2f}% ± {accuracy['std'] * 100:.2f} pp (95% CI "
+            f"{accuracy['ci95'][0] * 100:.2f}% to {accuracy['ci95'][1] * 100:.2f}%, n=2)"
+            ) in _render_markdown(results, html_facts=False)
+    accuracy.update(std=0.0, ci95=[accuracy["mean"], accuracy["mean"]])  # what mean_ci gives for equal accuracies
+    assert f"CNN reaches {accuracy['mean'] * 100:.2f}% ± 0.00 pp (the same on every seed, n=2)" in _render_markdown(
+        results, html_facts=False)
+
+
 def test_results_equal_the_run_files(study):
     out, _ = study
     results = _results(out)

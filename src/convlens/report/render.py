@@ -72,7 +72,7 @@ def _render_markdown(results: dict, *, html_facts: bool) -> str:
         return markupsafe.Markup(f'<span class="fact" data-key="{html.escape(key)}" data-format="{fmt}">'
                                  f'{html.escape(text)}</span>')
 
-    env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results)
+    env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results, value=lambda key: lookup(results, key))
     return env.get_template("report.md.j2").render()
 
 
