@@ -227,6 +227,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "is a failed run (boom)"),
     ("export --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r), 2,
      "is not an exported convlens model"),
+    ("train --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r, "train"), 2,
+     "is not a convlens run's; nothing was written"),
     ("export --out the run itself", lambda t, r, m: ["export", copy_of(r, t, lambda d: None), "--out",
                                                      str(t / r.name)], 2, "is the run itself"),
     ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")
@@ -261,9 +263,11 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
 ]
 
 
-def _foreign_config(tmp: Path, run: Path) -> list[str]:
+def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:
     (tmp / "app").mkdir()
     (tmp / "app" / "config.json").write_text('{"my": "app settings"}')
+    if command == "train":
+        return ["train", "-m", "mlp", "--epochs", "1", "--out", str(tmp / "app")]
     return ["export", str(run), "--out", str(tmp / "app")]
 
 

@@ -6,6 +6,7 @@ Files are written atomically; metrics.json is written last, so its presence mean
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,9 +111,25 @@ class _PreparedRun:
     base_metrics: dict
 
 
+def _check_run_directory(out_dir: Path) -> None:
+    """A run rewrites config.json and removes metrics.json in ``out_dir``: only where they are a convlens run's."""
+    config, metrics = out_dir / CONFIG_FILE, out_dir / METRICS_FILE
+    if not (config.exists() or metrics.exists()):
+        return
+    try:
+        ours = json.loads(config.read_text()).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError, RecursionError):  # absent, unreadable, not JSON, not an object
+        ours = False
+    if not ours:
+        raise UsageError(f"{out_dir} holds a {CONFIG_FILE} or {METRICS_FILE} that is not a convlens run's; nothing "
+                         "was written: choose another --out")
+
+
 def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset | None,
                  timing: dict | None = None) -> _PreparedRun:
     spec = model_spec(cfg)  # validate before any expensive work (loading data)
+    if out_dir is not None:
+        _check_run_directory(Path(out_dir))
     check_flips(cfg)
     device = pick_device(cfg.device)
     threads = configure_threads(cfg.threads)

@@ -155,4 +155,32 @@ def test_real_files_downloaded_through_the_official_code_path(tmp_path, http_dir
     located = locate(None, FASHION_MNIST, cache_dir=tmp_path / "cache", system_dir=None)
     arrays = load_arrays(located, FASHION_MNIST)
     assert arrays["train_images"].shape == (60_000, 28, 28) and arrays["test_labels"].shape == (10_000,)
-    assert read_file_bytes(located.paths["test_labels"])[:4] == b"\x00\x00\x08\x01"
+    labels = FASHION_MNIST.files["test_labels"].n_bytes
+    assert read_file_bytes(located.paths["test_labels"], labels)[:4] == b"\x00\x00\x08\x01"
+
+
+def test_a_gzip_that_decompresses_past_the_expected_size_is_refused_before_it_is_all_read(tmp_path, http_dir,
+                                                                                          monkeypatch):
+    """A few KB of zeros can decompress to gigabytes: reading stops one byte past the file's expected size, on
+    disk and when downloading (nothing lands in the cache)."""
+    from convlens.data.idx import gunzip_at_most
+    manifest, arrays = write_tiny_dataset(tmp_path / "local", gz=True)
+    spec = manifest.files["train_images"]
+    bomb = gzip.compress(b"\0" * (spec.n_bytes + 10**7))
+    assert len(bomb) < 50_000
+    with pytest.raises(ValueError, match=f"more than the {spec.n_bytes:,} bytes expected"):
+        gunzip_at_most(bomb, spec.n_bytes)
+    # a file of two gzip members (as `cat a.gz b.gz` writes) is still read whole
+    whole = gzip.decompress((tmp_path / "local" / f"{spec.name}.gz").read_bytes())
+    assert gunzip_at_most(gzip.compress(whole[:100]) + gzip.compress(whole[100:]), spec.n_bytes) == whole
+    (tmp_path / "local" / f"{spec.name}.gz").write_bytes(bomb)
+    with pytest.raises(DataError, match=f"{spec.name}.gz: not a valid gzip file .it decompresses to more than"):
+        load_arrays(locate(tmp_path / "local", manifest), manifest)
+    served, url = http_dir
+    write_tiny_dataset(served, gz=True)
+    (served / f"{spec.name}.gz").write_bytes(bomb)
+    monkeypatch.setenv("CONVLENS_DATA_URL", url)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="downloaded file is not valid gzip .it decompresses to more than"):
+        locate(None, manifest, cache_dir=cache, system_dir=None)
+    assert not cache.exists() or f"{spec.name}.gz" not in {p.name for p in cache.iterdir()}

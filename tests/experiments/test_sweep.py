@@ -121,6 +121,20 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path,
     assert failed_files == {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
 
 
+def test_runs_without_a_validation_split_get_their_training_curves(tmp_path, capsys):
+    """val_fraction 0 is allowed: no run records a validation accuracy, so the curves show the training accuracy
+    (it crashed on the missing values, on every rerun)."""
+    spec = write_spec(tmp_path / "noval.yaml", "noval", model="mlp-128-64", dataset="digits",
+                      recipe_set={"epochs": 2, "val_fraction": 0}, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]),
+                      seeds=2, train_subset=None, test_subset=None)
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    history = json.loads(next(out.glob("runs/*/seed0/metrics.json")).read_text())["history"]
+    assert [h["val_accuracy"] for h in history] == [None, None] and all(h["train_accuracy"] > 0 for h in history)
+    from PIL import Image
+    assert Image.open(out / "plots" / "curves.png").size[0] > 0
+
+
 def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fashion):
     spec = write_spec(tmp_path / "w.yaml", "workers", train_subset=1_000, test_subset=200)
     out = tmp_path / "exp"

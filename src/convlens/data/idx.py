@@ -6,7 +6,6 @@ followed by one uint32 per dimension and the raw values.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import struct
 import zlib
@@ -35,17 +34,36 @@ class IdxFileSpec:
         return 4 + 4 * len(self.shape)
 
 
-def read_file_bytes(path: Path) -> bytes:
-    """The decompressed bytes of ``path`` (``.gz`` or raw). Raises DataError if it cannot be decompressed."""
+def gunzip_at_most(raw: bytes, limit: int) -> bytes:
+    """The gzip-decompressed ``raw`` (every member), or a ValueError once it passes ``limit`` bytes: a few MB of
+    zeros decompress to gigabytes, and the expected size of the file is known before it is read."""
+    out, rest = bytearray(), raw
+    while rest:
+        member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around the deflate stream
+        out += member.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            raise ValueError(f"it decompresses to more than the {limit:,} bytes expected")
+        if not member.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        rest = member.unused_data
+    return bytes(out)
+
+
+def read_file_bytes(path: Path, limit: int) -> bytes:
+    """The decompressed bytes of ``path`` (``.gz`` or raw), at most ``limit`` of them. Raises DataError if it
+    cannot be decompressed or is larger."""
     try:
+        if path.suffix != ".gz" and path.stat().st_size > limit:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} expected; delete it so "
+                            "convlens fetches it again")
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if path.suffix != ".gz":
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
+        return gunzip_at_most(raw, limit)
+    except (OSError, EOFError, ValueError, zlib.error) as e:
         raise DataError(f"{path}: not a valid gzip file ({e}); delete it so convlens fetches it again") from None
 
 

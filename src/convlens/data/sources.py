@@ -12,11 +12,11 @@ files and the official ones both pass.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import numpy as np
 import platformdirs
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.data.idx import IdxFileSpec, parse_idx, read_file_bytes
+from convlens.data.idx import IdxFileSpec, gunzip_at_most, parse_idx, read_file_bytes
 from convlens.errors import DataError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -161,16 +161,20 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
             url = base_url.rstrip("/") + f"/{spec.name}.gz"
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
-                    payload = response.read()
+                    # a .gz of the file is never much larger than the file: read no more than twice it
+                    payload = response.read(2 * spec.n_bytes + 2**20 + 1)
             except (urllib.error.URLError, OSError) as e:
                 reason = getattr(e, "reason", e)
                 raise DataError(f"cannot download {url} ({reason}); check the network, or pass --data-dir with "
                                 f"the {manifest.name} files") from None
+            if len(payload) > 2 * spec.n_bytes + 2**20:
+                raise DataError(f"{url}: the download is larger than any .gz of {spec.name} ({spec.n_bytes:,} "
+                                "bytes) can be; check the mirror (CONVLENS_DATA_URL)")
+            check_gz_md5(payload, spec, Path(url))  # before decompressing: what it decompresses to is then known
             try:
-                decompressed = gzip.decompress(payload)
-            except (OSError, EOFError) as e:
+                decompressed = gunzip_at_most(payload, spec.n_bytes)
+            except (OSError, EOFError, ValueError, zlib.error) as e:
                 raise DataError(f"{url}: downloaded file is not valid gzip ({e}); run the command again") from None
-            check_gz_md5(payload, spec, Path(url))
             parse_idx(decompressed, spec, Path(url))  # verify before anything lands on disk
             atomic_write_bytes(target, payload)
         paths[role] = target
@@ -193,7 +197,7 @@ def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST
                 raise DataError(f"{path}: only the official .gz file's checksum is known for {manifest.name}; "
                                 f"put {spec.name}.gz there instead of the decompressed file")
             check_gz_md5(path.read_bytes(), spec, path)
-        arrays[role] = parse_idx(read_file_bytes(path), spec, path)
+        arrays[role] = parse_idx(read_file_bytes(path, spec.n_bytes), spec, path)
     n_classes = len(manifest.class_names)
     for role in ("train_labels", "test_labels"):
         if role in arrays and len(arrays[role]) and int(arrays[role].max()) >= n_classes:

@@ -43,19 +43,25 @@ def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> N
 
 
 def curves_figure(store: RunStore, summary: dict):
-    """Validation accuracy per epoch per level: mean over seeds, band = min-max."""
+    """Validation accuracy per epoch per level: mean over seeds, band = min-max. Runs without a validation split
+    (``val_fraction: 0``, or too few images for one) record none: then the training accuracy, and the title says so."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
+    histories = {lv["label"]: [m["history"] for m in store.done_runs(lv["label"], summary["seeds"]).values()]
+                 for lv in levels}
+    validated = all(h["val_accuracy"] is not None for runs in histories.values() for run in runs for h in run)
+    key, name = ("val_accuracy", "validation") if validated else ("train_accuracy", "training")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for lv in levels:
-        curves = [[h["val_accuracy"] for h in m["history"]] for m in store.done_runs(lv["label"], summary["seeds"]).values()]
+        curves = [[h[key] for h in run] for run in histories[lv["label"]]]
         length = min(map(len, curves))  # early stopping may shorten some runs
         arr = np.array([c[:length] for c in curves]) * 100
         epochs = np.arange(1, length + 1)
         line, = ax.plot(epochs, arr.mean(0), marker="o", markersize=3, label=lv["label"])
         ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
-           title=f"Validation accuracy: mean, band = min-max ({_n_note(summary)})")
+    ax.set(xlabel="epoch", ylabel=f"{name} accuracy (%)",
+           title=f"{name.capitalize()} accuracy{'' if validated else ' (no validation split)'}: mean, band = "
+                 f"min-max ({_n_note(summary)})")
     ax.legend()
     return fig
 
