@@ -6,7 +6,6 @@ Files are written atomically; metrics.json is written last, so its presence mean
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from convlens.models.checkpoint import (
     load_model,
     read_config,
     save_weights,
+    stored_format,
 )
 from convlens.models.network import Network
 from convlens.models.spec import CNNSpec, MLPSpec
@@ -116,11 +116,7 @@ def _check_run_directory(out_dir: Path) -> None:
     config, metrics = out_dir / CONFIG_FILE, out_dir / METRICS_FILE
     if not (config.exists() or metrics.exists()):
         return
-    try:
-        ours = json.loads(config.read_text()).get("format") == RUN_FORMAT
-    except (OSError, ValueError, AttributeError, RecursionError):  # absent, unreadable, not JSON, not an object
-        ours = False
-    if not ours:
+    if stored_format(config) != RUN_FORMAT:
         raise UsageError(f"{out_dir} holds a {CONFIG_FILE} or {METRICS_FILE} that is not a convlens run's; nothing "
                          "was written: choose another --out")
 

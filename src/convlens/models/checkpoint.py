@@ -48,6 +48,15 @@ def read_json_object(path: Path, missing: str) -> dict:
     return obj
 
 
+def stored_format(path: Path) -> str | None:
+    """The "format" a convlens JSON file declares, or None for any file that is absent, unreadable, not JSON
+    (nested too deep included) or not an object: what may be replaced is decided from it."""
+    try:
+        return json.loads(path.read_text()).get("format")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+
+
 def model_file(directory: Path, name: str) -> Path:
     """``directory / name``, refused when it resolves outside ``directory`` (a symlink planted in a model or
     run directory from elsewhere must not make convlens read, or name, a file of the host)."""

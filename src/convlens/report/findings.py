@@ -17,10 +17,6 @@ def _pp(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:+.2f} pp"
 
 
-def _interval(c: dict) -> str:
-    return interval_text(c)
-
-
 def eda_findings(eda: dict) -> list[str]:
     brightest = max(eda["per_class"], key=lambda c: c["mean_brightness"])
     darkest = min(eda["per_class"], key=lambda c: c["mean_brightness"])
@@ -156,7 +152,7 @@ def augmentation_findings(aug: dict, shift: dict) -> list[str]:
         return _pp(curves[name][s]["mean"] - curves[name][0]["mean"])
 
     def tested(t: dict) -> str:
-        return f"{_pp(t['diff'])}{_interval(t)} ({t['verdict']})"
+        return f"{_pp(t['diff'])}{interval_text(t)} ({t['verdict']})"
     for s in aug["shifts"][1:]:
         lines.append(f"Shift {s} px, accuracy change from 0 px: MLP {change('MLP', s)}, MLP + shift aug "
                      f"{change('MLP + shift aug', s)}, CNN {change('CNN', s)}, CNN + shift aug "
@@ -174,7 +170,7 @@ def augmentation_findings(aug: dict, shift: dict) -> list[str]:
                         f"{share:.1f}x what convolution gives, more than all of it")
                      + " (a ratio of two mean differences, with no interval of its own).")
     for model, c in aug["clean"].items():
-        lines.append(f"Clean test accuracy, {model} with {aug['augment']} vs without: {_pp(c['diff'])}{_interval(c)}: "
+        lines.append(f"Clean test accuracy, {model} with {aug['augment']} vs without: {_pp(c['diff'])}{interval_text(c)}: "
                      f"{c['verdict']} (a test of the augmentation experiment's family of {aug['experiment_family']}).")
     if aug["timing"]["comparable"]:
         secs = {k: v["mean"] for k, v in aug["seconds"].items()}
@@ -191,12 +187,12 @@ def locality_findings(effects: dict) -> list[str]:
     for model, e in effects["models"].items():
         c = e["change"]
         lines.append(f"{model}: {_pct(e['original']['mean'])} on original pixels, {_pct(e['permuted']['mean'])} on "
-                     f"permuted pixels; change {_pp(c['diff'])}{_interval(c)}; permuted vs original: {c['verdict']}"
+                     f"permuted pixels; change {_pp(c['diff'])}{interval_text(c)}; permuted vs original: {c['verdict']}"
                      + ("" if c["verdict"].startswith(("significantly", "identical")) else _detectable(c)) + ".")
     inter = effects["interaction"]
     (first, _), (second, _) = effects["models"].items()
     lines.append(f"Interaction, the {second}'s change minus the {first}'s (paired by seed): {_pp(inter['diff'])}"
-                 f"{_interval(inter)}: {inter['verdict']}.")
+                 f"{interval_text(inter)}: {inter['verdict']}.")
     if inter["verdict"].startswith("significantly") and inter["diff"] < 0:
         lines.append(f"So the {second} loses {-inter['diff'] * 100:.2f} pp more than the {first} once neighbouring "
                      f"pixels stop belonging together: its assumption of locality is what it was leaning on.")
@@ -265,7 +261,7 @@ def _tested(c: dict) -> str:
     if c["n"] < 2 or c.get("identical") or c["p_holm"] is None or math.isnan(c["p_holm"]):
         return f"{_pp(c['diff'])} ({c['verdict']})"
     word = "significant" if c["p_holm"] < ALPHA else "not significant"
-    return f"{_pp(c['diff'])}{_interval(c)} ({word}, {p_equals(c['p_holm'])} Holm, n={c['n']})"
+    return f"{_pp(c['diff'])}{interval_text(c)} ({word}, {p_equals(c['p_holm'])} Holm, n={c['n']})"
 
 
 def weight_sharing_findings(ws: dict) -> list[str]:

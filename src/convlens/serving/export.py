@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ import numpy as np
 
 from convlens.atomic_files import atomic_write_json, fsync_dir
 from convlens.errors import UsageError
-from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object
+from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object, stored_format
 from convlens.provenance import package_versions
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
@@ -136,11 +135,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
         raise UsageError(f"--out {out_dir} is the run itself; export to another directory (default RUN_DIR/export)")
     existing = out_dir / CONFIG_FILE
     if existing.exists():  # replace an earlier export, never someone's own config.json
-        try:
-            fmt = json.loads(existing.read_text()).get("format")
-        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
-            fmt = None
-        if fmt != MODEL_FORMAT:
+        if stored_format(existing) != MODEL_FORMAT:
             raise UsageError(f"{existing} exists and is not an exported convlens model; nothing was written: "
                              "choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
