@@ -201,6 +201,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "cannot use the MLflow store 'bogus://x'"),
     ("--gpus-per-run without CUDA", lambda t, r, m: ["experiment", "run", "kernel-size", "--out", str(t / "e"),
                                                       "--gpus-per-run", "0.25"], 2, "CUDA is not available here"),
+    ("dataset folder: a class folder whose name is not UTF-8", lambda t, r, m: ["train", "-m", "mlp", "--dataset",
+                                                                                f"folder:{_non_utf8_class(t)}"], 1,
+     "the class folder b'caf\\xe9' is not named in UTF-8 text"),
     ("dataset folder missing", lambda t, r, m: ["data", "info", "--dataset", f"folder:{t / 'nowhere'}"], 1,
      "does not exist"),
     ("cifar10 without its batches", lambda t, r, m: ["data", "info", "--dataset", "cifar10", "--data-dir", str(t)], 1,
@@ -233,6 +236,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
                                                      str(t / r.name)], 2, "is the run itself"),
     ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")
                                                                            .write_text("{"))], 2, "is not valid JSON"),
+    ("run dir: metrics.json edited, an accuracy as text", lambda t, r, m: ["compare", copy_of(r, t, edit_json(
+        "metrics.json", lambda x: x.update(test_accuracy="0.9")))], 2, "test_accuracy: Input should be a valid number"),
+    ("run dir: config.json edited, its data block removed", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
+        "config.json", lambda c: c.pop("data")))], 2, "data: Field required"),
+    ("train: a model too large for this machine's memory", lambda t, r, m: ["train", "-m", "cnn", "--set",
+                                                                          "dense=99999999999", "--out", str(t / "run")],
+     2, "GiB of memory here"),
     ("run dir: failed before it started", lambda t, r, m: ["compare", copy_of(r, t, _failed_before_start)], 2,
      "failed before training started"),
     ("experiment dir: missing", lambda t, r, m: ["experiment", "table", str(t / "nowhere")], 2, "holds no experiment"),
@@ -269,6 +279,18 @@ def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:
     if command == "train":
         return ["train", "-m", "mlp", "--epochs", "1", "--out", str(tmp / "app")]
     return ["export", str(run), "--out", str(tmp / "app")]
+
+
+def _non_utf8_class(tmp: Path) -> Path:
+    """Two class folders of 8x8 PNGs, one named in Latin-1 bytes (0xE9: 'é'), as an old archive may unpack."""
+    from PIL import Image
+    root = tmp / "folder"
+    for name in (b"cat", b"caf\xe9"):
+        directory = os.path.join(os.fsencode(root), name)
+        os.makedirs(directory)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(os.path.join(directory, b"%d.png" % i))
+    return root
 
 
 def _binary(path: Path) -> str:

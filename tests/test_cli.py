@@ -140,8 +140,9 @@ def test_text_in_brackets_prints_as_written_on_a_terminal_too(tmp_path):
     # FORCE_COLOR makes rich treat the pipe as a terminal, where markup would swallow "[data]".
     store = tmp_path / "exp[fast]"
     store.mkdir()
-    (store / "experiment.json").write_text(json.dumps({"spec": {"name": "x", "seeds": 1},
-                                                       "levels": [{"label": "[data] level"}]}))
+    spec = {"name": "x", "model": "mlp", "factor": {"name": "dropout", "levels": [0.1, 0.2]}, "seeds": 1}
+    level = {"label": "[data] level", "values": {}, "config": {"model": "mlp", "recipe": {"name": "fast"}}}
+    (store / "experiment.json").write_text(json.dumps({"spec": spec, "reference": "[data] level", "levels": [level]}))
     exe = Path(sys.executable).parent / "convlens"
     env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"}
     shown = subprocess.run([str(exe), "experiment", "status", str(store)], capture_output=True, text=True, env=env,

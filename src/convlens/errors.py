@@ -5,6 +5,7 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback i
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,13 +50,16 @@ def one_line(text: str) -> str:
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def format_validation_error(e: ValidationError) -> str:
-    """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'."""
+def format_validation_error(e: ValidationError, whole: str | None = "spec", field: str | None = None) -> str:
+    """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'. An error
+    about the whole object (no field) is prefixed with ``whole`` ('spec: ...'), or with nothing when it is None;
+    ``field`` names the field in the caller's own words instead of pydantic's location."""
     err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "spec"
-    msg = err["msg"].removeprefix("Value error, ")
+    loc = field if field is not None else ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+    msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))  # a class name says nothing
     shown = repr(err.get("input"))
     shown = shown if len(shown) <= 80 else shown[:77] + "..."  # a 100-item list must not fill the terminal
-    got = f" (got {shown})" if loc != "spec" and not isinstance(err.get("input"), dict) else ""
+    got = f" (got {shown})" if loc and not isinstance(err.get("input"), dict) else ""
     more = f"; and {len(e.errors()) - 1} more" if len(e.errors()) > 1 else ""
-    return f"{loc}: {msg}{got}{more}"
+    where = f"{loc}: " if loc else f"{whole}: " if whole else ""
+    return f"{where}{msg}{got}{more}"

@@ -16,6 +16,7 @@ import numpy as np
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import UsageError
 from convlens.models.checkpoint import read_json_object
+from convlens.records import RunMetrics, checked
 
 METRICS_FILE = "metrics.json"
 # The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
@@ -41,6 +42,8 @@ def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
         raise UsageError(f"{path}: cannot read the stored predictions ({e or type(e).__name__})") from None
 
 
-def read_metrics(run_dir: Path) -> dict:
-    return read_json_object(Path(run_dir) / METRICS_FILE,
-                            f"the run in {run_dir} has not finished (or is not a convlens run)")
+def read_metrics(run_dir: Path, missing: str | None = None) -> dict:
+    """A finished run's metrics.json, checked (``convlens.records.RunMetrics``); absent is one line, ``missing``."""
+    path = Path(run_dir) / METRICS_FILE
+    return checked(read_json_object(path, missing or f"the run in {run_dir} has not finished (or is not a convlens "
+                                                      "run)"), RunMetrics, path)

@@ -19,14 +19,16 @@ from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import (
     CONFIG_FILE,
+    MODEL_FORMAT,
     RUN_FORMAT,
     WEIGHTS_FILE,
+    dataset_of,
     load_model,
-    read_config,
+    read_run_config,
     save_weights,
     stored_format,
 )
-from convlens.models.network import Network
+from convlens.models.network import Network, check_size, device_memory
 from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
@@ -128,6 +130,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
         _check_run_directory(Path(out_dir))
     check_flips(cfg)
     device = pick_device(cfg.device)
+    check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)
     ds = _dataset_for(cfg, dataset)
     if ds.input_shape != (spec.in_channels, spec.image_size, spec.image_size) or len(ds.class_names) != spec.num_classes:
@@ -258,7 +261,8 @@ def timing_conditions(device: dict, threads: int, workers: int) -> dict:
 
 def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:
     """``dataset`` as the run saw it at test time: its test subset and its pixel order (from its config.json)."""
-    data = config.get("data", {})  # exported model dirs have no data block: plain pixels, every test image
+    # An exported model's config has no data block: plain pixels, every test image.
+    data = config["data"] if config.get("format") != MODEL_FORMAT else {}
     ds = dataset.subset(None, data.get("test_subset"))
     return ds.with_permuted_pixels() if data.get("pixels") == "permuted" else ds
 
@@ -280,10 +284,9 @@ def load_run(run_dir: Path, dataset: ImageDataset, device: torch.device) -> tupl
 def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
+    config = read_run_config(run_dir)
     if dataset is None:
-        config = read_config(run_dir)
-        name = config.get("data", {}).get("dataset") or config.get("dataset") or "fashion-mnist"
-        dataset = load_named(name, data_dir)
+        dataset = load_named(dataset_of(config), data_dir)
     model, config, x, y = load_run(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")

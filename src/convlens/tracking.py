@@ -20,6 +20,8 @@ from typing import Any
 
 from convlens.errors import UsageError
 from convlens.experiments.store import RunStore
+from convlens.models.checkpoint import read_run_config
+from convlens.run_files import read_metrics
 
 DEFAULT_DB = "mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "train_eval_loss",
@@ -142,8 +144,9 @@ class Tracker:
                 experiment: str | None = None, parent_id: str | None = None) -> str:
         """One MLflow run from ``run_dir``'s config.json and metrics.json; returns its id."""
         from mlflow.entities import Metric
-        config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        # Checked as every reader checks them (a run that failed before it started has no config.json).
+        config = read_run_config(run_dir) if (run_dir / "config.json").is_file() else {}
+        metrics = read_metrics(run_dir)
         seed = seed if seed is not None else config.get("seed")
         design = {"spec": config.get("model", {}).get("spec", {}), "recipe": config.get("recipe", {}),
                   "data": {k: v for k, v in config.get("data", {}).items() if k not in ("directory", "checksums")},
@@ -198,7 +201,7 @@ def log_study(tracker: Tracker, out: Path, results: dict, *, fresh: bool = False
             tracker.retire(store)
     study_id = tracker.start_parent(f"study {out.name}", "study", params=results["study"]["config"], store=out)
     for store in stores:
-        experiment = json.loads((store / "experiment.json").read_text())
+        experiment = RunStore(store).read_experiment()
         experiment_id = tracker.start_parent(store.name, "experiment", params=experiment["spec"],
                                              parent_id=study_id, store=store)
         tracker.catch_up(experiment_id, RunStore(store), store.name)

@@ -11,6 +11,7 @@ import signal
 import time
 
 from convlens.experiments.local import Job, JobResult
+from tests.experiments.fake_records import done_metrics
 
 DIES = {1}  # seeds whose worker is killed
 
@@ -22,7 +23,7 @@ def execute_or_die(job: Job) -> JobResult:
         time.sleep(0.3)  # let the other worker start its run: it dies with the pool and must be run again
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.5)
-    (job.directory / "metrics.json").write_text(json.dumps({"status": "done", "pid": os.getpid()}))
+    (job.directory / "metrics.json").write_text(json.dumps(done_metrics(pid=os.getpid())))
     return JobResult(job.level, job.seed, "done")
 
 
@@ -39,5 +40,5 @@ def execute_group_or_die(jobs: list[Job]) -> list[JobResult]:
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.5)
     for job in jobs:
-        (job.directory / "metrics.json").write_text(json.dumps({"status": "done", "batched": len(jobs)}))
+        (job.directory / "metrics.json").write_text(json.dumps(done_metrics(batched=len(jobs))))
     return [JobResult(job.level, job.seed, "done") for job in jobs]

@@ -73,7 +73,7 @@ def test_the_same_seed_twice_is_refused_and_the_same_directory_counts_once(runs,
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "metrics.json").write_text("{not json"), "metrics.json is not valid JSON"),
     (lambda d: (d / "config.json").write_text(json.dumps({"model": {"name": "mlp"}, "seed": 0})),
-     "config.json is not a convlens run config"),
+     "config.json: model.spec: Field required; and 2 more; it is not as convlens writes it"),
     (lambda d: (d / "metrics.json").write_text(json.dumps({"status": "ok", "test_accuracy": 0.9})),
      "found a run written by an older convlens (status 'ok')"),
 ])

@@ -8,19 +8,23 @@ import pytest
 
 from convlens.errors import UsageError
 from convlens.experiments.store import RunStore
+from tests.experiments.fake_records import done_metrics
 
 
 def test_done_and_finished_runs_and_the_status_grid(tmp_path):
     store = RunStore(tmp_path)
-    (tmp_path / "experiment.json").write_text(json.dumps({"spec": {"name": "x", "seeds": 3},
-                                                         "levels": [{"label": "a=1"}, {"label": "a=2"}]}))
+    spec = {"name": "x", "model": "mlp", "factor": {"name": "dropout", "levels": [0.1, 0.2]}, "seeds": 3}
+    config = {"model": "mlp", "recipe": {"name": "fast"}}
+    (tmp_path / "experiment.json").write_text(json.dumps({"spec": spec, "reference": "a=1", "levels": [
+        {"label": "a=1", "values": {}, "config": config}, {"label": "a=2", "values": {}, "config": config}]}))
+    records = {"done": done_metrics, "failed": lambda **seed: {"status": "failed", "reason": "boom", **seed}}
     for level, seed, status in (("a=1", 0, "done"), ("a=1", 2, "failed"), ("a=2", 1, "done")):
         store.run_dir(level, seed).mkdir(parents=True)
-        (store.run_dir(level, seed) / "metrics.json").write_text(json.dumps({"status": status, "seed": seed}))
+        (store.run_dir(level, seed) / "metrics.json").write_text(json.dumps(records[status](seed=seed)))
     store.run_dir("a=2", 0).mkdir(parents=True)  # started, never finished: pending
-    assert store.finished_runs("a=1", 3) == {0: {"status": "done", "seed": 0}, 2: {"status": "failed", "seed": 2}}
-    assert store.done_runs("a=1", 3) == {0: {"status": "done", "seed": 0}}
-    assert store.done_runs("a=1", 1) == {0: {"status": "done", "seed": 0}}  # only the seeds asked for
+    assert store.finished_runs("a=1", 3) == {0: done_metrics(seed=0), 2: records["failed"](seed=2)}
+    assert store.done_runs("a=1", 3) == {0: done_metrics(seed=0)}
+    assert store.done_runs("a=1", 1) == {0: done_metrics(seed=0)}  # only the seeds asked for
     assert store.status_grid() == {"a=1": {0: "done", 1: "pending", 2: "failed"},
                                    "a=2": {0: "pending", 1: "done", 2: "pending"}}
     (store.run_dir("a=2", 1) / "metrics.json").write_text(json.dumps({"status": "ok"}))

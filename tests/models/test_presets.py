@@ -196,3 +196,22 @@ def test_summarize_leaves_a_trained_batchnorm_model_untouched():
     assert summary.train_flops > 2 * summary.macs * 2  # the backward pass was counted
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # incl. num_batches_tracked
     assert not model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_a_model_too_large_to_train_here_is_refused_before_anything_is_allocated():
+    from convlens.models.network import Network, check_size, parameter_count
+    spec = resolve_spec("mlp-128-64", {})
+    by_hand = (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)  # 109,386
+    assert parameter_count(spec) == by_hand == sum(p.numel() for p in Network(spec).parameters())
+    bn = resolve_spec("cnn", {"batch_norm": True})  # buffers (BatchNorm's moving statistics) are memory too
+    built = Network(bn)
+    assert parameter_count(bn) == sum(t.numel() for t in (*built.parameters(), *built.buffers()))
+    check_size(spec, training=True, memory=by_hand * 4 * 4)  # weights, gradients, two Adam moments: exactly fits
+    with pytest.raises(UsageError, match="the model has 109,386 parameters: training it needs"):
+        check_size(spec, training=True, memory=by_hand * 4 * 4 - 1)
+    check_size(spec, training=False, memory=by_hand * 4)  # to build it (or load it to predict): the weights only
+    with pytest.raises(UsageError, match="its weights alone take"):
+        check_size(spec, training=False, memory=by_hand * 4 - 1)
+    huge = resolve_spec("cnn", {"dense": [10**11]})
+    with pytest.raises(UsageError, match="GiB of memory here"):
+        Network(huge)  # the constructor refuses before it allocates 460 TB

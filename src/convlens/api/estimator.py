@@ -106,7 +106,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
         from convlens.config import model_spec, train_config
         from convlens.data.dataset import DeviceSplits, validation_indices
-        from convlens.models.network import Network
+        from convlens.models.network import Network, check_size, device_memory
         from convlens.training import pick_device, seed_everything, train, uses_channels_last
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
@@ -125,6 +125,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         spec = model_spec(cfg).model_copy(update={"in_channels": channels, "image_size": side,
                                                   "num_classes": len(self.classes_)})
         device = pick_device(cfg.device)
+        check_size(spec, training=True, memory=device_memory(device))
         if cfg.threads:  # only when asked: a grid search running fits in parallel sets its own
             torch.set_num_threads(cfg.threads)
         # In the layout convlens' runs train in (runs._prepare_run): NHWC on the CPU, where oneDNN's convolutions

@@ -97,9 +97,11 @@ class Run:
 
     @property
     def history(self):
-        """Per-epoch losses and accuracies as a pandas DataFrame indexed by epoch."""
+        """Per-epoch losses and accuracies as a pandas DataFrame indexed by epoch (empty for a run that failed
+        before its first epoch ended)."""
         import pandas as pd
-        return pd.DataFrame(self.metrics.get("history", [])).set_index("epoch")
+        return pd.DataFrame(self.metrics.get("history", []), columns=None if self.metrics.get("history") else
+                            ["epoch"]).set_index("epoch")
 
     @property
     def model(self):
@@ -221,7 +223,7 @@ def load_run(directory: str | Path) -> Run:
 
     Example: ``convlens.load_run("runs/k5").history``
     """
-    from convlens.models.checkpoint import read_config
+    from convlens.models.checkpoint import read_run_config
     from convlens.run_files import read_metrics
     directory = Path(directory)
-    return Run(read_config(directory), read_metrics(directory), directory)
+    return Run(read_run_config(directory), read_metrics(directory), directory)

@@ -210,8 +210,17 @@ def _images_in(directory: Path) -> list[Path]:
 
 
 def _folder_classes(root: Path) -> list[str]:
-    """Subfolders that hold at least one image (an empty or non-image folder is not a class)."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
+    """Subfolders that hold at least one image (an empty or non-image folder is not a class). A class's name is its
+    folder's, so it must be text: a name whose bytes are not UTF-8 would be written into config.json, the report and
+    the server's answers as an undecodable surrogate."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
+    for name in classes:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{root}: the class folder {os.fsencode(name)!r} is not named in UTF-8 text (a class is "
+                            "named by its folder); rename the folder") from None
+    return classes
 
 
 def _folder_images(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:

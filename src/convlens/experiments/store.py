@@ -18,10 +18,11 @@ from typing import Literal
 
 from convlens.atomic_files import atomic_write_json
 from convlens.errors import UsageError
-from convlens.experiments.spec import ExperimentSpec, Level
+from convlens.experiments.spec import ExperimentSpec, Level, parse_spec
 from convlens.models.checkpoint import read_json_object
 from convlens.provenance import package_versions
-from convlens.run_files import METRICS_FILE
+from convlens.records import ExperimentRecord, checked
+from convlens.run_files import METRICS_FILE, read_metrics
 
 EXPERIMENT_FILE = "experiment.json"
 ANALYSIS_OUTPUTS = ("summary.json", "runs.csv", "plots")  # written by the analysis from the runs
@@ -36,12 +37,10 @@ def slug(label: str) -> str:
 
 
 def status_of(metrics: dict | None) -> RunStatus:
+    """A run's state from its checked metrics.json (``read_metrics``; None while it has none)."""
     if metrics is None:
         return "pending"
-    if metrics.get("status") == "ok":  # what convlens wrote before the status words were unified
-        raise UsageError("found a run written by an older convlens (status 'ok'); train it again "
-                         "(experiment run / study: --force)")
-    return "done" if metrics.get("status") == "done" else "failed"
+    return "done" if metrics["status"] == "done" else "failed"
 
 
 class RunStore:
@@ -57,8 +56,8 @@ class RunStore:
 
     def metrics(self, level: str, seed: int) -> dict | None:
         """The run's metrics.json, or None while the run is pending."""
-        path = self.run_dir(level, seed) / METRICS_FILE
-        return read_json_object(path, "a run's metrics") if path.is_file() else None
+        run_dir = self.run_dir(level, seed)
+        return read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else None
 
     def status(self, level: str, seed: int) -> RunStatus:
         return status_of(self.metrics(level, seed))
@@ -79,6 +78,13 @@ class RunStore:
         return {seed: m for seed, m in self.finished_runs(level, seeds).items() if status_of(m) == "done"}
 
     def read_experiment(self) -> dict:
+        """experiment.json, checked: its shape (``convlens.records.ExperimentRecord``) and its spec."""
+        record = checked(self._read_experiment_file(), ExperimentRecord, self.experiment_file)
+        # The spec as a spec file would be read (its defaults filled in), so what reads it finds every field.
+        return {**record, "spec": parse_spec(record["spec"], origin=f"{self.experiment_file}: spec").model_dump(
+            mode="json")}
+
+    def _read_experiment_file(self) -> dict:
         return read_json_object(self.experiment_file, f"{self.root} holds no experiment; run 'convlens experiment "
                                 "run' first")
 
@@ -112,7 +118,11 @@ class RunStore:
                                  f"{runs}: --force deletes only an experiment's own runs, so nothing was deleted; "
                                  "use another --out")
             return []
-        recorded = [lv.get("label") for lv in self.read_experiment().get("levels", []) if isinstance(lv, dict)]
+        try:  # --force must also clear a store whose experiment.json was damaged: read as leniently as it can be
+            levels = self._read_experiment_file().get("levels")
+        except UsageError:
+            levels = None
+        recorded = [lv.get("label") for lv in levels if isinstance(lv, dict)] if isinstance(levels, list) else []
         deleted: list[Path] = []
         if runs.is_symlink() or not runs.is_dir():  # a link elsewhere is not this store's to empty
             runs = None

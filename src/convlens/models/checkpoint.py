@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import UsageError
 from convlens.models.spec import ModelSpec
+from convlens.records import ModelConfig, RunConfig, checked
 
 if TYPE_CHECKING:  # reading a run's JSON (the run store, the CLI) needs no torch; saving and loading weights do
     import torch
@@ -22,7 +23,8 @@ if TYPE_CHECKING:  # reading a run's JSON (the run store, the CLI) needs no torc
     from convlens.models.network import Network
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
-RUN_FORMAT = "convlens-run/1"  # a training run's config.json (an exported model's says convlens-model/1)
+RUN_FORMAT = "convlens-run/1"  # a training run's config.json
+MODEL_FORMAT = "convlens-model/1"  # an exported model's (convlens export)
 _SPEC_ADAPTER = TypeAdapter(ModelSpec)
 
 
@@ -69,6 +71,22 @@ def model_file(directory: Path, name: str) -> Path:
 def read_config(directory: Path) -> dict:
     return read_json_object(model_file(directory, CONFIG_FILE),
                             "give a directory written by 'convlens train' or 'convlens export'")
+
+
+def read_run_config(directory: Path) -> dict:
+    """A training run's config.json or an exported model's, checked against its shape (``convlens.records``
+    RunConfig, ModelConfig): what compare, evaluate and export read from a directory."""
+    config = read_config(directory)
+    return checked(config, ModelConfig if config.get("format") == MODEL_FORMAT else RunConfig,
+                   Path(directory) / CONFIG_FILE)
+
+
+def dataset_of(config: dict) -> str:
+    """The dataset a saved model was trained on: a run's ``data.dataset``, an exported model's ``dataset`` (read
+    leniently: the server describes a run directory whatever its config holds)."""
+    data = config if config.get("format") == MODEL_FORMAT else config.get("data")
+    name = data.get("dataset") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else "fashion-mnist"
 
 
 def spec_from_config(config: dict, origin: Path) -> ModelSpec:

@@ -7,11 +7,13 @@ can be compared with the write-ups' notebooks.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
+from convlens.errors import UsageError
 from convlens.models.layers import LocallyConnected2d
 from convlens.models.spec import CNNSpec, MLPSpec, conv_output_size, same_padding
 
@@ -26,6 +28,8 @@ class Network(nn.Module):
 
     def __init__(self, spec: MLPSpec | CNNSpec):
         super().__init__()
+        if torch.get_default_device().type != "meta":  # a meta copy allocates nothing: counted before building
+            check_size(spec, training=False)
         self.spec = spec
         if isinstance(spec, CNNSpec):
             self.features, (channels, size) = _conv_blocks(spec)
@@ -36,6 +40,54 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes) logits
+
+
+# Training holds 4 copies of the fp32 weights (the weights, their gradients, Adam's two moments).
+TRAINING_COPIES = 4
+
+
+def parameter_count(spec: MLPSpec | CNNSpec) -> int:
+    """Parameters (and buffers) of the network ``spec`` describes, counted on the meta device: nothing allocated."""
+    with torch.device("meta"):
+        network = Network(spec)
+    return sum(t.numel() for t in (*network.parameters(), *network.buffers()))
+
+
+def check_size(spec: MLPSpec | CNNSpec, *, training: bool, memory: int | None = None) -> None:
+    """Refuse a spec whose fp32 weights (``training``: and their gradients and optimizer state) would not fit in
+    ``memory`` bytes (by default the memory this process may use): ``--set dense=99999999999`` is one line, not an
+    allocator's traceback or the OOM killer. A lower bound: activations and batched seeds come on top."""
+    memory = memory or usable_memory()
+    n = parameter_count(spec)
+    need = n * 4 * (TRAINING_COPIES if training else 1)
+    if memory is not None and need > memory:
+        what = "training it needs" if training else "its weights alone take"
+        raise UsageError(f"the model has {n:,} parameters: {what} {need / 2**30:,.1f} GiB, more than the "
+                         f"{memory / 2**30:,.1f} GiB of memory here; use fewer or narrower layers (dense, filters)")
+
+
+def usable_memory() -> int | None:
+    """Bytes of RAM this process may use: the machine's, or its container's limit (cgroup v2 or v1) when lower;
+    None where the OS does not say (``os.sysconf`` is POSIX)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # 'max' (v2) means none
+            return min(physical, int(text))
+    return physical
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory on ``device``: the GPU's own on CUDA, the process's RAM otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return usable_memory()
 
 
 def _conv_blocks(spec: CNNSpec) -> tuple[nn.Sequential, tuple[int, int]]:

@@ -19,8 +19,17 @@ import numpy as np
 
 from convlens.atomic_files import atomic_write_json, fsync_dir
 from convlens.errors import UsageError
-from convlens.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_json_object, stored_format
+from convlens.models.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FORMAT,
+    WEIGHTS_FILE,
+    dataset_of,
+    load_model,
+    read_run_config,
+    stored_format,
+)
 from convlens.provenance import package_versions
+from convlens.run_files import METRICS_FILE, read_metrics
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
 if TYPE_CHECKING:  # torch is imported where a network is loaded or traced, after the checks
@@ -29,7 +38,6 @@ if TYPE_CHECKING:  # torch is imported where a network is loaded or traced, afte
     from convlens.data.dataset import ImageDataset
 
 ONNX_OPSET = 18
-MODEL_FORMAT = "convlens-model/1"
 
 
 EXAMPLES_FILE = "examples.npz"  # a few real test images for the web page (uint8 images, int labels; no pickle)
@@ -45,7 +53,7 @@ def model_config(run_config: dict, metrics: dict | None, run_dir: Path, over_see
     return {
         "format": MODEL_FORMAT,
         "model": run_config["model"],
-        "dataset": section(run_config, "data").get("dataset", "fashion-mnist"),
+        "dataset": dataset_of(run_config),
         "class_names": run_config["class_names"],
         "input": run_config["input"],
         "params": section(metrics, "params").get("total"),
@@ -65,7 +73,7 @@ def write_examples(run_config: dict, path: Path, data_dir: Path | None = None,
     from convlens.data import load_named
     from convlens.errors import ConvlensError
     data = run_config.get("data") if isinstance(run_config.get("data"), dict) else {}
-    name = data.get("dataset", "fashion-mnist")
+    name = dataset_of(run_config)
     if data_dir is not None:
         places = [data_dir]
     else:  # where the run found it (a --data-dir of its own), then the default places
@@ -125,10 +133,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     new config.json renamed in last.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    metrics_path = run_dir / "metrics.json"
-    metrics = read_json_object(metrics_path, "export a finished run") if metrics_path.exists() else None
-    if metrics is not None and metrics.get("status") != "done":
+    metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else None
+    if metrics is not None and metrics["status"] != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
+    read_run_config(run_dir)  # the run's record, checked before torch is imported
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     check_servable(run_config, run_dir)
     if out_dir.resolve() == run_dir.resolve():
