@@ -12,7 +12,7 @@ from statsmodels.stats.power import TTestPower
 
 from convlens.cli import main
 
-SPEC = dict(name="plan-me", model="cnn", recipe="fast", recipe_set={"epochs": 1},
+SPEC = dict(name="plan-me", model="cnn-16-32", recipe="fast", recipe_set={"epochs": 1},
             factor=dict(name="kernel_size", levels=[3, 5]), seeds=2, train_subset=1_200, test_subset=400)
 
 

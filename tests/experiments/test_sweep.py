@@ -75,7 +75,8 @@ def test_a_different_experiment_in_the_same_directory_is_refused(tmp_path, capsy
 
 
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, fashion):
-    spec = write_spec(tmp_path / "k.yaml", "killed", seeds=4, train_subset=1_500, test_subset=300)
+    # A smaller CNN than the others (what is tested is the resumption, not the model): 8 runs, then most again.
+    spec = write_spec(tmp_path / "k.yaml", "killed", model="cnn-16-32", seeds=4, train_subset=1_500, test_subset=300)
     out = tmp_path / "exp"
     cmd = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -136,7 +137,7 @@ def test_runs_without_a_validation_split_get_their_training_curves(tmp_path, cap
 
 
 def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fashion):
-    spec = write_spec(tmp_path / "w.yaml", "workers", train_subset=1_000, test_subset=200)
+    spec = write_spec(tmp_path / "w.yaml", "workers", model="cnn-16-32", train_subset=1_000, test_subset=200)
     out = tmp_path / "exp"
     assert main(["experiment", "run", str(spec), "--out", str(out), "--workers", "2"]) == 0
     configs = [json.loads(p.read_text()) for p in out.glob("runs/*/*/config.json")]
