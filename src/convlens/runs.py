@@ -24,7 +24,7 @@ from convlens.models.checkpoint import (
     WEIGHTS_FILE,
     dataset_of,
     load_model,
-    read_run_config,
+    read_checked_config,
     save_weights,
     stored_format,
 )
@@ -284,7 +284,7 @@ def load_run(run_dir: Path, dataset: ImageDataset, device: torch.device) -> tupl
 def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
-    config = read_run_config(run_dir)
+    config = read_checked_config(run_dir)
     if dataset is None:
         dataset = load_named(dataset_of(config), data_dir)
     model, config, x, y = load_run(run_dir, dataset, pick_device(device))

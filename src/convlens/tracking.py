@@ -20,7 +20,7 @@ from typing import Any
 
 from convlens.errors import UsageError
 from convlens.experiments.store import RunStore
-from convlens.models.checkpoint import read_run_config
+from convlens.models.checkpoint import read_checked_config
 from convlens.run_files import read_metrics
 
 DEFAULT_DB = "mlflow.db"
@@ -145,7 +145,7 @@ class Tracker:
         """One MLflow run from ``run_dir``'s config.json and metrics.json; returns its id."""
         from mlflow.entities import Metric
         # Checked as every reader checks them (a run that failed before it started has no config.json).
-        config = read_run_config(run_dir) if (run_dir / "config.json").is_file() else {}
+        config = read_checked_config(run_dir) if (run_dir / "config.json").is_file() else {}
         metrics = read_metrics(run_dir)
         seed = seed if seed is not None else config.get("seed")
         design = {"spec": config.get("model", {}).get("spec", {}), "recipe": config.get("recipe", {}),

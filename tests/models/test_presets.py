@@ -3,6 +3,8 @@ write-up; names are architectures, aliases are the defaults, old names are refus
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -198,8 +200,8 @@ def test_summarize_leaves_a_trained_batchnorm_model_untouched():
     assert not model.training and all(p.grad is None for p in model.parameters())
 
 
-def test_a_model_too_large_to_train_here_is_refused_before_anything_is_allocated():
-    from convlens.models.network import Network, check_size, parameter_count
+def test_a_model_too_large_to_train_here_is_refused_before_anything_is_allocated(tmp_path):
+    from convlens.models.network import Network, check_size, parameter_count, usable_memory
     spec = resolve_spec("mlp-128-64", {})
     by_hand = (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)  # 109,386
     assert parameter_count(spec) == by_hand == sum(p.numel() for p in Network(spec).parameters())
@@ -212,6 +214,11 @@ def test_a_model_too_large_to_train_here_is_refused_before_anything_is_allocated
     check_size(spec, training=False, memory=by_hand * 4)  # to build it (or load it to predict): the weights only
     with pytest.raises(UsageError, match="its weights alone take"):
         check_size(spec, training=False, memory=by_hand * 4 - 1)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for text, expected in (("max\n", physical), ("1000\n", 1000), (str(physical * 2), physical)):
+        (tmp_path / "memory.max").write_text(text)  # a container's limit (cgroup v2): 'max' means none
+        assert usable_memory((str(tmp_path / "memory.max"),)) == expected
+    assert usable_memory((str(tmp_path / "absent"),)) == physical
     huge = resolve_spec("cnn", {"dense": [10**11]})
     with pytest.raises(UsageError, match="GiB of memory here"):
         Network(huge)  # the constructor refuses before it allocates 460 TB

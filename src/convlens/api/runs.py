@@ -223,7 +223,7 @@ def load_run(directory: str | Path) -> Run:
 
     Example: ``convlens.load_run("runs/k5").history``
     """
-    from convlens.models.checkpoint import read_run_config
+    from convlens.models.checkpoint import read_checked_config
     from convlens.run_files import read_metrics
     directory = Path(directory)
-    return Run(read_run_config(directory), read_metrics(directory), directory)
+    return Run(read_checked_config(directory), read_metrics(directory), directory)

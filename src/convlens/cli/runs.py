@@ -86,8 +86,8 @@ def train_cmd(
 def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'convlens train'.")],
                  data_dir: DataDirOption = None, device: DeviceOption = "auto", as_json: JsonOption = False) -> None:
     """Reload a saved run and evaluate it on the test set, without the original command."""
-    from convlens.models.checkpoint import read_run_config
-    read_run_config(run_dir)  # a wrong directory is answered before torch is imported (1.3-2.2 s)
+    from convlens.models.checkpoint import read_checked_config
+    read_checked_config(run_dir)  # a wrong directory is answered before torch is imported (1.3-2.2 s)
     from convlens.runs import evaluate_run
     result = evaluate_run(run_dir, data_dir=data_dir, device=device)
     if as_json:

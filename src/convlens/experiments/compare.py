@@ -17,7 +17,7 @@ from convlens.errors import UsageError
 from convlens.experiments.analysis import level_statistics, timing_note, timing_summary, without_nan
 from convlens.experiments.spec import run_identity
 from convlens.experiments.store import status_of
-from convlens.models.checkpoint import MODEL_FORMAT, read_run_config
+from convlens.models.checkpoint import MODEL_FORMAT, read_checked_config
 from convlens.run_files import read_metrics
 
 
@@ -32,7 +32,7 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
             if status_of(metrics) == "failed":  # the run died before it wrote its config (e.g. no data)
                 raise UsageError(f"{directory} failed before training started ({metrics.get('reason')}); leave it "
                                  "out or run it again")
-        config = read_run_config(directory)
+        config = read_checked_config(directory)
         if config.get("format") == MODEL_FORMAT:
             raise UsageError(f"{directory} holds an exported model, not a training run; compare the runs it was "
                              "exported from")

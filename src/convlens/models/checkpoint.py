@@ -73,7 +73,7 @@ def read_config(directory: Path) -> dict:
                             "give a directory written by 'convlens train' or 'convlens export'")
 
 
-def read_run_config(directory: Path) -> dict:
+def read_checked_config(directory: Path) -> dict:
     """A training run's config.json or an exported model's, checked against its shape (``convlens.records``
     RunConfig, ModelConfig): what compare, evaluate and export read from a directory."""
     config = read_config(directory)

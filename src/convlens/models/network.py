@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -66,16 +67,19 @@ def check_size(spec: MLPSpec | CNNSpec, *, training: bool, memory: int | None = 
                          f"{memory / 2**30:,.1f} GiB of memory here; use fewer or narrower layers (dense, filters)")
 
 
-def usable_memory() -> int | None:
-    """Bytes of RAM this process may use: the machine's, or its container's limit (cgroup v2 or v1) when lower;
-    None where the OS does not say (``os.sysconf`` is POSIX)."""
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def usable_memory(limits: tuple[str, ...] = CGROUP_MEMORY_LIMITS) -> int | None:
+    """Bytes of RAM this process may use: the machine's, or its container's limit (the first of ``limits`` that
+    exists) when lower; None where the OS does not say (``os.sysconf`` is POSIX)."""
     try:
         physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for limit in limits:
         try:
-            text = open(limit).read().strip()
+            text = Path(limit).read_text().strip()
         except OSError:
             continue
         if text.isdigit():  # 'max' (v2) means none

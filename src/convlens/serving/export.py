@@ -25,7 +25,7 @@ from convlens.models.checkpoint import (
     WEIGHTS_FILE,
     dataset_of,
     load_model,
-    read_run_config,
+    read_checked_config,
     stored_format,
 )
 from convlens.provenance import package_versions
@@ -136,7 +136,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else None
     if metrics is not None and metrics["status"] != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
-    read_run_config(run_dir)  # the run's record, checked before torch is imported
+    read_checked_config(run_dir)  # the run's record, checked before torch is imported
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     check_servable(run_config, run_dir)
     if out_dir.resolve() == run_dir.resolve():
