@@ -28,6 +28,8 @@ from pydantic import (
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.spec import SPEC_TYPES, ModelSpec
 
+RUN_FORMAT = "convlens-run/1"  # a training run's config.json
+MODEL_FORMAT = "convlens-model/1"  # an exported model's (convlens export)
 SPEC_KINDS = set(SPEC_TYPES)
 Fraction = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -165,7 +167,7 @@ class RunConfig(_Record):
 class ModelConfig(_Record):
     """An exported model's config.json (format convlens-model/1, written by ``convlens export``)."""
 
-    format: Literal["convlens-model/1"]
+    format: Literal[MODEL_FORMAT]
     model: RunModel
     dataset: str
     class_names: list[str]

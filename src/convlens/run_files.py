@@ -42,8 +42,8 @@ def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
         raise UsageError(f"{path}: cannot read the stored predictions ({e or type(e).__name__})") from None
 
 
-def read_metrics(run_dir: Path, missing: str | None = None) -> dict:
-    """A finished run's metrics.json, checked (``convlens.records.RunMetrics``); absent is one line, ``missing``."""
+def read_metrics(run_dir: Path) -> dict:
+    """A finished run's metrics.json, checked (``convlens.records.RunMetrics``); absent is one line."""
     path = Path(run_dir) / METRICS_FILE
-    return checked(read_json_object(path, missing or f"the run in {run_dir} has not finished (or is not a convlens "
-                                                      "run)"), RunMetrics, path)
+    return checked(read_json_object(path, f"the run in {run_dir} has not finished (or is not a convlens run)"),
+                   RunMetrics, path)

@@ -20,7 +20,6 @@ from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import (
     CONFIG_FILE,
     MODEL_FORMAT,
-    RUN_FORMAT,
     WEIGHTS_FILE,
     dataset_of,
     load_model,
@@ -32,6 +31,7 @@ from convlens.models.network import Network, check_size, device_memory
 from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
+from convlens.records import RUN_FORMAT
 from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, write_predictions
 from convlens.training import (
     ProgressCallback,

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import UsageError
 from convlens.models.spec import ModelSpec
-from convlens.records import ModelConfig, RunConfig, checked
+from convlens.records import MODEL_FORMAT, ModelConfig, RunConfig, checked
 
 if TYPE_CHECKING:  # reading a run's JSON (the run store, the CLI) needs no torch; saving and loading weights do
     import torch
@@ -23,8 +23,6 @@ if TYPE_CHECKING:  # reading a run's JSON (the run store, the CLI) needs no torc
     from convlens.models.network import Network
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
-RUN_FORMAT = "convlens-run/1"  # a training run's config.json
-MODEL_FORMAT = "convlens-model/1"  # an exported model's (convlens export)
 _SPEC_ADAPTER = TypeAdapter(ModelSpec)
 
 

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convlens.models.checkpoint import RUN_FORMAT
+from convlens.records import RUN_FORMAT
 from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode, media_type
 from convlens.serving.predictor import Predictor
 
