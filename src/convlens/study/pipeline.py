@@ -27,6 +27,7 @@ from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
 from convlens.experiments.local import Job, JobResult, threads_per_run
+from convlens.experiments.plots import drawing_in_background
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
@@ -223,20 +224,24 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     events.advance(_STAGE_SECONDS["data"])
 
     fig_dir = out / "figures"
-    with _stage("eda", events, seconds, f"exploring {len(ds.train_labels):,} + {len(ds.test_labels):,} images"):
-        eda = sections.eda_section(ds, fig_dir)
-    events.advance(_STAGE_SECONDS["eda"])
-
-    with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
-        summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
-                                    dataset=full)  # runs trained in this process use it: read from disk once
-    made_from = inputs()  # the runs the analysis reads
-
-    # The notebook's kernels boot (one core each, 3-7 s) while the study works on: beside the ONNX export (one
-    # thread, ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy
-    # (bench/README.md, "One session, two paces").
-    kernel_beside_export = sections.onnx_export_skipped(config) is None
     with ExitStack() as stack:
+        # Figures are drawn by other processes from here to the report, which embeds them (bench/README.md,
+        # "Figures drawn beside the study").
+        drawing = stack.enter_context(ExitStack())
+        drawing.enter_context(drawing_in_background())
+        with _stage("eda", events, seconds, f"exploring {len(ds.train_labels):,} + {len(ds.test_labels):,} images"):
+            eda = sections.eda_section(ds, fig_dir)
+        events.advance(_STAGE_SECONDS["eda"])
+
+        with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
+            summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
+                                        dataset=full)  # runs trained in this process use it: read from disk once
+        made_from = inputs()  # the runs the analysis reads
+
+        # The notebook's kernels boot (one core each, 3-7 s) while the study works on: beside the ONNX export (one
+        # thread, ~2 s) when there is one, else beside the analysis, whose probes keep both cores busy
+        # (bench/README.md, "One session, two paces").
+        kernel_beside_export = sections.onnx_export_skipped(config) is None
         kernels = [] if kernel_beside_export else stack.enter_context(warm_kernels(out))
         with _stage("analysis", events, seconds, "baseline, CNN design, shift and locality probes, filters"):
             stores = {name: p.store for name, p in zip(summaries, runs.plans)}
@@ -249,6 +254,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
             deployment = sections.export_section(config, stores["cnn-vs-mlp"], out,
                                                  summaries["cnn-vs-mlp"]["levels"], dataset=full)
         events.advance(_STAGE_SECONDS["export"])
+        drawing.close()  # every figure is on disk
 
         distinct = [metrics for _, metrics in _finished_runs(runs.plans).values()]
         results = {

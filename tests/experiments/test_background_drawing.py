@@ -1,0 +1,139 @@
+"""Figures drawn by other processes (``drawing_in_background``): each PNG is the one this process would have
+drawn, byte for byte, and is on disk when the block ends; what cannot go to a worker is drawn here; a failure
+is raised at the block's end; a script without a main guard is not run again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.ticker import FuncFormatter
+
+from convlens.experiments import plots
+from convlens.experiments.plots import drawing_in_background, plt, save_figure
+
+
+def _figure(seed: int):
+    """A figure with what the study's figures hold: an image, text in cells, tick labels, a legend, a title."""
+    rng = np.random.default_rng(seed)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))
+    a.imshow(rng.random((10, 10)), cmap="Blues")
+    for i in range(10):
+        a.text(i, i, f"{i}", ha="center", va="center", fontsize=6)
+    b.plot(rng.random(5), marker="o", label=f"seed {seed}")
+    b.set_xticks(range(5), [f"class {i}" for i in range(5)], rotation=60)
+    b.legend()
+    fig.suptitle(f"figure {seed}")
+    return fig
+
+
+def _drawn_here(tmp_path: Path, seed: int) -> bytes:
+    path = save_figure(_figure(seed), tmp_path / "here" / f"{seed}.png")
+    return path.read_bytes()
+
+
+def test_each_png_is_the_one_drawn_here_and_is_on_disk_when_the_block_ends(tmp_path):
+    out = tmp_path / "background"
+    with drawing_in_background(1):
+        paths = [save_figure(_figure(seed), out / f"{seed}.png") for seed in range(4)]
+        assert plots._BACKGROUND is not None and len(plots._BACKGROUND.pending) == 4  # handed over, not drawn here
+    assert plots._BACKGROUND is None
+    assert [p.read_bytes() for p in paths] == [_drawn_here(tmp_path, seed) for seed in range(4)]
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]  # no temporary file left
+
+
+def test_a_figure_drawn_twice_at_one_path_ends_as_the_later_one(tmp_path):
+    path = tmp_path / "twice.png"
+    with drawing_in_background(2):
+        save_figure(_figure(1), path)
+        save_figure(_figure(2), path)
+    assert path.read_bytes() == _drawn_here(tmp_path, 2) != _drawn_here(tmp_path, 1)
+
+
+def test_a_figure_that_does_not_pickle_is_drawn_here_at_once(tmp_path):
+    fig = _figure(0)
+    fig.axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}"))  # a lambda does not pickle
+    with drawing_in_background(1):
+        path = save_figure(fig, tmp_path / "lambda.png")
+        assert path.is_file() and not plots._BACKGROUND.pending
+
+
+class ExitsInAnotherProcess:
+    """Unpickled in any process but the one that made it, it ends that process: a drawing worker that dies."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+
+    def __setstate__(self, state):
+        if os.getpid() != state["pid"]:
+            os._exit(1)
+        self.__dict__.update(state)
+
+
+def test_figures_whose_worker_died_are_drawn_here(tmp_path):
+    fig = _figure(3)
+    fig.marker = ExitsInAnotherProcess()
+    with drawing_in_background(1):
+        path = save_figure(fig, tmp_path / "died.png")
+        others = [save_figure(_figure(seed), tmp_path / f"{seed}.png") for seed in range(2)]
+    del fig.marker
+    assert path.read_bytes() == _drawn_here(tmp_path, 3)
+    assert [p.read_bytes() for p in others] == [_drawn_here(tmp_path, seed) for seed in range(2)]
+
+
+def test_a_figure_that_fails_to_draw_raises_at_the_end_of_the_block(tmp_path):
+    fig = _figure(0)
+    fig.axes[0].set_title(r"$\frac$")  # bad mathtext: an error when drawn, not when made
+    with pytest.raises(ValueError, match="frac"):
+        with drawing_in_background(1):
+            save_figure(fig, tmp_path / "bad.png")
+            save_figure(_figure(1), tmp_path / "next.png")
+    # as when drawn here: the study stops at the first figure that fails (what came after it may not be drawn)
+    assert {p.name for p in tmp_path.iterdir()} <= {"next.png"}  # no PNG, whole or half, of the failed one
+    assert plots._BACKGROUND is None
+
+
+def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker(tmp_path):
+    with pytest.raises(KeyError, match="mine"):
+        with drawing_in_background(1):
+            save_figure(_figure(0), tmp_path / "0.png")
+            background = plots._BACKGROUND
+            raise KeyError("mine")
+    assert plots._BACKGROUND is None and not background.pending
+
+
+def test_without_workers_or_inside_another_block_figures_are_drawn_as_before(tmp_path):
+    with drawing_in_background(0):
+        assert plots._BACKGROUND is None
+        assert save_figure(_figure(0), tmp_path / "0.png").is_file()
+    with drawing_in_background(1):
+        outer = plots._BACKGROUND
+        with drawing_in_background(1):
+            assert plots._BACKGROUND is outer  # one set of workers
+            save_figure(_figure(1), tmp_path / "1.png")
+        assert plots._BACKGROUND is outer
+    assert (tmp_path / "1.png").read_bytes() == _drawn_here(tmp_path, 1)
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from convlens.experiments.plots import drawing_in_background, plt, save_figure
+        with open({str(tmp_path / "ran.txt")!r}, "a") as f:
+            f.write("ran\\n")
+        with drawing_in_background(2):
+            for i in range(3):
+                fig, ax = plt.subplots()
+                ax.plot([0, i])
+                save_figure(fig, Path({str(tmp_path)!r}) / f"{{i}}.png")
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+    assert all((tmp_path / f"{i}.png").is_file() for i in range(3))
