@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,10 @@ def test_figures_whose_worker_died_are_drawn_here(tmp_path):
     fig.marker = ExitsInAnotherProcess()
     with drawing_in_background(1):
         path = save_figure(fig, tmp_path / "died.png")
+        future, _ = plots._BACKGROUND.pending[path]
+        assert isinstance(future.exception(timeout=120), BrokenProcessPool)  # the worker is gone
         others = [save_figure(_figure(seed), tmp_path / f"{seed}.png") for seed in range(2)]
+        assert all(p.is_file() for p in others)  # the pool takes no more: drawn here, at once
     del fig.marker
     assert path.read_bytes() == _drawn_here(tmp_path, 3)
     assert [p.read_bytes() for p in others] == [_drawn_here(tmp_path, seed) for seed in range(2)]

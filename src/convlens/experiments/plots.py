@@ -67,14 +67,17 @@ class _Background:
         self.pending: dict[Path, tuple[Future, bytes]] = {}
 
     def submit(self, fig, path: Path) -> bool:
-        """Hand ``fig`` over (False: it does not pickle, and is drawn here)."""
+        """Hand ``fig`` over (False: it is drawn here: it does not pickle, or the workers are gone)."""
         try:
             blob = pickle.dumps(fig)
-        except Exception:  # an artist holding a lambda, a generator: draw it here
+        except Exception:  # an artist holding a lambda, a generator
             return False
         if path in self.pending:  # drawn again: the later figure must land last
             self._finish(path)
-        self.pending[path] = (self.pool.submit(_draw_pickled, blob, path), blob)
+        try:
+            self.pending[path] = (self.pool.submit(_draw_pickled, blob, path), blob)
+        except (BrokenProcessPool, RuntimeError):  # a worker died earlier: the pool takes no more
+            return False
         return True
 
     def _finish(self, path: Path) -> None:
