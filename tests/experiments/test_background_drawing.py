@@ -19,13 +19,14 @@ from convlens.experiments import plots
 from convlens.experiments.plots import drawing_in_background, plt, save_figure
 
 
-def _figure(seed: int):
-    """A figure with what the study's figures hold: an image, text in cells, tick labels, a legend, a title."""
+def _figure(seed: int, texts: int = 10):
+    """A figure with what the study's figures hold: an image, text in cells, tick labels, a legend, a title
+    (``texts``: how many cells are labelled; many make it slow to draw)."""
     rng = np.random.default_rng(seed)
     fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))
     a.imshow(rng.random((10, 10)), cmap="Blues")
-    for i in range(10):
-        a.text(i, i, f"{i}", ha="center", va="center", fontsize=6)
+    for i in range(texts):
+        a.text(i % 10, i // 10 % 10, f"{i}", ha="center", va="center", fontsize=6)
     b.plot(rng.random(5), marker="o", label=f"seed {seed}")
     b.set_xticks(range(5), [f"class {i}" for i in range(5)], rotation=60)
     b.legend()
@@ -42,26 +43,34 @@ def test_each_png_is_the_one_drawn_here_and_is_on_disk_when_the_block_ends(tmp_p
     out = tmp_path / "background"
     with drawing_in_background(1):
         paths = [save_figure(_figure(seed), out / f"{seed}.png") for seed in range(4)]
-        assert plots._BACKGROUND is not None and len(plots._BACKGROUND.pending) == 4  # handed over, not drawn here
-    assert plots._BACKGROUND is None
+        assert len(plots._BACKGROUND.get().pending) == 4  # handed over, not drawn here
+    assert plots._BACKGROUND.get() is None
     assert [p.read_bytes() for p in paths] == [_drawn_here(tmp_path, seed) for seed in range(4)]
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]  # no temporary file left
 
 
-def test_a_figure_drawn_twice_at_one_path_ends_as_the_later_one(tmp_path):
-    path = tmp_path / "twice.png"
+def test_a_figure_drawn_twice_at_one_path_ends_as_the_later_one_however_each_is_drawn(tmp_path):
+    # The earlier figure is slow to draw and two workers are free: the later one would land first and be
+    # overwritten if it were not handed over only after the earlier one is written.
+    slow, later = tmp_path / "slow.png", tmp_path / "later.png"
     with drawing_in_background(2):
-        save_figure(_figure(1), path)
-        save_figure(_figure(2), path)
-    assert path.read_bytes() == _drawn_here(tmp_path, 2) != _drawn_here(tmp_path, 1)
+        save_figure(_figure(1, texts=600), slow)
+        save_figure(_figure(2), slow)
+        save_figure(_figure(1, texts=600), later)
+        save_figure(_with_a_lambda(_figure(3)), later)  # drawn here: after the pending one at its path
+    assert slow.read_bytes() == _drawn_here(tmp_path, 2)
+    assert later.read_bytes() == save_figure(_with_a_lambda(_figure(3)), tmp_path / "here.png").read_bytes()
+
+
+def _with_a_lambda(fig):
+    fig.axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}"))  # a lambda does not pickle
+    return fig
 
 
 def test_a_figure_that_does_not_pickle_is_drawn_here_at_once(tmp_path):
-    fig = _figure(0)
-    fig.axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}"))  # a lambda does not pickle
     with drawing_in_background(1):
-        path = save_figure(fig, tmp_path / "lambda.png")
-        assert path.is_file() and not plots._BACKGROUND.pending
+        path = save_figure(_with_a_lambda(_figure(0)), tmp_path / "lambda.png")
+        assert path.is_file() and not plots._BACKGROUND.get().pending
 
 
 class ExitsInAnotherProcess:
@@ -81,7 +90,7 @@ def test_figures_whose_worker_died_are_drawn_here(tmp_path):
     fig.marker = ExitsInAnotherProcess()
     with drawing_in_background(1):
         path = save_figure(fig, tmp_path / "died.png")
-        future, _ = plots._BACKGROUND.pending[path]
+        future, _ = plots._BACKGROUND.get().pending[path]
         assert isinstance(future.exception(timeout=120), BrokenProcessPool)  # the worker is gone
         others = [save_figure(_figure(seed), tmp_path / f"{seed}.png") for seed in range(2)]
         assert all(p.is_file() for p in others)  # the pool takes no more: drawn here, at once
@@ -99,28 +108,67 @@ def test_a_figure_that_fails_to_draw_raises_at_the_end_of_the_block(tmp_path):
             save_figure(_figure(1), tmp_path / "next.png")
     # as when drawn here: the study stops at the first figure that fails (what came after it may not be drawn)
     assert {p.name for p in tmp_path.iterdir()} <= {"next.png"}  # no PNG, whole or half, of the failed one
-    assert plots._BACKGROUND is None
+    assert plots._BACKGROUND.get() is None
 
 
-def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker(tmp_path):
+def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker_and_no_half_png(tmp_path):
+    import psutil
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     with pytest.raises(KeyError, match="mine"):
-        with drawing_in_background(1):
-            save_figure(_figure(0), tmp_path / "0.png")
-            background = plots._BACKGROUND
+        with drawing_in_background(2):
+            for i in range(4):
+                save_figure(_figure(i, texts=600), tmp_path / f"{i}.png")
+            background = plots._BACKGROUND.get()
+            workers = {p.pid for p in psutil.Process().children(recursive=True)} - before
             raise KeyError("mine")
-    assert plots._BACKGROUND is None and not background.pending
+    assert workers and plots._BACKGROUND.get() is None and not background.pending
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in workers)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # whole PNGs or none
+
+
+def test_a_failed_figure_is_raised_at_the_next_figure_handed_over(tmp_path):
+    bad = _figure(0)
+    bad.axes[0].set_title(r"$\frac$")
+    with pytest.raises(ValueError, match="frac"):
+        with drawing_in_background(1):
+            save_figure(bad, tmp_path / "bad.png")
+            future, _ = plots._BACKGROUND.get().pending[tmp_path / "bad.png"]
+            future.exception(timeout=120)  # it has failed in its worker
+            try:
+                save_figure(_figure(1), tmp_path / "next.png")
+            except ValueError:
+                raised_at_next = True
+                raise
+    assert raised_at_next
+
+
+def test_figures_in_a_directory_are_listed_once_written_and_other_threads_draw_here(tmp_path):
+    import threading
+    with drawing_in_background(1):
+        save_figure(_figure(0, texts=600), tmp_path / "plots" / "b.png")
+        save_figure(_figure(1), tmp_path / "plots" / "a.png")
+        save_figure(_figure(2), tmp_path / "elsewhere" / "c.png")
+        assert [p.name for p in plots.figures_in(tmp_path / "plots")] == ["a.png", "b.png"]
+        assert all(p.parent.name == "elsewhere" for p in plots._BACKGROUND.get().pending)
+        drawn = []
+        thread = threading.Thread(target=lambda: drawn.append(save_figure(_figure(3), tmp_path / "thread.png")
+                                                               .is_file()))
+        thread.start()
+        thread.join()
+        assert drawn == [True]  # not handed to this block's workers: on disk when save_figure returned
 
 
 def test_without_workers_or_inside_another_block_figures_are_drawn_as_before(tmp_path):
     with drawing_in_background(0):
-        assert plots._BACKGROUND is None
+        assert plots._BACKGROUND.get() is None
         assert save_figure(_figure(0), tmp_path / "0.png").is_file()
     with drawing_in_background(1):
-        outer = plots._BACKGROUND
+        outer = plots._BACKGROUND.get()
         with drawing_in_background(1):
-            assert plots._BACKGROUND is outer  # one set of workers
+            assert plots._BACKGROUND.get() is outer  # one set of workers
             save_figure(_figure(1), tmp_path / "1.png")
-        assert plots._BACKGROUND is outer
+        assert plots._BACKGROUND.get() is outer
     assert (tmp_path / "1.png").read_bytes() == _drawn_here(tmp_path, 1)
 
 

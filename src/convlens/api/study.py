@@ -84,7 +84,7 @@ class StudyResult:
     @property
     def figures(self) -> dict[str, Path]:
         """Figure name -> PNG path, as the report embeds them."""
-        return {p.stem: p for p in sorted((self.directory / "figures").glob("*.png"))}
+        return {p.stem: p for p in sorted((self.directory / "figures").glob("*.png")) if not p.name.startswith(".")}
 
     @property
     def experiments(self) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib
@@ -33,10 +34,19 @@ def save_figure(fig, path: Path | None):
     plt.close(fig)
     if path is None:
         return fig
-    if _BACKGROUND is not None and _BACKGROUND.submit(fig, path):
+    background = _BACKGROUND.get()
+    if background is not None and background.submit(fig, path):
         return path
     _write_png(fig, path)
     return path
+
+
+def figures_in(directory: Path) -> list[Path]:
+    """The PNGs in ``directory`` (sorted; no temporary file), once every one handed to the background is written."""
+    background = _BACKGROUND.get()
+    if background is not None:
+        background.finish_under(directory)
+    return sorted(p for p in directory.glob("*.png") if not p.name.startswith("."))
 
 
 def _write_png(fig, path: Path) -> None:
@@ -59,21 +69,24 @@ class _Background:
 
     def __init__(self, workers: int):
         # loky (joblib's) and not multiprocessing's spawn: its workers start fresh, as spawn's do (a fork of a
-        # process running torch's thread pools is not safe), but do not run the user's script again, so a script
-        # calling convlens.Study(...).run() needs no `if __name__ == "__main__":` guard.
+        # process running torch's thread pools is not safe), but do not run the user's script again: a script
+        # without an `if __name__ == "__main__":` guard is not run once more per worker.
         from joblib.externals.loky import ProcessPoolExecutor
         rc = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}  # a notebook user's own settings
         self.pool = ProcessPoolExecutor(workers, initializer=_start_drawer, initargs=(rc,))
         self.pending: dict[Path, tuple[Future, bytes]] = {}
 
     def submit(self, fig, path: Path) -> bool:
-        """Hand ``fig`` over (False: it is drawn here: it does not pickle, or the workers are gone)."""
+        """Hand ``fig`` over (False: it is drawn here: it does not pickle, or the workers are gone). A figure
+        drawn earlier that failed raises its error now, as it would have when it was drawn here."""
+        for done in [p for p, (future, _) in self.pending.items() if future.done()]:
+            self._finish(done)
+        if path in self.pending:  # drawn again: the later figure must land last, however it is drawn
+            self._finish(path)
         try:
             blob = pickle.dumps(fig)
         except Exception:  # an artist holding a lambda, a generator
             return False
-        if path in self.pending:  # drawn again: the later figure must land last
-            self._finish(path)
         try:
             self.pending[path] = (self.pool.submit(_draw_pickled, blob, path), blob)
         except (BrokenProcessPool, RuntimeError):  # a worker died earlier: the pool takes no more
@@ -87,6 +100,10 @@ class _Background:
         except BrokenProcessPool:  # a worker died (killed, out of memory): draw the figure here
             _draw_pickled(blob, path)
 
+    def finish_under(self, directory: Path) -> None:
+        for path in [p for p in self.pending if p.parent == directory]:
+            self._finish(path)
+
     def finish(self) -> None:
         """Wait for every PNG; a figure that failed raises its error here."""
         try:
@@ -96,10 +113,13 @@ class _Background:
             self.abandon()
 
     def abandon(self) -> None:
+        """Stop the workers; a PNG one was writing is left neither whole nor half."""
         for future, _ in self.pending.values():
             future.cancel()
-        self.pending.clear()
         self.pool.shutdown(wait=True, kill_workers=True)
+        for path in self.pending:
+            path.with_name(f".{path.name}.tmp.png").unlink(missing_ok=True)
+        self.pending.clear()
 
 
 def _start_drawer(rc: dict) -> None:
@@ -113,27 +133,30 @@ def _draw_pickled(blob: bytes, path: Path) -> None:
     _write_png(pickle.loads(blob), path)
 
 
-_BACKGROUND: _Background | None = None
+# Per thread (a context variable): a figure saved by another thread, or by another study's thread, is not handed
+# to this block's workers.
+_BACKGROUND: ContextVar[_Background | None] = ContextVar("convlens_background_drawing", default=None)
 
 
 @contextmanager
 def drawing_in_background(workers: int | None = None) -> Iterator[None]:
     """Within this block, ``save_figure`` returns at once and ``workers`` processes (``background_drawers()``
-    by default; 0: none) draw the PNGs; the block ends when every PNG is written, and a figure that failed
-    raises its error then. Not nested: an inner block draws in the outer one's workers."""
-    global _BACKGROUND
+    by default; 0: none) draw the PNGs; the block ends when every PNG is written. A figure that failed raises
+    its error at the next figure handed over or at the block's end. Inside another such block, figures go to
+    the outer block's workers, and the outer block's end waits for them."""
     workers = background_drawers() if workers is None else workers
-    if _BACKGROUND is not None or workers < 1:
+    if _BACKGROUND.get() is not None or workers < 1:
         yield
         return
-    _BACKGROUND = background = _Background(workers)
+    background = _Background(workers)
+    token = _BACKGROUND.set(background)
     try:
         yield
     except BaseException:
-        _BACKGROUND = None
+        _BACKGROUND.reset(token)
         background.abandon()
         raise
-    _BACKGROUND = None
+    _BACKGROUND.reset(token)
     background.finish()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from convlens.config import TrainConfig, model_spec
 from convlens.data.dataset import ImageDataset
 from convlens.eda import explore
+from convlens.experiments.plots import figures_in
 from convlens.experiments.store import RunStore
 from convlens.models.checkpoint import WEIGHTS_FILE
 from convlens.models.network import Network
@@ -319,7 +320,7 @@ def experiment_figures(stores: dict[str, RunStore], summaries: dict[str, dict], 
     for name, store in stores.items():
         summary = summaries[name]
         levels = [lv for lv in summary["levels"] if lv["n"] > 0]
-        figs = {p.stem: _rel(p, root) for p in sorted((store.root / "plots").glob("*.png"))}
+        figs = {p.stem: _rel(p, root) for p in figures_in(store.root / "plots")}
         if levels:
             runs = {lv["label"]: store.done_runs(lv["label"], summary["seeds"]) for lv in levels}
             figs["confusion"] = _rel(figures.level_confusions(levels, runs, names,
