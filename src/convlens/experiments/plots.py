@@ -51,9 +51,13 @@ def figures_in(directory: Path) -> list[Path]:
 
 def _write_png(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = _temporary(path)
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     tmp.replace(path)  # atomic: a reader never sees half a PNG
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp.png")
 
 
 def background_drawers() -> int:
@@ -118,7 +122,7 @@ class _Background:
             future.cancel()
         self.pool.shutdown(wait=True, kill_workers=True)
         for path in self.pending:
-            path.with_name(f".{path.name}.tmp.png").unlink(missing_ok=True)
+            _temporary(path).unlink(missing_ok=True)
         self.pending.clear()
 
 
@@ -153,10 +157,10 @@ def drawing_in_background(workers: int | None = None) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _BACKGROUND.reset(token)
         background.abandon()
         raise
-    _BACKGROUND.reset(token)
+    finally:
+        _BACKGROUND.reset(token)
     background.finish()
 
 
