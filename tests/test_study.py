@@ -146,6 +146,17 @@ def test_results_equal_the_run_files(study):
         assert json.loads((run_dir / "config.json").read_text())["model"]["name"] in {"mlp-128-64", "cnn-32-64-128"}
 
 
+def test_the_report_says_which_arithmetic_the_runs_trained_in(study):
+    from convlens.report.render import _render_markdown
+    out, _ = study
+    results = _results(out)
+    used = sorted({json.loads(f.read_text())["precision"] for f in (out / "experiments").rglob("metrics.json")})
+    assert used and set(used) <= {"fp32", "bf16"} and results["study"]["runs"]["precisions"] == used
+    assert f"trained in {' and '.join(used)}), " in (out / "report.md").read_text()
+    del results["study"]["runs"]["precisions"]  # a study written before the key existed still renders
+    assert "trained in" not in _render_markdown(results, html_facts=False)
+
+
 def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_each_class(study, fashion):
     out, _ = study
     assert LOADS == ["fashion-mnist"]  # not again for the runs trained in this process, nor for the export
@@ -387,6 +398,8 @@ def test_report_on_an_altered_results_file_is_one_line(study, tmp_path, capsys):
     (["study", "--quick", "--full"], "--quick and --full exclude each other"),
     (["study", "--seeds", "0"], "seeds: Input should be greater than or equal to 2"),
     (["report", "/nonexistent/study"], "results.json not found"),
+    (["study", "--precision", "fp16"], "precision: Input should be 'fp32', 'bf16' or 'auto'"),
+    (["study", "--epochs", "0"], "epochs: Input should be greater than or equal to 1"),
 ])
 def test_study_usage_errors_are_one_line_with_exit_2(capsys, argv, message):
     assert main(argv) == 2
@@ -420,6 +433,19 @@ def test_presets_meet_what_the_modes_promise():
     assert names == ["kernel-size", "depth", "filters", "weight-sharing", "augmentation", "cnn-vs-mlp", "locality"]
     assert full.experiment_specs()[0].factor.levels == [3, 5, 7]
     assert load_study_config("default", seeds=5).seeds == 5
+
+
+def test_a_studys_precision_and_epochs_reach_every_run_and_unset_keep_the_recipes(tmp_path):
+    from convlens.config import RECIPES
+    from convlens.experiments.spec import resolve_levels
+    chosen = tmp_path / "bf16.yaml"
+    chosen.write_text("precision: bf16\nepochs: 5\n")
+    for config, precision, epochs in ((load_study_config("default", chosen), "bf16", 5),
+                                      (load_study_config("quick", precision="fp32"), "fp32", RECIPES["fast"].epochs),
+                                      (load_study_config("default"), "auto", RECIPES["fast"].epochs)):
+        recipes = [level.config.recipe for spec in config.experiment_specs() for level in resolve_levels(spec)]
+        assert len(recipes) == 8  # kernel 3 and 5; MLP and CNN; each of those on ordered and permuted pixels
+        assert {(r.precision, r.epochs) for r in recipes} == {(precision, epochs)}
 
 
 def _fact(page: str, key: str) -> str:

@@ -15,6 +15,7 @@ from convlens.cli.options import (
     JsonOption,
     MlflowOption,
     MlflowUriOption,
+    PrecisionOption,
     QuietOption,
     SetOption,
     overrides,
@@ -41,8 +42,7 @@ def train_cmd(
     hflip: Annotated[Optional[float], typer.Option(help="Probability of mirroring a training image.")] = None,
     augment: Annotated[Optional[str], typer.Option(help="Training-batch augmentation on the device: none, or terms "
                                                    "such as shift:2,rotate:10,flip:0.5,erase:0.25.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (autocast) or auto (bf16 where the hardware "
-                                                      "has it: AMX CPUs, CUDA).")] = None,
+    precision: PrecisionOption = None,
     ema: Annotated[Optional[float], typer.Option(help="Keep an exponential moving average of the weights with "
                                                  "this decay (e.g. 0.995).")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Validation fraction (default 0.1).")] = None,

@@ -16,6 +16,7 @@ from convlens.cli.options import (
     GpusPerRunOption,
     MlflowOption,
     MlflowUriOption,
+    PrecisionOption,
 )
 from convlens.display import out
 from convlens.errors import UsageError
@@ -27,6 +28,7 @@ def study_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory (re-running reuses its finished runs).")]
         = Path("runs/study"),
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per configuration (default 3).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs of every run (default: the recipe's).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A first look in about a minute: 3 seeds on the first "
                                         "5,000 training and 2,000 test images.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Everything the reference write-ups ran: kernel 3/5/7, "
@@ -37,6 +39,7 @@ def study_cmd(
     data_dir: DataDirOption = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="fashion-mnist (default), mnist, kmnist, "
                                                    "cifar10, digits or folder:PATH.")] = None,
+    precision: PrecisionOption = None,
     force: Annotated[bool, typer.Option("--force", help="Discard the experiments' runs and train everything "
                                         "again (only runs the study's experiment directories own).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train failed runs again.")] = False,
@@ -55,7 +58,8 @@ def study_cmd(
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")
     mode = "quick" if quick else "full" if full else "default"
-    study = Study(config_path or mode, preset=mode, seeds=seeds, workers=workers, dataset=dataset)
+    study = Study(config_path or mode, preset=mode, seeds=seeds, epochs=epochs, workers=workers, dataset=dataset,
+                  precision=precision)
     result = study.run(out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir, backend=backend,
                        address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                        mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds)

@@ -167,14 +167,15 @@ def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:
 
 
 def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str | None = None,
-                 epochs: int | None = None, train_subset: int | None = None,
+                 epochs: int | None = None, precision: str | None = None, train_subset: int | None = None,
                  test_subset: int | None = None, dataset: str | None = None) -> ExperimentSpec:
     """``spec`` with run-wide settings replaced (None keeps the spec's), validated again."""
     changes: dict[str, Any] = {k: v for k, v in dict(seeds=seeds, recipe=recipe, train_subset=train_subset,
                                                      test_subset=test_subset, dataset=dataset).items()
                                if v is not None}
-    if epochs is not None:
-        changes["recipe_set"] = {**spec.recipe_set, "epochs": epochs}
+    recipe_set = {k: v for k, v in dict(epochs=epochs, precision=precision).items() if v is not None}
+    if recipe_set:
+        changes["recipe_set"] = {**spec.recipe_set, **recipe_set}
     if not changes:
         return spec
     return parse_spec({**spec.model_dump(mode="json"), **changes}, origin=f"experiment {spec.name}")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, DatasetName, read_yaml
+from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, DatasetName, Precision, read_yaml
 from convlens.errors import UsageError, format_validation_error
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels, with_changes
@@ -49,6 +49,9 @@ class StudyConfig(BaseModel):
     seeds: Annotated[int, Field(ge=2, le=100)] = 3
     recipe: str = DEFAULT_RECIPE
     epochs: Annotated[int, Field(ge=1, le=1000)] | None = None  # default: the recipe's
+    # default: the recipe's ("auto" for fast: bf16 on AMX CPUs and CUDA, else fp32). On an AMD Zen 4, bf16 with 5
+    # epochs beat fp32 with 4 on validation in less time (bench/README.md, "The AMD kind with AVX-512 again").
+    precision: Precision | None = None
     train_subset: Annotated[int, Field(ge=100)] | None = None  # first N training images; None = all 60,000
     test_subset: Annotated[int, Field(ge=100)] | None = None
     experiments: list[ExperimentChoice] = Field(
@@ -82,8 +85,8 @@ class StudyConfig(BaseModel):
                                   "reference": reference if reference in levels else levels[0]}
                 spec = parse_spec(data, origin=f"study experiment {name}")
             specs.append(with_changes(spec, seeds=self.seeds, recipe=self.recipe, epochs=self.epochs,
-                                      train_subset=self.train_subset, test_subset=self.test_subset,
-                                      dataset=self.dataset))
+                                      precision=self.precision, train_subset=self.train_subset,
+                                      test_subset=self.test_subset, dataset=self.dataset))
         return specs
 
 

@@ -268,7 +268,9 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
                       # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
                       # wall time says nothing about what the training cost).
                       "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
-                               "train_seconds": sum(m["train_seconds"] for m in distinct)}},
+                               "train_seconds": sum(m["train_seconds"] for m in distinct),
+                               # the arithmetic the runs trained in ("auto" resolves per machine): fp32, bf16
+                               "precisions": sorted({m["precision"] for m in distinct if m.get("precision")})}},
             "eda": eda,
             **analysis,
             "experiments": summaries,
