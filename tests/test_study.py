@@ -150,7 +150,8 @@ def test_the_report_says_which_arithmetic_the_runs_trained_in(study):
     from convlens.report.render import _render_markdown
     out, _ = study
     results = _results(out)
-    used = sorted({json.loads(f.read_text())["precision"] for f in (out / "experiments").rglob("metrics.json")})
+    recorded = [json.loads(f.read_text()) for f in (out / "experiments").rglob("metrics.json")]
+    used = sorted({m["precision"] for m in recorded if "test_accuracy" in m})  # finished runs
     assert used and set(used) <= {"fp32", "bf16"} and results["study"]["runs"]["precisions"] == used
     assert f"trained in {' and '.join(used)}), " in (out / "report.md").read_text()
     del results["study"]["runs"]["precisions"]  # a study written before the key existed still renders
@@ -446,6 +447,9 @@ def test_a_studys_precision_and_epochs_reach_every_run_and_unset_keep_the_recipe
         recipes = [level.config.recipe for spec in config.experiment_specs() for level in resolve_levels(spec)]
         assert len(recipes) == 8  # kernel 3 and 5; MLP and CNN; each of those on ordered and permuted pixels
         assert {(r.precision, r.epochs) for r in recipes} == {(precision, epochs)}
+    from convlens.api.study import Study
+    kept = Study(load_study_config("default", chosen), precision=None, epochs=None, seeds=4).config  # None: unset
+    assert (kept.precision, kept.epochs, kept.seeds) == ("bf16", 5, 4)
 
 
 def _fact(page: str, key: str) -> str:

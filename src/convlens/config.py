@@ -72,11 +72,12 @@ RECIPES: dict[str, Recipe] = {
     "keras": Recipe(name="keras", epochs=15, batch_size=128, optimizer="adam", lr=1e-3, schedule="constant"),
     # convlens' faster recipe (bench/README.md, "Time to accuracy"): a one-cycle LR schedule peaking at 4e-3 lets a
     # fixed 4-epoch budget converge; label smoothing and decoupled weight decay regularise for free; bf16 autocast
-    # where the hardware has it (2.1x faster on an AMX CPU, validation accuracy unchanged; not on AVX512_BF16 without
-    # AMX: on a Zen 4, 1.5x faster but -0.15 pp on validation, see training.bf16_is_native). Batch 128 is the fastest
-    # per image in the real loop on 2 cores (larger batches spill the caches). First chosen on test accuracy (seeds
-    # 0-4), then every choice re-checked on validation accuracy (seeds 0-4, the 10% split): bench/README.md lists
-    # every variant tried. Four epochs, not five or six (+0.31 / +0.68 pp on validation): the study's time budget.
+    # where the hardware has it (2.1x faster on an AMX CPU, validation +0.03 pp [-0.15, +0.21]; not on AVX512_BF16
+    # without AMX: on a Zen 4, 1.5x faster but -0.15 pp [-0.25, -0.05], see training.bf16_is_native). Batch 128 is
+    # the fastest per image in the real loop on 2 cores (larger batches spill the caches). First chosen on test
+    # accuracy (seeds 0-4), then every choice re-checked on validation accuracy (seeds 0-4, the 10% split):
+    # bench/README.md lists every variant tried. Four epochs, not five or six (+0.31 / +0.68 pp on validation): the
+    # study's time budget.
     # The fused AdamW kernel: 6% less time per run, validation -0.06 pp [-0.25, +0.13] (p=0.41, n=5).
     "fast": Recipe(name="fast", epochs=4, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=5e-4,
                    schedule="onecycle", warmup_fraction=0.25, label_smoothing=0.1, precision="auto", fused=True),

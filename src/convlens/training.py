@@ -46,10 +46,11 @@ def seed_everything(seed: int) -> None:
 
 
 def bf16_is_native(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 in hardware: a CUDA GPU with bf16, or a CPU with AMX tiles (Intel
-    Sapphire Rapids and later), where oneDNN's bf16 convolutions run ~2x faster than fp32 (bench/README.md).
-    Not a CPU with AVX512_BF16 but no AMX: on an AMD Zen 4 `fast`'s step ran 1.5x faster in bf16 but its validation
-    accuracy fell 0.15 pp [0.05, 0.25] (n=5), so "auto" stays fp32 there (bench/README.md, "Zen 4")."""
+    """Whether ``precision="auto"`` trains in bf16 on ``device``: a CUDA GPU with bf16 in hardware, or a CPU with AMX
+    tiles (Intel Sapphire Rapids and later), where `fast` ran 2.1x faster in bf16 with its validation accuracy not
+    significantly changed (+0.03 pp [-0.15, +0.21], n=5; bench/README.md). Not a CPU with AVX512_BF16 but no AMX:
+    on an AMD Zen 4 a `fast` run was 1.5x faster in bf16 but its validation accuracy fell 0.15 pp [0.05, 0.25]
+    (n=5, p=0.014), so "auto" stays fp32 there (bench/README.md, "Zen 4")."""
     if device.type == "cuda":  # in hardware (Ampere and later), not emulated (T4, V100: slower than fp32)
         with torch.cuda.device(device):
             return torch.cuda.is_bf16_supported(including_emulation=False)

@@ -23,6 +23,7 @@ class Study:
         """``config``: a preset name, a YAML file of study options (applied on top of ``preset``) or a
         StudyConfig; ``changes``: options on top (seeds, workers, dataset, epochs, train_subset, ...)."""
         from convlens.study.config import load_study_config
+        changes = {k: v for k, v in changes.items() if v is not None}  # None keeps the config's (as in YAML)
         if isinstance(config, StudyConfig):
             self.config = StudyConfig.model_validate({**config.model_dump(), **changes}) if changes else config
         elif str(config) in PRESETS:

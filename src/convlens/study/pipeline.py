@@ -269,8 +269,9 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
                       # wall time says nothing about what the training cost).
                       "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
                                "train_seconds": sum(m["train_seconds"] for m in distinct),
-                               # the arithmetic the runs trained in ("auto" resolves per machine): fp32, bf16
-                               "precisions": sorted({m["precision"] for m in distinct if m.get("precision")})}},
+                               # the arithmetic the runs trained in ("auto" resolves per machine). Runs recorded
+                               # before metrics.json had the key (6361799, which added bf16) all trained in fp32.
+                               "precisions": sorted({m.get("precision", "fp32") for m in distinct})}},
             "eda": eda,
             **analysis,
             "experiments": summaries,
