@@ -202,11 +202,25 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def test_precision_auto_is_bf16_exactly_where_the_cpu_has_amx():
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_bf16_dot_products():
     from convlens.training import resolve_precision
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    assert resolve_precision("auto", cpu) == ("bf16" if "amx_tile" in _cpu_flags() else "fp32")  # read here
+    native = {"avx512_bf16", "amx_tile"} & _cpu_flags()  # read here, from the kernel's list, not from torch
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+
+
+def test_precision_auto_follows_each_cpu_check(monkeypatch):
+    """Each of the two CPU features alone makes auto bf16; neither, or a torch without the checks, makes it fp32."""
+    from convlens.training import resolve_precision
+    cpu = torch.device("cpu")
+    for bf16_dot, amx, expected in ((True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16_dot: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_precision("auto", cpu) == expected, (bf16_dot, amx)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert resolve_precision("auto", cpu) == "fp32"
 
 
 def test_a_bf16_run_convolves_in_bf16_while_training_and_monitoring_and_in_fp32_when_evaluating(fashion):

@@ -18,8 +18,8 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "onecycle", "cosine"]
 # Arithmetic of the training step: "bf16" runs forward and loss under autocast to bfloat16 (weights and optimizer
 # stay fp32; the per-epoch monitoring runs in bf16 too, the kept model's validation and test metrics in fp32); "auto"
-# is bf16 where the hardware computes it natively (a CPU with AMX, a CUDA GPU with bf16), else fp32. The precision
-# used is recorded with each run.
+# is bf16 where the hardware computes it natively (a CPU with AVX512_BF16 or AMX, a CUDA GPU with bf16), else fp32.
+# The precision used is recorded with each run.
 Precision = Literal["fp32", "bf16", "auto"]
 
 
@@ -72,9 +72,9 @@ RECIPES: dict[str, Recipe] = {
     "keras": Recipe(name="keras", epochs=15, batch_size=128, optimizer="adam", lr=1e-3, schedule="constant"),
     # convlens' faster recipe (bench/README.md, "Time to accuracy"): a one-cycle LR schedule peaking at 4e-3 lets a
     # fixed 4-epoch budget converge; label smoothing and decoupled weight decay regularise for free; bf16 autocast
-    # where the hardware has it (2.1x faster on an AMX CPU, validation +0.03 pp [-0.15, +0.21]; not on AVX512_BF16
-    # without AMX: on a Zen 4, 1.5x faster but -0.15 pp [-0.25, -0.05], see training.bf16_is_native). Batch 128 is
-    # the fastest per image in the real loop on 2 cores (larger batches spill the caches). First chosen on test
+    # where the hardware has it (2.1x faster on an AMX CPU, validation +0.03 pp [-0.15, +0.21]; 1.5x on an AMD Zen 4,
+    # -0.02 pp [-0.17, +0.13] over seeds 0-9; see training.bf16_is_native). Batch 128 is the fastest per image in
+    # the real loop on 2 cores (larger batches spill the caches). First chosen on test
     # accuracy (seeds 0-4), then every choice re-checked on validation accuracy (seeds 0-4, the 10% split):
     # bench/README.md lists every variant tried. Four epochs, not five or six (+0.31 / +0.68 pp on validation): the
     # study's time budget.

@@ -46,16 +46,17 @@ def seed_everything(seed: int) -> None:
 
 
 def bf16_is_native(device: torch.device) -> bool:
-    """Whether ``precision="auto"`` trains in bf16 on ``device``: a CUDA GPU with bf16 in hardware, or a CPU with AMX
-    tiles (Intel Sapphire Rapids and later), where `fast` ran 2.1x faster in bf16 with its validation accuracy not
-    significantly changed (+0.03 pp [-0.15, +0.21], n=5; bench/README.md). Not a CPU with AVX512_BF16 but no AMX:
-    on an AMD Zen 4 a `fast` run was 1.5x faster in bf16 but its validation accuracy fell 0.15 pp [0.05, 0.25]
-    (n=5, p=0.014), so "auto" stays fp32 there (bench/README.md, "Zen 4")."""
+    """Whether ``precision="auto"`` trains in bf16 on ``device``: a CUDA GPU with bf16 in hardware, or a CPU with bf16
+    dot products (AVX512_BF16; every CPU with AMX tiles has it too). Measured (bench/README.md): on an Intel Xeon with
+    AMX a `fast` run was 2.1x faster in bf16, validation +0.03 pp [-0.15, +0.21] (n=5); on an AMD Zen 4 (AVX512_BF16,
+    no AMX) 1.5x faster, validation -0.02 pp [-0.17, +0.13] (n=10, seeds 0-9; seeds 0-4 alone had said -0.15 pp,
+    seeds 5-9 +0.11). Elsewhere (AVX2 only, e.g. a Zen 3) bf16 would be emulated: fp32."""
     if device.type == "cuda":  # in hardware (Ampere and later), not emulated (T4, V100: slower than fp32)
         with torch.cuda.device(device):
             return torch.cuda.is_bf16_supported(including_emulation=False)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence looked up; absent: assume none
-    return bool(amx and amx())
+    # private, hence looked up; absent (another torch): assume none
+    return any(bool(check and check()) for check in (getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+                                                     getattr(torch.cpu, "_is_amx_tile_supported", None)))
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

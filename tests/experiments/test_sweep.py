@@ -169,6 +169,16 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     (line,) = [w for w in summary["warnings"] if "range from" in w]
     assert line.startswith(f"The train times of kernel_size=3 range from {base:.1f} to {10 * base:.1f} s over its "
                            "seeds (10.0x)")
+    assert not any("precision" in w for w in summary["warnings"])  # all four in the precision auto means here
+    # one run recorded in the other precision (as if resumed on another machine): named, with its level
+    here = metrics["precision"]
+    other = {"bf16": "fp32", "fp32": "bf16"}[here]
+    slow.write_text(json.dumps({**metrics, "precision": other}))
+    summary = write_outputs(RunStore(out))
+    (line,) = [w for w in summary["warnings"] if "precision" in w]
+    listed = {here: "kernel_size=3 (1 run), kernel_size=5 (2 runs)", other: "kernel_size=3 (1 run)"}
+    assert line.startswith("The runs trained in more than one precision (" + "; ".join(
+        f"{p}: {listed[p]}" for p in sorted(listed)) + "), so a comparison")
 
 
 def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(tmp_path, capsys, fashion):

@@ -19,7 +19,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")]
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 PrecisionOption = Annotated[Optional[str], typer.Option(
-    help="fp32, bf16 (autocast) or auto (the recipe's default: bf16 on AMX CPUs and CUDA, else fp32).")]
+    help="fp32, bf16 (autocast) or auto (the recipe's default: bf16 on CPUs with AVX512_BF16 or AMX and on CUDA, "
+         "else fp32).")]
 
 
 def overrides(pairs: list[str] | None, example: str = "--set kernel_size=5") -> dict[str, str]:

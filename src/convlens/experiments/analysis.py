@@ -159,6 +159,8 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
     summary["warnings"] += [note] if note else []
     summary["warnings"] += uneven_times({label: [m.get("train_seconds") for m in runs.values()]
                                          for label, runs in ok.items()})
+    summary["warnings"] += mixed_precisions({label: [m.get("precision") for m in runs.values()]
+                                             for label, runs in ok.items()})
     return without_nan(summary)
 
 
@@ -176,6 +178,24 @@ def uneven_times(seconds: dict[str, list[float]]) -> list[str]:
                          f"({max(secs) / min(secs):.1f}x): the machine was probably busy while some of them ran, so "
                          "compare their times with care (the accuracies are unaffected).")
     return lines
+
+
+def mixed_precisions(precisions: dict[str, list[str | None]]) -> list[str]:
+    """One warning when the runs trained in more than one precision. ``precision="auto"`` means bf16 only where the
+    hardware computes it natively, so a store resumed on another machine (or after a version that changed what auto
+    means there) can hold both, and a comparison across them changes the arithmetic as well as the factor. A run
+    recorded without the key trained in fp32 (the key came with bf16)."""
+    runs: dict[str, dict[str, int]] = {}  # precision -> level -> runs
+    for label, values in precisions.items():
+        for value in values:
+            level_counts = runs.setdefault(value or "fp32", {})
+            level_counts[label] = level_counts.get(label, 0) + 1
+    if len(runs) < 2:
+        return []
+    listed = "; ".join(f"{precision}: " + ", ".join(f"{label} ({n} run{'s' * (n > 1)})" for label, n in levels.items())
+                       for precision, levels in sorted(runs.items()))
+    return [f"The runs trained in more than one precision ({listed}), so a comparison between them changes the "
+            "arithmetic as well as the factor: set the precision explicitly and retrain them with --force."]
 
 
 def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:

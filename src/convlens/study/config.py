@@ -49,8 +49,7 @@ class StudyConfig(BaseModel):
     seeds: Annotated[int, Field(ge=2, le=100)] = 3
     recipe: str = DEFAULT_RECIPE
     epochs: Annotated[int, Field(ge=1, le=1000)] | None = None  # default: the recipe's
-    # default: the recipe's ("auto" for fast: bf16 on AMX CPUs and CUDA, else fp32). On an AMD Zen 4, bf16 with 5
-    # epochs beat fp32 with 4 on validation in less time (bench/README.md, "The AMD kind with AVX-512 again").
+    # default: the recipe's ("auto" for fast: bf16 on CPUs with AVX512_BF16 or AMX and on CUDA, else fp32)
     precision: Precision | None = None
     train_subset: Annotated[int, Field(ge=100)] | None = None  # first N training images; None = all 60,000
     test_subset: Annotated[int, Field(ge=100)] | None = None
