@@ -148,7 +148,8 @@ def main() -> None:
                         help="batch 128 only: fp32 vs bf16 autocast, fused AdamW, eval batch sizes")
     parser.add_argument("--compile", action="store_true", help="with --levers: torch.compile'd steps too")
     parser.add_argument("--bf16", action="store_true",
-                        help="with --levers: the bf16 rows also where bf16 is not native (no AMX), emulated and slow")
+                        help="with --levers: the bf16 rows also where bf16 is not native (no AVX512_BF16 or AMX), "
+                             "emulated and slow")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     flops_per_image = summarize(create_model("cnn-32-64-128"), "cnn-32-64-128").train_flops
@@ -166,7 +167,7 @@ def main() -> None:
     reference = plain_loop(x, y, args.steps)
     report("plain loop (DataLoader, NCHW, Adam, batch 128)", reference)
     if args.levers:
-        # Without AMX convlens trains in fp32 ("auto" precision), and without AVX512-BF16 either oneDNN emulates
+        # Without AVX512_BF16 (and so without AMX) convlens trains in fp32 ("auto" precision) and oneDNN emulates
         # bf16: its large matmuls alone took minutes on a Zen 3 (bench/README.md). Skipped unless asked for.
         bf16 = args.bf16 or bf16_is_native(torch.device("cpu"))
         if bf16:
@@ -174,8 +175,8 @@ def main() -> None:
             print(f"bf16 gemm roofline: {bf16_roofline / 1e9:.0f} GFLOP/s -> "
                   f"{bf16_roofline / flops_per_image:,.0f} img/s")
         else:
-            print("bf16 rows skipped: this CPU has no AMX, so convlens trains in fp32 here (precision auto); --bf16 "
-                  "runs them (without AMX or AVX512-BF16 they are emulated, ~100x slower)")
+            print("bf16 rows skipped: this CPU has neither AVX512_BF16 nor AMX, so convlens trains in fp32 here "
+                  "(precision auto); --bf16 runs them, emulated (~100x slower)")
         rows = [("fp32", {}), ("fp32, fused AdamW", {"fused": True}), ("bf16 autocast", {"bf16": True}),
                 ("bf16 autocast, fused AdamW", {"bf16": True, "fused": True}), ("fp32 again", {})]
         for name, kwargs in [(name, kwargs) for name, kwargs in rows if bf16 or not kwargs.get("bf16")]:

@@ -73,8 +73,8 @@ RECIPES: dict[str, Recipe] = {
     # convlens' faster recipe (bench/README.md, "Time to accuracy"): a one-cycle LR schedule peaking at 4e-3 lets a
     # fixed 4-epoch budget converge; label smoothing and decoupled weight decay regularise for free; bf16 autocast
     # where the hardware has it (2.1x faster on an AMX CPU, validation +0.03 pp [-0.15, +0.21]; 1.5x on an AMD Zen 4,
-    # -0.02 pp [-0.17, +0.13] over seeds 0-9; see training.bf16_is_native). Batch 128 is the fastest per image in
-    # the real loop on 2 cores (larger batches spill the caches). First chosen on test
+    # -0.02 pp [-0.17, +0.13] over seeds 0-9, held out -0.075 pp; see training.bf16_is_native). Batch 128 is the
+    # fastest per image in the real loop on 2 cores (larger batches spill the caches). First chosen on test
     # accuracy (seeds 0-4), then every choice re-checked on validation accuracy (seeds 0-4, the 10% split):
     # bench/README.md lists every variant tried. Four epochs, not five or six (+0.31 / +0.68 pp on validation): the
     # study's time budget.

@@ -27,6 +27,9 @@ DEFAULT_DB = "mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "train_eval_loss",
                  "lr")
 FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_seconds", "epochs_run")
+# The kept model's validation (fp32, perhaps an earlier epoch's weights) is another measurement than the per-epoch
+# monitoring (in the step's precision): logged under its own key, so that "val_accuracy" has one value per epoch.
+FINAL_NAMES = {"val_accuracy": "final_val_accuracy", "val_loss": "final_val_loss"}
 
 
 def default_uri(out_dir: Path) -> str:
@@ -164,7 +167,7 @@ class Tracker:
         points = [Metric(key, float(epoch[key]), now, epoch["epoch"])
                   for epoch in metrics.get("history", []) for key in EPOCH_METRICS
                   if isinstance(epoch.get(key), (int, float))]
-        points += [Metric(key, float(metrics[key]), now, len(metrics.get("history", [])))
+        points += [Metric(FINAL_NAMES.get(key, key), float(metrics[key]), now, len(metrics.get("history", [])))
                    for key in FINAL_METRICS if isinstance(metrics.get(key), (int, float))]
         self._log(run_id, params=flat, metrics=points)
         self.client.log_artifacts(run_id, str(run_dir))

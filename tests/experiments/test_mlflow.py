@@ -55,6 +55,8 @@ def test_an_experiment_is_one_parent_with_a_child_per_run(tmp_path, monkeypatch,
         assert child.data.params["spec.kernel_size"] == level.split("=")[1]
         assert child.data.params["data.dataset"] == "digits" and child.info.status == "FINISHED"
         assert child.data.metrics["test_accuracy"] == metrics["test_accuracy"]
+        # the kept model's fp32 validation beside the per-epoch monitoring (bf16 where auto means bf16: it differs)
+        assert child.data.metrics["final_val_accuracy"] == metrics["val_accuracy"]
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
         assert [(m.step, m.value) for m in history] == [(h["epoch"], h["val_accuracy"]) for h in metrics["history"]]
         assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"config.json", "metrics.json",

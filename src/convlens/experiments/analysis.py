@@ -195,7 +195,8 @@ def mixed_precisions(precisions: dict[str, list[str | None]]) -> list[str]:
     listed = "; ".join(f"{precision}: " + ", ".join(f"{label} ({n} run{'s' * (n > 1)})" for label, n in levels.items())
                        for precision, levels in sorted(runs.items()))
     return [f"The runs trained in more than one precision ({listed}), so a comparison between them changes the "
-            "arithmetic as well as the factor: set the precision explicitly and retrain them with --force."]
+            "arithmetic as well as the factor: --force retrains them all in this machine's precision, or set one "
+            "(the spec's recipe_set, or the study's --precision)."]
 
 
 def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
