@@ -41,10 +41,10 @@ def test_uneven_train_times_are_flagged_per_level_past_twice_the_fastest():
 
 
 def test_runs_in_two_precisions_are_named_by_level_and_an_unrecorded_one_counts_as_fp32():
-    from convlens.experiments.analysis import mixed_precisions
-    assert mixed_precisions({"a": ["bf16", "bf16"], "b": ["bf16"]}) == []
-    assert mixed_precisions({"a": [None, "fp32"], "b": ["fp32"]}) == []  # written before the key: fp32 (pipeline too)
-    (line,) = mixed_precisions({"a": [None, "bf16"], "b": ["fp32", "fp32"], "c": ["bf16"]})
+    from convlens.experiments.analysis import several_precisions
+    assert several_precisions({"a": ["bf16", "bf16"], "b": ["bf16"]}) == []
+    assert several_precisions({"a": [None, "fp32"], "b": ["fp32"]}) == []  # written before the key: fp32 (pipeline too)
+    (line,) = several_precisions({"a": [None, "bf16"], "b": ["fp32", "fp32"], "c": ["bf16"]})
     assert line.startswith("The runs trained in more than one precision (bf16: a (1 run), c (1 run); fp32: a (1 run), "
                            "b (2 runs)), so a comparison between them changes the arithmetic as well as the factor")
 

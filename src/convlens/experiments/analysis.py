@@ -159,7 +159,7 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
     summary["warnings"] += [note] if note else []
     summary["warnings"] += uneven_times({label: [m.get("train_seconds") for m in runs.values()]
                                          for label, runs in ok.items()})
-    summary["warnings"] += mixed_precisions({label: [m.get("precision") for m in runs.values()]
+    summary["warnings"] += several_precisions({label: [m.get("precision") for m in runs.values()]
                                              for label, runs in ok.items()})
     return without_nan(summary)
 
@@ -180,7 +180,7 @@ def uneven_times(seconds: dict[str, list[float]]) -> list[str]:
     return lines
 
 
-def mixed_precisions(precisions: dict[str, list[str | None]]) -> list[str]:
+def several_precisions(precisions: dict[str, list[str | None]]) -> list[str]:
     """One warning when the runs trained in more than one precision. ``precision="auto"`` means bf16 only where the
     hardware computes it natively, so a store resumed on another machine (or after a version that changed what auto
     means there) can hold both, and a comparison across them changes the arithmetic as well as the factor. A run
