@@ -112,7 +112,7 @@ def train_seeds(ds, recipe, seeds, label: str, show_test: bool, tta: bool = Fals
         out.append(m)
         shown = f"test {m['test_accuracy']:.2%}" if show_test else f"validation {m['val_accuracy']:.2%}"
         shown += f", with flip TTA {m['val_accuracy_tta']:.2%}" if tta else ""
-        print(f"  {label} seed {seed}: {shown} in {m['train_seconds']:.1f} s", flush=True)
+        print(f"  {label} seed {seed}: {shown} in {m['train_seconds']:.1f} s, {m['precision']}", flush=True)
     return out
 
 
@@ -172,10 +172,12 @@ def measure(ds, args) -> None:
     secs = [m["train_seconds"] for m in runs]
     mean_s = statistics.fmean(secs)
     held_out = seeds.start >= HELD_OUT.start
-    print(f"\nconvlens '{recipe.name}' ({recipe.epochs} epochs, batch {recipe.batch_size}) on seeds {seeds.start}-"
-          f"{seeds.stop - 1} ({'held out: used to choose nothing' if held_out else 'NOT held out'}), n={acc.n}: "
-          f"test accuracy {acc.mean:.2%} ± {acc.std * 100:.2f} pp, 95% CI {acc.ci95[0]:.2%}-{acc.ci95[1]:.2%}; "
-          f"train time {mean_s:.1f} s (range {min(secs):.1f}-{max(secs):.1f})")
+    precisions = "/".join(sorted({m["precision"] for m in runs}))  # what "auto" meant on this machine
+    print(f"\nconvlens '{recipe.name}' ({recipe.epochs} epochs, batch {recipe.batch_size}, {precisions}) on seeds "
+          f"{seeds.start}-{seeds.stop - 1} ({'held out: used to choose nothing' if held_out else 'NOT held out'}), "
+          f"n={acc.n}: test accuracy {acc.mean:.2%} ± {acc.std * 100:.2f} pp, "
+          f"95% CI {acc.ci95[0]:.2%}-{acc.ci95[1]:.2%}; train time {mean_s:.1f} s "
+          f"(range {min(secs):.1f}-{max(secs):.1f})")
     if plain:
         print(f"speed-up vs the plain PyTorch loop: {plain[0] / mean_s:.2f}x")
     if keras:
