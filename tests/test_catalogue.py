@@ -232,6 +232,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "is not an exported convlens model"),
     ("train --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r, "train"), 2,
      "is not a convlens run's; nothing was written"),
+    ("train --out a directory that already holds a run (without --force)", lambda t, r, m: [
+        "train", "-m", "mlp", "--epochs", "1", "--train-subset", "200", "--test-subset", "50", "--out", str(r)], 2,
+     "already holds a run; nothing was written"),
     ("export --out the run itself", lambda t, r, m: ["export", copy_of(r, t, lambda d: None), "--out",
                                                      str(t / r.name)], 2, "is the run itself"),
     ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")

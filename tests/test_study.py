@@ -158,6 +158,19 @@ def test_the_report_says_which_arithmetic_the_runs_trained_in(study):
     assert "trained in" not in _render_markdown(results, html_facts=False)
 
 
+def test_an_experiment_run_on_fewer_levels_than_its_built_in_names_no_level_that_did_not_run(study):
+    """The study runs kernel sizes 3 and 5 of the built-in 3/5/7: the report says nothing of a 7x7 kernel."""
+    from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
+    out, _ = study
+    ran = [level["values"]["kernel_size"] for level in _results(out)["experiments"]["kernel-size"]["levels"]]
+    built_in = BUILTIN_EXPERIMENTS["kernel-size"].factors[0].levels
+    assert ran == [3, 5] and 7 in built_in
+    section = (out / "report.md").read_text().split("\n### kernel-size\n", 1)[1].split("\n### ", 1)[0]
+    assert "Kernel size in the default CNN" in section  # the experiment's description is there ...
+    assert all(f"{k}x{k}" not in section and f"kernel_size={k}" not in section for k in set(built_in) - set(ran))
+    assert all(f"kernel_size={k}" in section for k in ran)  # ... with the levels that ran
+
+
 def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_each_class(study, fashion):
     out, _ = study
     assert LOADS == ["fashion-mnist"]  # not again for the runs trained in this process, nor for the export

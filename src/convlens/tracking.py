@@ -157,6 +157,8 @@ class Tracker:
         digest = hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()[:16]
         tags = {"convlens.seed": str(seed), "convlens.config_hash": digest, "convlens.kind": "run",
                 "convlens.status": metrics.get("status", "failed")}
+        if metrics.get("precision"):  # what the recipe's precision (perhaps "auto") meant on the machine that trained
+            tags["convlens.precision"] = metrics["precision"]
         tags.update({k: v for k, v in (("mlflow.parentRunId", parent_id), ("convlens.experiment", experiment),
                                        ("convlens.level", level)) if v})
         name = f"{level} seed{seed}" if level else f"{design['model']} seed{seed}"

@@ -91,12 +91,24 @@ def test_the_result_shows_itself_in_a_notebook_with_the_verdicts_coloured(both):
         result.plot("nonsense")
 
 
+def test_a_run_in_the_output_directory_is_replaced_only_when_forced(tmp_path):
+    first = convlens.train("mlp", "digits", epochs=1, out=tmp_path / "run", quiet=True)
+    weights = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(convlens.UsageError, match="already holds a run; nothing was written"):
+        convlens.train("mlp", "digits", epochs=1, seed=1, out=tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights  # the first run, untouched
+    second = convlens.train("mlp", "digits", epochs=1, seed=1, out=tmp_path / "run", quiet=True, force=True)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1 != first.config["seed"]
+    assert second.metrics["test_correct"] == json.loads((tmp_path / "run" / "metrics.json").read_text())["test_correct"]
+
+
 def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
     assert main(["train", "-m", "cnn-16-32", "--dataset", "digits", "--epochs", "2", "--seed", "3", "--out",
                  str(tmp_path / "cli"), "--quiet"]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
     run = convlens.train("cnn-16-32", "digits", epochs=2, seed=3, out=tmp_path / "api", quiet=True)
     cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert f"img/s, {cli['precision']}) -> " in printed  # the arithmetic the run used, as recorded
     assert run.metrics["test_correct"] == cli["test_correct"] and run.metrics["test_loss"] == cli["test_loss"]
     assert list(run.history.index) == [1, 2]
     assert run.history["val_accuracy"].tolist() == [h["val_accuracy"] for h in cli["history"]]

@@ -78,6 +78,7 @@ def test_a_single_training_run_is_one_mlflow_run(tmp_path, mlflow_db, monkeypatc
     [run] = client.search_runs([client.get_experiment_by_name("convlens").experiment_id])
     metrics = json.loads((out / "metrics.json").read_text())
     assert "mlflow.parentRunId" not in run.data.tags and run.data.params["model"] == "mlp-128-64"
+    assert run.data.tags["convlens.precision"] == metrics["precision"] and run.data.params["recipe.precision"] == "auto"
     assert run.data.metrics["test_accuracy"] == metrics["test_accuracy"]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     assert not (tmp_path / "mlruns").exists()  # artifacts beside the database, not in the working directory

@@ -188,10 +188,12 @@ class Run:
 
 
 def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast", seed: int = 0,
-          out: str | Path | None = None, quiet: bool = False, set: dict[str, Any] | None = None,
+          out: str | Path | None = None, force: bool = False, quiet: bool = False, set: dict[str, Any] | None = None,
           device: str = "auto", threads: int | None = None, train_subset: int | None = None,
           test_subset: int | None = None, data_dir: str | Path | None = None, **recipe_overrides: Any) -> Run:
     """Train a model on a dataset with a recipe, and return the Run (saved in ``out`` when given).
+
+    A run already in ``out`` is replaced only with ``force=True``.
 
     ``model``: a name (``set`` changes its fields); ``data``: a name or a loaded dataset; ``recipe_overrides``
     change the recipe's fields (``epochs=2``, ``lr=1e-3``, ...).
@@ -201,14 +203,26 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
     cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed,
                        set=set, device=device, threads=threads, train_subset=train_subset, test_subset=test_subset,
                        data_dir=data_dir, **recipe_overrides)
-    return train_from_config(cfg, out, quiet=quiet, dataset=data if isinstance(data, ImageDataset) else None)
+    return train_from_config(cfg, out, force=force, quiet=quiet,
+                             dataset=data if isinstance(data, ImageDataset) else None)
 
 
-def train_from_config(cfg: TrainConfig, out: str | Path | None = None, *, quiet: bool = False,
+def refuse_to_replace(out: str | Path | None, force: bool) -> None:
+    """Refuse ``out`` when it already holds a convlens run, unless ``force``: training there would replace its
+    weights and metrics (a directory with another program's config.json is refused later, force or not)."""
+    from convlens.models.checkpoint import CONFIG_FILE, stored_format
+    from convlens.records import RUN_FORMAT
+    if out is not None and not force and stored_format(Path(out) / CONFIG_FILE) == RUN_FORMAT:
+        raise UsageError(f"{out} already holds a run; nothing was written: choose another output directory, or "
+                         "replace it with --force (force=True in Python)")
+
+
+def train_from_config(cfg: TrainConfig, out: str | Path | None = None, *, force: bool = False, quiet: bool = False,
                       dataset: ImageDataset | None = None) -> Run:
     """``train`` from a validated TrainConfig (what the CLI builds from its options)."""
     from convlens.display import TrainingProgress
     from convlens.runs import run_training
+    refuse_to_replace(out, force)
     progress = TrainingProgress(quiet)
     try:
         result = run_training(cfg, Path(out) if out is not None else None, dataset=dataset,

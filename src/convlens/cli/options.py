@@ -43,7 +43,8 @@ BatchSeedsOption = Annotated[Optional[bool], typer.Option(
     show_default=False)]
 
 
-MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: OUT/mlflow.db, SQLite; "
-                                            "artifacts in OUT/mlartifacts).")]
+MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: mlflow.db, SQLite, and "
+                                            "mlartifacts/ in the output directory; for train, beside the run "
+                                            "directory).")]
 MlflowUriOption = Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (a server's "
                                                         "http://... or sqlite:///...); implies --mlflow.")]

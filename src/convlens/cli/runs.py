@@ -49,6 +49,7 @@ def train_cmd(
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience on validation loss.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, dropout, split and data order.")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/MODEL/...).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run already in --out.")] = False,
     device: DeviceOption = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
     data_dir: DataDirOption = None,
@@ -67,10 +68,12 @@ def train_cmd(
                        weight_decay=weight_decay, label_smoothing=label_smoothing, hflip=hflip, augment=augment,
                        precision=precision, ema=ema, val_fraction=val_fraction, patience=patience)
     out_dir = out_dir or Path("runs") / cfg.model / f"seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    # torch: after the options are checked (a mistake costs 0.3 s)
+    from convlens.api.runs import refuse_to_replace, train_from_config
+    refuse_to_replace(out_dir, force)  # before the store is opened: a refusal writes nothing
     # Beside the run (its directory stays the run's); opened first, so a bad store costs no training.
     tracker = make_tracker(mlflow, mlflow_uri, out_dir.parent)
-    from convlens.api.runs import train_from_config  # torch: after the options are checked (a mistake costs 0.3 s)
-    result = train_from_config(cfg, out_dir, quiet=quiet or as_json)
+    result = train_from_config(cfg, out_dir, force=force, quiet=quiet or as_json)
     tracked = tracker.where(tracker.log_run(out_dir)) if tracker is not None else None
     m = result.metrics
     if as_json:
@@ -78,7 +81,7 @@ def train_cmd(
     epochs_run = m["epochs_run"]
     out.print(f"{cfg.model} (recipe {cfg.recipe.name}, seed {seed}): test accuracy {m['test_accuracy']:.2%}, "
               f"test loss {m['test_loss']:.4f}, {epochs_run} epoch{'s' if epochs_run != 1 else ''} in "
-              f"{m['train_seconds']:.1f}s ({m['train_images_per_second']:,.0f} img/s) -> {out_dir}")
+              f"{m['train_seconds']:.1f}s ({m['train_images_per_second']:,.0f} img/s, {m['precision']}) -> {out_dir}")
     if tracked and not quiet:
         out.print(f"MLflow: {tracked}")
 

@@ -6,18 +6,20 @@ from convlens.experiments.spec import ExperimentSpec, parse_spec
 
 _BUILTIN = [
     dict(name="kernel-size", model="cnn-32-64-128",
-         description="Kernel size 3x3 vs 5x5 vs 7x7 in the default CNN (three of the reference write-ups ran this "
-                     "once each).",
+         # Descriptions name the factor, not its levels: a study or a spec may run other levels of the same
+         # experiment (the default study runs kernel sizes 3 and 5), and the report lists the levels that ran.
+         description="Kernel size in the default CNN (three of the reference write-ups varied it, each run once).",
          factor=dict(name="kernel_size", levels=[3, 5, 7], reference=3)),
     dict(name="depth", model="cnn-32-64-128-bn",
-         description="1, 2 or 3 conv blocks in the BatchNorm CNN (one of the reference write-ups ran this once).",
+         description="The number of conv blocks in the BatchNorm CNN (one of the reference write-ups varied it, "
+                     "once).",
          factor=dict(name="depth", levels=[1, 2, 3], reference=3)),
     dict(name="filters", model="cnn-32-64-128",
-         description="Width: half, the default and double filters per block in the default CNN (one of the "
-                     "reference write-ups varied filters).",
+         description="Width: the filters per block in the default CNN (one of the reference write-ups varied "
+                     "filters).",
          factor=dict(name="filters", levels=[[16, 32, 64], [32, 64, 128], [64, 128, 256]], reference=[32, 64, 128])),
     dict(name="pooling", model="cnn-32-64-128",
-         description="Max vs average vs no pooling between conv blocks in the default CNN.",
+         description="The pooling between conv blocks in the default CNN.",
          factor=dict(name="pool", levels=["max", "avg", "none"], reference="max")),
     dict(name="batch-norm", model="cnn-32-64-128",
          description="The default CNN without and with BatchNorm after each convolution.",
