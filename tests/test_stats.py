@@ -49,6 +49,26 @@ def test_paired_comparison_matches_scipy_ttest_rel():
     assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
 
 
+def test_an_interval_past_what_an_accuracy_can_be_is_cut_to_it_and_one_within_is_not_touched():
+    # two seeds of a tiny run: the t interval of the mean runs from about -68% to 126% (1 degree of freedom)
+    wide = [0.2066, 0.3700]
+    lo, hi = sps.t.interval(0.95, 1, loc=np.mean(wide), scale=sps.sem(wide))
+    assert lo < 0 and hi > 1
+    assert mean_ci(wide).ci95 == pytest.approx((lo, hi))  # without bounds: scipy's interval
+    s = mean_ci(wide, bounds=(0, 1))
+    assert s.ci95 == (0, 1) and s.mean == pytest.approx(np.mean(wide)) and s.std == pytest.approx(np.std(wide, ddof=1))
+    assert mean_ci(ACC_3x3, bounds=(0, 1)).ci95 == pytest.approx(
+        sps.t.interval(0.95, 2, loc=np.mean(ACC_3x3), scale=sps.sem(ACC_3x3)))
+    assert mean_ci([0.995, 0.9999, 0.98], bounds=(0, 1)).ci95[1] == 1  # only the side that passes is cut
+    # a paired difference in whole images, as fractions of 359: cut to what a difference can be (-1 to 1)
+    c = paired_comparison([250, 128, 300], [90, 120, 60], scale=1 / 359, bounds=(-1, 1))
+    d = (np.array([250, 128, 300]) - [90, 120, 60]) / 359
+    raw = sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d))
+    assert raw[0] < -1 or raw[1] > 1
+    assert c.ci95 == pytest.approx((max(raw[0], -1), min(raw[1], 1)))
+    assert c.p_value == pytest.approx(sps.ttest_1samp(d, 0).pvalue)  # the test itself is untouched
+
+
 def test_paired_comparison_without_spread_is_not_tested_and_shows_no_interval():
     c = paired_comparison([0.9102, 0.9201], [0.9101, 0.9200])  # the same difference on each seed: t undefined
     assert math.isnan(c.p_value) and all(math.isnan(x) for x in c.ci95) and not c.identical

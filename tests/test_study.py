@@ -211,6 +211,24 @@ def test_identical_runs_are_trained_once_and_a_rerun_with_nothing_changed_keeps_
     assert recomputed["tests"] == before["probes"]["shift"]["tests"]
 
 
+def test_a_copied_study_says_how_many_of_its_runs_were_trained_before(study, capsys, tmp_path):
+    """A study copied elsewhere (or resumed) has all its runs: the plan trains nothing and says how many runs it
+    keeps, not "0 runs to train, 0 reused" as if it had none."""
+    import hashlib
+
+    from convlens.display import StudyProgress
+    from convlens.study.pipeline import plan_experiments
+    out, config = study
+    copy = Path(shutil.copytree(out, tmp_path / "copy"))
+    weights = [hashlib.sha256(p.read_bytes()).digest() for p in (copy / "experiments").rglob("model.safetensors")]
+    distinct = len(set(weights))  # a run shared by two experiments is copied byte for byte
+    assert 0 < distinct < len(weights)
+    runs = plan_experiments(load_study_config("quick", config), copy)
+    assert (runs.unique, runs.copies, runs.kept) == ([], [], distinct)
+    StudyProgress(quiet=False).planned(60.0, len(runs.unique), len(runs.copies), runs.kept)
+    assert capsys.readouterr().out.startswith(f"0 runs to train; {distinct} trained before are kept; estimated 1 min")
+
+
 def _edit(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
@@ -491,8 +509,9 @@ def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
     mlp, cnn = accuracies("cnn-vs-mlp", "model=mlp-128-64"), accuracies("cnn-vs-mlp", "model=cnn-32-64-128")
     assert _fact(page, "baseline.test_accuracy.mean") == f"{mlp.mean() * 100:.2f}%"
     assert _fact(page, "design.test_accuracy.std") == f"{cnn.std(ddof=1) * 100:.2f} pp"
-    lo, _ = sps.t.interval(0.95, len(cnn) - 1, loc=cnn.mean(), scale=sps.sem(cnn))
-    assert _fact(page, "design.test_accuracy.ci95.0") == f"{lo * 100:.2f}%"
+    lo, hi = sps.t.interval(0.95, len(cnn) - 1, loc=cnn.mean(), scale=sps.sem(cnn))
+    assert _fact(page, "design.test_accuracy.ci95.0") == f"{max(lo, 0) * 100:.2f}%"  # an accuracy: cut to 0-100%
+    assert _fact(page, "design.test_accuracy.ci95.1") == f"{min(hi, 1) * 100:.2f}%"
     assert _fact(page, "experiments.cnn-vs-mlp.comparisons.0.diff") == f"{(cnn - mlp).mean() * 100:+.2f} pp"
     assert _fact(page, "experiments.cnn-vs-mlp.comparisons.0.p_holm") == _p(sps.ttest_rel(cnn, mlp).pvalue)
 

@@ -128,9 +128,10 @@ class RunsProgress:
 class StudyProgress(RunsProgress):
     """The study's events (convlens.study.pipeline.StudyEvents): a line per stage and run, one bar with an ETA."""
 
-    def planned(self, total_seconds: float, runs: int, reused: int) -> None:
-        self.line(f"{runs} runs to train ({reused} more are the same runs, shared between experiments); estimated "
-                  f"{total_seconds / 60:.0f} min on this machine")
+    def planned(self, total_seconds: float, runs: int, reused: int, kept: int = 0) -> None:
+        shared = f" ({reused} more are the same runs, shared between experiments)" if reused else ""
+        before = f"; {kept} trained before are kept" if kept else ""
+        self.line(f"{runs} runs to train{shared}{before}; estimated {total_seconds / 60:.0f} min on this machine")
         self.start(total_seconds, weighted=True)
 
     def unchanged(self, out) -> None:
@@ -183,6 +184,16 @@ def mean_std(summary: dict) -> str:
 def ci95(summary: dict) -> str:
     lo, hi = summary["ci95"]
     return f"{pp(lo)}..{pp(hi)}" if lo is not None else "-"
+
+
+def comparisons_title(comparisons: list[dict]) -> str:
+    """What the comparisons table holds: one Holm family of all of them, counting those that could not be tested
+    (fewer than two paired seeds, or no spread) as p = 1 (convlens.stats.holm), and saying so."""
+    untested = sum(c.get("p_value") is None or c["p_value"] != c["p_value"] for c in comparisons)  # None or NaN
+    if comparisons and untested == len(comparisons):
+        return "paired by seed; none could be tested (fewer than 2 paired seeds, or no spread between them)"
+    note = f", {untested} of them not testable (fewer than 2 paired seeds, or no spread)" if untested else ""
+    return f"paired by seed; one Holm family of {len(comparisons)}{note}"
 
 
 def experiment_rows(summary: dict) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -50,6 +50,15 @@ def one_line(text: str) -> str:
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def first_sentence(text: str, limit: int = 240) -> str:
+    """The first sentence of another library's message (often a paragraph), whole words only: ``…`` marks a cut."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    sentence = re.split(r"(?<=[.!?])\s+(?=[A-Z`'\"(])", lines[0], maxsplit=1)[0] if lines else ""
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return one_line(sentence)
+
+
 def format_validation_error(e: ValidationError, whole: str | None = "spec", field: str | None = None) -> str:
     """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'. An error
     about the whole object (no field) is prefixed with ``whole`` ('spec: ...'), or with nothing when it is None;

@@ -24,7 +24,7 @@ POWER = 0.8  # for the minimum detectable effect
 
 @dataclass(frozen=True)
 class MeanCI:
-    """n, mean, sample std (ddof=1) and the 95% t confidence interval of the mean."""
+    """n, mean, sample std (ddof=1) and the 95% t confidence interval of the mean (cut to the bounds given)."""
 
     n: int
     mean: float
@@ -35,7 +35,16 @@ class MeanCI:
         return asdict(self)
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
+def _within(ci: tuple[float, float], bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """``ci`` cut to the values the quantity can take (an accuracy's 0 to 1). The mean lies there for certain, so
+    the cut interval covers it at least as often; with 2-3 seeds a t interval otherwise runs to -68% or 126%."""
+    if bounds is None or math.isnan(ci[0]):
+        return ci
+    return max(ci[0], bounds[0]), min(ci[1], bounds[1])
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> MeanCI:
+    """``bounds``: the range the values' mean can take; the interval is cut to it."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -45,7 +54,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
         return MeanCI(1, mean, math.nan, (math.nan, math.nan))
     std = float(x.std(ddof=1))
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return MeanCI(n, mean, std, (mean - half, mean + half))
+    return MeanCI(n, mean, std, _within((mean - half, mean + half), bounds))
 
 
 @dataclass(frozen=True)
@@ -67,13 +76,14 @@ class PairedComparison:
 
 
 def paired_comparison(level: Sequence[float], reference: Sequence[float], *, scale: float = 1.0,
-                      mde_alpha: float = ALPHA) -> PairedComparison:
+                      mde_alpha: float = ALPHA, bounds: tuple[float, float] | None = None) -> PairedComparison:
     """Paired t-test of ``level`` against ``reference`` (equal length, same seed order).
 
     Give integer counts (images correct) and ``scale`` = 1 / images: the differences are then exact integers, so
     equal predictions differ by exactly 0 and a constant gain has exactly no spread, instead of float noise
     that a t-test would call significant; differences, intervals and the MDE are reported times ``scale``.
     ``mde_alpha``: the level at which the minimum detectable effect is computed (the family's strictest).
+    ``bounds``: the range the mean difference can take (after ``scale``); the interval is cut to it.
     """
     a, b = np.asarray(level), np.asarray(reference)
     if a.shape != b.shape:
@@ -86,7 +96,8 @@ def paired_comparison(level: Sequence[float], reference: Sequence[float], *, sca
         return PairedComparison(n, s.mean * scale, (math.nan, math.nan), math.nan, math.nan, math.nan,
                                 s.std * scale, math.nan, identical)
     result = sps.ttest_1samp(d, 0.0)  # the paired t-test, on the exact differences
-    return PairedComparison(n, s.mean * scale, (s.ci95[0] * scale, s.ci95[1] * scale), float(result.statistic),
+    return PairedComparison(n, s.mean * scale, _within((s.ci95[0] * scale, s.ci95[1] * scale), bounds),
+                            float(result.statistic),
                             float(result.pvalue), s.mean / s.std, s.std * scale,
                             minimum_detectable_effect(s.std, n, mde_alpha) * scale, False)
 

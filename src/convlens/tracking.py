@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError
+from convlens.errors import UsageError, first_sentence
 from convlens.experiments.store import RunStore
 from convlens.models.checkpoint import read_checked_config
 from convlens.run_files import read_metrics
@@ -32,8 +32,29 @@ FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "trai
 FINAL_NAMES = {"val_accuracy": "final_val_accuracy", "val_loss": "final_val_loss"}
 
 
+# The stores MLflow's tracking client takes (mlflow.tracking._tracking_service.utils registers these schemes);
+# MLflow 3 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true, and convlens never writes one.
+STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
 def default_uri(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir) / DEFAULT_DB).resolve()}"
+
+
+def check_store_uri(uri: str) -> None:
+    """A one-line UsageError for a URI MLflow would reject with a paragraph (a plain path, ./mlruns, an unknown
+    scheme), naming what to give instead; before MLflow is imported or anything is written."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme in STORE_SCHEMES or uri == "databricks":
+        return
+    if scheme in ("", "file"):
+        path = Path(uri[len("file://"):] if scheme else uri).expanduser()
+        database = path if path.suffix in (".db", ".sqlite", ".sqlite3") else path / DEFAULT_DB
+        raise UsageError(f"the MLflow store {uri!r} is a {'path' if not scheme else 'file store'}, not a database or "
+                         f"server URI: use sqlite:///{database.resolve()} (an SQLite file) or http://HOST:PORT "
+                         "(a tracking server)")
+    raise UsageError(f"the MLflow store {uri!r} has the unknown scheme '{scheme}'; give sqlite:///PATH, "
+                     "postgresql://, mysql://, mssql://, http(s)://HOST:PORT or databricks")
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
@@ -50,13 +71,16 @@ class Tracker:
     def __init__(self, uri: str, artifact_dir: Path | None = None):
         """``artifact_dir``: where a new MLflow experiment keeps its artifacts (with a SQLite store MLflow would
         otherwise use ./mlruns of whatever directory the command ran in)."""
+        check_store_uri(uri)
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # convlens prints where to look
-        for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is not news for a user
-            logging.getLogger(name).setLevel(logging.WARNING)
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise UsageError("--mlflow needs MLflow: pip install 'convlens[mlflow]'") from None
+        # After the import, which sets MLflow's own loggers to INFO: "Creating initial MLflow database tables...",
+        # "Updating database tables" are not news for a user
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = uri
         self._children: dict[str, dict[tuple[str, int], tuple[str, str]]] = {}  # parent -> what is logged under it
         try:
@@ -65,8 +89,8 @@ class Tracker:
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(
                 "convlens", artifact_location=Path(artifact_dir).resolve().as_uri() if artifact_dir else None)
         except Exception as e:  # MLflow raises its own types (unsupported scheme, unreachable server, bad DB)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UsageError(f"cannot use the MLflow store {uri!r}: {first}") from None
+            raise UsageError(f"cannot use the MLflow store {uri!r}: {first_sentence(str(e)) or type(e).__name__}") \
+                from None
 
     def where(self, run_id: str) -> str:
         """Where a person finds ``run_id``: its page on a tracking server, or the command that shows a local store."""

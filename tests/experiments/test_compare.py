@@ -54,6 +54,27 @@ def test_compare_keeps_permuted_and_subset_runs_apart(runs, capsys):
     assert permuted["test_accuracy"]["std"] is None  # one seed: no spread, never a made-up one
 
 
+def test_auto_precision_groups_with_the_arithmetic_it_meant_and_apart_from_the_other(runs, tmp_path, fashion,
+                                                                                      capsys):
+    """``precision="auto"`` resolves per machine (bf16 or fp32): a run asking for what it resolved to is another
+    seed of the same configuration, a run in the other arithmetic is not."""
+    meant = json.loads((runs / "s0" / "metrics.json").read_text())["precision"]
+    other = {"bf16": "fp32", "fp32": "bf16"}[meant]
+    base = json.loads((runs / "s0" / "config.json").read_text())
+    assert base["recipe"]["precision"] == "auto"
+    for name, precision, seed in (("explicit", meant, 3), ("other", other, 4)):
+        cfg = TrainConfig(model="mlp-128-64", recipe=resolve_recipe("fast", {"epochs": 1, "precision": precision}),
+                          train_subset=600, test_subset=300, device="cpu", seed=seed)
+        run_training(cfg, tmp_path / name, dataset=fashion)
+    assert main(["compare", str(runs / "s0"), str(runs / "s1"), str(tmp_path / "explicit"), str(tmp_path / "other"),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["differs"] == ["recipe.precision"]
+    same, apart = result["groups"]
+    assert (same["seeds"], same["settings"]) == ([0, 1, 3], {"recipe.precision": meant})
+    assert (apart["seeds"], apart["settings"]) == ([4], {"recipe.precision": other})
+
+
 def test_compare_table_shows_what_differs(runs, capsys):
     assert main(["compare", str(runs / "s0"), str(runs / "s1"), str(runs / "permuted")]) == 0
     out = capsys.readouterr().out

@@ -70,6 +70,13 @@ def test_one_factor_compares_each_level_with_the_reference_and_counts_untested_o
     raw = sps.ttest_rel([0.9125, 0.9101, 0.9150], [0.9180, 0.9132, 0.9166]).pvalue
     assert seven["p_holm"] == pytest.approx(multipletests([raw, 1.0], method="holm")[1][0])  # a family of two
     assert comparison_sentence(same) == "kernel_size=5 vs kernel_size=3: test accuracy identical on every seed (n=3)."
+    from convlens.display import comparisons_title
+    from convlens.experiments.analysis import without_nan
+    for comparisons in ([same, seven], without_nan([same, seven])):  # as computed, and as summary.json holds them
+        assert comparisons_title(comparisons) == ("paired by seed; one Holm family of 2, 1 of them not testable "
+                                                  "(fewer than 2 paired seeds, or no spread)")
+    assert comparisons_title([seven]) == "paired by seed; one Holm family of 1"
+    assert comparisons_title([same]).startswith("paired by seed; none could be tested")
 
 
 def test_no_significant_difference_carries_its_minimum_detectable_effect():

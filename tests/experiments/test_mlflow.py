@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from convlens.cli import main
@@ -156,3 +157,36 @@ def test_an_mlflow_tracking_server_receives_the_experiment(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("/tmp/runs/foo.db", "is a path, not a database or server URI: use sqlite:////tmp/runs/foo.db (an SQLite file)"),
+    ("file:///tmp/mlruns", "is a file store, not a database or server URI: use sqlite:////tmp/mlruns/mlflow.db"),
+    ("bogus://x", "has the unknown scheme 'bogus'; give sqlite:///PATH,"),
+])
+def test_an_mlflow_uri_mlflow_would_refuse_with_a_paragraph_is_one_line_naming_what_to_give(uri, message, tmp_path,
+                                                                                           capsys):
+    assert main(["train", "-m", "mlp", "--epochs", "1", "--train-subset", "200", "--test-subset", "50",
+                 "--dataset", "digits", "--mlflow-uri", uri, "--out", str(tmp_path / "run")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"convlens: error: the MLflow store {uri!r} {message}")
+    assert not (tmp_path / "run").exists() and not Path("/tmp/runs/foo.db").exists()
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///x.db", "postgresql+psycopg://u@h/db", "HTTPS://host:5000", "databricks",
+                                 "mysql://h/db", "mssql+pyodbc://h/db", "databricks://profile"])
+def test_every_store_scheme_mlflow_takes_passes_the_check(uri):
+    from convlens.tracking import check_store_uri
+    check_store_uri(uri)  # raises UsageError otherwise
+
+
+def test_another_librarys_paragraph_becomes_its_first_sentence_in_whole_words():
+    from convlens.errors import first_sentence
+    assert first_sentence("The store is in maintenance mode. Please migrate (e.g. 'sqlite:///x').\nMore.") == \
+        "The store is in maintenance mode."
+    assert first_sentence("No module named 'psycopg'") == "No module named 'psycopg'"
+    assert first_sentence("version 1.2.3 is too old. Upgrade it") == "version 1.2.3 is too old."  # no cut in 1.2.3
+    long = "word " * 100
+    cut = first_sentence(long, limit=42)
+    assert cut == "word " * 7 + "word…" and len(cut) <= 43
+    assert first_sentence("bad\tvalue\x1b[31m") == "bad\\tvalue\\x1b[31m" and first_sentence("  \n ") == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from convlens.errors import UsageError
@@ -87,7 +89,12 @@ def test_load_spec_from_name_or_yaml(tmp_path):
     with pytest.raises(UsageError, match="not valid YAML"):
         load_spec(path, BUILTIN_EXPERIMENTS)
     with pytest.raises(UsageError, match="neither a built-in experiment"):
-        load_spec(tmp_path / "missing.yaml", BUILTIN_EXPERIMENTS)
+        load_spec("kernel_size", BUILTIN_EXPERIMENTS)  # a misspelt name: the built-ins are listed
+    for missing in (tmp_path / "missing.yaml", "missing.YML", "specs/kernel"):  # meant as a file
+        with pytest.raises(UsageError, match=f"^experiment spec file '{re.escape(str(missing))}' not found$"):
+            load_spec(missing, BUILTIN_EXPERIMENTS)
+    with pytest.raises(UsageError, match="is a directory"):
+        load_spec(tmp_path, BUILTIN_EXPERIMENTS)
 
 
 def test_pixels_is_a_data_factor_and_the_check_allows_only_it():

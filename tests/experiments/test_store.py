@@ -34,8 +34,10 @@ def test_done_and_finished_runs_and_the_status_grid(tmp_path):
 
 def test_uneven_train_times_are_flagged_per_level_past_twice_the_fastest():
     from convlens.experiments.analysis import uneven_times
-    lines = uneven_times({"a": [20.0, 21.0, 39.0], "b": [2.1, 2.0, 53.5], "c": [5.0], "d": [3.0, None, 10.0]})
-    assert len(lines) == 2  # a: 39 / 20 = 1.95, under 2; c: one run; d: 10 / 3 = 3.3
+    lines = uneven_times({"a": [20.0, 21.0, 39.0], "b": [2.1, 2.0, 53.5], "c": [5.0], "d": [3.0, None, 10.0],
+                          "e": [0.02, 0.05], "f": [0.3, 1.2]})
+    # a: 39 / 20 = 1.95, under 2; c: one run; d: 10 / 3 = 3.3; e: 2.5x but 0.03 s apart, f: 4x but 0.9 s apart
+    assert len(lines) == 2
     assert lines[0].startswith("The train times of b range from 2.0 to 53.5 s over its seeds (26.8x)")
     assert lines[1].startswith("The train times of d range from 3.0 to 10.0 s over its seeds (3.3x)")
 

@@ -136,6 +136,21 @@ def test_runs_without_a_validation_split_get_their_training_curves(tmp_path, cap
     assert Image.open(out / "plots" / "curves.png").size[0] > 0
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_experiment_runs_precision_reaches_every_run_and_keeps_the_specs_other_recipe_settings(tmp_path, precision):
+    spec = write_spec(tmp_path / "p.yaml", "prec", model="mlp-128-64", dataset="digits",
+                      recipe_set={"epochs": 2, "lr": 2e-3}, factor=dict(name="recipe.weight_decay", levels=[0, 0.01]),
+                      seeds=2, train_subset=None, test_subset=None)
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--precision", precision, "--quiet"]) == 0
+    runs = sorted(out.glob("runs/*/seed*"))
+    assert len(runs) == 4
+    for run in runs:
+        recipe = json.loads((run / "config.json").read_text())["recipe"]
+        assert (recipe["precision"], recipe["epochs"], recipe["lr"]) == (precision, 2, 2e-3)
+        assert json.loads((run / "metrics.json").read_text())["precision"] == precision
+
+
 def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fashion):
     spec = write_spec(tmp_path / "w.yaml", "workers", model="cnn-16-32", train_subset=1_000, test_subset=200)
     out = tmp_path / "exp"
@@ -163,12 +178,11 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     from convlens.experiments.store import RunStore
     slow, quick = (out / "runs" / "kernel_size=3" / f"seed{s}" / "metrics.json" for s in (0, 1))
     metrics = json.loads(slow.read_text())
-    base = json.loads(quick.read_text())["train_seconds"]
-    slow.write_text(json.dumps({**metrics, "train_seconds": 10 * base}))
+    quick.write_text(json.dumps({**json.loads(quick.read_text()), "train_seconds": 1.5}))  # long enough to judge
+    slow.write_text(json.dumps({**metrics, "train_seconds": 15.0}))
     summary = write_outputs(RunStore(out))
     (line,) = [w for w in summary["warnings"] if "range from" in w]
-    assert line.startswith(f"The train times of kernel_size=3 range from {base:.1f} to {10 * base:.1f} s over its "
-                           "seeds (10.0x)")
+    assert line.startswith("The train times of kernel_size=3 range from 1.5 to 15.0 s over its seeds (10.0x)")
     assert not any("precision" in w for w in summary["warnings"])  # all four in the precision auto means here
     # one run recorded in the other precision (as if resumed on another machine): named, with its level
     here = metrics["precision"]

@@ -54,13 +54,15 @@ class Experiment:
 
     def run(self, seeds: int | None = None, *, out: str | Path | None = None, workers: int = 1,
             backend: str = "local", address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
-            epochs: int | None = None, train_subset: int | None = None, test_subset: int | None = None,
-            dataset: str | None = None, force: bool = False, retry_failed: bool = False,
-            mlflow: bool | str = False, quiet: bool = False, batch_seeds: bool | None = None) -> ExperimentResult:
+            epochs: int | None = None, precision: str | None = None, train_subset: int | None = None,
+            test_subset: int | None = None, dataset: str | None = None, force: bool = False,
+            retry_failed: bool = False, mlflow: bool | str = False, quiet: bool = False,
+            batch_seeds: bool | None = None) -> ExperimentResult:
         """Train every level x seed not yet finished in ``out`` (default runs/experiments/NAME), then analyse.
 
         ``backend="ray"`` runs them as Ray tasks (``address``: a cluster); ``mlflow=True`` logs to OUT/mlflow.db,
-        a string is a tracking URI. Rerunning resumes: finished runs are kept.
+        a string is a tracking URI. ``epochs`` and ``precision`` ("fp32", "bf16", "auto") set every level's
+        recipe. Rerunning resumes: finished runs are kept.
         """
         from convlens.display import RunsProgress
         from convlens.experiments import with_changes
@@ -69,7 +71,7 @@ class Experiment:
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
-        spec = with_changes(self.spec, seeds=seeds, epochs=epochs, train_subset=train_subset,
+        spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
@@ -224,13 +226,12 @@ class ExperimentResult:
         """The tables ``convlens experiment run`` prints: levels, then every comparison (verdicts coloured)."""
         from html import escape
 
-        from convlens.display import experiment_rows, html_table
+        from convlens.display import comparisons_title, experiment_rows, html_table
         levels, tests = experiment_rows(self.summary)
         styles = [{"verdict": next((css for key, css in VERDICT_COLOURS.items() if c["verdict"].startswith(key)), "")}
                   for c in self.summary["comparisons"]]
-        family = len(self.summary["comparisons"])
         return (html_table(levels, f"{self.summary['experiment']}: {self.summary['seeds']} seeds") +
-                html_table(tests, f"Comparisons: paired by seed, one Holm family of {family}", styles) +
+                html_table(tests, f"Comparisons: {comparisons_title(self.summary['comparisons'])}", styles) +
                 "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in self.conclusions + self.warnings) + "</ul>")
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from convlens.cli.options import (
     JsonOption,
     MlflowOption,
     MlflowUriOption,
+    PrecisionOption,
     QuietOption,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
@@ -46,6 +47,7 @@ def experiment_run(
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per level (default: the spec's, 3).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel worker processes; the cores are split between them.")] = 1,
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
+    precision: PrecisionOption = None,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Train every level on this dataset "
@@ -67,9 +69,9 @@ def experiment_run(
     from convlens.api.experiments import Experiment
     result = Experiment(spec_source).run(
         seeds, out=out_dir, workers=workers, backend=backend, address=address, cpus_per_run=cpus_per_run,
-        gpus_per_run=gpus_per_run, epochs=epochs, train_subset=train_subset, test_subset=test_subset,
-        dataset=dataset, force=force, retry_failed=retry_failed, mlflow=mlflow_uri or mlflow, quiet=quiet,
-        batch_seeds=batch_seeds)
+        gpus_per_run=gpus_per_run, epochs=epochs, precision=precision, train_subset=train_subset,
+        test_subset=test_subset, dataset=dataset, force=force, retry_failed=retry_failed,
+        mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds)
     print_experiment_table(result.summary)
     if not quiet:
         out.print(f"Wrote {result.directory}/summary.json, runs.csv and plots/*.png")
@@ -89,6 +91,8 @@ def experiment_plan(
                                              "too few finished runs to estimate the spread.")] = 3,
     epochs: Annotated[Optional[int], typer.Option(help="The recipe's epoch count the experiment ran with (as "
                                                   "given to experiment run).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="The precision it ran with (as given to experiment "
+                                                     "run).")] = None,
     train_subset: Annotated[Optional[int], typer.Option(help="The training subset it ran with.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="The test subset it ran with.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="The dataset it ran on.")] = None,
@@ -105,8 +109,8 @@ def experiment_plan(
         raise UsageError(f"--power must be between 0.05 and 1, got {power}")
     if pilot_seeds < 2:
         raise UsageError(f"--pilot-seeds must be at least 2 (a spread needs two seeds), got {pilot_seeds}")
-    spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), epochs=epochs, train_subset=train_subset,
-                        test_subset=test_subset, dataset=dataset)
+    spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), epochs=epochs, precision=precision,
+                        train_subset=train_subset, test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
     progress = RunsProgress(as_json)
     try:

@@ -6,7 +6,7 @@ import json
 
 from rich.table import Table
 
-from convlens.display import ci95, experiment_rows, mean_std, out, pp
+from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp
 
 
 def changes(values: dict) -> str:
@@ -30,7 +30,8 @@ def print_experiment_table(summary: dict) -> None:
     for row in levels:
         table.add_row(*row.values())
     out.print(table)
-    comparisons = Table(*(tests[0] if tests else ["comparison"]), title="Comparisons (paired by seed; one Holm family)")
+    comparisons = Table(*(tests[0] if tests else ["comparison"]),
+                        title=f"Comparisons ({comparisons_title(summary['comparisons'])})")
     for row in tests:
         comparisons.add_row(*row.values())
     out.print(comparisons)

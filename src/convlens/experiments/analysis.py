@@ -91,8 +91,9 @@ def level_statistics(runs: dict[int, dict]) -> dict:
     first = next(iter(runs.values()), {})
     values = {m: [exact_accuracy(r) if m == "test_accuracy" else r[m] for r in runs.values() if r.get(m) is not None]
               for m in SUMMARIZED}
-    accuracy = mean_ci(values["test_accuracy"])
-    summaries = {m: mean_ci(v).to_dict() for m, v in values.items()}
+    accuracy = mean_ci(values["test_accuracy"])  # its mean only
+    summaries = {m: mean_ci(v, bounds=(0, 1) if m in ("test_accuracy", "val_accuracy") else None).to_dict()
+                 for m, v in values.items()}
     if any((r.get("timing") or {}).get("batched_seeds", 1) > 1 for r in runs.values()):
         # seeds trained as one batched model record equal shares of its time: their spread was not measured
         summaries["train_seconds"].update(std=math.nan, ci95=(math.nan, math.nan))
@@ -165,15 +166,19 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
 
 
 UNEVEN_TIMES = 2.0  # seeds of one configuration train within ~1.3x of each other on a quiet machine
+# Runs of a fraction of a second differ by more than 2x from start-up alone (threads, first calls): a gap under
+# this says nothing about a busy machine
+UNEVEN_SECONDS = 1.0
 
 
 def uneven_times(seconds: dict[str, list[float]]) -> list[str]:
-    """A warning per level whose runs' train times differ by more than UNEVEN_TIMES x: something else used the
-    machine while some of them trained, so their mean time says little (the accuracies are unaffected)."""
+    """A warning per level whose runs' train times differ by more than UNEVEN_TIMES x (and UNEVEN_SECONDS): something
+    else used the machine while some of them trained, so their mean time says little (the accuracies are
+    unaffected)."""
     lines = []
     for label, secs in seconds.items():
         secs = [s for s in secs if isinstance(s, (int, float)) and s > 0]
-        if len(secs) >= 2 and max(secs) > UNEVEN_TIMES * min(secs):
+        if len(secs) >= 2 and max(secs) > UNEVEN_TIMES * min(secs) and max(secs) - min(secs) >= UNEVEN_SECONDS:
             lines.append(f"The train times of {label} range from {min(secs):.1f} to {max(secs):.1f} s over its seeds "
                          f"({max(secs) / min(secs):.1f}x): the machine was probably busy while some of them ran, so "
                          "compare their times with care (the accuracies are unaffected).")
@@ -196,7 +201,7 @@ def several_precisions(precisions: dict[str, list[str | None]]) -> list[str]:
                        for precision, levels in sorted(runs.items()))
     return [f"The runs trained in more than one precision ({listed}), so a comparison between them changes the "
             "arithmetic as well as the factor: --force retrains them all in this machine's precision, or set one "
-            "(the spec's recipe_set, or the study's --precision)."]
+            "(experiment run --precision, the spec's recipe_set, or the study's --precision)."]
 
 
 def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:

@@ -2,7 +2,8 @@
 experiment's levels per group (n, mean, std, 95% t interval over seeds).
 
 A group is every run whose config.json describes the same thing once the seed is left out
-(``run_identity``: resolved architecture, recipe values, data subsets, pixel order, dataset, device type), so
+(``run_identity``: resolved architecture, recipe values, data subsets, pixel order, dataset, device type; the
+precision as the run resolved it, so ``auto`` groups with what it meant on its machine), so
 runs that differ in anything but the seed are never averaged together. Groups are not tested against each
 other: they may differ in several settings at once, and a comparison changes one factor (an experiment does).
 """
@@ -38,6 +39,8 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
                              "exported from")
         metrics = read_metrics(directory)
         identity = run_identity(config)
+        if metrics.get("precision"):  # the arithmetic the run used: "auto" and what it meant there train alike
+            identity["recipe.precision"] = metrics["precision"]
         group = groups.setdefault(json.dumps(identity, sort_keys=True), {
             "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}})
         seed = config.get("seed")

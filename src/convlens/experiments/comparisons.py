@@ -38,7 +38,8 @@ def _paired(counts: Counts, plus: list[str], minus: list[str], n_images: int, md
     cells = plus + minus
     seeds = sorted(set.intersection(*(set(counts.get(c, {})) for c in cells)))
     diff = [sum(counts[c][s] for c in plus) - sum(counts[c][s] for c in minus) for s in seeds]
-    return paired_comparison(diff, [0] * len(diff), scale=1 / n_images, mde_alpha=mde_alpha)
+    return paired_comparison(diff, [0] * len(diff), scale=1 / n_images, mde_alpha=mde_alpha,
+                             bounds=(-len(minus), len(plus)))  # each cell's accuracy is 0 to 1
 
 
 def _effects_within(factor: str, levels: list[str], reference: str, fixed_levels: list[str],

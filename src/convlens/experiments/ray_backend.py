@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.errors import ConvlensError, UsageError
+from convlens.errors import ConvlensError, UsageError, first_sentence
 from convlens.experiments.local import Job, JobResult, execute
 from convlens.run_files import METRICS_FILE
 
@@ -78,7 +78,7 @@ def _connect(ray, address: str | None) -> None:
                 os.dup2(saved, 2)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # unreachable, refused,
         # a bad address, or token authentication asked for with no token
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_sentence(str(e)) or type(e).__name__
         hint = ("check the address and, if the cluster uses token authentication, the token (RAY_AUTH_TOKEN or "
                 "~/.ray/auth_token)" if os.environ.get("RAY_AUTH_MODE") == "token" else
                 "a cluster with token authentication (Ray's default) needs its token in RAY_AUTH_TOKEN or "

@@ -154,6 +154,11 @@ def load_spec(source: str | Path, builtins: dict[str, ExperimentSpec]) -> Experi
     if str(source) in builtins:
         return builtins[str(source)]
     path = Path(source)
+    if path.is_dir():
+        raise UsageError(f"experiment spec '{source}' is a directory; give a YAML file or a built-in experiment "
+                         f"({', '.join(builtins)})")
+    if not path.is_file() and (path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1):
+        raise UsageError(f"experiment spec file '{source}' not found")  # meant as a file: no list of built-ins
     if not path.is_file():
         raise UsageError(f"'{source}' is neither a built-in experiment ({', '.join(builtins)}) nor a YAML file")
     return parse_spec(read_yaml(path), origin=str(path))

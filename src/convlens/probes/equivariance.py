@@ -148,5 +148,5 @@ def equivariance_over_seeds(per_seed: dict[int, dict]) -> dict:
     """Seed -> ``equivariance(...)`` of one architecture -> per stage and shift the mean and 95% CI over seeds."""
     first = next(iter(per_seed.values()))
     return {**{k: first[k] for k in ("stages", "jumps", "shifts", "exact")}, "seeds": sorted(per_seed),
-            "similarity": [[mean_ci([r["similarity"][i][j] for r in per_seed.values()]).to_dict()
+            "similarity": [[mean_ci([r["similarity"][i][j] for r in per_seed.values()], bounds=(-1, 1)).to_dict()
                             for j in range(len(first["shifts"]))] for i in range(len(first["stages"]))]}

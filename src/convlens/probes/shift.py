@@ -48,6 +48,12 @@ def shift_robustness(model: Network, x: torch.Tensor, y: torch.Tensor, max_shift
             for s in range(max_shift + 1)]
 
 
+def _curves(accuracy: dict, shifts: list[int]) -> dict:
+    """Per model, per shift: the mean accuracy over seeds and its 95% CI (an accuracy: within 0 to 1)."""
+    return {m: [mean_ci([acc[s] for acc in accuracy[m].values()], bounds=(0, 1)).to_dict() for s in shifts]
+            for m in accuracy}
+
+
 def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n_images: int, *,
                   alpha: float = ALPHA) -> dict:
     """accuracy[model][seed] -> test accuracy at shifts 0 .. max_shift (``shift_robustness``) on ``n_images``
@@ -59,7 +65,7 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n
     """
     first, second = accuracy
     shifts = list(range(max_shift + 1))
-    curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
+    curves = _curves(accuracy, shifts)
     seeds = sorted(set(accuracy[first]) & set(accuracy[second]))
     correct = {m: {k: [round(a * n_images) for a in accs] for k, accs in accuracy[m].items()} for m in accuracy}
     strictest = alpha / max(len(shifts) - 1, 1)  # the MDE at Holm's strictest step for this family
@@ -85,7 +91,7 @@ def shift_loss_comparisons(accuracy: dict[str, dict[int, list[float]]], pairs: l
     at s minus at 0) against the reference's. All pairs' tests form one family, Holm-corrected."""
     some = next(iter(accuracy.values()))
     shifts = list(range(len(next(iter(some.values())))))
-    curves = {m: [mean_ci([acc[s] for acc in accuracy[m].values()]).to_dict() for s in shifts] for m in accuracy}
+    curves = _curves(accuracy, shifts)
     correct = {m: {k: [round(a * n_images) for a in accs] for k, accs in accuracy[m].items()} for m in accuracy}
     plan = [(model, reference, s) for model, reference in pairs for s in shifts[1:]]
     strictest = alpha / max(len(plan), 1)

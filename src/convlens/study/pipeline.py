@@ -26,6 +26,7 @@ from typing import Any
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, load_named
+from convlens.errors import first_sentence
 from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.plots import drawing_in_background
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
@@ -54,7 +55,7 @@ _STAGE_SECONDS = {"data": 2, "eda": 4, "analysis": 24, "export": 3, "report": 1,
 class StudyEvents:
     """What the study reports while it runs; the CLI draws a rich progress display from these. No-ops here."""
 
-    def planned(self, total_seconds: float, runs: int, reused: int) -> None: ...
+    def planned(self, total_seconds: float, runs: int, reused: int, kept: int = 0) -> None: ...
     def unchanged(self, out: Path) -> None: ...
     def stage(self, name: str, detail: str = "") -> None: ...
     def run_started(self, job: Job) -> None: ...
@@ -90,6 +91,7 @@ class ExperimentRuns:
     plans: list[Plan]
     unique: list[Job]  # jobs to train
     copies: list[tuple[Job, Path]]  # (job, run directory it duplicates): filled by copying once that run is done
+    kept: int = 0  # distinct runs finished before this invocation (a resumed or copied study), kept as they are
 
 
 def _finished_runs(plans: list[Plan]) -> dict[str, tuple[Path, dict]]:
@@ -144,7 +146,7 @@ def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, ret
             else:
                 scheduled[key] = job.directory
                 unique.append(job)
-    return ExperimentRuns(plans, unique, copies)
+    return ExperimentRuns(plans, unique, copies, kept=len(finished))
 
 
 def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, events: StudyEvents,
@@ -220,7 +222,7 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
             events.unchanged(out)
             return json.loads((out / RESULTS_FILE).read_text())
         unchanged.forget(out)
-        events.planned(sum(costs) + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies))
+        events.planned(sum(costs) + sum(_STAGE_SECONDS.values()), len(runs.unique), len(runs.copies), runs.kept)
     events.advance(_STAGE_SECONDS["data"])
 
     fig_dir = out / "figures"
@@ -233,7 +235,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
             eda = sections.eda_section(ds, fig_dir)
         events.advance(_STAGE_SECONDS["eda"])
 
-        with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} reused"):
+        with _stage("experiments", events, seconds, f"{len(runs.unique)} runs to train, {len(runs.copies)} copied, "
+                                                     f"{runs.kept} trained before"):
             summaries = run_experiments(runs, costs, workers=config.workers, events=events, backend=backend,
                                         dataset=full)  # runs trained in this process use it: read from disk once
         made_from = inputs()  # the runs the analysis reads
@@ -311,7 +314,7 @@ def notebook_status(out: Path, kernels: Sequence[Any] = ()) -> dict:
     except ImportError:
         return {"executed": False, "reason": "nbformat is not installed (pip install 'convlens[notebook]')"}
     except Exception as e:  # a kernel that does not start, a cell that fails: the report stands without it
-        reason = f"running it failed ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+        reason = f"running it failed ({type(e).__name__}: {first_sentence(str(e))})"
         try:
             write_notebook(out, drawn, execute=False)
         except Exception as again:  # not even the unexecuted notebook: the study's other outputs are kept
