@@ -190,3 +190,14 @@ def test_another_librarys_paragraph_becomes_its_first_sentence_in_whole_words():
     cut = first_sentence(long, limit=42)
     assert cut == "word " * 7 + "word…" and len(cut) <= 43
     assert first_sentence("bad\tvalue\x1b[31m") == "bad\\tvalue\\x1b[31m" and first_sentence("  \n ") == ""
+
+
+def test_a_new_store_is_made_without_mlflows_info_lines(tmp_path):
+    """MLflow sets its loggers to INFO when imported: "Creating initial MLflow database tables...", "Updating
+    database tables" were printed on every first --mlflow (a fresh process, as the CLI is)."""
+    database = tmp_path / "fresh.db"
+    made = subprocess.run([sys.executable, "-c", "from convlens.tracking import Tracker; import sys; "
+                           "Tracker(sys.argv[1])", f"sqlite:///{database}"], capture_output=True, text=True,
+                          timeout=120)
+    assert made.returncode == 0 and database.is_file(), made.stderr
+    assert made.stdout == "" and made.stderr == ""
