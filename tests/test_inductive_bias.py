@@ -169,9 +169,9 @@ def test_equivariance_sentences_follow_the_numbers():
           "exact": [[True] * 4, [False, True, False, True], [False] * 4],
           "similarity": [_sim([1.0, 1.0, 1.0, 1.0]), _sim([0.91, 1.0, 0.88, 1.0]), _sim([0.97, 0.95, 0.93, 0.9])]}
     lines = equivariance_findings(eq)
-    assert lines[0] == ("block1 conv: shifts of 1, 2, 3 and 4 px (whole steps of its 1-px jump) keep 1.0000 at each "
-                        "(cosine similarity, n=2 seeds, 500 images).")
-    assert lines[1].startswith("block1 pool: shifts of 2 and 4 px (whole steps of its 2-px jump) keep 1.0000 at each; "
+    assert lines[0] == ("block1 conv: shifts of 1, 2, 3 and 4 px (whole steps of its 1-px jump) keep 1.0000 at each, to 4 "
+                        "decimals (cosine similarity, n=2 seeds, 500 images).")
+    assert lines[1].startswith("block1 pool: shifts of 2 and 4 px (whole steps of its 2-px jump) keep 1.0000 at each, to 4 decimals; "
                                "shifts of 1 and 3 px fall as low as 0.880 (at 3 px, 95% CI 0.870 to 0.890)")
     assert "shifted by 1 px keep a cosine similarity of 0.970" in lines[2] and "at 4 px 0.900" in lines[2]
     assert lines[3].startswith("The first stage that does not give every shift back (cosine below 0.999) is block1 "
@@ -218,6 +218,18 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
     assert "the same +2 px on every one of the n=3 seeds (no spread, so no t-test)" in lines[4]
     assert lines[6].startswith("kernel_size=5 at block3: the visible theoretical field grows 22 -> 28 px; the 90% "
                                "side 16.0 -> 21.3 px, difference +5.3 px")
+
+
+def test_a_cosine_of_identical_maps_never_passes_one():
+    """float32 rounding puts the raw cosine of a map with itself above 1 for many maps: clamped, so a stage that is
+    exactly equivariant has a mean of 1 and its interval over seeds (cut to [-1, 1]) cannot turn inside out."""
+    from convlens.probes.equivariance import _cosine_sum
+    a = torch.rand(200, 32, 14, 14, generator=torch.Generator().manual_seed(0))
+    dims = (1, 2, 3)
+    raw = (a * a).sum(dims) / torch.linalg.vector_norm(a, dim=dims) ** 2
+    assert (raw > 1).any()  # what the clamp is for
+    assert _cosine_sum(a, a.clone()) == 200.0
+    assert _cosine_sum(a, -a) == -200.0
 
 
 def test_equivariance_ignores_the_background_response_and_the_canvas_size():

@@ -192,7 +192,8 @@ def comparisons_title(comparisons: list[dict]) -> str:
     untested = sum(c.get("p_value") is None or c["p_value"] != c["p_value"] for c in comparisons)  # None or NaN
     if comparisons and untested == len(comparisons):
         return "paired by seed; none could be tested (fewer than 2 paired seeds, or no spread between them)"
-    note = f", {untested} of them not testable (fewer than 2 paired seeds, or no spread)" if untested else ""
+    note = (f", {untested} of them not testable (fewer than 2 paired seeds, or no spread) and counted as p = 1"
+            if untested else "")
     return f"paired by seed; one Holm family of {len(comparisons)}{note}"
 
 

@@ -37,10 +37,11 @@ class MeanCI:
 
 def _within(ci: tuple[float, float], bounds: tuple[float, float] | None) -> tuple[float, float]:
     """``ci`` cut to the values the quantity can take (an accuracy's 0 to 1). The mean lies there for certain, so
-    the cut interval covers it at least as often; with 2-3 seeds a t interval otherwise runs to -68% or 126%."""
+    the cut interval covers it exactly as often as the t interval; with 2 seeds that one can run to -68% or 126%.
+    The cut interval is no longer symmetric about the mean."""
     if bounds is None or math.isnan(ci[0]):
         return ci
-    return max(ci[0], bounds[0]), min(ci[1], bounds[1])
+    return float(max(ci[0], bounds[0])), float(min(ci[1], bounds[1]))
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> MeanCI:

@@ -74,7 +74,7 @@ def test_one_factor_compares_each_level_with_the_reference_and_counts_untested_o
     from convlens.experiments.analysis import without_nan
     for comparisons in ([same, seven], without_nan([same, seven])):  # as computed, and as summary.json holds them
         assert comparisons_title(comparisons) == ("paired by seed; one Holm family of 2, 1 of them not testable "
-                                                  "(fewer than 2 paired seeds, or no spread)")
+                                                  "(fewer than 2 paired seeds, or no spread) and counted as p = 1")
     assert comparisons_title([seven]) == "paired by seed; one Holm family of 1"
     assert comparisons_title([same]).startswith("paired by seed; none could be tested")
 

@@ -88,3 +88,13 @@ def test_rgba_and_single_channel_images_and_label_counts_that_do_not_match_the_g
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
+
+
+def test_an_error_bar_whose_interval_was_cut_at_zero_reaches_zero():
+    """A 95% CI cut to 0 (an accuracy's lower bound, convlens.stats.mean_ci) is falsy: the bar still reaches it,
+    and only a missing interval (None) draws no bar."""
+    fig = figures.grouped_bars(["original", "permuted"], {"CNN": [{"mean": 0.30, "ci95": [0.0, 0.9]},
+                                                                  {"mean": 0.50, "ci95": [None, None]}]}, 2, "t", None)
+    [container] = [c for c in fig.axes[0].containers if hasattr(c, "lines") and c.lines[2]]
+    segments = container.lines[2][0].get_segments()  # one vertical error line per bar, in % of accuracy
+    assert [tuple(map(float, seg[:, 1])) for seg in segments] == [(0.0, 90.0), (50.0, 50.0)]

@@ -72,7 +72,9 @@ def shift_effects(accuracy: dict[str, dict[int, list[float]]], max_shift: int, n
     comparisons = []
     for s in shifts[1:]:  # changes in whole images, exact; reported as fractions
         change = {m: [correct[m][k][s] - correct[m][k][0] for k in seeds] for m in accuracy}
-        comparisons.append(paired_comparison(change[second], change[first], scale=1 / n_images, mde_alpha=strictest))
+        # a change of accuracy minus another: within -2 to 2
+        comparisons.append(paired_comparison(change[second], change[first], scale=1 / n_images, mde_alpha=strictest,
+                                             bounds=(-2, 2)))
     tests = []
     for s, c, p_holm in zip(shifts[1:], comparisons, holm([c.p_value for c in comparisons])):
         said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for the {second}",
@@ -100,7 +102,7 @@ def shift_loss_comparisons(accuracy: dict[str, dict[int, list[float]]], pairs: l
         seeds = sorted(set(correct[model]) & set(correct[reference]))
         change = {m: [correct[m][k][s] - correct[m][k][0] for k in seeds] for m in (model, reference)}
         comparisons.append(paired_comparison(change[model], change[reference], scale=1 / n_images,
-                                             mde_alpha=strictest))
+                                             mde_alpha=strictest, bounds=(-2, 2)))
     tests = []
     for (model, reference, s), c, p_holm in zip(plan, comparisons, holm([c.p_value for c in comparisons])):
         said = verdict(c, p_holm, alpha=alpha, higher=f"smaller loss for {model}", lower=f"larger loss for {model}")

@@ -215,8 +215,9 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title
     x, width = np.arange(len(groups)), 0.8 / max(len(series), 1)
     for i, (label, summaries) in enumerate(series.items()):
         mean = np.array([s["mean"] for s in summaries]) * 100
-        err = np.array([[m - (s["ci95"][0] or s["mean"]) * 100, (s["ci95"][1] or s["mean"]) * 100 - m]
-                        for m, s in zip(mean, summaries)]).T
+        # an end cut to 0 (convlens.stats.mean_ci's bounds) is falsy: only a missing end falls back to the mean
+        end = lambda s, side: s["ci95"][side] if s["ci95"][side] is not None else s["mean"]  # noqa: E731
+        err = np.array([[m - end(s, 0) * 100, end(s, 1) * 100 - m] for m, s in zip(mean, summaries)]).T
         ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=err, capsize=4, label=label)
     ax.set_xticks(x, groups)
     ax.set(ylabel="test accuracy (%)", title=f"{title} (mean ± 95% CI, n={n} seeds)")

@@ -319,9 +319,10 @@ def equivariance_findings(eq: dict) -> list[str]:
         other = [(k, s) for k, s, e in zip(shifts, sims, exact) if not e]
         parts = []
         if whole:
-            kept = f"{min(means[k - 1] for k in whole):.4f}"  # a cosine: 1.0000 is all of it, not a floor
+            # a mean over images and seeds of cosines at most 1: at 1.0000 to 4 decimals, "or more" would be empty
+            kept = f"{min(means[k - 1] for k in whole):.4f}"
             parts.append(f"shifts of {_list(whole)} px (whole steps of its {jump}-px jump) keep "
-                         + (f"{kept} at each" if kept == "1.0000" else f"{kept} or more"))
+                         + (f"{kept} at each, to 4 decimals" if kept == "1.0000" else f"{kept} or more"))
         if other:
             k, worst = min(other, key=lambda ks: ks[1]["mean"])
             lo, hi = worst["ci95"]

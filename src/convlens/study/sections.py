@@ -83,8 +83,8 @@ def model_section(name: str, runs: dict[int, dict], level: dict, names: list[str
         "most_confused": most_confused_pairs(confusion, names),
         # last epoch, both in eval mode: a fixed training subset the size of the validation split vs validation
         "overfit_gap": mean_ci([r["history"][-1]["train_eval_accuracy"] - r["history"][-1]["val_accuracy"]
-                                for r in runs.values() if r["history"][-1].get("train_eval_accuracy") is not None]
-                               ).to_dict(),
+                                for r in runs.values() if r["history"][-1].get("train_eval_accuracy") is not None],
+                               bounds=(-1, 1)).to_dict(),
         "figures": {k: _rel(v, root) for k, v in figs.items()},
     }
 
