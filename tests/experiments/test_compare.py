@@ -73,6 +73,18 @@ def test_auto_precision_groups_with_the_arithmetic_it_meant_and_apart_from_the_o
     same, apart = result["groups"]
     assert (same["seeds"], same["settings"]) == ([0, 1, 3], {"recipe.precision": meant})
     assert (apart["seeds"], apart["settings"]) == ([4], {"recipe.precision": other})
+    # a run of precision "auto" recorded before metrics.json had the key trained in fp32: grouped with fp32 runs
+    fp32 = "explicit" if meant == "fp32" else "other"
+    old = tmp_path / "old"
+    shutil.copytree(runs / "s0", old)
+    recorded = json.loads((old / "metrics.json").read_text())
+    del recorded["precision"]
+    (old / "metrics.json").write_text(json.dumps(recorded))
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "seed": 5}))
+    assert main(["compare", str(tmp_path / fp32), str(old), "--json"]) == 0
+    [group] = json.loads(capsys.readouterr().out)["groups"]
+    assert group["seeds"] == sorted([5, 3 if fp32 == "explicit" else 4])
 
 
 def test_compare_table_shows_what_differs(runs, capsys):

@@ -39,8 +39,10 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
                              "exported from")
         metrics = read_metrics(directory)
         identity = run_identity(config)
-        if metrics.get("precision"):  # the arithmetic the run used: "auto" and what it meant there train alike
-            identity["recipe.precision"] = metrics["precision"]
+        # The arithmetic the run used: "auto" and what it meant there train alike. A run finished before metrics.json
+        # had the key trained in fp32 (the key came with bf16), as the study and the experiment warnings count it.
+        if metrics.get("precision") or status_of(metrics) == "done":
+            identity["recipe.precision"] = metrics.get("precision") or "fp32"
         group = groups.setdefault(json.dumps(identity, sort_keys=True), {
             "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}})
         seed = config.get("seed")
