@@ -74,7 +74,7 @@ def test_retry_failed_runs_only_the_failed_runs(tmp_path, capsys, fashion):
     done_before = done.read_bytes()
     capsys.readouterr()
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
-    assert "1 finished, 1 failed, 0 to run" in capsys.readouterr().out  # without the flag: kept as failed
+    assert "1 finished, 1 failed (--retry-failed runs them again), 0 to run" in capsys.readouterr().out  # kept
     assert main(["experiment", "run", str(spec), "--out", str(out), "--retry-failed"]) == 0
     printed = capsys.readouterr().out
     assert "retrying 1 failed run(s)" in printed and "1 finished, 0 failed, 1 to run" in printed

@@ -118,8 +118,56 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path,
                                       "(no seed finished in both levels)."]
     failed_files = {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0  # failed runs are not retried
-    assert "2 finished, 2 failed, 0 to run" in capsys.readouterr().out
+    assert "2 finished, 2 failed (--retry-failed runs them again), 0 to run" in capsys.readouterr().out
     assert failed_files == {p: p.stat().st_mtime_ns for p in out.glob("runs/recipe.lr=10.0/*/metrics.json")}
+
+
+def test_an_experiment_whose_every_run_failed_exits_1_naming_the_first_reason(tmp_path, capsys, fashion):
+    spec = write_spec(tmp_path / "nan.yaml", "allnan", model="mlp-128-64", recipe="keras",
+                      set={"activation": "leaky_relu"}, recipe_set={"epochs": 1, "optimizer": "sgd"},
+                      factor=dict(name="recipe.lr", levels=[8.0, 10.0]), seeds=2, train_subset=2_000, test_subset=200)
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("convlens: error: all 4 runs failed, none finished (the first: training diverged: loss is")
+    assert line.endswith(f"run again with --retry-failed (records in {out / 'runs.csv'})")
+    assert "plots/*.png" not in captured.out and (out / "runs.csv").is_file()  # the failures stay on record
+
+
+def test_missing_data_is_one_line_before_anything_is_written_and_data_dir_reaches_every_run(tmp_path, capsys,
+                                                                                           fashion):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(write_spec(tmp_path / "s.yaml", "tiny")), "--out", str(out),
+                 "--data-dir", str(empty)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"convlens: error: {empty}/train-images-idx3-ubyte(.gz) is missing; copy the fashion-mnist IDX "
+                    "files there, or drop --data-dir/CONVLENS_DATA to download them")
+    assert not out.exists()  # not one failed run per level and seed
+    files = tmp_path / "files"
+    files.mkdir()
+    for gz in Path(fashion.source.directory).glob("*.gz"):
+        (files / gz.name).symlink_to(gz)
+    spec = write_spec(tmp_path / "m.yaml", "mlp", model="mlp-128-64", factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]),
+                      seeds=2, train_subset=500, test_subset=100)
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--data-dir", str(files), "--quiet"]) == 0
+    configs = [json.loads(p.read_text()) for p in out.glob("runs/*/seed*/config.json")]
+    assert len(configs) == 4 and {c["data"]["directory"] for c in configs} == {str(files)}
+
+
+def test_a_training_run_or_exported_model_directory_is_not_made_an_experiment(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    spec = write_spec(tmp_path / "d.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
+                      test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
+    assert main(["experiment", "run", str(spec), "--out", str(run)]) == 2
+    assert capsys.readouterr().err.strip() == (f"convlens: error: {run} holds a config.json (a training run or an "
+                                               "exported model), not an experiment; nothing was written: choose "
+                                               "another --out")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_runs_without_a_validation_split_get_their_training_curves(tmp_path, capsys):

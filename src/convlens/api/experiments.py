@@ -4,6 +4,7 @@ table`` are this, printed."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,15 @@ class Experiment:
             epochs: int | None = None, precision: str | None = None, train_subset: int | None = None,
             test_subset: int | None = None, dataset: str | None = None, force: bool = False,
             retry_failed: bool = False, mlflow: bool | str = False, quiet: bool = False,
-            batch_seeds: bool | None = None) -> ExperimentResult:
+            batch_seeds: bool | None = None, data_dir: str | Path | None = None) -> ExperimentResult:
         """Train every level x seed not yet finished in ``out`` (default runs/experiments/NAME), then analyse.
 
         ``backend="ray"`` runs them as Ray tasks (``address``: a cluster); ``mlflow=True`` logs to OUT/mlflow.db,
         a string is a tracking URI. ``epochs`` and ``precision`` ("fp32", "bf16", "auto") set every level's
-        recipe. Rerunning resumes: finished runs are kept.
+        recipe; ``data_dir``: where the dataset's files are (not part of the design). Rerunning resumes: finished
+        runs are kept. With the local backend the dataset is read (or found missing) before anything is written.
         """
+        from convlens.data import load_named
         from convlens.display import RunsProgress
         from convlens.experiments import with_changes
         from convlens.experiments.run import execute_plan, make_backend, plan
@@ -74,8 +77,14 @@ class Experiment:
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name
+        # Read here, once: data that is missing is one line before anything is written (not a failed run per level
+        # and seed), and the runs trained in this process use it. Ray tasks read theirs where they run.
+        loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
         p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
+        if data_dir is not None:  # where to read the data is not part of the design (as in the study)
+            p = dataclasses.replace(p, jobs=[dataclasses.replace(j, config=j.config.model_copy(
+                update={"data_dir": Path(data_dir)})) for j in p.jobs])
         total = len(p.jobs) + p.done + p.failed
         progress = RunsProgress(quiet)
         if force:
@@ -83,7 +92,8 @@ class Experiment:
         if p.retried:
             progress.line(f"retrying {p.retried} failed run(s)")
         progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
-                      f"{p.done} finished, {p.failed} failed, {len(p.jobs)} to run "
+                      f"{p.done} finished, {p.failed} failed"
+                      + (" (--retry-failed runs them again)" if p.failed else "") + f", {len(p.jobs)} to run "
                       + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
                          else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
                                                             if runner.batch_seeds else "")))
@@ -102,7 +112,7 @@ class Experiment:
         progress.start(len(p.jobs), weighted=False)
         try:
             summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
-                                   backend=runner)
+                                   backend=runner, dataset=loaded)
         finally:
             progress.close()
             if tracker is not None:

@@ -13,6 +13,7 @@ from convlens.cli.options import (
     BackendOption,
     BatchSeedsOption,
     CpusPerRunOption,
+    DataDirOption,
     GpusPerRunOption,
     JsonOption,
     MlflowOption,
@@ -22,7 +23,7 @@ from convlens.cli.options import (
 )
 from convlens.cli.tables import print_experiment_table, print_plan
 from convlens.display import RunsProgress, out, print_json
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
 
@@ -52,6 +53,7 @@ def experiment_run(
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Train every level on this dataset "
                                                    "(default: the spec's, fashion-mnist).")] = None,
+    data_dir: DataDirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Discard this experiment's runs and run everything "
                                         "again (only an experiment directory's own runs are deleted).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again (finished ones "
@@ -71,10 +73,17 @@ def experiment_run(
         seeds, out=out_dir, workers=workers, backend=backend, address=address, cpus_per_run=cpus_per_run,
         gpus_per_run=gpus_per_run, epochs=epochs, precision=precision, train_subset=train_subset,
         test_subset=test_subset, dataset=dataset, force=force, retry_failed=retry_failed,
-        mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds)
+        mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds, data_dir=data_dir)
+    levels = result.summary["levels"]
+    failed = [f for lv in levels for f in lv["failed"]]
+    if failed and not any(lv["n"] for lv in levels):  # nothing to show but dashes: say why, exit 1
+        raise ConvlensError(f"all {len(failed)} runs failed, none finished (the first: {failed[0]['reason']}); "
+                            f"fix the cause, then run again with --retry-failed (records in "
+                            f"{result.directory / 'runs.csv'})")
     print_experiment_table(result.summary)
     if not quiet:
-        out.print(f"Wrote {result.directory}/summary.json, runs.csv and plots/*.png")
+        plots = " and plots/*.png" if any((result.directory / "plots").glob("*.png")) else ""
+        out.print(f"Wrote {result.directory}/summary.json, runs.csv{plots}")
         if result.tracked:
             out.print(f"MLflow: {result.tracked}")
 

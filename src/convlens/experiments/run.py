@@ -131,9 +131,11 @@ def write_analysis(store: RunStore) -> dict:
 
 
 def execute_plan(p: Plan, *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
-                 on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend()) -> dict:
-    """Run the pending jobs, then write summary.json, runs.csv and the plots; returns the summary."""
+                 on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend(),
+                 dataset: ImageDataset | None = None) -> dict:
+    """Run the pending jobs, then write summary.json, runs.csv and the plots; returns the summary. ``dataset``:
+    the jobs' dataset when the caller has loaded it (see train_pending)."""
     for job in p.jobs:
         p.store.clear_partial(job.level, job.seed)
-    train_pending(p.jobs, workers=workers, on_result=on_result, on_start=on_start, backend=backend)
+    train_pending(p.jobs, workers=workers, on_result=on_result, on_start=on_start, backend=backend, dataset=dataset)
     return write_analysis(p.store)

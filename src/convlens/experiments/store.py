@@ -100,6 +100,10 @@ class RunStore:
             "diff": diff,
             "versions": package_versions(),
         }
+        for name in ("config.json", "metrics.json"):  # a run's or an exported model's files, not a store's
+            if (self.root / name).is_file() and not self.experiment_file.is_file():
+                raise UsageError(f"{self.root} holds a {name} (a training run or an exported model), not an "
+                                 "experiment; nothing was written: choose another --out")
         if self.experiment_file.is_file() and not force:
             self.check_design(spec, record["levels"])
         deleted = self.discard([lv["label"] for lv in record["levels"]]) if force else []
