@@ -87,10 +87,26 @@ def test_auto_precision_groups_with_the_arithmetic_it_meant_and_apart_from_the_o
     assert group["seeds"] == sorted([5, 3 if fp32 == "explicit" else 4])
 
 
+def test_two_cnns_beside_an_mlp_keep_the_column_of_the_setting_they_differ_in(runs, tmp_path, fashion, capsys):
+    """Beside an MLP the architecture's keys are left to the model column, but kernel_size differs between the two
+    CNNs: without its column the two rows would differ in nothing shown but their parameter counts."""
+    for name, kernel in (("k3", 3), ("k5", 5)):
+        cfg = TrainConfig(model="cnn-16-32", overrides={"kernel_size": kernel},
+                          recipe=resolve_recipe("fast", {"epochs": 1}), train_subset=600, test_subset=300, device="cpu")
+        run_training(cfg, tmp_path / name, dataset=fashion)
+    assert main(["compare", str(tmp_path / "k3"), str(tmp_path / "k5"), str(runs / "s0")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "model" in line and "per seed" in line)
+    assert "spec.kernel_size" in header and "spec.channels" not in header
+    rows = [line for line in out.splitlines() if line.startswith("│ ")]
+    assert [row.split("│")[2].strip() for row in rows] == ["3", "5", "-"]  # the MLP has no kernel size
+    assert "differ in the architecture, spec.kernel_size" in out
+
+
 def test_compare_table_shows_what_differs(runs, capsys):
     assert main(["compare", str(runs / "s0"), str(runs / "s1"), str(runs / "permuted")]) == 0
     out = capsys.readouterr().out
-    assert "data.pixels" in out and '"permuted"' in out and "differ in data.pixels" in out
+    assert "data.pixels" in out and " permuted " in out and '"permuted"' not in out and "differ in data.pixels" in out
     assert "0: " in out and "1: " in out
 
 

@@ -101,6 +101,8 @@ HOSTILE = [
     ("strings", json.dumps([["a"] * 784]).encode(), "application/json", 400, "numeric"),
     ("booleans and nulls", json.dumps([[None, True] * 392]).encode(), "application/json", 400, "numeric"),
     ("a JSON string", b'"hello"', "application/json", 400, "nested list"),
+    ("instances and another key", json.dumps({"instances": [[0] * 784], "signature_name": "x"}).encode(),
+     "application/json", 400, 'may hold only "instances" (TF-Serving row form); remove "signature_name"'),
     ("b64 not a string", b'{"instances": [{"b64": 12}]}', "application/json", 400, "must be a string"),
     ("mixed instances", json.dumps({"instances": [[0] * 784, {"b64": "AA=="}]}).encode(), "application/json", 400,
      "all numeric arrays or all"),

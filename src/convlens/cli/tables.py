@@ -39,20 +39,30 @@ def print_experiment_table(summary: dict) -> None:
         out.print(f"- {line}")
 
 
+def _setting(value) -> str:
+    """A setting as a table cell: a string as it is (sgd, not "sgd"), a missing one as -, the rest as JSON."""
+    return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
 def print_comparison(comparison: dict) -> None:
     """Runs grouped by configuration: what differs between the groups, then per group n, mean ± std, CI."""
-    differs = comparison["differs"]
+    differs, groups = comparison["differs"], comparison["groups"]
     spec_keys = [k for k in differs if k.startswith("spec.")]
     named = differs
-    if len(spec_keys) > 3:  # another architecture altogether: the model column names it (--json has every key)
-        differs = [k for k in differs if k not in spec_keys]
+    if len(spec_keys) > 3:  # another architecture altogether: the model column names it (--json has every key) ...
+        # ... but a setting that differs between groups of one kind (two CNNs beside an MLP) keeps its column
+        kinds = {g["settings"].get("spec.kind") for g in groups}
+        varies = {k for k in spec_keys if k != "spec.kind" and any(
+            len({json.dumps(g["settings"].get(k)) for g in groups if g["settings"].get("spec.kind") == kind}) > 1
+            for kind in kinds)}
+        differs = [k for k in differs if k not in spec_keys or k in varies]
         named = ["the architecture", *differs]
     table = Table("model", *differs, "n", "test acc % (mean ± std)", "95% CI", "per seed", "params", "train s",
                   title="Runs grouped by configuration (everything but the seed)")
     for g in comparison["groups"]:
         n = f"{g['n']}" + (f" (+{len(g['failed'])} failed)" if g["failed"] else "")
         secs = g["train_seconds"]["mean"]
-        table.add_row(g["model"], *(json.dumps(g["settings"][k]) for k in differs), n, mean_std(g["test_accuracy"]),
+        table.add_row(g["model"], *(_setting(g["settings"].get(k)) for k in differs), n, mean_std(g["test_accuracy"]),
                       ci95(g["test_accuracy"]), ", ".join(f"{s}: {pp(a)}" for s, a in g["per_seed"].items()),
                       f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-")
     out.print(table)

@@ -224,6 +224,9 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape =
     if isinstance(payload, dict):
         if "instances" not in payload:
             raise InputError('JSON object must have an "instances" list (TF-Serving row form)')
+        if len(payload) > 1:  # named here, not met later as a string where numbers were expected
+            extra = ", ".join(json.dumps(key[:40]) for key in sorted(set(payload) - {"instances"})[:3])
+            raise InputError(f'JSON object may hold only "instances" (TF-Serving row form); remove {extra}')
         payload = payload["instances"]
         if not isinstance(payload, list):
             raise InputError('"instances" must be a list')
