@@ -173,6 +173,9 @@ def test_an_experiment_run_on_fewer_levels_than_its_built_in_names_no_level_that
 
 def test_the_study_reads_the_dataset_once_and_exports_its_first_test_image_of_each_class(study, fashion):
     out, _ = study
+    report = (out / "report.md").read_text()  # Fashion-MNIST's files are checked against published md5s
+    assert f"(`{fashion.source.directory}`), checksums verified." in report
+    assert "convlens sagemaker train --role-arn ARN --bucket BUCKET --dry-run" in report  # the entry point's default
     assert LOADS == ["fashion-mnist"]  # not again for the runs trained in this process, nor for the export
     firsts = sorted(int(np.flatnonzero(fashion.test_labels == c)[0]) for c in range(10))
     with np.load(out / "model" / "examples.npz", allow_pickle=False) as examples:

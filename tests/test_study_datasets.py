@@ -88,6 +88,11 @@ def test_a_quick_study_of_the_digits_is_complete_and_sized_for_8x8(digits_study)
     report = (digits_study / "report.md").read_text()
     assert "scikit-learn's digits" in report and "garment" not in report and "collar" not in report
     assert "60,000" not in report and "28x28" not in report
+    # scikit-learn's bundled copy has no published checksums: not "checksums verified" (the run records none)
+    assert "no published checksums to verify it against" in report and "checksums verified" not in report
+    assert json.loads(next((digits_study / "experiments").rglob("config.json")).read_text())["data"]["checksums"] == {}
+    # the SageMaker command the report gives trains on the study's dataset, not the entry point's default
+    assert "convlens sagemaker train --role-arn ARN --bucket BUCKET --hp dataset=digits --dry-run" in report
     assert any("a digit" in f for f in results["design"]["findings"] + results["baseline"]["findings"]) or \
         any("a stroke" in f for f in results["baseline"]["findings"])
     html = (digits_study / "report.html").read_text()
@@ -121,6 +126,7 @@ def test_a_study_of_a_folder_of_rgb_images(tmp_path, monkeypatch):
                                [train[..., c].mean() for c in range(3)], rtol=1e-12)
     assert any(f.startswith("Per channel (R, G, B): mean") for f in results["eda"]["findings"])
     assert (out / "report.html").stat().st_size > 50_000
+    assert f"--hp dataset=folder --data-dir {tmp_path / 'photos'} --dry-run" in (out / "report.md").read_text()
 
 
 def test_a_study_is_tracked_as_a_parent_with_an_experiment_per_child(digits_study):

@@ -213,8 +213,11 @@ def test_more_seeds_in_place_train_only_the_new_ones(both, tmp_path, capsys):
     directory = shutil.copytree(root / "api", tmp_path / "exp")
     before = {p: p.stat().st_mtime_ns for p in directory.glob("runs/*/*/metrics.json")}
     capsys.readouterr()
-    result = convlens.load_experiment(directory).run_more(seeds=4, quiet=True)
+    loaded = convlens.load_experiment(directory)
+    assert (loaded.table()["n"] == 3).all()
+    result = loaded.run_more(seeds=4, quiet=True)
     assert capsys.readouterr() == ("", "")  # quiet=True: nothing printed while 3 runs train
+    assert result is loaded  # the object the user holds has the new statistics (README: "in place")
     runs = result.runs()
     assert len(runs) == 12 and sorted(set(runs["seed"])) == [0, 1, 2, 3] and set(runs["status"]) == {"done"}
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the finished runs were kept

@@ -204,9 +204,11 @@ class ExperimentResult:
 
     def run_more(self, seeds: int, **options: Any) -> ExperimentResult:
         """Run the same experiment with ``seeds`` seeds in this directory: the finished runs are kept, only the new
-        seeds train (``options``: as ``Experiment.run``). In a study's directory, rerun the study to update its
-        report."""
-        return self.experiment().run(seeds, out=self.directory, **options)
+        seeds train (``options``: as ``Experiment.run``). This result then holds the new statistics, and is
+        returned. In a study's directory, rerun the study to update its report."""
+        more = self.experiment().run(seeds, out=self.directory, **options)
+        self.summary, self.tracked = more.summary, more.tracked
+        return self
 
     def plot(self, kind: str = "accuracy_vs_params"):
         """A matplotlib figure: ``curves`` (validation accuracy per epoch), ``accuracy_vs_params``,

@@ -37,6 +37,7 @@ from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
 from convlens.report.notebook import can_execute, warm_kernels, write_notebook
 from convlens.report.render import RESULTS_FORMAT, render_report
+from convlens.runs import data_checksums
 from convlens.study import sections, unchanged
 from convlens.study.config import StudyConfig
 from convlens.study.redraw import figure_drawers
@@ -267,6 +268,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
                       "provenance": provenance(pick_device("auto")), "versions": package_versions(),
                       "dataset": dataset_block(config.dataset),
                       "data": {"origin": full.source.origin, "directory": str(full.source.directory),
+                               # digits and folders have no published checksums: the report says so
+                               "checksums_verified": bool(data_checksums(full)),
                                "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
                       # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
                       # wall time says nothing about what the training cost).

@@ -8,6 +8,7 @@ Training happened before (the experiment stage); here models are only loaded and
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -377,6 +378,16 @@ def onnx_export_skipped(config: StudyConfig) -> str | None:
     return None
 
 
+def sagemaker_dataset_args(dataset: str) -> str:
+    """What `convlens sagemaker train` needs to train on ``dataset`` (its default is Fashion-MNIST): the dataset
+    hyperparameter, and for a folder the folder to upload (the container's channel is the folder)."""
+    if dataset == "fashion-mnist":
+        return ""
+    if dataset.startswith("folder:"):
+        return f" --hp dataset=folder --data-dir {shlex.quote(dataset[len('folder:'):])}"
+    return f" --hp dataset={dataset}"
+
+
 def export_section(config: StudyConfig, store: RunStore, out: Path, summary_levels: list[dict] | None = None,
                    dataset: ImageDataset | None = None) -> dict:
     """Export the reference CNN (seed 0) to out/model; ``dataset``: the study's dataset, already loaded (the
@@ -396,7 +407,8 @@ def export_section(config: StudyConfig, store: RunStore, out: Path, summary_leve
             "commands": {
                 "predict": f"convlens predict {rel} image.png",
                 "serve": f"convlens serve {rel}  # http://127.0.0.1:8080/ : web page; POST /invocations; GET /ping",
-                "sagemaker_train": "convlens sagemaker train --role-arn ARN --bucket BUCKET --dry-run",
+                "sagemaker_train": "convlens sagemaker train --role-arn ARN --bucket BUCKET"
+                                   f"{sagemaker_dataset_args(config.dataset)} --dry-run",
                 "sagemaker_deploy": "convlens sagemaker deploy --role-arn ARN --bucket BUCKET --job-name JOB "
                                     "--endpoint NAME --dry-run",
                 "sagemaker_invoke": "convlens sagemaker invoke --endpoint NAME image.png",
