@@ -257,6 +257,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("experiment run --force --out . (./runs holds `convlens train`'s runs)", lambda t, r, m: _train_runs_dir(t), 2,
      "not an experiment directory"),
     ("report: no results.json", lambda t, r, m: ["report", str(t)], 2, "results.json not found"),
+    ("report: the results.json file, not its study directory", lambda t, r, m: [
+        "report", _write(t / "s" / "results.json", "{}")], 2, "give the study's directory"),
     # output paths
     ("output: --out is a file", lambda t, r, m: ["train", "-m", "mlp", "--out", str(t / "notes.txt"), "--epochs", "1",
                                                 "--train-subset", "200", "--test-subset", "50"], 1, "Not a directory"),
@@ -287,6 +289,12 @@ def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:
     if command == "train":
         return ["train", "-m", "mlp", "--epochs", "1", "--out", str(tmp / "app")]
     return ["export", str(run), "--out", str(tmp / "app")]
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
 
 
 def _non_utf8_class(tmp: Path) -> Path:

@@ -278,6 +278,19 @@ def test_a_warm_kernel_that_dies_before_or_during_the_notebook_neither_hangs_the
         faulthandler.cancel_dump_traceback_later()
 
 
+def test_a_notebook_cell_that_fails_is_named_by_its_error_not_by_nbclients_preamble(digits_study, tmp_path,
+                                                                                    monkeypatch):
+    import shutil
+
+    from convlens.report import notebook
+    from convlens.study.pipeline import notebook_status
+    out = Path(shutil.copytree(digits_study, tmp_path / "s"))
+    monkeypatch.setattr(notebook, "notebook_cells", lambda *a, **k: [("code", "{}['mean']")])
+    assert notebook_status(out) == {"executed": False,
+                                    "reason": "running it failed (CellExecutionError: KeyError: 'mean')"}
+    assert (out / "report.ipynb").is_file()  # saved without outputs
+
+
 def test_without_the_notebook_extra_or_a_kernel_no_warm_kernel_is_started(tmp_path, monkeypatch):
     import sys
 

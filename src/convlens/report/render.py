@@ -94,6 +94,8 @@ def _embed_images(body: str, root: Path) -> str:
 def render_report(out: str | Path) -> tuple[Path, Path]:
     """Write OUT/report.md and OUT/report.html from OUT/results.json."""
     out = Path(out)
+    if out.name == "results.json" and out.is_file():
+        raise UsageError(f"give the study's directory ({out.parent}), not its results.json")
     results_path = out / "results.json"
     if not results_path.is_file():
         raise UsageError(f"{results_path} not found: run 'convlens study --out {out}' first")

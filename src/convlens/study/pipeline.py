@@ -317,7 +317,10 @@ def notebook_status(out: Path, kernels: Sequence[Any] = ()) -> dict:
     except ImportError:
         return {"executed": False, "reason": "nbformat is not installed (pip install 'convlens[notebook]')"}
     except Exception as e:  # a kernel that does not start, a cell that fails: the report stands without it
-        reason = f"running it failed ({type(e).__name__}: {first_sentence(str(e))})"
+        # nbclient's CellExecutionError begins with the cell's source; its error is in ename and evalue
+        cause = (f"{e.ename}: {first_sentence(str(e.evalue))}" if getattr(e, "ename", None)
+                 else first_sentence(str(e)))
+        reason = f"running it failed ({type(e).__name__}: {cause})"
         try:
             write_notebook(out, drawn, execute=False)
         except Exception as again:  # not even the unexecuted notebook: the study's other outputs are kept
