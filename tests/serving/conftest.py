@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -33,15 +34,18 @@ def wait_until_answers(url: str, proc, seconds: float) -> bool:
 
 @pytest.fixture(scope="session")
 def live_server(exported):
-    """`convlens serve` on 127.0.0.1 in its own process; yields the base URL once /ping answers."""
-    port = free_port()
+    """`convlens serve --port 0` on 127.0.0.1 in its own process; yields the base URL it prints once /ping answers
+    there (any free port: the printed line must name the one it serves on)."""
     exe = str(Path(sys.executable).parent / "convlens")
-    proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([exe, "serve", str(exported[0]), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed = proc.stdout.readline()
+    found = re.search(r" on (http://127\.0\.0\.1:(\d+))/ \(POST /invocations", printed)
+    assert found and int(found[2]) > 0, printed
+    url = found[1]
     if not wait_until_answers(f"{url}/ping", proc, 60):
         proc.kill()
-        pytest.fail(f"convlens serve did not start: {proc.stderr.read().decode()[-2000:]}")
+        pytest.fail(f"convlens serve did not start: {proc.stderr.read()[-2000:]}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -105,7 +105,10 @@ def test_page_and_openapi(client):
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]["/invocations"]["post"]["requestBody"]["content"]) == {
         "application/json", "application/x-npy", "image/png", "image/jpeg"}
-    assert client.get("/model").json()["backend"] == "onnxruntime"
+    model = client.get("/model").json()
+    assert model["backend"] == "onnxruntime"
+    assert schema["info"]["description"] == ("SageMaker inference contract for a convlens model of "
+                                             f"{len(model['classes'])} classes (GET /model describes it).")
 
 
 def test_server_imports_no_training_code(exported):

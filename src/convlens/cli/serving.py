@@ -68,6 +68,14 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
         out.print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
 
 
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (the OS's choice for port 0)."""
+    import socket
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def check_bindable(host: str, port: int, workers: int = 1) -> None:
     """One line, before anything says "serving", when uvicorn could not bind the address (a port in use, a host
     that is not this machine's), where uvicorn would log its own error and exit 3. Binds as uvicorn will: one
@@ -116,14 +124,19 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
 
     from convlens.serving.app import BODY_TIMEOUT_ENV, MODEL_DIR_ENV
     from convlens.serving.predictor import Predictor
-    if workers < 1 or not 0 <= port <= 65535 or not body_timeout > 0:
-        raise UsageError(f"--workers must be >= 1, --port within 0..65535 and --body-timeout > 0 (got {workers}, "
-                         f"{port}, {body_timeout:g})")
+    for wrong, message in ((workers < 1, f"--workers must be at least 1, got {workers}"),
+                           (not 0 <= port <= 65535, f"--port must be within 0..65535 (0: any free port), got {port}"),
+                           (not body_timeout > 0, f"--body-timeout must be above 0 seconds, got {body_timeout:g}")):
+        if wrong:
+            raise UsageError(message)
     Predictor(model_dir)  # fail with one line before the server starts (a broken or permuted-pixel model)
     check_bindable(host, port, workers)
+    if port == 0:  # any free port: chosen here, so that the line below says which
+        port = free_port(host)
     os.environ[MODEL_DIR_ENV] = str(model_dir.resolve())
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
-    out.print(f"serving {model_dir} on http://{host}:{port}/ (POST /invocations, GET /ping)")
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"serving {model_dir} on http://{shown}:{port}/ (POST /invocations, GET /ping)")
     # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
     # request still running after 25 s is cut so the process always ends within docker's 30 s grace.
     uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,

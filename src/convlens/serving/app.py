@@ -233,8 +233,10 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     if not model_dir:
         raise RuntimeError(f"no model directory: pass one or set {MODEL_DIR_ENV}")
     predictor = Predictor(model_dir)
+    # the class names are not written here: a folder's may hold markup, and /docs renders this as Markdown
     app = FastAPI(title="convlens model server",
-                  description="SageMaker inference contract for a convlens Fashion-MNIST model.",
+                  description=f"SageMaker inference contract for a convlens model of {len(predictor.class_names)} "
+                              "classes (GET /model describes it).",
                   version=predictor.config.get("versions", {}).get("convlens", "0"))
     app.state.predictor = predictor
 
