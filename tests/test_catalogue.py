@@ -281,7 +281,27 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      2, "epochs"),
     ("sagemaker: unknown model", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "model=nope"], 2,
      "unknown model 'nope'"),
+    ("sagemaker: onnx neither true nor false", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp",
+                                                                "onnx=maybe"], 2, "hyperparameter onnx: expected true"),
+    ("sagemaker: a seed that is not a number", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "seed=abc"],
+     2, "hyperparameter seed: expected a whole number, got 'abc'"),
+    ("sagemaker: a training subset larger than the dataset", lambda t, r, m: [
+        "sagemaker", "train", *SAGEMAKER, "--hp", "dataset=digits", "--hp", "train-subset=99999"], 2,
+     "train subset size must be between 1 and 1438"),
+    ("sagemaker: a job name SageMaker refuses", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--job-name",
+                                                                 "bad_name!"], 2, "is not a SageMaker name"),
+    ("sagemaker: an endpoint name too long for its -config", lambda t, r, m: [
+        "sagemaker", "deploy", *SAGEMAKER, "--job-name", "j1", "--endpoint", "e" * 60], 2,
+     "is not a SageMaker name: 1-56 letters"),
+    ("sagemaker: invoke with a body over 6 MB", lambda t, r, m: [
+        "sagemaker", "invoke", "--endpoint", "ep", _npy(t / "big.npy", (8100, 28, 28)), "--dry-run"], 2,
+     "an endpoint takes at most 6,291,456"),
 ]
+
+
+def _npy(path: Path, shape: tuple[int, ...]) -> str:
+    np.save(path, np.zeros(shape, np.uint8))
+    return str(path)
 
 
 def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:

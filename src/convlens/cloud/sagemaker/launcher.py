@@ -34,7 +34,7 @@ from convlens.cloud.sagemaker.bundle import (
     package_files,
     requirements_text,
 )
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, UsageError
 from convlens.serving.inputs import CONTENT_TYPES
 
 # AWS Deep Learning Containers for PyTorch (CPU); any torch 2.x runs convlens' layers.
@@ -49,6 +49,19 @@ _FORMATS = {
     "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
                "must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens"),
 }
+
+
+# SageMaker's names (training jobs, endpoints, their configs and models): letters, digits and single hyphens, at
+# most 63 characters. deploy adds "-config" and "-model" to the endpoint's name, so that one has 7 fewer.
+_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+
+
+def check_name(option: str, value: str, longest: int = 63) -> str:
+    """``value`` as a SageMaker resource name, or one line naming the option and the rule."""
+    if not (_NAME.fullmatch(value) and len(value) <= longest):
+        raise UsageError(f"{option} {value!r} is not a SageMaker name: 1-{longest} letters, digits and hyphens, "
+                         "starting and ending with a letter or digit")
+    return value
 
 
 class SageMakerSettings(BaseModel):
@@ -212,12 +225,16 @@ def channel_name(dataset: str, files: dict[str, Path]) -> str | None:
     return dataset
 
 
-def training_files(dataset: str, data_dir: Path | None) -> tuple[dict[str, Path], tuple[str, ...]]:
+def training_files(dataset: str, data_dir: Path | None, train_subset: int | None = None,
+                   test_subset: int | None = None) -> tuple[dict[str, Path], tuple[str, ...]]:
     """The verified local files of ``dataset`` to upload as the training channel (path in the channel -> file),
-    and its class names. The data is loaded here first, so a broken copy fails before anything is uploaded."""
+    and its class names. The data is loaded here first, so a broken copy (or a subset larger than the data) fails
+    before anything is uploaded."""
     from convlens.data import load_named
     from convlens.data.catalog import FOLDER_PREFIX
     ds = load_named(dataset, data_dir)
+    if train_subset is not None or test_subset is not None:
+        ds.subset(train_subset, test_subset)  # its one-line error, as the container's run would give it
     if dataset == "digits":
         return {}, ds.class_names  # bundled with scikit-learn in the container
     if dataset.startswith(FOLDER_PREFIX):
@@ -230,8 +247,8 @@ def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_na
     from convlens.cloud.sagemaker.train import normalize_hyperparameters, train_config
     hps = normalize_hyperparameters(s.hyperparameters)
     cfg = train_config(hps, data_dir)  # what the container will build, checked now
-    job_name = job_name or f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    files, class_names = training_files(cfg.dataset, data_dir)
+    job_name = check_name("--job-name", job_name) if job_name else f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    files, class_names = training_files(cfg.dataset, data_dir, cfg.train_subset, cfg.test_subset)
     name = channel_name(cfg.dataset, files)
     channel = s.s3("data", "training") if name is None else s.s3("data", name, "training")
     for relative, path in files.items():
@@ -291,6 +308,7 @@ def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *,
            poll_s: float = 20, on_status: Callable[[str], None] = print) -> dict:
     """Model, endpoint config and endpoint for ``model_data``; the inference image loads the code from
     model.tar.gz (code/), never from a submit directory."""
+    check_name("--endpoint", endpoint, 63 - len("-config"))
     check_model_code(gw, model_data)
     names = {"model": f"{endpoint}-model", "config": f"{endpoint}-config", "endpoint": endpoint}
     gw.call("sagemaker", "CreateModel", ModelName=names["model"], ExecutionRoleArn=s.role_arn,
@@ -309,8 +327,13 @@ def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *,
 
 
 def invoke(gw: Gateway, endpoint: str, body: bytes, content_type: str) -> dict:
+    from convlens.serving.inputs import SERVER_LIMITS
+    check_name("--endpoint", endpoint)
     if content_type not in CONTENT_TYPES:
         raise ConvlensError(f"unsupported content type {content_type}; use one of {', '.join(CONTENT_TYPES)}")
+    if len(body) > SERVER_LIMITS.body_bytes:  # InvokeEndpoint's limit, and the server's: refused before sending
+        raise UsageError(f"the request body is {len(body):,} bytes; an endpoint takes at most "
+                         f"{SERVER_LIMITS.body_bytes:,} (send fewer images per request)")
     response = gw.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint, ContentType=content_type,
                        Accept="application/json", Body=body)
     if gw.dry_run:
@@ -320,6 +343,7 @@ def invoke(gw: Gateway, endpoint: str, body: bytes, content_type: str) -> dict:
 
 def delete(gw: Gateway, endpoint: str) -> list[str]:
     """Delete the endpoint, its config and its model (the names ``deploy`` created)."""
+    check_name("--endpoint", endpoint)
     gw.call("sagemaker", "DeleteEndpoint", EndpointName=endpoint)
     gw.call("sagemaker", "DeleteEndpointConfig", EndpointConfigName=f"{endpoint}-config")
     gw.call("sagemaker", "DeleteModel", ModelName=f"{endpoint}-model")

@@ -82,7 +82,11 @@ def parse_set(value: Any) -> dict[str, Any]:
 
 
 def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes"}
+    """A yes/no hyperparameter; anything else is refused (it silently meant "no" once)."""
+    word = str(value).strip().lower()
+    if word not in {"1", "true", "yes", "0", "false", "no"}:
+        raise UsageError(f"hyperparameter onnx: expected true or false, got {value!r}")
+    return word in {"1", "true", "yes"}
 
 
 def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
@@ -95,6 +99,11 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
     recipe = resolve_recipe(str(hps.get("recipe", DEFAULT_RECIPE)), {k: hps[k] for k in RECIPE_KEYS if k in hps})
     model, overrides = str(hps.get("model", "cnn")), parse_set(hps.get("set"))
     resolve_spec(model, overrides)  # the registry's one-line message for a bad name or override
+    _truthy(hps.get("onnx", "false"))  # checked now, read when the model is exported
+    try:
+        seed = int(hps.get("seed", 0))
+    except (TypeError, ValueError):
+        raise UsageError(f"hyperparameter seed: expected a whole number, got {hps.get('seed')!r}") from None
     dataset = str(hps.get("dataset", "fashion-mnist"))
     if dataset.startswith("folder:"):
         raise UsageError("hyperparameter dataset: use 'folder' (the training channel is the folder), not a path")
@@ -103,7 +112,7 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
             raise UsageError("hyperparameter dataset=folder needs the folder: pass --data-dir")
         dataset = f"folder:{data_dir}"
     try:
-        return TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=int(hps.get("seed", 0)),
+        return TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=seed,
                            data_dir=data_dir, train_subset=hps.get("train_subset"), test_subset=hps.get("test_subset"),
                            dataset=dataset)
     except (ValidationError, ValueError) as e:
