@@ -110,7 +110,14 @@ def test_an_exported_models_config_is_checked_and_compare_refuses_it(exported, t
     model = tmp_path / "model"
     shutil.copytree(exported, model)
     assert main(["evaluate", str(model), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_test"] == 10_000  # an exported model: Fashion-MNIST's whole test set
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["n_test"] == 10_000  # an exported model: Fashion-MNIST's whole test set
+    run_metrics = json.loads((exported.parent / "exp" / RUN / "metrics.json").read_text())
+    assert run_metrics["n_test"] < 10_000 and evaluated["source_run_test"] == {
+        "test_accuracy": run_metrics["test_accuracy"], "n_test": run_metrics["n_test"]}
+    assert main(["evaluate", str(model)]) == 0  # the line says why the run's own accuracy differs
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"on 10,000 images (its run was tested on {run_metrics['n_test']:,}: {run_metrics['test_accuracy']:.2%})")
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "dataset": 3}))
     assert main(["evaluate", str(model)]) == 2

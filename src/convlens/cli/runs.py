@@ -95,9 +95,13 @@ def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     result = evaluate_run(run_dir, data_dir=data_dir, device=device)
     if as_json:
         return print_json(result)
+    source = result["source_run_test"]
+    # an exported model is tested on every test image; its run may have been tested on a subset
+    note = (f" (its run was tested on {source['n_test']:,}: {source['test_accuracy']:.2%})"
+            if source and source["n_test"] != result["n_test"] else "")
     out.print(f"{result['model']} (seed {result['seed']}) from {run_dir}: test accuracy "
               f"{result['test_accuracy']:.2%}, test loss {result['test_loss']:.4f}, macro F1 "
-              f"{result['classification_report']['macro']['f1']:.2%} on {result['n_test']:,} images")
+              f"{result['classification_report']['macro']['f1']:.2%} on {result['n_test']:,} images{note}")
 
 
 def compare_cmd(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
