@@ -262,7 +262,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
         "report", _write(t / "s" / "results.json", "{}")], 2, "give the study's directory"),
     # output paths
     ("output: --out is a file", lambda t, r, m: ["train", "-m", "mlp", "--out", str(t / "notes.txt"), "--epochs", "1",
-                                                "--train-subset", "200", "--test-subset", "50"], 1, "Not a directory"),
+                                                "--train-subset", "200", "--test-subset", "50"], 2,
+     "is a file, where a directory is needed"),
     ("output: disk full", lambda t, r, m: ["FULL_DISK", "export", str(r), "--out", str(t / "o")], 1,
      "No space left on device"),
     ("output: read-only directory", lambda t, r, m: ["READ_ONLY", "export", str(r), "--out", str(t / "o")], 1,

@@ -126,13 +126,18 @@ def test_installed_entry_point_prints_no_traceback():
 
 
 @pytest.mark.parametrize("argv", [["study", "--out", "{file}", "--quiet"],
-                                  ["experiment", "run", "kernel-size", "--out", "{file}", "--quiet"]])
+                                  ["experiment", "run", "kernel-size", "--out", "{file}", "--quiet"],
+                                  ["export", "{run}", "--out", "{file}"],
+                                  ["train", "-m", "mlp", "--dataset", "digits", "--out", "{file}/run"]])
 def test_an_output_path_that_is_a_file_is_one_line_not_a_traceback(capsys, tmp_path, argv, fashion):
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
-    assert main([a.format(file=existing) for a in argv]) == 1
+    run = tmp_path / "run"
+    if "{run}" in argv:
+        assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert main([a.format(file=existing, run=run) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(existing) in err and "File exists" in err
+    assert err == f"convlens: error: {existing} is a file, where a directory is needed; choose another --out"
     assert existing.read_text() == "keep me"
 
 

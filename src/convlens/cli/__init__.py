@@ -18,6 +18,7 @@ exit: 2 for usage errors, 1 for everything else. No traceback is shown for them.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if e.filename is None:  # not about a path the user named: a real fault, keep the traceback
             raise
+        if isinstance(e, (FileExistsError, NotADirectoryError)):  # mkdir on a file, or a path through one
+            path = Path(e.filename)
+            blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+            if blocking is not None:
+                err.print(f"convlens: error: {blocking} is a file, where a directory is needed; choose another "
+                          "--out")
+                return 2
         # e.g. --out naming an existing file, a read-only directory, a full disk: say which path and why
         err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
         return 1
