@@ -55,7 +55,7 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
     from convlens.experiments.store import RunStore, level_records
     store = RunStore(out)
     levels = level_records(resolve_levels(spec))
-    store.check_design(spec, levels, fix="give plan the settings it ran with (--epochs, --train-subset, "
+    store.check_design(spec, levels, fix="give plan the settings it ran with (--epochs, --precision, --train-subset, "
                        "--test-subset, --dataset), or --out a directory of this experiment, or a new one")
     summary = analyze(store) if store.experiment_file.is_file() else None
     same_levels = summary is not None and [lv["label"] for lv in summary["levels"]] == [lv["label"] for lv in levels]

@@ -152,7 +152,7 @@ class RunStore:
         return deleted
 
     def check_design(self, spec: ExperimentSpec, levels: list[dict],
-                     fix: str = "use another --out, or --force to discard its runs") -> None:
+                     fix: str = "use another --out, or --force to discard its runs (force=True in Python)") -> None:
         """Refuse when this directory holds another experiment, or runs of a level whose config changed (that
         would mix two designs under one label). Adding or dropping levels keeps the finished runs."""
         if not self.experiment_file.is_file():
