@@ -169,10 +169,11 @@ def test_equivariance_sentences_follow_the_numbers():
           "exact": [[True] * 4, [False, True, False, True], [False] * 4],
           "similarity": [_sim([1.0, 1.0, 1.0, 1.0]), _sim([0.91, 1.0, 0.88, 1.0]), _sim([0.97, 0.95, 0.93, 0.9])]}
     lines = equivariance_findings(eq)
-    assert lines[0] == ("block1 conv: shifts of 1, 2, 3 and 4 px (whole steps of its 1-px jump) keep 1.0000 at each, to 4 "
-                        "decimals (cosine similarity, n=2 seeds, 500 images).")
-    assert lines[1].startswith("block1 pool: shifts of 2 and 4 px (whole steps of its 2-px jump) keep 1.0000 at each, to 4 decimals; "
-                               "shifts of 1 and 3 px fall as low as 0.880 (at 3 px, 95% CI 0.870 to 0.890)")
+    assert lines[0] == ("block1 conv: shifts of 1, 2, 3 and 4 px (whole steps of its 1-px jump) keep 1.0000 at "
+                        "each, to 4 decimals (cosine similarity, n=2 seeds, 500 images).")
+    assert lines[1].startswith("block1 pool: shifts of 2 and 4 px (whole steps of its 2-px jump) keep 1.0000 at each, "
+                               "to 4 decimals; shifts of 1 and 3 px fall as low as 0.880 (at 3 px, 95% CI 0.870 to "
+                               "0.890)")
     assert "shifted by 1 px keep a cosine similarity of 0.970" in lines[2] and "at 4 px 0.900" in lines[2]
     assert lines[3].startswith("The first stage that does not give every shift back (cosine below 0.999) is block1 "
                                "pool, with a jump of 2 px")

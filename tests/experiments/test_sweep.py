@@ -99,11 +99,16 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, fashion):
     assert not list(out.rglob("*.tmp"))
 
 
+def diverging_spec(path: Path, learning_rates: list[float]) -> Path:
+    """SGD at lr 8-10 on a leaky-ReLU MLP overflows to NaN within a few steps; lr 0.01 trains normally."""
+    return write_spec(path, path.stem, model="mlp-128-64", recipe="keras", set={"activation": "leaky_relu"},
+                      recipe_set={"epochs": 1, "optimizer": "sgd"},
+                      factor=dict(name="recipe.lr", levels=learning_rates), seeds=2, train_subset=2_000,
+                      test_subset=200)
+
+
 def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path, capsys, fashion):
-    # SGD at lr 10 on a leaky-ReLU MLP overflows to NaN within a few steps; lr 0.01 trains normally.
-    spec = write_spec(tmp_path / "nan.yaml", "nan", model="mlp-128-64", recipe="keras",
-                      set={"activation": "leaky_relu"}, recipe_set={"epochs": 1, "optimizer": "sgd"},
-                      factor=dict(name="recipe.lr", levels=[0.01, 10.0]), seeds=2, train_subset=2_000, test_subset=200)
+    spec = diverging_spec(tmp_path / "nan.yaml", [0.01, 10.0])
     out = tmp_path / "exp"
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -123,9 +128,7 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_completes(tmp_path,
 
 
 def test_an_experiment_whose_every_run_failed_exits_1_naming_the_first_reason(tmp_path, capsys, fashion):
-    spec = write_spec(tmp_path / "nan.yaml", "allnan", model="mlp-128-64", recipe="keras",
-                      set={"activation": "leaky_relu"}, recipe_set={"epochs": 1, "optimizer": "sgd"},
-                      factor=dict(name="recipe.lr", levels=[8.0, 10.0]), seeds=2, train_subset=2_000, test_subset=200)
+    spec = diverging_spec(tmp_path / "allnan.yaml", [8.0, 10.0])
     out = tmp_path / "exp"
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 1
     captured = capsys.readouterr()
@@ -150,8 +153,8 @@ def test_missing_data_is_one_line_before_anything_is_written_and_data_dir_reache
     files.mkdir()
     for gz in Path(fashion.source.directory).glob("*.gz"):
         (files / gz.name).symlink_to(gz)
-    spec = write_spec(tmp_path / "m.yaml", "mlp", model="mlp-128-64", factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]),
-                      seeds=2, train_subset=500, test_subset=100)
+    spec = write_spec(tmp_path / "m.yaml", "mlp", model="mlp-128-64",
+                      factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]), seeds=2, train_subset=500, test_subset=100)
     assert main(["experiment", "run", str(spec), "--out", str(out), "--data-dir", str(files), "--quiet"]) == 0
     configs = [json.loads(p.read_text()) for p in out.glob("runs/*/seed*/config.json")]
     assert len(configs) == 4 and {c["data"]["directory"] for c in configs} == {str(files)}
