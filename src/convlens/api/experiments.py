@@ -4,7 +4,6 @@ table`` are this, printed."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +80,7 @@ class Experiment:
         # and seed), and the runs trained in this process use it. Ray tasks read theirs where they run.
         loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
-        p = plan(spec, out_dir, force=force, retry_failed=retry_failed)
-        if data_dir is not None:  # where to read the data is not part of the design (as in the study)
-            p = dataclasses.replace(p, jobs=[dataclasses.replace(j, config=j.config.model_copy(
-                update={"data_dir": Path(data_dir)})) for j in p.jobs])
+        p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
         total = len(p.jobs) + p.done + p.failed
         progress = RunsProgress(quiet)
         if force:

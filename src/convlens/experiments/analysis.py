@@ -91,7 +91,6 @@ def level_statistics(runs: dict[int, dict]) -> dict:
     first = next(iter(runs.values()), {})
     values = {m: [exact_accuracy(r) if m == "test_accuracy" else r[m] for r in runs.values() if r.get(m) is not None]
               for m in SUMMARIZED}
-    accuracy = mean_ci(values["test_accuracy"])  # its mean only
     summaries = {m: mean_ci(v, bounds=(0, 1) if m in ("test_accuracy", "val_accuracy") else None).to_dict()
                  for m, v in values.items()}
     if any((r.get("timing") or {}).get("batched_seeds", 1) > 1 for r in runs.values()):
@@ -104,7 +103,8 @@ def level_statistics(runs: dict[int, dict]) -> dict:
                                if runs else None),
         # sqrt(p (1 - p) / N): how far one run's accuracy on this finite test set may sit from its accuracy on new
         # images of the same kind. The paired comparisons share the test set, so this is not in their intervals.
-        "sampling_noise": sampling_noise(accuracy.mean, correct_counts(first)[1]) if runs else None,
+        "sampling_noise": (sampling_noise(summaries["test_accuracy"]["mean"], correct_counts(first)[1])
+                           if runs else None),
     }
 
 

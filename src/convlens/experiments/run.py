@@ -28,9 +28,10 @@ class Plan:
     deleted: tuple[Path, ...] = ()  # what force discarded
 
 
-def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: bool = False) -> Plan:
+def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: bool = False,
+         data_dir: Path | None = None) -> Plan:
     """Resolve every level, check one factor changes, write experiment.json, list the pending runs (and the
-    failed ones, with ``retry_failed``)."""
+    failed ones, with ``retry_failed``). ``data_dir``: where the runs read the data, not part of the design."""
     levels = resolve_levels(spec)
     diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
     store = RunStore(out)
@@ -46,7 +47,10 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
                 failed += 1
                 continue
             retried += status == "failed"
-            jobs.append(Job(level.label, seed, level.for_seed(seed), store.run_dir(level.label, seed)))
+            config = level.for_seed(seed)
+            if data_dir is not None:
+                config = config.model_copy(update={"data_dir": Path(data_dir)})
+            jobs.append(Job(level.label, seed, config, store.run_dir(level.label, seed)))
     return Plan(store, jobs, done, failed, retried, tuple(deleted))
 
 

@@ -130,14 +130,12 @@ def study_workers(config: StudyConfig, backend: Backend) -> int:
 def plan_experiments(config: StudyConfig, out: Path, *, force: bool = False, retry_failed: bool = False,
                      data_dir: Path | None = None) -> ExperimentRuns:
     """Plan every experiment's pending runs; a run identical to one already done or planned is a copy."""
-    plans = [plan(spec, out / "experiments" / spec.name, force=force, retry_failed=retry_failed)
+    plans = [plan(spec, out / "experiments" / spec.name, force=force, retry_failed=retry_failed, data_dir=data_dir)
              for spec in config.experiment_specs()]
     finished = {key: run_dir for key, (run_dir, _) in _finished_runs(plans).items()}
     unique, copies, scheduled = [], [], {}
     for p in plans:
         for job in p.jobs:
-            # where to read the data is not part of the design (like --data-dir elsewhere)
-            job = Job(job.level, job.seed, job.config.model_copy(update={"data_dir": data_dir}), job.directory)
             key = _run_key(job.config, job.seed, pick_device(job.config.device).type,
                            job.config.threads or threads_per_run(config.workers))
             if key in finished:
