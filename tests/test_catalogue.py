@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAGEMAKER = ["--role-arn", "arn:aws:iam::123456789012:role/SageMakerRole", "--bucket", "my-bucket", "--dry-run"]
 
 
+def _directory(path: Path) -> str:
+    path.mkdir()
+    return str(path)
+
+
 def spec_file(tmp: Path, text: str) -> str:
     (tmp / "spec.yaml").write_text(text)
     return str(tmp / "spec.yaml")
@@ -116,6 +121,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("plan --effect -1", lambda t, r, m: ["experiment", "plan", "kernel-size", "--effect", "-1"], 2,
      "--effect is in percentage points"),
     ("predict a .txt file", lambda t, r, m: ["predict", str(m), str(t / "notes.txt")], 2, "unsupported file type"),
+    ("predict a directory named like an image", lambda t, r, m: ["predict", str(m), _directory(t / "d.png")], 2,
+     "d.png is a directory; give the files in it"),
+    ("predict a directory", lambda t, r, m: ["predict", str(m), str(t)], 2, "is a directory; give the files in it"),
     ("predict a missing file", lambda t, r, m: ["predict", str(m), str(t / "missing.png")], 2, "missing.png not found"),
     ("serve --port 70000", lambda t, r, m: ["serve", str(m), "--port", "70000"], 2,
      "--port must be within 0..65535 (0: any free port), got 70000"),
@@ -162,7 +170,11 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "unknown recipe 'fa\\nst'"),  # the user's text quoted with its newline escaped, on the one line
     ("study config: missing", lambda t, r, m: ["study", "--config", str(t / "none.yaml"), "--out", str(t / "o")], 2,
      "study config"),
+    ("study config: a directory", lambda t, r, m: ["study", "--config", str(t), "--out", str(t / "o")], 2,
+     "is a directory, where a YAML file is needed"),
     # dataset files
+    ("data: --data-dir a file", lambda t, r, m: ["data", "info", "--data-dir", spec_file(t, "x: 1\n")], 1,
+     "is not a directory; pass an existing --data-dir"),
     ("data: directory missing", lambda t, r, m: ["data", "info", "--data-dir", str(t / "nowhere")], 1,
      "does not exist"),
     ("data: a file missing", lambda t, r, m: fashion_copy(t, lambda d: (d / "t10k-labels-idx1-ubyte.gz").unlink()), 1,

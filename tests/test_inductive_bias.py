@@ -233,6 +233,22 @@ def test_a_cosine_of_identical_maps_never_passes_one():
     assert _cosine_sum(a, -a) == -200.0
 
 
+def test_equivariance_in_chunks_of_images_is_the_probe_over_all_of_them_at_once():
+    """The canvases go through the network a few images at a time (speed): the cosines are sums over images, so the
+    chunked figure is the one-pass figure, in every stage and shift, up to float32 rounding."""
+    torch.manual_seed(5)
+    net = Network(resolve_spec("cnn")).eval()
+    x = _images(45, seed=2)
+    whole = equivariance(net, x, max_shift=4, chunk=len(x))
+    for chunk in (1, 7, 32):
+        chunked = equivariance(net, x, max_shift=4, chunk=chunk)
+        assert {k: v for k, v in chunked.items() if k != "similarity"} == \
+            {k: v for k, v in whole.items() if k != "similarity"}
+        for a, b in zip(chunked["similarity"], whole["similarity"]):
+            assert a == pytest.approx(b, abs=1e-6)
+    assert min(min(s) for s in whole["similarity"]) < 0.99  # pooled stages in it: not a comparison of 1s with 1s
+
+
 def test_equivariance_ignores_the_background_response_and_the_canvas_size():
     torch.manual_seed(3)
     net = Network(resolve_spec("cnn")).eval()

@@ -119,6 +119,11 @@ def test_per_example_evidence_matches_statsmodels_mcnemar_and_finds_the_images_f
     assert evidence_sentence({"label": "a vs b", "evidence": e}).startswith(
         f"a vs b, image by image (McNemar's exact test per seed, Holm-corrected across the seeds): seed 0: "
         f"{e['per_seed'][0]['gained']} gained, {e['per_seed'][0]['lost']} lost")
+    gained = e["gained_every_seed"]
+    assert f"; {gained:,} images are gained and {e['lost_every_seed']} lost on every seed." in \
+        evidence_sentence({"label": "a vs b", "evidence": e})
+    one = evidence_sentence({"label": "a vs b", "evidence": {**e, "gained_every_seed": 1}})
+    assert one.endswith(f"; 1 image is gained and {e['lost_every_seed']} lost on every seed.")
 
 
 def test_untested_comparisons_do_not_make_levels_indistinguishable():

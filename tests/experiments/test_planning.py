@@ -4,6 +4,7 @@ statsmodels' power, and the training time from the runs' own seconds."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,26 @@ def test_plan_takes_the_run_wide_settings_an_experiment_ran_with(tmp_path, capsy
     plan = json.loads(capsys.readouterr().out)
     assert [c["n"] for c in plan["comparisons"]] == [2]  # the finished runs: no pilot needed, nothing retrained
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+
+
+def test_plan_reads_data_dir_for_its_pilot_and_missing_data_is_one_line_before_anything_is_written(tmp_path, capsys,
+                                                                                                    fashion):
+    spec, out = tmp_path / "s.yaml", tmp_path / "exp"
+    spec.write_text(yaml.safe_dump({**SPEC, "model": "mlp-128-64", "factor": dict(name="recipe.lr",
+                                                                                  levels=[1e-3, 2e-3])}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out), "--data-dir", str(empty)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"convlens: error: {empty}/train-images-idx3-ubyte(.gz) is missing; copy the fashion-mnist IDX "
+                    "files there, or drop --data-dir/CONVLENS_DATA to download them")
+    assert not out.exists()  # no pilot of failed runs
+    files = tmp_path / "files"
+    files.mkdir()
+    for gz in Path(fashion.source.directory).glob("*.gz"):
+        (files / gz.name).symlink_to(gz)
+    assert main(["experiment", "plan", str(spec), "--effect", "1", "--out", str(out), "--data-dir", str(files),
+                 "--pilot-seeds", "2", "--json"]) == 0
+    configs = [json.loads(p.read_text()) for p in out.glob("runs/*/seed*/config.json")]
+    assert len(configs) == 4 and {c["data"]["directory"] for c in configs} == {str(files)}
+    assert [c["n"] for c in json.loads(capsys.readouterr().out)["comparisons"]] == [2]

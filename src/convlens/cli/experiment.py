@@ -105,6 +105,7 @@ def experiment_plan(
     train_subset: Annotated[Optional[int], typer.Option(help="The training subset it ran with.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="The test subset it ran with.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="The dataset it ran on.")] = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Seeds per level needed to detect an effect with the given power, from the spread of finished runs (or of a
@@ -126,7 +127,7 @@ def experiment_plan(
         result = plan_experiment(spec, out_dir, effect / 100, power=power, pilot_seeds=pilot_seeds,
                                  on_pilot=lambda n: progress.line(f"{out_dir} holds too few finished runs: running a "
                                                                   f"pilot with {n} seeds per level first"),
-                                 on_result=progress.run_finished, on_start=progress.run_started)
+                                 on_result=progress.run_finished, on_start=progress.run_started, data_dir=data_dir)
     finally:
         progress.close()
     if as_json:

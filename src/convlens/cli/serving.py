@@ -44,6 +44,8 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
     results = []
     for path in inputs:
         kind = CONTENT_TYPE_BY_SUFFIX.get(path.suffix.lower())
+        if path.is_dir():  # whatever its name ends with: one answer, before any file is read
+            raise UsageError(f"{path} is a directory; give the files in it (e.g. {path / '*.png'})")
         if kind is None:
             raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files")
         try:

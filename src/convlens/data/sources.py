@@ -128,7 +128,8 @@ def locate(
     if explicit is not None:
         directory = Path(explicit).expanduser()
         if not directory.is_dir():
-            raise DataError(f"data directory {directory} does not exist; pass an existing --data-dir "
+            state = "is not a directory" if directory.exists() else "does not exist"
+            raise DataError(f"data directory {directory} {state}; pass an existing --data-dir "
                             "or unset CONVLENS_DATA to use the cache or the Debian package")
         paths = _find_in(directory, manifest)
         if paths is None:

@@ -46,9 +46,12 @@ def seeds_for_effect(summary: dict[str, Any], effect: float, power: float = POWE
 
 
 def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: float = POWER, pilot_seeds: int = 3,
-                    on_pilot: Callable[[int], None] = lambda n: None, **run_events: Any) -> dict[str, Any]:
+                    on_pilot: Callable[[int], None] = lambda n: None, data_dir: Path | None = None,
+                    **run_events: Any) -> dict[str, Any]:
     """``seeds_for_effect`` from the finished runs in ``out``; when some comparison has fewer than 2 paired seeds
-    there, a pilot with ``pilot_seeds`` seeds per level is run first (finished runs are kept)."""
+    there, a pilot with ``pilot_seeds`` seeds per level is run first (finished runs are kept), reading the dataset
+    from ``data_dir`` when given (not part of the design)."""
+    from convlens.data import load_named
     from convlens.experiments.analysis import analyze
     from convlens.experiments.run import execute_plan, plan
     from convlens.experiments.spec import resolve_levels
@@ -61,6 +64,9 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
     same_levels = summary is not None and [lv["label"] for lv in summary["levels"]] == [lv["label"] for lv in levels]
     if not same_levels or any(c["n"] < 2 for c in summary["comparisons"]):  # the spec's levels, each with 2+ seeds
         seeds = max(pilot_seeds, summary["seeds"] if summary else 0)
+        # read before the pilot's directory is written: missing data is one line, not a failed run per level and seed
+        dataset = load_named(spec.dataset, data_dir)
         on_pilot(seeds)
-        summary = execute_plan(plan(with_changes(spec, seeds=seeds), out), **run_events)
+        summary = execute_plan(plan(with_changes(spec, seeds=seeds), out, data_dir=data_dir), dataset=dataset,
+                               **run_events)
     return {"experiment": spec.name, "directory": str(out), **seeds_for_effect(summary, effect, power)}

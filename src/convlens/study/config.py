@@ -108,7 +108,8 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise UsageError(f"study config {path} not found")
+            state = "is a directory, where a YAML file is needed" if path.is_dir() else "not found"
+            raise UsageError(f"study config {path} {state}")
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise UsageError(f"{path}: expected a mapping of study options, got {type(loaded).__name__}")
