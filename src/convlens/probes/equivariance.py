@@ -77,9 +77,10 @@ def _cosine_sum(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((dot / norms.clamp_min(1e-12)).clamp(-1, 1).sum())
 
 
-# Images per forward pass on the canvas. The probe's 64 x 64 canvases make 4.3x the activations of a 28 x 28 batch:
-# at 256 images a pass ran 214 ms per 256 images on a 2-core Zen 4, at 32 it ran 108 ms (the maps stay in the
-# caches). The cosines are sums over images, so chunks add up to the same figure.
+# Images per forward pass on the canvas, on a CPU. The probe's 64 x 64 canvases make 4.3x the activations of a
+# 28 x 28 batch: at 256 images a pass ran 214 ms per 256 images on a 2-core Zen 4, at 32 it ran 108 ms (the maps
+# stay in the caches). The cosines are sums over images, so chunks add up to the same figure. A GPU takes all
+# images at once (each chunk's cosines are read back to the host).
 CANVAS_CHUNK = 32
 
 
@@ -91,14 +92,15 @@ def _direction_groups(directions: torch.Tensor) -> list[tuple[int, slice]]:
 
 
 @torch.no_grad()
-def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4, chunk: int = CANVAS_CHUNK) -> dict:
+def equivariance(model: Network, x: torch.Tensor, max_shift: int = 4, chunk: int | None = None) -> dict:
     """Per stage and shift k = 1 .. max_shift: the mean cosine similarity over the images ``x`` (N, C, H, W),
-    computed ``chunk`` images at a time.
+    computed ``chunk`` images at a time (default: ``CANVAS_CHUNK`` on a CPU, all at once elsewhere).
 
     Returns {"stages": [labels], "jumps": [px], "shifts": [k], "similarity": [[per shift] per stage],
     "exact": [[k % jump == 0] per stage]}, the dense layer last (jump None).
     """
     model = model.eval()
+    chunk = chunk or (CANVAS_CHUNK if x.device.type == "cpu" else len(x))
     stages = feature_stages(model)
     jump = stages[-1][2] if stages else 1
     # Room to move plus one cell, before: a multiple of the total jump keeps the pooling grid's phase; after: as
