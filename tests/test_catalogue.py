@@ -309,7 +309,18 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("sagemaker: invoke with a body over 6 MB", lambda t, r, m: [
         "sagemaker", "invoke", "--endpoint", "ep", _npy(t / "big.npy", (8100, 28, 28)), "--dry-run"], 2,
      "an endpoint takes at most 6,291,456"),
+    ("sagemaker: invoke with 1,001 images in an array", lambda t, r, m: [
+        "sagemaker", "invoke", "--endpoint", "ep", _npy(t / "many.npy", (1001, 28, 28)), "--dry-run"], 2,
+     "the request holds 1,001 images; an endpoint takes at most 1,000 per request"),
+    ("sagemaker: invoke with 1,001 instances in JSON", lambda t, r, m: [
+        "sagemaker", "invoke", "--endpoint", "ep", _json_instances(t / "many.json", 1001), "--dry-run"], 2,
+     "the request holds 1,001 images; an endpoint takes at most 1,000 per request"),
 ]
+
+
+def _json_instances(path: Path, n: int) -> str:
+    path.write_text(json.dumps({"instances": [[0] * 784] * n}))
+    return str(path)
 
 
 def _npy(path: Path, shape: tuple[int, ...]) -> str:

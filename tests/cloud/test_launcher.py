@@ -245,3 +245,30 @@ def test_invoke_sends_the_request_and_parses_the_answer(aws, tmp_path, capsys, f
     assert json.loads(capsys.readouterr().out) == answer
     assert main(["sagemaker", "invoke", "--endpoint", "fmnist", str(tmp_path / "notes.txt")]) == 2
     assert "give an existing .png, .jpg, .npy or .json" in capsys.readouterr().err
+
+
+def test_invoke_counts_the_images_it_can_tell_without_the_model(tmp_path, capsys):
+    """1,000 images go (the endpoint's limit), 1,001 are refused before any call; a body whose count depends on the
+    model's input shape (one 28 x 28 image or 28 rows?) is left to the endpoint."""
+    import io
+
+    import numpy as np
+
+    from convlens.cloud.sagemaker.launcher import _images_in
+
+    def npy(shape):
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros(shape, np.uint8))
+        return buffer.getvalue()
+    assert _images_in(npy((1000, 1, 28, 28)), "application/x-npy") == 1000
+    assert _images_in(npy((1001, 28, 28)), "application/x-npy") == 1001
+    assert _images_in(npy((1000, 28, 28)), "application/x-npy") is None  # 1,000 images, or 1,000 rows: the model says
+    assert _images_in(npy((28, 28)), "application/x-npy") is None
+    assert _images_in(b"not an array", "application/x-npy") is None  # the endpoint answers with its own message
+    assert _images_in(json.dumps({"instances": [[0] * 784] * 3}).encode(), "application/json") == 3
+    assert _images_in(b"[[1, 2]]", "application/json") is None
+    assert _images_in(b"{", "application/json") is None
+    for n, code in ((1000, 0), (1001, 2)):
+        np.save(tmp_path / "x.npy", np.zeros((n, 1, 28, 28), np.uint8))
+        assert main(["sagemaker", "invoke", "--endpoint", "ep", str(tmp_path / "x.npy"), "--dry-run"]) == code
+    assert "the request holds 1,001 images" in capsys.readouterr().err

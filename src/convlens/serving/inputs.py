@@ -254,20 +254,25 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape =
     return to_batch(array, integers=not floats_seen, limits=limits, image=image)
 
 
-def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
-    """One .npy array. The header is read and checked against the bytes actually sent before any allocation."""
-    fp = io.BytesIO(body)
+def npy_header(fp: io.BytesIO) -> tuple[Any, bool, np.dtype]:
+    """(shape, fortran order, dtype) from a .npy header, ``fp`` left at the data; nothing checked but the header's
+    syntax (see decode_npy)."""
     try:
         version = np.lib.format.read_magic(fp)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+            return np.lib.format.read_array_header_1_0(fp)
+        if version in ((2, 0), (3, 0)):
+            return np.lib.format.read_array_header_2_0(fp)
+        raise ValueError(f"unsupported .npy version {version}")
     except Exception as e:  # numpy parses the header with tokenize and ast: TokenError, RecursionError, ...
         raise InputError(f"body is not a valid .npy array ({str(e).splitlines()[0] if str(e) else 'bad header'})"
                          ) from None
+
+
+def decode_npy(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
+    """One .npy array. The header is read and checked against the bytes actually sent before any allocation."""
+    fp = io.BytesIO(body)
+    shape, fortran, dtype = npy_header(fp)
     if dtype.hasobject or dtype.kind not in "biuf":
         raise InputError(f"body is not a valid .npy array: dtype {dtype} is not numeric (object arrays are never "
                          "unpickled)")

@@ -334,11 +334,38 @@ def invoke(gw: Gateway, endpoint: str, body: bytes, content_type: str) -> dict:
     if len(body) > SERVER_LIMITS.body_bytes:  # InvokeEndpoint's limit, and the server's: refused before sending
         raise UsageError(f"the request body is {len(body):,} bytes; an endpoint takes at most "
                          f"{SERVER_LIMITS.body_bytes:,} (send fewer images per request)")
+    images = _images_in(body, content_type)
+    if images is not None and images > SERVER_LIMITS.instances:  # the endpoint would answer 413
+        raise UsageError(f"the request holds {images:,} images; an endpoint takes at most "
+                         f"{SERVER_LIMITS.instances:,} per request (send them in parts)")
     response = gw.call("sagemaker-runtime", "InvokeEndpoint", EndpointName=endpoint, ContentType=content_type,
                        Accept="application/json", Body=body)
     if gw.dry_run:
         return {}
     return json.loads(response["Body"].read())
+
+
+def _images_in(body: bytes, content_type: str) -> int | None:
+    """How many images a request body holds, where that can be told without the model: the length of a JSON body's
+    "instances" list; an array's first axis when the array has 4 axes or a first axis longer than any image side
+    an endpoint takes (so it cannot be one image). None otherwise: the endpoint answers the rest."""
+    from convlens.serving.inputs import MAX_INSTANCES, InputError, npy_header
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        instances = parsed.get("instances") if isinstance(parsed, dict) else None
+        return len(instances) if isinstance(instances, list) else None
+    if content_type == "application/x-npy":
+        try:
+            shape = npy_header(io.BytesIO(body))[0]
+        except InputError:
+            return None
+        if isinstance(shape, tuple) and all(type(d) is int for d in shape) and (
+                len(shape) == 4 or (len(shape) >= 2 and shape[0] > MAX_INSTANCES)):
+            return shape[0]
+    return None
 
 
 def delete(gw: Gateway, endpoint: str) -> list[str]:
