@@ -33,6 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SAGEMAKER = ["--role-arn", "arn:aws:iam::123456789012:role/SageMakerRole", "--bucket", "my-bucket", "--dry-run"]
 
 
+def _closed_port() -> str:
+    """host:port where nothing listens (a port the OS just handed out and took back)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
 def _directory(path: Path) -> str:
     path.mkdir()
     return str(path)
@@ -217,6 +225,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("--mlflow-uri a path, not a URI", lambda t, r, m: ["train", "-m", "mlp", "--mlflow-uri", str(t / "runs.db"),
                                                         "--out", str(t / "run")], 2,
      "is a path, not a database or server URI: use sqlite:///"),
+    ("--backend ray with nothing at --address", lambda t, r, m: ["experiment", "run", "kernel-size", "--out",
+                                                                 str(t / "e"), "--backend", "ray", "--address",
+                                                                 _closed_port()], 1,
+     "Connection refused (is its head node running?"),
+    ("--address without --backend ray", lambda t, r, m: ["experiment", "run", "kernel-size", "--out", str(t / "e"),
+                                                         "--address", "10.0.0.1:6379"], 2,
+     "--address 10.0.0.1:6379 names a Ray cluster: add --backend ray, or drop --address"),
     ("--gpus-per-run without CUDA", lambda t, r, m: ["experiment", "run", "kernel-size", "--out", str(t / "e"),
                                                       "--gpus-per-run", "0.25"], 2, "CUDA is not available here"),
     ("dataset folder: a class folder whose name is not UTF-8", lambda t, r, m: ["train", "-m", "mlp", "--dataset",

@@ -156,3 +156,34 @@ def test_text_in_brackets_prints_as_written_on_a_terminal_too(tmp_path):
     failed = subprocess.run([str(exe), "experiment", "run", "[data]"], capture_output=True, text=True, env=env,
                             timeout=120)
     assert failed.returncode == 2 and "'[data]' is neither a built-in experiment" in failed.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
+    """SIGINT in the middle of an experiment: exit 130 (not 0, which a script would read as success) and one line
+    on stderr; the finished runs are kept, and the same command trains only what is left
+    (tests/experiments/test_sweep.py resumes after a kill -9 in detail)."""
+    import signal
+    import time
+
+    import yaml
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(dict(name="ctrl-c", model="mlp-128-64", dataset="digits", recipe="fast",
+                                        recipe_set={"epochs": 3}, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]),
+                                        seeds=8)))
+    out = tmp_path / "e"
+    argv = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == ("convlens: interrupted; finished runs are kept, and the same command "
+                                            "resumes an experiment or a study")
+    assert "Traceback" not in err
+    finished = len(list(out.glob("runs/*/seed*/metrics.json")))
+    assert 1 <= finished < 16, "the interrupt should land after the first run and before the last"
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{finished} finished, 0 failed, {16 - finished} to run" in again.stdout

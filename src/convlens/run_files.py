@@ -10,18 +10,40 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.errors import UsageError
+from convlens.errors import DataError, UsageError
 from convlens.models.checkpoint import read_json_object
 from convlens.records import RunMetrics, checked
+
+if TYPE_CHECKING:
+    from convlens.data.dataset import ImageDataset
 
 METRICS_FILE = "metrics.json"
 # The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
 # what per-example comparisons (McNemar's test, the images a change flips) read.
 PREDICTIONS_FILE = "predictions.npz"
+
+
+def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...] = ("test",), *,
+                    what: str = "this run was", fix: str = "give the data it was trained on, or train again") -> None:
+    """A one-line DataError when ``dataset`` (with the run's subsets taken) holds other images in ``splits`` than
+    the run's config.json recorded. Runs recorded before the digests, and exported models, are not checked."""
+    data = config.get("data") or {}
+    recorded = data.get("digests") or {}
+    if not recorded:
+        return
+    ds = dataset.subset(data.get("train_subset") if "train" in splits else None,
+                        data.get("test_subset") if "test" in splits else None)
+    changed = [split for split in splits if split in recorded and recorded[split] != ds.digest(split)]
+    if changed:
+        used = "trained and tested" if len(changed) == 2 else f"{changed[0]}ed"
+        raise DataError(f"the {' and '.join(changed)} images of {data.get('dataset', dataset.name)} differ from those "
+                        f"{what} {used} on (a file added, removed or changed in a dataset folder moves images "
+                        f"between the splits); {fix}")
 
 
 def write_predictions(path: Path, predicted: np.ndarray, label: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
 from convlens.records import RUN_FORMAT
-from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, write_predictions
+from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, check_same_data, write_predictions
 from convlens.training import (
     ProgressCallback,
     TrainingOutcome,
@@ -93,11 +93,12 @@ class RunResult:
     model: Network
 
 
-def _dataset_for(cfg: TrainConfig, dataset: ImageDataset | None) -> ImageDataset:
+def _dataset_for(cfg: TrainConfig, dataset: ImageDataset | None) -> tuple[ImageDataset, ImageDataset]:
+    """The run's data: (as read, its subsets taken; as the network sees it, in its pixel order)."""
     ds = dataset if dataset is not None else load_named(cfg.dataset, cfg.data_dir)
     if cfg.train_subset is not None or cfg.test_subset is not None:
         ds = ds.subset(cfg.train_subset, cfg.test_subset)
-    return ds.with_permuted_pixels() if cfg.pixels == "permuted" else ds
+    return ds, ds.with_permuted_pixels() if cfg.pixels == "permuted" else ds
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     device = pick_device(cfg.device)
     check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)
-    ds = _dataset_for(cfg, dataset)
+    read, ds = _dataset_for(cfg, dataset)
     if ds.input_shape != (spec.in_channels, spec.image_size, spec.image_size) or len(ds.class_names) != spec.num_classes:
         raise UsageError(f"the data ({ds.name}: {ds.input_shape}, {len(ds.class_names)} classes) does not fit the "
                          f"model ({spec.in_channels}, {spec.image_size}, {spec.image_size}; {spec.num_classes} "
@@ -152,7 +153,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
         "recipe": cfg.recipe.model_dump(mode="json"),
         "seed": cfg.seed,
         "data": {"dataset": ds.name, "origin": ds.source.origin, "directory": str(ds.source.directory),
-                 "checksums": data_checksums(ds),
+                 "checksums": data_checksums(ds), "digests": {split: read.digest(split) for split in ("train", "test")},
                  "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
                  "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, "pixels": cfg.pixels,
                  **({"permutation_seed": PERMUTATION_SEED} if cfg.pixels == "permuted" else {})},
@@ -260,9 +261,11 @@ def timing_conditions(device: dict, threads: int, workers: int) -> dict:
 
 
 def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:
-    """``dataset`` as the run saw it at test time: its test subset and its pixel order (from its config.json)."""
+    """``dataset`` as the run saw it at test time: its test subset and its pixel order (from its config.json), checked
+    against the test images the run recorded."""
     # An exported model's config has no data block: plain pixels, every test image.
     data = config["data"] if config.get("format") != MODEL_FORMAT else {}
+    check_same_data(config if data else {}, dataset)
     ds = dataset.subset(None, data.get("test_subset"))
     return ds.with_permuted_pixels() if data.get("pixels") == "permuted" else ds
 

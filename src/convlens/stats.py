@@ -173,10 +173,18 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def format_p(p: float) -> str:
+def format_p(p: float, alpha: float = ALPHA) -> str:
+    """'0.012', '<0.001'; with more decimals where three would put p on the other side of ``alpha`` than it is
+    ('0.0496', not '0.050' beside "significantly higher")."""
     if math.isnan(p):
         return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return "<0.001"
+    for decimals in range(3, 9):
+        text = f"{p:.{decimals}f}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return text
 
 
 def p_equals(p: float) -> str:

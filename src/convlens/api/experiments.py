@@ -81,6 +81,9 @@ class Experiment:
         loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
         p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
+        if loaded is not None:  # runs kept from before must have seen these images
+            p.store.check_data(loaded, fix="give the data they were trained on, or run again with --force "
+                                           "(force=True)")
         total = len(p.jobs) + p.done + p.failed
         progress = RunsProgress(quiet)
         if force:

@@ -41,14 +41,16 @@ for name, command in (("export", serving.export_cmd), ("predict", serving.predic
 app.add_typer(sagemaker.app, name="sagemaker")
 
 
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn expected errors into one line on stderr."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="convlens", standalone_mode=False)
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
+        # Not standalone, typer returns an Exit's code instead of raising it; Ctrl-C (KeyboardInterrupt) is Exit(130)
+        code = command.main(args=argv, prog_name="convlens", standalone_mode=False)
+    except typer.Abort:  # EOF at a prompt
         err.print("convlens: aborted")
         return 130
     except typer.TyperException as e:  # usage errors from parsing: exit 2
@@ -76,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         # e.g. --out naming an existing file, a read-only directory, a full disk: say which path and why
         err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
         return 1
-    return 0
+    if code == INTERRUPTED:
+        err.print("convlens: interrupted; finished runs are kept, and the same command resumes an experiment or a "
+                  "study")
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def run() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,20 @@ class ImageDataset:
         c, h, w = self.input_shape
         return (f"ImageDataset({self.name}: {len(self.train_labels):,} train + {len(self.test_labels):,} test images, "
                 f"{c}x{h}x{w}, {len(self.class_names)} classes, from {self.source.origin})")
+
+    def digest(self, split: str) -> str:
+        """sha256 of the "train" or "test" split as loaded: its images, labels and the class names. A run records
+        both, so that data that changed since (a file added to a dataset folder moves images between the splits) is
+        named, not scored as if it were the data the run was trained and tested on."""
+        cache = self.__dict__.setdefault("_digests", {})  # a frozen dataclass: the cache lives beside the fields
+        if split not in cache:
+            images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images,
+                                                                                              self.test_labels)
+            h = hashlib.sha256(repr((images.shape, list(self.class_names))).encode())
+            h.update(np.ascontiguousarray(images).data)
+            h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
+            cache[split] = h.hexdigest()
+        return cache[split]
 
     def _replace(self, **arrays: np.ndarray) -> ImageDataset:
         return dataclasses.replace(self, **arrays)

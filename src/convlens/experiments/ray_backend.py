@@ -40,6 +40,22 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str | None, timeout: float = 10) -> None:
+    """One line now, before anything is written, when nothing answers at ``address`` (host:port or
+    ray://host:port): Ray itself retries for minutes without a word. 'auto', 'local' and None are Ray's to find."""
+    import socket
+    host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise ConvlensError(f"cannot reach the Ray cluster at {address}: {reason} (is its head node running? "
+                            "'ray status' there tells)") from None
+
+
 def _token_available() -> bool:
     return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(
         os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()

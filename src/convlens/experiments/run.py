@@ -85,11 +85,14 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
     (bench/README.md)."""
     if name not in ("local", "ray"):
         raise UsageError(f"unknown backend '{name}'; use local or ray")
+    if address is not None and name != "ray":  # else ignored: the runs would train here, not on that cluster
+        raise UsageError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
     if not cpus_per_run > 0 or gpus_per_run < 0:
         raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
     if name == "ray":
-        from convlens.experiments.ray_backend import import_ray
+        from convlens.experiments.ray_backend import check_reachable, import_ray
         import_ray()
+        check_reachable(address)
     elif gpus_per_run > 0:
         shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
     if batch_seeds is None:

@@ -14,15 +14,18 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from convlens.atomic_files import atomic_write_json
 from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec, Level, parse_spec
-from convlens.models.checkpoint import read_json_object
+from convlens.models.checkpoint import CONFIG_FILE, read_json_object
 from convlens.provenance import package_versions
 from convlens.records import ExperimentRecord, checked
-from convlens.run_files import METRICS_FILE, read_metrics
+from convlens.run_files import METRICS_FILE, check_same_data, read_metrics
+
+if TYPE_CHECKING:
+    from convlens.data.dataset import ImageDataset
 
 EXPERIMENT_FILE = "experiment.json"
 ANALYSIS_OUTPUTS = ("summary.json", "runs.csv", "plots")  # written by the analysis from the runs
@@ -76,6 +79,18 @@ class RunStore:
     def done_runs(self, level: str, seeds: int) -> dict[int, dict]:
         """seed -> metrics of the level's successful runs; failed and pending runs are left out."""
         return {seed: m for seed, m in self.finished_runs(level, seeds).items() if status_of(m) == "done"}
+
+    def check_data(self, dataset: ImageDataset, fix: str) -> None:
+        """One line (DataError) when a successful run here was trained or tested on other images than ``dataset``
+        holds now (a dataset folder whose files changed): kept, it would be analysed on data it never saw."""
+        if not self.experiment_file.is_file():
+            return
+        record = self.read_experiment()
+        for level in record["levels"]:
+            for seed in self.done_runs(level["label"], record["spec"]["seeds"]):
+                config = read_json_object(self.run_dir(level["label"], seed) / CONFIG_FILE,
+                                          f"{self.run_dir(level['label'], seed)} has no {CONFIG_FILE}")
+                check_same_data(config, dataset, ("train", "test"), what=f"the runs in {self.root} were", fix=fix)
 
     def read_experiment(self) -> dict:
         """experiment.json, checked: its shape (``convlens.records.ExperimentRecord``) and its spec."""

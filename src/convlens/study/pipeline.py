@@ -211,6 +211,8 @@ def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = No
     with _stage("data", events, seconds, f"loading and verifying {config.dataset}"):
         config, full, ds = _load_data(config, data_dir)
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
+        for p in runs.plans:  # runs kept from before must have seen these images
+            p.store.check_data(full, fix="give the data they were trained on, or run the study again with --force")
         n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
 

@@ -1,0 +1,74 @@
+"""Data that changed after a run was trained on it: a file added to a dataset folder re-draws the stratified split,
+so images move between train and test. A run keeps the digest of each split it saw; evaluating it, resuming its
+experiment or planning from it on other images is one line (exit 1) instead of a silent score on images it may
+have trained on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import yaml
+
+from convlens.cli import main
+from convlens.data import load_named
+from tests.data.test_catalog import write_folder
+
+
+def _split_digest(images: np.ndarray, labels: np.ndarray, classes: list[str]) -> str:
+    """The digest written again by hand, from its definition: shape and class names, image bytes, int64 labels."""
+    h = hashlib.sha256(repr((images.shape, classes)).encode())
+    h.update(images.tobytes())
+    h.update(labels.astype(np.int64).tobytes())
+    return h.hexdigest()
+
+
+def test_a_run_records_its_splits_and_a_changed_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "colours"
+    write_folder(folder, {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}, n=14)
+    run = tmp_path / "run"
+    assert main(["train", "-m", "mlp", "--dataset", f"folder:{folder}", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    ds = load_named(f"folder:{folder}")
+    recorded = json.loads((run / "config.json").read_text())["data"]["digests"]
+    classes = list(ds.class_names)
+    assert recorded == {"train": _split_digest(ds.train_images, ds.train_labels, classes),
+                        "test": _split_digest(ds.test_images, ds.test_labels, classes)}
+    assert main(["evaluate", str(run), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["test_accuracy"]
+
+    shutil.copy(folder / "red" / "1.png", folder / "red" / "extra.png")  # one more image: the split is drawn anew
+    changed = load_named(f"folder:{folder}")
+    assert changed.test_images.tobytes() != ds.test_images.tobytes()  # what the check is for
+    assert main(["evaluate", str(run)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"convlens: error: the test images of folder:{folder} differ from those this run was tested on "
+                    "(a file added, removed or changed in a dataset folder moves images between the splits); give "
+                    "the data it was trained on, or train again")
+    (folder / "red" / "extra.png").unlink()  # the folder as it was: the same score again
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] == before
+
+
+def test_an_experiment_does_not_keep_runs_trained_on_other_images(tmp_path, capsys):
+    folder = tmp_path / "colours"
+    write_folder(folder, {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}, n=14)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(dict(name="changed", model="mlp-128-64", dataset=f"folder:{folder}",
+                                        recipe="fast", recipe_set={"epochs": 1},
+                                        factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]), seeds=2)))
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    metrics = {p: p.read_bytes() for p in out.glob("runs/*/*/metrics.json")}
+    (folder / "green" / "3.png").unlink()
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"convlens: error: the train and test images of folder:{folder} differ from those the "
+                           f"runs in {out} were trained and tested on")
+    assert line.endswith("give the data they were trained on, or run again with --force (force=True)")
+    assert {p: p.read_bytes() for p in out.glob("runs/*/*/metrics.json")} == metrics  # nothing retrained or lost
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet", "--force"]) == 0
+    assert len(list(out.glob("runs/*/*/metrics.json"))) == 4
