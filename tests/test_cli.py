@@ -57,6 +57,11 @@ def test_data_info_reports_source_and_balance(capsys, fashion):
     info = json.loads(out)
     assert code == 0 and info["train_counts"] == [6_000] * 10 and info["source"]["origin"] in {"debian", "cache",
                                                                                                "explicit"}
+    assert info["checksums_verified"] is True
+    code, out, _ = run(capsys, "data", "info")
+    assert code == 0 and out.splitlines()[0].endswith(", checksums verified")
+    code, out, _ = run(capsys, "data", "info", "--dataset", "digits")  # scikit-learn's copy: nothing to verify against
+    assert code == 0 and out.splitlines()[0].endswith(", read and checked (no published checksums)")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -126,7 +126,11 @@ def test_a_study_of_a_folder_of_rgb_images(tmp_path, monkeypatch):
                                [train[..., c].mean() for c in range(3)], rtol=1e-12)
     assert any(f.startswith("Per channel (R, G, B): mean") for f in results["eda"]["findings"])
     assert (out / "report.html").stat().st_size > 50_000
-    assert f"--hp dataset=folder --data-dir {tmp_path / 'photos'} --dry-run" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert f"--hp dataset=folder --data-dir {tmp_path / 'photos'} --dry-run" in report
+    assert "a flat vector of 768 numbers (16×16 pixels × 3 channels)" in report  # 16 x 16 x 3: what Flatten says
+    assert {lay["name"]: lay["output_shape"] for lay in results["baseline"]["summary"]["layers"]}["head.flatten"] == [768]
+    assert "after the first block (its input has only 3 channels)" in report and "single input channel" not in report
 
 
 def test_a_study_is_tracked_as_a_parent_with_an_experiment_per_child(digits_study):

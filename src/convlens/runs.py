@@ -14,6 +14,7 @@ import torch
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec
+from convlens.data.catalog import data_checksums
 from convlens.data.dataset import PIXEL_SCALE, DeviceSplits, ImageDataset, images_to_tensor, load_named, to_device
 from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
@@ -64,18 +65,6 @@ def check_flips(cfg: TrainConfig) -> None:
         raise UsageError(f"--hflip {cfg.recipe.hflip:g} mirrors training images, but a mirrored image of "
                          f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
                          "leave hflip at 0 for this dataset")
-
-
-def data_checksums(ds: ImageDataset) -> dict[str, str]:
-    """The checksums each of the dataset's files was verified against (file -> md5), for the run's record."""
-    from convlens.data.catalog import BUILTIN_DATASETS, CIFAR10_MD5
-    info = BUILTIN_DATASETS.get(ds.name)
-    if info is not None and info.manifest is not None:
-        return {f"{spec.name}{'.gz' if spec.md5 is None else ''}": spec.md5 or spec.gz_md5
-                for spec in info.manifest.files.values() if (spec.md5 or spec.gz_md5)}
-    if ds.name == "cifar10":
-        return {"cifar-10-binary.tar.gz": CIFAR10_MD5} if ds.source.origin == "download" else {}
-    return {}
 
 
 def input_contract(ds: ImageDataset) -> dict:

@@ -100,6 +100,9 @@ def test_folder_details_classes_paths_and_bit_depths(tmp_path, monkeypatch):
     (lambda root: [(root / c).mkdir(parents=True) for c in "ab"], "one subfolder per class"),
     (lambda root: [write_folder(root, {"a": (0, 0, 0), "b": (255, 255, 255)}, n=2),
                    (root / "a" / "9.png").write_bytes(b"not a png")], "9.png: not a readable PNG or JPEG"),
+    (lambda root: [write_folder(root, {"a": (0, 0, 0), "b": (255, 255, 255)}, n=5),
+                   write_folder(root, {"lonely": (90, 90, 90)}, n=1)],
+     r"each class needs at least 2 images \(one goes to the test split\); lonely \(1\) has fewer"),
 ])
 def test_a_bad_folder_is_one_line(tmp_path, setup, message):
     root = tmp_path / "data"

@@ -25,6 +25,7 @@ from typing import Any
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
+from convlens.data.catalog import data_checksums
 from convlens.data.dataset import ImageDataset, load_named
 from convlens.errors import first_sentence
 from convlens.experiments.local import Job, JobResult, threads_per_run
@@ -37,7 +38,6 @@ from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance
 from convlens.report.notebook import can_execute, warm_kernels, write_notebook
 from convlens.report.render import RESULTS_FORMAT, render_report
-from convlens.runs import data_checksums
 from convlens.study import sections, unchanged
 from convlens.study.config import StudyConfig
 from convlens.study.redraw import figure_drawers
