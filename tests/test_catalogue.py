@@ -287,6 +287,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("report: no results.json", lambda t, r, m: ["report", str(t)], 2, "results.json not found"),
     ("report: the results.json file, not its study directory", lambda t, r, m: [
         "report", _write(t / "s" / "results.json", "{}")], 2, "give the study's directory"),
+    ("report: an experiment's directory", lambda t, r, m: ["report", str(Path(_write(t / "e" / "experiment.json",
+                                                                                "{}")).parent)], 2,
+     "is an experiment, not a study: 'convlens experiment table"),
     # output paths
     ("output: --out is a file", lambda t, r, m: ["train", "-m", "mlp", "--out", str(t / "notes.txt"), "--epochs", "1",
                                                 "--train-subset", "200", "--test-subset", "50"], 2,

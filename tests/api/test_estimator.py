@@ -77,3 +77,27 @@ def test_fit_trains_in_the_layout_convlens_runs_use_on_the_cpu():
     with torch.inference_mode():
         expected = torch.softmax(by_hand.eval()(x[:50]), dim=1).double().numpy()
     assert np.allclose(clf.predict_proba(X[:50]), expected, atol=1e-6)
+
+
+def test_images_smaller_than_8x8_are_padded_with_zeros_like_rows():
+    """README: inputs are zero-padded to at least 8 x 8 (three 2 x 2 poolings). Images of 4 x 4 train and predict
+    exactly as the same images padded by hand; the shape fitted stays the one given."""
+    rng = np.random.default_rng(0)
+    small, y = rng.random((90, 4, 4)), np.arange(90) % 3
+    padded = np.zeros((90, 8, 8))
+    padded[:, :4, :4] = small
+    clf = ConvNetClassifier(epochs=1, seed=2).fit(small, y)
+    by_hand = ConvNetClassifier(epochs=1, seed=2).fit(padded, y)
+    np.testing.assert_array_equal(clf.predict_proba(small), by_hand.predict_proba(padded))
+    assert clf.image_shape_ == (1, 4, 4)
+    with pytest.raises(ValueError, match=r"X has images of shape \(1, 5, 5\), but ConvNetClassifier was fitted on"):
+        clf.predict(np.zeros((2, 5, 5)))  # padded, 5 x 5 would pass as 8 x 8: refused as given
+
+
+def test_model_set_keys_that_the_data_decides_are_refused_not_ignored():
+    X, y = np.random.default_rng(0).random((20, 8, 8)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="model_set: image_size, num_classes come from X and y; leave them out"):
+        ConvNetClassifier(epochs=1, model_set={"num_classes": 5, "image_size": 28}).fit(X, y)
+    with pytest.raises(ValueError, match="model_set: in_channels comes from X and y"):
+        ConvNetClassifier(epochs=1, model_set={"in_channels": 3}).fit(X, y)
+    assert ConvNetClassifier(epochs=1, model_set={"kernel_size": 5}).fit(X, y).spec_["kernel_size"] == 5

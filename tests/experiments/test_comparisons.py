@@ -140,6 +140,11 @@ def test_untested_comparisons_do_not_make_levels_indistinguishable():
     assert lines[-1] == ("No level differs significantly from the reference (kernel_size=3) after Holm's correction, "
                          "so the highest mean (kernel_size=3) is no evidence of a better setting; the other levels "
                          "were not compared with each other.")
+    tied = [{**lv, "test_accuracy": {"mean": 0.9}} for lv in levels]  # two levels, one mean: neither is highest
+    assert conclusions(tied, design_comparisons(spec, counts, 10_000))[-1] == (
+        "No level differs significantly from the reference (kernel_size=3) after Holm's correction, so the highest "
+        "means (kernel_size=3, kernel_size=5, tied) are no evidence of a better setting; the other levels were not "
+        "compared with each other.")
 
 
 def test_a_detectable_effect_beyond_100_pp_is_said_as_none():

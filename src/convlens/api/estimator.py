@@ -69,6 +69,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             flat = np.zeros((len(X), side * side), np.float32)
             flat[:, :X.shape[1]] = X / 255 if X.dtype == np.uint8 else X
             images = flat.reshape(-1, 1, side, side)
+            shape_given = images.shape[1:]
         else:
             X = np.asarray(X)  # 3 or 4 dimensions, as images_given says
             if len(X) == 0:  # as scikit-learn's own validation says it for rows
@@ -93,8 +94,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             elif images.shape[1:] != self.image_shape_:
                 raise ValueError(f"X has images of shape {images.shape[1:]}, but {type(self).__name__} was fitted "
                                  f"on {self.image_shape_}")
+            shape_given = images.shape[1:]
+            if images.shape[2] < MIN_SIDE:  # zeros after the image, as rows get them: what the poolings need
+                pad = MIN_SIDE - images.shape[2]
+                images = np.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad)))
         if fitting:
-            self.image_shape_ = images.shape[1:]
+            self.image_shape_ = shape_given
             self.mean_ = float(images.mean())
             self.scale_ = float(images.std()) or 1.0
         return ((images - self.mean_) / self.scale_).astype(np.float32)
@@ -110,6 +115,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         from convlens.training import pick_device, seed_everything, train, uses_channels_last
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        from_data = sorted({"in_channels", "image_size", "num_classes"} & set(self.model_set or {}))
+        if from_data:  # else silently replaced below
+            raise ValueError(f"model_set: {', '.join(from_data)} come{'s' if len(from_data) == 1 else ''} from X and "
+                             "y; leave them out")
         images = self._images(X, fitting=True)
         y = column_or_1d(y, warn=True)
         if len(y) != len(images):

@@ -97,6 +97,9 @@ def render_report(out: str | Path) -> tuple[Path, Path]:
     if out.name == "results.json" and out.is_file():
         raise UsageError(f"give the study's directory ({out.parent}), not its results.json")
     results_path = out / "results.json"
+    if not results_path.is_file() and (out / "experiment.json").is_file():  # an experiment has tables, not a report
+        raise UsageError(f"{out} is an experiment, not a study: 'convlens experiment table {out}' prints its results "
+                         "(summary.json, runs.csv and plots/ are in it)")
     if not results_path.is_file():
         raise UsageError(f"{results_path} not found: run 'convlens study --out {out}' first")
     try:
