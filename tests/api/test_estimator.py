@@ -101,3 +101,10 @@ def test_model_set_keys_that_the_data_decides_are_refused_not_ignored():
     with pytest.raises(ValueError, match="model_set: in_channels comes from X and y"):
         ConvNetClassifier(epochs=1, model_set={"in_channels": 3}).fit(X, y)
     assert ConvNetClassifier(epochs=1, model_set={"kernel_size": 5}).fit(X, y).spec_["kernel_size"] == 5
+
+
+def test_complex_images_are_refused_as_scikit_learn_refuses_complex_rows():
+    y = np.arange(10) % 2
+    for X in (np.zeros((10, 8, 8), complex), np.zeros((10, 64), complex)):  # images here, rows by scikit-learn
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            ConvNetClassifier(epochs=1).fit(X, y)

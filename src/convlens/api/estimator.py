@@ -74,6 +74,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             X = np.asarray(X)  # 3 or 4 dimensions, as images_given says
             if len(X) == 0:  # as scikit-learn's own validation says it for rows
                 raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+            if np.iscomplexobj(X):  # as scikit-learn says it for rows
+                raise ValueError("Complex data not supported")
             if not np.issubdtype(X.dtype, np.number):
                 raise ValueError(f"expected images (N, H, W), (N, H, W, C), (N, C, H, W) or rows (N, D); got an "
                                  f"array of shape {X.shape} and dtype {X.dtype}")

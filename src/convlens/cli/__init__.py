@@ -27,7 +27,8 @@ from convlens.display import err, out
 from convlens.errors import ConvlensError
 from convlens.shutdown import skip_the_last_collection
 
-app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST).",
+app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST by default; "
+                       "MNIST, KMNIST, CIFAR-10, scikit-learn's digits or a folder of your images).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
