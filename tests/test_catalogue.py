@@ -228,7 +228,7 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("--backend ray with nothing at --address", lambda t, r, m: ["experiment", "run", "kernel-size", "--out",
                                                                  str(t / "e"), "--backend", "ray", "--address",
                                                                  _closed_port()], 1,
-     "Connection refused (is its head node running?"),
+     "Connection refused (check the address; is its head node running?"),
     ("--address without --backend ray", lambda t, r, m: ["experiment", "run", "kernel-size", "--out", str(t / "e"),
                                                          "--address", "10.0.0.1:6379"], 2,
      "--address 10.0.0.1:6379 names a Ray cluster: add --backend ray, or drop --address"),

@@ -61,7 +61,7 @@ def test_data_info_reports_source_and_balance(capsys, fashion):
     code, out, _ = run(capsys, "data", "info")
     assert code == 0 and out.splitlines()[0].endswith(", checksums verified")
     code, out, _ = run(capsys, "data", "info", "--dataset", "digits")  # scikit-learn's copy: nothing to verify against
-    assert code == 0 and out.splitlines()[0].endswith(", read and checked (no published checksums)")
+    assert code == 0 and out.splitlines()[0].endswith(", read and checked (not verified against published checksums)")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -185,10 +185,38 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == ("convlens: interrupted; finished runs are kept, and the same command "
-                                            "resumes an experiment or a study")
+                                            "resumes where it stopped")
     assert "Traceback" not in err
     finished = len(list(out.glob("runs/*/seed*/metrics.json")))
     assert 1 <= finished < 16, "the interrupt should land after the first run and before the last"
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"{finished} finished, 0 failed, {16 - finished} to run" in again.stdout
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["study", "--quick"], "convlens: interrupted; finished runs are kept, and the same command resumes where it stopped"),
+    (["experiment", "plan", "kernel-size", "--effect", "1"], "convlens: interrupted; finished runs are kept"),
+    (["serve", "runs/study/model"], "convlens: the server stopped"),  # uvicorn ends on Ctrl-C by raising it again
+    (["sagemaker", "train", "--role-arn", "x"], "convlens: interrupted; a job or endpoint already started on SageMaker "
+                                                "goes on there"),
+    (["train", "-m", "cnn"], "convlens: interrupted"),
+])
+def test_what_ctrl_c_says_fits_the_command(capsys, monkeypatch, argv, line):
+    """The runs sentence only where runs resume; a server stopped by Ctrl-C is said so (exit 130 all the same)."""
+    import convlens.cli as cli
+
+    class Interrupted:
+        def main(self, **kwargs):
+            return 130  # what typer returns for KeyboardInterrupt when not standalone
+    monkeypatch.setattr(cli.typer.main, "get_command", lambda app: Interrupted())
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.strip().startswith(line)
+
+
+def test_an_address_port_outside_1_to_65535_is_a_usage_error(tmp_path, capsys):
+    assert main(["experiment", "run", "kernel-size", "--out", str(tmp_path / "e"), "--backend", "ray", "--address",
+                 "127.0.0.1:99999"]) == 2
+    assert capsys.readouterr().err.strip() == ("convlens: error: --address 127.0.0.1:99999: the port must be between 1 "
+                                               "and 65535")
+    assert not (tmp_path / "e").exists()

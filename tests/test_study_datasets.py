@@ -89,7 +89,7 @@ def test_a_quick_study_of_the_digits_is_complete_and_sized_for_8x8(digits_study)
     assert "scikit-learn's digits" in report and "garment" not in report and "collar" not in report
     assert "60,000" not in report and "28x28" not in report
     # scikit-learn's bundled copy has no published checksums: not "checksums verified" (the run records none)
-    assert "no published checksums to verify it against" in report and "checksums verified" not in report
+    assert "not verified against published checksums" in report and "checksums verified" not in report
     assert json.loads(next((digits_study / "experiments").rglob("config.json")).read_text())["data"]["checksums"] == {}
     # the SageMaker command the report gives trains on the study's dataset, not the entry point's default
     assert "convlens sagemaker train --role-arn ARN --bucket BUCKET --hp dataset=digits --dry-run" in report

@@ -36,14 +36,18 @@ def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...]
     recorded = data.get("digests") or {}
     if not recorded:
         return
-    ds = dataset.subset(data.get("train_subset") if "train" in splits else None,
-                        data.get("test_subset") if "test" in splits else None)
-    changed = [split for split in splits if split in recorded and recorded[split] != ds.digest(split)]
+    sizes = {"train": len(dataset.train_labels), "test": len(dataset.test_labels)}
+    subsets = {split: data.get(f"{split}_subset") for split in ("train", "test")}
+    fits = all(subsets[split] is None or subsets[split] <= sizes[split] for split in splits)
+    ds = dataset.subset(*(subsets[split] if split in splits else None for split in ("train", "test"))) if fits else None
+    changed = [split for split in splits if split in recorded and (ds is None or recorded[split] != ds.digest(split))]
     if changed:
         used = "trained and tested" if len(changed) == 2 else f"{changed[0]}ed"
-        raise DataError(f"the {' and '.join(changed)} images of {data.get('dataset', dataset.name)} differ from those "
-                        f"{what} {used} on (a file added, removed or changed in a dataset folder moves images "
-                        f"between the splits); {fix}")
+        name = data.get("dataset", dataset.name)
+        why = (" (a file added, removed or changed in the folder moves images between the splits; another Pillow may "
+               "decode or resize them differently)" if str(name).startswith("folder:") else "")
+        raise DataError(f"the {' and '.join(changed)} images of {name} differ from those {what} {used} on{why}; "
+                        f"{fix}")
 
 
 def write_predictions(path: Path, predicted: np.ndarray, label: np.ndarray) -> None:

@@ -14,8 +14,15 @@ import torch
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec
-from convlens.data.catalog import data_checksums
-from convlens.data.dataset import PIXEL_SCALE, DeviceSplits, ImageDataset, images_to_tensor, load_named, to_device
+from convlens.data.dataset import (
+    PIXEL_SCALE,
+    DeviceSplits,
+    ImageDataset,
+    data_checksums,
+    images_to_tensor,
+    load_named,
+    to_device,
+)
 from convlens.data.permutation import PERMUTATION_SEED
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.checkpoint import (

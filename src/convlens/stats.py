@@ -184,7 +184,7 @@ def format_p(p: float, alpha: float = ALPHA) -> str:
         text = f"{p:.{decimals}f}"
         if (float(text) < alpha) == (p < alpha):
             return text
-    return text
+    return f"<{alpha:g}"  # within 1e-8 below alpha: the side is what matters
 
 
 def p_equals(p: float) -> str:

@@ -10,6 +10,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import yaml
 
 from convlens.cli import main
@@ -45,8 +46,8 @@ def test_a_run_records_its_splits_and_a_changed_folder_is_refused(tmp_path, caps
     assert main(["evaluate", str(run)]) == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == (f"convlens: error: the test images of folder:{folder} differ from those this run was tested on "
-                    "(a file added, removed or changed in a dataset folder moves images between the splits); give "
-                    "the data it was trained on, or train again")
+                    "(a file added, removed or changed in the folder moves images between the splits; another Pillow "
+                    "may decode or resize them differently); give the data it was trained on, or train again")
     (folder / "red" / "extra.png").unlink()  # the folder as it was: the same score again
     assert main(["evaluate", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test_accuracy"] == before
@@ -72,3 +73,22 @@ def test_an_experiment_does_not_keep_runs_trained_on_other_images(tmp_path, caps
     assert {p: p.read_bytes() for p in out.glob("runs/*/*/metrics.json")} == metrics  # nothing retrained or lost
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet", "--force"]) == 0
     assert len(list(out.glob("runs/*/*/metrics.json"))) == 4
+
+
+def test_the_check_names_what_changed_without_blaming_a_folder_and_refuses_data_that_shrank():
+    from convlens.data import load_named
+    from convlens.errors import DataError
+    from convlens.run_files import check_same_data
+    digits = load_named("digits")
+    first_100 = digits.subset(None, 100)
+    config = {"data": {"dataset": "digits", "test_subset": None,
+                       "digests": {"train": first_100.digest("train"), "test": first_100.digest("test")}}}
+    check_same_data(config, first_100)  # the data it recorded
+    with pytest.raises(DataError) as info:  # a run given the first 100 test images, checked on all of them
+        check_same_data(config, digits)
+    assert str(info.value) == ("the test images of digits differ from those this run was tested on; give the data it "
+                               "was trained on, or train again")
+    config["data"]["train_subset"] = 5_000  # more than the digits hold: not a usage error about subsets
+    with pytest.raises(DataError, match="the train and test images of digits differ"):
+        check_same_data(config, digits, ("train", "test"))
+    assert digits.subset() is digits  # nothing cut: the same object, its digests computed once

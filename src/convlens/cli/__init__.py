@@ -45,6 +45,19 @@ app.add_typer(sagemaker.app, name="sagemaker")
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 
+def interrupted_message(argv: list[str]) -> str:
+    """What Ctrl-C leaves: an experiment or a study keeps its finished runs and resumes; a server has stopped (as
+    uvicorn stops on Ctrl-C); anything else was interrupted (a SageMaker job being waited for goes on remotely)."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if words[:1] == ["study"] or words in (["experiment", "run"], ["experiment", "plan"]):
+        return ("convlens: interrupted; finished runs are kept, and the same command resumes where it stopped")
+    if words[:1] == ["serve"]:
+        return "convlens: the server stopped"
+    if words[:1] == ["sagemaker"]:
+        return "convlens: interrupted; a job or endpoint already started on SageMaker goes on there"
+    return "convlens: interrupted"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn expected errors into one line on stderr."""
     command = typer.main.get_command(app)
@@ -80,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
         return 1
     if code == INTERRUPTED:
-        err.print("convlens: interrupted; finished runs are kept, and the same command resumes an experiment or a "
-                  "study")
+        err.print(interrupted_message(argv if argv is not None else sys.argv[1:]))
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 

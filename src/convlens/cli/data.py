@@ -16,14 +16,15 @@ def data_info(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-
               as_json: JsonOption = False) -> None:
     """Where the data came from, sizes, class names and balance."""
     from convlens.data import load_named
-    from convlens.data.catalog import data_checksums
+    from convlens.data.dataset import data_checksums
     ds = load_named(dataset, data_dir)
     info = {**ds.describe(), "checksums_verified": bool(data_checksums(ds))}
     if as_json:
         return print_json(info)
     src = info["source"]
     # digits and folders have no published checksums: checked for shape and labels only
-    checked = "checksums verified" if info["checksums_verified"] else "read and checked (no published checksums)"
+    checked = ("checksums verified" if info["checksums_verified"] else
+               "read and checked (not verified against published checksums)")
     out.print(f"{dataset} from {src['directory']} ({src['origin']}), {checked}")
     out.print(f"train {info['train']['n']:,} x {info['train']['shape']}, test {info['test']['n']:,} x "
               f"{info['test']['shape']}, {info['dtype']}, pixels {info['pixel_range'][0]}..{info['pixel_range'][1]}")
@@ -37,8 +38,8 @@ def data_info(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-
 def data_fetch(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-mnist") -> None:
     """Make sure the dataset is available (download it if no local copy exists) and verify it."""
     from convlens.data import load_named
-    from convlens.data.catalog import data_checksums
+    from convlens.data.dataset import data_checksums
     ds = load_named(dataset, data_dir)
-    checked = "verified" if data_checksums(ds) else "read (no published checksums)"
+    checked = "verified" if data_checksums(ds) else "read (not verified against published checksums)"
     out.print(f"{dataset} ready: {ds.source.directory} ({ds.source.origin}), "
               f"{len(ds.train_labels):,} train + {len(ds.test_labels):,} test images {checked}")

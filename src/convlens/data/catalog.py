@@ -21,16 +21,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
 from convlens.data.sources import FASHION_MNIST, KMNIST, MNIST, DatasetManifest, LocatedFiles, user_cache_dir
 from convlens.errors import DataError, UsageError
-
-if TYPE_CHECKING:
-    from convlens.data.dataset import ImageDataset
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
 TEST_FRACTION = 0.2
@@ -317,7 +313,8 @@ def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], L
         alone = [f"{classes[i]} ({counts[i]})" for i in np.flatnonzero(counts < 2)]
         if alone:  # the stratified split would leave it no test image, and a per-class accuracy of nothing
             raise DataError(f"{path}: each class needs at least 2 images (one goes to the test split); "
-                            f"{', '.join(alone)} has fewer; add images or remove the folder")
+                            f"{', '.join(alone)} {'has' if len(alone) == 1 else 'have'} fewer; add images or remove "
+                            f"the folder{'' if len(alone) == 1 else 's'}")
         train_idx, test_idx = stratified_split(all_labels)
         train_paths, test_paths = [all_paths[i] for i in train_idx], [all_paths[i] for i in test_idx]
         train_labels, test_labels = all_labels[train_idx], all_labels[test_idx]
@@ -363,14 +360,3 @@ def dataset_info(name: str) -> DatasetInfo:
     if key not in _FOLDER_INFOS:
         _FOLDER_INFOS[key] = describe_folder(path)
     return _FOLDER_INFOS[key]
-
-
-def data_checksums(ds: ImageDataset) -> dict[str, str]:
-    """The checksums each of the dataset's files was verified against (file -> md5), for the run's record."""
-    info = BUILTIN_DATASETS.get(ds.name)
-    if info is not None and info.manifest is not None:
-        return {f"{spec.name}{'.gz' if spec.md5 is None else ''}": spec.md5 or spec.gz_md5
-                for spec in info.manifest.files.values() if (spec.md5 or spec.gz_md5)}
-    if ds.name == "cifar10":
-        return {"cifar-10-binary.tar.gz": CIFAR10_MD5} if ds.source.origin == "download" else {}
-    return {}

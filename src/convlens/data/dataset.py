@@ -65,6 +65,8 @@ class ImageDataset:
         for n, total, what in ((n_train, len(self.train_labels), "train"), (n_test, len(self.test_labels), "test")):
             if n is not None and not 0 < n <= total:
                 raise UsageError(f"{what} subset size must be between 1 and {total}, got {n}")
+        if n_train is None and n_test is None:  # nothing to cut: the same object, its split digests already taken
+            return self
         return self._replace(train_images=self.train_images[:n_train], train_labels=self.train_labels[:n_train],
                              test_images=self.test_images[:n_test], test_labels=self.test_labels[:n_test])
 
@@ -89,6 +91,18 @@ class ImageDataset:
             "train_counts": np.bincount(self.train_labels, minlength=len(self.class_names)).tolist(),
             "test_counts": np.bincount(self.test_labels, minlength=len(self.class_names)).tolist(),
         }
+
+
+def data_checksums(ds: ImageDataset) -> dict[str, str]:
+    """The checksums each of the dataset's files was verified against (file -> md5), for the run's record."""
+    from convlens.data.catalog import BUILTIN_DATASETS, CIFAR10_MD5
+    info = BUILTIN_DATASETS.get(ds.name)
+    if info is not None and info.manifest is not None:
+        return {f"{spec.name}{'.gz' if spec.md5 is None else ''}": spec.md5 or spec.gz_md5
+                for spec in info.manifest.files.values() if (spec.md5 or spec.gz_md5)}
+    if ds.name == "cifar10":
+        return {"cifar-10-binary.tar.gz": CIFAR10_MD5} if ds.source.origin == "download" else {}
+    return {}
 
 
 def load_dataset(data_dir: str | os.PathLike | None = None, manifest: DatasetManifest = FASHION_MNIST,

@@ -45,15 +45,17 @@ def check_reachable(address: str | None, timeout: float = 10) -> None:
     ray://host:port): Ray itself retries for minutes without a word. 'auto', 'local' and None are Ray's to find."""
     import socket
     host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):
         return
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address}: the port must be between 1 and 65535")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as e:
         reason = e.strerror or str(e) or type(e).__name__
-        raise ConvlensError(f"cannot reach the Ray cluster at {address}: {reason} (is its head node running? "
-                            "'ray status' there tells)") from None
+        raise ConvlensError(f"cannot reach the Ray cluster at {address}: {reason} (check the address; is its head "
+                            "node running? 'ray status' there tells)") from None
 
 
 def _token_available() -> bool:

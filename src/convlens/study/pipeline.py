@@ -25,8 +25,7 @@ from typing import Any
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
-from convlens.data.catalog import data_checksums
-from convlens.data.dataset import ImageDataset, load_named
+from convlens.data.dataset import ImageDataset, data_checksums, load_named
 from convlens.errors import first_sentence
 from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.plots import drawing_in_background
