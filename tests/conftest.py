@@ -129,3 +129,11 @@ def skip_notebook_execution(patch: pytest.MonkeyPatch) -> None:
     it is the subject (tests/test_study_datasets.py)."""
     import sys
     patch.setitem(sys.modules, "nbclient", None)  # `from nbclient import ...` raises ImportError
+
+
+def wait_for_a_finished_run(out: Path, seconds: float = 240) -> None:
+    """Until the experiment in ``out`` has a finished run (a metrics.json), for tests that stop a sweep mid-way."""
+    import time
+    deadline = time.monotonic() + seconds
+    while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from convlens.cli import main
-from tests.conftest import write_tiny_dataset
+from tests.conftest import wait_for_a_finished_run, write_tiny_dataset
 
 
 def run(capsys, *argv):
@@ -168,7 +168,6 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
     on stderr; the finished runs are kept, and the same command trains only what is left
     (tests/experiments/test_sweep.py resumes after a kill -9 in detail)."""
     import signal
-    import time
 
     import yaml
     spec = tmp_path / "s.yaml"
@@ -178,9 +177,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
     out = tmp_path / "e"
     argv = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_a_finished_run(out)
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130

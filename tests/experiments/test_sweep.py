@@ -9,13 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from convlens.cli import main
+from tests.conftest import wait_for_a_finished_run
 
 TINY = dict(model="cnn-32-64-128", recipe="fast", recipe_set={"epochs": 1},
             factor=dict(name="kernel_size", levels=[3, 5]), seeds=2, train_subset=2_000, test_subset=500)
@@ -80,9 +80,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, fashion):
     out = tmp_path / "exp"
     cmd = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_a_finished_run(out)
     os.killpg(proc.pid, signal.SIGKILL)  # the worker (this process runs the training) dies mid-sweep
     proc.wait()
     finished = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("runs/*/*/metrics.json")}
