@@ -127,6 +127,30 @@ def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker_and_no_ha
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # whole PNGs or none
 
 
+def test_ctrl_c_with_figures_still_queued_stops_every_worker(tmp_path, monkeypatch):
+    """Ctrl-C while figures wait in the pool's queue: every worker stops, and no thread of the pool fails. (Loky's
+    shutdown failed each queued figure's future itself; one cancelled first raised InvalidStateError in its manager
+    thread, which died before stopping the workers, and the interpreter's exit then waited for them forever.)"""
+    import threading
+
+    import psutil
+    failures = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(KeyboardInterrupt):
+        with drawing_in_background(1):
+            for i in range(12):  # one worker, slow figures: most wait in the queue
+                save_figure(_figure(i, texts=600), tmp_path / f"{i}.png")
+            workers = {p.pid for p in psutil.Process().children(recursive=True)  # not the resource trackers
+                       if "popen_loky_posix" in " ".join(p.cmdline())} - before
+            raise KeyboardInterrupt
+    assert workers
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in workers if psutil.pid_exists(pid)], timeout=15)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not failures, failures
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # whole PNGs or none
+
+
 def test_a_failed_figure_is_raised_at_the_next_figure_handed_over(tmp_path):
     bad = _figure(0)
     bad.axes[0].set_title(r"$\frac$")

@@ -230,7 +230,8 @@ def test_two_workers_split_the_cores_and_finish_every_run(tmp_path, capsys, fash
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "train_seconds": 1.5}))  # long enough to judge
     slow.write_text(json.dumps({**metrics, "train_seconds": 15.0}))
     summary = write_outputs(RunStore(out))
-    (line,) = [w for w in summary["warnings"] if "range from" in w]
+    # (kernel_size=5's own two runs may get the warning too on a busy machine: that one is not what is tested)
+    (line,) = [w for w in summary["warnings"] if w.startswith("The train times of kernel_size=3 range from")]
     assert line.startswith("The train times of kernel_size=3 range from 1.5 to 15.0 s over its seeds (10.0x)")
     assert not any("precision" in w for w in summary["warnings"])  # all four in the precision auto means here
     # one run recorded in the other precision (as if resumed on another machine): named, with its level

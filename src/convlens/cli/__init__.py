@@ -45,6 +45,17 @@ app.add_typer(sagemaker.app, name="sagemaker")
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 
+def _stop_children() -> None:
+    """After Ctrl-C, worker processes still alive (a figure drawer, a --workers pool) are stopped here: the
+    interpreter's exit would otherwise wait for each (multiprocessing joins its children), and one that never got
+    its pool's shutdown kept the command from ever ending (seen with the study's figure drawer)."""
+    import multiprocessing
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
+
+
 def interrupted_message(argv: list[str]) -> str:
     """What Ctrl-C leaves: an experiment or a study keeps its finished runs and resumes; a server has stopped (as
     uvicorn stops on Ctrl-C); anything else was interrupted (a SageMaker job being waited for goes on remotely)."""
@@ -94,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if code == INTERRUPTED:
         err.print(interrupted_message(argv if argv is not None else sys.argv[1:]))
+        _stop_children()
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 

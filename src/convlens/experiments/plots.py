@@ -117,9 +117,10 @@ class _Background:
             self.abandon()
 
     def abandon(self) -> None:
-        """Stop the workers; a PNG one was writing is left neither whole nor half."""
-        for future, _ in self.pending.values():
-            future.cancel()
+        """Stop the workers; a PNG one was writing is left neither whole nor half. (The pending futures are not
+        cancelled first: loky's shutdown fails each one itself, and on one already cancelled it raised
+        InvalidStateError in its manager thread, which then died without stopping the workers, so the interpreter's
+        exit waited for them forever: Ctrl-C during a study could hang it.)"""
         self.pool.shutdown(wait=True, kill_workers=True)
         for path in self.pending:
             _temporary(path).unlink(missing_ok=True)
