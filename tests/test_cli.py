@@ -192,7 +192,8 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
 
 
 @pytest.mark.parametrize("argv, line", [
-    (["study", "--quick"], "convlens: interrupted; finished runs are kept, and the same command resumes where it stopped"),
+    (["study", "--quick"], "convlens: interrupted; finished runs are kept, and the same command resumes where it "
+                           "stopped"),
     (["experiment", "plan", "kernel-size", "--effect", "1"], "convlens: interrupted; finished runs are kept"),
     (["serve", "runs/study/model"], "convlens: the server stopped"),  # uvicorn ends on Ctrl-C by raising it again
     (["sagemaker", "train", "--role-arn", "x"], "convlens: interrupted; a job or endpoint already started on SageMaker "

@@ -129,7 +129,8 @@ def test_a_study_of_a_folder_of_rgb_images(tmp_path, monkeypatch):
     report = (out / "report.md").read_text()
     assert f"--hp dataset=folder --data-dir {tmp_path / 'photos'} --dry-run" in report
     assert "a flat vector of 768 numbers (16×16 pixels × 3 channels)" in report  # 16 x 16 x 3: what Flatten says
-    assert {lay["name"]: lay["output_shape"] for lay in results["baseline"]["summary"]["layers"]}["head.flatten"] == [768]
+    layers = {lay["name"]: lay["output_shape"] for lay in results["baseline"]["summary"]["layers"]}
+    assert layers["head.flatten"] == [768]
     assert "after the first block (its input has only 3 channels)" in report and "single input channel" not in report
 
 

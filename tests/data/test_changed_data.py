@@ -30,7 +30,8 @@ def test_a_run_records_its_splits_and_a_changed_folder_is_refused(tmp_path, caps
     folder = tmp_path / "colours"
     write_folder(folder, {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}, n=14)
     run = tmp_path / "run"
-    assert main(["train", "-m", "mlp", "--dataset", f"folder:{folder}", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "-m", "mlp", "--dataset", f"folder:{folder}", "--epochs", "1", "--out", str(run),
+                 "--quiet"]) == 0
     capsys.readouterr()
     ds = load_named(f"folder:{folder}")
     recorded = json.loads((run / "config.json").read_text())["data"]["digests"]

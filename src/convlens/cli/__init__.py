@@ -61,7 +61,7 @@ def interrupted_message(argv: list[str]) -> str:
     uvicorn stops on Ctrl-C); anything else was interrupted (a SageMaker job being waited for goes on remotely)."""
     words = [a for a in argv if not a.startswith("-")][:2]
     if words[:1] == ["study"] or words in (["experiment", "run"], ["experiment", "plan"]):
-        return ("convlens: interrupted; finished runs are kept, and the same command resumes where it stopped")
+        return "convlens: interrupted; finished runs are kept, and the same command resumes where it stopped"
     if words[:1] == ["serve"]:
         return "convlens: the server stopped"
     if words[:1] == ["sagemaker"]:

@@ -22,7 +22,7 @@ def data_info(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-
     if as_json:
         return print_json(info)
     src = info["source"]
-    # digits and folders have no published checksums: checked for shape and labels only
+    # digits and folders have no published checksums, and CIFAR-10's is its archive's: checked for shape and labels
     checked = ("checksums verified" if info["checksums_verified"] else
                "read and checked (not verified against published checksums)")
     out.print(f"{dataset} from {src['directory']} ({src['origin']}), {checked}")

@@ -216,15 +216,15 @@ def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
         best = max(lv["test_accuracy"]["mean"] for lv in done)
         tied = [lv["label"] for lv in done if lv["test_accuracy"]["mean"] == best]
         top = tied[0] if len(tied) == 1 else f"{', '.join(tied)}, tied"
-        mean = "highest mean" if len(tied) == 1 else "highest means"
+        mean, verb = ("highest mean", "is") if len(tied) == 1 else ("highest means", "are")
         # only what was tested is claimed: one factor compares each level with the reference, not with each other
         if all(c.get("within") is None and c["kind"] == "effect" for c in comparisons):
             lines.append(f"No level differs significantly from the reference ({comparisons[0]['reference']}) after "
-                         f"Holm's correction, so the {mean} ({top}) {'is' if len(tied) == 1 else 'are'} no evidence "
+                         f"Holm's correction, so the {mean} ({top}) {verb} no evidence "
                          "of a better setting; the other levels were not compared with each other.")
         else:
             lines.append(f"No comparison above is significant after Holm's correction, so the {mean} ({top}) "
-                         f"{'is' if len(tied) == 1 else 'are'} no evidence of a better setting; cells that differ in "
+                         f"{verb} no evidence of a better setting; cells that differ in "
                          "both factors were not compared.")
     return lines
 

@@ -106,7 +106,8 @@ def design_findings(cnn: dict, mlp: dict, dataset: str = "fashion-mnist") -> lis
     return [
         f"{len(convs)} convolution blocks with {', '.join(str(c['output_shape'][-1]) for c in convs)} filters, "
         f"costing {', '.join(f'{m / 1e6:.2f}' for m in block_macs)} M multiply-adds per image"
-        + (f": after the first block (its input has {_channels(cnn['summary']['input_shape'][-1])}), doubling the channels while pooling halves the "
+        + (f": after the first block (its input has {_channels(cnn['summary']['input_shape'][-1])}), doubling the "
+           "channels while pooling halves the "
            "resolution keeps the cost per block constant, trading space for features." if even else "."),
         f"Receptive field: the first convolution sees {convs[0]['receptive_field']}x{convs[0]['receptive_field']} px; "
         f"the last one sees {last_conv['receptive_field']}x{last_conv['receptive_field']} px of the {size}x{size} "

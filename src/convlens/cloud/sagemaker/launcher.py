@@ -349,7 +349,7 @@ def _images_in(body: bytes, content_type: str) -> int | None:
     """How many images a request body holds, where that can be told without the model: the length of a JSON body's
     "instances" list; an array's first axis when the array has 4 axes or a first axis longer than any image side
     an endpoint takes (so it cannot be one image). None otherwise: the endpoint answers the rest."""
-    from convlens.serving.inputs import MAX_INSTANCES, InputError, npy_header
+    from convlens.serving.inputs import SERVER_LIMITS, InputError, npy_header
     if content_type == "application/json":
         try:
             parsed = json.loads(body)
@@ -363,7 +363,7 @@ def _images_in(body: bytes, content_type: str) -> int | None:
         except InputError:
             return None
         if isinstance(shape, tuple) and all(type(d) is int for d in shape) and (
-                len(shape) == 4 or (len(shape) >= 2 and shape[0] > MAX_INSTANCES)):
+                len(shape) == 4 or (len(shape) >= 2 and shape[0] > SERVER_LIMITS.instances)):
             return shape[0]
     return None
 
