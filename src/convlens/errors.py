@@ -23,8 +23,9 @@ class ConvlensError(Exception):
         return one_line(super().__str__())
 
 
-class UsageError(ConvlensError):
-    """The user asked for something invalid (unknown model, bad override, bad flag value). Exit code 2."""
+class UsageError(ConvlensError, ValueError):
+    """The user asked for something invalid (unknown model, bad override, bad flag value). Exit code 2. A
+    ValueError too: from Python, a wrong argument is caught as Python's own convention (and scikit-learn's) has it."""
 
     exit_code = 2
 

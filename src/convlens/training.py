@@ -27,7 +27,7 @@ from convlens.models.network import Network
 
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is available; use --device auto or cpu")
+        raise UsageError("device cuda (--device cuda) was asked for but no CUDA device is available; use auto or cpu")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

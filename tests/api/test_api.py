@@ -160,6 +160,20 @@ def test_summary_is_the_keras_table_as_a_frame():
     assert isinstance(torch.zeros(1), torch.Tensor)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: convlens.summary("nope"), "unknown model 'nope'; valid models: cnn, "),  # was pydantic's 4 lines
+    (lambda: convlens.summary("cnn", dataset="nope"), "dataset: unknown dataset 'nope'"),
+    (lambda: convlens.train("cnn", "digits", epochs=0), "epochs: Input should be greater than or equal to 1"),
+    (lambda: convlens.load_dataset("nope"), "unknown dataset 'nope'"),
+])
+def test_a_wrong_argument_from_python_is_one_line_and_a_value_error(call, message):
+    # Python's convention (and scikit-learn's) for a wrong argument value; the CLI prints the same line, exit 2
+    with pytest.raises(ValueError) as raised:
+        call()
+    assert isinstance(raised.value, convlens.UsageError) and raised.value.exit_code == 2
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_every_public_name_is_documented_with_an_example():
     import inspect
     for name in convlens.__all__:

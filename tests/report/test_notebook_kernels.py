@@ -103,3 +103,21 @@ def test_a_kernel_started_early_with_the_model_code_takes_the_share_that_draws_a
         notebook.execute_in_parallel(nb, tmp_path, 120, kernels, 2)
     assert started == []
     assert printed(nb)[1:] == [["False\n"], ["True\n"]]
+
+
+@pytest.mark.parametrize("number, raised", [("SIGINT", KeyboardInterrupt), ("SIGTERM", SystemExit)])
+def test_ctrl_c_while_cells_run_stops_every_share_and_is_raised(tmp_path, monkeypatch, number, raised):
+    # nbclient's own handler only shuts the kernel down: a study then went on and ended with exit 0.
+    started = []
+    real = notebook._start_warm_kernel
+    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
+    nb = small_notebook("import os, signal, time",
+                        f"time.sleep(1)\nos.kill(os.getppid(), signal.{number})",  # to this process, as Ctrl-C
+                        "time.sleep(300)")
+    begin = time.perf_counter()
+    with pytest.raises(raised) as stopped:
+        notebook.execute_in_parallel(nb, tmp_path, 600, [], 2)
+    assert time.perf_counter() - begin < 120
+    if raised is SystemExit:
+        assert stopped.value.code == 143  # 128 + SIGTERM, as the shell reports a process it ended
+    assert len(started) == 2 and not any(notebook.kernel_alive(k) for k in started)

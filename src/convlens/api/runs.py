@@ -47,7 +47,7 @@ def summary(model, *, dataset: str = "fashion-mnist", **overrides: Any) -> Model
         return summarize(model, model.spec.kind)
     if not isinstance(model, str):
         raise UsageError(f"summary takes a model name or a convlens network, not {type(model).__name__}")
-    spec = model_spec(TrainConfig(model=model, overrides=overrides, dataset=dataset))
+    spec = model_spec(train_config(model, dataset, set=overrides))  # a wrong name or field: one line
     return summarize(Network(spec), canonical_name(model))
 
 

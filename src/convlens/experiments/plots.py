@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -121,6 +122,14 @@ class _Background:
         cancelled first: loky's shutdown fails each one itself, and on one already cancelled it raised
         InvalidStateError in its manager thread, which then died without stopping the workers, so the interpreter's
         exit waited for them forever: Ctrl-C during a study could hang it.)"""
+        # Loky (joblib 1.6.0) fails the queued futures and forgets them, but leaves their ids in its queue, and its
+        # manager thread then looked one up: a KeyError traceback on the terminal after Ctrl-C. Empty that queue
+        # first, as the standard library's executor does when it cancels.
+        while True:
+            try:
+                self.pool._work_ids.get_nowait()
+            except queue.Empty:
+                break
         self.pool.shutdown(wait=True, kill_workers=True)
         for path in self.pending:
             _temporary(path).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import weakref
 from collections.abc import Iterator, Sequence
@@ -233,7 +234,8 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
     one contiguous share of the others (neighbouring cells tend to load the same data). ``kernels``: started
     ones to use (one that died meanwhile is left out); the kernels still missing are started here, so every
     kernel has an owner that shuts it down whatever happens. The first failure (a cell's error, a dead kernel)
-    stops the other shares and is raised."""
+    stops the other shares and is raised. Ctrl-C stops every share and raises KeyboardInterrupt (SIGTERM:
+    SystemExit 143): nbclient's own handler would only shut the kernel down, and the caller would go on."""
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
     from nbformat.v4 import new_notebook
@@ -276,7 +278,30 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
                     if client.kc is not None and client.km is not None and not client.owns_km:
                         client.kc.stop_channels()  # a kernel we passed in: its owner shuts it down
 
+        signalled: list[int] = []
+        main: asyncio.Task | None = None
+
+        def stop(number: int) -> None:
+            signalled.append(number)
+            if main is not None:
+                main.cancel()  # its finally stops every share; the kernels' owners shut them down
+
+        def take_the_signals(**_: Any) -> None:
+            # nbclient registers its handlers as each client starts; this hook runs just after, replacing them.
+            loop = asyncio.get_running_loop()
+            try:
+                for number in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(number, stop, number)
+            except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (e.g. inside Jupyter)
+                pass
+
+        for lane in clients:
+            for client in lane:
+                client.on_notebook_start = take_the_signals
+
         async def run_all() -> None:
+            nonlocal main
+            main = asyncio.current_task()
             tasks = [asyncio.ensure_future(run_lane(lane)) for lane in clients]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -288,7 +313,13 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
             if failures:  # the one that ended the wait (the others were cancelled because of it)
                 raise failures[0]
 
-        run_sync(run_all)()
+        try:
+            run_sync(run_all)()
+        except asyncio.CancelledError:
+            if not signalled:
+                raise
+        if signalled:
+            raise KeyboardInterrupt if signalled[0] == signal.SIGINT else SystemExit(128 + signalled[0])
     for k, (share, piece) in enumerate(zip(shares, pieces)):
         for i, cell in zip([setup, *share], piece.cells):
             if i != setup or k == 0:  # the first cell's outputs from the first kernel
