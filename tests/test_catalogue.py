@@ -261,6 +261,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("run dir: failed run exported", lambda t, r, m: ["export", copy_of(r, t, edit_json(
         "metrics.json", lambda x: x.update(status="failed", reason="boom"))), "--out", str(t / "o")], 2,
      "is a failed run (boom)"),
+    ("run dir: a pending run exported (no metrics.json)", lambda t, r, m: ["export", copy_of(
+        r, t, lambda d: (d / "metrics.json").unlink()), "--out", str(t / "o")], 2,
+     "is not a finished run (no metrics.json)"),
+    ("evaluate --device tpu", lambda t, r, m: ["evaluate", str(r), "--device", "tpu"], 2,
+     "device 'tpu' is not one of auto, cpu, cuda"),
+    ("serve --host '' (an empty host binds every interface)", lambda t, r, m: ["serve", str(m), "--host", ""], 2,
+     "--host is empty, which would bind every interface"),
     ("export --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r), 2,
      "is not an exported convlens model"),
     ("train --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r, "train"), 2,
@@ -316,6 +323,19 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
                                                                 "onnx=maybe"], 2, "hyperparameter onnx: expected true"),
     ("sagemaker: a seed that is not a number", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "seed=abc"],
      2, "hyperparameter seed: expected a whole number, got 'abc'"),
+    ("sagemaker: a seed of 1.9 (int() made it 1)", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp",
+                                                                  "seed=1.9"],
+     2, "hyperparameter seed: expected a whole number, got 1.9"),
+    ("sagemaker: deploy a job name SageMaker refuses", lambda t, r, m: [
+        "sagemaker", "deploy", *SAGEMAKER, "--job-name", "bad!", "--endpoint", "e1"], 2,
+     "--job-name 'bad!' is not a SageMaker name"),
+    ("sagemaker: delete an endpoint name too long for its -config", lambda t, r, m: [
+        "sagemaker", "delete", "--endpoint", "e" * 60, "--dry-run"], 2, "is not a SageMaker name: 1-56 letters"),
+    ("sagemaker: an empty S3 prefix (keys began with /)", lambda t, r, m: [
+        "sagemaker", "train", *SAGEMAKER, "--prefix", ""], 2, "prefix: must be an S3 key prefix"),
+    ("sagemaker: a region that is not one", lambda t, r, m: ["sagemaker", "delete", "--endpoint", "e1", "--region",
+                                                             "a/b", "--dry-run"], 2,
+     "--region 'a/b' must be an AWS region like us-east-1"),
     ("sagemaker: a training subset larger than the dataset", lambda t, r, m: [
         "sagemaker", "train", *SAGEMAKER, "--hp", "dataset=digits", "--hp", "train-subset=99999"], 2,
      "train subset size must be between 1 and 1438"),

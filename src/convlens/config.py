@@ -25,6 +25,7 @@ Precision = Literal["fp32", "bf16", "auto"]
 
 # Evaluation batch: on 2 CPU cores 256 images per forward run ~2.2x faster than 1,000 (the activations stay in the
 # caches; bench/README.md, "Training throughput").
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present
 EVAL_BATCH_SIZE = 256
 
 
@@ -132,7 +133,7 @@ class TrainConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     recipe: Recipe = RECIPES[DEFAULT_RECIPE]
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICES] = "auto"
     threads: Annotated[int, Field(ge=1)] | None = None  # CPU threads; None = all cores
     # How many runs shared this machine while this one trained (experiment --workers): recorded with the timings,
     # which are compared only between runs trained under equal conditions. Not part of what a run trains.

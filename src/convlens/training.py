@@ -19,13 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens.augment import augment_batch, augment_seed, parse_augment
-from convlens.config import EVAL_BATCH_SIZE, Recipe
+from convlens.config import DEVICES, EVAL_BATCH_SIZE, Recipe
 from convlens.data.dataset import DeviceSplits
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.network import Network
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    if requested not in DEVICES:
+        raise UsageError(f"device {requested!r} is not one of {', '.join(DEVICES)}")
     if requested == "cuda" and not torch.cuda.is_available():
         raise UsageError("device cuda (--device cuda) was asked for but no CUDA device is available; use auto or cpu")
     if requested == "auto":

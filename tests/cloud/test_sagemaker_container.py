@@ -395,3 +395,16 @@ def test_model_tar_gz_loads_and_answers_in_the_inference_toolkit(trained, fashio
                for dist in owners.get(name, [name])}
     assert foreign <= installed, foreign - installed
     assert re.search(r"\bPIL\b", " ".join(result["loaded"]))  # the PNG request exercised pillow
+
+
+@pytest.mark.parametrize("value, seed", [("3", 3), (" 12 ", 12), (7, 7), (2.0, 2), ("1.9", None), (1.9, None),
+                                         (True, None), ("true", None), ("-1", None), (None, None)])
+def test_the_seed_hyperparameter_is_a_whole_number_or_refused(value, seed):
+    # int() took 1.9 (and true) as 1: a run with another seed than asked, recorded as asked
+    from convlens.cloud.sagemaker.train import train_config
+    from convlens.errors import UsageError
+    if seed is None:
+        with pytest.raises(UsageError, match="hyperparameter seed: expected a whole number"):
+            train_config({"seed": value, "dataset": "digits"}, None)
+    else:
+        assert train_config({"seed": value, "dataset": "digits"}, None).seed == seed

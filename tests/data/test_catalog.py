@@ -210,6 +210,22 @@ def test_cifar10_download_checks_the_archive_and_extracts_only_the_batches(http_
     monkeypatch.setenv("CONVLENS_CIFAR10_CACHE", str(tmp_path / "cache2"))
     with pytest.raises(DataError, match="checksum mismatch"):
         load_named("cifar10")
+    # A mirror sending more than the archive's size is cut off one byte past it (it read everything, 400 MB in a
+    # review); the real size is 170,052,171 bytes, so the stand-in's is set here
+    monkeypatch.setattr(catalog, "CIFAR10_ARCHIVE_BYTES", len(archive) - 1)
+    (root / "cifar-10-binary.tar.gz").write_bytes(archive)
+    read = []
+    real_urlopen = catalog.urllib.request.urlopen
+
+    def counting(*args, **kwargs):
+        response = real_urlopen(*args, **kwargs)
+        real_read = response.read
+        response.read = lambda n=None: read.append(n) or real_read(n)
+        return response
+    monkeypatch.setattr(catalog.urllib.request, "urlopen", counting)
+    with pytest.raises(DataError, match="larger than the CIFAR-10 archive"):
+        load_named("cifar10")
+    assert read == [len(archive)]  # at most one byte past the size asked for
 
 
 def test_mnist_style_files_are_checked_against_the_official_gz_md5(tmp_path):

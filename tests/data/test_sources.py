@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import socket
 import threading
 from functools import partial
 
@@ -48,7 +49,7 @@ def test_truncated_gzip_is_reported_with_a_fix(tmp_path):
     manifest, _ = write_tiny_dataset(tmp_path, gz=True)
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:20])
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: not a valid gzip file.*delete it"):
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: not a valid gzip file.*replace it with a good copy"):
         load_arrays(locate(tmp_path, manifest), manifest)
 
 
@@ -146,6 +147,67 @@ def test_unreachable_server_gives_one_line_with_alternatives(tmp_path, monkeypat
     assert "\n" not in str(info.value)
 
 
+def _one_answer_server(answer: bytes) -> tuple[str, socket.socket]:
+    """A server on 127.0.0.1 that answers each connection with ``answer`` and closes: not HTTP, or broken HTTP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/", listener
+
+
+@pytest.mark.parametrize("answer, words", [
+    (b"garbage\r\n\r\n", "BadStatusLine"),  # was http.client's traceback
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
+])
+def test_a_mirror_that_does_not_speak_http_is_one_line_with_its_url(tmp_path, monkeypatch, answer, words):
+    manifest, _ = write_tiny_dataset(tmp_path / "unused")
+    url, listener = _one_answer_server(answer)
+    monkeypatch.setenv("CONVLENS_DATA_URL", url)
+    try:
+        with pytest.raises(DataError) as info:
+            locate(None, manifest, cache_dir=tmp_path / "cache", system_dir=None)
+    finally:
+        listener.close()
+    message = str(info.value)
+    assert message.startswith(f"cannot download {url}")  # the URL whole: "http://", not "http:/"
+    assert f"not valid HTTP: {words}" in message and "\n" not in message
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_what_to_do_about_a_bad_file_depends_on_where_it_was_found(tmp_path, http_dir, monkeypatch):
+    served, url = http_dir
+    manifest, _ = write_tiny_dataset(served, gz=True)
+    bad = "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(gzip.decompress((served / bad).read_bytes()))
+    raw[-1] ^= 0xFF
+    (served / bad).write_bytes(gzip.compress(bytes(raw)))
+    monkeypatch.setenv("CONVLENS_DATA_URL", url)
+    with pytest.raises(DataError) as downloaded:  # nothing was written, so there is nothing to delete
+        locate(None, manifest, cache_dir=tmp_path / "cache", system_dir=None)
+    assert str(downloaded.value).startswith(f"{url}{bad}: checksum mismatch")
+    assert str(downloaded.value).endswith("check the mirror (CONVLENS_DATA_URL) and run the command again; "
+                                          "nothing was written")
+    with pytest.raises(DataError) as explicit:  # convlens never downloads into a directory the user named
+        load_arrays(locate(served, manifest), manifest)
+    assert str(explicit.value).startswith(f"{served / bad}: checksum mismatch")
+    assert "replace it with a good copy" in str(explicit.value) and "fetches it again" not in str(explicit.value)
+    cache = tmp_path / "cache2"
+    cache.mkdir()
+    for path in served.iterdir():
+        (cache / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(DataError, match="delete it so convlens fetches it again"):  # its own cache: it does
+        load_arrays(locate(None, manifest, cache_dir=cache, system_dir=None), manifest)
+
+
 def test_real_files_downloaded_through_the_official_code_path(tmp_path, http_dir, monkeypatch):
     """Debian's recompressed .gz files, served over HTTP, pass the real manifest's decompressed checksums."""
     served, url = http_dir
@@ -174,13 +236,13 @@ def test_a_gzip_that_decompresses_past_the_expected_size_is_refused_before_it_is
     whole = gzip.decompress((tmp_path / "local" / f"{spec.name}.gz").read_bytes())
     assert gunzip_at_most(gzip.compress(whole[:100]) + gzip.compress(whole[100:]), spec.n_bytes) == whole
     (tmp_path / "local" / f"{spec.name}.gz").write_bytes(bomb)
-    with pytest.raises(DataError, match=f"{spec.name}.gz: not a valid gzip file .it decompresses to more than"):
+    with pytest.raises(DataError, match=f"{spec.name}.gz: not the expected file .it decompresses to more than"):
         load_arrays(locate(tmp_path / "local", manifest), manifest)
     served, url = http_dir
     write_tiny_dataset(served, gz=True)
     (served / f"{spec.name}.gz").write_bytes(bomb)
     monkeypatch.setenv("CONVLENS_DATA_URL", url)
     cache = tmp_path / "cache"
-    with pytest.raises(DataError, match="downloaded file is not valid gzip .it decompresses to more than"):
+    with pytest.raises(DataError, match=f"{spec.name}.gz: not the expected file .it decompresses to more than.*nothing was written"):
         locate(None, manifest, cache_dir=cache, system_dir=None)
     assert not cache.exists() or f"{spec.name}.gz" not in {p.name for p in cache.iterdir()}

@@ -89,6 +89,26 @@ def test_client_mistakes_get_4xx_json(client, body, content_type, status):
     assert response.status_code == status and response.json()["error"]
 
 
+@pytest.mark.parametrize("accept, status", [("text/csv", 406), ("image/png, text/html", 406), (None, 200),
+                                            ("*/*", 200), ("application/json", 200),
+                                            ("text/html, application/json;q=0.9", 200), ("application/*", 200)])
+@pytest.mark.parametrize("images", [1, 64])  # answered on the event loop / in a worker thread
+def test_the_accept_header_is_answered_as_the_sagemaker_handler_answers_it(client, fashion, accept, status, images):
+    from convlens.cloud.sagemaker import inference
+    from convlens.serving.inputs import InputError
+    headers = {"Content-Type": "application/json", **({"Accept": accept} if accept else {})}
+    response = client.post("/invocations", content=json.dumps((fashion.test_images[:images] / 255).tolist()),
+                           headers=headers)
+    assert response.status_code == status
+    try:  # the SageMaker handler's answer to the same header (it returned 406 where the local server said 200)
+        handler_status = 200 if inference.response_type(accept) == "application/json" else None
+    except InputError as e:
+        handler_status = e.status
+    assert handler_status == status
+    if status == 406:
+        assert response.json()["error"] == f"unsupported accept type '{accept}'; this model answers application/json"
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=9), inner, max_size=3),
@@ -109,6 +129,9 @@ def test_page_and_openapi(client):
     assert model["backend"] == "onnxruntime"
     assert schema["info"]["description"] == ("SageMaker inference contract for a convlens model of "
                                              f"{len(model['classes'])} classes (GET /model describes it).")
+    # FastAPI's /docs and /redoc load their scripts from a CDN and were blank offline: not served
+    assert client.get("/docs").status_code == client.get("/redoc").status_code == 404
+    assert "https://" not in page.text  # the page itself loads nothing from outside
 
 
 def test_server_imports_no_training_code(exported):

@@ -95,6 +95,8 @@ HOSTILE = [
     ("json nested 100,000 deep", DEEP, "application/json", 400, "nested too deeply"),
     ("json nested 5,000 deep with numbers", DEEP_WITH_NUMBERS, "application/json", 400, "nested too deeply"),
     ("400-digit integers", HUGE_INT, "application/json", 400, "out-of-range"),
+    ("b64 images in a bare list (not in \"instances\")", b'[{"b64": "iVBORw0KGgo="}]', "application/json", 400,
+     'go in an object: {"instances": [{"b64": ...}]}'),
     ("1e400", b"[" + b",".join([b"1e400"] * 784) + b"]", "application/json", 400, "out-of-range"),
     ("float above float32", json.dumps([[1e300] * 784]).encode(), "application/json", 400, "out-of-range"),
     ("NaN token", b"[" + b",".join([b"NaN"] * 784) + b"]", "application/json", 400, "NaN"),
@@ -371,5 +373,25 @@ def test_a_body_that_trickles_in_gets_a_408(exported):
         assert b"did not arrive within 1 s" in answer and 0.9 < time.monotonic() - t0 < 10
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
             assert r.status == 200
+    finally:
+        proc.kill()
+
+
+@pytest.mark.parametrize("headers, within", [
+    (b"Content-Length: 7000000\r\n", 10),  # declared over the limit, then nothing sent: was never answered
+    (b"Content-Length: 7000000\r\nExpect: 100-continue\r\n", 0.9),  # was "100 Continue", then a wait for 7 MB
+    (b"Content-Length: 99999999\r\n", 0.9),  # more than is ever drained: refused at once
+])
+def test_an_oversized_body_that_never_comes_gets_its_413(exported, headers, within):
+    proc, port = serve_process(exported[0], "--body-timeout", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            t0 = time.monotonic()
+            s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n" + headers
+                      + b"\r\n")
+            answer = read_answer(s)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"exceeds the 6 MB limit" in answer and time.monotonic() - t0 < within
+        assert b"connection: close" in answer.lower()
     finally:
         proc.kill()

@@ -108,3 +108,24 @@ def test_the_string_pattern_runs_only_on_a_body_that_parsed(monkeypatch):
         decode(b'"' + b'\\"' * 1_000, "application/json")
     monkeypatch.undo()  # a valid body with a string key still gets the float check: 0.5 is a float, not 0.5/255
     assert decode(json.dumps({"instances": [[0.5] * 784]}).encode(), "application/json")[0, 0, 0, 0] == 0.5
+
+
+def _png(array: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG", **save)
+    return buffer.getvalue()
+
+
+def test_a_png_with_a_broken_exif_block_is_decoded_as_without_it():
+    # 89 bytes that made the server answer 500 (struct.error from the EXIF parser, while finding the orientation)
+    pixels = (IMG * 255).astype(np.uint8)
+    broken = _png(pixels, exif=b"Exif\0\0II*\0")
+    assert np.array_equal(decode_image(broken), decode_image(_png(pixels)))
+
+
+def test_a_16_bit_greyscale_png_is_scaled_to_the_8_bit_range_not_clipped():
+    deep = (np.arange(28 * 28).reshape(28, 28) * 83).astype(np.uint16)  # 0 .. 65,000
+    by_hand = np.rint(deep / 257).astype(np.uint8)  # 65535 -> 255, as an 8-bit export of the same image
+    assert Image.open(io.BytesIO(_png(deep))).mode.startswith("I")
+    assert np.array_equal(decode_image(_png(deep)), decode_image(_png(by_hand)))
+    assert decode_image(_png(deep)).max() < 1.0  # it was 1.0 from the 4th pixel on: every value over 255 clipped

@@ -78,7 +78,8 @@ def sagemaker_deploy(
     dry_run: DryRunOption = False,
 ) -> None:
     """Create model, endpoint config and endpoint for a finished training job."""
-    from convlens.cloud.sagemaker.launcher import deploy
+    from convlens.cloud.sagemaker.launcher import check_name, deploy
+    check_name("--job-name", job_name)  # it becomes part of the model's S3 key
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix,
                          inference_instance=instance_type, inference_image=image)
     names = deploy(_gateway(region, dry_run), settings, settings.s3("output", job_name, "output", "model.tar.gz"),

@@ -33,7 +33,8 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
                 inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images, .npy arrays or .json bodies.")],
                 top_k: Annotated[int, typer.Option("--top-k", help="How many classes to show per image.")] = 3,
                 as_json: JsonOption = False) -> None:
-    """Classify images: PNG/JPEG (any size or mode, converted like the training data) or .npy arrays."""
+    """Classify images: PNG/JPEG (any size or mode, converted like the training data), .npy arrays or .json
+    bodies as /invocations takes them."""
     import numpy as np
 
     from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX, LOCAL_FILE_LIMITS, InputError, decode
@@ -126,7 +127,9 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
 
     from convlens.serving.app import BODY_TIMEOUT_ENV, MODEL_DIR_ENV
     from convlens.serving.predictor import Predictor
-    for wrong, message in ((workers < 1, f"--workers must be at least 1, got {workers}"),
+    for wrong, message in ((not host.strip(), "--host is empty, which would bind every interface; give an address "
+                            "(127.0.0.1: this machine only, 0.0.0.0: every interface)"),
+                           (workers < 1, f"--workers must be at least 1, got {workers}"),
                            (not 0 <= port <= 65535, f"--port must be within 0..65535 (0: any free port), got {port}"),
                            (not body_timeout > 0, f"--body-timeout must be above 0 seconds, got {body_timeout:g}")):
         if wrong:

@@ -25,7 +25,18 @@ from pathlib import Path
 import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.data.sources import FASHION_MNIST, KMNIST, MNIST, DatasetManifest, LocatedFiles, user_cache_dir
+from convlens.data.idx import REFETCH
+from convlens.data.sources import (
+    DOWNLOAD_ERRORS,
+    FASHION_MNIST,
+    FIX_BY_ORIGIN,
+    KMNIST,
+    MNIST,
+    DatasetManifest,
+    LocatedFiles,
+    download_problem,
+    user_cache_dir,
+)
 from convlens.errors import DataError, UsageError
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
@@ -90,6 +101,7 @@ def check_dataset_name(name: str) -> str:
 # planes of 32x32). Not verified against the real archive on this project's machines (no network).
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CIFAR10_ARCHIVE_BYTES = 170_052_171  # the size of the archive with that md5
 CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch.bin",)
 CIFAR10_RECORD = 1 + 3 * 32 * 32
@@ -103,12 +115,12 @@ def _cifar_dir(directory: Path) -> Path | None:
     return None
 
 
-def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path, fix: str = REFETCH) -> tuple[np.ndarray, np.ndarray]:
     """One binary batch -> images (N, 32, 32, 3) uint8, labels (N,) uint8; size and labels checked."""
     data = path.read_bytes()
     if len(data) != CIFAR10_BATCH_BYTES:
         raise DataError(f"{path}: {len(data):,} bytes, expected {CIFAR10_BATCH_BYTES:,} (10,000 records of "
-                        f"{CIFAR10_RECORD} bytes); delete it so convlens fetches it again")
+                        f"{CIFAR10_RECORD} bytes); {fix}")
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR10_RECORD)
     labels = records[:, 0].copy()
     if labels.max() >= 10:
@@ -123,10 +135,13 @@ def download_cifar10(directory: Path, url: str | None = None) -> Path:
     url = url or os.environ.get("CONVLENS_CIFAR10_URL") or CIFAR10_URL
     try:
         with urllib.request.urlopen(url, timeout=120) as response:
-            payload = response.read()
-    except (urllib.error.URLError, OSError) as e:
-        raise DataError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network, or pass "
+            payload = response.read(CIFAR10_ARCHIVE_BYTES + 1)  # a mirror sending more is not sending the archive
+    except DOWNLOAD_ERRORS as e:
+        raise DataError(f"cannot download {url} ({download_problem(e)}); check the network, or pass "
                         "--data-dir with the CIFAR-10 binary batches") from None
+    if len(payload) > CIFAR10_ARCHIVE_BYTES:
+        raise DataError(f"{url}: the download is larger than the CIFAR-10 archive ({CIFAR10_ARCHIVE_BYTES:,} "
+                        "bytes); check the mirror (CONVLENS_CIFAR10_URL)")
     if (digest := hashlib.md5(payload).hexdigest()) != CIFAR10_MD5:
         raise DataError(f"{url}: checksum mismatch (md5 {digest}, expected {CIFAR10_MD5}); run the command again")
     wanted = {f"cifar-10-batches-bin/{name}": name for name in CIFAR10_TRAIN + CIFAR10_TEST}
@@ -161,8 +176,9 @@ def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[di
         directory, origin = download_cifar10(cache), "download"
     else:
         raise DataError(f"cifar10 not found in {cache}; run 'convlens data fetch --dataset cifar10'")
-    train = [read_cifar_batch(directory / f) for f in CIFAR10_TRAIN]
-    test_images, test_labels = read_cifar_batch(directory / CIFAR10_TEST[0])
+    fix = FIX_BY_ORIGIN["explicit"] if origin == "explicit" else REFETCH
+    train = [read_cifar_batch(directory / f, fix) for f in CIFAR10_TRAIN]
+    test_images, test_labels = read_cifar_batch(directory / CIFAR10_TEST[0], fix)
     arrays = {"train_images": np.concatenate([b[0] for b in train]), "train_labels": np.concatenate([b[1] for b in train]),
               "test_images": test_images, "test_labels": test_labels}
     paths = {f: directory / f for f in CIFAR10_TRAIN + CIFAR10_TEST}

@@ -49,13 +49,15 @@ def gunzip_at_most(raw: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def read_file_bytes(path: Path, limit: int) -> bytes:
+REFETCH = "delete it so convlens fetches it again (or copy a good one there)"  # a file in convlens' own cache
+
+
+def read_file_bytes(path: Path, limit: int, fix: str = REFETCH) -> bytes:
     """The decompressed bytes of ``path`` (``.gz`` or raw), at most ``limit`` of them. Raises DataError if it
-    cannot be decompressed or is larger."""
+    cannot be decompressed or is larger; ``fix`` says what to do about it."""
     try:
         if path.suffix != ".gz" and path.stat().st_size > limit:
-            raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} expected; delete it so "
-                            "convlens fetches it again")
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} expected; {fix}")
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
@@ -64,12 +66,18 @@ def read_file_bytes(path: Path, limit: int) -> bytes:
     try:
         return gunzip_at_most(raw, limit)
     except (OSError, EOFError, ValueError, zlib.error) as e:
-        raise DataError(f"{path}: not a valid gzip file ({e}); delete it so convlens fetches it again") from None
+        raise DataError(f"{path}: {gzip_problem(e)}; {fix}") from None
 
 
-def parse_idx(data: bytes, spec: IdxFileSpec, origin: Path) -> np.ndarray:
-    """Check ``data`` against ``spec`` (header, shape, size, checksum) and return it as a uint8 array."""
-    fix = "delete it so convlens fetches it again (or copy a good one there)"
+def gzip_problem(e: Exception) -> str:
+    """What ``gunzip_at_most`` found wrong: not gzip at all, or gzip of something larger than the file expected."""
+    return f"not the expected file ({e})" if isinstance(e, ValueError) and "decompresses to more" in str(e) \
+        else f"not a valid gzip file ({e})"
+
+
+def parse_idx(data: bytes, spec: IdxFileSpec, origin: Path | str, fix: str = REFETCH) -> np.ndarray:
+    """Check ``data`` against ``spec`` (header, shape, size, checksum) and return it as a uint8 array. ``origin``
+    names where it came from (a path or a URL); ``fix`` says what to do if it is wrong."""
     if len(data) < spec.header_bytes:
         raise DataError(f"{origin}: truncated ({len(data)} bytes, no complete IDX header); {fix}")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])

@@ -13,6 +13,7 @@ files and the official ones both pass.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ import numpy as np
 import platformdirs
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.data.idx import IdxFileSpec, gunzip_at_most, parse_idx, read_file_bytes
+from convlens.data.idx import REFETCH, IdxFileSpec, gunzip_at_most, gzip_problem, parse_idx, read_file_bytes
 from convlens.errors import DataError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -149,6 +150,25 @@ def locate(
     return LocatedFiles(cache, "download", download_manifest(manifest, cache))
 
 
+# What to do about a bad file, by where it was found (LocatedFiles.origin): convlens downloads into its cache only.
+FIX_BY_ORIGIN = {
+    "cache": REFETCH,
+    "download": "check the mirror (CONVLENS_DATA_URL) and run the command again; nothing was written",
+    "explicit": "replace it with a good copy (convlens downloads into its cache only, never into --data-dir)",
+    "debian": "reinstall the Debian package (apt-get install --reinstall dataset-fashion-mnist)",
+}
+# What urllib raises for a network fault or a mirror that does not speak HTTP (http.client's BadStatusLine,
+# IncompleteRead...), and for a URL it cannot open at all (ValueError: "unknown url type").
+DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException, ValueError)
+
+
+def download_problem(e: Exception) -> str:
+    """A download error of DOWNLOAD_ERRORS in a few words."""
+    if isinstance(e, http.client.HTTPException):  # BadStatusLine('garbage'), IncompleteRead(...): say what it is
+        return f"the server's answer is not valid HTTP: {type(e).__name__}"
+    return str(getattr(e, "reason", None) or e or type(e).__name__)
+
+
 def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str | None = None) -> dict[str, Path]:
     """Download each missing ``.gz`` file, verify it, and move it into place (never a half-written file).
 
@@ -164,41 +184,42 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
                 with urllib.request.urlopen(url, timeout=60) as response:
                     # a .gz of the file is never much larger than the file: read no more than twice it
                     payload = response.read(2 * spec.n_bytes + 2**20 + 1)
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
+            except DOWNLOAD_ERRORS as e:
+                reason = download_problem(e)
                 raise DataError(f"cannot download {url} ({reason}); check the network, or pass --data-dir with "
                                 f"the {manifest.name} files") from None
             if len(payload) > 2 * spec.n_bytes + 2**20:
                 raise DataError(f"{url}: the download is larger than any .gz of {spec.name} ({spec.n_bytes:,} "
                                 "bytes) can be; check the mirror (CONVLENS_DATA_URL)")
-            check_gz_md5(payload, spec, Path(url))  # before decompressing: what it decompresses to is then known
+            # before decompressing: what it decompresses to is then known
+            check_gz_md5(payload, spec, url, FIX_BY_ORIGIN["download"])
             try:
                 decompressed = gunzip_at_most(payload, spec.n_bytes)
             except (OSError, EOFError, ValueError, zlib.error) as e:
-                raise DataError(f"{url}: downloaded file is not valid gzip ({e}); run the command again") from None
-            parse_idx(decompressed, spec, Path(url))  # verify before anything lands on disk
+                raise DataError(f"{url}: {gzip_problem(e)}; {FIX_BY_ORIGIN['download']}") from None
+            parse_idx(decompressed, spec, url, FIX_BY_ORIGIN["download"])  # verify before anything lands on disk
             atomic_write_bytes(target, payload)
         paths[role] = target
     return paths
 
 
-def check_gz_md5(payload: bytes, spec: IdxFileSpec, origin: Path) -> None:
+def check_gz_md5(payload: bytes, spec: IdxFileSpec, origin: Path | str, fix: str = REFETCH) -> None:
     if spec.gz_md5 is not None and (digest := hashlib.md5(payload).hexdigest()) != spec.gz_md5:
         raise DataError(f"{origin}: checksum mismatch (md5 {digest}, expected {spec.gz_md5} for the official "
-                        ".gz file); delete it so convlens fetches it again")
+                        f".gz file); {fix}")
 
 
 def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST) -> dict[str, np.ndarray]:
     """Read and verify every file; returns role -> uint8 array."""
-    arrays = {}
+    arrays, fix = {}, FIX_BY_ORIGIN.get(located.origin, REFETCH)
     for role, path in located.paths.items():
         spec = manifest.files[role]
         if spec.md5 is None and spec.gz_md5 is not None:
             if path.suffix != ".gz":
                 raise DataError(f"{path}: only the official .gz file's checksum is known for {manifest.name}; "
                                 f"put {spec.name}.gz there instead of the decompressed file")
-            check_gz_md5(path.read_bytes(), spec, path)
-        arrays[role] = parse_idx(read_file_bytes(path, spec.n_bytes), spec, path)
+            check_gz_md5(path.read_bytes(), spec, path, fix)
+        arrays[role] = parse_idx(read_file_bytes(path, spec.n_bytes, fix), spec, path, fix)
     n_classes = len(manifest.class_names)
     for role in ("train_labels", "test_labels"):
         if role in arrays and len(arrays[role]) and int(arrays[role].max()) >= n_classes:

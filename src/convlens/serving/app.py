@@ -22,7 +22,15 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convlens.records import RUN_FORMAT
-from convlens.serving.inputs import CONTENT_TYPES, MAX_BODY_BYTES, SERVER_LIMITS, InputError, decode, media_type
+from convlens.serving.inputs import (
+    CONTENT_TYPES,
+    MAX_BODY_BYTES,
+    SERVER_LIMITS,
+    InputError,
+    check_accept,
+    decode,
+    media_type,
+)
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
@@ -72,14 +80,23 @@ async def read_body(request: Request, timeout_s: float) -> bytes:
     return bytes(body)
 
 
-async def drain(request: Request) -> bool:
-    """Read and drop what is left of the body, up to DRAIN_LIMIT_BYTES; True when it was all read."""
+async def drain(request: Request, timeout_s: float) -> bool:
+    """Read and drop what is left of the body, up to DRAIN_LIMIT_BYTES and for at most ``timeout_s``; True when it
+    was all read. Not read at all when more than that is declared, or when the client waits for a "100 Continue"
+    before sending it (reading would ask for the body the answer refuses)."""
+    declared = _declared_length(request.headers.get("content-length"))
+    if (declared is not None and declared > DRAIN_LIMIT_BYTES
+            or request.headers.get("expect", "").lower() == "100-continue"):
+        return False
     seen = 0
     try:
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if seen > DRAIN_LIMIT_BYTES:
-                return False
+        with anyio.fail_after(timeout_s):  # a client that declares 7 MB and sends nothing is not waited for
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > DRAIN_LIMIT_BYTES:
+                    return False
+    except TimeoutError:
+        return False
     except Exception:  # already consumed (RuntimeError) or the client went away: nothing left to drain
         return True
     return True
@@ -104,12 +121,14 @@ class InlineInvocations:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        content_type = length = None
+        content_type = length = accept = None
         for name, value in scope["headers"]:
             if name == b"content-type" and content_type is None:  # the first, as Starlette reads it
                 content_type = value.decode("latin-1")
             elif name == b"content-length" and length is None:
                 length = _declared_length(value)
+            elif name == b"accept" and accept is None:
+                accept = value.decode("latin-1")
         if length is None or length > INLINE_BODY_BYTES:
             return await self.app(scope, receive, send)  # large, chunked or refused: the app's route
         body, more = b"", True
@@ -135,6 +154,7 @@ class InlineInvocations:
                 return await receive()
             return await self.app(scope, replay, send)
         try:
+            check_accept(accept)
             status, answer = 200, self.predict(body, content_type)
         except InputError as e:
             status, answer = e.status, _error_body(str(e))
@@ -174,7 +194,7 @@ _BODY_SCHEMAS = {
 }
 
 
-MAX_EXAMPLES_BYTES = 16 * 2**20  # export writes 20 small images; a few MB compressed may decode to gigabytes
+MAX_EXAMPLES_BYTES = 16 * 2**20  # export writes 10 small images; a few MB compressed may decode to gigabytes
 
 
 def load_examples(model_dir: Path, class_names: list[str]) -> list[dict]:
@@ -233,11 +253,13 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     if not model_dir:
         raise RuntimeError(f"no model directory: pass one or set {MODEL_DIR_ENV}")
     predictor = Predictor(model_dir)
-    # the class names are not written here: a folder's may hold markup, and /docs renders this as Markdown
+    # The class names are not written here: a folder's may hold markup, and API viewers render this as Markdown.
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, blank offline; / is the page, and
+    # /openapi.json the schema (for any viewer the reader has).
     app = FastAPI(title="convlens model server",
                   description=f"SageMaker inference contract for a convlens model of {len(predictor.class_names)} "
                               "classes (GET /model describes it).",
-                  version=predictor.config.get("versions", {}).get("convlens", "0"))
+                  version=predictor.config.get("versions", {}).get("convlens", "0"), docs_url=None, redoc_url=None)
     app.state.predictor = predictor
 
     @app.exception_handler(StarletteHTTPException)
@@ -251,7 +273,7 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         if exc.status == 413:
             # A client that writes the whole body before reading (urllib, requests) gets a connection reset,
             # not this answer, if the server closes with unread bytes: read and drop the rest first (bounded).
-            if not await drain(request):
+            if not await drain(request, body_timeout_s):
                 headers["Connection"] = "close"
         return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
@@ -261,11 +283,12 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
         return Response(status_code=200)
 
     @app.post("/invocations", response_model=Prediction, summary="Class probabilities for one or more images",
-              responses={400: {"model": ErrorMessage}, 408: {"model": ErrorMessage}, 413: {"model": ErrorMessage},
-                         415: {"model": ErrorMessage}},
+              responses={400: {"model": ErrorMessage}, 406: {"model": ErrorMessage}, 408: {"model": ErrorMessage},
+                         413: {"model": ErrorMessage}, 415: {"model": ErrorMessage}},
               openapi_extra={"requestBody": {"required": True, "content": _BODY_SCHEMAS}})
     async def invocations(request: Request) -> Response:
-        body = await read_body(request, body_timeout_s)
+        body = await read_body(request, body_timeout_s)  # read first: a client that writes it all before reading
+        check_accept(request.headers.get("accept"))  # 406 before any decoding, as the SageMaker handler answers
         content_type = request.headers.get("content-type")
         if len(body) <= INLINE_BODY_BYTES and _numeric(body, content_type):
             return answer(body, content_type)

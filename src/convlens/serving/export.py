@@ -133,6 +133,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     new config.json renamed in last.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if (not (run_dir / METRICS_FILE).exists() and (run_dir / CONFIG_FILE).exists()
+            and stored_format(run_dir / CONFIG_FILE) != MODEL_FORMAT):  # an exported model is exported again
+        # a pending run: its weights (if any) were never scored, and a killed run may hold an unfinished save
+        raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}); train it again, or export a "
+                         "finished one")
     metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else None
     if metrics is not None and metrics["status"] != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")

@@ -143,6 +143,21 @@ class _Budget:
                              "smaller images", status=413)
 
 
+ANSWER_TYPE = "application/json"  # the only type /invocations answers in
+_ANSWER_ACCEPTED = {ANSWER_TYPE, "application/*", "*/*"}
+
+
+def check_accept(accept: str | None) -> None:
+    """406 unless the Accept header allows JSON at all (no header allows anything): the SageMaker handler and the
+    local server answer alike."""
+    offered = [part.split(";")[0].strip().lower() for part in (accept or ANSWER_TYPE).split(",")]
+    if not _ANSWER_ACCEPTED & set(offered):
+        raise InputError(f"unsupported accept type '{accept}'; this model answers {ANSWER_TYPE}", status=406)
+
+
+_SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # how Pillow opens a 16-bit greyscale PNG
+
+
 def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _Budget | None = None,
                  image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     """PNG/JPEG bytes -> (1, C, H, W) float32, converted like the training data.
@@ -162,7 +177,13 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
             band_bytes = 4 if img.mode in ("I", "F") else 2 if img.mode.startswith("I;16") else 1
             budget.spend(width * height * max(len(img.getbands()), 1) * band_bytes)
             img.load()
-            upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
+            try:
+                upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
+            except Exception:  # noqa: BLE001 - a broken EXIF block (struct.error, ...) costs the orientation only
+                upright = img
+            if upright.mode in _SIXTEEN_BIT_GREY:  # convert("L") clips these at 255 instead of scaling them
+                upright = Image.fromarray(np.rint(np.asarray(upright, dtype=np.float64) / 257).clip(0, 255)
+                                          .astype(np.uint8), "L")
             resized = upright.convert("L" if image.channels == 1 else "RGB").resize(
                 (image.size, image.size), Image.Resampling.LANCZOS)
     except InputError:
@@ -241,6 +262,8 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape =
             return np.concatenate([_decode_instance_b64(i, budget, image) for i in payload])
     if not isinstance(payload, list):
         raise InputError("JSON body must be a nested list of pixel values or {\"instances\": [...]}")
+    if any(isinstance(i, dict) and "b64" in i for i in payload):  # [{"b64": ...}]: said so, not "must be numeric"
+        raise InputError('base64 images go in an object: {"instances": [{"b64": ...}]}')
     # numpy would read true as 1, null as NaN and "1" as 1.0: a numeric body has no constants and no strings
     # (its only quotes are those of the "instances" key).
     quotes_allowed = 2 if body.lstrip().startswith(b"{") else 0

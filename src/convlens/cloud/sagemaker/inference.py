@@ -20,11 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from convlens.serving.inputs import FASHION_MNIST_SHAPE, SERVER_LIMITS, ImageShape, InputError, decode
+from convlens.serving.inputs import (
+    ANSWER_TYPE,
+    FASHION_MNIST_SHAPE,
+    SERVER_LIMITS,
+    ImageShape,
+    InputError,
+    check_accept,
+    decode,
+)
 from convlens.serving.predictor import Predictor
 
-JSON = "application/json"
-ACCEPTED = {JSON, "application/*", "*/*"}
+JSON = ANSWER_TYPE
 
 
 @functools.cache
@@ -75,9 +82,10 @@ def predict_fn(input_data: np.ndarray, model: Predictor) -> dict[str, Any]:
 
 def response_type(accept: str | None) -> str:
     """The media type to answer in: JSON, when the Accept header allows it at all (406 otherwise)."""
-    offered = [part.split(";")[0].strip().lower() for part in (accept or JSON).split(",")]
-    if not ACCEPTED & set(offered):
-        raise client_error(InputError(f"unsupported accept type '{accept}'; this model answers {JSON}", status=406))
+    try:
+        check_accept(accept)
+    except InputError as e:
+        raise client_error(e) from None
     return JSON
 
 

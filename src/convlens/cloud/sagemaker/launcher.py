@@ -42,12 +42,26 @@ DLC_ACCOUNT = "763104351884"
 DLC_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
 
 
+REGION_PATTERN = r"[a-z]{2}(-[a-z]+)+-\d{1,2}"  # us-east-1, us-gov-west-1, ap-southeast-2
+
+
+def check_region(region: str) -> str:
+    """``region`` if it has the shape of an AWS region (botocore's own error for 'a/b' is about an endpoint URL)."""
+    if not re.fullmatch(REGION_PATTERN, region):
+        raise UsageError(f"--region {region!r} {_FORMATS['region'][1]}")
+    return region
+
+
 # Field -> (pattern, what to tell the user); a plain sentence instead of pydantic's raw regex message.
 _FORMATS = {
     "role_arn": (r"arn:aws[a-z-]*:iam::\d{12}:role/.+",
                  "must be an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole"),
     "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
                "must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens"),
+    # S3's safe key characters; the prefix starts every key, so an empty one made keys like "/data/..."
+    "prefix": (r"/*[A-Za-z0-9!_.*'()-]+(/+[A-Za-z0-9!_.*'()-]+)*/*",
+               "must be an S3 key prefix: letters, digits and !-_.*'() in parts separated by /, not empty"),
+    "region": (REGION_PATTERN, "must be an AWS region like us-east-1 or eu-west-2"),
 }
 
 
@@ -79,7 +93,7 @@ class SageMakerSettings(BaseModel):
     max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
     hyperparameters: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("role_arn", "bucket")
+    @field_validator("role_arn", "bucket", "prefix", "region")
     @classmethod
     def _well_formed(cls, value: str, info) -> str:
         pattern, message = _FORMATS[info.field_name]
@@ -105,6 +119,9 @@ class Gateway:
     echo: Callable[[str], None] = print
     _session: Any = field(default=None, repr=False)
     _clients: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        check_region(self.region)
 
     def _client(self, service: str):
         # One session per gateway: boto3's module-level default session would cache credentials across uses.
@@ -144,7 +161,7 @@ def explain(error: Exception, service: str, operation: str) -> str:
     if isinstance(error, (ConnectTimeoutError, EndpointConnectionError)):
         url = getattr(error, "kwargs", {}).get("endpoint_url", service)
         return (f"cannot reach {url} ({type(error).__name__}): this network blocks or cannot route to AWS; "
-                "check the proxy/VPC endpoints and --region, or run 'convlens serve' locally instead")
+                "check the proxy/VPC endpoints and --region, or work locally ('convlens train', 'convlens serve')")
     if isinstance(error, NoRegionError):
         return "no AWS region: pass --region (e.g. us-east-1) or set AWS_DEFAULT_REGION"
     if isinstance(error, ClientError):
@@ -370,7 +387,7 @@ def _images_in(body: bytes, content_type: str) -> int | None:
 
 def delete(gw: Gateway, endpoint: str) -> list[str]:
     """Delete the endpoint, its config and its model (the names ``deploy`` created)."""
-    check_name("--endpoint", endpoint)
+    check_name("--endpoint", endpoint, 63 - len("-config"))  # as deploy names it
     gw.call("sagemaker", "DeleteEndpoint", EndpointName=endpoint)
     gw.call("sagemaker", "DeleteEndpointConfig", EndpointConfigName=f"{endpoint}-config")
     gw.call("sagemaker", "DeleteModel", ModelName=f"{endpoint}-model")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -89,6 +90,16 @@ def _truthy(value: Any) -> bool:
     return word in {"1", "true", "yes"}
 
 
+def _whole_number(value: Any) -> int:
+    """The seed hyperparameter: a whole number, or its digits as SageMaker passes them; int() took 1.9 as 1 and
+    true as 1."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise UsageError(f"hyperparameter seed: expected a whole number, got {value!r}")
+
+
 def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
     """The run the hyperparameters describe, validated: the container trains it, and the launcher builds it
     before uploading anything, so a bad model or recipe name fails on the user's machine, not in a paid job."""
@@ -100,10 +111,7 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
     model, overrides = str(hps.get("model", "cnn")), parse_set(hps.get("set"))
     resolve_spec(model, overrides)  # the registry's one-line message for a bad name or override
     _truthy(hps.get("onnx", "false"))  # checked now, read when the model is exported
-    try:
-        seed = int(hps.get("seed", 0))
-    except (TypeError, ValueError):
-        raise UsageError(f"hyperparameter seed: expected a whole number, got {hps.get('seed')!r}") from None
+    seed = _whole_number(hps.get("seed", 0))
     dataset = str(hps.get("dataset", "fashion-mnist"))
     if dataset.startswith("folder:"):
         raise UsageError("hyperparameter dataset: use 'folder' (the training channel is the folder), not a path")
