@@ -264,8 +264,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("run dir: a pending run exported (no metrics.json)", lambda t, r, m: ["export", copy_of(
         r, t, lambda d: (d / "metrics.json").unlink()), "--out", str(t / "o")], 2,
      "is not a finished run (no metrics.json)"),
+    ("run dir: a pending run predicted with (its weights may be an earlier run's)", lambda t, r, m: [
+        "predict", copy_of(r, t, lambda d: (d / "metrics.json").unlink()), str(t / "x.npy")], 2,
+     "is not a finished run (no metrics.json)"),
+    ("run dir: a failed run evaluated", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
+        "metrics.json", lambda x: x.update(status="failed", reason="boom")))], 2, "is a failed run (boom)"),
     ("evaluate --device tpu", lambda t, r, m: ["evaluate", str(r), "--device", "tpu"], 2,
-     "device 'tpu' is not one of auto, cpu, cuda"),
+     "device 'tpu' is not one of auto, cpu, cuda (or cuda:N)"),
     ("serve --host '' (an empty host binds every interface)", lambda t, r, m: ["serve", str(m), "--host", ""], 2,
      "--host is empty, which would bind every interface"),
     ("export --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r), 2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -333,3 +334,28 @@ def test_epochs_are_monitored_in_the_step_precision_and_the_kept_model_is_measur
     assert m["history"][-1]["val_loss"] == pytest.approx(monitored, rel=1e-6)
     assert m["val_loss"] == pytest.approx(fp32, rel=1e-6)
     assert m["test_loss"] == pytest.approx(loss(splits.x_test, splits.y_test, False), rel=1e-6)
+
+
+@pytest.mark.parametrize("requested, words", [("tpu", "device 'tpu' is not one of auto, cpu, cuda (or cuda:N)"),
+                                              ("CPU", "is not one of"), ("cuda:x", "is not one of"),
+                                              ("", "is not one of")])
+def test_a_device_that_is_not_one_is_a_usage_error_before_torch_sees_it(requested, words):
+    from convlens.errors import UsageError
+    from convlens.training import pick_device
+    with pytest.raises(UsageError, match=re.escape(words)):
+        pick_device(requested)
+
+
+def test_cuda_n_is_taken_where_that_device_exists(monkeypatch):
+    import torch
+
+    from convlens.errors import UsageError
+    from convlens.training import pick_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UsageError, match="device cuda:2: this machine has 2 CUDA device"):
+        pick_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="device cuda:0 .--device cuda:0. was asked for but no CUDA device"):
+        pick_device("cuda:0")

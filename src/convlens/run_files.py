@@ -16,7 +16,7 @@ import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import DataError, UsageError
-from convlens.models.checkpoint import read_json_object
+from convlens.models.checkpoint import model_file, read_json_object
 from convlens.records import RunMetrics, checked
 
 if TYPE_CHECKING:
@@ -26,6 +26,18 @@ METRICS_FILE = "metrics.json"
 # The predicted and the true class of every test image, in test-set order (npz of two integer arrays, no pickle):
 # what per-example comparisons (McNemar's test, the images a change flips) read.
 PREDICTIONS_FILE = "predictions.npz"
+
+
+def check_finished(run_dir: Path) -> None:
+    """A run directory's weights answer requests or are scored only once its metrics.json says it finished: a
+    pending run's weights may be an earlier run's (a rerun into the directory removes metrics.json and writes its
+    config.json first, the weights last), and a failed run's are whatever it had reached."""
+    if not model_file(run_dir, METRICS_FILE).exists():  # a link out of the directory is refused, not followed
+        raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}); train it again, or give a finished "
+                         "one")
+    metrics = read_metrics(run_dir)  # a FIFO or a device is "not found", never opened
+    if metrics["status"] != "done":
+        raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); give a finished one")
 
 
 def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...] = ("test",), *,

@@ -40,7 +40,7 @@ from convlens.models.spec import CNNSpec, MLPSpec
 from convlens.models.summary import count_params, flops_per_image
 from convlens.provenance import provenance
 from convlens.records import RUN_FORMAT
-from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, check_same_data, write_predictions
+from convlens.run_files import METRICS_FILE, PREDICTIONS_FILE, check_finished, check_same_data, write_predictions
 from convlens.training import (
     ProgressCallback,
     TrainingOutcome,
@@ -284,6 +284,8 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
     config = read_checked_config(run_dir)
+    if config.get("format") != MODEL_FORMAT:  # a run's directory: its weights are scored once it finished
+        check_finished(run_dir)
     if dataset is None:
         dataset = load_named(dataset_of(config), data_dir)
     model, config, x, y = load_run(run_dir, dataset, pick_device(device))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from convlens.models.network import Network
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested not in DEVICES:
-        raise UsageError(f"device {requested!r} is not one of {', '.join(DEVICES)}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device cuda (--device cuda) was asked for but no CUDA device is available; use auto or cpu")
+    if requested not in DEVICES and not re.fullmatch(r"cuda:\d{1,3}", requested):
+        raise UsageError(f"device {requested!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {requested} (--device {requested}) was asked for but no CUDA device is available; "
+                         "use auto or cpu")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise UsageError(f"device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

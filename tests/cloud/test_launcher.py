@@ -272,3 +272,24 @@ def test_invoke_counts_the_images_it_can_tell_without_the_model(tmp_path, capsys
         np.save(tmp_path / "x.npy", np.zeros((n, 1, 28, 28), np.uint8))
         assert main(["sagemaker", "invoke", "--endpoint", "ep", str(tmp_path / "x.npy"), "--dry-run"]) == code
     assert "the request holds 1,001 images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-northwest-1", "ap-southeast-4", "il-central-1",
+                                    "eu-central-2", "mx-central-1", "us-isob-east-1", "eusc-de-east-1"])
+@pytest.mark.parametrize("prefix", ["convlens", "a/b", "my_prefix", "x.y", "env=prod/x", "/lead/and/trail/",
+                                    "with space", "café"])
+def test_real_regions_and_s3_prefixes_are_taken(region, prefix):
+    from convlens.cloud.sagemaker.launcher import Gateway, SageMakerSettings
+    settings = SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/R", bucket="my-bucket", region=region,
+                                 prefix=prefix)
+    assert settings.s3("data") == f"s3://my-bucket/{prefix.strip('/')}/data"  # no empty key part
+    assert Gateway(region=region, dry_run=True).region == region
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "a//b", "a?b", "a#b", "a\\b", "a\nb"])
+def test_s3_prefixes_that_make_empty_or_odd_key_parts_are_refused(prefix):
+    from pydantic import ValidationError
+
+    from convlens.cloud.sagemaker.launcher import SageMakerSettings
+    with pytest.raises(ValidationError, match="must be an S3 key prefix"):
+        SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/R", bucket="my-bucket", prefix=prefix)

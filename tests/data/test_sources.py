@@ -49,7 +49,8 @@ def test_truncated_gzip_is_reported_with_a_fix(tmp_path):
     manifest, _ = write_tiny_dataset(tmp_path, gz=True)
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:20])
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: not a valid gzip file.*replace it with a good copy"):
+    with pytest.raises(DataError,
+                       match=r"train-labels-idx1-ubyte.gz: not a valid gzip file.*replace it with a good copy"):
         load_arrays(locate(tmp_path, manifest), manifest)
 
 
@@ -165,8 +166,8 @@ def _one_answer_server(answer: bytes) -> tuple[str, socket.socket]:
 
 
 @pytest.mark.parametrize("answer, words", [
-    (b"garbage\r\n\r\n", "BadStatusLine"),  # was http.client's traceback
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
+    (b"garbage\r\n\r\n", "the server's answer is not valid HTTP: BadStatusLine"),  # was http.client's traceback
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "the download was cut off (IncompleteRead)"),
 ])
 def test_a_mirror_that_does_not_speak_http_is_one_line_with_its_url(tmp_path, monkeypatch, answer, words):
     manifest, _ = write_tiny_dataset(tmp_path / "unused")
@@ -179,7 +180,7 @@ def test_a_mirror_that_does_not_speak_http_is_one_line_with_its_url(tmp_path, mo
         listener.close()
     message = str(info.value)
     assert message.startswith(f"cannot download {url}")  # the URL whole: "http://", not "http:/"
-    assert f"not valid HTTP: {words}" in message and "\n" not in message
+    assert f"({words}); check the network" in message and "\n" not in message
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
@@ -206,6 +207,17 @@ def test_what_to_do_about_a_bad_file_depends_on_where_it_was_found(tmp_path, htt
         (cache / path.name).write_bytes(path.read_bytes())
     with pytest.raises(DataError, match="delete it so convlens fetches it again"):  # its own cache: it does
         load_arrays(locate(None, manifest, cache_dir=cache, system_dir=None), manifest)
+    # a bad file already in the cache, the others fetched beside it: the bad one is the cache's, not the mirror's
+    (served / bad).write_bytes(gzip.compress(bytes(raw[:-1]) + bytes([raw[-1] ^ 0xFF])))  # the mirror's is good again
+    partial = tmp_path / "cache3"
+    partial.mkdir()
+    (partial / bad).write_bytes((cache / bad).read_bytes())
+    located = locate(None, manifest, cache_dir=partial, system_dir=None)
+    assert located.origin == "download"
+    with pytest.raises(DataError) as cached:
+        load_arrays(located, manifest)
+    assert str(cached.value).startswith(f"{partial / bad}: checksum mismatch")
+    assert str(cached.value).endswith("delete it so convlens fetches it again (or copy a good one there)")
 
 
 def test_real_files_downloaded_through_the_official_code_path(tmp_path, http_dir, monkeypatch):
@@ -243,6 +255,7 @@ def test_a_gzip_that_decompresses_past_the_expected_size_is_refused_before_it_is
     (served / f"{spec.name}.gz").write_bytes(bomb)
     monkeypatch.setenv("CONVLENS_DATA_URL", url)
     cache = tmp_path / "cache"
-    with pytest.raises(DataError, match=f"{spec.name}.gz: not the expected file .it decompresses to more than.*nothing was written"):
+    with pytest.raises(DataError,
+                       match=f"{spec.name}.gz: not the expected file .it decompresses to more than.*nothing was written"):
         locate(None, manifest, cache_dir=cache, system_dir=None)
     assert not cache.exists() or f"{spec.name}.gz" not in {p.name for p in cache.iterdir()}

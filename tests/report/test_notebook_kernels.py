@@ -105,15 +105,25 @@ def test_a_kernel_started_early_with_the_model_code_takes_the_share_that_draws_a
     assert printed(nb)[1:] == [["False\n"], ["True\n"]]
 
 
-@pytest.mark.parametrize("number, raised", [("SIGINT", KeyboardInterrupt), ("SIGTERM", SystemExit)])
-def test_ctrl_c_while_cells_run_stops_every_share_and_is_raised(tmp_path, monkeypatch, number, raised):
-    # nbclient's own handler only shuts the kernel down: a study then went on and ended with exit 0.
+@pytest.mark.parametrize("number, raised, first_share_done", [("SIGINT", KeyboardInterrupt, False),
+                                                               ("SIGTERM", SystemExit, False),
+                                                               ("SIGINT", KeyboardInterrupt, True),
+                                                               ("SIGTERM", SystemExit, True)])
+def test_ctrl_c_while_cells_run_stops_every_share_and_is_raised(tmp_path, monkeypatch, number, raised,
+                                                                 first_share_done):
+    # nbclient's own handler only shuts the kernel down: a study then went on and ended with exit 0. And as each
+    # client ends, nbclient removes the loop's handlers, ours too: after a share finished first, SIGTERM killed the
+    # process at once, leaving the other share's kernel running.
     started = []
     real = notebook._start_warm_kernel
-    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
-    nb = small_notebook("import os, signal, time",
-                        f"time.sleep(1)\nos.kill(os.getppid(), signal.{number})",  # to this process, as Ctrl-C
-                        "time.sleep(300)")
+    monkeypatch.setattr(notebook, "_start_warm_kernel",
+                        lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
+    kill = f"os.kill(os.getppid(), signal.{number})"  # to this process, as Ctrl-C
+    # shares [1], [2, 3]: the first ends (1.5 s) after the second has started, and before the signal (4 s)
+    cells = (["time.sleep(1.5)", f"time.sleep(4)\n{kill}", "time.sleep(300)"] if first_share_done
+             else [f"time.sleep(1)\n{kill}", "time.sleep(300)"])
+    nb = small_notebook("import os, signal, time", *cells)
+    assert len(notebook.cell_shares(nb, 2)[0]) == 1
     begin = time.perf_counter()
     with pytest.raises(raised) as stopped:
         notebook.execute_in_parallel(nb, tmp_path, 600, [], 2)

@@ -150,13 +150,15 @@ def locate(
     return LocatedFiles(cache, "download", download_manifest(manifest, cache))
 
 
-# What to do about a bad file, by where it was found (LocatedFiles.origin): convlens downloads into its cache only.
+# What to do about a bad file on disk, by where it was found (LocatedFiles.origin): convlens downloads into its
+# cache only ("download": the missing files were just fetched into it, the others were there).
 FIX_BY_ORIGIN = {
     "cache": REFETCH,
-    "download": "check the mirror (CONVLENS_DATA_URL) and run the command again; nothing was written",
+    "download": REFETCH,
     "explicit": "replace it with a good copy (convlens downloads into its cache only, never into --data-dir)",
     "debian": "reinstall the Debian package (apt-get install --reinstall dataset-fashion-mnist)",
 }
+MIRROR_FIX = "check the mirror (CONVLENS_DATA_URL) and run the command again; nothing was written"  # a download
 # What urllib raises for a network fault or a mirror that does not speak HTTP (http.client's BadStatusLine,
 # IncompleteRead...), and for a URL it cannot open at all (ValueError: "unknown url type").
 DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException, ValueError)
@@ -164,7 +166,9 @@ DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException, Va
 
 def download_problem(e: Exception) -> str:
     """A download error of DOWNLOAD_ERRORS in a few words."""
-    if isinstance(e, http.client.HTTPException):  # BadStatusLine('garbage'), IncompleteRead(...): say what it is
+    if isinstance(e, http.client.IncompleteRead):
+        return "the download was cut off (IncompleteRead)"
+    if isinstance(e, http.client.HTTPException):  # BadStatusLine('garbage'), ...: say what it is
         return f"the server's answer is not valid HTTP: {type(e).__name__}"
     return str(getattr(e, "reason", None) or e or type(e).__name__)
 
@@ -192,12 +196,12 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
                 raise DataError(f"{url}: the download is larger than any .gz of {spec.name} ({spec.n_bytes:,} "
                                 "bytes) can be; check the mirror (CONVLENS_DATA_URL)")
             # before decompressing: what it decompresses to is then known
-            check_gz_md5(payload, spec, url, FIX_BY_ORIGIN["download"])
+            check_gz_md5(payload, spec, url, MIRROR_FIX)
             try:
                 decompressed = gunzip_at_most(payload, spec.n_bytes)
             except (OSError, EOFError, ValueError, zlib.error) as e:
-                raise DataError(f"{url}: {gzip_problem(e)}; {FIX_BY_ORIGIN['download']}") from None
-            parse_idx(decompressed, spec, url, FIX_BY_ORIGIN["download"])  # verify before anything lands on disk
+                raise DataError(f"{url}: {gzip_problem(e)}; {MIRROR_FIX}") from None
+            parse_idx(decompressed, spec, url, MIRROR_FIX)  # verify before anything lands on disk
             atomic_write_bytes(target, payload)
         paths[role] = target
     return paths

@@ -125,9 +125,10 @@ class _Background:
         # Loky (joblib 1.6.0) fails the queued futures and forgets them, but leaves their ids in its queue, and its
         # manager thread then looked one up: a KeyError traceback on the terminal after Ctrl-C. Empty that queue
         # first, as the standard library's executor does when it cancels.
-        while True:
+        work_ids = getattr(self.pool, "_work_ids", None)  # private: another loky may not have it
+        while work_ids is not None:
             try:
-                self.pool._work_ids.get_nowait()
+                work_ids.get_nowait()
             except queue.Empty:
                 break
         self.pool.shutdown(wait=True, kill_workers=True)

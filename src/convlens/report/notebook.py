@@ -277,6 +277,8 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
                 finally:
                     if client.kc is not None and client.km is not None and not client.owns_km:
                         client.kc.stop_channels()  # a kernel we passed in: its owner shuts it down
+                    if not signalled:
+                        take_the_signals()  # the client's cleanup removed them; other shares still run
 
         signalled: list[int] = []
         main: asyncio.Task | None = None
@@ -287,12 +289,20 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
                 main.cancel()  # its finally stops every share; the kernels' owners shut them down
 
         def take_the_signals(**_: Any) -> None:
-            # nbclient registers its handlers as each client starts; this hook runs just after, replacing them.
+            # nbclient registers its own handlers as each client starts (this hook runs just after and replaces
+            # them) and removes the loop's handlers, ours too, as each client ends (run_lane puts ours back).
             loop = asyncio.get_running_loop()
             try:
                 for number in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(number, stop, number)
             except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (e.g. inside Jupyter)
+                pass
+
+        def give_the_signals_back() -> None:
+            try:  # Python's own: KeyboardInterrupt for SIGINT, the default for SIGTERM
+                for number in (signal.SIGINT, signal.SIGTERM):
+                    asyncio.get_running_loop().remove_signal_handler(number)
+            except (RuntimeError, ValueError, NotImplementedError):
                 pass
 
         for lane in clients:
@@ -302,6 +312,7 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
         async def run_all() -> None:
             nonlocal main
             main = asyncio.current_task()
+            take_the_signals()
             tasks = [asyncio.ensure_future(run_lane(lane)) for lane in clients]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -309,6 +320,7 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                give_the_signals_back()
             failures = [task.exception() for task in done if not task.cancelled() and task.exception()]
             if failures:  # the one that ended the wait (the others were cancelled because of it)
                 raise failures[0]

@@ -90,7 +90,7 @@ async def drain(request: Request, timeout_s: float) -> bool:
         return False
     seen = 0
     try:
-        with anyio.fail_after(timeout_s):  # a client that declares 7 MB and sends nothing is not waited for
+        with anyio.fail_after(timeout_s):  # a client that declares 7 MB and sends nothing: waited for this long
             async for chunk in request.stream():
                 seen += len(chunk)
                 if seen > DRAIN_LIMIT_BYTES:

@@ -29,7 +29,7 @@ from convlens.models.checkpoint import (
     stored_format,
 )
 from convlens.provenance import package_versions
-from convlens.run_files import METRICS_FILE, read_metrics
+from convlens.run_files import METRICS_FILE, check_finished, read_metrics
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
 if TYPE_CHECKING:  # torch is imported where a network is loaded or traced, after the checks
@@ -133,14 +133,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     new config.json renamed in last.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if (not (run_dir / METRICS_FILE).exists() and (run_dir / CONFIG_FILE).exists()
-            and stored_format(run_dir / CONFIG_FILE) != MODEL_FORMAT):  # an exported model is exported again
-        # a pending run: its weights (if any) were never scored, and a killed run may hold an unfinished save
-        raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}); train it again, or export a "
-                         "finished one")
+    if (run_dir / CONFIG_FILE).is_file() and stored_format(run_dir / CONFIG_FILE) != MODEL_FORMAT:
+        check_finished(run_dir)  # before torch is imported (an exported model may be exported again)
     metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else None
-    if metrics is not None and metrics["status"] != "done":
-        raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); export a finished one")
     read_checked_config(run_dir)  # the run's record, checked before torch is imported
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     check_servable(run_config, run_dir)

@@ -12,6 +12,8 @@ import numpy as np
 
 from convlens.errors import UsageError
 from convlens.models.checkpoint import model_file, read_config
+from convlens.records import MODEL_FORMAT
+from convlens.run_files import check_finished
 from convlens.serving.inputs import ImageShape
 
 ONNX_FILE = "model.onnx"
@@ -95,6 +97,8 @@ def check_servable(config: dict, model_dir: Path) -> list[str]:
     A run trained on pixel-permuted images (the locality probe) would answer plain images with confident
     nonsense; ``export``, ``serve``, ``predict`` and the SageMaker handlers all refuse it here, in one place.
     """
+    if config.get("format") != MODEL_FORMAT:  # a run's directory, served as it is
+        check_finished(model_dir)
     data = config.get("data")
     pixels = data.get("pixels", "original") if isinstance(data, dict) else "original"
     if pixels != "original":

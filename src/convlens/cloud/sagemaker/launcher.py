@@ -42,7 +42,7 @@ DLC_ACCOUNT = "763104351884"
 DLC_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
 
 
-REGION_PATTERN = r"[a-z]{2}(-[a-z]+)+-\d{1,2}"  # us-east-1, us-gov-west-1, ap-southeast-2
+REGION_PATTERN = r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}"  # us-east-1, us-gov-west-1, ap-southeast-2, eusc-de-east-1
 
 
 def check_region(region: str) -> str:
@@ -58,9 +58,10 @@ _FORMATS = {
                  "must be an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole"),
     "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
                "must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens"),
-    # S3's safe key characters; the prefix starts every key, so an empty one made keys like "/data/..."
-    "prefix": (r"/*[A-Za-z0-9!_.*'()-]+(/+[A-Za-z0-9!_.*'()-]+)*/*",
-               "must be an S3 key prefix: letters, digits and !-_.*'() in parts separated by /, not empty"),
+    # The prefix starts every key: an empty one (or an empty part, a//b) made keys like "/data/..."
+    "prefix": (r"/?[^/?#\\\x00-\x1f\x7f]+(/[^/?#\\\x00-\x1f\x7f]+)*/?",
+               "must be an S3 key prefix: parts separated by single slashes, none empty, no ? # \\ or control "
+               "characters"),
     "region": (REGION_PATTERN, "must be an AWS region like us-east-1 or eu-west-2"),
 }
 
