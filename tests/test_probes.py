@@ -108,6 +108,11 @@ def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_doub
     assert lines[2].startswith("Interaction, the CNN's change minus the MLP's (paired by seed): -6.17 pp")
     drops = np.subtract([0.86, 0.85, 0.858], [0.92, 0.915, 0.918]) - np.subtract([0.879, 0.872, 0.874], [0.88, 0.87, 0.875])
     assert lines[3].startswith(f"So the CNN loses {-drops.mean() * 100:.2f} pp more than the MLP")  # "loses 6.17", not "-6.17"
+    # the arrangement of the pixels, not locality alone: the permutation also takes away what shared kernels and
+    # pooling rely on, and a locally connected net beat the CNN on permuted pixels (weight-sharing experiment)
+    assert lines[3].endswith("it was leaning on their spatial arrangement (locality, and with it the shared kernels "
+                             "and the pooling; the weight-sharing experiment of --full separates them).")
+    assert "its assumption of locality is what" not in " ".join(lines)
     assert len(lines) == 4  # "the wrong tool" needs the CNN to be worse than the MLP on permuted pixels, not given here
     on_permuted = next(c for c in comps if c["factor"] == "model" and c["within"] == "pixels=permuted")
     assert on_permuted["verdict"].startswith("significantly lower")

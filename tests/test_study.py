@@ -531,6 +531,13 @@ def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
         assert _fact(page, f"experiments.locality.comparisons.{i}.p_holm") == _p(p)
     interaction = (cells[C, "permuted"] - cells[C, "original"]) - (cells[M, "permuted"] - cells[M, "original"])
     assert _fact(page, "experiments.locality.comparisons.4.diff") == f"{interaction.mean() * 100:+.2f} pp"
+    # The headline's CNN-vs-MLP test is also the locality family's first: both verdicts are printed, each with its
+    # family's correction (they disagreed in a quick study: p=0.011 alone, p=0.054 among the 5)
+    headline = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("**Headline.**"))
+    assert f"significantly higher (p={_p(sps.ttest_rel(cnn, mlp).pvalue)}" in headline or \
+        f"no significant difference (p={_p(sps.ttest_rel(cnn, mlp).pvalue)}" in headline
+    assert ("The same comparison, on the same runs, is one of the locality experiment's 5 (section 4), corrected "
+            "within that family: ") in headline and f"(p={_p(corrected[0])}, n={TINY['seeds']})." in headline
 
 
 def test_every_experiment_reports_mcnemar_and_a_flip_gallery(study):

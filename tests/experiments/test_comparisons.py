@@ -172,9 +172,9 @@ def test_an_unadjusted_interval_that_excludes_zero_beside_no_significant_differe
     assert (f"mean difference +0.47 pp, unadjusted 95% CI {low * 100:+.2f} to {high * 100:+.2f} pp (it excludes 0, "
             "but the test corrected over the family's 2 comparisons does not)") in comparison_sentence(five)
     # the seeds the observed difference would need plan a new experiment, not more seeds for this one
-    assert five["seeds_needed"] > 3 and (f"would take about {five['seeds_needed']} seeds (for a new experiment: adding "
-                                         "seeds to this one until its test passes would make its p-value too small)"
-                                         ) in comparison_sentence(five)
+    assert five["seeds_needed"] > 3 and (f"would take roughly {five['seeds_needed']} seeds (for a new experiment: "
+                                         "adding seeds to this one until its test passes would make its p-value too "
+                                         "small)") in comparison_sentence(five)
     # a family of one: its interval and its p come from the same t-test, so it is not called unadjusted
     (alone,) = design_comparisons(parse_spec(dict(name="k", model="cnn", factor=dict(name="kernel_size",
                                                                                     levels=[3, 5]))),

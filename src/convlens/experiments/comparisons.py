@@ -195,6 +195,6 @@ def comparison_sentence(c: dict[str, Any]) -> str:
         line += f"; with n={c['n']} seeds and this spread, {undetectable(mde)} (at alpha " \
                 f"{c['mde_alpha']:.3g}, the family's strictest level)"
         if c.get("seeds_needed"):
-            line += (f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take about {c['seeds_needed']} "
+            line += (f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take roughly {c['seeds_needed']} "
                      f"seeds ({FRESH_SEEDS})")
     return line + "."

@@ -200,7 +200,8 @@ def locality_findings(effects: dict) -> list[str]:
                  f"{interval_text(inter)}: {inter['verdict']}.")
     if inter["verdict"].startswith("significantly") and inter["diff"] < 0:
         lines.append(f"So the {second} loses {-inter['diff'] * 100:.2f} pp more than the {first} once neighbouring "
-                     f"pixels stop belonging together: its assumption of locality is what it was leaning on.")
+                     "pixels stop belonging together: it was leaning on their spatial arrangement (locality, and with "
+                     "it the shared kernels and the pooling; the weight-sharing experiment of --full separates them).")
         worse = effects.get("on_permuted")  # the second model vs the first, both on permuted pixels
         if worse and worse["verdict"].startswith("significantly lower"):
             lines.append(f"On permuted pixels the {second} is {-worse['diff'] * 100:.2f} pp below the {first} "
@@ -218,7 +219,7 @@ def _detectable(c: dict) -> str:
         return ""
     text = f"; with n={c['n']} seeds, {undetectable(mde)}"
     if c.get("seeds_needed"):
-        text += (f" (the observed {abs(c['diff']) * 100:.2f} pp would need about {c['seeds_needed']} seeds, "
+        text += (f" (the observed {abs(c['diff']) * 100:.2f} pp would need roughly {c['seeds_needed']} seeds, "
                  f"{FRESH_SEEDS})")
     return text
 
