@@ -219,6 +219,13 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
     assert "the same +2 px on every one of the n=3 seeds (no spread, so no t-test)" in lines[4]
     assert lines[6].startswith("kernel_size=5 at block3: the visible theoretical field grows 22 -> 28 px; the 90% "
                                "side 16.0 -> 21.3 px, difference +5.3 px")
+    # the side moves in 2-px steps and stops at the image: said once, after the tests
+    assert lines[7] == ("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
+                        "image: with few seeds these intervals are coarse, and one may reach past what the image "
+                        "allows.") and len(lines) == 8
+    growth = (np.mean([21, 23, 20]) - np.mean([16, 17, 15])) / (28 - 22)
+    assert "significantly larger" in lines[6]  # diffs 5, 6, 5 px: so the growth is stated, as a ratio of means
+    assert f"the mean difference is {growth:.0%} of the theoretical growth (a ratio of means" in lines[6]
 
 
 def test_a_cosine_of_identical_maps_never_passes_one():

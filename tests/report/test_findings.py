@@ -42,3 +42,19 @@ def test_balance_is_called_fair_only_when_it_is():
     assert "a difference of 10.0 points of brightness" in lines[3]
     balanced = eda_findings({**eda, "class_counts": {"train": [50, 50]}, "imbalance_ratio": {"train": 1.0}})
     assert balanced[1].startswith("Classes are exactly balanced") and "fair summary metric" in balanced[1]
+
+
+def test_duplicates_are_said_to_possibly_inflate_accuracy_not_measured_to():
+    eda = {"train": {"n": 100, "shape": [28, 28]}, "test": {"n": 10, "shape": [28, 28]}, "dtype": "uint8",
+           "pixel_range": {"train": [0, 255]}, "zero_pixel_fraction": 0.5,
+           "normalisation": {"train_mean": 0.28, "train_std": 0.35},
+           "per_class": [{"class": "a", "mean_brightness": 0.3}, {"class": "b", "mean_brightness": 0.2}],
+           "duplicates": {"exact": 2, "near": 3, "max_rms": 0.05},
+           "class_counts": {"train": [50, 50]}, "imbalance_ratio": {"train": 1.0}}
+    # under "every number below was measured": the effect on accuracy is not, so it is not stated as a fact
+    assert eda_findings(eda)[4] == ("2 test images are byte-identical to a training image and 3 more are near "
+                                    "duplicates (RMS difference <= 0.05); a model may have seen those, so test "
+                                    "accuracy may be slightly optimistic for them (not measured here).")
+    clean = {**eda, "duplicates": {"exact": 0, "near": 0, "max_rms": 0.05}}
+    assert eda_findings(clean)[4].endswith("the test set is clean of them.")
+    assert eda_findings(eda)[3].endswith("points of brightness, a cue that needs no notion of shape.")

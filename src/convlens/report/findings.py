@@ -39,11 +39,12 @@ def eda_findings(eda: dict) -> list[str]:
         f"{eda['normalisation']['train_mean']:.4f}, std {eda['normalisation']['train_std']:.4f} after scaling by 1/255.",
         f"{brightest['class']} is the brightest class ({brightest['mean_brightness'] * 100:.1f}% of 255 on average), "
         f"{darkest['class']} the darkest ({darkest['mean_brightness'] * 100:.1f}%): a difference of "
-        f"{(brightest['mean_brightness'] - darkest['mean_brightness']) * 100:.1f} points of brightness, a cue an MLP "
-        "can use without any notion of shape.",
+        f"{(brightest['mean_brightness'] - darkest['mean_brightness']) * 100:.1f} points of brightness, a cue that "
+        "needs no notion of shape.",
         f"{dup['exact']} test images are byte-identical to a training image and {dup['near']} more are near "
         f"duplicates (RMS difference <= {dup['max_rms']}); "
-        + ("test accuracy is therefore slightly optimistic for those." if dup["exact"] + dup["near"] else
+        + ("a model may have seen those, so test accuracy may be slightly optimistic for them (not measured here)."
+           if dup["exact"] + dup["near"] else
            "the test set is clean of them."),
     ]
 
@@ -374,12 +375,16 @@ def receptive_field_findings(rf: dict) -> list[str]:
             (a, b), (ea, eb) = t["theoretical_visible"], t["side90"]
             ci = interval_text(t, lambda px: f"{px:+.1f}", "px")
             grown = b - a
-            use = (f", {t['diff'] / grown:.0%} of the theoretical growth" if grown > 0 and
-                   t["verdict"].startswith("significantly") else "")
+            use = (f"; the mean difference is {t['diff'] / grown:.0%} of the theoretical growth (a ratio of means, "
+                   "without an interval)" if grown > 0 and t["verdict"].startswith("significantly") else "")
             said = (f"the same {t['diff']:+.0f} px on every one of the n={t['n']} seeds (no spread, so no t-test)"
                     if t["verdict"].startswith("not tested (the same difference") else t["verdict"])
             lines.append(f"{t['level']} at {t['block']}: the visible theoretical field grows {a} -> {b} px; the 90% "
                          f"side {ea:.1f} -> {eb:.1f} px, difference {t['diff']:+.1f} px{ci}: {said}{use}.")
+        if sizes["tests"]:
+            lines.append("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
+                         "image: with few seeds these intervals are coarse, and one may reach past what the image "
+                         "allows.")
     return lines
 
 
