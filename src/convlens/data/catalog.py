@@ -38,6 +38,7 @@ from convlens.data.sources import (
     user_cache_dir,
 )
 from convlens.errors import DataError, UsageError
+from convlens.images import to_8bit_grey
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
 TEST_FRACTION = 0.2
@@ -254,11 +255,7 @@ def _open_image(path: Path):
     img = Image.open(path, formats=["PNG", "JPEG"])
     if img.width * img.height > 4096 * 4096:
         raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        img = Image.fromarray(np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8))
-    return img
+    return to_8bit_grey(img)
 
 
 def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarray:

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from convlens.images import DEEP_GREY, to_8bit_grey
+
 SIDE = 28
 MAX_BODY_BYTES = 6_291_456  # SageMaker real-time payload limit: 6 MB
 MAX_INSTANCES = 1_000  # images per request, whatever the encoding
@@ -156,9 +158,6 @@ def check_accept(accept: str | None) -> None:
         raise InputError(f"unsupported accept type '{accept}'; this model answers {ANSWER_TYPE}", status=406)
 
 
-_SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # how Pillow opens a 16-bit greyscale PNG
-
-
 def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _Budget | None = None,
                  image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     """PNG/JPEG bytes -> (1, C, H, W) float32, converted like the training data.
@@ -182,12 +181,9 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
                 upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
             except Exception:  # noqa: BLE001 - a broken EXIF block (struct.error, ...) costs the orientation only
                 upright = img
-            if upright.mode in _SIXTEEN_BIT_GREY:  # convert("L") clips these at 255 instead of scaling them
-                budget.spend(width * height * 4)  # one uint32 copy, scaled in place: rint(v / 257) in integers
-                wide = np.asarray(upright, dtype=np.uint32)
-                wide += 128
-                wide //= 257
-                upright = Image.fromarray(np.minimum(wide, 255).astype(np.uint8), "L")
+            if upright.mode in DEEP_GREY:  # scaled to 8 bits as a dataset folder's images are, not clipped
+                budget.spend(width * height * 8)  # its working copy: 4 (16-bit) or 8 (32-bit, float) bytes a pixel
+                upright = to_8bit_grey(upright)
             resized = upright.convert("L" if image.channels == 1 else "RGB").resize(
                 (image.size, image.size), Image.Resampling.LANCZOS)
     except InputError:
