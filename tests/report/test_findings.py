@@ -30,13 +30,18 @@ def test_the_weight_sharing_sentence_states_shares_that_support_it():
                           "is the opposite.")
 
 
+def _eda(**changes) -> dict:
+    """The EDA numbers eda_findings reads, for 100 training images of two classes."""
+    return {"train": {"n": 100, "shape": [28, 28]}, "test": {"n": 10, "shape": [28, 28]}, "dtype": "uint8",
+            "pixel_range": {"train": [0, 255]}, "zero_pixel_fraction": 0.5,
+            "normalisation": {"train_mean": 0.28, "train_std": 0.35},
+            "per_class": [{"class": "a", "mean_brightness": 0.3}, {"class": "b", "mean_brightness": 0.2}],
+            "duplicates": {"exact": 0, "near": 0, "max_rms": 0.05},
+            "class_counts": {"train": [75, 25]}, "imbalance_ratio": {"train": 3.0}, **changes}
+
+
 def test_balance_is_called_fair_only_when_it_is():
-    eda = {"train": {"n": 100, "shape": [28, 28]}, "test": {"n": 10, "shape": [28, 28]}, "dtype": "uint8",
-           "pixel_range": {"train": [0, 255]}, "zero_pixel_fraction": 0.5,
-           "normalisation": {"train_mean": 0.28, "train_std": 0.35},
-           "per_class": [{"class": "a", "mean_brightness": 0.3}, {"class": "b", "mean_brightness": 0.2}],
-           "duplicates": {"exact": 0, "near": 0, "max_rms": 0.05},
-           "class_counts": {"train": [75, 25]}, "imbalance_ratio": {"train": 3.0}}
+    eda = _eda()
     lines = eda_findings(eda)
     assert "3.00x the images of the smallest" in lines[1] and "fair summary metric" not in lines[1]
     assert "a difference of 10.0 points of brightness" in lines[3]
@@ -45,12 +50,7 @@ def test_balance_is_called_fair_only_when_it_is():
 
 
 def test_duplicates_are_said_to_possibly_inflate_accuracy_not_measured_to():
-    eda = {"train": {"n": 100, "shape": [28, 28]}, "test": {"n": 10, "shape": [28, 28]}, "dtype": "uint8",
-           "pixel_range": {"train": [0, 255]}, "zero_pixel_fraction": 0.5,
-           "normalisation": {"train_mean": 0.28, "train_std": 0.35},
-           "per_class": [{"class": "a", "mean_brightness": 0.3}, {"class": "b", "mean_brightness": 0.2}],
-           "duplicates": {"exact": 2, "near": 3, "max_rms": 0.05},
-           "class_counts": {"train": [50, 50]}, "imbalance_ratio": {"train": 1.0}}
+    eda = _eda(duplicates={"exact": 2, "near": 3, "max_rms": 0.05})
     # under "every number below was measured": the effect on accuracy is not, so it is not stated as a fact
     assert eda_findings(eda)[4] == ("2 test images are byte-identical to a training image and 3 more are near "
                                     "duplicates (RMS difference <= 0.05); a model may have seen those, so test "
