@@ -124,6 +124,12 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "experiment spec file"),
     ("--workers 0", lambda t, r, m: ["experiment", "run", "kernel-size", "--workers", "0"], 2,
      "--workers must be at least 1"),
+    ("experiment run --out a directory of runs whose experiment.json is gone", lambda t, r, m: [
+        "experiment", "run", "kernel-size", "--dataset", "digits", "--out", _lost_record(t)], 2,
+     "but no experiment.json, so what trained those runs is unknown; nothing was written"),
+    ("experiment run --train-subset larger than the dataset", lambda t, r, m: [
+        "experiment", "run", "kernel-size", "--dataset", "digits", "--train-subset", "5000", "--out", str(t / "o")],
+     2, "train subset size must be between 1 and 1438, got 5000"),
     ("--seeds 0", lambda t, r, m: ["experiment", "run", "kernel-size", "--seeds", "0", "--out", str(t / "o")], 2,
      "seeds: Input should be greater than or equal to 1"),
     ("plan --effect -1", lambda t, r, m: ["experiment", "plan", "kernel-size", "--effect", "-1"], 2,
@@ -141,6 +147,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "--quick and --full exclude each other"),
     # YAML experiment specs
     ("spec: not YAML", lambda t, r, m: ["experiment", "run", spec_file(t, "a: [\n")], 2, "not valid YAML"),
+    ("spec: recipe.name as a factor (it said 'keras trains exactly what fast trains')", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: rn\nmodel: cnn\n"
+                                          "factor: {name: recipe.name, levels: [fast, keras]}\n")],
+     2, "recipe.name is not a factor: two recipes differ in several settings"),
     ("spec: a list", lambda t, r, m: ["experiment", "run", spec_file(t, "- 1\n")], 2, "valid dictionary"),
     ("spec: unknown key", lambda t, r, m: ["experiment", "run", spec_file(
         t, "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: [3, 5]}\nbogus: 1\n")], 2,
@@ -411,6 +421,15 @@ def _link_config_outside(directory: Path) -> None:
 def _failed_before_start(directory: Path) -> None:
     (directory / "config.json").unlink()
     (directory / "metrics.json").write_text(json.dumps({"status": "failed", "reason": "DataError: no data"}))
+
+
+def _lost_record(tmp: Path) -> str:
+    """An experiment directory whose experiment.json is gone: a finished-looking run of another config is left."""
+    run = tmp / "exp" / "runs" / "kernel_size=3" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"recipe": {"lr": 0.1}}))
+    (run / "metrics.json").write_text(json.dumps({"status": "done"}))
+    return str(tmp / "exp")
 
 
 def _train_runs_dir(tmp: Path) -> list[str]:

@@ -251,3 +251,18 @@ def test_a_grid_names_each_comparison_and_lists_them_all(tmp_path):
     for level, row in table[table["comparison"].notna()].iterrows():
         assert row["comparison"] in comparisons.index and " at " in row["comparison"]
     assert f"one Holm family of {len(comparisons)}" in result._repr_html_()
+
+
+def test_fewer_seeds_than_before_says_which_finished_runs_it_leaves_out(both, capsys):
+    # the runs of seed 2 stay on disk; an analysis of 2 seeds used to leave them out without a word
+    root, _ = both
+    capsys.readouterr()
+    assert main(["experiment", "run", str(root / "s.yaml"), "--out", str(root / "cli"), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: finished runs of seed 2 are kept in {root / 'cli'} but left out of this analysis of 2 seeds; "
+            "--seeds 3 includes them") in " ".join(out.split())
+    assert all((root / "cli" / "runs" / level / "seed2" / "metrics.json").is_file()
+               for level in ("kernel_size=3", "kernel_size=5", "kernel_size=7"))
+    capsys.readouterr()
+    assert main(["experiment", "run", str(root / "s.yaml"), "--out", str(root / "cli")]) == 0  # 3 again: no note
+    assert "left out of this analysis" not in capsys.readouterr().out

@@ -79,6 +79,8 @@ class Experiment:
         # Read here, once: data that is missing is one line before anything is written (not a failed run per level
         # and seed), and the runs trained in this process use it. Ray tasks read theirs where they run.
         loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
+        if loaded is not None:  # a subset larger than the data: one usage line now, not a failed run per level
+            loaded.subset(spec.train_subset, spec.test_subset)
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
         p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
         if loaded is not None:  # runs kept from before must have seen these images
@@ -96,6 +98,11 @@ class Experiment:
                       + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
                          else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
                                                             if runner.batch_seeds else "")))
+        beyond = sorted({int(d.name[4:]) for d in (out_dir / "runs").glob("*/seed*")
+                         if d.name[4:].isdigit() and int(d.name[4:]) >= spec.seeds and (d / "metrics.json").is_file()})
+        if beyond:  # fewer seeds than before: their runs stay on disk, outside this analysis; said, not silent
+            progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but left "
+                          f"out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes them")
         if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
             if force:
                 tracker.retire(out_dir)

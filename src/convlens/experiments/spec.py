@@ -53,9 +53,13 @@ class Factor(BaseModel):
         spec_fields = set(CNNSpec.model_fields) | set(MLPSpec.model_fields)
         if name == "model" or name in DATA_FACTORS or name in spec_fields - {"kind"}:
             return name
+        if name == "recipe.name":  # a recipe's name only labels it: two recipes differ in several fields
+            raise ValueError("recipe.name is not a factor: two recipes differ in several settings; vary one of them "
+                             "(e.g. recipe.optimizer), or run one experiment per recipe (recipe: in each spec)")
         if name.startswith("recipe.") and name.removeprefix("recipe.") in Recipe.model_fields:
             return name
-        valid = sorted(spec_fields - {"kind"}) + ["model", *sorted(DATA_FACTORS)] + [f"recipe.{f}" for f in Recipe.model_fields]
+        valid = (sorted(spec_fields - {"kind"}) + ["model", *sorted(DATA_FACTORS)]
+                 + [f"recipe.{f}" for f in Recipe.model_fields if f != "name"])
         raise ValueError(f"unknown factor '{name}'; valid factors: {', '.join(valid)}")
 
     @model_validator(mode="before")

@@ -119,6 +119,12 @@ class RunStore:
             if (self.root / name).is_file() and not self.experiment_file.is_file():
                 raise UsageError(f"{self.root} holds a {name} (a training run or an exported model), not an "
                                  "experiment; nothing was written: choose another --out")
+        runs = self.root / "runs"
+        if not force and not self.experiment_file.is_file() and runs.is_dir() and any(runs.iterdir()):
+            # Without its record nothing says what trained them: reused, they would be analysed under this spec
+            # whatever their config (--force is refused there too, by discard: it deletes only a store's own runs).
+            raise UsageError(f"{self.root} holds {runs} but no {EXPERIMENT_FILE}, so what trained those runs is "
+                             "unknown; nothing was written: move them away, or choose another --out")
         if self.experiment_file.is_file() and not force:
             self.check_design(spec, record["levels"])
         deleted = self.discard([lv["label"] for lv in record["levels"]]) if force else []
