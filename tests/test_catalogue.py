@@ -127,6 +127,12 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("experiment run --out a directory of runs whose experiment.json is gone", lambda t, r, m: [
         "experiment", "run", "kernel-size", "--dataset", "digits", "--out", _lost_record(t)], 2,
      "but no experiment.json, so what trained those runs is unknown; nothing was written"),
+    ("experiment run --epochs where the levels vary the epochs (it was ignored)", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: ep\nmodel: cnn\nfactor: {name: recipe.epochs, levels: [1, 2]}\n"),
+        "--epochs", "3", "--out", str(t / "o")], 2, "--epochs sets every level, but recipe.epochs is what ep's"),
+    ("experiment run --cpus-per-run without Ray (it was ignored)", lambda t, r, m: [
+        "experiment", "run", "kernel-size", "--cpus-per-run", "2", "--out", str(t / "o")], 2,
+     "--cpus-per-run 2 is a Ray task's share of a cluster: add --backend ray"),
     ("experiment run --train-subset larger than the dataset", lambda t, r, m: [
         "experiment", "run", "kernel-size", "--dataset", "digits", "--train-subset", "5000", "--out", str(t / "o")],
      2, "train subset size must be between 1 and 1438, got 5000"),

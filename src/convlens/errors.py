@@ -64,12 +64,19 @@ def format_validation_error(e: ValidationError, whole: str | None = "spec", fiel
     """A pydantic error as one line: 'kernel_size: Input should be greater than or equal to 1 (got 0)'. An error
     about the whole object (no field) is prefixed with ``whole`` ('spec: ...'), or with nothing when it is None;
     ``field`` names the field in the caller's own words instead of pydantic's location."""
-    err = e.errors()[0]
+    errors = e.errors()
+    # A misspelled key is two errors: the field it should have been is missing, and the typo is an extra input.
+    # The typo's error names what to fix, so it is shown first.
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = field if field is not None else ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
     msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))  # a class name says nothing
     shown = repr(err.get("input"))
     shown = shown if len(shown) <= 80 else shown[:77] + "..."  # a 100-item list must not fill the terminal
     got = f" (got {shown})" if loc and not isinstance(err.get("input"), dict) else ""
-    more = f"; and {len(e.errors()) - 1} more" if len(e.errors()) > 1 else ""
+    missing = [".".join(str(p) for p in x["loc"] if not isinstance(p, int)) for x in errors if x["type"] == "missing"]
+    if err["type"] == "extra_forbidden" and missing and field is None:
+        msg += f" (is it {' or '.join(missing)}, which is missing?)"
+    rest = len(errors) - 1 - (len(missing) if err["type"] == "extra_forbidden" and field is None else 0)
+    more = f"; and {rest} more" if rest > 0 else ""
     where = f"{loc}: " if loc else f"{whole}: " if whole else ""
     return f"{where}{msg}{got}{more}"

@@ -119,3 +119,14 @@ def test_a_level_that_trains_what_the_reference_trains_is_refused():
     s = spec(factor=dict(name="recipe.label_smoothing", levels=[0.0, 0]))  # two labels, one configuration
     with pytest.raises(UsageError, match="recipe.label_smoothing=0 trains exactly what the reference"):
         one_factor_diff(s, resolve_levels(s))
+
+
+def test_a_misspelled_key_is_named_with_the_one_it_should_be():
+    # it was "factor: Field required; and 1 more": the typo itself hidden in the "1 more"
+    typo = {k: v for k, v in BASE.items() if k != "factor"} | {"factr": BASE["factor"]}
+    with pytest.raises(UsageError) as info:
+        parse_spec(typo)
+    assert str(info.value).endswith("factr: Extra inputs are not permitted (is it factor, which is missing?)")
+    two = typo | {"seeds": 0}  # a second, unrelated mistake is still counted
+    with pytest.raises(UsageError, match=r"\(is it factor, which is missing\?\); and 1 more$"):
+        parse_spec(two)

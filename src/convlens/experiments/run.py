@@ -87,6 +87,9 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
         raise UsageError(f"unknown backend '{name}'; use local or ray")
     if address is not None and name != "ray":  # else ignored: the runs would train here, not on that cluster
         raise UsageError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
+    if cpus_per_run != 1 and name != "ray":  # else ignored: local runs share the cores by --workers
+        raise UsageError(f"--cpus-per-run {cpus_per_run:g} is a Ray task's share of a cluster: add --backend ray, "
+                         "or use --workers to train several runs at once here")
     if not cpus_per_run > 0 or gpus_per_run < 0:
         raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
     if name == "ray":

@@ -183,6 +183,11 @@ def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str 
                                                      test_subset=test_subset, dataset=dataset).items()
                                if v is not None}
     recipe_set = {k: v for k, v in dict(epochs=epochs, precision=precision).items() if v is not None}
+    factors = {f.name for f in (spec.factor, spec.second_factor) if f is not None}
+    for option, factor in [*((k, f"recipe.{k}") for k in recipe_set), *((k, k) for k in changes if k != "seeds")]:
+        if factor in factors:  # else the option is set "for every level" and the factor quietly wins
+            raise UsageError(f"--{option.replace('_', '-')} sets every level, but {factor} is what {spec.name}'s "
+                             "levels vary; drop the option, or change the levels in the spec")
     if recipe_set:
         changes["recipe_set"] = {**spec.recipe_set, **recipe_set}
     if not changes:
