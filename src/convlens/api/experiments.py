@@ -9,6 +9,7 @@ from typing import Any
 
 from convlens.errors import UsageError
 from convlens.experiments.spec import ExperimentSpec
+from convlens.run_files import METRICS_FILE
 
 VERDICT_COLOURS = {"significantly higher": "color:#1a7f37;font-weight:bold",
                    "significantly lower": "color:#cf222e;font-weight:bold", "no significant": "color:#57606a",
@@ -99,7 +100,7 @@ class Experiment:
                          else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
                                                             if runner.batch_seeds else "")))
         beyond = sorted({int(d.name[4:]) for d in (out_dir / "runs").glob("*/seed*")
-                         if d.name[4:].isdigit() and int(d.name[4:]) >= spec.seeds and (d / "metrics.json").is_file()})
+                         if d.name[4:].isdigit() and int(d.name[4:]) >= spec.seeds and (d / METRICS_FILE).is_file()})
         if beyond:  # fewer seeds than before: their runs stay on disk, outside this analysis; said, not silent
             progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but left "
                           f"out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes them")

@@ -177,7 +177,7 @@ def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[di
         directory, origin = download_cifar10(cache), "download"
     else:
         raise DataError(f"cifar10 not found in {cache}; run 'convlens data fetch --dataset cifar10'")
-    fix = FIX_BY_ORIGIN["explicit"] if origin == "explicit" else REFETCH
+    fix = FIX_BY_ORIGIN.get(origin, REFETCH)
     train = [read_cifar_batch(directory / f, fix) for f in CIFAR10_TRAIN]
     test_images, test_labels = read_cifar_batch(directory / CIFAR10_TEST[0], fix)
     arrays = {"train_images": np.concatenate([b[0] for b in train]), "train_labels": np.concatenate([b[1] for b in train]),

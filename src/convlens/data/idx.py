@@ -34,6 +34,10 @@ class IdxFileSpec:
         return 4 + 4 * len(self.shape)
 
 
+class LargerThanExpected(ValueError):
+    """Gzip that decompresses past the size its file should have: valid gzip, but not the expected file."""
+
+
 def gunzip_at_most(raw: bytes, limit: int) -> bytes:
     """The gzip-decompressed ``raw`` (every member), or a ValueError once it passes ``limit`` bytes: a few MB of
     zeros decompress to gigabytes, and the expected size of the file is known before it is read."""
@@ -42,7 +46,7 @@ def gunzip_at_most(raw: bytes, limit: int) -> bytes:
         member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around the deflate stream
         out += member.decompress(rest, limit + 1 - len(out))
         if len(out) > limit:
-            raise ValueError(f"it decompresses to more than the {limit:,} bytes expected")
+            raise LargerThanExpected(f"it decompresses to more than the {limit:,} bytes expected")
         if not member.eof:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
         rest = member.unused_data
@@ -71,8 +75,7 @@ def read_file_bytes(path: Path, limit: int, fix: str = REFETCH) -> bytes:
 
 def gzip_problem(e: Exception) -> str:
     """What ``gunzip_at_most`` found wrong: not gzip at all, or gzip of something larger than the file expected."""
-    return f"not the expected file ({e})" if isinstance(e, ValueError) and "decompresses to more" in str(e) \
-        else f"not a valid gzip file ({e})"
+    return f"not the expected file ({e})" if isinstance(e, LargerThanExpected) else f"not a valid gzip file ({e})"
 
 
 def parse_idx(data: bytes, spec: IdxFileSpec, origin: Path | str, fix: str = REFETCH) -> np.ndarray:

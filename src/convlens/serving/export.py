@@ -29,7 +29,7 @@ from convlens.models.checkpoint import (
     stored_format,
 )
 from convlens.provenance import package_versions
-from convlens.run_files import METRICS_FILE, check_finished, read_metrics
+from convlens.run_files import check_finished
 from convlens.serving.predictor import ONNX_FILE, check_servable
 
 if TYPE_CHECKING:  # torch is imported where a network is loaded or traced, after the checks
@@ -133,9 +133,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     new config.json renamed in last.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if (run_dir / CONFIG_FILE).is_file() and stored_format(run_dir / CONFIG_FILE) != MODEL_FORMAT:
-        check_finished(run_dir)  # before torch is imported (an exported model may be exported again)
-    metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else None
+    # A run's metrics, checked before torch is imported; an exported model (exported again) has none.
+    is_run = (run_dir / CONFIG_FILE).is_file() and stored_format(run_dir / CONFIG_FILE) != MODEL_FORMAT
+    metrics = check_finished(run_dir) if is_run else None
     read_checked_config(run_dir)  # the run's record, checked before torch is imported
     model, run_config = load_model(run_dir)  # validates config and weights before anything is written
     check_servable(run_config, run_dir)
