@@ -105,6 +105,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "depth: Input should be a valid integer"),
     ("--set depth=10**9", lambda t, r, m: ["models", "show", "cnn", "--set", "depth=1000000000"], 2,
      "depth: Input should be less than or equal to 8"),
+    ("--set one key twice (the last won without a word)", lambda t, r, m: [
+        "models", "show", "cnn", "--set", "kernel_size=3", "--set", "depth=2", "--set", "kernel_size=5"], 2,
+     "--set kernel_size= is given twice (kernel_size=3, kernel_size=5); give it once"),
+    ("--set in_channels=3 on a 1-channel dataset (it said 'pass the dataset's name with --dataset')",
+     lambda t, r, m: ["train", "-m", "cnn", "--dataset", "digits", "--set", "in_channels=3", "--out", str(t / "o")],
+     2, "in_channels=3 does not fit digits (in_channels=1): the dataset sets in_channels, image_size, num_classes; "
+        "leave in_channels out of the model's settings (--set)"),
     ("--set an unknown key", lambda t, r, m: ["models", "show", "cnn", "--set", "bogus=1"], 2,
      "unknown override 'bogus'"),
     ("--set kernel_size=huge", lambda t, r, m: ["models", "show", "cnn", "--set", "kernel_size=" + "9" * 30], 2,
@@ -118,6 +125,13 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("--train-subset beyond the data", lambda t, r, m: ["train", "-m", "mlp", "--train-subset", "10000000", "--out",
                                                         str(t / "o")], 2, "train subset size must be between 1"),
     ("unknown recipe", lambda t, r, m: ["train", "-m", "cnn", "--recipe", "slow"], 2, "unknown recipe 'slow'"),
+    ("--hflip with --augment flip: (both mirror: a quarter of the images mirrored back)", lambda t, r, m: [
+        "train", "-m", "cnn", "--hflip", "0.5", "--augment", "shift:1,flip:0.5", "--out", str(t / "o")], 2,
+     "invalid training option: hflip=0.5 and augment 'shift:1,flip:0.5' both mirror images left-right; give one"),
+    ("spec: hflip as the factor over an augment with flip", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: m\nmodel: cnn\nrecipe_set: {augment: 'flip:0.5'}\n"
+                                          "factor: {name: recipe.hflip, levels: [0, 0.5]}\n"), "--out", str(t / "o")],
+     2, "level recipe.hflip=0.5: invalid training option: hflip=0.5 and augment 'flip:0.5' both mirror"),
     ("unknown device", lambda t, r, m: ["train", "-m", "cnn", "--device", "tpu"], 2, "device: Input should be"),
     ("unknown experiment", lambda t, r, m: ["experiment", "run", "nope"], 2, "neither a built-in experiment"),
     ("experiment spec file missing", lambda t, r, m: ["experiment", "run", str(t / "missing.yaml")], 2,
@@ -138,6 +152,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      2, "train subset size must be between 1 and 1438, got 5000"),
     ("--seeds 0", lambda t, r, m: ["experiment", "run", "kernel-size", "--seeds", "0", "--out", str(t / "o")], 2,
      "seeds: Input should be greater than or equal to 1"),
+    ("plan --train-subset larger than the data (every pilot run failed, then 'no spread to plan from', exit 0)",
+     lambda t, r, m: ["experiment", "plan", "kernel-size", "--effect", "1", "--dataset", "digits", "--train-subset",
+                      "5000", "--out", str(t / "o")], 2, "train subset size must be between 1 and 1438, got 5000"),
     ("plan --effect -1", lambda t, r, m: ["experiment", "plan", "kernel-size", "--effect", "-1"], 2,
      "--effect is in percentage points"),
     ("predict a .txt file", lambda t, r, m: ["predict", str(m), str(t / "notes.txt")], 2, "unsupported file type"),
@@ -153,6 +170,14 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "--quick and --full exclude each other"),
     # YAML experiment specs
     ("spec: not YAML", lambda t, r, m: ["experiment", "run", spec_file(t, "a: [\n")], 2, "not valid YAML"),
+    ("spec: a bracket left open (the line and column of the error, and where the bracket opened)", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: x\nlevels: [3, 5\nseeds: 3\n")], 2,
+     "(line 3, column 6: expected ',' or ']', but got ':' (while parsing a flow sequence that starts on line 2, "
+     "column 9))"),
+    ("spec: a key given twice (YAML keeps the last without a word)", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: x\nmodel: cnn\nfactor: {name: kernel_size, levels: [3, 5]}\n"
+                                          "model: mlp\n")], 2,
+     "(line 4, column 1: 'model' is given twice (first on line 2))"),
     ("spec: recipe.name as a factor (it said 'keras trains exactly what fast trains')", lambda t, r, m: [
         "experiment", "run", spec_file(t, "name: rn\nmodel: cnn\n"
                                           "factor: {name: recipe.name, levels: [fast, keras]}\n")],
@@ -187,6 +212,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("study config: one seed", lambda t, r, m: study_config(t, "seeds: 1\n"), 2,
      "seeds: Input should be greater than or equal to 2"),
     ("study config: unknown key", lambda t, r, m: study_config(t, "bogus: 1\n"), 2, "bogus: Extra inputs"),
+    ("study config: a key given twice in a nested mapping", lambda t, r, m: study_config(
+        t, "experiments: [{name: kernel-size, name: depth}]\n"), 2, "line 1, column 35: 'name' is given twice"),
     ("study config: a list", lambda t, r, m: study_config(t, "[1]\n"), 2, "expected a mapping of study options"),
     ("study config: unknown experiment", lambda t, r, m: study_config(t, "experiments: [{name: nope}]\n"), 2,
      "unknown experiment 'nope'"),
@@ -334,6 +361,11 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
                                                    "--dry-run"], 2, "bucket"),
     ("sagemaker: --hp without =", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "model"], 2,
      "key=value (e.g. --hp epochs=5)"),
+    ("sagemaker: --hp one key twice", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "epochs=1",
+                                                        "--hp", "epochs=2"], 2, "--hp epochs= is given twice"),
+    ("sagemaker: --hp set= with one key twice", lambda t, r, m: [
+        "sagemaker", "train", *SAGEMAKER, "--hp", "set=kernel_size=3;kernel_size=5"], 2,
+     "kernel_size= is given twice (kernel_size=3, kernel_size=5)"),
     ("sagemaker: unknown hyperparameter", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "colour=red"], 2,
      "unknown hyperparameter"),
     ("sagemaker: invalid hyperparameter value", lambda t, r, m: ["sagemaker", "train", *SAGEMAKER, "--hp", "epochs=0"],

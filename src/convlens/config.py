@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convlens.errors import UsageError, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
@@ -66,6 +66,16 @@ class Recipe(BaseModel):
         from convlens.augment import canonical
         return canonical(text)
 
+    @model_validator(mode="after")
+    def _one_mirror(self) -> Recipe:
+        """hflip and augment's flip both mirror the same images, one after the other: with both at 0.5 a quarter
+        of the images would be mirrored twice (back to the original)."""
+        from convlens.augment import parse_augment
+        if self.hflip > 0 and parse_augment(self.augment).flip > 0:
+            raise ValueError(f"hflip={self.hflip:g} and augment '{self.augment}' both mirror images left-right; "
+                             "give one of them")
+        return self
+
 
 RECIPES: dict[str, Recipe] = {
     # The reference write-ups' Keras recipe: Adam 1e-3 (Keras defaults), batch 128, constant LR, 15 epochs, 10%
@@ -100,7 +110,7 @@ def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe
     try:
         return Recipe.model_validate({**RECIPES[name].model_dump(), **changes})
     except ValidationError as e:
-        raise UsageError(f"invalid training option: {format_validation_error(e)}") from None
+        raise UsageError(f"invalid training option: {format_validation_error(e, whole=None)}") from None
 
 
 def _as_validation(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -167,14 +177,31 @@ MAX_CONFIG_BYTES = 1_000_000  # a spec or study config is a few hundred bytes; a
 
 def read_yaml(path: Path) -> Any:
     """A YAML spec or config file, parsed safely: no Python objects, no anchors or aliases (nine nested aliases
-    of ten items make a billion-element list that validation would walk for ever), at most a megabyte."""
+    of ten items make a billion-element list that validation would walk for ever), no key given twice (YAML
+    would keep the last one without a word), at most a megabyte. A syntax error names its line and column."""
     import yaml
 
-    class NoAliasLoader(yaml.SafeLoader):
+    class StrictLoader(yaml.SafeLoader):
         def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
             if self.check_event(yaml.AliasEvent):
                 raise yaml.YAMLError("anchors and aliases (&name / *name) are not supported; write the values out")
             return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+                if earlier is not None:
+                    raise yaml.MarkedYAMLError(problem=f"{key!r} is given twice (first on line {earlier})",
+                                               problem_mark=key_node.start_mark)
+                first_line[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
 
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UsageError(f"{path}: {path.stat().st_size:,} bytes is too large for a config file")
@@ -183,12 +210,27 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a text file (YAML is UTF-8 text)") from None
     try:
-        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({yaml_error_where(e)})") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as e:  # the constructors' own: 2020-13-01,
         # a 5,000-digit integer, nesting thousands deep
         raise UsageError(f"{path}: not valid YAML ({type(e).__name__}: {str(e)[:100]})") from None
+
+
+def yaml_error_where(error: Any) -> str:
+    """A YAML syntax error in one line: its line and column first (PyYAML counts from 0, editors from 1), then what
+    was open when it happened, e.g. 'line 3, column 6: expected ',' or ']', but got ':' (while parsing a flow
+    sequence that starts on line 2, column 9)'."""
+    def where(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+    mark, context_mark = error.problem_mark, error.context_mark
+    text = f"{where(mark)}: {error.problem or 'syntax error'}" if mark else (error.problem or "syntax error")
+    if error.context:
+        text += f" ({error.context}" + (f" that starts on {where(context_mark)})" if context_mark else ")")
+    return text
 
 
 def model_spec(config: TrainConfig):  # -> ModelSpec (models.spec; not imported here for the annotation)

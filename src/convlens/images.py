@@ -1,5 +1,6 @@
-"""Greyscale images deeper than 8 bits, brought to 8 bits the same way for training (a dataset folder) and for
-serving (a PNG sent to the model): Pillow's convert("L") clips them at 255 instead of scaling them."""
+"""Image files read the same way for training (a dataset folder) and for serving (a PNG or JPEG sent to the model):
+turned upright as their EXIF orientation says, greyscale deeper than 8 bits scaled to 8 bits (Pillow's convert("L")
+clips it at 255), and one limit on their size."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ from typing import Any
 import numpy as np
 
 DEEP_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # how Pillow opens 16- and 32-bit greyscale
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding (PIL only warns below ~179 MP)
+_ORIENTATION = 0x0112  # the EXIF tag; 1 is upright
+
+
+def upright(img: Any) -> Any:
+    """``img`` (a PIL image) turned as its EXIF orientation says: a phone photo taken sideways is stored sideways
+    with a tag saying so. ``img`` itself when it has no such tag (nothing is decoded for the check) or when its EXIF
+    block is broken, which costs the orientation only."""
+    from PIL import ImageOps
+    try:
+        if img.getexif().get(_ORIENTATION, 1) == 1:
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - struct.error, SyntaxError, ... from a broken EXIF block
+        return img
 
 
 def to_8bit_grey(img: Any) -> Any:

@@ -130,6 +130,12 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)
     read, ds = _dataset_for(cfg, dataset)
+    fixed = {"in_channels": ds.input_shape[0], "image_size": ds.input_shape[1], "num_classes": len(ds.class_names)}
+    overridden = [k for k, v in fixed.items() if k in cfg.overrides and getattr(spec, k) != v]
+    if overridden:  # the model's settings, not the dataset, are what is wrong
+        raise UsageError(f"{', '.join(f'{k}={getattr(spec, k)}' for k in overridden)} does not fit {ds.name} "
+                         f"({', '.join(f'{k}={fixed[k]}' for k in overridden)}): the dataset sets "
+                         f"{', '.join(fixed)}; leave {' and '.join(overridden)} out of the model's settings (--set)")
     if ds.input_shape != (spec.in_channels, spec.image_size, spec.image_size) or len(ds.class_names) != spec.num_classes:
         raise UsageError(f"the data ({ds.name}: {ds.input_shape}, {len(ds.class_names)} classes) does not fit the "
                          f"model ({spec.in_channels}, {spec.image_size}, {spec.image_size}; {spec.num_classes} "

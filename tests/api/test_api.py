@@ -134,6 +134,8 @@ def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
                          (np.zeros((2, 8, 8, 3), np.uint8), r"= \(1, 8, 8\); got \(3, 8, 8\)"),
                          (ds.test_images[:2].astype(np.int64), "integer images must be uint8"),
                          (np.full((2, 1, 8, 8), np.nan, np.float32), "NaN or infinity"),
+                         (ds.test_images[:2, None].astype(np.float32),  # 0-255 as floats: read as [0, 1] before
+                          r"float images must be in \[0, 1\], as the model was trained; got 0\.\.255 \(divide"),
                          (np.full((2, 1, 8, 8), "a"), "expected uint8 images"),
                          ([np.zeros((8, 8)), np.zeros((7, 8))], "one array of equal-sized images")):
         with pytest.raises(convlens.UsageError, match=message):

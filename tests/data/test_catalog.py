@@ -89,6 +89,26 @@ def test_folder_details_classes_paths_and_bit_depths(tmp_path, monkeypatch):
     assert len(wide_ds.class_names) == 300 and int(wide_ds.train_labels.max()) == 299
 
 
+def test_a_photo_stored_sideways_is_read_upright_as_the_server_reads_it(tmp_path):
+    """A phone stores a photo taken sideways as it was shot, with an EXIF orientation tag (6: turn it 90 degrees
+    clockwise to view it). A folder dataset reads it upright, as the server does with the same file."""
+    from convlens.serving.inputs import ImageShape, decode_image
+    write_folder(tmp_path / "d", {"a": (30, 30, 30), "b": (200, 200, 200)}, n=3, mode="L", size=12)
+    shot = np.zeros((12, 12), dtype=np.uint8)
+    shot[:, :3] = 255  # a bar on the left edge as stored; upright (turned clockwise) it is along the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(shot).save(tmp_path / "d" / "a" / "phone.jpg", exif=exif.tobytes(), quality=100)
+    ds = load_named(f"folder:{tmp_path / 'd'}")
+    k = [str(p) for p in ds.source.paths.values()].index(str(tmp_path / "d" / "a" / "phone.jpg"))
+    image = np.concatenate([ds.train_images, ds.test_images])[k].astype(np.float64)
+    upright = np.rot90(shot, k=-1)  # clockwise, by numpy
+    assert upright[:3].mean() > 250 and image[:3].mean() > 240 and image[4:].mean() < 20  # the bar along the top
+    served = decode_image((tmp_path / "d" / "a" / "phone.jpg").read_bytes(),
+                          image=ImageShape(channels=1, size=12, invert_light_background=False))
+    np.testing.assert_allclose(served[0, 0], image / 255, atol=1e-6)  # the same pixels as the server's
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda root: (root / "only").mkdir(parents=True), "one subfolder per class"),
     (lambda root: [write_folder(root / "train", {"a": (0, 0, 0), "b": (9, 9, 9)}, n=2)], "has train/ but no test/"),

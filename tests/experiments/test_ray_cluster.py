@@ -127,3 +127,20 @@ def test_a_driver_finds_the_token_as_ray_start_does(cluster, tmp_path):
                            "ray", "--address", cluster, "--quiet"], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert len(_runs(tmp_path / "exp")) == 2
+
+
+def test_a_driver_that_read_rays_config_before_rayauthmode_was_set_still_connects(cluster):
+    """In a notebook, `import ray` (and Ray reading its config) may come before RAY_AUTH_MODE=token is set; Ray
+    caches its config, so the cluster refused the connection as if the token were wrong (this test module, run
+    after another that had imported Ray, failed so)."""
+    script = ("import os, ray\n"
+              "from ray._raylet import Config\n"
+              "Config.initialize('')\n"  # Ray reads its config now, without the variable
+              "os.environ['RAY_AUTH_MODE'] = 'token'\n"
+              "from convlens.experiments.ray_backend import _connect\n"
+              f"_connect(ray, {cluster!r})\n"
+              "print(ray.cluster_resources()['CPU'])\n"
+              "ray.shutdown()\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "RAY_gcs_server_port_wait_time_s": "3"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == "2.0", proc.stderr[-2000:]

@@ -67,6 +67,26 @@ def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_pat
     assert len(started) == 2 and not any(notebook.kernel_alive(k) for k in started)
 
 
+@pytest.mark.parametrize("started_early", [True, False])
+def test_a_dead_kernel_is_reported_with_the_last_words_on_its_stderr(tmp_path, monkeypatch, started_early):
+    """Why a kernel died is on its stderr (Python writes a fatal error there, not to the notebook): the error says
+    it, whether the kernel was started early (warm_kernels) or by nbclient (no kernel was started early)."""
+    if not started_early:
+        monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out, warm_up: None)
+    nb = small_notebook("import os", "os.write(2, b'first words\\nlast words of kernel 1\\n'); os._exit(3)")
+    with pytest.raises(Exception) as failure:
+        notebook.execute_in_parallel(nb, tmp_path, 120, [], 1)
+    assert type(failure.value).__name__ == "DeadKernelError"
+    assert str(failure.value).endswith("; its stderr ended: first words | last words of kernel 1"), failure.value
+
+
+def test_last_words_keeps_the_end_of_a_long_stderr(tmp_path):
+    with open(tmp_path / "err", "w+b") as stderr:
+        stderr.write(b"\n".join(b"line %d" % i for i in range(5000)) + b"\n\n" + b"x" * 400 + b"\n  \n")
+        assert notebook.last_words(stderr, lines=2, chars=300) == "..." + "x" * 297  # the last line, cut at its start
+        assert notebook.last_words(stderr, lines=2, chars=1000) == "line 4999 | " + "x" * 400
+
+
 @pytest.mark.parametrize("model_share", [0, 1])
 def test_only_the_kernel_whose_share_draws_a_model_figure_imports_the_model_code(tmp_path, monkeypatch,
                                                                                 model_share):

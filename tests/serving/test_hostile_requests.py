@@ -105,6 +105,11 @@ HOSTILE = [
     ("a JSON string", b'"hello"', "application/json", 400, "nested list"),
     ("instances and another key", json.dumps({"instances": [[0] * 784], "signature_name": "x"}).encode(),
      "application/json", 400, 'may hold only "instances" (TF-Serving row form); remove "signature_name"'),
+    ("\"instances\" twice (json keeps the last, other parsers the first)",
+     b'{"instances": [' + json.dumps([0] * 784).encode() + b'], "instances": [' + json.dumps([255] * 784).encode()
+     + b']}', "application/json", 400, 'JSON key "instances" is given twice; give it once'),
+    ("\"b64\" twice in one instance", b'{"instances": [{"b64": "AA==", "b64": "AQ=="}]}', "application/json", 400,
+     'JSON key "b64" is given twice'),
     ("b64 not a string", b'{"instances": [{"b64": 12}]}', "application/json", 400, "must be a string"),
     ("mixed instances", json.dumps({"instances": [[0] * 784, {"b64": "AA=="}]}).encode(), "application/json", 400,
      "all numeric arrays or all"),

@@ -1,2 +1,3 @@
-"""The Python API: what ``import convlens`` offers. The CLI is a thin layer over exactly these functions and
-classes; everything else in the package is internal."""
+"""The Python API: what ``import convlens`` offers. The CLI's commands are built on these functions and classes
+(a few, such as ``models show`` and ``experiment status``, also read the library's modules directly); everything
+else in the package is internal."""

@@ -1,5 +1,5 @@
 """Datasets, model summaries and single training runs, from Python: ``load_dataset``, ``summary``, ``train`` ->
-``Run``, ``load_run``. The CLI's ``train``, ``evaluate`` and ``models show`` call the same functions."""
+``Run``, ``load_run``. The CLI's ``train`` and ``evaluate`` build on the same functions."""
 
 from __future__ import annotations
 
@@ -152,6 +152,9 @@ class Run:
                              f"{images.dtype} of shape {tuple(images.shape)}")
         if not uint8 and not np.isfinite(images).all():
             raise UsageError("the images contain NaN or infinity")
+        if not uint8 and images.size and (images.min() < 0 or images.max() > 1):  # 0-255 floats: wrong, silently
+            raise UsageError(f"float images must be in [0, 1], as the model was trained; got {images.min():g}.."
+                             f"{images.max():g} (divide by 255, or pass uint8 pixels)")
         x = images_to_tensor(images) if uint8 else torch.as_tensor(images, dtype=torch.float32)
         model = self.model
         spec = model.spec
@@ -200,6 +203,8 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
 
     Example: ``run = convlens.train("cnn", "digits", epochs=2, set={"kernel_size": 5}, out="runs/k5")``
     """
+    if "dataset" in recipe_overrides:  # the CLI's --dataset; here it would collide with train_config's own
+        raise UsageError("convlens.train takes the dataset as data=... (a name or a loaded dataset), not dataset=")
     cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed,
                        set=set, device=device, threads=threads, train_subset=train_subset, test_subset=test_subset,
                        data_dir=data_dir, **recipe_overrides)

@@ -4,12 +4,13 @@ validates, calls one library function and prints:
     data.py        convlens data info | fetch
     models.py      convlens models list | show
     runs.py        convlens train | evaluate | compare
-    experiment.py  convlens experiment list | run | status | table
+    experiment.py  convlens experiment list | run | plan | status | table
     study.py       convlens study | report
     serving.py     convlens export | predict | serve
     sagemaker.py   convlens sagemaker train | deploy | invoke | delete
-    display.py     consoles and progress displays (rich, markup off)
     tables.py      the experiment table and the comparison table
+    options.py     options shared by several commands
+(Consoles and progress displays are convlens/display.py: the Python API shows them too.)
 
 Expected mistakes (bad flags, unknown models, broken data files) end with one line on stderr and a non-zero
 exit: 2 for usage errors, 1 for everything else. No traceback is shown for them.

@@ -26,8 +26,8 @@ PrecisionOption = Annotated[Optional[str], typer.Option(
 def overrides(pairs: list[str] | None, example: str = "--set kernel_size=5") -> dict[str, str]:
     """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; the spec validates values.
     ``example``: the option as the user writes it (the error shows it)."""
-    from convlens.models.registry import parse_override
-    return dict(parse_override(text, example) for text in pairs or [])
+    from convlens.models.registry import parse_overrides
+    return parse_overrides(pairs or [], example)
 
 
 BackendOption = Annotated[str, typer.Option(help="local (this machine) or ray (tasks on a local Ray, or the cluster "

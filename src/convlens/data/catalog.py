@@ -38,7 +38,7 @@ from convlens.data.sources import (
     user_cache_dir,
 )
 from convlens.errors import DataError, UsageError
-from convlens.images import to_8bit_grey
+from convlens.images import MAX_IMAGE_PIXELS, to_8bit_grey, upright
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
 TEST_FRACTION = 0.2
@@ -250,12 +250,17 @@ def _folder_images(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarr
 
 
 def _open_image(path: Path):
-    """A PIL image, with 16- and 32-bit grey scaled to 8 bits (PIL's convert("L") would clip them)."""
+    """A PIL image, read as a served image is (convlens.images): upright as its EXIF orientation says, 16- and
+    32-bit grey scaled to 8 bits (PIL's convert("L") would clip them)."""
     from PIL import Image
     img = Image.open(path, formats=["PNG", "JPEG"])
-    if img.width * img.height > 4096 * 4096:
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
         raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
-    return to_8bit_grey(img)
+    turned = upright(img)
+    if turned is not img:
+        img.close()  # the turned copy holds the pixels
+    return to_8bit_grey(turned)
 
 
 def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarray:

@@ -144,7 +144,7 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | s
 
 @dataclass(frozen=True)
 class DeviceSplits:
-    """Train / validation / test tensors resident on one device. x: (N, 1, 28, 28) float in [0, 1]; y: (N,) int64."""
+    """Train / validation / test tensors resident on one device. x: (N, C, H, W) float in [0, 1]; y: (N,) int64."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor

@@ -66,6 +66,7 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
         seeds = max(pilot_seeds, summary["seeds"] if summary else 0)
         # read before the pilot's directory is written: missing data is one line, not a failed run per level and seed
         dataset = load_named(spec.dataset, data_dir)
+        dataset.subset(spec.train_subset, spec.test_subset)  # larger than the data: one usage line, as run says
         store.check_data(dataset, fix="give the data they were trained on, or plan in a new --out")
         on_pilot(seeds)
         summary = execute_plan(plan(with_changes(spec, seeds=seeds), out, data_dir=data_dir), dataset=dataset,

@@ -65,8 +65,17 @@ def _token_available() -> bool:
 
 def _use_token_at_hand() -> None:
     """What `ray start` does: with RAY_AUTH_MODE unset and a token at hand, use token authentication (Ray caches
-    its config, so setting the variable alone would come too late)."""
-    if "RAY_AUTH_MODE" in os.environ or not _token_available():
+    its config, so setting the variable alone would come too late). With RAY_AUTH_MODE set, Ray reads its config
+    again: the variable may have been set after Ray first read it (in a notebook, after `import ray`), and the
+    cluster would then refuse the connection as if the token were wrong."""
+    if "RAY_AUTH_MODE" in os.environ:
+        try:
+            from ray._raylet import Config
+            Config.initialize("")  # what Ray's own _enable_token_auth does after setting the variable
+        except ImportError:
+            pass
+        return
+    if not _token_available():
         return
     try:
         from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available

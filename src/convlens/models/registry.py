@@ -7,7 +7,7 @@ themselves are data in presets.py; the dependency runs one way, registry -> pres
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, get_origin
 
 from pydantic import ValidationError
@@ -62,6 +62,18 @@ def parse_override(text: str, example: str = "--set kernel_size=5") -> tuple[str
     if not sep or not key.strip():
         raise UsageError(f"override '{text}' is not of the form key=value (e.g. {example})")
     return key.strip(), value.strip()
+
+
+def parse_overrides(texts: Iterable[str], example: str = "--set kernel_size=5") -> dict[str, str]:
+    """['kernel_size=5', 'dropout=0.5'] -> {'kernel_size': '5', 'dropout': '0.5'}; a key given twice is refused
+    (which one was meant is not known, and the last would win without a word)."""
+    changes: dict[str, str] = {}
+    for key, value in (parse_override(text, example) for text in texts):
+        if key in changes:
+            option = example.split()[0]
+            raise UsageError(f"{option} {key}= is given twice ({key}={changes[key]}, {key}={value}); give it once")
+        changes[key] = value
+    return changes
 
 
 def _coerce_text(field_annotation: Any, value: Any) -> Any:

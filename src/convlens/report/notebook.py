@@ -20,7 +20,7 @@ import json
 import os
 import re
 import signal
-import subprocess
+import tempfile
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +46,9 @@ WARM_UP = "import convlens.api.study, convlens.study.redraw, matplotlib.pyplot"
 WARM_UP_MODELS = WARM_UP + ", convlens.study.sections"
 MODEL_FIGURES = ("probe_filters", "probe_feature_maps")  # study/redraw.py: the figures that load a model
 _MODEL_KERNELS: weakref.WeakSet = weakref.WeakSet()  # the kernels started with WARM_UP_MODELS
+# Each kernel's stderr, in a temporary file read only when the kernel dies, to say why (otherwise nobody reads it:
+# the kernel warns there that its local TCP is not encrypted, which is not the reader's concern).
+_KERNEL_STDERR: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
 # Kernels that run the notebook at once, at most. Each one boots (3-7 s of one core), imports the API and loads what
 # its cells draw from: start-up paid once per kernel, which a share of ~45 cells of 0.1-1 s soon stops paying for.
@@ -150,8 +153,9 @@ def _start_warm_kernel(out: Path, warm_up: str = WARM_UP) -> Any:
     except ImportError:
         return None
     manager = AsyncKernelManager(kernel_name="python3")
+    _KERNEL_STDERR[manager] = stderr = tempfile.TemporaryFile()
     try:
-        run_sync(manager.start_kernel)(cwd=str(out), stderr=subprocess.DEVNULL,
+        run_sync(manager.start_kernel)(cwd=str(out), stderr=stderr,
                                        extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={warm_up}"])
     except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
         _shut_down(manager)
@@ -170,6 +174,22 @@ def _shut_down(manager: Any) -> None:
             run_sync(manager.cleanup_resources)()
     except Exception:
         pass
+    stderr = _KERNEL_STDERR.pop(manager, None)
+    if stderr is not None:
+        stderr.close()
+
+
+def last_words(stderr: Any, lines: int = 2, chars: int = 300) -> str:
+    """The last ``lines`` non-empty lines a dead kernel wrote to ``stderr`` (a file opened for reading in binary),
+    as one line of at most ``chars``: why it died, when it said so (a MemoryError, a module that failed to load)."""
+    try:
+        stderr.seek(0, os.SEEK_END)
+        stderr.seek(max(0, stderr.tell() - 8192))
+        tail = stderr.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+    said = " | ".join([line.strip() for line in tail.splitlines() if line.strip()][-lines:])
+    return said if len(said) <= chars else "..." + said[-(chars - 3):]
 
 
 def kernel_alive(kernel: Any) -> bool:
@@ -238,6 +258,7 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
     SystemExit 143): nbclient's own handler would only shut the kernel down, and the caller would go on."""
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
     from nbformat.v4 import new_notebook
 
     code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
@@ -272,9 +293,16 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
 
         async def run_lane(lane: list[Any]) -> None:
             for client in lane:
+                own_stderr = None if client.km is not None else tempfile.TemporaryFile()  # nbclient starts it
+                stderr = own_stderr or _KERNEL_STDERR.get(client.km)
                 try:
-                    await client.async_execute(stderr=subprocess.DEVNULL)
+                    await client.async_execute(**({"stderr": own_stderr} if own_stderr else {}))
+                except DeadKernelError as e:
+                    said = last_words(stderr) if stderr is not None else ""
+                    raise DeadKernelError(f"{e}; its stderr ended: {said}" if said else str(e)) from None
                 finally:
+                    if own_stderr is not None:
+                        own_stderr.close()
                     if client.kc is not None and client.km is not None and not client.owns_km:
                         client.kc.stop_channels()  # a kernel we passed in: its owner shuts it down
                     if not signalled:

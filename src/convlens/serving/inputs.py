@@ -11,8 +11,9 @@ Shapes (for the model's ImageShape; Fashion-MNIST's here): one image is (28, 28)
 (784,); three-channel models take (H, W, 3) or (3, H, W); a batch adds a leading N.
 Scale: integer arrays, and any array with a value above 1, are read as pixels 0-255 and divided by 255;
 float arrays with every value in [0, 1] are used as they are. Values must be finite and within [0, 255].
-Images are converted like the training data: grayscale, resized to 28x28 (Lanczos), and inverted when their
-border is mostly light, since Fashion-MNIST garments are light on a black background.
+Images are converted like the training data (convlens.images: upright by their EXIF orientation, deep grey
+scaled to 8 bits): to the model's channels (grey or RGB), resized to its side (28x28 for Fashion-MNIST, Lanczos),
+and, for datasets of light shapes on black such as Fashion-MNIST, inverted when their border is mostly light.
 
 Limits, checked before the work they bound is done (an attacker's body must not cost more than a valid one):
 the body (6 MB, SageMaker's limit), images per request, JSON nesting (the decoder's recursion limit), the .npy header's declared size
@@ -33,12 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from convlens.images import DEEP_GREY, to_8bit_grey
+from convlens.images import DEEP_GREY, MAX_IMAGE_PIXELS, to_8bit_grey, upright
 
 SIDE = 28
 MAX_BODY_BYTES = 6_291_456  # SageMaker real-time payload limit: 6 MB
 MAX_INSTANCES = 1_000  # images per request, whatever the encoding
-MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding (PIL only warns below ~179 MP)
 MAX_DECODED_BYTES = 256 * 2**20  # decoded image bytes per request (width x height x bands, summed)
 IMAGE_FORMATS = {"image/png": ("PNG",), "image/jpeg": ("JPEG",)}
 B64_FORMATS = ("PNG", "JPEG")
@@ -165,7 +165,7 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
     Only ``formats`` are tried (so image/png never reaches the JPEG, TIFF, ... decoders), and the image's
     declared size is checked against the limits before any pixel is decoded.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
     budget = budget or _Budget()
     names = " or ".join(formats)
     try:
@@ -177,14 +177,11 @@ def decode_image(data: bytes, formats: tuple[str, ...] = B64_FORMATS, budget: _B
             band_bytes = 4 if img.mode in ("I", "F") else 2 if img.mode.startswith("I;16") else 1
             budget.spend(width * height * max(len(img.getbands()), 1) * band_bytes)
             img.load()
-            try:
-                upright = ImageOps.exif_transpose(img)  # a phone photo taken sideways is stored sideways
-            except Exception:  # noqa: BLE001 - a broken EXIF block (struct.error, ...) costs the orientation only
-                upright = img
-            if upright.mode in DEEP_GREY:  # scaled to 8 bits as a dataset folder's images are, not clipped
+            turned = upright(img)
+            if turned.mode in DEEP_GREY:  # scaled to 8 bits as a dataset folder's images are, not clipped
                 budget.spend(width * height * 8)  # its working copy: 4 (16-bit) or 8 (32-bit, float) bytes a pixel
-                upright = to_8bit_grey(upright)
-            resized = upright.convert("L" if image.channels == 1 else "RGB").resize(
+                turned = to_8bit_grey(turned)
+            resized = turned.convert("L" if image.channels == 1 else "RGB").resize(
                 (image.size, image.size), Image.Resampling.LANCZOS)
     except InputError:
         raise
@@ -221,6 +218,17 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_CONSTANTS = (b"true", b"false", b"null")
 
 
+def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose key is given twice is refused: json keeps the last one, another parser the first, so
+    which images were meant is not known."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InputError(f"JSON key {json.dumps(key[:40])} is given twice; give it once")
+        seen.add(key)
+    return dict(pairs)
+
+
 def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape = FASHION_MNIST_SHAPE) -> np.ndarray:
     try:
         body.decode("utf-8")  # json.loads would also guess UTF-16/32, past the checks below on the raw bytes
@@ -229,7 +237,9 @@ def decode_json(body: bytes, limits: Limits = SERVER_LIMITS, image: ImageShape =
     try:
         # Integers as floats: a 400-digit integer becomes inf (refused by the range check) instead of
         # overflowing in numpy or hitting Python's int-parsing limit.
-        payload: Any = json.loads(body, parse_int=float)
+        payload: Any = json.loads(body, parse_int=float, object_pairs_hook=_keys_once)
+    except InputError:
+        raise
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"body is not valid JSON ({e})") from None
     except RecursionError:  # [[[[...]]]] thousands deep: the C decoder stops at the recursion limit

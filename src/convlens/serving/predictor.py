@@ -92,7 +92,7 @@ class Predictor:
 
 
 def check_servable(config: dict, model_dir: Path) -> list[str]:
-    """The class names, once the config says the model takes plain 28x28 pixels (what every client sends).
+    """The class names, once the config says the model takes plain pixels (what every client sends).
 
     A run trained on pixel-permuted images (the locality probe) would answer plain images with confident
     nonsense; ``export``, ``serve``, ``predict`` and the SageMaker handlers all refuse it here, in one place.

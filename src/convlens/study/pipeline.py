@@ -43,7 +43,6 @@ from convlens.study.redraw import figure_drawers
 from convlens.training import pick_device
 
 RESULTS_FILE = "results.json"
-STAGES = ("data", "eda", "experiments", "analysis", "export", "report", "notebook")
 # Rough cost model for the progress bar's ETA, in seconds on 2 cores: per training image and epoch,
 # 6 FLOPs per MAC (forward + backward) at ~2.3e11 FLOP/s, plus a fixed per-image cost that dominates for MLPs.
 _FLOP_RATE, _PER_IMAGE_FLOPS = 2.3e11, 5e6

@@ -77,9 +77,9 @@ def parse_set(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, dict):
         return value
-    from convlens.models.registry import parse_override
-    return dict(parse_override(item, "--hp 'set=kernel_size=5;filters=16,32'") for item in str(value).split(";")
-                if item.strip())
+    from convlens.models.registry import parse_overrides
+    return parse_overrides((item for item in str(value).split(";") if item.strip()),
+                           "--hp 'set=kernel_size=5;filters=16,32'")
 
 
 def _truthy(value: Any) -> bool:
