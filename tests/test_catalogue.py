@@ -259,6 +259,22 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("model dir: a two-channel input", lambda t, r, m: ["predict", copy_of(m, t, edit_json(
         "config.json", lambda c: c["input"].update(shape=[2, 28, 28]))), str(t / "x.npy")], 2, "not (1 or 3, S, S)"),
     ("unknown dataset", lambda t, r, m: ["train", "-m", "cnn", "--dataset", "svhn"], 2, "unknown dataset 'svhn'"),
+    ("--augment shift:5 on 8x8 digits (an empty canvas for shifts of 8; accuracy 9.75%)", lambda t, r, m: [
+        "train", "-m", "cnn", "--dataset", "digits", "--augment", "shift:5", "--out", str(t / "o")], 2,
+     "--augment shift:5: a shift of up to 5 px would move digits's 8x8 images off the canvas; use shift:1 or so "
+     "(at most 4)"),
+    ("spec: a level whose augmentation does not suit the dataset (it failed every run)", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: s\nmodel: cnn\ndataset: digits\n"
+                                          "factor: {name: recipe.augment, levels: [none, 'flip:0.5']}\n"),
+        "--out", str(t / "o")], 2, "level recipe.augment=flip:0.5: --augment flip:0.5 mirrors training images"),
+    ("--data-dir with digits (ignored, yet recorded as where the data came from)", lambda t, r, m: [
+        "data", "info", "--dataset", "digits", "--data-dir", str(t)], 2,
+     "does not apply to digits: scikit-learn's digits come with scikit-learn; leave it out"),
+    ("models show --dataset digits --set image_size=28 (train refused it, show drew a 28x28 network)",
+     lambda t, r, m: ["models", "show", "cnn", "--dataset", "digits", "--set", "image_size=28"], 2,
+     "image_size=28 does not fit digits (image_size=8)"),
+    ("--set filters=16,,32 (was read as 16,32)", lambda t, r, m: ["models", "show", "cnn", "--set", "filters=16,,32"],
+     2, "filters: Input should be a valid integer, unable to parse string as an integer (got '')"),
     ("--hflip on digits", lambda t, r, m: ["train", "-m", "cnn", "--dataset", "digits", "--hflip", "0.5", "--out",
                                            str(t / "o")], 2, "is not of the same class"),
     ("--mlflow-uri with an unknown scheme", lambda t, r, m: ["train", "-m", "mlp", "--epochs", "1", "--train-subset",
@@ -306,7 +322,8 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "is a failed run (boom)"),
     ("run dir: a pending run exported (no metrics.json)", lambda t, r, m: ["export", copy_of(
         r, t, lambda d: (d / "metrics.json").unlink()), "--out", str(t / "o")], 2,
-     "is not a finished run (no metrics.json)"),
+     "is not a finished run (no metrics.json: interrupted, or still training); train it again into the same "
+     "directory with --force (force=True)"),
     ("run dir: a pending run predicted with (its weights may be an earlier run's)", lambda t, r, m: [
         "predict", copy_of(r, t, lambda d: (d / "metrics.json").unlink()), str(t / "x.npy")], 2,
      "is not a finished run (no metrics.json)"),
@@ -323,6 +340,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("train --out a directory that already holds a run (without --force)", lambda t, r, m: [
         "train", "-m", "mlp", "--epochs", "1", "--train-subset", "200", "--test-subset", "50", "--out", str(r)], 2,
      "already holds a run; nothing was written"),
+    ("train --out an interrupted run (without --force; evaluate said 'train it again', train said 'holds a run')",
+     lambda t, r, m: ["train", "-m", "mlp", "--epochs", "1", "--out", copy_of(
+         r, t, lambda d: (d / "metrics.json").unlink())], 2,
+     "already holds an unfinished run (interrupted, or still training); nothing was written"),
     ("export --out the run itself", lambda t, r, m: ["export", copy_of(r, t, lambda d: None), "--out",
                                                      str(t / r.name)], 2, "is the run itself"),
     ("run dir: metrics.json not JSON", lambda t, r, m: ["compare", copy_of(r, t, lambda d: (d / "metrics.json")
@@ -342,6 +363,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("report: no results.json", lambda t, r, m: ["report", str(t)], 2, "results.json not found"),
     ("report: the results.json file, not its study directory", lambda t, r, m: [
         "report", _write(t / "s" / "results.json", "{}")], 2, "give the study's directory"),
+    ("report: a results.json that is not UTF-8", lambda t, r, m: [
+        "report", str(Path(_write_bytes(t / "s" / "results.json", b"\xff\xfe")).parent)], 2,
+     "results.json is not valid JSON (not UTF-8 text)"),
     ("report: an experiment's directory", lambda t, r, m: ["report", str(Path(_write(t / "e" / "experiment.json",
                                                                                 "{}")).parent)], 2,
      "is an experiment, not a study: 'convlens experiment table"),
@@ -425,6 +449,12 @@ def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:
     if command == "train":
         return ["train", "-m", "mlp", "--epochs", "1", "--out", str(tmp / "app")]
     return ["export", str(run), "--out", str(tmp / "app")]
+
+
+def _write_bytes(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
 
 
 def _write(path: Path, text: str) -> str:

@@ -381,8 +381,13 @@ def _figure_paths(node, path=()):
         yield path, node
 
 
-@pytest.mark.parametrize("escape", ["../secret.png", "ABSOLUTE", "figures/link.png"])
-def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path, capsys, escape):
+@pytest.mark.parametrize("escape, message", [
+    ("../secret.png", "outside the study directory"), ("ABSOLUTE", "outside the study directory"),
+    ("figures/link.png", "outside the study directory"),
+    # not a .png: it was left in the page as a link (<img src="figures/../../../etc/passwd">), not embedded
+    ("figures/../../../etc/passwd", "names a figure that is not a .png file: figures/../../../etc/passwd"),
+    ("https://example.com/x.png", "names a figure that does not exist")])  # a remote image: not self-contained
+def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path, capsys, escape, message):
     out, _ = study
     copy = tmp_path / "study"
     shutil.copytree(out, copy)
@@ -399,7 +404,7 @@ def test_report_embeds_no_file_from_outside_the_study_directory(study, tmp_path,
     (copy / "report.html").unlink()
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err
-    assert "outside the study directory" in err and len(err.strip().splitlines()) == 1
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not (copy / "report.html").exists()
 
 

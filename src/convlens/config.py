@@ -162,6 +162,13 @@ def train_config(model: str = "cnn", dataset: str = "fashion-mnist", *, recipe: 
                  **recipe_overrides: Any) -> TrainConfig:
     """The validated TrainConfig of ``convlens.train``'s and ``convlens train``'s arguments (a wrong name or value
     is one UsageError line, before torch is imported)."""
+    if set is not None and not isinstance(set, dict):  # 'kernel_size=5' is the CLI's spelling
+        raise UsageError(f"set takes a dict of model settings, e.g. set={{'kernel_size': 5}}; got {set!r}")
+    from convlens.models.registry import model_fields
+    misplaced = [k for k in recipe_overrides if k not in Recipe.model_fields and k in model_fields(model)]
+    if misplaced:  # train(kernel_size=5): 'Extra inputs are not permitted' would not say where it goes
+        k = misplaced[0]
+        raise UsageError(f"{k} is a model setting, not a training option: set={{'{k}': {recipe_overrides[k]!r}}}")
     resolve_spec(model, set)  # a bad model name or field: the registry's message, before anything else
     try:
         return TrainConfig(model=model, overrides=dict(set or {}), recipe=resolve_recipe(recipe, recipe_overrides),
@@ -237,6 +244,12 @@ def model_spec(config: TrainConfig):  # -> ModelSpec (models.spec; not imported 
     """The network ``config`` trains: its preset with the dataset's channels, image size and class count, then
     the overrides. One function, so training, experiments and the study agree on every spec."""
     from convlens.data.catalog import dataset_info
-    from convlens.models.registry import resolve_spec
-    return resolve_spec(config.model, {**dataset_info(config.dataset).spec_values(), **config.overrides})
+    fixed = dataset_info(config.dataset).spec_values()
+    spec = resolve_spec(config.model, {**fixed, **config.overrides})
+    overridden = [k for k, v in fixed.items() if k in config.overrides and getattr(spec, k) != v]
+    if overridden:  # the model's settings, not the dataset, are what is wrong
+        raise UsageError(f"{', '.join(f'{k}={getattr(spec, k)}' for k in overridden)} does not fit {config.dataset} "
+                         f"({', '.join(f'{k}={fixed[k]}' for k in overridden)}): the dataset sets "
+                         f"{', '.join(fixed)}; leave {' and '.join(overridden)} out of the model's settings (--set)")
+    return spec
 

@@ -33,8 +33,8 @@ def check_finished(run_dir: Path) -> dict:
     pending run's weights may be an earlier run's (a rerun into the directory removes metrics.json and writes its
     config.json first, the weights last), and a failed run's are whatever it had reached. Returns its metrics."""
     if not model_file(run_dir, METRICS_FILE).exists():  # a link out of the directory is refused, not followed
-        raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}); train it again, or give a finished "
-                         "one")
+        raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}: interrupted, or still training); "
+                         "train it again into the same directory with --force (force=True), or give a finished one")
     metrics = read_metrics(run_dir)  # a FIFO or a device is "not found", never opened
     if metrics["status"] != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); give a finished one")

@@ -58,20 +58,23 @@ INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
                   "scale": f"pixel / {PIXEL_SCALE:g}", "range": [0.0, 1.0]}
 
 
-def check_flips(cfg: TrainConfig) -> None:
-    """Mirroring is augmentation only where a mirrored image keeps its class: a mirrored shoe is a shoe, a
-    mirrored 3 is not a 3 (the dataset says which, convlens.data.catalog)."""
+def check_augmentation(cfg: TrainConfig) -> None:
+    """Augmentation that keeps each image's class, on this dataset: mirroring only where a mirrored image keeps its
+    class (a mirrored shoe is a shoe, a mirrored 3 is not a 3; the dataset says which, convlens.data.catalog), and a
+    shift of at most half the image's side (8x8 digits shifted by 8 px leave an empty canvas)."""
+    from convlens.augment import parse_augment
     from convlens.data.catalog import dataset_info
     info = dataset_info(cfg.dataset)
-    from convlens.augment import parse_augment
-    if parse_augment(cfg.recipe.augment).flip > 0 and not info.flips_preserve_meaning:
-        raise UsageError(f"--augment {cfg.recipe.augment} mirrors training images, but a mirrored image of "
-                         f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
-                         "drop flip for this dataset")
-    if cfg.recipe.hflip > 0 and not info.flips_preserve_meaning:
-        raise UsageError(f"--hflip {cfg.recipe.hflip:g} mirrors training images, but a mirrored image of "
-                         f"{cfg.dataset} is not of the same class (digits and characters are not symmetric); "
-                         "leave hflip at 0 for this dataset")
+    augmentation = parse_augment(cfg.recipe.augment)
+    mirror = (f"--augment {cfg.recipe.augment}" if augmentation.flip > 0 else
+              f"--hflip {cfg.recipe.hflip:g}" if cfg.recipe.hflip > 0 else None)
+    if mirror and not info.flips_preserve_meaning:
+        raise UsageError(f"{mirror} mirrors training images, but a mirrored image of {cfg.dataset} is not of the same "
+                         "class (digits and characters are not symmetric); leave mirroring out for this dataset")
+    if augmentation.shift > info.size // 2:
+        raise UsageError(f"--augment {cfg.recipe.augment}: a shift of up to {augmentation.shift} px would move "
+                         f"{cfg.dataset}'s {info.size}x{info.size} images off the canvas; use shift:"
+                         f"{max(1, info.size // 8)} or so (at most {info.size // 2})")
 
 
 def input_contract(ds: ImageDataset) -> dict:
@@ -125,17 +128,11 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     spec = model_spec(cfg)  # validate before any expensive work (loading data)
     if out_dir is not None:
         _check_run_directory(Path(out_dir))
-    check_flips(cfg)
+    check_augmentation(cfg)
     device = pick_device(cfg.device)
     check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)
     read, ds = _dataset_for(cfg, dataset)
-    fixed = {"in_channels": ds.input_shape[0], "image_size": ds.input_shape[1], "num_classes": len(ds.class_names)}
-    overridden = [k for k, v in fixed.items() if k in cfg.overrides and getattr(spec, k) != v]
-    if overridden:  # the model's settings, not the dataset, are what is wrong
-        raise UsageError(f"{', '.join(f'{k}={getattr(spec, k)}' for k in overridden)} does not fit {ds.name} "
-                         f"({', '.join(f'{k}={fixed[k]}' for k in overridden)}): the dataset sets "
-                         f"{', '.join(fixed)}; leave {' and '.join(overridden)} out of the model's settings (--set)")
     if ds.input_shape != (spec.in_channels, spec.image_size, spec.image_size) or len(ds.class_names) != spec.num_classes:
         raise UsageError(f"the data ({ds.name}: {ds.input_shape}, {len(ds.class_names)} classes) does not fit the "
                          f"model ({spec.in_channels}, {spec.image_size}, {spec.image_size}; {spec.num_classes} "

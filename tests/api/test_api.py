@@ -167,6 +167,20 @@ def test_summary_is_the_keras_table_as_a_frame():
     (lambda: convlens.summary("cnn", dataset="nope"), "dataset: unknown dataset 'nope'"),
     (lambda: convlens.train("cnn", "digits", epochs=0), "epochs: Input should be greater than or equal to 1"),
     (lambda: convlens.load_dataset("nope"), "unknown dataset 'nope'"),
+    # were AttributeError / TypeError tracebacks, or a misleading line
+    (lambda: convlens.load_dataset(None), "a dataset is named by text, e.g. 'fashion-mnist' or 'folder:PATH'"),
+    (lambda: convlens.load_dataset("digits").subset(1.5), "train subset size must be a whole number of images"),
+    (lambda: convlens.load_dataset("digits").subset(None, "5"), "test subset size must be a whole number of images"),
+    (lambda: convlens.load_run(None), "load_run takes a run's directory (a path), got None"),
+    (lambda: convlens.train("cnn", "digits", set="kernel_size=5"),  # was "unknown override '5' for cnn"
+     "set takes a dict of model settings, e.g. set={'kernel_size': 5}; got 'kernel_size=5'"),
+    (lambda: convlens.train("cnn", "digits", kernel_size=5),  # was "kernel_size: Extra inputs are not permitted"
+     "kernel_size is a model setting, not a training option: set={'kernel_size': 5}"),
+    (lambda: convlens.train("cnn", dataset="digits"), "convlens.train takes the dataset as data=..."),
+    (lambda: convlens.train("cnn", "digits", hflip=0.5, augment="flip:0.5"),
+     "hflip=0.5 and augment 'flip:0.5' both mirror images left-right; give one of them"),
+    (lambda: convlens.create_model("cnn", filters=[]), "filters needs at least one value (one per block), e.g."),
+    (lambda: convlens.create_model("cnn", kernel_size=True), "kernel_size: expected a number, got True"),
 ])
 def test_a_wrong_argument_from_python_is_one_line_and_a_value_error(call, message):
     # Python's convention (and scikit-learn's) for a wrong argument value; the CLI prints the same line, exit 2

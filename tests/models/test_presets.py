@@ -222,3 +222,14 @@ def test_a_model_too_large_to_train_here_is_refused_before_anything_is_allocated
     huge = resolve_spec("cnn", {"dense": [10**11]})
     with pytest.raises(UsageError, match="GiB of memory here"):
         Network(huge)  # the constructor refuses before it allocates 460 TB
+
+
+def test_one_filter_count_is_one_block_from_python_yaml_and_the_command_line_alike():
+    """--set filters=16 has always meant one block of 16; from Python or a YAML spec the same 16 (an int) raised
+    TypeError: object of type 'int' has no len()."""
+    from convlens.cli.options import overrides
+    from convlens.models.registry import resolve_spec
+    from_cli = resolve_spec("cnn", overrides(["filters=16"]))
+    assert from_cli.filters == (16,) and from_cli.depth == 1
+    assert resolve_spec("cnn", {"filters": 16}) == resolve_spec("cnn", {"filters": [16]}) == from_cli
+    assert resolve_spec("cnn", {"filters": "16,32"}).depth == 2

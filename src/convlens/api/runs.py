@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,8 +218,10 @@ def refuse_to_replace(out: str | Path | None, force: bool) -> None:
     weights and metrics (a directory with another program's config.json is refused later, force or not)."""
     from convlens.models.checkpoint import CONFIG_FILE, stored_format
     from convlens.records import RUN_FORMAT
+    from convlens.run_files import METRICS_FILE
     if out is not None and not force and stored_format(Path(out) / CONFIG_FILE) == RUN_FORMAT:
-        raise UsageError(f"{out} already holds a run; nothing was written: choose another output directory, or "
+        what = "a run" if (Path(out) / METRICS_FILE).exists() else "an unfinished run (interrupted, or still training)"
+        raise UsageError(f"{out} already holds {what}; nothing was written: choose another output directory, or "
                          "replace it with --force (force=True in Python)")
 
 
@@ -244,5 +247,7 @@ def load_run(directory: str | Path) -> Run:
     """
     from convlens.models.checkpoint import read_checked_config
     from convlens.run_files import read_metrics
+    if not isinstance(directory, (str, os.PathLike)):
+        raise UsageError(f"load_run takes a run's directory (a path), got {directory!r}")
     directory = Path(directory)
     return Run(read_checked_config(directory), read_metrics(directory), directory)

@@ -33,14 +33,12 @@ def models_list(as_json: JsonOption = False) -> None:
 def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fashion-mnist",
                 as_json: JsonOption = False) -> None:
     """A Keras-like summary: per layer output shape, parameters, MACs, receptive field, jump."""
-    from convlens.data.catalog import dataset_info
+    from convlens.config import model_spec, train_config
     from convlens.models.network import Network
     from convlens.models.presets import PRESETS
     from convlens.models.registry import canonical_name, resolve_spec
     from convlens.models.summary import summarize
-    info = dataset_info(dataset)
-    spec = resolve_spec(name, {"in_channels": info.channels, "image_size": info.size,
-                               "num_classes": len(info.class_names), **overrides(set_)})
+    spec = model_spec(train_config(name, dataset, set=overrides(set_)))  # as train builds it (convlens.summary too)
     summary = summarize(Network(spec), canonical_name(name))
     if as_json:
         return print_json({**summary.to_dict(), "spec": spec.model_dump(mode="json")})
@@ -51,5 +49,6 @@ def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fas
         table.add_row(*row.values())
     out.print(table)
     out.print(" " + summary.totals().replace("\n", "\n "))
-    for reproduction in [] if set_ or dataset != "fashion-mnist" else PRESETS[summary.name].reproduces:
+    preset = PRESETS[summary.name]  # its notes, when this is the preset as is or as a write-up's --set has it
+    for reproduction in [r for r in preset.reproduces if spec in (preset.spec, resolve_spec(preset.name, r.overrides))]:
         out.print(f" Reproduces {reproduction.describe()}")

@@ -89,6 +89,8 @@ def dataset_names_text() -> str:
 def check_dataset_name(name: str) -> str:
     """``name`` if it names a dataset, a folder made absolute (a run records where its images were, not where
     the command happened to run); else one line listing the names. A folder is checked when it is read."""
+    if not isinstance(name, str):  # None, a number, a Path: from Python
+        raise UsageError(f"a dataset is named by text, e.g. 'fashion-mnist' or 'folder:PATH'; got {name!r}")
     if name in BUILTIN_DATASETS:
         return name
     if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):

@@ -63,6 +63,8 @@ class ImageDataset:
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> ImageDataset:
         """The first ``n_train`` / ``n_test`` images (deterministic; for quick runs and tests)."""
         for n, total, what in ((n_train, len(self.train_labels), "train"), (n_test, len(self.test_labels), "test")):
+            if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool)):
+                raise UsageError(f"{what} subset size must be a whole number of images, got {n!r}")
             if n is not None and not 0 < n <= total:
                 raise UsageError(f"{what} subset size must be between 1 and {total}, got {n}")
         if n_train is None and n_test is None:  # nothing to cut: the same object, its split digests already taken
@@ -128,6 +130,12 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
         arrays, located = catalog.load_digits_arrays()
     else:
         arrays, located = catalog.load_folder(Path(name[len(catalog.FOLDER_PREFIX):]).expanduser(), info)
+    if name != "cifar10" and data_dir is not None and Path(data_dir).expanduser().resolve() != Path(
+            located.directory).resolve():  # elsewhere: ignored, yet recorded as where the data came from. Where it
+        # is (a run's recorded directory; SageMaker's channel holding a folder dataset) is accepted.
+        raise UsageError(f"data_dir (--data-dir) {data_dir} does not apply to {name}: "
+                         + ("scikit-learn's digits come with scikit-learn" if name == "digits" else
+                            "a folder dataset is read from its own path") + "; leave it out")
     return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                         arrays["test_labels"], info.class_names, located, name)
 

@@ -32,8 +32,14 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
          data_dir: Path | None = None) -> Plan:
     """Resolve every level, check one factor changes, write experiment.json, list the pending runs (and the
     failed ones, with ``retry_failed``). ``data_dir``: where the runs read the data, not part of the design."""
+    from convlens.runs import check_augmentation
     levels = resolve_levels(spec)
     diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
+    for level in levels:  # each level's augmentation on this dataset: one line now, not a failed run per seed
+        try:
+            check_augmentation(level.for_seed(0))
+        except UsageError as e:
+            raise UsageError(f"level {level.label}: {e}") from None
     store = RunStore(out)
     deleted = store.prepare(spec, levels, reference_level(spec, levels).label, diff, force=force)
     jobs, done, failed, retried = [], 0, 0, 0

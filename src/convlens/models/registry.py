@@ -8,7 +8,7 @@ themselves are data in presets.py; the dependency runs one way, registry -> pres
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, get_origin
+from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -76,11 +76,30 @@ def parse_overrides(texts: Iterable[str], example: str = "--set kernel_size=5") 
     return changes
 
 
-def _coerce_text(field_annotation: Any, value: Any) -> Any:
-    """Comma-separated text for tuple fields ('16,32' -> ['16', '32']); pydantic does the rest."""
-    if isinstance(value, str) and get_origin(field_annotation) is tuple:
-        return [v.strip() for v in value.split(",") if v.strip()]
+def _coerce_text(key: str, field_annotation: Any, value: Any) -> Any:
+    """Comma-separated text for tuple fields ('16,32' -> ['16', '32']; an empty item stays, for validation to
+    refuse: '16,,32' is a typo, not two blocks), and one number as one block (16 -> [16], as '16' is); pydantic does
+    the rest. True and False are refused where a number is wanted (pydantic would read True as 1)."""
+    if isinstance(value, bool) and bool not in (field_annotation, *get_args(field_annotation)):
+        raise UsageError(f"{key}: expected a number, got {value!r}")
+    if get_origin(field_annotation) is not tuple:
+        return value
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",")] if value.strip() else []  # '': none (dense= : no hidden layer)
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+        raise UsageError(f"{key}: expected numbers, got {list(value)!r}")
     return value
+
+
+def model_fields(name: str) -> set[str]:
+    """The settings of preset ``name``'s kind (what ``set`` / --set may change); none for an unknown name."""
+    try:
+        kind = PRESETS[canonical_name(name)].spec.kind
+    except (UsageError, KeyError, TypeError):
+        return set()
+    return set(SPEC_TYPES[kind].model_fields) - {"kind"}
 
 
 def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
@@ -94,7 +113,7 @@ def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
     if unknown:
         raise UsageError(f"unknown override '{unknown[0]}' for {name} ({base.kind}); "
                          f"valid keys: {', '.join(fields)}")
-    typed = {k: _coerce_text(fields[k].annotation, v) for k, v in overrides.items()}
+    typed = {k: _coerce_text(k, fields[k].annotation, v) for k, v in overrides.items()}
     merged = spec_cls.reconcile_overrides(base.model_dump(), typed)
     try:
         return spec_cls.model_validate(merged)

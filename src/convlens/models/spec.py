@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from convlens.errors import UsageError
+
 Activation = Literal["relu", "gelu", "silu", "tanh", "elu", "leaky_relu"]
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -70,6 +72,8 @@ class CNNSpec(_SpecBase):
                 filters.append(filters[-1] * 2)
             merged["filters"] = tuple(filters[:depth])
         elif "filters" in overrides and "depth" not in overrides:
+            if not overrides["filters"]:  # else 'depth: Input should be greater than or equal to 1' blames depth
+                raise UsageError("filters needs at least one value (one per block), e.g. filters=16,32,64")
             merged["depth"] = len(overrides["filters"])
         return merged
 

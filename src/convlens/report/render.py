@@ -80,6 +80,8 @@ def _embed_images(body: str, root: Path) -> str:
     inside = root.resolve()
 
     def data_uri(match: re.Match) -> str:
+        if not match.group(1).lower().endswith(".png"):  # left as a link, the page would not be self-contained
+            raise UsageError(f"the report names a figure that is not a .png file: {match.group(1)}")
         path = root / html.unescape(match.group(1))
         # results.json names the figures; a study copied from elsewhere must not make the report embed host
         # files ("../../home/me/secret.png", an absolute path, a symlink out of the study directory).
@@ -88,7 +90,7 @@ def _embed_images(body: str, root: Path) -> str:
         if not path.is_file():
             raise UsageError(f"the report names a figure that does not exist: {path}")
         return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
-    return re.sub(r'src="([^":]+\.png)"', data_uri, body)
+    return re.sub(r'<img src="(?!data:)([^"]*)"', lambda m: "<img " + data_uri(m), body)
 
 
 def render_report(out: str | Path) -> tuple[Path, Path]:
@@ -106,6 +108,8 @@ def render_report(out: str | Path) -> tuple[Path, Path]:
         results = json.loads(results_path.read_text())
     except json.JSONDecodeError as e:
         raise UsageError(f"{results_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{results_path} is not valid JSON (not UTF-8 text)") from None
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         found = results.get("format") if isinstance(results, dict) else None
         raise UsageError(f"{results_path} has format {found!r}, this convlens renders {RESULTS_FORMAT!r}; run "
