@@ -326,7 +326,7 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "directory with --force (force=True)"),
     ("run dir: a pending run predicted with (its weights may be an earlier run's)", lambda t, r, m: [
         "predict", copy_of(r, t, lambda d: (d / "metrics.json").unlink()), str(t / "x.npy")], 2,
-     "is not a finished run (no metrics.json)"),
+     "is not a finished run (no metrics.json:"),
     ("run dir: a failed run evaluated", lambda t, r, m: ["evaluate", copy_of(r, t, edit_json(
         "metrics.json", lambda x: x.update(status="failed", reason="boom")))], 2, "is a failed run (boom)"),
     ("evaluate --device tpu", lambda t, r, m: ["evaluate", str(r), "--device", "tpu"], 2,

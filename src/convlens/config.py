@@ -205,7 +205,8 @@ def read_yaml(path: Path) -> Any:
                 except TypeError:  # an unhashable key: the base class says so
                     break
                 if earlier is not None:
-                    raise yaml.MarkedYAMLError(problem=f"{key!r} is given twice (first on line {earlier})",
+                    shown = repr(key) if len(repr(key)) <= 60 else repr(key)[:57] + "..."
+                    raise yaml.MarkedYAMLError(problem=f"{shown} is given twice (first on line {earlier})",
                                                problem_mark=key_node.start_mark)
                 first_line[key] = key_node.start_mark.line + 1
             return super().construct_mapping(node, deep=deep)

@@ -15,8 +15,8 @@ _ORIENTATION = 0x0112  # the EXIF tag; 1 is upright
 
 def upright(img: Any) -> Any:
     """``img`` (a PIL image) turned as its EXIF orientation says: a phone photo taken sideways is stored sideways
-    with a tag saying so. ``img`` itself when it has no such tag (nothing is decoded for the check) or when its EXIF
-    block is broken, which costs the orientation only."""
+    with a tag saying so. ``img`` itself when it has no such tag or when its EXIF block is broken, which costs the
+    orientation only. A PNG's EXIF may follow its pixels, so Pillow decodes a PNG to find it."""
     from PIL import ImageOps
     try:
         if img.getexif().get(_ORIENTATION, 1) == 1:

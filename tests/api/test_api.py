@@ -282,3 +282,23 @@ def test_fewer_seeds_than_before_says_which_finished_runs_it_leaves_out(both, ca
     capsys.readouterr()
     assert main(["experiment", "run", str(root / "s.yaml"), "--out", str(root / "cli")]) == 0  # 3 again: no note
     assert "left out of this analysis" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset", ["digits", "folder"])
+def test_a_study_reloads_its_data_where_the_recorded_directory_is_another_existing_one(tmp_path, dataset):
+    """results.json records where the study found its data. For digits that is scikit-learn's directory, for a
+    folder the folder: on another machine (or venv) that path may exist and be something else. Only datasets read
+    from a data directory are given it; digits and folders are found by their name."""
+    from convlens.api.study import StudyResult
+    from tests.data.test_catalog import write_folder
+    name = "digits"
+    if dataset == "folder":
+        write_folder(tmp_path / "imgs", {"a": (30, 30, 30), "b": (200, 200, 200)}, n=3, mode="L")
+        name = f"folder:{tmp_path / 'imgs'}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = {"study": {"config": {"dataset": name, "train_subset": None, "test_subset": None},
+                         "data": {"directory": str(elsewhere)}}}
+    loaded = StudyResult(tmp_path, results=results).dataset()
+    expected = convlens.load_dataset(name)  # read the usual way, by name alone
+    assert np.array_equal(loaded.test_images, expected.test_images) and len(loaded.test_labels) > 0

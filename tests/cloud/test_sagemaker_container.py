@@ -146,6 +146,10 @@ def test_model_directory_carries_the_serving_code(trained):
     ({"model": "nope"}, "unknown model 'nope'"),
     ({"epochs": "0"}, "epochs: Input should be greater than or equal to 1"),
     ({"kernel-size": "5"}, "unknown hyperparameter 'kernel_size'"),
+    # two spellings of one setting, or a key twice in a JSON value: the last won without a word
+    ({"batch-size": "64", "batch_size": "128"}, "hyperparameter batch_size is given twice (batch-size and batch_size)"),
+    ({"lr": "0.1", "learning_rate": "0.5"}, "hyperparameter lr is given twice (lr and learning_rate)"),
+    ({"set": '{"kernel_size": 3, "kernel_size": 5}'}, "hyperparameter JSON gives 'kernel_size' twice"),
 ])
 def test_failures_are_written_to_the_failure_file(tmp_path, hyperparameters, message):
     proc = run_entry(opt_ml(tmp_path, hyperparameters))

@@ -128,8 +128,11 @@ class StudyResult:
         if self._dataset is None:
             from convlens.api.runs import load_dataset
             config, data = self.results["study"]["config"], self.results["study"]["data"]
+            from convlens.data.catalog import takes_data_dir
             directory = Path(data["directory"])  # where the study found it; elsewhere (Colab) the default place
-            self._dataset = load_dataset(config["dataset"], directory if directory.is_dir() else None).subset(
+            # digits and folders are found by their name: their recorded directory is where they were
+            use = directory if directory.is_dir() and takes_data_dir(config["dataset"]) else None
+            self._dataset = load_dataset(config["dataset"], use).subset(
                 config["train_subset"], config["test_subset"])
         return self._dataset
 

@@ -49,6 +49,8 @@ def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fas
         table.add_row(*row.values())
     out.print(table)
     out.print(" " + summary.totals().replace("\n", "\n "))
-    preset = PRESETS[summary.name]  # its notes, when this is the preset as is or as a write-up's --set has it
-    for reproduction in [r for r in preset.reproduces if spec in (preset.spec, resolve_spec(preset.name, r.overrides))]:
+    preset = PRESETS[summary.name]  # its notes, when this is the preset as is or as a write-up's --set has it,
+    # on the write-ups' dataset
+    for reproduction in [r for r in preset.reproduces if dataset == "fashion-mnist"
+                         and spec in (preset.spec, resolve_spec(preset.name, r.overrides))]:
         out.print(f" Reproduces {reproduction.describe()}")

@@ -86,6 +86,12 @@ def dataset_names_text() -> str:
     return ", ".join(DATASET_NAMES)
 
 
+def takes_data_dir(name: str) -> bool:
+    """Whether dataset ``name`` is read from a data directory (--data-dir): the IDX datasets and CIFAR-10, not
+    scikit-learn's digits or a folder (named by its path)."""
+    return name == "cifar10" or (name in BUILTIN_DATASETS and BUILTIN_DATASETS[name].manifest is not None)
+
+
 def check_dataset_name(name: str) -> str:
     """``name`` if it names a dataset, a folder made absolute (a run records where its images were, not where
     the command happened to run); else one line listing the names. A folder is checked when it is read."""
@@ -203,18 +209,23 @@ def stratified_split(labels: np.ndarray, test_fraction: float = TEST_FRACTION,
     return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
 
 
-def load_digits_arrays() -> tuple[dict[str, np.ndarray], LocatedFiles]:
+def digits_directory() -> Path:
+    """Where scikit-learn keeps its digits (digits.csv.gz)."""
     try:
-        from sklearn.datasets import load_digits
+        import sklearn
     except ImportError:
         raise UsageError("the digits dataset is scikit-learn's: pip install 'convlens[digits]' "
                          "(or scikit-learn)") from None
+    return Path(sklearn.__file__).parent / "datasets" / "data"
+
+
+def load_digits_arrays() -> tuple[dict[str, np.ndarray], LocatedFiles]:
+    source = digits_directory() / "digits.csv.gz"
+    from sklearn.datasets import load_digits
     bunch = load_digits()
     images = np.round(bunch.images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255, like every other dataset
     labels = bunch.target.astype(np.uint8)
     train, test = stratified_split(labels)
-    import sklearn
-    source = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
     arrays = {"train_images": images[train], "train_labels": labels[train], "test_images": images[test],
               "test_labels": labels[test]}
     return arrays, LocatedFiles(source.parent, "scikit-learn", {"digits": source})
@@ -371,7 +382,7 @@ def _folder_signature(path: Path) -> tuple:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The description of dataset ``name`` (a folder's image headers are looked at, its pixels not read)."""
+    """The description of dataset ``name`` (for a folder, its first 200 images are opened: their sides and modes)."""
     name = check_dataset_name(name)
     if not name.startswith(FOLDER_PREFIX):
         return BUILTIN_DATASETS[name]

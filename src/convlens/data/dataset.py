@@ -124,18 +124,20 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
     info = catalog.dataset_info(name)
     if info.manifest is not None:
         return load_dataset(data_dir, info.manifest, download=download)
+    if data_dir is not None and not catalog.takes_data_dir(name):  # ignored, yet recorded as where the data came
+        # from; where it is (SageMaker's channel holding a folder dataset, digits' own directory) is accepted
+        here = (Path(name[len(catalog.FOLDER_PREFIX):]) if name.startswith(catalog.FOLDER_PREFIX)
+                else catalog.digits_directory())
+        if Path(data_dir).expanduser().resolve() != here.expanduser().resolve():
+            raise UsageError(f"data_dir (--data-dir) {data_dir} does not apply to {name}: "
+                             + ("scikit-learn's digits come with scikit-learn" if name == "digits" else
+                                "a folder dataset is read from its own path") + "; leave it out")
     if name == "cifar10":
         arrays, located = catalog.load_cifar10(data_dir, download)
     elif name == "digits":
         arrays, located = catalog.load_digits_arrays()
     else:
         arrays, located = catalog.load_folder(Path(name[len(catalog.FOLDER_PREFIX):]).expanduser(), info)
-    if name != "cifar10" and data_dir is not None and Path(data_dir).expanduser().resolve() != Path(
-            located.directory).resolve():  # elsewhere: ignored, yet recorded as where the data came from. Where it
-        # is (a run's recorded directory; SageMaker's channel holding a folder dataset) is accepted.
-        raise UsageError(f"data_dir (--data-dir) {data_dir} does not apply to {name}: "
-                         + ("scikit-learn's digits come with scikit-learn" if name == "digits" else
-                            "a folder dataset is read from its own path") + "; leave it out")
     return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                         arrays["test_labels"], info.class_names, located, name)
 

@@ -72,7 +72,7 @@ def _use_token_at_hand() -> None:
         try:
             from ray._raylet import Config
             Config.initialize("")  # what Ray's own _enable_token_auth does after setting the variable
-        except ImportError:
+        except (ImportError, AttributeError):  # another Ray version: its next config load reads the variable
             pass
         return
     if not _token_available():

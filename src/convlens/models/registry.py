@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
+import numpy as np
 from pydantic import ValidationError
 
 from convlens.errors import UsageError, format_validation_error
@@ -76,11 +77,16 @@ def parse_overrides(texts: Iterable[str], example: str = "--set kernel_size=5") 
     return changes
 
 
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field's annotation (Annotated, Optional, tuple[...] included) takes int or float values."""
+    return annotation in (int, float) or any(_wants_number(a) for a in get_args(annotation))
+
+
 def _coerce_text(key: str, field_annotation: Any, value: Any) -> Any:
     """Comma-separated text for tuple fields ('16,32' -> ['16', '32']; an empty item stays, for validation to
     refuse: '16,,32' is a typo, not two blocks), and one number as one block (16 -> [16], as '16' is); pydantic does
     the rest. True and False are refused where a number is wanted (pydantic would read True as 1)."""
-    if isinstance(value, bool) and bool not in (field_annotation, *get_args(field_annotation)):
+    if isinstance(value, (bool, np.bool_)) and _wants_number(field_annotation):
         raise UsageError(f"{key}: expected a number, got {value!r}")
     if get_origin(field_annotation) is not tuple:
         return value
@@ -88,7 +94,7 @@ def _coerce_text(key: str, field_annotation: Any, value: Any) -> Any:
         return [v.strip() for v in value.split(",")] if value.strip() else []  # '': none (dense= : no hidden layer)
     if isinstance(value, (int, float)):
         return [value]
-    if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in value):
         raise UsageError(f"{key}: expected numbers, got {list(value)!r}")
     return value
 

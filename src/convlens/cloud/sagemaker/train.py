@@ -53,19 +53,30 @@ def read_hyperparameters() -> dict[str, Any]:
     return normalize_hyperparameters(hps)
 
 
+def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice is not None:
+        raise UsageError(f"hyperparameter JSON gives {twice!r} twice; give it once")
+    return dict(pairs)
+
+
 def normalize_hyperparameters(hps: dict[str, Any]) -> dict[str, Any]:
     """SageMaker's string values (JSON-encoded or not) and dashed keys -> typed values under convlens' names."""
-    result = {}
+    result, spelled = {}, {}
     for key, value in hps.items():
         if key.startswith("sagemaker_"):  # the SDK's own bookkeeping (program, submit directory, region)
             continue
         if isinstance(value, str):
             try:
-                value = json.loads(value)  # the SDK JSON-encodes values: '"cnn"', '15'
+                value = json.loads(value, object_pairs_hook=_keys_once)  # the SDK JSON-encodes values: '"cnn"', '15'
             except json.JSONDecodeError:
                 pass  # a plain string, as CreateTrainingJob passes it
         name = key.replace("-", "_")
-        result[ALIASES.get(name, name)] = value
+        name = ALIASES.get(name, name)
+        if name in result:  # batch-size and batch_size, lr and learning_rate: the last would win
+            raise UsageError(f"hyperparameter {name} is given twice ({spelled[name]} and {key}); give it once")
+        result[name], spelled[name] = value, key
     unknown = sorted(set(result) - VALID_KEYS)
     if unknown:
         raise UsageError(f"unknown hyperparameter '{unknown[0]}'; valid: {', '.join(sorted(VALID_KEYS))}")
