@@ -244,7 +244,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
         "t10k-labels-idx1-ubyte.gz", lambda b: b[:8] + bytes([(b[8] + 1) % 10]) + b[9:])), 1, "checksum mismatch"),
     ("data: label out of range", lambda t, r, m: tiny_with_bad_label(t), 1, "label 10 is out of range"),
     # run and model directories
-    ("model dir: missing", lambda t, r, m: ["predict", str(t / "nowhere"), str(t / "x.npy")], 2, "config.json not found"),
+    ("model dir: missing", lambda t, r, m: ["predict", str(t / "nowhere"), str(t / "x.npy")], 2,
+     "nowhere does not exist; give a directory written by 'convlens train' or 'convlens export'"),
+    ("evaluate a file, not a run directory (it said 'notes.txt/config.json not found')", lambda t, r, m: [
+        "evaluate", str(t / "notes.txt")], 2, "notes.txt is a file; give a directory written by 'convlens train'"),
     ("model dir: config.json not JSON", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")
                                                                             .write_text("{")), str(t / "x.npy")], 2,
      "is not valid JSON"),

@@ -76,8 +76,8 @@ def test_data_info_reports_source_and_balance(capsys, fashion):
     (["train", "--model", "seed000-cnn"], "unknown model 'seed000-cnn'; valid models: cnn, mlp, mlp-128-64"),
     (["train", "--model", "cnn-32-64-128", "--device", "tpu"], "device: Input should be 'auto', 'cpu' or 'cuda'"),
     (["train", "--model", "cnn-32-64-128", "--optimizer", "rmsprop"], "optimizer: Input should be"),
-    (["evaluate", "/nonexistent/run"], "config.json not found"),
-    (["compare", "/nonexistent/run"], "config.json not found"),
+    (["evaluate", "/nonexistent/run"], "/nonexistent/run does not exist"),
+    (["compare", "/nonexistent/run"], "/nonexistent/run does not exist"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
@@ -218,3 +218,18 @@ def test_an_address_port_outside_1_to_65535_is_a_usage_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("convlens: error: --address 127.0.0.1:99999: the port must be between 1 "
                                                "and 65535")
     assert not (tmp_path / "e").exists()
+
+
+def test_the_lines_that_name_a_run_name_its_settings_too(tmp_path, capsys):
+    """'cnn-32-64-128 (recipe fast, seed 0)' for a run trained with --set dense=32 read as the preset as it is."""
+    import convlens
+    out = tmp_path / "run"
+    assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--set", "dense=32", "--set",
+                 "dropout=0.1", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("mlp-128-64 (dense=32, dropout=0.1), recipe fast, seed 0: test accuracy ")
+    assert main(["evaluate", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"mlp-128-64 (dense=32, dropout=0.1), seed 0, from {out}: test accuracy ")
+    assert repr(convlens.load_run(out)).startswith("Run(mlp-128-64 (dense=32, dropout=0.1), seed 0: test accuracy ")
+    assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "plain"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("mlp-128-64, recipe fast, seed 0: ")  # the preset as it is

@@ -167,6 +167,12 @@ def html_table(rows: list[dict], title: str = "", styles: list[dict[str, str]] |
 
 # Numbers as the tables print them (terminal and notebook alike) ----------------------------------------------
 
+def model_label(name: str, overrides: dict | None) -> str:
+    """'cnn-32-64-128 (kernel_size=4, layer=local)': a preset's name alone reads as the preset as it is."""
+    changes = ", ".join(f"{k}={v}" for k, v in (overrides or {}).items())
+    return f"{name} ({changes})" if changes else name
+
+
 def pp(x: float | None, signed: bool = False) -> str:
     """A fraction in percent (points), two decimals; '-' when missing."""
     if x is None:

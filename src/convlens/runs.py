@@ -296,7 +296,8 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")
     from convlens.probes.confusion import classification_report
     source = config.get("source_run") or {}  # an exported model: its run's own test, perhaps on a subset
-    return {"run": str(run_dir), "model": config["model"]["name"], "seed": seed,
+    return {"run": str(run_dir), "model": config["model"]["name"], "overrides": config["model"].get("overrides") or {},
+            "seed": seed,
             "n_test": len(y), **result.to_dict("test_"),
             "source_run_test": ({k: source[k] for k in ("test_accuracy", "n_test")}
                                 if "n_test" in source and "test_accuracy" in source else None),

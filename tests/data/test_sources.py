@@ -83,6 +83,8 @@ def test_search_order_explicit_then_env_then_cache_then_system(tmp_path, monkeyp
     monkeypatch.setenv("CONVLENS_DATA", str(tmp_path / "env"))
     kwargs = dict(cache_dir=tmp_path / "cache", system_dir=tmp_path / "system", download=False)
     assert locate(tmp_path / "explicit", manifest, **kwargs).directory == tmp_path / "explicit"
+    monkeypatch.chdir(tmp_path)  # a relative --data-dir is recorded where it is, not relative to today's directory
+    assert locate("explicit", manifest, **kwargs).directory == tmp_path / "explicit"
     assert locate(None, manifest, **kwargs).directory == tmp_path / "env"
     monkeypatch.delenv("CONVLENS_DATA")
     assert locate(None, manifest, **kwargs).origin == "cache"

@@ -177,13 +177,16 @@ class Run:
     def __repr__(self) -> str:
         m = self.metrics
         where = f" in {self.directory}" if self.directory else ""
-        return (f"Run({self.config['model']['name']}, seed {self.config['seed']}: test accuracy "
+        from convlens.display import model_label
+        model = model_label(self.config["model"]["name"], self.config["model"].get("overrides"))
+        return (f"Run({model}, seed {self.config['seed']}: test accuracy "
                 f"{m['test_accuracy']:.2%} after {m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}{where})")
 
     def _repr_html_(self) -> str:
-        from convlens.display import html_table
+        from convlens.display import html_table, model_label
         m = self.metrics
-        rows = [{"model": self.config["model"]["name"], "dataset": self.config["data"]["dataset"],
+        model = model_label(self.config["model"]["name"], self.config["model"].get("overrides"))
+        rows = [{"model": model, "dataset": self.config["data"]["dataset"],
                  "recipe": self.config["recipe"]["name"], "seed": str(self.config["seed"]),
                  "test accuracy": f"{m['test_accuracy']:.2%}", "test loss": f"{m['test_loss']:.4f}",
                  "epochs": str(m["epochs_run"]), "train s": f"{m['train_seconds']:.1f}",

@@ -22,7 +22,7 @@ from convlens.cli.options import (
 )
 from convlens.cli.tables import print_comparison
 from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS, train_config
-from convlens.display import out, print_json
+from convlens.display import model_label, out, print_json
 from convlens.tracking import make_tracker
 
 RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, text in RECIPE_DESCRIPTIONS.items()) + "."
@@ -79,7 +79,8 @@ def train_cmd(
     if as_json:
         return print_json({"run": str(out_dir), **{k: v for k, v in m.items() if k != "history"}})
     epochs_run = m["epochs_run"]
-    out.print(f"{cfg.model} (recipe {cfg.recipe.name}, seed {seed}): test accuracy {m['test_accuracy']:.2%}, "
+    out.print(f"{model_label(cfg.model, cfg.overrides)}, recipe {cfg.recipe.name}, seed {seed}: test accuracy "
+              f"{m['test_accuracy']:.2%}, "
               f"test loss {m['test_loss']:.4f}, {epochs_run} epoch{'s' if epochs_run != 1 else ''} in "
               f"{m['train_seconds']:.1f}s ({m['train_images_per_second']:,.0f} img/s, {m['precision']}) -> {out_dir}")
     if tracked and not quiet:
@@ -99,7 +100,8 @@ def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory w
     # an exported model is tested on every test image; its run may have been tested on a subset
     note = (f" (its run was tested on {source['n_test']:,}: {source['test_accuracy']:.2%})"
             if source and source["n_test"] != result["n_test"] else "")
-    out.print(f"{result['model']} (seed {result['seed']}) from {run_dir}: test accuracy "
+    model = model_label(result["model"], result["overrides"])
+    out.print(f"{model}, seed {result['seed']}, from {run_dir}: test accuracy "
               f"{result['test_accuracy']:.2%}, test loss {result['test_loss']:.4f}, macro F1 "
               f"{result['classification_report']['macro']['f1']:.2%} on {result['n_test']:,} images{note}")
 

@@ -174,7 +174,7 @@ def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[di
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     cache = Path(os.environ.get("CONVLENS_CIFAR10_CACHE") or user_cache_dir(_named("cifar10")))
     if explicit is not None:
-        directory = _cifar_dir(Path(explicit).expanduser())
+        directory = _cifar_dir(Path(explicit).expanduser().absolute())  # recorded in runs, as the IDX files' is
         if directory is None:
             raise DataError(f"{explicit} holds no CIFAR-10 binary batches ({', '.join(CIFAR10_TRAIN + CIFAR10_TEST)}"
                             ", directly or in cifar-10-batches-bin/); extract cifar-10-binary.tar.gz there")

@@ -127,7 +127,7 @@ def locate(
     """Find the dataset files following the search order above; download them if allowed and needed."""
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     if explicit is not None:
-        directory = Path(explicit).expanduser()
+        directory = Path(explicit).expanduser().absolute()  # recorded in runs: not relative to today's directory
         if not directory.is_dir():
             state = "is not a directory" if directory.exists() else "does not exist"
             raise DataError(f"data directory {directory} {state}; pass an existing --data-dir "

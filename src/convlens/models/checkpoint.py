@@ -67,6 +67,9 @@ def model_file(directory: Path, name: str) -> Path:
 
 
 def read_config(directory: Path) -> dict:
+    if not Path(directory).is_dir():  # not '.../notes.txt/config.json not found'
+        state = "is a file" if Path(directory).exists() else "does not exist"
+        raise UsageError(f"{directory} {state}; give a directory written by 'convlens train' or 'convlens export'")
     return read_json_object(model_file(directory, CONFIG_FILE),
                             "give a directory written by 'convlens train' or 'convlens export'")
 
