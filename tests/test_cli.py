@@ -163,10 +163,12 @@ def test_text_in_brackets_prints_as_written_on_a_terminal_too(tmp_path):
     assert failed.returncode == 2 and "'[data]' is neither a built-in experiment" in failed.stderr
 
 
-def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path, workers):
     """SIGINT in the middle of an experiment: exit 130 (not 0, which a script would read as success) and one line
     on stderr; the finished runs are kept, and the same command trains only what is left
-    (tests/experiments/test_sweep.py resumes after a kill -9 in detail)."""
+    (tests/experiments/test_sweep.py resumes after a kill -9 in detail). With worker processes, Ctrl-C (SIGINT to
+    the whole process group, as a terminal sends it) used to train every queued run before exiting."""
     import signal
 
     import yaml
@@ -176,10 +178,14 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path):
                                         seeds=8)))
     out = tmp_path / "e"
     argv = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*argv, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
     wait_for_a_finished_run(out)
-    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    at_signal = len(list(out.glob("runs/*/seed*/metrics.json")))
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: to the command and its workers
     _, err = process.communicate(timeout=120)
+    # no queued run starts after Ctrl-C (one a worker was finishing may land as the signal does)
+    assert len(list(out.glob("runs/*/seed*/metrics.json"))) <= at_signal + workers
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == ("convlens: interrupted; finished runs are kept, and the same command "
                                             "resumes where it stopped")

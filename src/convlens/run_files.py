@@ -28,13 +28,27 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 
 
+def experiment_of(run_dir: Path) -> Path | None:
+    """The experiment (or study experiment) directory ``run_dir`` is inside, or is: one with an experiment.json,
+    ``run_dir`` being it, its runs/ or a level or run directory under runs/. None when it is in none."""
+    path = Path(run_dir).absolute()
+    for candidate in (path, *list(path.parents)[:3]):
+        inside = path.relative_to(candidate).parts
+        if (candidate / "experiment.json").is_file() and (not inside or inside[0] == "runs"):
+            return candidate
+    return None
+
+
 def check_finished(run_dir: Path) -> dict:
     """A run directory's weights answer requests or are scored only once its metrics.json says it finished: a
     pending run's weights may be an earlier run's (a rerun into the directory removes metrics.json and writes its
     config.json first, the weights last), and a failed run's are whatever it had reached. Returns its metrics."""
     if not model_file(run_dir, METRICS_FILE).exists():  # a link out of the directory is refused, not followed
+        experiment = experiment_of(run_dir)
+        again = (f"run its experiment again (convlens experiment run ... --out {experiment}: it trains unfinished "
+                 "runs)" if experiment else "train it again into the same directory with --force (force=True)")
         raise UsageError(f"{run_dir} is not a finished run (no {METRICS_FILE}: interrupted, or still training); "
-                         "train it again into the same directory with --force (force=True), or give a finished one")
+                         f"{again}, or give a finished one")
     metrics = read_metrics(run_dir)  # a FIFO or a device is "not found", never opened
     if metrics["status"] != "done":
         raise UsageError(f"{run_dir} is a failed run ({metrics.get('reason')}); give a finished one")

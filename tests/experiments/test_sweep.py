@@ -259,3 +259,33 @@ def test_adding_a_level_keeps_the_finished_runs_and_a_changed_config_is_refused(
     err = capsys.readouterr().err
     assert "holds runs of kernel_size=3, kernel_size=5, kernel_size=7 with another config (recipe.epochs 1 there, " \
            "2 here)" in err  # what differs, so the user knows which flag to give
+
+
+def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_an_experiment(tmp_path, capsys):
+    """A run trained by hand into an experiment (what 'train it again with --force' once advised), or a link to
+    another level's run, was counted as that level's seed and paired with the reference, exit 0."""
+    spec = write_spec(tmp_path / "d.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
+                      test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
+    out = tmp_path / "e"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    run = out / "runs" / "recipe.lr=0.002" / "seed1"
+    for where in (run, out, out / "runs"):  # force or not
+        assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", str(where), "--force"]) == 2
+        assert "whose runs 'convlens experiment run' trains; give another --out" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--seed", "7", "--out", str(foreign),
+                 "--quiet"]) == 0
+    shutil.rmtree(run)
+    shutil.copytree(foreign, run)
+    capsys.readouterr()
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err.strip() == (f"convlens: error: {run} holds a run that is not this level's seed 1 "
+                                               "(its seed, recipe differ); move it out of the experiment and run "
+                                               "again (that run is trained anew)")
+    shutil.rmtree(run)
+    run.symlink_to(out / "runs" / "recipe.lr=0.001" / "seed1")  # the reference's run, counted as the other level's
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
+    assert f"{run} is a link (to " in capsys.readouterr().err
+    run.unlink()
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0  # trained anew
+    assert json.loads((run / "config.json").read_text())["seed"] == 1

@@ -67,6 +67,7 @@ class Experiment:
         runs are kept. With the local backend the dataset is read (or found missing) before anything is written.
         """
         from convlens.data import load_named
+        from convlens.directory_lock import holding
         from convlens.display import RunsProgress
         from convlens.experiments import with_changes
         from convlens.experiments.run import execute_plan, make_backend, plan
@@ -82,49 +83,50 @@ class Experiment:
         loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
         if loaded is not None:  # a subset larger than the data: one usage line now, not a failed run per level
             loaded.subset(spec.train_subset, spec.test_subset)
-        tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
-        p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
-        if loaded is not None:  # runs kept from before must have seen these images
-            p.store.check_data(loaded, fix="give the data they were trained on, or run again with --force "
-                                           "(force=True)")
-        total = len(p.jobs) + p.done + p.failed
-        progress = RunsProgress(quiet)
-        if force:
-            progress.line(_describe_deleted(p.deleted, out_dir))
-        if p.retried:
-            progress.line(f"retrying {p.retried} failed run(s)")
-        progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in {out_dir}: "
-                      f"{p.done} finished, {p.failed} failed"
-                      + (" (--retry-failed runs them again)" if p.failed else "") + f", {len(p.jobs)} to run "
-                      + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
-                         else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
-                                                            if runner.batch_seeds else "")))
-        beyond = sorted({int(d.name[4:]) for d in (out_dir / "runs").glob("*/seed*")
-                         if d.name[4:].isdigit() and int(d.name[4:]) >= spec.seeds and (d / METRICS_FILE).is_file()})
-        if beyond:  # fewer seeds than before: their runs stay on disk, outside this analysis; said, not silent
-            progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but left "
-                          f"out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes them")
-        if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
+        with holding(out_dir, "the experiment"):  # a second command on this --out is refused
+            tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
+            p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
+            if loaded is not None:  # runs kept from before must have seen these images
+                p.store.check_data(loaded, fix="give the data they were trained on, or run again with --force "
+                                               "(force=True)")
+            total = len(p.jobs) + p.done + p.failed
+            progress = RunsProgress(quiet)
             if force:
-                tracker.retire(out_dir)
-            parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"),
-                                          store=out_dir)
-            tracker.catch_up(parent, p.store, spec.name)
-
-        def on_result(result) -> None:
-            progress.run_finished(result)
-            if tracker is not None:  # logged from the store as each run lands, whatever trained it
+                progress.line(_describe_deleted(p.deleted, out_dir))
+            if p.retried:
+                progress.line(f"retrying {p.retried} failed run(s)")
+            progress.line(f"{spec.name}: {total} runs ({total // spec.seeds} levels x {spec.seeds} seeds) in "
+                          f"{out_dir}: {p.done} finished, {p.failed} failed"
+                          + (" (--retry-failed runs them again)" if p.failed else "") + f", {len(p.jobs)} to run "
+                          + (f"as Ray tasks ({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each)" if backend == "ray"
+                             else f"with {workers} worker(s)" + (", each level's seeds as one batched model"
+                                                                if runner.batch_seeds else "")))
+            beyond = sorted({int(d.name[4:]) for d in (out_dir / "runs").glob("*/seed*") if d.name[4:].isdigit()
+                             and int(d.name[4:]) >= spec.seeds and (d / METRICS_FILE).is_file()})
+            if beyond:  # fewer seeds than before: their runs stay on disk, outside this analysis; said, not silent
+                progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but "
+                              f"left out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes them")
+            if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
+                if force:
+                    tracker.retire(out_dir)
+                parent = tracker.start_parent(spec.name, "experiment", params=spec.model_dump(mode="json"),
+                                              store=out_dir)
                 tracker.catch_up(parent, p.store, spec.name)
 
-        progress.start(len(p.jobs), weighted=False)
-        try:
-            summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
-                                   backend=runner, dataset=loaded)
-        finally:
-            progress.close()
-            if tracker is not None:
-                tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
-        return ExperimentResult(out_dir, summary, tracked=tracker.where(parent) if tracker is not None else None)
+            def on_result(result) -> None:
+                progress.run_finished(result)
+                if tracker is not None:  # logged from the store as each run lands, whatever trained it
+                    tracker.catch_up(parent, p.store, spec.name)
+
+            progress.start(len(p.jobs), weighted=False)
+            try:
+                summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
+                                       backend=runner, dataset=loaded)
+            finally:
+                progress.close()
+                if tracker is not None:
+                    tracker.finish(parent, [out_dir / "summary.json", out_dir / "runs.csv"])
+            return ExperimentResult(out_dir, summary, tracked=tracker.where(parent) if tracker is not None else None)
 
     def __repr__(self) -> str:
         levels = ", ".join(label for label, _ in self.spec.factor.labelled_levels())

@@ -221,7 +221,11 @@ def refuse_to_replace(out: str | Path | None, force: bool) -> None:
     weights and metrics (a directory with another program's config.json is refused later, force or not)."""
     from convlens.models.checkpoint import CONFIG_FILE, stored_format
     from convlens.records import RUN_FORMAT
-    from convlens.run_files import METRICS_FILE
+    from convlens.run_files import METRICS_FILE, experiment_of
+    experiment = experiment_of(Path(out)) if out is not None else None
+    if experiment is not None:  # force or not: a run trained there by hand would be counted as the experiment's
+        where = "is the experiment" if experiment == Path(out).absolute() else f"is inside the experiment {experiment}"
+        raise UsageError(f"{out} {where}, whose runs 'convlens experiment run' trains; give another --out")
     if out is not None and not force and stored_format(Path(out) / CONFIG_FILE) == RUN_FORMAT:
         what = "a run" if (Path(out) / METRICS_FILE).exists() else "an unfinished run (interrupted, or still training)"
         raise UsageError(f"{out} already holds {what}; nothing was written: choose another output directory, or "
@@ -231,15 +235,19 @@ def refuse_to_replace(out: str | Path | None, force: bool) -> None:
 def train_from_config(cfg: TrainConfig, out: str | Path | None = None, *, force: bool = False, quiet: bool = False,
                       dataset: ImageDataset | None = None) -> Run:
     """``train`` from a validated TrainConfig (what the CLI builds from its options)."""
+    from contextlib import nullcontext
+
+    from convlens.directory_lock import holding
     from convlens.display import TrainingProgress
     from convlens.runs import run_training
-    refuse_to_replace(out, force)
-    progress = TrainingProgress(quiet)
-    try:
-        result = run_training(cfg, Path(out) if out is not None else None, dataset=dataset,
-                              progress=None if progress.quiet else progress)
-    finally:
-        progress.close()
+    with holding(out, "a run") if out is not None else nullcontext():  # two trains into one --out: one is refused
+        refuse_to_replace(out, force)  # again, now that no other process can write there
+        progress = TrainingProgress(quiet)
+        try:
+            result = run_training(cfg, Path(out) if out is not None else None, dataset=dataset,
+                                  progress=None if progress.quiet else progress)
+        finally:
+            progress.close()
     return Run(result.config, result.metrics, result.directory, result.model.eval().cpu())
 
 

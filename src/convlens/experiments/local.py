@@ -95,10 +95,25 @@ def threads_per_run(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    _die_with(parent)
     import torch
     torch.set_num_threads(threads)
     skip_the_last_collection()  # the pool's shutdown waits for each worker to exit
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker is killed when its parent dies, however it dies (kill -9 included). Otherwise it would go
+    on training into a directory whose lock died with the parent, beside a rerun that trains the same runs."""
+    import ctypes
+    import signal
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own checks remain
+        return
+    if os.getppid() != parent:  # the parent died before the call above
+        os._exit(1)
 
 
 WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g. out of memory, or a crash); "
@@ -171,18 +186,32 @@ def _run_pool(units: list[list[Job]], workers: int, threads: int, executors: Exe
     (none if it did not), in order."""
     broken = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(_execute_unit, executors, unit): unit for unit in units}
-        for future in as_completed(futures):
-            try:
-                unit_results = future.result()
-            except BrokenProcessPool:
-                broken.append(futures[future])
-                continue
-            for result in unit_results:
-                on_result(result)
-                results.append(result)
+        try:
+            for future in as_completed(futures):
+                try:
+                    unit_results = future.result()
+                except BrokenProcessPool:
+                    broken.append(futures[future])
+                    continue
+                for result in unit_results:
+                    on_result(result)
+                    results.append(result)
+        except BaseException:  # Ctrl-C, SIGTERM, an error here: leaving the block would wait for every queued run
+            _stop(pool, futures)
+            raise
     return sorted(broken, key=units.index)
+
+
+def _stop(pool: ProcessPoolExecutor, futures: dict) -> None:
+    """No queued run starts, and the running ones stop now (their directories stay unfinished: a rerun trains
+    them again)."""
+    for future in futures:
+        future.cancel()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # the standard library keeps them
+        process.terminate()  # there; Python 3.14's terminate_workers() does the same
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finished(job: Job) -> bool:

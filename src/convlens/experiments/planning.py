@@ -69,6 +69,8 @@ def plan_experiment(spec: ExperimentSpec, out: Path, effect: float, *, power: fl
         dataset.subset(spec.train_subset, spec.test_subset)  # larger than the data: one usage line, as run says
         store.check_data(dataset, fix="give the data they were trained on, or plan in a new --out")
         on_pilot(seeds)
-        summary = execute_plan(plan(with_changes(spec, seeds=seeds), out, data_dir=data_dir), dataset=dataset,
-                               **run_events)
+        from convlens.directory_lock import holding
+        with holding(out, "the experiment"):  # the pilot's runs: one process at a time
+            summary = execute_plan(plan(with_changes(spec, seeds=seeds), out, data_dir=data_dir), dataset=dataset,
+                                   **run_events)
     return {"experiment": spec.name, "directory": str(out), **seeds_for_effect(summary, effect, power)}

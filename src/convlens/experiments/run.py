@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
 from convlens.experiments.plots import write_plots
@@ -15,6 +16,7 @@ from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference
 from convlens.experiments.store import RunStore
 
 if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
+    from convlens.config import TrainConfig
     from convlens.data.dataset import ImageDataset
 
 
@@ -47,6 +49,7 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
         for level in levels:
             status = store.status(level.label, seed)
             if status == "done":
+                check_kept_run(store.run_dir(level.label, seed), level.for_seed(seed))
                 done += 1
                 continue
             if status == "failed" and not retry_failed:
@@ -58,6 +61,30 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
                 config = config.model_copy(update={"data_dir": Path(data_dir)})
             jobs.append(Job(level.label, seed, config, store.run_dir(level.label, seed)))
     return Plan(store, jobs, done, failed, retried, tuple(deleted))
+
+
+def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
+    """A finished run counted for a level and seed must be that level's run for that seed: one trained there by
+    hand (convlens train --out ... --force), copied or linked from another level would be paired as this one."""
+    from convlens.config import model_spec
+    from convlens.models.checkpoint import read_checked_config
+    if run_dir.is_symlink():
+        raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
+                            "remove the link and run again (the run is trained anew)")
+    config = read_checked_config(run_dir)
+    data = config.get("data") or {}
+    differs = [what for what, stored, wanted in (
+        ("seed", config.get("seed"), expected.seed),
+        ("model", config["model"].get("spec"), model_spec(expected).model_dump(mode="json")),
+        ("recipe", config.get("recipe"), expected.recipe.model_dump(mode="json")),
+        ("dataset", data.get("dataset"), expected.dataset),
+        ("train subset", data.get("train_subset"), expected.train_subset),
+        ("test subset", data.get("test_subset"), expected.test_subset),
+        ("pixels", data.get("pixels", "original"), expected.pixels)) if stored != wanted]
+    if differs:
+        raise ConvlensError(f"{run_dir} holds a run that is not this level's seed {expected.seed} (its "
+                            f"{', '.join(differs)} differ{'s' if len(differs) == 1 else ''}); move it out of the "
+                            "experiment and run again (that run is trained anew)")
 
 
 @dataclass(frozen=True)

@@ -194,10 +194,17 @@ def _load_data(config: StudyConfig, data_dir: Path | None) -> tuple[StudyConfig,
                           if config.train_subset or config.test_subset else full)
 
 
-def run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
-              retry_failed: bool = False, data_dir: Path | None = None, command: str | None = None,
-              backend: Backend = Backend()) -> dict:
-    """Run (or resume) the study in ``out``; returns the results written to results.json."""
+def run_study(config: StudyConfig, out: Path, **options: Any) -> dict:
+    """Run (or resume) the study in ``out``; returns the results written to results.json. One process at a time
+    (a second study on this --out is refused: both would train the same runs)."""
+    from convlens.directory_lock import holding
+    with holding(out, "the study"):
+        return _run_study(config, Path(out), **options)
+
+
+def _run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = None, force: bool = False,
+               retry_failed: bool = False, data_dir: Path | None = None, command: str | None = None,
+               backend: Backend = Backend()) -> dict:
 
     events = events or StudyEvents()
     config = config.model_copy(update={"workers": study_workers(config, backend)})
