@@ -105,7 +105,8 @@ class Experiment:
                              and int(d.name[4:]) >= spec.seeds and (d / METRICS_FILE).is_file()})
             if beyond:  # fewer seeds than before: their runs stay on disk, outside this analysis; said, not silent
                 progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but "
-                              f"left out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes them")
+                              f"left out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes "
+                              "them")
             if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
                 if force:
                     tracker.retire(out_dir)
