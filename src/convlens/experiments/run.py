@@ -66,17 +66,23 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
 def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
     """A finished run counted for a level and seed must be that level's run for that seed: one trained there by
     hand (convlens train --out ... --force), copied or linked from another level would be paired as this one."""
-    from convlens.config import model_spec
-    from convlens.models.checkpoint import read_checked_config
+    from pydantic import ValidationError
+
+    from convlens.config import Recipe, model_spec
+    from convlens.models.checkpoint import read_checked_config, spec_from_config
     if run_dir.is_symlink():
         raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
                             "remove the link and run again (the run is trained anew)")
     config = read_checked_config(run_dir)
     data = config.get("data") or {}
+    try:  # as validated objects: a field added since the run was trained takes its default on both sides
+        recipe = Recipe.model_validate(config.get("recipe"))
+    except ValidationError:
+        recipe = None
     differs = [what for what, stored, wanted in (
         ("seed", config.get("seed"), expected.seed),
-        ("model", config["model"].get("spec"), model_spec(expected).model_dump(mode="json")),
-        ("recipe", config.get("recipe"), expected.recipe.model_dump(mode="json")),
+        ("model", spec_from_config(config, run_dir), model_spec(expected)),
+        ("recipe", recipe, expected.recipe),
         ("dataset", data.get("dataset"), expected.dataset),
         ("train subset", data.get("train_subset"), expected.train_subset),
         ("test subset", data.get("test_subset"), expected.test_subset),
