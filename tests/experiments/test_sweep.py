@@ -289,3 +289,33 @@ def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_a
     run.unlink()
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0  # trained anew
     assert json.loads((run / "config.json").read_text())["seed"] == 1
+    (run / "model.safetensors").unlink()  # counted as done, evaluate and export then failed on it
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
+    assert f"{run} is finished but has no model.safetensors" in capsys.readouterr().err
+
+
+def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_image_by_image_test(tmp_path, capsys):
+    spec = write_spec(tmp_path / "d.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
+                      test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
+    out = tmp_path / "e"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    (out / "runs" / "recipe.lr=0.002" / "seed1" / "predictions.npz").unlink()
+    capsys.readouterr()
+    assert main(["experiment", "table", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recipe.lr=0.002 seed 1: no predictions.npz in the run directory, so left out of the image-by-image" in \
+        printed
+    assert "seed 0: " in printed and "seed 1: " not in printed.split("image by image")[1].split("\n")[0]
+
+
+def test_levels_dropped_from_the_design_are_named_not_silently_left_on_disk(tmp_path, capsys):
+    spec = write_spec(tmp_path / "d.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
+                      test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
+    out = tmp_path / "e"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    other = write_spec(tmp_path / "d2.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
+                       test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 3e-3]))
+    capsys.readouterr()
+    assert main(["experiment", "run", str(other), "--out", str(out)]) == 0
+    assert (f"note: finished runs of recipe.lr=0.002, not a level of this design, are kept in {out / 'runs'} but "
+            "left out of this analysis") in capsys.readouterr().out

@@ -107,6 +107,12 @@ class Experiment:
                 progress.line(f"note: finished runs of seed {', '.join(map(str, beyond))} are kept in {out_dir} but "
                               f"left out of this analysis of {spec.seeds} seeds; --seeds {beyond[-1] + 1} includes "
                               "them")
+            labels = {level["label"] for level in p.store.read_experiment()["levels"]}
+            others = sorted(d.name for d in (out_dir / "runs").glob("*") if d.is_dir() and d.name not in labels
+                            and any((run / METRICS_FILE).is_file() for run in d.glob("seed*")))
+            if others:  # levels of an earlier design of this experiment: on disk, outside this one; said, not silent
+                progress.line(f"note: finished runs of {', '.join(others)}, not a level of this design, are kept in "
+                              f"{out_dir / 'runs'} but left out of this analysis")
             if tracker is not None:  # one parent per store: a resumed sweep reopens it and logs what it lacks
                 if force:
                     tracker.retire(out_dir)

@@ -158,6 +158,12 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
     }
     note = timing_note(summary["timing"])
     summary["warnings"] += [note] if note else []
+    unstored = [f"{label} seed {seed}" for label, runs in ok.items() for seed in runs
+                if seed not in predictions.get(label, {})]
+    if unstored:  # said, not silent: their accuracies are compared, their images are not
+        summary["warnings"].append(f"{', '.join(unstored)}: no predictions.npz in the run directory, so left out of "
+                                   "the image-by-image comparisons (delete the run's directory and run the experiment "
+                                   "again to restore it)")
     summary["warnings"] += uneven_times({label: [m.get("train_seconds") for m in runs.values()]
                                          for label, runs in ok.items()})
     summary["warnings"] += several_precisions({label: [m.get("precision") for m in runs.values()]

@@ -69,11 +69,14 @@ def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
     from pydantic import ValidationError
 
     from convlens.config import Recipe, model_spec
-    from convlens.models.checkpoint import read_checked_config, spec_from_config
+    from convlens.models.checkpoint import WEIGHTS_FILE, read_checked_config, spec_from_config
     if run_dir.is_symlink():
         raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
                             "remove the link and run again (the run is trained anew)")
     config = read_checked_config(run_dir)
+    if not (run_dir / WEIGHTS_FILE).is_file():  # counted as done, it could not be evaluated, exported or drawn
+        raise ConvlensError(f"{run_dir} is finished but has no {WEIGHTS_FILE}; delete the run's directory and run "
+                            "again (that run is trained anew)")
     data = config.get("data") or {}
     try:  # as validated objects: a field added since the run was trained takes its default on both sides
         recipe = Recipe.model_validate(config.get("recipe"))
