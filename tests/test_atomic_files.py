@@ -25,3 +25,12 @@ def test_a_failing_writer_leaves_neither_target_nor_temp_file(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write_with(tmp_path / "x.bin", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_where_the_file_goes_is_named_not_the_temporary_file(tmp_path):
+    """The rename over a directory failed naming '.runs.csv.j9djha4v.tmp', which the user never saw."""
+    (tmp_path / "runs.csv").mkdir()
+    with pytest.raises(IsADirectoryError) as raised:
+        atomic_write_json(tmp_path / "runs.csv", {"a": 1})
+    assert raised.value.filename == str(tmp_path / "runs.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]  # no temporary file left

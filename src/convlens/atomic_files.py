@@ -41,7 +41,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]
         os.replace(tmp, path)
     except OSError as e:  # a full disk or a read-only directory: the old file stays, the temp file goes
         Path(tmp).unlink(missing_ok=True)
-        raise _naming(e, path) from None
+        raise _naming(e, path, tmp) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -49,10 +49,11 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]
     return path
 
 
-def _naming(error: OSError, path: Path) -> OSError:
+def _naming(error: OSError, path: Path, tmp: str | None = None) -> OSError:
     """``error`` with the file it was about: write() and fsync() errors (ENOSPC, EIO) carry no file name, and
-    the CLI prints 'No space left on device: PATH' only for errors that name one."""
-    if error.filename is not None:
+    the CLI prints 'No space left on device: PATH' only for errors that name one. One that names the temporary
+    file (the rename over a directory: 'Is a directory: .runs.csv.j9dj.tmp') names the target instead."""
+    if error.filename is not None and error.filename != tmp:
         return error
     return type(error)(error.errno, error.strerror or str(error), str(path))
 

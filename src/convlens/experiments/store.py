@@ -100,8 +100,10 @@ class RunStore:
             mode="json")}
 
     def _read_experiment_file(self) -> dict:
-        return read_json_object(self.experiment_file, f"{self.root} holds no experiment; run 'convlens experiment "
-                                "run' first")
+        advice = ("restore it, or start the experiment again with --force (it deletes the experiment's runs)"
+                  if self.experiment_file.exists() else  # damaged: 'run it first' would send the user in a circle
+                  f"{self.root} holds no experiment; run 'convlens experiment run' first")
+        return read_json_object(self.experiment_file, advice)
 
     def prepare(self, spec: ExperimentSpec, levels: list[Level], reference: str, diff: dict, *,
                 force: bool) -> list[Path]:
