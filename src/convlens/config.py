@@ -254,3 +254,21 @@ def model_spec(config: TrainConfig):  # -> ModelSpec (models.spec; not imported 
                          f"{', '.join(fixed)}; leave {' and '.join(overridden)} out of the model's settings (--set)")
     return spec
 
+
+def check_augmentation(cfg: TrainConfig) -> None:
+    """Augmentation that keeps each image's class, on this dataset: mirroring only where a mirrored image keeps its
+    class (a mirrored shoe is a shoe, a mirrored 3 is not a 3; the dataset says which, convlens.data.catalog), and a
+    shift of at most half the image's side (8x8 digits shifted by 8 px leave an empty canvas)."""
+    from convlens.augment import parse_augment
+    from convlens.data.catalog import dataset_info
+    info = dataset_info(cfg.dataset)
+    augmentation = parse_augment(cfg.recipe.augment)
+    mirror = (f"--augment {cfg.recipe.augment}" if augmentation.flip > 0 else
+              f"--hflip {cfg.recipe.hflip:g}" if cfg.recipe.hflip > 0 else None)
+    if mirror and not info.flips_preserve_meaning:
+        raise UsageError(f"{mirror} mirrors training images, but a mirrored image of {cfg.dataset} is not of the same "
+                         "class (digits and characters are not symmetric); leave mirroring out for this dataset")
+    if augmentation.shift > info.size // 2:
+        raise UsageError(f"--augment {cfg.recipe.augment}: a shift of up to {augmentation.shift} px would move "
+                         f"{cfg.dataset}'s {info.size}x{info.size} images off the canvas; use shift:"
+                         f"{max(1, info.size // 8)} or so (at most {info.size // 2})")

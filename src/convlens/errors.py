@@ -6,7 +6,8 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback i
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -49,6 +50,17 @@ def one_line(text: str) -> str:
     """``text`` with each non-printable character (newline, tab, escape, ...) written as its escape: ``\\n``."""
     return text if text.isprintable() else "".join(
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def first_repeated(keys: Iterable[Any]) -> Any | None:
+    """The first key that comes again in ``keys`` (a JSON object's, in order), or None: json.loads keeps the last
+    of two, another parser the first, so which was meant is not known."""
+    seen: set[Any] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def first_sentence(text: str, limit: int = 240) -> str:

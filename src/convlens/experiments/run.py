@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convlens.config import check_augmentation
 from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
@@ -34,7 +35,6 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
          data_dir: Path | None = None) -> Plan:
     """Resolve every level, check one factor changes, write experiment.json, list the pending runs (and the
     failed ones, with ``retry_failed``). ``data_dir``: where the runs read the data, not part of the design."""
-    from convlens.runs import check_augmentation
     levels = resolve_levels(spec)
     diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
     for level in levels:  # each level's augmentation on this dataset: one line now, not a failed run per seed

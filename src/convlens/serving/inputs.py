@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from convlens.errors import first_repeated
 from convlens.images import DEEP_GREY, MAX_IMAGE_PIXELS, to_8bit_grey, upright
 
 SIDE = 28
@@ -219,13 +220,10 @@ _JSON_CONSTANTS = (b"true", b"false", b"null")
 
 
 def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose key is given twice is refused: json keeps the last one, another parser the first, so
-    which images were meant is not known."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise InputError(f"JSON key {json.dumps(key[:40])} is given twice; give it once")
-        seen.add(key)
+    """A JSON object whose key is given twice is refused: which images were meant is not known."""
+    twice = first_repeated(key for key, _ in pairs)
+    if twice is not None:
+        raise InputError(f"JSON key {json.dumps(twice[:40])} is given twice; give it once")
     return dict(pairs)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convlens.atomic_files import atomic_write_bytes, atomic_write_text
-from convlens.errors import ConvlensError, UsageError, format_validation_error
+from convlens.errors import ConvlensError, UsageError, first_repeated, format_validation_error
 
 if TYPE_CHECKING:
     from convlens.config import TrainConfig
@@ -54,8 +54,7 @@ def read_hyperparameters() -> dict[str, Any]:
 
 
 def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    twice = next((key for key in keys if keys.count(key) > 1), None)
+    twice = first_repeated(key for key, _ in pairs)
     if twice is not None:
         raise UsageError(f"hyperparameter JSON gives {twice!r} twice; give it once")
     return dict(pairs)
