@@ -163,38 +163,44 @@ def test_text_in_brackets_prints_as_written_on_a_terminal_too(tmp_path):
     assert failed.returncode == 2 and "'[data]' is neither a built-in experiment" in failed.stderr
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_exits_130_with_one_line_and_keeps_the_finished_runs(tmp_path, workers):
+@pytest.mark.parametrize("number, workers", [("SIGINT", 1), ("SIGINT", 2), ("SIGTERM", 2)])
+def test_ctrl_c_or_sigterm_exits_with_one_line_and_keeps_the_finished_runs(tmp_path, number, workers):
     """SIGINT in the middle of an experiment: exit 130 (not 0, which a script would read as success) and one line
     on stderr; the finished runs are kept, and the same command trains only what is left
     (tests/experiments/test_sweep.py resumes after a kill -9 in detail). With worker processes, Ctrl-C (SIGINT to
-    the whole process group, as a terminal sends it) used to train every queued run before exiting."""
+    the whole process group, as a terminal sends it) used to train every queued run before exiting. SIGTERM to
+    the command alone (kill, docker stop) ended it silently, exit -15; now as Ctrl-C does, with exit 143."""
     import signal
 
     import yaml
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(dict(name="ctrl-c", model="mlp-128-64", dataset="digits", recipe="fast",
                                         recipe_set={"epochs": 3}, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]),
-                                        seeds=8)))
+                                        seeds=6)))
     out = tmp_path / "e"
     argv = [str(Path(sys.executable).parent / "convlens"), "experiment", "run", str(spec), "--out", str(out)]
     process = subprocess.Popen([*argv, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     wait_for_a_finished_run(out)
     at_signal = len(list(out.glob("runs/*/seed*/metrics.json")))
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: to the command and its workers
+    if number == "SIGINT":
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: to the command and its workers
+    else:
+        os.kill(process.pid, signal.SIGTERM)  # to the command alone: its workers are stopped by it
     _, err = process.communicate(timeout=120)
-    # no queued run starts after Ctrl-C (one a worker was finishing may land as the signal does)
+    # no queued run starts after the signal (one a worker was finishing may land as the signal does)
     assert len(list(out.glob("runs/*/seed*/metrics.json"))) <= at_signal + workers
-    assert process.returncode == 130
-    assert err.strip().splitlines()[-1] == ("convlens: interrupted; finished runs are kept, and the same command "
+    assert process.returncode == (130 if number == "SIGINT" else 143)
+    stopped = "interrupted" if number == "SIGINT" else "stopped by SIGTERM"
+    assert err.strip().splitlines()[-1] == (f"convlens: {stopped}; finished runs are kept, and the same command "
                                             "resumes where it stopped")
     assert "Traceback" not in err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no temporary file left behind
     finished = len(list(out.glob("runs/*/seed*/metrics.json")))
-    assert 1 <= finished < 16, "the interrupt should land after the first run and before the last"
+    assert 1 <= finished < 12, "the signal should land after the first run and before the last"
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert f"{finished} finished, 0 failed, {16 - finished} to run" in again.stdout
+    assert f"{finished} finished, 0 failed, {12 - finished} to run" in again.stdout
 
 
 @pytest.mark.parametrize("argv, line", [
@@ -216,6 +222,20 @@ def test_what_ctrl_c_says_fits_the_command(capsys, monkeypatch, argv, line):
     monkeypatch.setattr(cli.typer.main, "get_command", lambda app: Interrupted())
     assert cli.main(argv) == 130
     assert capsys.readouterr().err.strip().startswith(line)
+
+
+def test_a_study_whose_notebook_kernels_were_stopped_by_sigterm_exits_143_with_one_line(capsys, monkeypatch):
+    """The report notebook's stage takes SIGTERM itself (convlens.report.notebook raises SystemExit(143) once its
+    kernels are stopped); main says so in one line, as for SIGTERM anywhere else in the study."""
+    import convlens.cli as cli
+
+    class StoppedInTheNotebook:
+        def main(self, **kwargs):
+            raise SystemExit(143)
+    monkeypatch.setattr(cli.typer.main, "get_command", lambda app: StoppedInTheNotebook())
+    assert cli.main(["study", "--quick"]) == 143
+    assert capsys.readouterr().err.strip() == ("convlens: stopped by SIGTERM; finished runs are kept, and the same "
+                                               "command resumes where it stopped")
 
 
 def test_an_address_port_outside_1_to_65535_is_a_usage_error(tmp_path, capsys):

@@ -44,6 +44,17 @@ app.add_typer(sagemaker.app, name="sagemaker")
 
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
+TERMINATED = 143  # and by SIGTERM (128 + 15)
+_terminated = False  # set by the console script's SIGTERM handler, read once the command has unwound
+
+
+def _stop_like_ctrl_c(number: int, frame: object) -> None:
+    """SIGTERM (kill, docker stop, a scheduler's time limit) ends the command the way Ctrl-C does: the same
+    unwinding (worker pools stopped, directory locks released, temporary files removed) and one line, then exit
+    143. Python's default for SIGTERM ends the process at once, silently."""
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
 
 
 def _stop_children() -> None:
@@ -57,17 +68,19 @@ def _stop_children() -> None:
         child.join(timeout=5)
 
 
-def interrupted_message(argv: list[str]) -> str:
-    """What Ctrl-C leaves: an experiment or a study keeps its finished runs and resumes; a server has stopped (as
-    uvicorn stops on Ctrl-C); anything else was interrupted (a SageMaker job being waited for goes on remotely)."""
+def interrupted_message(argv: list[str], terminated: bool = False) -> str:
+    """What Ctrl-C (or SIGTERM: ``terminated``) leaves: an experiment or a study keeps its finished runs and
+    resumes; a server has stopped (as uvicorn stops on Ctrl-C); anything else was interrupted (a SageMaker job
+    being waited for goes on remotely)."""
     words = [a for a in argv if not a.startswith("-")][:2]
-    if words[:1] == ["study"] or words in (["experiment", "run"], ["experiment", "plan"]):
-        return "convlens: interrupted; finished runs are kept, and the same command resumes where it stopped"
     if words[:1] == ["serve"]:
         return "convlens: the server stopped"
+    stopped = "stopped by SIGTERM" if terminated else "interrupted"
+    if words[:1] == ["study"] or words in (["experiment", "run"], ["experiment", "plan"]):
+        return f"convlens: {stopped}; finished runs are kept, and the same command resumes where it stopped"
     if words[:1] == ["sagemaker"]:
-        return "convlens: interrupted; a job or endpoint already started on SageMaker goes on there"
-    return "convlens: interrupted"
+        return f"convlens: {stopped}; a job or endpoint already started on SageMaker goes on there"
+    return f"convlens: {stopped}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Not standalone, typer returns an Exit's code instead of raising it; Ctrl-C (KeyboardInterrupt) is Exit(130)
         code = command.main(args=argv, prog_name="convlens", standalone_mode=False)
+    except SystemExit as e:  # the report notebook's kernels were stopped by SIGTERM (convlens.report.notebook)
+        if e.code != TERMINATED:
+            raise
+        code = TERMINATED
     except typer.Abort:  # EOF at a prompt
         err.print("convlens: aborted")
         return 130
@@ -104,16 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         # e.g. --out naming an existing file, a read-only directory, a full disk: say which path and why
         err.print(f"convlens: error: {e.strerror or e}: {e.filename}")
         return 1
-    if code == INTERRUPTED:
-        err.print(interrupted_message(argv if argv is not None else sys.argv[1:]))
+    if _terminated and code in (None, 0, INTERRUPTED):  # None, 0: the interrupt was taken as the end (by uvicorn)
+        code = TERMINATED
+    if code in (INTERRUPTED, TERMINATED):
+        err.print(interrupted_message(argv if argv is not None else sys.argv[1:], terminated=code == TERMINATED))
         _stop_children()
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def run() -> int:
-    """The ``convlens`` console script: ``main`` in a process of its own, which it leaves without a last pass of
-    the garbage collector (convlens.shutdown)."""
+    """The ``convlens`` console script: ``main`` in a process of its own, which SIGTERM stops as Ctrl-C does and
+    which it leaves without a last pass of the garbage collector (convlens.shutdown)."""
+    import signal
     skip_the_last_collection()
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     return main()
 
 

@@ -326,10 +326,14 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
             except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (e.g. inside Jupyter)
                 pass
 
+        before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
         def give_the_signals_back() -> None:
-            try:  # Python's own: KeyboardInterrupt for SIGINT, the default for SIGTERM
+            try:  # the handlers from before (the console script's for SIGTERM); asyncio would leave the defaults
                 for number in (signal.SIGINT, signal.SIGTERM):
                     asyncio.get_running_loop().remove_signal_handler(number)
+                    if before[number] is not None:
+                        signal.signal(number, before[number])
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
 
