@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -278,6 +279,20 @@ def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_a
     shutil.rmtree(run)
     shutil.copytree(foreign, run)
     capsys.readouterr()
+    # read, not run: the table leaves it out and says why; status marks it
+    assert main(["experiment", "table", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    level = next(lv for lv in summary["levels"] if lv["label"] == "recipe.lr=0.002")
+    kept = json.loads((run.parent / "seed0" / "metrics.json").read_text())["confusion_matrix"]
+    assert level["n"] == 1 and level["test_accuracy"]["mean"] == np.trace(kept) / np.sum(kept)
+    assert level["left_out"] == [{"seed": 1, "reason": f"{run} holds a run that is not this level's seed 1 (its seed, "
+                                  "recipe differ); move it out of the experiment and run again (that run is trained "
+                                  "anew)"}]
+    assert f"Left out of this analysis: {run} holds a run that is not this level's seed 1" in summary["warnings"][-1]
+    assert main(["experiment", "status", str(out)]) == 0
+    shown = capsys.readouterr()
+    assert "3 done, 0 failed, 0 pending, 1 left out" in shown.out and "│ done   │ left out │" in shown.out
+    assert shown.err.startswith(f"warning: {run} holds a run that is not this level's seed 1")
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
     assert capsys.readouterr().err.strip() == (f"convlens: error: {run} holds a run that is not this level's seed 1 "
                                                "(its seed, recipe differ); move it out of the experiment and run "
@@ -292,9 +307,13 @@ def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_a
     (run / "model.safetensors").unlink()  # counted as done, evaluate and export then failed on it
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
     assert f"{run} is finished but has no model.safetensors" in capsys.readouterr().err
+    assert main(["experiment", "table", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["levels"][1]["left_out"][0]["reason"].startswith(
+        f"{run} is finished but has no model.safetensors")
 
 
-def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_image_by_image_test(tmp_path, capsys):
+def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_image_by_image_test(tmp_path, capsys,
+                                                                                                 monkeypatch):
     spec = write_spec(tmp_path / "d.yaml", "d", model="mlp-128-64", dataset="digits", train_subset=None,
                       test_subset=None, factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
     out = tmp_path / "e"
@@ -306,6 +325,15 @@ def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_ima
     assert "recipe.lr=0.002 seed 1: no predictions.npz in the run directory, so left out of the image-by-image" in \
         printed
     assert "seed 0: " in printed and "seed 1: " not in printed.split("image by image")[1].split("\n")[0]
+    # an analysis stopped between its summary and its plots leaves no plot drawn from the runs as they were before
+    from convlens.experiments import run as run_module
+    from convlens.experiments.store import RunStore
+    assert (out / "plots" / "per_class.png").is_file()
+    (out / "summary.json").unlink()
+    monkeypatch.setattr(run_module, "write_plots", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        run_module.write_analysis(RunStore(out))
+    assert (out / "summary.json").is_file() and not (out / "plots").exists()
 
 
 def test_levels_dropped_from_the_design_are_named_not_silently_left_on_disk(tmp_path, capsys):

@@ -22,7 +22,7 @@ from convlens.cli.options import (
     QuietOption,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
-from convlens.display import RunsProgress, out, print_json
+from convlens.display import RunsProgress, err, out, print_json
 from convlens.errors import ConvlensError, UsageError
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
@@ -138,10 +138,17 @@ def experiment_plan(
 @app.command("status")
 def experiment_status(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
                       as_json: JsonOption = False) -> None:
-    """Done / failed / pending per level and seed."""
+    """Done / failed / pending per level and seed ('left out': done, but no longer its level's run)."""
+    from convlens.experiments.analysis import LEFT_OUT, kept_run_problem
     from convlens.experiments.store import RunStore
     store = RunStore(directory)
-    grid = store.status_grid()
+    grid: dict = store.status_grid()
+    configs = {level["label"]: level["config"] for level in store.read_experiment()["levels"]}
+    problems = {(label, seed): kept_run_problem(store.run_dir(label, seed), configs[label], seed)
+                for label, row in grid.items() for seed, status in row.items() if status == "done"}
+    for (label, seed), problem in problems.items():
+        if problem:
+            grid[label][seed] = LEFT_OUT
     if as_json:
         return print_json(grid)
     seeds = sorted({seed for row in grid.values() for seed in row})
@@ -150,7 +157,10 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
         table.add_row(label, *row.values())
     out.print(table)
     counts = [s for row in grid.values() for s in row.values()]
-    out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending")
+    out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending"
+              + (f", {counts.count(LEFT_OUT)} left out" if LEFT_OUT in counts else ""))
+    for problem in filter(None, problems.values()):
+        err.print(f"warning: {problem}")
 
 
 @app.command("table")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.comparisons import (
     Predictions,
     comparison_sentence,
@@ -23,7 +23,7 @@ from convlens.experiments.comparisons import (
     per_example_evidence,
 )
 from convlens.experiments.spec import parse_spec
-from convlens.experiments.store import RunStore, status_of
+from convlens.experiments.store import RunStore, check_kept_run, status_of
 from convlens.run_files import read_predictions
 from convlens.stats import ALPHA, mean_ci, sampling_noise
 
@@ -55,16 +55,43 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
     for level in experiment["levels"]:
         label = level["label"]
         finished = store.finished_runs(label, experiment["spec"]["seeds"])
+        ok[label] = {}
         for seed, metrics in finished.items():
             row = {c: metrics.get(c) for c in CSV_COLUMNS}
             row.update(level=label, seed=seed, status=status_of(metrics),
                        params=(metrics.get("params") or {}).get("total"),
                        run_dir=str(store.run_dir(label, seed).relative_to(store.root)))
+            if row["status"] == "done":  # counted only while it is its level's run: 'experiment run' refuses others
+                problem = kept_run_problem(store.run_dir(label, seed), level["config"], seed)
+                if problem:
+                    row.update(status=LEFT_OUT, reason=problem)
+                else:
+                    ok[label][seed] = metrics
             rows.append(row)
-        ok[label] = {seed: m for seed, m in finished.items() if status_of(m) == "done"}
         stored = {seed: read_predictions(store.run_dir(label, seed)) for seed in ok[label]}
         predictions[label] = {seed: p for seed, p in stored.items() if p is not None}
     return experiment, rows, ok, predictions
+
+
+LEFT_OUT = "left out"  # a finished run whose directory no longer holds its level's run (runs.csv's status)
+
+
+def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
+    """Why a successful run is not its level's run for ``seed`` any more (edited, copied or linked there, its
+    config.json damaged, its weights gone), or None. 'experiment run' refuses such a run; read here, the table
+    leaves it out and says so instead of counting it."""
+    from pydantic import ValidationError
+
+    from convlens.config import TrainConfig
+    try:
+        expected = TrainConfig.model_validate({**level_config, "seed": seed})
+    except ValidationError:  # a record older than a config field it names: nothing to check against
+        return None
+    try:
+        check_kept_run(run_dir, expected)
+    except ConvlensError as e:
+        return str(e)
+    return None
 
 
 def analyze(store: RunStore, alpha: float = ALPHA) -> dict:
@@ -136,6 +163,8 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
             "failed": [{"seed": r["seed"], "reason": r["reason"]} for r in rows
                        if r["level"] == label and r["status"] == "failed"],
             "pending": spec.seeds - sum(1 for r in rows if r["level"] == label),
+            "left_out": [{"seed": r["seed"], "reason": r["reason"]} for r in rows
+                         if r["level"] == label and r["status"] == LEFT_OUT],
             **level_statistics(ok[label]),
         })
     counts = {label: {seed: correct_counts(m)[0] for seed, m in runs.items()} for label, runs in ok.items()}
@@ -156,6 +185,7 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
         "conclusions": conclusions(levels, comparisons), "warnings": warnings(comparisons),
         "timing": timing_summary([m for runs in ok.values() for m in runs.values()]),
     }
+    summary["warnings"] += [f"Left out of this analysis: {r['reason']}." for r in rows if r["status"] == LEFT_OUT]
     note = timing_note(summary["timing"])
     summary["warnings"] += [note] if note else []
     unstored = [f"{label} seed {seed}" for label, runs in ok.items() for seed in runs

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convlens.config import check_augmentation
-from convlens.errors import ConvlensError, UsageError
+from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
 from convlens.experiments.plots import write_plots
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, reference_level, resolve_levels
-from convlens.experiments.store import RunStore
+from convlens.experiments.store import RunStore, check_kept_run
 
 if TYPE_CHECKING:  # the dataset module imports torch; these modules only name its type
-    from convlens.config import TrainConfig
     from convlens.data.dataset import ImageDataset
 
 
@@ -61,39 +60,6 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
                 config = config.model_copy(update={"data_dir": Path(data_dir)})
             jobs.append(Job(level.label, seed, config, store.run_dir(level.label, seed)))
     return Plan(store, jobs, done, failed, retried, tuple(deleted))
-
-
-def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
-    """A finished run counted for a level and seed must be that level's run for that seed: one trained there by
-    hand (convlens train --out ... --force), copied or linked from another level would be paired as this one."""
-    from pydantic import ValidationError
-
-    from convlens.config import Recipe, model_spec
-    from convlens.models.checkpoint import WEIGHTS_FILE, read_checked_config, spec_from_config
-    if run_dir.is_symlink():
-        raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
-                            "remove the link and run again (the run is trained anew)")
-    config = read_checked_config(run_dir)
-    if not (run_dir / WEIGHTS_FILE).is_file():  # counted as done, it could not be evaluated, exported or drawn
-        raise ConvlensError(f"{run_dir} is finished but has no {WEIGHTS_FILE}; delete the run's directory and run "
-                            "again (that run is trained anew)")
-    data = config.get("data") or {}
-    try:  # as validated objects: a field added since the run was trained takes its default on both sides
-        recipe = Recipe.model_validate(config.get("recipe"))
-    except ValidationError:
-        recipe = None
-    differs = [what for what, stored, wanted in (
-        ("seed", config.get("seed"), expected.seed),
-        ("model", spec_from_config(config, run_dir), model_spec(expected)),
-        ("recipe", recipe, expected.recipe),
-        ("dataset", data.get("dataset"), expected.dataset),
-        ("train subset", data.get("train_subset"), expected.train_subset),
-        ("test subset", data.get("test_subset"), expected.test_subset),
-        ("pixels", data.get("pixels", "original"), expected.pixels)) if stored != wanted]
-    if differs:
-        raise ConvlensError(f"{run_dir} holds a run that is not this level's seed {expected.seed} (its "
-                            f"{', '.join(differs)} differ{'s' if len(differs) == 1 else ''}); move it out of the "
-                            "experiment and run again (that run is trained anew)")
 
 
 @dataclass(frozen=True)
@@ -174,6 +140,9 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
 
 def write_analysis(store: RunStore) -> dict:
     """summary.json, runs.csv and (once any run finished) the plots of one experiment; returns the summary."""
+    plots = store.root / "plots"
+    if plots.is_dir() and not plots.is_symlink():  # an analysis stopped half-way leaves no plot of the last one
+        shutil.rmtree(plots)
     summary = write_outputs(store)
     if any(level["n"] > 0 for level in summary["levels"]):
         from convlens.data.catalog import dataset_info

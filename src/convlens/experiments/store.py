@@ -11,13 +11,14 @@ so a process killed at any moment leaves either a finished run or one that is si
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from convlens.atomic_files import atomic_write_json
-from convlens.errors import UsageError
+from convlens.errors import ConvlensError, UsageError
 from convlens.experiments.spec import ExperimentSpec, Level, parse_spec
 from convlens.models.checkpoint import CONFIG_FILE, read_json_object
 from convlens.provenance import package_versions
@@ -25,6 +26,7 @@ from convlens.records import ExperimentRecord, checked
 from convlens.run_files import METRICS_FILE, check_same_data, read_metrics
 
 if TYPE_CHECKING:
+    from convlens.config import TrainConfig
     from convlens.data.dataset import ImageDataset
 
 EXPERIMENT_FILE = "experiment.json"
@@ -200,6 +202,39 @@ class RunStore:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+
+def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
+    """A finished run counted for a level and seed must be that level's run for that seed: one trained there by
+    hand (convlens train --out ... --force), copied or linked from another level would be paired as this one."""
+    from pydantic import ValidationError
+
+    from convlens.config import Recipe, model_spec
+    from convlens.models.checkpoint import WEIGHTS_FILE, read_checked_config, spec_from_config
+    if run_dir.is_symlink():
+        raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
+                            "remove the link and run again (the run is trained anew)")
+    config = read_checked_config(run_dir)
+    if not (run_dir / WEIGHTS_FILE).is_file():  # counted as done, it could not be evaluated, exported or drawn
+        raise ConvlensError(f"{run_dir} is finished but has no {WEIGHTS_FILE}; delete the run's directory and run "
+                            "again (that run is trained anew)")
+    data = config.get("data") or {}
+    try:  # as validated objects: a field added since the run was trained takes its default on both sides
+        recipe = Recipe.model_validate(config.get("recipe"))
+    except ValidationError:
+        recipe = None
+    differs = [what for what, stored, wanted in (
+        ("seed", config.get("seed"), expected.seed),
+        ("model", spec_from_config(config, run_dir), model_spec(expected)),
+        ("recipe", recipe, expected.recipe),
+        ("dataset", data.get("dataset"), expected.dataset),
+        ("train subset", data.get("train_subset"), expected.train_subset),
+        ("test subset", data.get("test_subset"), expected.test_subset),
+        ("pixels", data.get("pixels", "original"), expected.pixels)) if stored != wanted]
+    if differs:
+        raise ConvlensError(f"{run_dir} holds a run that is not this level's seed {expected.seed} (its "
+                            f"{', '.join(differs)} differ{'s' if len(differs) == 1 else ''}); move it out of the "
+                            "experiment and run again (that run is trained anew)")
 
 
 def _differences(there: dict, here: dict, limit: int = 3) -> str:
