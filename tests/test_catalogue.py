@@ -125,6 +125,11 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("--train-subset beyond the data", lambda t, r, m: ["train", "-m", "mlp", "--train-subset", "10000000", "--out",
                                                         str(t / "o")], 2, "train subset size must be between 1"),
     ("unknown recipe", lambda t, r, m: ["train", "-m", "cnn", "--recipe", "slow"], 2, "unknown recipe 'slow'"),
+    ("--out '' (an unset $OUT: the run was trained into the current directory)", lambda t, r, m: [
+        "train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", ""], 2,
+     "Invalid value for '--out': is empty (an unset shell variable?); give a path, or '.' for this directory"),
+    ("--data-dir '' (read as the current directory)", lambda t, r, m: ["data", "info", "--data-dir", ""], 2,
+     "Invalid value for '--data-dir': is empty (an unset shell variable?)"),
     ("--hflip with --augment flip: (both mirror: a quarter of the images mirrored back)", lambda t, r, m: [
         "train", "-m", "cnn", "--hflip", "0.5", "--augment", "shift:1,flip:0.5", "--out", str(t / "o")], 2,
      "invalid training option: hflip=0.5 and augment 'shift:1,flip:0.5' both mirror images left-right; give one"),

@@ -20,6 +20,7 @@ from convlens.cli.options import (
     MlflowUriOption,
     PrecisionOption,
     QuietOption,
+    path_option,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
 from convlens.display import RunsProgress, err, out, print_json
@@ -43,8 +44,8 @@ def experiment_list() -> None:
 def experiment_run(
     spec_source: Annotated[str, typer.Argument(metavar="SPEC", help="A built-in name (convlens experiment list) "
                                                "or a YAML spec file.")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Experiment directory "
-                                                    "(default runs/experiments/NAME).")] = None,
+    out_dir: Annotated[Optional[Path], path_option("--out", "Experiment directory (default runs/experiments/NAME).")]
+        = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per level (default: the spec's, 3).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel worker processes; the cores are split between them.")] = 1,
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count for every level.")] = None,
@@ -92,8 +93,9 @@ def experiment_run(
 def experiment_plan(
     spec_source: Annotated[str, typer.Argument(metavar="SPEC", help="A built-in name or a YAML spec file.")],
     effect: Annotated[float, typer.Option(help="The difference to detect, in percentage points of test accuracy.")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Its experiment directory (default "
-                                                    "runs/experiments/NAME); a pilot is run there when needed.")]
+    out_dir: Annotated[Optional[Path], path_option("--out", "Its experiment directory "
+                                                    "(default runs/experiments/NAME); a pilot is run there when "
+                                                    "needed.")]
         = None,
     power: Annotated[float, typer.Option(help="Probability of detecting the effect.")] = 0.8,
     pilot_seeds: Annotated[int, typer.Option(help="Seeds per level of the pilot run when the directory holds "

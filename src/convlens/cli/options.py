@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-DataDirOption = Annotated[Optional[Path], typer.Option(
-    "--data-dir", help="Directory with the dataset's files (IDX .gz or raw; CIFAR-10 binary batches); default: "
+
+def path_value(value: str) -> Path:
+    """A path option's value. An empty one, most often an unset shell variable (``--out "$OUT"``), is refused:
+    as a Path it would be '.', and a command would write into (or read) the current directory unasked."""
+    if not value.strip():
+        raise typer.BadParameter("is empty (an unset shell variable?); give a path, or '.' for this directory")
+    return Path(value)
+
+
+def path_option(name: str, help: str, **kwargs: object) -> Any:
+    """An option naming a file or directory (``--out``, ``--data-dir``, ``--config``), empty refused."""
+    return typer.Option(name, parser=path_value, metavar="<path>", help=help, **kwargs)
+
+
+DataDirOption = Annotated[Optional[Path], path_option(
+    "--data-dir", "Directory with the dataset's files (IDX .gz or raw; CIFAR-10 binary batches); default: "
     "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download.", show_default=False)]
 DatasetOption = Annotated[str, typer.Option(
     "--dataset", help="fashion-mnist, mnist, kmnist, cifar10, digits (scikit-learn's 8x8), or folder:PATH "

@@ -19,6 +19,7 @@ from convlens.cli.options import (
     QuietOption,
     SetOption,
     overrides,
+    path_option,
 )
 from convlens.cli.tables import print_comparison
 from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS, train_config
@@ -48,7 +49,7 @@ def train_cmd(
     val_fraction: Annotated[Optional[float], typer.Option(help="Validation fraction (default 0.1).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience on validation loss.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, dropout, split and data order.")] = 0,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/MODEL/...).")] = None,
+    out_dir: Annotated[Optional[Path], path_option("--out", "Run directory (default runs/MODEL/...).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the run already in --out.")] = False,
     device: DeviceOption = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,

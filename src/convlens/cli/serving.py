@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from convlens.cli.options import JsonOption
+from convlens.cli.options import JsonOption, path_option
 from convlens.display import out, print_json
 from convlens.errors import ConvlensError, UsageError
 
 
 def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-               out_dir: Annotated[Optional[Path], typer.Option("--out", help="Model directory "
-                                                               "(default RUN_DIR/export).")] = None,
+               out_dir: Annotated[Optional[Path], path_option("--out", "Model directory (default RUN_DIR/export).")]
+               = None,
                fmt: Annotated[Optional[str], typer.Option("--format", help="Also write 'onnx' (model.onnx).")] = None,
                ) -> None:
     """Export a run to a self-contained model directory (safetensors + config.json, optionally ONNX)."""

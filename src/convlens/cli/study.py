@@ -17,15 +17,17 @@ from convlens.cli.options import (
     MlflowOption,
     MlflowUriOption,
     PrecisionOption,
+    path_option,
 )
 from convlens.display import out
 from convlens.errors import UsageError
 
 
 def study_cmd(
-    config_path: Annotated[Optional[Path], typer.Option("--config", help="YAML file of study options (seeds, recipe, "
-                                                        "epochs, train_subset, experiments, shift_max, ...).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (re-running reuses its finished runs).")]
+    config_path: Annotated[Optional[Path], path_option("--config", "YAML file of study "
+                                                        "options (seeds, recipe, epochs, train_subset, experiments, "
+                                                        "shift_max, ...).")] = None,
+    out_dir: Annotated[Path, path_option("--out", "Output directory (re-running reuses its finished runs).")]
         = Path("runs/study"),
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per configuration (default 3).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs of every run (default: the recipe's).")] = None,
