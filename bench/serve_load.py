@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.data import load_dataset
+from convlens.data import load_idx_dataset
 
 
 def free_port() -> int:
@@ -225,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.curve and shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
-    ds = load_dataset()
+    ds = load_idx_dataset()
     single = json.dumps({"instances": [(ds.test_images[0] / 255.0).round(4).tolist()]}).encode()
     with running_server(args.model_dir, args.workers) as port:
         if args.curve:

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import fixed_rate, free_port, start_server  # noqa: E402
 
-from convlens.data import load_dataset  # noqa: E402
+from convlens.data import load_idx_dataset  # noqa: E402
 
 HOSTILE = [  # (body, content type, expected status): a few of the catalogue's cases
     (b"[" * 50_000 + b"]" * 50_000, "application/json", 400),
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--hostile", type=float, default=0.1, help="share of hostile requests")
     args = parser.parse_args()
-    ds = load_dataset()
+    ds = load_idx_dataset()
     port = free_port()
     server = start_server(args.model_dir, port, 1)
     try:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from convlens import create_model
 from convlens.config import TrainConfig, resolve_recipe
-from convlens.data import load_dataset, to_device
+from convlens.data import load_idx_dataset, to_device
 from convlens.runs import run_training
 from convlens.stats import format_p, holm, mean_ci, paired_comparison
 from convlens.training import configure_threads, evaluate, predict_logits, uses_channels_last
@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="with --select: each variant with flip TTA too")
     args = parser.parse_args()
     configure_threads(None)
-    ds = load_dataset()
+    ds = load_idx_dataset()
     if args.select:
         select(ds, args.recipe, dict(item.split("=", 1) for item in args.set), args.variant, tta=args.tta)
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from convlens.config import TrainConfig, resolve_recipe
-from convlens.data import load_dataset
+from convlens.data import load_idx_dataset
 from convlens.data.dataset import ImageDataset
 from convlens.data.idx import IdxFileSpec, encode_idx
 from convlens.data.sources import DatasetManifest
@@ -25,7 +25,7 @@ def fashion() -> ImageDataset:
     """Real Fashion-MNIST, found as the CLI finds it: $CONVLENS_DATA, the user cache, the Debian package, or a
     verified download. A missing copy fails (never skips)."""
     try:
-        return load_dataset()
+        return load_idx_dataset()
     except DataError as e:
         pytest.fail(f"the tests need real Fashion-MNIST ({e}); run 'make data'")
 

@@ -96,8 +96,8 @@ def test_training_augments_only_the_training_batches_and_repeats_with_the_seed(f
         assert first.metrics["history"][0]["train_loss"] != plain.metrics["history"][0]["train_loss"]
         # the accuracies recorded are the model's on the untouched validation and test images
         from convlens.data.dataset import to_device
-        from convlens.runs import load_run
-        model, config, x, y = load_run(first.directory, fashion, torch.device("cpu"))
+        from convlens.runs import load_with_test_set
+        model, config, x, y = load_with_test_set(first.directory, fashion, torch.device("cpu"))
         assert evaluate(model, x, y, 10).accuracy == first.metrics["test_accuracy"]
         splits = to_device(fashion.subset(1_500, 300), torch.device("cpu"), val_fraction=0.1, seed=4)
         assert evaluate(model, splits.x_val, splits.y_val, 10).accuracy == first.metrics["val_accuracy"]  # fp32

@@ -250,8 +250,8 @@ def evaluation_data(config: dict, dataset: ImageDataset) -> ImageDataset:
     return ds.with_permuted_pixels() if data.get("pixels") == "permuted" else ds
 
 
-def load_run(run_dir: Path, dataset: ImageDataset, device: torch.device) -> tuple[Network, dict, torch.Tensor,
-                                                                                 torch.Tensor]:
+def load_with_test_set(run_dir: Path, dataset: ImageDataset,
+                       device: torch.device) -> tuple[Network, dict, torch.Tensor, torch.Tensor]:
     """A saved run ready to evaluate: (model in eval mode, config, test images (N, 1, H, W), test labels (N,)),
     on ``device``, with the test images the run was evaluated on when it was trained."""
     model, config = load_model(run_dir, device)
@@ -272,7 +272,7 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
         check_finished(run_dir)
     if dataset is None:
         dataset = load_named(dataset_of(config), data_dir)
-    model, config, x, y = load_run(run_dir, dataset, pick_device(device))
+    model, config, x, y = load_with_test_set(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")
     from convlens.probes.confusion import classification_report

@@ -16,16 +16,16 @@ if TYPE_CHECKING:
         DeviceSplits,
         ImageDataset,
         images_to_tensor,
-        load_dataset,
+        load_idx_dataset,
         load_named,
         to_device,
     )
     from convlens.data.sources import FASHION_MNIST, DatasetManifest, locate
 
 _HOME_OF = {**dict.fromkeys(("FASHION_MNIST", "DatasetManifest", "locate"), "convlens.data.sources"),
-            **dict.fromkeys(("DeviceSplits", "ImageDataset", "images_to_tensor", "load_dataset", "load_named",
+            **dict.fromkeys(("DeviceSplits", "ImageDataset", "images_to_tensor", "load_idx_dataset", "load_named",
                              "to_device"), "convlens.data.dataset")}
 __all__ = ["FASHION_MNIST", "DatasetManifest", "DeviceSplits", "ImageDataset", "images_to_tensor",
-           "load_dataset", "load_named", "locate", "to_device"]
+           "load_idx_dataset", "load_named", "locate", "to_device"]
 assert set(__all__) == set(_HOME_OF)
 __getattr__, __dir__ = lazy_exports(globals(), _HOME_OF)

@@ -107,7 +107,7 @@ def data_checksums(ds: ImageDataset) -> dict[str, str]:
     return {}
 
 
-def load_dataset(data_dir: str | os.PathLike | None = None, manifest: DatasetManifest = FASHION_MNIST,
+def load_idx_dataset(data_dir: str | os.PathLike | None = None, manifest: DatasetManifest = FASHION_MNIST,
                  *, download: bool = True) -> ImageDataset:
     """Locate (or download), verify and load an IDX dataset (Fashion-MNIST by default)."""
     located = locate(data_dir, manifest, download=download)
@@ -123,7 +123,7 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
     name = catalog.check_dataset_name(name)  # a folder: its absolute path
     info = catalog.dataset_info(name)
     if info.manifest is not None:
-        return load_dataset(data_dir, info.manifest, download=download)
+        return load_idx_dataset(data_dir, info.manifest, download=download)
     if data_dir is not None and not catalog.takes_data_dir(name):  # ignored, yet recorded as where the data came
         # from; where it is (SageMaker's channel holding a folder dataset, digits' own directory) is accepted
         here = (Path(name[len(catalog.FOLDER_PREFIX):]) if name.startswith(catalog.FOLDER_PREFIX)

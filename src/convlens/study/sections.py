@@ -30,7 +30,7 @@ from convlens.probes.receptive_field import effective_receptive_fields, erf_summ
 from convlens.probes.shift import shift_effects, shift_loss_comparisons, shift_robustness
 from convlens.report import figures, findings
 from convlens.run_files import read_predictions
-from convlens.runs import load_run
+from convlens.runs import load_with_test_set
 from convlens.stats import mean_ci
 from convlens.study import redraw
 from convlens.study.config import StudyConfig
@@ -118,7 +118,7 @@ def shift_section(store: RunStore, seeds: int, ds: ImageDataset, max_shift: int,
     for model_name, label in ((MLP, MLP_LEVEL), (CNN, CNN_LEVEL)):
         per_seed[NAMES[model_name]] = {}
         for seed, metrics in store.done_runs(label, seeds).items():
-            model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
+            model, _, x, y = load_with_test_set(store.run_dir(label, seed), ds, device)
             n_images = len(y)
             per_seed[NAMES[model_name]][seed] = shift_robustness(model, x, y, max_shift)
             mismatch = max(mismatch, abs(per_seed[NAMES[model_name]][seed][0] - metrics["test_accuracy"]))
@@ -136,7 +136,7 @@ def probe_seeds(store: RunStore, label: str, seeds: int, ds: ImageDataset, probe
     device = pick_device("auto")
     results = {}
     for seed in store.done_runs(label, seeds):
-        model, _, x, y = load_run(store.run_dir(label, seed), ds, device)
+        model, _, x, y = load_with_test_set(store.run_dir(label, seed), ds, device)
         results[seed] = probe(model, x[:images].contiguous(), y[:images]) if images else probe(model, x, y)
     return results
 
