@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from convlens.errors import UsageError
-from convlens.study.config import PRESETS, StudyConfig
+from convlens.study.config import STUDY_PRESETS, StudyConfig
 
 
 class Study:
@@ -26,7 +26,7 @@ class Study:
         changes = {k: v for k, v in changes.items() if v is not None}  # None keeps the config's (as in YAML)
         if isinstance(config, StudyConfig):
             self.config = StudyConfig.model_validate({**config.model_dump(), **changes}) if changes else config
-        elif str(config) in PRESETS:
+        elif str(config) in STUDY_PRESETS:
             self.config = load_study_config(str(config), **changes)
         else:
             self.config = load_study_config(preset, config, **changes)

@@ -89,7 +89,7 @@ class StudyConfig(BaseModel):
         return specs
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # A first look in about a minute (issue 16: <= 60 s on 2 cores): 3 seeds on the first 5,000 training and the
     # first 2,000 test images (the report says so). Every run, probe and figure of the default study, on less data.
     "quick": dict(mode="quick", seeds=3, train_subset=5000, test_subset=2000),
@@ -104,7 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def load_study_config(mode: str = "default", path: str | Path | None = None, **overrides: Any) -> StudyConfig:
     """The preset ``mode``, then the YAML file's keys, then ``overrides`` (None values ignored)."""
-    data = dict(PRESETS[mode])
+    data = dict(STUDY_PRESETS[mode])
     if path is not None:
         path = Path(path)
         if not path.is_file():
