@@ -334,6 +334,22 @@ def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_ima
     with pytest.raises(KeyboardInterrupt):
         run_module.write_analysis(RunStore(out))
     assert (out / "summary.json").is_file() and not (out / "plots").exists()
+    # runs that recorded other images (trained where the data was read anew, e.g. Ray tasks after a folder changed)
+    config_file = out / "runs" / "recipe.lr=0.002" / "seed0" / "config.json"
+    original = config_file.read_text()
+    for split, what in (("test", "tested on different images (recipe.lr=0.001 seed 0 and recipe.lr=0.002 seed 0)"),
+                        ("train", "seeds of recipe.lr=0.002 trained on different images (recipe.lr=0.002 seed 0 and "
+                                  "recipe.lr=0.002 seed 1)")):
+        config = json.loads(original)
+        config["data"]["digests"][split] = "0" * 64
+        config_file.write_text(json.dumps(config))
+        capsys.readouterr()
+        assert main(["experiment", "table", str(out)]) == 1
+        assert capsys.readouterr().err.strip() == (f"convlens: error: the runs of d were {what}: the dataset changed "
+                                                   "between them; run the experiment again with --force on the data "
+                                                   "as it is now")
+    config_file.write_text(original)
+    assert main(["experiment", "table", str(out)]) == 0
 
 
 def test_levels_dropped_from_the_design_are_named_not_silently_left_on_disk(tmp_path, capsys):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
-from convlens.errors import ConvlensError, UsageError
+from convlens.errors import ConvlensError, DataError, UsageError
 from convlens.experiments.comparisons import (
     Predictions,
     comparison_sentence,
@@ -70,7 +70,30 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
             rows.append(row)
         stored = {seed: read_predictions(store.run_dir(label, seed)) for seed in ok[label]}
         predictions[label] = {seed: p for seed, p in stored.items() if p is not None}
+    check_same_images(store, experiment["spec"]["name"], ok)
     return experiment, rows, ok, predictions
+
+
+def check_same_images(store: RunStore, name: str, ok: dict[str, dict[int, dict]]) -> None:
+    """One line (DataError) when the counted runs were tested on different images, or a level's seeds trained on
+    different ones, by the digests each run recorded: the comparisons pair runs on one test set. Runs trained where
+    the data was read anew (Ray tasks, another machine) after a folder dataset changed would otherwise be mixed; a
+    local run is checked against the data before it trains (RunStore.check_data)."""
+    from convlens.models.checkpoint import read_checked_config
+    recorded = {(label, seed): ((read_checked_config(store.run_dir(label, seed)).get("data") or {}).get("digests")
+                                or {}) for label, runs in ok.items() for seed in runs}
+    for split, groups in (("test", [list(recorded)]), ("train", [[k for k in recorded if k[0] == label]
+                                                                  for label in ok])):
+        for group in groups:
+            seen = {}
+            for key in group:
+                if split in recorded[key]:  # runs from before the digests are not checked
+                    seen.setdefault(recorded[key][split], key)
+            if len(seen) > 1:
+                (a, sa), (b, sb) = list(seen.values())[:2]
+                what = "tested on different images" if split == "test" else f"seeds of {a} trained on different images"
+                raise DataError(f"the runs of {name} were {what} ({a} seed {sa} and {b} seed {sb}): the dataset "
+                                "changed between them; run the experiment again with --force on the data as it is now")
 
 
 LEFT_OUT = "left out"  # a finished run whose directory no longer holds its level's run (runs.csv's status)
