@@ -424,6 +424,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("sagemaker: a region that is not one", lambda t, r, m: ["sagemaker", "delete", "--endpoint", "e1", "--region",
                                                              "a/b", "--dry-run"], 2,
      "--region 'a/b' must be an AWS region like us-east-1"),
+    ("sagemaker train: a region that is not one (worded unlike delete's: 'invalid SageMaker setting: region: ...')",
+     lambda t, r, m: ["sagemaker", "train", "--role-arn", "arn:aws:iam::123456789012:role/x", "--bucket", "b",
+                      "--region", "a/b", "--dry-run"], 2, "convlens: error: --region 'a/b' must be an AWS region like "
+     "us-east-1"),
     ("sagemaker: a training subset larger than the dataset", lambda t, r, m: [
         "sagemaker", "train", *SAGEMAKER, "--hp", "dataset=digits", "--hp", "train-subset=99999"], 2,
      "train subset size must be between 1 and 1438"),

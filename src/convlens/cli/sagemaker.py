@@ -30,7 +30,8 @@ def _gateway(region: str, dry_run: bool):
 def _settings(**kwargs):
     from pydantic import ValidationError
 
-    from convlens.cloud.sagemaker.launcher import SageMakerSettings
+    from convlens.cloud.sagemaker.launcher import SageMakerSettings, check_region
+    check_region(kwargs["region"])  # worded as every command words it, before the other settings
     try:
         return SageMakerSettings(**{k: v for k, v in kwargs.items() if v is not None})
     except ValidationError as e:
