@@ -402,3 +402,47 @@ def test_an_oversized_body_that_never_comes_gets_its_413(exported, headers, with
         assert b"connection: close" in answer.lower()
     finally:
         proc.kill()
+
+
+MALFORMED = [b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",  # not a number
+             b"POST /invocations HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"]  # a header line without a colon
+
+
+def _answer_to(host: str, port: int, request: bytes) -> tuple[bytes, dict, bytes]:
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):  # the server closes the connection after a 400 it cannot parse past
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    return lines[0], {k.strip().lower(): v.strip() for k, v in (line.split(b":", 1) for line in lines[1:])}, body
+
+
+def test_a_request_that_is_not_http_gets_a_400_with_a_json_message_from_either_parser(live_server):
+    """uvicorn answers what it cannot parse itself, before the app, in plain text; convlens' protocols say it in
+    the JSON shape of every other error, with httptools (what `convlens serve` runs) and with h11."""
+    import asyncio
+
+    import uvicorn
+
+    from convlens.serving.http_protocol import JsonErrorsH11Protocol, JsonErrorsHttpToolsProtocol, protocol_class
+    assert protocol_class() is JsonErrorsHttpToolsProtocol
+    servers = [("127.0.0.1", int(live_server.rsplit(":", 1)[1]))]  # the CLI's server
+    for protocol in (JsonErrorsH11Protocol, JsonErrorsHttpToolsProtocol):
+        async def app(scope, receive, send):  # never reached by a request the parser refuses
+            raise AssertionError("the app saw a malformed request")
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), http=protocol,
+                                               log_level="critical", lifespan="off"))
+        server.install_signal_handlers = lambda: None  # not the main thread
+        threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        servers.append(("127.0.0.1", server.config.port))
+    for host, port in servers:
+        for request in MALFORMED:
+            status, headers, body = _answer_to(host, port, request)
+            assert status == b"HTTP/1.1 400 Bad Request", (port, status)
+            assert headers[b"content-type"] == b"application/json" and int(headers[b"content-length"]) == len(body)
+            assert json.loads(body)["error"].startswith("not a valid HTTP request (")

@@ -126,6 +126,7 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     import uvicorn
 
     from convlens.serving.app import BODY_TIMEOUT_ENV, MODEL_DIR_ENV
+    from convlens.serving.http_protocol import protocol_class
     from convlens.serving.predictor import Predictor
     for wrong, message in ((not host.strip(), "--host is empty, which would bind every interface; give an address "
                             "(127.0.0.1: this machine only, 0.0.0.0: every interface)"),
@@ -145,4 +146,4 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
     # request still running after 25 s is cut so the process always ends within docker's 30 s grace.
     uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, timeout_graceful_shutdown=25)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=25, http=protocol_class())
