@@ -4,18 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STUDY  ?= runs/study
 
-.PHONY: study test data browser bench-keras clean
+.PHONY: study test data browser bench-keras clean constraints
 
-# The venv is rebuilt when pyproject.toml changes; the stamp files record what was installed.
-$(VENV)/.installed: pyproject.toml
+# The venv is rebuilt when pyproject.toml or constraints.txt changes; the stamp files record what was installed.
+# constraints.txt holds the versions the tests last passed with, so a fresh machine installs those, not whatever
+# was released since (pyproject.toml keeps ranges for installing convlens as a library).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,onnx,notebook]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[serve,onnx,notebook]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
+
+# After changing a dependency: install it, run the tests, then record what they passed with.
+constraints:
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -E '^(ruff|pip|setuptools|wheel)=='; } \
+	  > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 # Offline Debian machines (CI, this project's machines) get the data from the Debian package when we are
 # root; everywhere else `convlens data fetch` downloads it from the official URLs into the user cache.
