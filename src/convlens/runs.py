@@ -61,8 +61,10 @@ INPUT_CONTRACT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
 def input_contract(ds: ImageDataset) -> dict:
     """The input contract for models trained on ``ds``: its (C, H, W), and whether an uploaded image should be
     inverted when its border is light (datasets of light shapes on black: the MNIST family)."""
+    from convlens.data.catalog import BUILTIN_DATASETS
+    known = BUILTIN_DATASETS.get(ds.name)
     return {**INPUT_CONTRACT, "shape": list(ds.input_shape),
-            "invert_light_background": ds.name in ("fashion-mnist", "mnist", "kmnist", "digits")}
+            "invert_light_background": known is not None and known.light_on_dark}
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,12 @@ def test_an_empty_or_cut_predictions_file_is_one_clear_error(tmp_path):
         (tmp_path / PREDICTIONS_FILE).write_bytes(content)
         with pytest.raises(UsageError, match="cannot read the stored predictions"):
             read_predictions(tmp_path)
+
+
+@pytest.mark.parametrize("name, inverted", [("fashion-mnist", True), ("mnist", True), ("kmnist", True),
+                                            ("digits", True), ("cifar10", False), ("folder:/data/cats", False)])
+def test_uploaded_photos_are_inverted_only_for_datasets_of_light_shapes_on_black(name, inverted):
+    """The input contract a run records (and the server reads): an uploaded photo with a light border is inverted
+    only for the MNIST family and the digits, whose images are light shapes on black; not for photos or folders."""
+    from convlens.runs import input_contract
+    assert input_contract(_dataset(0, name))["invert_light_background"] is inverted

@@ -56,6 +56,9 @@ class DatasetInfo:
     flips_preserve_meaning: bool
     description: str
     manifest: DatasetManifest | None = None  # the IDX datasets
+    title: str = ""  # as the report names it; empty: the name
+    # Light shapes on a black background (the MNIST family): an uploaded photo with a light border is inverted.
+    light_on_dark: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -69,15 +72,18 @@ class DatasetInfo:
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BUILTIN_DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, FASHION_MNIST.class_names, True,
-                                 "Zalando's garments, 60,000 + 10,000 28x28 grayscale", FASHION_MNIST),
+                                 "Zalando's garments, 60,000 + 10,000 28x28 grayscale", FASHION_MNIST,
+                                 "Fashion-MNIST", light_on_dark=True),
     "mnist": DatasetInfo("mnist", 1, 28, MNIST.class_names, False,
-                         "handwritten digits, 60,000 + 10,000 28x28 grayscale", MNIST),
+                         "handwritten digits, 60,000 + 10,000 28x28 grayscale", MNIST, "MNIST", light_on_dark=True),
     "kmnist": DatasetInfo("kmnist", 1, 28, KMNIST.class_names, False,
-                          "Kuzushiji (cursive Japanese) characters, 60,000 + 10,000 28x28 grayscale", KMNIST),
+                          "Kuzushiji (cursive Japanese) characters, 60,000 + 10,000 28x28 grayscale", KMNIST,
+                          "Kuzushiji-MNIST", light_on_dark=True),
     "cifar10": DatasetInfo("cifar10", 3, 32, CIFAR10_CLASSES, True,
-                           "photos in 10 classes, 50,000 + 10,000 32x32 RGB (binary version)"),
+                           "photos in 10 classes, 50,000 + 10,000 32x32 RGB (binary version)", title="CIFAR-10"),
     "digits": DatasetInfo("digits", 1, 8, tuple(str(d) for d in range(10)), False,
-                          "scikit-learn's handwritten digits, 1,797 8x8 images (pixels 0-16 scaled to 0-255)"),
+                          "scikit-learn's handwritten digits, 1,797 8x8 images (pixels 0-16 scaled to 0-255)",
+                          title="scikit-learn's digits", light_on_dark=True),
 }
 DATASET_NAMES = (*BUILTIN_DATASETS, f"{FOLDER_PREFIX}PATH")
 

@@ -167,15 +167,11 @@ def run_experiments(runs: ExperimentRuns, costs: list[float], *, workers: int, e
     return {p.store.read_experiment()["spec"]["name"]: write_analysis(p.store) for p in runs.plans}
 
 
-DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "kmnist": "Kuzushiji-MNIST",
-                  "cifar10": "CIFAR-10", "digits": "scikit-learn's digits"}
-
-
 def dataset_block(name: str) -> dict:
     """What the report says about the dataset: a title, its description, its shape, flips."""
     from convlens.data.catalog import dataset_info
     info = dataset_info(name)
-    return {"name": name, "title": DATASET_TITLES.get(name, name), "description": info.description,
+    return {"name": name, "title": info.title or name, "description": info.description,
             "input_shape": list(info.input_shape), "flips_preserve_meaning": info.flips_preserve_meaning}
 
 
