@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from matplotlib.ticker import FuncFormatter
 
-from convlens.experiments import plots
-from convlens.experiments.plots import drawing_in_background, plt, save_figure
+from convlens import figure_files
+from convlens.figure_files import drawing_in_background, plt, save_figure
 
 
 def _figure(seed: int, texts: int = 10):
@@ -43,8 +43,8 @@ def test_each_png_is_the_one_drawn_here_and_is_on_disk_when_the_block_ends(tmp_p
     out = tmp_path / "background"
     with drawing_in_background(1):
         paths = [save_figure(_figure(seed), out / f"{seed}.png") for seed in range(4)]
-        assert len(plots._BACKGROUND.get().pending) == 4  # handed over, not drawn here
-    assert plots._BACKGROUND.get() is None
+        assert len(figure_files._BACKGROUND.get().pending) == 4  # handed over, not drawn here
+    assert figure_files._BACKGROUND.get() is None
     assert [p.read_bytes() for p in paths] == [_drawn_here(tmp_path, seed) for seed in range(4)]
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]  # no temporary file left
 
@@ -70,7 +70,7 @@ def _with_a_lambda(fig):
 def test_a_figure_that_does_not_pickle_is_drawn_here_at_once(tmp_path):
     with drawing_in_background(1):
         path = save_figure(_with_a_lambda(_figure(0)), tmp_path / "lambda.png")
-        assert path.is_file() and not plots._BACKGROUND.get().pending
+        assert path.is_file() and not figure_files._BACKGROUND.get().pending
 
 
 class ExitsInAnotherProcess:
@@ -90,7 +90,7 @@ def test_figures_whose_worker_died_are_drawn_here(tmp_path):
     fig.marker = ExitsInAnotherProcess()
     with drawing_in_background(1):
         path = save_figure(fig, tmp_path / "died.png")
-        future, _ = plots._BACKGROUND.get().pending[path]
+        future, _ = figure_files._BACKGROUND.get().pending[path]
         assert isinstance(future.exception(timeout=120), BrokenProcessPool)  # the worker is gone
         others = [save_figure(_figure(seed), tmp_path / f"{seed}.png") for seed in range(2)]
         assert all(p.is_file() for p in others)  # the pool takes no more: drawn here, at once
@@ -108,7 +108,7 @@ def test_a_figure_that_fails_to_draw_raises_at_the_end_of_the_block(tmp_path):
             save_figure(_figure(1), tmp_path / "next.png")
     # as when drawn here: the study stops at the first figure that fails (what came after it may not be drawn)
     assert {p.name for p in tmp_path.iterdir()} <= {"next.png"}  # no PNG, whole or half, of the failed one
-    assert plots._BACKGROUND.get() is None
+    assert figure_files._BACKGROUND.get() is None
 
 
 def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker_and_no_half_png(tmp_path):
@@ -118,10 +118,10 @@ def test_an_error_in_the_block_is_raised_as_it_is_and_leaves_no_worker_and_no_ha
         with drawing_in_background(2):
             for i in range(4):
                 save_figure(_figure(i, texts=600), tmp_path / f"{i}.png")
-            background = plots._BACKGROUND.get()
+            background = figure_files._BACKGROUND.get()
             workers = {p.pid for p in psutil.Process().children(recursive=True)} - before
             raise KeyError("mine")
-    assert workers and plots._BACKGROUND.get() is None and not background.pending
+    assert workers and figure_files._BACKGROUND.get() is None and not background.pending
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                    for pid in workers)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # whole PNGs or none
@@ -160,7 +160,7 @@ def test_stopping_with_many_short_jobs_queued_fails_no_thread(monkeypatch):
     failures = []
     monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
     for _ in range(3):
-        background = plots._Background(1)
+        background = figure_files._Background(1)
         futures = [background.pool.submit(time.sleep, 0.002) for _ in range(300)]
         futures[0].result(timeout=120)
         time.sleep(0.05)  # the worker works through the queue meanwhile
@@ -175,7 +175,7 @@ def test_a_failed_figure_is_raised_at_the_next_figure_handed_over(tmp_path):
     with pytest.raises(ValueError, match="frac"):
         with drawing_in_background(1):
             save_figure(bad, tmp_path / "bad.png")
-            future, _ = plots._BACKGROUND.get().pending[tmp_path / "bad.png"]
+            future, _ = figure_files._BACKGROUND.get().pending[tmp_path / "bad.png"]
             future.exception(timeout=120)  # it has failed in its worker
             try:
                 save_figure(_figure(1), tmp_path / "next.png")
@@ -191,8 +191,8 @@ def test_figures_in_a_directory_are_listed_once_written_and_other_threads_draw_h
         save_figure(_figure(0, texts=600), tmp_path / "plots" / "b.png")
         save_figure(_figure(1), tmp_path / "plots" / "a.png")
         save_figure(_figure(2), tmp_path / "elsewhere" / "c.png")
-        assert [p.name for p in plots.figures_in(tmp_path / "plots")] == ["a.png", "b.png"]
-        assert all(p.parent.name == "elsewhere" for p in plots._BACKGROUND.get().pending)
+        assert [p.name for p in figure_files.figures_in(tmp_path / "plots")] == ["a.png", "b.png"]
+        assert all(p.parent.name == "elsewhere" for p in figure_files._BACKGROUND.get().pending)
         drawn = []
         thread = threading.Thread(target=lambda: drawn.append(save_figure(_figure(3), tmp_path / "thread.png")
                                                                .is_file()))
@@ -203,14 +203,14 @@ def test_figures_in_a_directory_are_listed_once_written_and_other_threads_draw_h
 
 def test_without_workers_or_inside_another_block_figures_are_drawn_as_before(tmp_path):
     with drawing_in_background(0):
-        assert plots._BACKGROUND.get() is None
+        assert figure_files._BACKGROUND.get() is None
         assert save_figure(_figure(0), tmp_path / "0.png").is_file()
     with drawing_in_background(1):
-        outer = plots._BACKGROUND.get()
+        outer = figure_files._BACKGROUND.get()
         with drawing_in_background(1):
-            assert plots._BACKGROUND.get() is outer  # one set of workers
+            assert figure_files._BACKGROUND.get() is outer  # one set of workers
             save_figure(_figure(1), tmp_path / "1.png")
-        assert plots._BACKGROUND.get() is outer
+        assert figure_files._BACKGROUND.get() is outer
     assert (tmp_path / "1.png").read_bytes() == _drawn_here(tmp_path, 1)
 
 
@@ -218,7 +218,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path)
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(f"""
         from pathlib import Path
-        from convlens.experiments.plots import drawing_in_background, plt, save_figure
+        from convlens.figure_files import drawing_in_background, plt, save_figure
         with open({str(tmp_path / "ran.txt")!r}, "a") as f:
             f.write("ran\\n")
         with drawing_in_background(2):

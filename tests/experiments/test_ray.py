@@ -88,3 +88,22 @@ def test_gpus_asked_of_a_cluster_without_them_is_one_line_not_a_wait(local_ray, 
                  "--backend", "ray", "--gpus-per-run", "0.25"]) == 2
     assert "more GPU than the Ray cluster has (0)" in capsys.readouterr().err
     assert not list((tmp_path / "exp").glob("runs/*/*/metrics.json"))
+
+
+def test_connecting_to_ray_keeps_the_commands_sigterm_handler():
+    """ray.init installs its own SIGTERM handler (sys.exit(15)); the console script's, which ends a command as
+    Ctrl-C does with one line and exit 143, is put back (checked by hand on a real Ray: exit 143, one line)."""
+    import signal
+
+    from convlens.experiments import ray_backend
+
+    class RayInstallingItsHandler:
+        def init(self, **kwargs):
+            signal.signal(signal.SIGTERM, lambda *args: sys.exit(15))
+    console_scripts = lambda *args: None  # noqa: E731
+    before = signal.signal(signal.SIGTERM, console_scripts)
+    try:
+        ray_backend._connect(RayInstallingItsHandler(), None)
+        assert signal.getsignal(signal.SIGTERM) is console_scripts
+    finally:
+        signal.signal(signal.SIGTERM, before)

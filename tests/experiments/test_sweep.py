@@ -290,9 +290,15 @@ def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_a
                                   "anew)"}]
     assert f"Left out of this analysis: {run} holds a run that is not this level's seed 1" in summary["warnings"][-1]
     assert main(["experiment", "status", str(out)]) == 0
-    shown = capsys.readouterr()
-    assert "3 done, 0 failed, 0 pending, 1 left out" in shown.out and "│ done   │ left out │" in shown.out
-    assert shown.err.startswith(f"warning: {run} holds a run that is not this level's seed 1")
+    shown = capsys.readouterr().out
+    assert "3 done, 0 failed, 0 pending, 1 left out" in shown and "│ done   │ left out │" in shown
+    assert f"note: left out of the analysis: {run} holds a run that is not this level's seed 1" in shown
+    # the curves are drawn from the counted runs, and say over how many seeds
+    from convlens.experiments.plots import curves_figure
+    from convlens.experiments.store import RunStore
+    figure = curves_figure(RunStore(out), summary)
+    assert "n=1-2 seeds per level" in figure.axes[0].get_title()
+    assert sorted(len(line.get_xdata()) for line in figure.axes[0].get_lines()) == [1, 1]  # one epoch each
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
     assert capsys.readouterr().err.strip() == (f"convlens: error: {run} holds a run that is not this level's seed 1 "
                                                "(its seed, recipe differ); move it out of the experiment and run "
@@ -307,9 +313,11 @@ def test_a_run_that_is_not_its_levels_is_refused_and_train_does_not_write_into_a
     (run / "model.safetensors").unlink()  # counted as done, evaluate and export then failed on it
     assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 1
     assert f"{run} is finished but has no model.safetensors" in capsys.readouterr().err
-    assert main(["experiment", "table", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["levels"][1]["left_out"][0]["reason"].startswith(
-        f"{run} is finished but has no model.safetensors")
+    assert main(["experiment", "table", str(out), "--json"]) == 0  # its numbers stand: counted, and said
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["levels"][1]["n"] == 2 and summary["levels"][1]["left_out"] == []
+    assert ("recipe.lr=0.002 seed 1: no model.safetensors in the run directory; counted here, but it cannot be "
+            "exported or probed") in summary["warnings"][-1]
 
 
 def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_image_by_image_test(tmp_path, capsys,
@@ -337,17 +345,19 @@ def test_a_run_without_its_predictions_is_named_not_silently_left_out_of_the_ima
     # runs that recorded other images (trained where the data was read anew, e.g. Ray tasks after a folder changed)
     config_file = out / "runs" / "recipe.lr=0.002" / "seed0" / "config.json"
     original = config_file.read_text()
-    for split, what in (("test", "tested on different images (recipe.lr=0.001 seed 0 and recipe.lr=0.002 seed 0)"),
-                        ("train", "seeds of recipe.lr=0.002 trained on different images (recipe.lr=0.002 seed 0 and "
-                                  "recipe.lr=0.002 seed 1)")):
+    for split, what in (("test", "the runs of d were tested on different images (recipe.lr=0.001 seed 0 and "
+                                 "recipe.lr=0.002 seed 0)"),
+                        ("train", "the seeds of recipe.lr=0.002 in d were trained on different images (seeds 0 and "
+                                  "1)")):
         config = json.loads(original)
         config["data"]["digests"][split] = "0" * 64
         config_file.write_text(json.dumps(config))
         capsys.readouterr()
         assert main(["experiment", "table", str(out)]) == 1
-        assert capsys.readouterr().err.strip() == (f"convlens: error: the runs of d were {what}: the dataset changed "
-                                                   "between them; run the experiment again with --force on the data "
-                                                   "as it is now")
+        assert capsys.readouterr().err.strip() == (f"convlens: error: {what}: the data they read changed between them "
+                                                   "(a file of the dataset, or for a folder the Pillow that decoded "
+                                                   "it); run the experiment again with --force on the data as it is "
+                                                   "now")
     config_file.write_text(original)
     assert main(["experiment", "table", str(out)]) == 0
 

@@ -343,8 +343,10 @@ def read_answer(s: socket.socket) -> bytes:
     return answer
 
 
-def test_sigterm_during_a_request_lets_it_finish_then_exits(exported):
-    proc, port = serve_process(exported[0])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_during_a_request_lets_it_finish_then_exits(exported, workers):
+    """With 2 workers uvicorn's supervisor took the signal, stopped them and returned: exit 0, silently."""
+    proc, port = serve_process(exported[0], "--workers", str(workers))
     try:
         body = json.dumps([GARMENT.tolist()]).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:

@@ -23,7 +23,7 @@ from convlens.cli.options import (
     path_option,
 )
 from convlens.cli.tables import print_experiment_table, print_plan
-from convlens.display import RunsProgress, err, out, print_json
+from convlens.display import RunsProgress, out, print_json
 from convlens.errors import ConvlensError, UsageError
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
@@ -161,8 +161,8 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
     counts = [s for row in grid.values() for s in row.values()]
     out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending"
               + (f", {counts.count(LEFT_OUT)} left out" if LEFT_OUT in counts else ""))
-    for problem in filter(None, problems.values()):
-        err.print(f"warning: {problem}")
+    for problem in filter(None, problems.values()):  # as the table's warning says it
+        out.print(f"note: left out of the analysis: {problem}")
 
 
 @app.command("table")

@@ -12,7 +12,7 @@ def path_value(value: str | Path) -> Path:
     """A path option's value. An empty one, most often an unset shell variable (``--out "$OUT"``), is refused:
     as a Path it would be '.', and a command would write into (or read) the current directory unasked."""
     if not str(value).strip():  # a default arrives as a Path
-        raise typer.BadParameter("is empty (an unset shell variable?); give a path, or '.' for this directory")
+        raise typer.BadParameter("is empty (an unset shell variable?); give a path")
     return Path(value)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -145,5 +147,32 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     out.print(f"serving {model_dir} on http://{shown}:{port}/ (POST /invocations, GET /ping)")
     # SIGTERM (docker stop, SageMaker scaling in): stop accepting, finish the requests in flight, exit; a
     # request still running after 25 s is cut so the process always ends within docker's 30 s grace.
-    uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, timeout_graceful_shutdown=25, http=protocol_class())
+    stopped_by: list[int] = []
+    with _supervisor_telling(stopped_by):
+        uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=25, http=protocol_class())
+    if stopped_by:  # as one worker ends (its signal raised again): 130 for Ctrl-C, 143 for SIGTERM, one line
+        raise typer.Exit(128 + stopped_by[0])
+
+
+@contextmanager
+def _supervisor_telling(stopped_by: list[int]) -> Iterator[None]:
+    """With --workers > 1, uvicorn's supervisor takes SIGINT and SIGTERM, stops the workers and returns as if
+    nothing happened (exit 0, silently); this one also notes which signal it was. One worker re-raises it."""
+    import importlib
+    import signal
+    from unittest import mock
+
+    from uvicorn.supervisors import Multiprocess
+    running = importlib.import_module("uvicorn.main")  # the module: uvicorn.main is also its click command
+
+    class Supervisor(Multiprocess):
+        def handle_int(self) -> None:
+            stopped_by.append(signal.SIGINT)
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            stopped_by.append(signal.SIGTERM)
+            super().handle_term()
+    with mock.patch.object(running, "Multiprocess", Supervisor):
+        yield

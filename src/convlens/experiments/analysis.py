@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from convlens.experiments.comparisons import (
 )
 from convlens.experiments.spec import parse_spec
 from convlens.experiments.store import RunStore, check_kept_run, status_of
+from convlens.models.checkpoint import WEIGHTS_FILE
 from convlens.run_files import read_predictions
 from convlens.stats import ALPHA, mean_ci, sampling_noise
 
@@ -67,6 +69,8 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
                     row.update(status=LEFT_OUT, reason=problem)
                 else:
                     ok[label][seed] = metrics
+                    if not (store.run_dir(label, seed) / WEIGHTS_FILE).is_file():  # deleted to save space
+                        row["reason"] = NO_WEIGHTS
             rows.append(row)
         stored = {seed: read_predictions(store.run_dir(label, seed)) for seed in ok[label]}
         predictions[label] = {seed: p for seed, p in stored.items() if p is not None}
@@ -80,29 +84,40 @@ def check_same_images(store: RunStore, name: str, ok: dict[str, dict[int, dict]]
     the data was read anew (Ray tasks, another machine) after a folder dataset changed would otherwise be mixed; a
     local run is checked against the data before it trains (RunStore.check_data)."""
     from convlens.models.checkpoint import read_checked_config
-    recorded = {(label, seed): ((read_checked_config(store.run_dir(label, seed)).get("data") or {}).get("digests")
-                                or {}) for label, runs in ok.items() for seed in runs}
-    for split, groups in (("test", [list(recorded)]), ("train", [[k for k in recorded if k[0] == label]
-                                                                  for label in ok])):
-        for group in groups:
-            seen = {}
-            for key in group:
-                if split in recorded[key]:  # runs from before the digests are not checked
-                    seen.setdefault(recorded[key][split], key)
-            if len(seen) > 1:
-                (a, sa), (b, sb) = list(seen.values())[:2]
-                what = "tested on different images" if split == "test" else f"seeds of {a} trained on different images"
-                raise DataError(f"the runs of {name} were {what} ({a} seed {sa} and {b} seed {sb}): the dataset "
-                                "changed between them; run the experiment again with --force on the data as it is now")
+
+    def digests(label: str, seed: int) -> dict:
+        data = read_checked_config(store.run_dir(label, seed)).get("data")
+        found = data.get("digests") if isinstance(data, dict) else None
+        return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
+    recorded = {(label, seed): digests(label, seed) for label, runs in ok.items() for seed in runs}
+    why = ("the data they read changed between them (a file of the dataset, or for a folder the Pillow that decoded "
+           "it); run the experiment again with --force on the data as it is now")
+    seen: dict[str, tuple] = {}
+    for key, found in recorded.items():  # runs from before the digests are not checked
+        if "test" in found:
+            seen.setdefault(found["test"], key)
+    if len(seen) > 1:
+        (a, sa), (b, sb) = list(seen.values())[:2]
+        raise DataError(f"the runs of {name} were tested on different images ({a} seed {sa} and {b} seed {sb}): {why}")
+    for label in ok:
+        seen = {}
+        for (level, seed), found in recorded.items():
+            if level == label and "train" in found:
+                seen.setdefault(found["train"], seed)
+        if len(seen) > 1:
+            first, second = list(seen.values())[:2]
+            raise DataError(f"the seeds of {label} in {name} were trained on different images (seeds {first} and "
+                            f"{second}): {why}")
 
 
 LEFT_OUT = "left out"  # a finished run whose directory no longer holds its level's run (runs.csv's status)
+NO_WEIGHTS = "no model.safetensors"  # runs.csv's reason for a counted run whose weights are gone
 
 
 def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
     """Why a successful run is not its level's run for ``seed`` any more (edited, copied or linked there, its
-    config.json damaged, its weights gone), or None. 'experiment run' refuses such a run; read here, the table
-    leaves it out and says so instead of counting it."""
+    config.json damaged), or None. 'experiment run' refuses such a run; read here, the table leaves it out and
+    says so instead of counting it. (A run whose weights are gone is still its level's: see ``weightless``.)"""
     from pydantic import ValidationError
 
     from convlens.config import TrainConfig
@@ -111,7 +126,7 @@ def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
     except ValidationError:  # a record older than a config field it names: nothing to check against
         return None
     try:
-        check_kept_run(run_dir, expected)
+        check_kept_run(run_dir, expected, weights=False)
     except ConvlensError as e:
         return str(e)
     return None
@@ -209,6 +224,11 @@ def build_summary(experiment: dict, rows: list[dict], ok: dict[str, dict[int, di
         "timing": timing_summary([m for runs in ok.values() for m in runs.values()]),
     }
     summary["warnings"] += [f"Left out of this analysis: {r['reason']}." for r in rows if r["status"] == LEFT_OUT]
+    gone = [f"{r['level']} seed {r['seed']}" for r in rows if r["status"] == "done" and r["reason"] == NO_WEIGHTS]
+    if gone:  # counted: what they measured stands
+        summary["warnings"].append(f"{', '.join(gone)}: no model.safetensors in the run directory; counted here, but "
+                                   "it cannot be exported or probed, and 'experiment run' refuses it until its "
+                                   "directory is deleted (it is then trained anew)")
     note = timing_note(summary["timing"])
     summary["warnings"] += [note] if note else []
     unstored = [f"{label} seed {seed}" for label, runs in ok.items() for seed in runs
@@ -298,9 +318,13 @@ def warnings(comparisons: list[dict]) -> list[str]:
 
 
 def write_outputs(store: RunStore) -> dict:
-    """Write summary.json and runs.csv beside the runs; return the summary."""
+    """Write summary.json and runs.csv beside the runs, once the analysis holds; return the summary. The plots of
+    the analysis before are removed first: one stopped before its plots are drawn leaves none of the old ones."""
     experiment, rows, ok, predictions = collect(store)
     summary = build_summary(experiment, rows, ok, predictions)
+    plots = store.root / "plots"
+    if plots.is_dir() and not plots.is_symlink():
+        shutil.rmtree(plots)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -85,6 +85,21 @@ def _use_token_at_hand() -> None:
 
 
 def _connect(ray, address: str | None) -> None:
+    """``_connect_now``, keeping this process' SIGTERM handler: ray.init puts in its own (sys.exit(15), and a stack
+    dump from its C++ side), and the console script's ends a command as Ctrl-C does, with one line."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        return _connect_now(ray, address)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _connect_now(ray, address)
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _connect_now(ray, address: str | None) -> None:
     """ray.init: a local Ray for this command, or the cluster at ``address``. A token at hand is used (clusters
     enable token authentication by default; one without it ignores the token). While connecting, Ray's C++
     client logs a warning a second as it retries for ~20 s: stderr is kept off the terminal, and a failure is one

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,9 +139,6 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
 
 def write_analysis(store: RunStore) -> dict:
     """summary.json, runs.csv and (once any run finished) the plots of one experiment; returns the summary."""
-    plots = store.root / "plots"
-    if plots.is_dir() and not plots.is_symlink():  # an analysis stopped half-way leaves no plot of the last one
-        shutil.rmtree(plots)
     summary = write_outputs(store)
     if any(level["n"] > 0 for level in summary["levels"]):
         from convlens.data.catalog import dataset_info

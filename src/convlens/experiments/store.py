@@ -204,9 +204,11 @@ class RunStore:
         return d
 
 
-def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
+def check_kept_run(run_dir: Path, expected: TrainConfig, weights: bool = True) -> None:
     """A finished run counted for a level and seed must be that level's run for that seed: one trained there by
-    hand (convlens train --out ... --force), copied or linked from another level would be paired as this one."""
+    hand (convlens train --out ... --force), copied or linked from another level would be paired as this one.
+    ``weights``: also refuse a run without its model.safetensors (its numbers stand, but it cannot be evaluated,
+    exported or probed)."""
     from pydantic import ValidationError
 
     from convlens.config import Recipe, model_spec
@@ -215,7 +217,7 @@ def check_kept_run(run_dir: Path, expected: TrainConfig) -> None:
         raise ConvlensError(f"{run_dir} is a link (to {os.readlink(run_dir)}); an experiment's runs are its own: "
                             "remove the link and run again (the run is trained anew)")
     config = read_checked_config(run_dir)
-    if not (run_dir / WEIGHTS_FILE).is_file():  # counted as done, it could not be evaluated, exported or drawn
+    if weights and not (run_dir / WEIGHTS_FILE).is_file():  # counted, it could not be evaluated, exported or drawn
         raise ConvlensError(f"{run_dir} is finished but has no {WEIGHTS_FILE}; delete the run's directory and run "
                             "again (that run is trained anew)")
     data = config.get("data") or {}

@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib.collections import PolyCollection
 
-from convlens.experiments.plots import plt, save_figure
+from convlens.figure_files import plt, save_figure
 
 
 def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Path | None):

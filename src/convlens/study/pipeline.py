@@ -28,10 +28,10 @@ from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, data_checksums, load_named
 from convlens.errors import first_sentence
 from convlens.experiments.local import Job, JobResult, threads_per_run
-from convlens.experiments.plots import drawing_in_background
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
+from convlens.figure_files import drawing_in_background
 from convlens.models.network import Network
 from convlens.models.summary import flops_per_image
 from convlens.provenance import package_versions, provenance

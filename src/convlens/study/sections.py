@@ -17,8 +17,8 @@ import numpy as np
 from convlens.config import TrainConfig, model_spec
 from convlens.data.dataset import ImageDataset
 from convlens.eda import explore
-from convlens.experiments.plots import figures_in
 from convlens.experiments.store import RunStore
+from convlens.figure_files import figures_in
 from convlens.models.checkpoint import WEIGHTS_FILE
 from convlens.models.network import Network
 from convlens.models.presets import PRESETS
