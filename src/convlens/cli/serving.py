@@ -157,12 +157,14 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
 
 @contextmanager
 def _supervisor_telling(stopped_by: list[int]) -> Iterator[None]:
-    """With --workers > 1, uvicorn's supervisor takes SIGINT and SIGTERM, stops the workers and returns as if
-    nothing happened (exit 0, silently); this one also notes which signal it was. One worker re-raises it."""
+    """uvicorn.run takes SIGINT and SIGTERM itself and returns as if nothing happened: with --workers > 1 its
+    supervisor stops the workers, exit 0, silently; with one worker, Ctrl-C the same (SIGTERM is raised again,
+    which the console script's handler answers). These subclasses also note which signal it was."""
     import importlib
     import signal
     from unittest import mock
 
+    from uvicorn.server import Server
     from uvicorn.supervisors import Multiprocess
     running = importlib.import_module("uvicorn.main")  # the module: uvicorn.main is also its click command
 
@@ -174,5 +176,11 @@ def _supervisor_telling(stopped_by: list[int]) -> Iterator[None]:
         def handle_term(self) -> None:
             stopped_by.append(signal.SIGTERM)
             super().handle_term()
-    with mock.patch.object(running, "Multiprocess", Supervisor):
+
+    class OneWorker(Server):
+        def handle_exit(self, sig, frame) -> None:  # type: ignore[no-untyped-def]
+            if sig in (signal.SIGINT, signal.SIGTERM):
+                stopped_by.append(sig)
+            super().handle_exit(sig, frame)
+    with mock.patch.object(running, "Multiprocess", Supervisor), mock.patch.object(running, "Server", OneWorker):
         yield
