@@ -141,8 +141,7 @@ def experiment_plan(
 def experiment_status(directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
                       as_json: JsonOption = False) -> None:
     """Done / failed / pending per level and seed ('left out': done, but no longer its level's run)."""
-    from convlens.experiments.analysis import LEFT_OUT, kept_run_problem
-    from convlens.experiments.store import RunStore
+    from convlens.experiments.store import LEFT_OUT, RunStore, kept_run_problem
     store = RunStore(directory)
     grid: dict = store.status_grid()
     configs = {level["label"]: level["config"] for level in store.read_experiment()["levels"]}

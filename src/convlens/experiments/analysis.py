@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from convlens.atomic_files import atomic_write_json, atomic_write_text
-from convlens.errors import ConvlensError, DataError, UsageError
+from convlens.errors import DataError, UsageError
 from convlens.experiments.comparisons import (
     Predictions,
     comparison_sentence,
@@ -24,7 +24,7 @@ from convlens.experiments.comparisons import (
     per_example_evidence,
 )
 from convlens.experiments.spec import parse_spec
-from convlens.experiments.store import RunStore, check_kept_run, status_of
+from convlens.experiments.store import LEFT_OUT, NO_WEIGHTS, RunStore, kept_run_problem, status_of
 from convlens.models.checkpoint import WEIGHTS_FILE
 from convlens.run_files import read_predictions
 from convlens.stats import ALPHA, mean_ci, sampling_noise
@@ -108,28 +108,6 @@ def check_same_images(store: RunStore, name: str, ok: dict[str, dict[int, dict]]
             first, second = list(seen.values())[:2]
             raise DataError(f"the seeds of {label} in {name} were trained on different images (seeds {first} and "
                             f"{second}): {why}")
-
-
-LEFT_OUT = "left out"  # a finished run whose directory no longer holds its level's run (runs.csv's status)
-NO_WEIGHTS = "no model.safetensors"  # runs.csv's reason for a counted run whose weights are gone
-
-
-def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
-    """Why a successful run is not its level's run for ``seed`` any more (edited, copied or linked there, its
-    config.json damaged), or None. 'experiment run' refuses such a run; read here, the table leaves it out and
-    says so instead of counting it. (A run whose weights are gone is still its level's: see ``weightless``.)"""
-    from pydantic import ValidationError
-
-    from convlens.config import TrainConfig
-    try:
-        expected = TrainConfig.model_validate({**level_config, "seed": seed})
-    except ValidationError:  # a record older than a config field it names: nothing to check against
-        return None
-    try:
-        check_kept_run(run_dir, expected, weights=False)
-    except ConvlensError as e:
-        return str(e)
-    return None
 
 
 def analyze(store: RunStore, alpha: float = ALPHA) -> dict:

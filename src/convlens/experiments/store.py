@@ -239,6 +239,28 @@ def check_kept_run(run_dir: Path, expected: TrainConfig, weights: bool = True) -
                             "experiment and run again (that run is trained anew)")
 
 
+LEFT_OUT = "left out"  # a finished run whose directory no longer holds its level's run (runs.csv's status)
+NO_WEIGHTS = "no model.safetensors"  # runs.csv's reason for a counted run whose weights are gone
+
+
+def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
+    """Why a successful run is not its level's run for ``seed`` any more (edited, copied or linked there, its
+    config.json damaged), or None. 'experiment run' refuses such a run; read here, the table leaves it out and
+    says so instead of counting it. (A run whose weights are gone is still its level's: counted, and named.)"""
+    from pydantic import ValidationError
+
+    from convlens.config import TrainConfig
+    try:
+        expected = TrainConfig.model_validate({**level_config, "seed": seed})
+    except ValidationError:  # a record older than a config field it names: nothing to check against
+        return None
+    try:
+        check_kept_run(run_dir, expected, weights=False)
+    except ConvlensError as e:
+        return str(e)
+    return None
+
+
 def _differences(there: dict, here: dict, limit: int = 3) -> str:
     """What differs between two recorded configs, one line: 'train_subset 2000 there, null here' (the first
     ``limit`` fields; each value as JSON, at most 40 characters; a field one side lacks is 'unset')."""
