@@ -243,7 +243,7 @@ LEFT_OUT = "left out"  # a finished run whose directory no longer holds its leve
 NO_WEIGHTS = "no model.safetensors"  # runs.csv's reason for a counted run whose weights are gone
 
 
-def kept_run_problem(run_dir, level_config: dict, seed: int) -> str | None:
+def kept_run_problem(run_dir: Path, level_config: dict, seed: int) -> str | None:
     """Why a successful run is not its level's run for ``seed`` any more (edited, copied or linked there, its
     config.json damaged), or None. 'experiment run' refuses such a run; read here, the table leaves it out and
     says so instead of counting it. (A run whose weights are gone is still its level's: counted, and named.)"""
