@@ -3,6 +3,7 @@ notebooks written here: the same outputs as one kernel, every kernel shut down, 
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -51,6 +52,44 @@ def test_with_fewer_kernels_than_shares_the_started_ones_take_the_rest(tmp_path,
     notebook.execute_in_parallel(nb, tmp_path, 60, [], 3)
     assert [int(text[0].split()[0]) for text in printed(nb)[1:]] == [41, 42, 43, 44, 45]
     assert len({text[0].split()[1] for text in printed(nb)[1:]}) == 1  # all in the one kernel that started
+
+
+def test_a_tcp_port_taken_by_another_process_does_not_stop_the_kernel(tmp_path, monkeypatch):
+    """Ports are picked free and let go; another process (a second study, another test run) can bind one before
+    the kernel does. Here every port jupyter_client would pick is one a socket of ours listens on: the kernel
+    listens on Unix sockets in a private directory instead, and runs the cells."""
+    import socket
+    import stat
+
+    from jupyter_client.connect import LocalPortCache
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    monkeypatch.setattr(LocalPortCache, "find_available_port", lambda self, ip: taken.getsockname()[1])
+    try:
+        with notebook.warm_kernels(tmp_path, 1, models_in=None) as kernels:
+            assert len(kernels) == 1
+            folder = os.path.dirname(kernels[0].connection_file)
+            assert stat.S_IMODE(os.stat(folder).st_mode) & 0o777 == 0o700  # only this user reaches the sockets
+            nb = small_notebook(SETUP, *CELLS[:2])
+            notebook.execute_in_parallel(nb, tmp_path, 60, kernels, 1)
+            assert [int(text[0].split()[0]) for text in printed(nb)[1:]] == [41, 42]
+        assert not os.path.exists(folder)  # removed with the kernel
+    finally:
+        taken.close()
+
+
+def test_with_a_socket_path_too_long_for_unix_kernels_listen_on_local_tcp(tmp_path, monkeypatch):
+    import tempfile
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert notebook._kernel_sockets() == {}  # jupyter_client's default: tcp on 127.0.0.1
+    assert list(deep.iterdir()) == []  # the directory it tried is not left behind
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    sockets = notebook._kernel_sockets()
+    assert sockets["transport"] == "ipc" and len(os.fsencode(sockets["ip"] + "-99999")) <= 107
+    os.rmdir(os.path.dirname(sockets["ip"]))
 
 
 def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import tempfile
 import weakref
@@ -46,8 +47,7 @@ WARM_UP = "import convlens.api.study, convlens.study.redraw, matplotlib.pyplot"
 WARM_UP_MODELS = WARM_UP + ", convlens.study.sections"
 MODEL_FIGURES = ("probe_filters", "probe_feature_maps")  # study/redraw.py: the figures that load a model
 _MODEL_KERNELS: weakref.WeakSet = weakref.WeakSet()  # the kernels started with WARM_UP_MODELS
-# Each kernel's stderr, in a temporary file read only when the kernel dies, to say why (otherwise nobody reads it:
-# the kernel warns there that its local TCP is not encrypted, which is not the reader's concern).
+# Each kernel's stderr, in a temporary file read only when the kernel dies, to say why (otherwise nobody reads it).
 _KERNEL_STDERR: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # nbclient's default: no history file in $HOME
 # Kernels that run the notebook at once, at most. Each one boots (3-7 s of one core), imports the API and loads what
@@ -152,7 +152,7 @@ def _start_warm_kernel(out: Path, warm_up: str = WARM_UP) -> Any:
         from jupyter_core.utils import run_sync
     except ImportError:
         return None
-    manager = AsyncKernelManager(kernel_name="python3")
+    manager = AsyncKernelManager(kernel_name="python3", **_kernel_sockets())
     _KERNEL_STDERR[manager] = stderr = tempfile.TemporaryFile()
     try:
         run_sync(manager.start_kernel)(cwd=str(out), stderr=stderr,
@@ -161,6 +161,27 @@ def _start_warm_kernel(out: Path, warm_up: str = WARM_UP) -> Any:
         _shut_down(manager)
         return None
     return manager
+
+
+# Unix socket paths are at most 107 bytes (sun_path); the kernel's five are IP_PREFIX-1 .. IP_PREFIX-5.
+_MAX_SOCKET_PATH = 100
+
+
+def _kernel_sockets() -> dict[str, Any]:
+    """Where a kernel listens: Unix sockets in a new private directory where the OS has them, else local TCP.
+
+    TCP ports are picked by binding port 0 and letting go, so a kernel that another process starts at the same
+    moment (a second study, another test run) can take one first and this kernel dies before it replies;
+    jupyter_client guards against that within a process only. A socket path in a directory of our own is this
+    kernel's alone, and only this user can reach it (a local TCP port is open to every user of the machine)."""
+    if os.name != "posix":
+        return {}
+    folder = tempfile.mkdtemp(prefix="convlens-kernel-")  # mode 0700
+    if len(os.fsencode(os.path.join(folder, "kernel-ipc-99999"))) > _MAX_SOCKET_PATH:  # a long TMPDIR
+        os.rmdir(folder)
+        return {}
+    return {"transport": "ipc", "ip": os.path.join(folder, "kernel-ipc"),
+            "connection_file": os.path.join(folder, "kernel.json")}
 
 
 def _shut_down(manager: Any) -> None:
@@ -177,6 +198,8 @@ def _shut_down(manager: Any) -> None:
     stderr = _KERNEL_STDERR.pop(manager, None)
     if stderr is not None:
         stderr.close()
+    if getattr(manager, "transport", "tcp") == "ipc":  # the directory _kernel_sockets made, once it is empty
+        shutil.rmtree(os.path.dirname(manager.connection_file), ignore_errors=True)
 
 
 def last_words(stderr: Any, lines: int = 2, chars: int = 300) -> str:
@@ -284,8 +307,7 @@ def execute_in_parallel(notebook: Any, out: Path, timeout: int, kernels: Sequenc
         managers = alive + started
         # With fewer kernels than shares (one did not start), the first kernels take the rest in turn after theirs.
         lanes = [pieces[k::len(managers)] for k in range(len(managers))] if managers else [pieces]
-        # The kernel listens on 127.0.0.1 only (Jupyter's default) and warns on stderr that TCP is not encrypted:
-        # that is not the reader's concern here, and an error in a cell is reported anyway.
+        # The kernels listen on Unix sockets in a private directory (_kernel_sockets) or on 127.0.0.1 only.
         clients = [[NotebookClient(piece, kernel_name="python3", timeout=timeout,
                                    km=managers[k] if managers else None, extra_arguments=list(_KERNEL_ARGUMENTS),
                                    resources={"metadata": {"path": str(out)}}) for piece in lane]
