@@ -107,3 +107,25 @@ def test_connecting_to_ray_keeps_the_commands_sigterm_handler():
         assert signal.getsignal(signal.SIGTERM) is console_scripts
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_with_ray_runs_kept_from_other_images_are_refused_before_any_task_trains(local_ray, tmp_path, capsys):
+    """The driver reads the data (it puts it in Ray's object store), so it checks the kept runs against it first,
+    as the local backend does: nothing new is trained for an analysis that would be refused."""
+    from tests.data.test_catalog import write_folder
+    folder = tmp_path / "colours"
+    write_folder(folder, {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}, n=14)
+    spec = write_spec(tmp_path / "s.yaml", model="mlp-128-64", dataset=f"folder:{folder}",
+                      factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]))
+    out = tmp_path / "exp"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--backend", "ray", "--quiet"]) == 0
+    capsys.readouterr()
+    kept = {p: p.read_bytes() for p in out.glob("runs/*/*/metrics.json")}
+    assert len(kept) == 4
+    (folder / "green" / "3.png").unlink()
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--backend", "ray", "--seeds", "3",
+                 "--quiet"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"convlens: error: the train and test images of folder:{folder} differ from those the "
+                           f"runs in {out} were trained and tested on")
+    assert {p: p.read_bytes() for p in out.glob("runs/*/*/metrics.json")} == kept  # seed 2 was not trained

@@ -64,7 +64,7 @@ class Experiment:
         ``backend="ray"`` runs them as Ray tasks (``address``: a cluster); ``mlflow=True`` logs to OUT/mlflow.db,
         a string is a tracking URI. ``epochs`` and ``precision`` ("fp32", "bf16", "auto") set every level's
         recipe; ``data_dir``: where the dataset's files are (not part of the design). Rerunning resumes: finished
-        runs are kept. With the local backend the dataset is read (or found missing) before anything is written.
+        runs are kept. The dataset is read (or found missing) before anything is written, with either backend.
         """
         from convlens.data import load_named
         from convlens.directory_lock import holding
@@ -79,16 +79,15 @@ class Experiment:
                             test_subset=test_subset, dataset=dataset)
         out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name
         # Read here, once: data that is missing is one line before anything is written (not a failed run per level
-        # and seed), and the runs trained in this process use it. Ray tasks read theirs where they run.
-        loaded = load_named(spec.dataset, data_dir) if runner.name == "local" else None
-        if loaded is not None:  # a subset larger than the data: one usage line now, not a failed run per level
-            loaded.subset(spec.train_subset, spec.test_subset)
+        # and seed), runs kept from before are checked against it, and the runs trained in this process (or Ray's
+        # object store) take it. Worker processes read their own.
+        loaded = load_named(spec.dataset, data_dir)
+        loaded.subset(spec.train_subset, spec.test_subset)  # larger than the data: one line now, not a failed run each
         with holding(out_dir, "the experiment"):  # a second command on this --out is refused
             tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out_dir)
             p = plan(spec, out_dir, force=force, retry_failed=retry_failed, data_dir=data_dir)
-            if loaded is not None:  # runs kept from before must have seen these images
-                p.store.check_data(loaded, fix="give the data they were trained on, or run again with --force "
-                                               "(force=True)")
+            # runs kept from before must have seen these images
+            p.store.check_data(loaded, fix="give the data they were trained on, or run again with --force (force=True)")
             total = len(p.jobs) + p.done + p.failed
             progress = RunsProgress(quiet)
             if force:

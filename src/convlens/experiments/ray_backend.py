@@ -9,7 +9,8 @@ The run store stays the single source of truth, on the driver: a task trains int
 its worker and returns the run's files (a few MB), and the driver writes them into the store, metrics.json last,
 each file atomically. So it works the same whether or not the driver and the workers share a filesystem, a
 retried or duplicated task only rewrites the same run, and a driver killed mid-sweep loses at most the runs in
-flight. Each dataset goes to the object store once (``ray.put``) and is passed by reference; its arrays arrive
+flight. The driver reads the data, as the local backend does, so runs kept from before are checked against it
+before any task starts. Each dataset goes to the object store once (``ray.put``) and is passed by reference; its arrays arrive
 read-only and are copied before torch wraps them. A Python exception in a run is recorded as a failed run (not
 retried: it would fail again); a lost worker or node is retried by Ray (``max_retries``), then recorded.
 """
@@ -23,11 +24,15 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlens.atomic_files import atomic_write_bytes
 from convlens.errors import ConvlensError, UsageError, first_sentence
 from convlens.experiments.local import Job, JobResult, execute
 from convlens.run_files import METRICS_FILE
+
+if TYPE_CHECKING:  # the dataset module imports torch; this module only names its type
+    from convlens.data.dataset import ImageDataset
 
 RAY_VERSION = "2.60.0"  # the driver's Ray (and Python) must match the cluster's
 
@@ -157,8 +162,11 @@ def _result(job: Job, files: dict[str, bytes]) -> JobResult:
 
 
 def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, address: str | None = None,
-                 cpus_per_run: float = 1, gpus_per_run: float = 0, max_retries: int = 2) -> list[JobResult]:
-    """Train ``jobs`` as Ray tasks; ``on_result`` is called on the driver as each run is written to the store."""
+                 cpus_per_run: float = 1, gpus_per_run: float = 0, max_retries: int = 2,
+                 dataset: ImageDataset | None = None) -> list[JobResult]:
+    """Train ``jobs`` as Ray tasks; ``on_result`` is called on the driver as each run is written to the store.
+    ``dataset``: the jobs' dataset, already read (and checked against the kept runs) by the caller; else the
+    driver reads each job's."""
     ray = import_ray()
     from convlens.data import load_named
     started_here = not ray.is_initialized()
@@ -178,7 +186,8 @@ def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, add
         for job in jobs:
             key = (job.config.dataset, str(job.config.data_dir))
             if key not in datasets:  # once per dataset, by reference to every task
-                datasets[key] = ray.put(load_named(job.config.dataset, job.config.data_dir))
+                datasets[key] = ray.put(dataset if dataset is not None else
+                                        load_named(job.config.dataset, job.config.data_dir))
             config = job.config.model_copy(update={"threads": threads, "workers": concurrent})
             pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads)] = job
         results = []

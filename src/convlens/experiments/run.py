@@ -119,13 +119,13 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
                   dataset: ImageDataset | None = None) -> None:
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
     as Ray tasks. ``dataset``: the jobs' dataset, already loaded by the caller: runs in this process use it
-    instead of reading it again (worker processes and Ray tasks read their own)."""
+    instead of reading it again, and Ray's driver puts it in the object store (worker processes read their own)."""
     if backend.name == "local" and backend.gpus_per_run > 0:  # share the GPUs: 1/gpus_per_run runs per GPU
         workers = max(workers, shared_gpu_workers(backend.gpus_per_run))
     if backend.name == "ray":
         from convlens.experiments.ray_backend import run_jobs_ray
         run_jobs_ray(jobs, on_result, address=backend.address, cpus_per_run=backend.cpus_per_run,
-                     gpus_per_run=backend.gpus_per_run)
+                     gpus_per_run=backend.gpus_per_run, dataset=dataset)
         return
     if workers <= 1:
         for group in seed_groups(jobs) if backend.batch_seeds else [[job] for job in jobs]:
