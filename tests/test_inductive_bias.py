@@ -223,6 +223,13 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
     assert lines[7] == ("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
                         "image: with few seeds these intervals are coarse, and one may reach past what the image "
                         "allows.") and len(lines) == 8
+    same = {**effects, "tests": [{**t, "p_value": np.nan, "p_holm": np.nan, "diff": 2.0, "verdict": "not tested (the "
+                                  "same difference on every seed)"} for t in effects["tests"]]}
+    lines_same = receptive_field_findings({**rf, "kernel_sizes": {"levels": {}, **same}})
+    assert lines_same[3] == ("Kernel sizes, each against kernel_size=3 (paired by seed; no test could run: every "
+                             "difference is the same on every seed):")  # not "the 3 tests below are one family"
+    assert lines_same[-1] == ("The 90% side is a centred square that grows in steps of 2 px and holds no more than "
+                              "the image.")  # no interval was printed to call coarse
     growth = (np.mean([21, 23, 20]) - np.mean([16, 17, 15])) / (28 - 22)
     assert "significantly larger" in lines[6]  # diffs 5, 6, 5 px: so the growth is stated, as a ratio of means
     assert f"the mean difference is {growth:.0%} of the theoretical growth (a ratio of means" in lines[6]

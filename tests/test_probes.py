@@ -121,6 +121,8 @@ def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_doub
     failed = {**effects, "models": {**effects["models"], "CNN": {"original": {"mean": None}, "permuted": {"mean": None},
                                                                  "change": {**change[CNN], "diff": None}}}}
     assert "CNN: n/a on original pixels" in locality_findings(failed)[1]  # failed runs: words, not a crash
+    noisy = {**effects, "interaction": {**comps[-1], "verdict": "no significant difference (p=0.054, n=3)"}}
+    assert locality_findings(noisy)[3].startswith("This run cannot tell the CNN's change from the MLP's")
 
 
 def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
@@ -141,7 +143,10 @@ def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():
     assert all(f"p={t['p_holm']:.3f}" in t["verdict"] or "p<0.001" in t["verdict"] for t in e["tests"])
     lines = shift_findings(e)
     assert lines[1].startswith("Shift 2 px: CNN 84.00% (change -7.77 pp), MLP 50.33% (change -37.17 pp); CNN change "
-                               "minus MLP change +29.40 pp: ")  # positive: the CNN lost 29.40 pp less
+                               "minus MLP change +29.40 pp, unadjusted 95% CI ")  # positive: the CNN lost 29.40 pp less
+    changes = [np.subtract(acc["CNN"][k][2] - acc["CNN"][k][0], acc["MLP"][k][2] - acc["MLP"][k][0]) for k in range(3)]
+    low, high = sps.ttest_1samp(changes, 0).confidence_interval()
+    assert f"+29.40 pp, unadjusted 95% CI {low * 100:+.2f} to {high * 100:+.2f} pp" in lines[1]
 
 
 def test_most_confused_pairs_count_both_directions_by_hand():
@@ -234,3 +239,11 @@ def test_most_missed_ranks_images_by_the_seeds_that_miss_them():
     assert missed["seeds"] == [0, 1, 2]
     assert [(m["index"], m["missed_seeds"], m["predicted"]) for m in missed["images"]] == \
            [(0, 3, 1), (2, 3, 0), (1, 1, 0), (4, 1, 0)]  # image 0 taken for 1 twice, 2 once; ties by index
+    assert (missed["missed_every_seed"], missed["n_images"]) == (2, 6)  # images 0 and 2, by hand
+    from convlens.report.findings import classification_findings
+    report = {"n": 3, "macro": {k: {"mean": 0.5, "std": 0.1} for k in ("precision", "recall", "f1")},
+              "classes": [{"class": c, **{k: {"mean": 0.5} for k in ("precision", "recall", "f1")}} for c in "abcdef"]}
+    line = classification_findings(report, missed, list("abcdef"))[-1]
+    assert line == ("Test image #0 (a) is missed on 3 of 3 seeds, most often taken for b. 2 of the 6 test images "
+                    "(33.3%) are missed on every seed; the 4 shown are the first by index of those missed on the most "
+                    "seeds.")

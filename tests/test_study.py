@@ -81,7 +81,12 @@ def test_every_number_in_the_report_equals_the_results_file(study):
     for summary in results["experiments"].values():
         for line in summary["conclusions"]:
             assert line in md
-    assert "**Quick look.** This report trains on the first 600 training images" in md  # the mode is stated
+    # the mode is stated, with what each run trains and validates on (its config.json records the split)
+    split = json.loads((out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128" / "seed0" / "config.json")
+                       .read_text())["data"]
+    assert split["n_train"] + split["n_val"] == 600 and split["n_val"] == 60  # the recipe's 10%, by hand
+    assert (f"**Quick look.** This report uses the first 600 training images only ({split['n_train']} to train each "
+            f"run and {split['n_val']} to validate it, split anew for each seed)") in md
     # how the recipe was chosen, and what that can do to these numbers, is said where the recipe is named
     assert "first version was tuned on Fashion-MNIST's test images, the test images of this report" in md
     assert "It was not tuned for the MLP, which can favour the CNN in comparisons with it." in md
@@ -543,6 +548,13 @@ def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
         f"no significant difference (p={_p(sps.ttest_rel(cnn, mlp).pvalue)}" in headline
     assert ("The same comparison, on the same runs, is one of the locality experiment's 5 (section 4), corrected "
             "within that family: ") in headline and f"(p={_p(corrected[0])}, n={TINY['seeds']})." in headline
+    # the train-minus-validation gap with its spread, from each run's last epoch (it was printed as a bare mean)
+    runs = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128"
+    last = [json.loads((runs / f"seed{s}" / "metrics.json").read_text())["history"][-1] for s in range(TINY["seeds"])]
+    gap = np.array([e["train_eval_accuracy"] - e["val_accuracy"] for e in last])
+    lo, hi = sps.t.interval(0.95, len(gap) - 1, loc=gap.mean(), scale=sps.sem(gap))
+    assert [_fact(page, f"design.overfit_gap.{k}") for k in ("mean", "std", "ci95.0", "ci95.1")] == [
+        f"{gap.mean() * 100:+.2f} pp", f"{gap.std(ddof=1) * 100:.2f} pp", f"{lo * 100:+.2f} pp", f"{hi * 100:+.2f} pp"]
 
 
 def test_every_experiment_reports_mcnemar_and_a_flip_gallery(study):

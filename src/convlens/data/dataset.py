@@ -174,8 +174,13 @@ def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Te
         raise UsageError(f"validation fraction must be in [0, 1), got {val_fraction}")
     import torch
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(n * val_fraction))
+    n_val = validation_size(n, val_fraction)
     return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def validation_size(n: int, val_fraction: float) -> int:
+    """How many of ``n`` training images ``validation_indices`` holds out for validation."""
+    return int(round(n * val_fraction))
 
 
 def to_device(ds: ImageDataset, device: torch.device, *, val_fraction: float, seed: int,

@@ -276,9 +276,11 @@ def conclusions(levels: list[dict], comparisons: list[dict]) -> list[str]:
         mean, verb = ("highest mean", "is") if len(tied) == 1 else ("highest means", "are")
         # only what was tested is claimed: one factor compares each level with the reference, not with each other
         if all(c.get("within") is None and c["kind"] == "effect" for c in comparisons):
-            lines.append(f"No level differs significantly from the reference ({comparisons[0]['reference']}) after "
-                         f"Holm's correction, so the {mean} ({top}) {verb} no evidence "
-                         "of a better setting; the other levels were not compared with each other.")
+            several = len(comparisons) > 1  # one comparison: nothing to correct, no other level
+            lines.append(f"No level differs significantly from the reference ({comparisons[0]['reference']})"
+                         + (" after Holm's correction" if several else "")
+                         + f", so the {mean} ({top}) {verb} no evidence of a better setting"
+                         + ("; the other levels were not compared with each other." if several else "."))
         else:
             lines.append(f"No comparison above is significant after Holm's correction, so the {mean} ({top}) "
                          f"{verb} no evidence of a better setting; cells that differ in "

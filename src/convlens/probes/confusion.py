@@ -50,10 +50,11 @@ def report_over_seeds(confusions: list[np.ndarray], names: list[str]) -> dict:
 
 def most_missed(predictions: dict[int, tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
     """The test images a model gets wrong on the most seeds (seed -> (predicted, true) per image): index, true
-    class, on how many seeds it was missed, and the class it was most often taken for (ties: the lowest)."""
+    class, on how many seeds it was missed, and the class it was most often taken for (ties: the lowest); and how
+    many of all the test images are missed on every seed (the first ``top`` of them are only the lowest indices)."""
     seeds = sorted(predictions)
     if not seeds:
-        return {"seeds": [], "images": []}
+        return {"seeds": [], "images": [], "missed_every_seed": 0, "n_images": 0}
     true = predictions[seeds[0]][1]
     predicted = np.stack([predictions[s][0] for s in seeds])  # (seeds, images)
     missed = (predicted != true).sum(0)
@@ -65,4 +66,5 @@ def most_missed(predictions: dict[int, tuple[np.ndarray, np.ndarray]], top: int 
         wrong = predicted[:, i][predicted[:, i] != true[i]]
         images.append({"index": int(i), "true": int(true[i]), "missed_seeds": int(missed[i]),
                        "predicted": int(np.bincount(wrong).argmax())})
-    return {"seeds": seeds, "images": images}
+    return {"seeds": seeds, "images": images, "missed_every_seed": int((missed == len(seeds)).sum()),
+            "n_images": int(len(true))}

@@ -136,7 +136,7 @@ def shift_findings(effects: dict) -> list[str]:
         a, b = curves[first][t["shift"]]["mean"], curves[second][t["shift"]]["mean"]
         lines.append(f"Shift {t['shift']} px: {second} {_pct(b)} (change {(b - curves[second][0]['mean']) * 100:+.2f} "
                      f"pp), {first} {_pct(a)} (change {(a - curves[first][0]['mean']) * 100:+.2f} pp); {second} change "
-                     f"minus {first} change {_pp(t['diff'])}: {t['verdict']}"
+                     f"minus {first} change {_pp(t['diff'])}{interval_text(t)}: {t['verdict']}"
                      + ("" if t["verdict"].startswith("significantly") else _detectable(t)) + ".")
     if effects["tests"] and effects["tests"][0]["n"] == 2:
         lines.append("Warning: n=2 paired seeds, so each test has 1 degree of freedom and only large effects can be "
@@ -210,7 +210,8 @@ def locality_findings(effects: dict) -> list[str]:
                          "temporal) neighbourhood, such as tabular records or shuffled sensor channels, convolution is "
                          "the wrong tool.")
     elif not inter["verdict"].startswith("significantly"):
-        lines.append(f"This run cannot tell the two losses apart{_detectable(inter)}.")
+        # "the two losses" would be wrong where one model's accuracy rose (an MLP on permuted pixels often does)
+        lines.append(f"This run cannot tell the {second}'s change from the {first}'s{_detectable(inter)}.")
     return lines
 
 
@@ -254,9 +255,15 @@ def classification_findings(report: dict, missed: dict, names: list[str]) -> lis
     if missed["images"]:
         always = sum(m["missed_seeds"] == len(missed["seeds"]) for m in missed["images"])
         first = missed["images"][0]
-        lines.append(f"Test image #{first['index']} ({names[first['true']]}) is missed on {first['missed_seeds']} of "
-                     f"{len(missed['seeds'])} seeds, most often taken for {names[first['predicted']]}; "
-                     f"{always} of the {len(missed['images'])} images shown are missed on every seed.")
+        line = (f"Test image #{first['index']} ({names[first['true']]}) is missed on {first['missed_seeds']} of "
+                f"{len(missed['seeds'])} seeds, most often taken for {names[first['predicted']]}")
+        if "missed_every_seed" in missed:  # the images shown are only the lowest indices among those tied
+            every, n = missed["missed_every_seed"], missed["n_images"]
+            line += (f". {every:,} of the {n:,} test images ({every / n:.1%}) are missed on every seed; the "
+                     f"{len(missed['images'])} shown are the first by index of those missed on the most seeds.")
+        else:  # a results.json from before the count
+            line += f"; {always} of the {len(missed['images'])} images shown are missed on every seed."
+        lines.append(line)
     return lines
 
 
@@ -369,8 +376,10 @@ def receptive_field_findings(rf: dict) -> list[str]:
                      "visible side.")
     sizes = rf["kernel_sizes"]
     if sizes:
-        lines.append(f"Kernel sizes, each against {sizes['reference']} (paired by seed; the {sizes['family']} tests "
-                     "below are one family, Holm-corrected):")
+        untested = [t["verdict"].startswith("not tested") for t in sizes["tests"]]
+        lines.append(f"Kernel sizes, each against {sizes['reference']} (paired by seed; "
+                     + ("no test could run: every difference is the same on every seed):" if all(untested) else
+                        f"the {sizes['family']} tests below are one family, Holm-corrected):"))
         for t in sizes["tests"]:
             (a, b), (ea, eb) = t["theoretical_visible"], t["side90"]
             ci = interval_text(t, lambda px: f"{px:+.1f}", "px")
@@ -383,8 +392,8 @@ def receptive_field_findings(rf: dict) -> list[str]:
                          f"side {ea:.1f} -> {eb:.1f} px, difference {t['diff']:+.1f} px{ci}: {said}{use}.")
         if sizes["tests"]:
             lines.append("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
-                         "image: with few seeds these intervals are coarse, and one may reach past what the image "
-                         "allows.")
+                         "image" + ("." if all(untested) else ": with few seeds these intervals are coarse, and one "
+                                    "may reach past what the image allows."))
     return lines
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
-from convlens.data.dataset import ImageDataset, data_checksums, load_named
+from convlens.data.dataset import ImageDataset, data_checksums, load_named, validation_size
 from convlens.errors import first_sentence
 from convlens.experiments.local import Job, JobResult, threads_per_run
 from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
@@ -214,7 +214,8 @@ def _run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = N
         runs = plan_experiments(config, out, force=force, retry_failed=retry_failed, data_dir=data_dir)
         for p in runs.plans:  # runs kept from before must have seen these images
             p.store.check_data(full, fix="give the data they were trained on, or run the study again with --force")
-        n_train = round(len(ds.train_labels) * (1 - resolve_recipe(config.recipe).val_fraction))
+        n_val = validation_size(len(ds.train_labels), resolve_recipe(config.recipe).val_fraction)
+        n_train = len(ds.train_labels) - n_val
         costs = [estimate_run_seconds(j.config, n_train) for j in runs.unique]
 
         def inputs() -> str | None:  # what the outputs are made from: the runs as they are now
@@ -271,7 +272,9 @@ def _run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = N
                       "data": {"origin": full.source.origin, "directory": str(full.source.directory),
                                # digits and folders have no published checksums: the report says so
                                "checksums_verified": bool(data_checksums(full)),
-                               "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels)},
+                               "n_train_available": len(full.train_labels), "n_test_available": len(full.test_labels),
+                               # of the study's training images, what each run trains on and validates on
+                               "n_train": n_train, "n_val": n_val},
                       # Over every distinct finished run, whenever it was trained (a rerun reuses runs, so its own
                       # wall time says nothing about what the training cost).
                       "runs": {"distinct": len(distinct), "trained_now": len(runs.unique),
