@@ -122,7 +122,9 @@ def test_locality_findings_read_the_grid_and_word_the_interaction_without_a_doub
                                                                  "change": {**change[CNN], "diff": None}}}}
     assert "CNN: n/a on original pixels" in locality_findings(failed)[1]  # failed runs: words, not a crash
     noisy = {**effects, "interaction": {**comps[-1], "verdict": "no significant difference (p=0.054, n=3)"}}
-    assert locality_findings(noisy)[3].startswith("This run cannot tell the CNN's change from the MLP's")
+    line = locality_findings(noisy)[3]
+    assert line.startswith("This run cannot tell the CNN's change from the MLP's")
+    assert comps[-1]["family"] == 5 and "(at alpha 0.01, the family's strictest level)" in line  # 0.05 / 5
 
 
 def test_shift_effects_match_scipy_per_shift_and_are_worded_by_the_test():

@@ -81,6 +81,9 @@ def test_every_number_in_the_report_equals_the_results_file(study):
     for summary in results["experiments"].values():
         for line in summary["conclusions"]:
             assert line in md
+    for section in ("baseline", "design"):  # shares to 2 decimals in both sections (1 and 2 before)
+        for pair in results[section]["most_confused"]:
+            assert f"{pair['pair'][0]} / {pair['pair'][1]} ({pair['share'] * 100:.2f}%" in md
     # the mode is stated, with what each run trains and validates on (its config.json records the split)
     split = json.loads((out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128" / "seed0" / "config.json")
                        .read_text())["data"]
@@ -125,6 +128,11 @@ def test_results_equal_the_run_files(study):
     # shift augmentation: 9 configurations
     assert results["study"]["runs"]["distinct"] == 2 * 9 and results["study"]["wall_seconds"] > 0 and set(results["study"]["stage_seconds"]) >= {"eda", "report"}
     assert results["deployment"]["exported"] and (out / "model" / "model.safetensors").is_file()
+    seed0 = json.loads((runs / "model=cnn-32-64-128" / "seed0" / "metrics.json").read_text())["test_accuracy"]
+    assert results["deployment"]["test_accuracy"] == seed0  # the exported model is seed 0's, said beside the mean
+    assert (f"seed 0, chosen before training as the first seed, not for its score: test accuracy {seed0 * 100:.2f}%, "
+            f"where the mean over seeds is {results['design']['test_accuracy']['mean'] * 100:.2f}%") in \
+        (out / "report.md").read_text()
     locality = results["probes"]["locality"]
     assert set(locality["models"]) == {"MLP", "CNN"} and locality["interaction"]["n"] == 2
     augmentation = results["probes"]["augmentation"]

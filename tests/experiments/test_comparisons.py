@@ -119,6 +119,9 @@ def test_per_example_evidence_matches_statsmodels_mcnemar_and_finds_the_images_f
     assert evidence_sentence({"label": "a vs b", "evidence": e}).startswith(
         f"a vs b, image by image (McNemar's exact test per seed, Holm-corrected across the seeds): seed 0: "
         f"{e['per_seed'][0]['gained']} gained, {e['per_seed'][0]['lost']} lost")
+    same = np.mean([np.mean(level[s][0] == reference[s][0]) for s in range(3)])
+    assert f"The two predict the same class for {same * 100:.1f}% of the 500 test images (mean over seeds); " in \
+        evidence_sentence({"label": "a vs b", "evidence": e})
     gained = e["gained_every_seed"]
     assert f"; {gained:,} images are gained and {e['lost_every_seed']} lost on every seed." in \
         evidence_sentence({"label": "a vs b", "evidence": e})

@@ -71,7 +71,7 @@ def baseline_findings(mlp: dict, dataset: str = "fashion-mnist") -> list[str]:
         f"(mean ± std, n={mlp['n']} seeds) with {mlp['summary']['params']['total']:,} parameters.",
         f"Per-class accuracy ranges from {_pct(mlp['hardest_class']['accuracy'])} ({mlp['hardest_class']['class']}) to "
         f"{_pct(mlp['easiest_class']['accuracy'])} ({mlp['easiest_class']['class']}).",
-        "Most confused pairs: " + "; ".join(f"{p['pair'][0]} / {p['pair'][1]} ({p['share'] * 100:.1f}% of their "
+        "Most confused pairs: " + "; ".join(f"{p['pair'][0]} / {p['pair'][1]} ({_pct(p['share'])} of their "
                                             f"test images mistaken for each other)" for p in conf) + ".",
         "Its limitation is structural: the first layer flattens the image, so every weight belongs to one "
         f"fixed pixel position. Nothing it learns about {subject(dataset)[2]} at one place transfers to the next "
@@ -220,6 +220,8 @@ def _detectable(c: dict) -> str:
     if mde is None or math.isnan(mde):
         return ""
     text = f"; with n={c['n']} seeds, {undetectable(mde)}"
+    if c.get("mde_alpha"):  # the level the power is computed at, as the experiments' sentences say it
+        text += f" (at alpha {c['mde_alpha']:.3g}, the family's strictest level)"
     if c.get("seeds_needed"):
         text += (f" (the observed {abs(c['diff']) * 100:.2f} pp would need roughly {c['seeds_needed']} seeds, "
                  f"{FRESH_SEEDS})")
