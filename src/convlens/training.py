@@ -12,7 +12,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,17 @@ def configure_threads(threads: int | None) -> int:
     n = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
+
+
+@contextmanager
+def threads_kept() -> Iterator[None]:
+    """Restore torch's thread count when the block ends, however: a run sets it for itself (configure_threads),
+    and from Python the session's later work (a notebook, a grid search's next fit) keeps the count it had."""
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def seed_everything(seed: int) -> None:

@@ -114,7 +114,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         from convlens.config import model_spec, train_config
         from convlens.data.dataset import DeviceSplits, validation_indices
         from convlens.models.network import Network, check_size, device_memory
-        from convlens.training import pick_device, seed_everything, train, uses_channels_last
+        from convlens.training import pick_device, seed_everything, threads_kept, train, uses_channels_last
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         from_data = sorted({"in_channels", "image_size", "num_classes"} & set(self.model_set or {}))
@@ -137,23 +137,24 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                                                   "num_classes": len(self.classes_)})
         device = pick_device(cfg.device)
         check_size(spec, training=True, memory=device_memory(device))
-        if cfg.threads:  # only when asked: a grid search running fits in parallel sets its own
-            torch.set_num_threads(cfg.threads)
-        # In the layout convlens' runs train in (runs._prepare_run): NHWC on the CPU, where oneDNN's convolutions
-        # are fastest; the same fit took 2x as long in NCHW (bench/README.md, "The notebook's estimator").
-        layout = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
-        x_all = torch.from_numpy(images).to(device)
-        y_all = torch.as_tensor(encoded.astype(np.int64), device=device)
-        val_fraction = cfg.recipe.val_fraction if len(y_all) * cfg.recipe.val_fraction >= 1 else 0.0
-        train_idx, val_idx = (i.to(device) for i in validation_indices(len(y_all), val_fraction, cfg.seed))
-        splits = DeviceSplits(x_all[train_idx].contiguous(memory_format=layout), y_all[train_idx],
-                              x_all[val_idx].contiguous(memory_format=layout), y_all[val_idx], x_all[:0], y_all[:0])
-        seed_everything(cfg.seed)
-        network = Network(spec).to(device=device, memory_format=layout)
-        outcome = train(network, splits, cfg.recipe, seed=cfg.seed)
-        self.network_ = network.eval().cpu()
-        self.history_ = [vars(r) for r in outcome.history]
-        self.spec_ = spec.model_dump(mode="json")
+        with threads_kept():  # the fit's count is its own, not the session's from now on
+            if cfg.threads:  # only when asked: a grid search running fits in parallel sets its own
+                torch.set_num_threads(cfg.threads)
+            # In the layout convlens' runs train in (runs._prepare_run): NHWC on the CPU, where oneDNN's convolutions
+            # are fastest; the same fit took 2x as long in NCHW (bench/README.md, "The notebook's estimator").
+            layout = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
+            x_all = torch.from_numpy(images).to(device)
+            y_all = torch.as_tensor(encoded.astype(np.int64), device=device)
+            val_fraction = cfg.recipe.val_fraction if len(y_all) * cfg.recipe.val_fraction >= 1 else 0.0
+            train_idx, val_idx = (i.to(device) for i in validation_indices(len(y_all), val_fraction, cfg.seed))
+            splits = DeviceSplits(x_all[train_idx].contiguous(memory_format=layout), y_all[train_idx],
+                                  x_all[val_idx].contiguous(memory_format=layout), y_all[val_idx], x_all[:0], y_all[:0])
+            seed_everything(cfg.seed)
+            network = Network(spec).to(device=device, memory_format=layout)
+            outcome = train(network, splits, cfg.recipe, seed=cfg.seed)
+            self.network_ = network.eval().cpu()
+            self.history_ = [vars(r) for r in outcome.history]
+            self.spec_ = spec.model_dump(mode="json")
         return self
 
     def predict_proba(self, X) -> np.ndarray:

@@ -4,6 +4,7 @@ table`` are this, printed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ class Experiment:
         elif isinstance(spec, dict) or spec is None:
             self.spec = parse_spec({**(spec or {}), **fields})
             fields = {}
-        else:
+        elif isinstance(spec, (str, os.PathLike)):
             self.spec = load_spec(spec, BUILTIN_EXPERIMENTS)
+        else:
+            raise UsageError("Experiment takes a built-in name, a YAML file, an ExperimentSpec or a dict, got "
+                             f"{spec!r}")
         if fields:
             self.spec = parse_spec({**self.spec.model_dump(mode="json", exclude_unset=True), **fields})
 
@@ -66,6 +70,7 @@ class Experiment:
         recipe; ``data_dir``: where the dataset's files are (not part of the design). Rerunning resumes: finished
         runs are kept. The dataset is read (or found missing) before anything is written, with either backend.
         """
+        from convlens.api.runs import output_path
         from convlens.data import load_named
         from convlens.directory_lock import holding
         from convlens.display import RunsProgress
@@ -77,7 +82,7 @@ class Experiment:
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
-        out_dir = Path(out) if out is not None else Path("runs") / "experiments" / spec.name
+        out_dir = output_path(out) if out is not None else Path("runs") / "experiments" / spec.name
         # Read here, once: data that is missing is one line before anything is written (not a failed run per level
         # and seed), runs kept from before are checked against it, and the runs trained in this process (or Ray's
         # object store) take it. Worker processes read their own.
@@ -203,12 +208,14 @@ class ExperimentResult:
 
     def runs(self):
         """One row per finished run, read from the run store now: level, seed, status, test accuracy, seconds,
-        directory (runs.csv's columns)."""
+        directory (runs.csv's columns; ``run_dir`` here a full path, which ``load_run`` reads from anywhere)."""
         import pandas as pd
 
         from convlens.experiments.analysis import CSV_COLUMNS, collect
         from convlens.experiments.store import RunStore
         rows = collect(RunStore(self.directory))[1]
+        for row in rows:  # runs.csv's paths are relative to the experiment, which moves with its directory
+            row["run_dir"] = str(self.directory.absolute() / row["run_dir"])
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
     def experiment(self) -> Experiment:

@@ -11,7 +11,7 @@ import numpy as np
 
 from convlens.config import TrainConfig, train_config
 from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
-from convlens.errors import UsageError
+from convlens.errors import DataError, UsageError
 
 if TYPE_CHECKING:  # imported where used: a notebook loads a study's dataset to draw its images without torch
     import torch
@@ -94,7 +94,18 @@ class Run:
     @property
     def test_accuracy(self) -> float:
         """Accuracy on the test set (a fraction)."""
-        return self.metrics["test_accuracy"]
+        return self._finished()["test_accuracy"]
+
+    @property
+    def _failed(self) -> bool:  # diverged: metrics["reason"] says why
+        return self.metrics.get("status") == "failed"
+
+    def _finished(self) -> dict:
+        # a failed run's metrics.json holds only why it failed, and its weights are whatever it had reached
+        if self._failed:
+            raise UsageError(f"{self.directory or 'this run'} is a failed run ({self.metrics.get('reason')}); it has "
+                             "no test accuracy and its weights are not a trained model: train it again (force=True)")
+        return self.metrics
 
     @property
     def history(self):
@@ -122,15 +133,27 @@ class Run:
             raise UsageError(f"this run was not saved, so it cannot {what}; train it with out=DIRECTORY")
         return self.directory
 
-    def evaluate(self, data_dir: str | Path | None = None) -> dict:
-        """Test accuracy and loss again, from the saved weights, on the test images the run was tested on."""
+    def evaluate(self, data_dir: str | Path | None = None, *, dataset: ImageDataset | None = None) -> dict:
+        """Test accuracy and loss again, from the saved weights, on the test images the run was tested on: its
+        dataset read again by name (from ``data_dir``), or ``dataset`` (the Dataset it was trained on, when that
+        was changed in Python), checked against the images the run recorded."""
         from convlens.runs import evaluate_run
-        return evaluate_run(self._saved("be evaluated"), data_dir=Path(data_dir) if data_dir else None)
+        if dataset is not None and not isinstance(dataset, ImageDataset):
+            raise UsageError(f"dataset takes a Dataset (convlens.load_dataset, changed or not), got {dataset!r}")
+        try:
+            return evaluate_run(self._saved("be evaluated"), data_dir=Path(data_dir) if data_dir else None,
+                                dataset=dataset)
+        except DataError as e:
+            if dataset is not None:
+                raise
+            # read by name, a dataset the run was trained on after changing it in Python gives other images
+            raise DataError(f"{e}; if it was trained on a Dataset changed in Python, give that: "
+                            "run.evaluate(dataset=...)") from None
 
     def export(self, directory: str | Path, *, onnx: bool = False) -> Path:
         """A model directory that ``convlens serve``, ``predict`` and SageMaker load."""
         from convlens.serving.export import export_run
-        return export_run(self._saved("be exported"), directory, onnx=onnx)
+        return export_run(self._saved("be exported"), output_path(directory, "directory"), onnx=onnx)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)
@@ -139,7 +162,10 @@ class Run:
 
         import torch
 
+        from convlens.serving.predictor import refuse_permuted
         from convlens.training import predict_logits, uses_channels_last
+        self._finished()
+        refuse_permuted(self.config, self.directory or "this run")  # plain images to such a model: nonsense
         try:
             images = np.asarray(images)
         except ValueError:  # ragged nested lists
@@ -179,6 +205,8 @@ class Run:
         where = f" in {self.directory}" if self.directory else ""
         from convlens.display import model_label
         model = model_label(self.config["model"]["name"], self.config["model"].get("overrides"))
+        if self._failed:
+            return f"Run({model}, seed {self.config['seed']}: failed ({m.get('reason')}){where})"
         return (f"Run({model}, seed {self.config['seed']}: test accuracy "
                 f"{m['test_accuracy']:.2%} after {m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}{where})")
 
@@ -186,12 +214,17 @@ class Run:
         from convlens.display import html_table, model_label
         m = self.metrics
         model = model_label(self.config["model"]["name"], self.config["model"].get("overrides"))
+        title = f"Run{f' {self.directory}' if self.directory else ''}"
+        if self._failed:
+            return html_table([{"model": model, "dataset": self.config["data"]["dataset"],
+                                "seed": str(self.config["seed"]), "status": "failed",
+                                "reason": str(m.get("reason"))}], title=title)
         rows = [{"model": model, "dataset": self.config["data"]["dataset"],
                  "recipe": self.config["recipe"]["name"], "seed": str(self.config["seed"]),
                  "test accuracy": f"{m['test_accuracy']:.2%}", "test loss": f"{m['test_loss']:.4f}",
                  "epochs": str(m["epochs_run"]), "train s": f"{m['train_seconds']:.1f}",
                  "params": f"{m['params']['total']:,}"}]
-        return html_table(rows, title=f"Run{f' {self.directory}' if self.directory else ''}")
+        return html_table(rows, title=title)
 
 
 def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, recipe: str = "fast", seed: int = 0,
@@ -214,6 +247,18 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
                        data_dir=data_dir, **recipe_overrides)
     return train_from_config(cfg, out, force=force, quiet=quiet,
                              dataset=data if isinstance(data, ImageDataset) else None)
+
+
+def output_path(out: str | Path, name: str = "out") -> Path:
+    """``out`` as a Path with ``~`` expanded (as data_dir is): one line when it is not a path, or it or a parent is
+    a file (mkdir's FileExistsError or NotADirectoryError, halfway through), worded as the CLI words those."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise UsageError(f"{name} takes a directory (a path), got {out!r}")
+    path = Path(out).expanduser()
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"{blocking} is a file, where a directory is needed; choose another --out")
+    return path
 
 
 def refuse_to_replace(out: str | Path | None, force: bool) -> None:
@@ -240,7 +285,10 @@ def train_from_config(cfg: TrainConfig, out: str | Path | None = None, *, force:
     from convlens.directory_lock import holding
     from convlens.display import TrainingProgress
     from convlens.runs import run_training
-    with holding(out, "a run") if out is not None else nullcontext():  # two trains into one --out: one is refused
+    from convlens.training import threads_kept
+    out = output_path(out) if out is not None else None
+    # two trains into one --out: one is refused; torch's thread count is the session's again afterwards
+    with threads_kept(), holding(out, "a run") if out is not None else nullcontext():
         refuse_to_replace(out, force)  # again, now that no other process can write there
         progress = TrainingProgress(quiet)
         try:
@@ -256,9 +304,15 @@ def load_run(directory: str | Path) -> Run:
 
     Example: ``convlens.load_run("runs/k5").history``
     """
-    from convlens.models.checkpoint import read_checked_config
+    from convlens.models.checkpoint import MODEL_FORMAT, read_checked_config
     from convlens.run_files import read_metrics
     if not isinstance(directory, (str, os.PathLike)):
         raise UsageError(f"load_run takes a run's directory (a path), got {directory!r}")
-    directory = Path(directory)
-    return Run(read_checked_config(directory), read_metrics(directory), directory)
+    directory = Path(directory).expanduser()
+    config = read_checked_config(directory)
+    if config.get("format") == MODEL_FORMAT:  # it has no metrics.json: "has not finished" would mislead
+        source = (config.get("source_run") or {}).get("directory")
+        raise UsageError(f"{directory} is an exported model{f' (of the run {source})' if source else ''}, not a "
+                         f"training run, which load_run reads; an exported model answers images with 'convlens "
+                         f"predict {directory} IMAGE...' or 'convlens serve {directory}'")
+    return Run(config, read_metrics(directory), directory)

@@ -3,6 +3,7 @@ results.json, the figures, the report). ``convlens study`` is this, printed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,32 @@ class Study:
     Example: ``result = convlens.Study("quick").run(out="runs/quick"); result.report_path``
     """
 
-    def __init__(self, config: str | Path | StudyConfig = "default", *, preset: str = "default", **changes: Any):
-        """``config``: a preset name, a YAML file of study options (applied on top of ``preset``) or a
-        StudyConfig; ``changes``: options on top (seeds, workers, dataset, epochs, train_subset, ...)."""
-        from convlens.study.config import load_study_config
+    def __init__(self, config: str | Path | StudyConfig | None = None, *, preset: str | None = None,
+                 **changes: Any):
+        """``config``: a preset name, a YAML file of study options (applied on top of ``preset``, default
+        "default") or a StudyConfig; ``changes``: options on top (seeds, workers, dataset, epochs, train_subset,
+        ...)."""
+        from convlens.study.config import load_study_config, validated_study_config
+        presets = ", ".join(STUDY_PRESETS)
         changes = {k: v for k, v in changes.items() if v is not None}  # None keeps the config's (as in YAML)
         if isinstance(config, StudyConfig):
-            self.config = StudyConfig.model_validate({**config.model_dump(), **changes}) if changes else config
-        elif str(config) in STUDY_PRESETS:
-            self.config = load_study_config(str(config), **changes)
+            if preset is not None:  # else silently not applied
+                raise UsageError(f"preset={preset!r} applies to a preset name or a YAML file; a StudyConfig is "
+                                 "complete: give its changes as keywords")
+            self.config = validated_study_config({**config.model_dump(), **changes}) if changes else config
+        elif config is None or str(config) in STUDY_PRESETS:
+            name = (preset or "default") if config is None else str(config)
+            if preset is not None and preset != name:
+                raise UsageError(f"Study({name!r}, preset={preset!r}): two presets; give the preset once")
+            self.config = load_study_config(name, **changes)
+        elif not isinstance(config, (str, os.PathLike)):
+            raise UsageError(f"Study takes a preset name ({presets}), a YAML file or a StudyConfig, got {config!r}")
         else:
-            self.config = load_study_config(preset, config, **changes)
+            path = Path(config).expanduser()
+            if not path.exists() and path.suffix.lower() not in (".yaml", ".yml") and len(path.parts) == 1:
+                # a name, not a path: most likely a misspelled preset ("study config quik not found" said neither)
+                raise UsageError(f"{str(config)!r} is neither a file nor a study preset ({presets})")
+            self.config = load_study_config(preset or "default", path, **changes)
 
     def run(self, out: str | Path = "runs/study", *, force: bool = False, retry_failed: bool = False,
             data_dir: str | Path | None = None, backend: str = "local", address: str | None = None,
@@ -37,11 +53,23 @@ class Study:
             quiet: bool = False, batch_seeds: bool | None = None) -> StudyResult:
         """Run (or resume: finished runs are reused) the study into ``out``; writes report.html, report.md,
         report.ipynb and results.json there."""
+        from convlens.api.runs import output_path
         from convlens.display import StudyProgress
         from convlens.experiments.run import make_backend
+        from convlens.run_files import experiment_of
         from convlens.study.pipeline import run_study
         from convlens.tracking import log_study, make_tracker
-        out = Path(out)
+        out = output_path(out)
+        # as train and Experiment.run refuse each other's directories: a study there would mix its files into
+        # a run's (whose --force would then delete them) or have its runs analysed as the experiment's
+        experiment = experiment_of(out)
+        if experiment is not None:
+            where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
+            raise UsageError(f"{out} {where}; a study writes its experiments in its own directory: give another --out")
+        for name in ("config.json", "metrics.json"):
+            if (out / name).is_file():
+                raise UsageError(f"{out} holds a {name} (a training run or an exported model), not a study; nothing "
+                                 "was written: choose another --out")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)

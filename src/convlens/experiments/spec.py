@@ -172,7 +172,7 @@ def parse_spec(data: Any, origin: str = "spec") -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        raise UsageError(f"{origin}: {format_validation_error(e)}") from None
+        raise UsageError(f"{origin}: {format_validation_error(e, whole=None)}") from None
 
 
 def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str | None = None,

@@ -91,6 +91,16 @@ class Predictor:
         return softmax(self.logits(x).astype(np.float64))
 
 
+def refuse_permuted(config: dict, where: Path | str) -> None:
+    """One line when ``config`` (a run's) says its model was trained on pixel-permuted images: what answers plain
+    images (export, serve, predict, and ``Run.predict`` in Python) refuses it with this line."""
+    data = config.get("data")
+    pixels = data.get("pixels", "original") if isinstance(data, dict) else "original"
+    if pixels != "original":
+        raise UsageError(f"{where} was trained on pixel-permuted images (the locality probe); it cannot answer "
+                         "plain images: serve, export or predict with a run trained on original pixels")
+
+
 def check_servable(config: dict, model_dir: Path) -> list[str]:
     """The class names, once the config says the model takes plain pixels (what every client sends).
 
@@ -99,11 +109,7 @@ def check_servable(config: dict, model_dir: Path) -> list[str]:
     """
     if config.get("format") != MODEL_FORMAT:  # a run's directory, served as it is
         check_finished(model_dir)
-    data = config.get("data")
-    pixels = data.get("pixels", "original") if isinstance(data, dict) else "original"
-    if pixels != "original":
-        raise UsageError(f"{model_dir} was trained on pixel-permuted images (the locality probe); it cannot "
-                         "answer plain images: serve or export a run trained on original pixels")
+    refuse_permuted(config, model_dir)
     names = config.get("class_names")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise UsageError(f"{model_dir / 'config.json'} has no class_names list; give a directory written by "

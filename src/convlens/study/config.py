@@ -104,6 +104,8 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 
 def load_study_config(mode: str = "default", path: str | Path | None = None, **overrides: Any) -> StudyConfig:
     """The preset ``mode``, then the YAML file's keys, then ``overrides`` (None values ignored)."""
+    if mode not in STUDY_PRESETS:
+        raise UsageError(f"unknown study preset {mode!r}; presets: {', '.join(STUDY_PRESETS)}")
     data = dict(STUDY_PRESETS[mode])
     if path is not None:
         path = Path(path)
@@ -115,10 +117,15 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
             raise UsageError(f"{path}: expected a mapping of study options, got {type(loaded).__name__}")
         data.update(loaded)  # on top of the preset; the report prints the resolved config
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return validated_study_config(data, str(path or "study config"))
+
+
+def validated_study_config(data: dict, origin: str = "study config") -> StudyConfig:
+    """``data`` as a StudyConfig, every experiment's levels built and checked; one line (``origin``: ...) if not."""
     try:
         config = StudyConfig.model_validate(data)
         for spec in config.experiment_specs():  # every level built and checked now, not after an hour of training
             one_factor_diff(spec, resolve_levels(spec))
     except ValidationError as e:
-        raise UsageError(f"{path or 'study config'}: {format_validation_error(e)}") from None
+        raise UsageError(f"{origin}: {format_validation_error(e)}") from None
     return config
