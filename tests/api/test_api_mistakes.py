@@ -200,3 +200,47 @@ def test_a_spec_error_is_prefixed_once():
     assert str(info.value) == "spec: unknown recipe 'kears'; valid recipes: keras, fast"  # was "spec: spec: ..."
     with pytest.raises(convlens.UsageError, match=r"^spec: factr: Extra inputs are not permitted"):
         convlens.Experiment({k: v for k, v in {**bad, "factr": bad["factor"]}.items() if k != "factor"})
+
+
+SPAWNING = '''import convlens
+spec = dict(name="t", model="mlp-128-64", dataset="digits", recipe_set={"epochs": 1},
+            factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]), seeds=2)
+'''
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_workers_from_a_script_that_would_run_again_in_each_are_refused_before_anything(tmp_path, how):
+    """Spawned workers import the main script again: unguarded, it would train again in each (it did); read from
+    standard input, it cannot be imported (every run failed as 'its worker process died')."""
+    import subprocess
+    import sys
+    script = tmp_path / "unguarded.py"
+    script.write_text(SPAWNING + 'convlens.Experiment(spec).run(out="exp", workers=2, quiet=True)\n')
+    done = subprocess.run([sys.executable, *(["-"] if how == "stdin" else [str(script)])], cwd=tmp_path,
+                          input=script.read_text() if how == "stdin" else None, capture_output=True, text=True,
+                          timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    expected = (f"convlens.errors.UsageError: {script}, line 4, starts 2 worker processes outside `if __name__ == "
+                '"__main__":`; each worker imports the script again' if how == "script" else
+                "convlens.errors.UsageError: workers=2 start fresh Python processes, which import the main script "
+                "again, and <stdin> is not a file they can import")
+    assert done.returncode == 1 and last.startswith(expected)
+    assert not (tmp_path / "exp").exists()  # refused before anything was written
+
+
+def test_the_main_guard_is_found_by_the_line_that_calls(tmp_path):
+    from convlens.experiments.local import _under_main_guard
+    source = ("import os\n"                       # 1
+              "def main():\n"                     # 2
+              "    pass\n"                        # 3
+              "main()\n"                          # 4: outside
+              "if '__main__' == __name__:\n"      # 5
+              "    main(\n"                       # 6: inside, over two lines
+              "        )\n"                       # 7
+              "else:\n"                           # 8
+              "    main()\n"                      # 9: the else branch runs in the workers
+              "if __name__ != '__main__':\n"      # 10
+              "    main()\n")                     # 11
+    (tmp_path / "script.py").write_text(source)
+    assert [line for line in range(1, 12) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7]
+    assert _under_main_guard("/nonexistent/script.py", 4)  # unreadable: nothing is claimed

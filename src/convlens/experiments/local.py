@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig
-from convlens.errors import ConvlensError, TrainingDiverged
+from convlens.errors import ConvlensError, TrainingDiverged, UsageError
 from convlens.models.checkpoint import CONFIG_FILE
 from convlens.run_files import METRICS_FILE
 from convlens.shutdown import skip_the_last_collection
@@ -116,6 +116,54 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+def check_workers_can_start(workers: int) -> None:
+    """One line now, before anything trains, when ``workers`` processes cannot start cleanly from this program.
+
+    Workers are spawned: each starts a fresh Python that imports the caller's main script again (as
+    multiprocessing does), so a script that trains at its top level, outside ``if __name__ == "__main__":``,
+    would train again in every worker; and a script read from standard input cannot be imported at all (every
+    run would fail as "its worker process died"). Notebooks, ``python -c`` and the CLI import nothing again."""
+    import sys
+    if workers <= 1:
+        return
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return
+    if not os.path.isfile(path):
+        raise UsageError(f"workers={workers} start fresh Python processes, which import the main script again, and "
+                         f"{path} is not a file they can import: save the script to a file, or use one worker")
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:  # not called from the script's top level (a thread, a callback): nothing to check
+        return
+    if not _under_main_guard(path, frame.f_lineno):
+        raise UsageError(f"{path}, line {frame.f_lineno}, starts {workers} worker processes outside "
+                         "`if __name__ == \"__main__\":`; each worker imports the script again and would run that "
+                         "line too: put the script's calls under that guard, or use one worker")
+
+
+def _under_main_guard(path: str, line: int) -> bool:
+    """Whether ``line`` of the script at ``path`` is inside an ``if __name__ == "__main__":`` block (True when the
+    script cannot be read or parsed: then nothing is claimed)."""
+    import ast
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return True
+
+    def is_guard(test: ast.expr) -> bool:
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+            return False
+        sides = [test.left, test.comparators[0]]
+        return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+                and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+    return any(isinstance(node, ast.If) and is_guard(node.test)
+               and any(child.lineno <= line <= (child.end_lineno or child.lineno) for child in node.body)
+               for node in ast.walk(tree))
+
+
 WORKER_DIED = ("its worker process died while training it (killed by the OS, e.g. out of memory, or a crash); "
                "it also died when run alone")
 
@@ -144,6 +192,7 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], Non
     again seed by seed, so the run that kills its process is found and recorded as failed with the reason, the
     others finish; a run the killed attempt had finished is kept; units that had not started go back in the queue.
     """
+    check_workers_can_start(workers)  # the callers check first; this is for anyone calling run_jobs
     results = []
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
