@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import shutil
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +140,21 @@ def wait_for_a_finished_run(out: Path, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while not list(out.glob("runs/*/*/metrics.json")) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving a directory; yields (directory, base_url)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()

@@ -244,3 +244,25 @@ def test_the_main_guard_is_found_by_the_line_that_calls(tmp_path):
     (tmp_path / "script.py").write_text(source)
     assert [line for line in range(1, 12) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7]
     assert _under_main_guard("/nonexistent/script.py", 4)  # unreadable: nothing is claimed
+
+
+def test_load_dataset_downloads_what_is_missing_as_train_does(tmp_path, monkeypatch, http_dir):
+    """It refused ("run 'convlens data fetch'") where train downloaded: the README's first line failed on a fresh
+    machine with internet. Here the official code path fetches Debian's files from a local server."""
+    from convlens.data import catalog
+    from tests.conftest import fashion_files
+    served, url = http_dir
+    for path in fashion_files():
+        (served / path.name).write_bytes(path.read_bytes())
+    info = catalog.BUILTIN_DATASETS["fashion-mnist"]  # no Debian copy and an empty cache: only the download is left
+    hidden = dataclasses.replace(info, manifest=dataclasses.replace(info.manifest, system_dir=None))
+    monkeypatch.setitem(catalog.BUILTIN_DATASETS, "fashion-mnist", hidden)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONVLENS_DATA_URL", url)
+    monkeypatch.delenv("CONVLENS_DATA", raising=False)
+    with pytest.raises(DataError, match="fashion-mnist not found in"):
+        convlens.load_dataset("fashion-mnist", download=False)
+    ds = convlens.load_dataset("fashion-mnist")
+    assert ds.train_images.shape == (60_000, 28, 28) and ds.source.origin == "download"
+    assert sorted(p.name for p in (tmp_path / "cache" / "convlens" / "fashion-mnist").iterdir()) == sorted(
+        p.name for p in fashion_files())

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import http.server
 import socket
 import threading
-from functools import partial
 
 import numpy as np
 import pytest
@@ -93,24 +91,6 @@ def test_search_order_explicit_then_env_then_cache_then_system(tmp_path, monkeyp
     kwargs["system_dir"] = None
     with pytest.raises(DataError, match="convlens data fetch"):
         locate(None, manifest, **kwargs)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving a directory; yields (directory, base_url)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
 
 
 def test_download_from_a_local_server_into_the_cache(tmp_path, http_dir, monkeypatch):

@@ -20,8 +20,10 @@ if TYPE_CHECKING:  # imported where used: a notebook loads a study's dataset to 
 
 
 def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None, *,
-                 download: bool = False) -> Dataset:
+                 download: bool = True) -> Dataset:
     """A dataset by name (fashion-mnist, mnist, kmnist, cifar10, digits or folder:PATH), verified: a Dataset.
+    Found as ``convlens train`` finds it (``data_dir``, the cache, a distribution's copy), else downloaded from
+    the official URLs into the cache, as train does (``download=False``: an error instead).
 
     Example: ``ds = convlens.load_dataset("digits"); ds.explore()["class_counts"]``
     """
