@@ -155,7 +155,7 @@ def test_a_wrong_argument_type_is_one_usage_line(saved, tmp_path):
     assert a_file.read_text() == "mine"
 
 
-def test_training_leaves_torchs_thread_count_as_it_was(monkeypatch):
+def test_training_leaves_torchs_thread_count_as_it_was(monkeypatch, tmp_path):
     import torch
     from sklearn.datasets import load_digits
     before = torch.get_num_threads()
@@ -167,6 +167,10 @@ def test_training_leaves_torchs_thread_count_as_it_was(monkeypatch):
         assert torch.get_num_threads() == 3
         x, y = load_digits(return_X_y=True)
         convlens.ConvNetClassifier(model="mlp", epochs=1, threads=1).fit(x[:200], y[:200])
+        assert torch.get_num_threads() == 3
+        convlens.Experiment(dict(name="t", model="mlp-128-64", dataset="digits", recipe_set={"epochs": 1},
+                                 factor=dict(name="recipe.lr", levels=[1e-3, 2e-3]), seeds=2)).run(
+            out=tmp_path / "exp", quiet=True)  # its runs trained in this process, on every core
         assert torch.get_num_threads() == 3
 
         def fail(*args, **kwargs):

@@ -78,6 +78,7 @@ class Experiment:
         from convlens.experiments.local import check_workers_can_start
         from convlens.experiments.run import execute_plan, make_backend, plan
         from convlens.tracking import make_tracker
+        from convlens.training import threads_kept
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
@@ -134,8 +135,9 @@ class Experiment:
 
             progress.start(len(p.jobs), weighted=False)
             try:
-                summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
-                                       backend=runner, dataset=loaded)
+                with threads_kept():  # runs trained here set torch's thread count; the session keeps its own
+                    summary = execute_plan(p, workers=workers, on_result=on_result, on_start=progress.run_started,
+                                           backend=runner, dataset=loaded)
             finally:
                 progress.close()
                 if tracker is not None:

@@ -59,6 +59,7 @@ class Study:
         from convlens.run_files import experiment_of
         from convlens.study.pipeline import run_study
         from convlens.tracking import log_study, make_tracker
+        from convlens.training import threads_kept
         out = output_path(out)
         # as train and Experiment.run refuse each other's directories: a study there would mix its files into
         # a run's (whose --force would then delete them) or have its runs analysed as the experiment's
@@ -74,8 +75,9 @@ class Study:
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)
         try:
-            results = run_study(self.config, out, events=progress, force=force, retry_failed=retry_failed,
-                                data_dir=Path(data_dir) if data_dir else None, backend=runner)
+            with threads_kept():  # runs trained here set torch's thread count; the session keeps its own
+                results = run_study(self.config, out, events=progress, force=force, retry_failed=retry_failed,
+                                    data_dir=Path(data_dir) if data_dir else None, backend=runner)
         finally:
             progress.close()
         tracked = tracker.where(log_study(tracker, out, results, fresh=force)) if tracker is not None else None
