@@ -124,3 +124,19 @@ def test_a_config_field_added_later_with_its_default_keeps_the_finished_runs(tmp
     capsys.readouterr()
     assert main(["experiment", "run", str(spec), "--out", str(out)]) == 0
     assert "2 finished, 0 failed, 0 to run" in capsys.readouterr().out
+
+
+def test_stopping_the_pool_sweeps_what_a_terminated_worker_left_mid_write(tmp_path):
+    """terminate() (SIGTERM, whose default action runs no cleanup) can land between an atomic write's temporary
+    file and its rename: Ctrl-C with --workers 2 once left runs/.../.config.json.XXXX.tmp behind."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from convlens.experiments.local import _stop
+    running, queued = tmp_path / "a" / "seed0", tmp_path / "b" / "seed0"
+    running.mkdir(parents=True)
+    (running / ".config.json.6zlpdoq5.tmp").write_text("{")  # as atomic_files names it
+    (running / "config.json").write_text("{}")  # a finished write stays
+    config = TrainConfig(model="mlp")
+    units = {Future(): [Job("a", 0, config, running)], Future(): [Job("b", 0, config, queued)]}
+    _stop(ThreadPoolExecutor(1), units)
+    assert sorted(p.name for p in running.iterdir()) == ["config.json"] and not queued.exists()

@@ -261,6 +261,12 @@ def _stop(pool: ProcessPoolExecutor, futures: dict) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):  # the standard library keeps them
         process.terminate()  # there; Python 3.14's terminate_workers() does the same
     pool.shutdown(wait=True, cancel_futures=True)
+    # A worker ended by terminate() mid-write leaves its atomic write's temporary file (SIGTERM's default action
+    # runs no cleanup); the workers are gone now, so their units' directories can be swept.
+    for unit in futures.values():
+        for job in unit:
+            for leftover in job.directory.glob(".*.tmp") if job.directory.is_dir() else ():
+                leftover.unlink(missing_ok=True)
 
 
 def _finished(job: Job) -> bool:
