@@ -230,6 +230,11 @@ def test_kernel_size_effects_are_paired_by_seed_and_holm_corrected():
                              "difference is the same on every seed):")  # not "the 3 tests below are one family"
     assert lines_same[-1] == ("The 90% side is a centred square that grows in steps of 2 px and holds no more than "
                               "the image.")  # no interval was printed to call coarse
+    failed = {**effects, "tests": [{**t, "verdict": "not tested (n=1: one seed has no spread)"} for t in same["tests"]]}
+    assert receptive_field_findings({**rf, "kernel_sizes": {"levels": {}, **failed}})[3] == (
+        "Kernel sizes, each against kernel_size=3 (paired by seed; none could be tested, each line says why):")
+    empty = receptive_field_findings({**rf, "kernel_sizes": {"levels": {}, **effects, "tests": []}})
+    assert len(empty) == 3  # the three blocks; no header over nothing
     growth = (np.mean([21, 23, 20]) - np.mean([16, 17, 15])) / (28 - 22)
     assert "significantly larger" in lines[6]  # diffs 5, 6, 5 px: so the growth is stated, as a ratio of means
     assert f"the mean difference is {growth:.0%} of the theoretical growth (a ratio of means" in lines[6]

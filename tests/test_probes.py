@@ -247,5 +247,5 @@ def test_most_missed_ranks_images_by_the_seeds_that_miss_them():
               "classes": [{"class": c, **{k: {"mean": 0.5} for k in ("precision", "recall", "f1")}} for c in "abcdef"]}
     line = classification_findings(report, missed, list("abcdef"))[-1]
     assert line == ("Test image #0 (a) is missed on 3 of 3 seeds, most often taken for b. 2 of the 6 test images "
-                    "(33.3%) are missed on every seed; the 4 shown are the first by index of those missed on the most "
-                    "seeds.")
+                    "(33.3%) are missed on every seed; the 4 shown are ranked by the seeds that miss them, ties by "
+                    "lowest index.")

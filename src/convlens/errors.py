@@ -35,6 +35,10 @@ class DataError(ConvlensError):
     """A dataset file is missing, truncated or corrupt; the message names the file and the fix."""
 
 
+class DataChanged(DataError):
+    """The images a dataset holds now are not those a run recorded (by their digests)."""
+
+
 class TrainingDiverged(ConvlensError):
     """The loss became NaN or infinite; the message says at which epoch and step."""
 

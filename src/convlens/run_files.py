@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.errors import DataError, UsageError
+from convlens.errors import DataChanged, UsageError
 from convlens.models.checkpoint import model_file, read_json_object
 from convlens.records import RunMetrics, checked
 
@@ -74,7 +74,7 @@ def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...]
         why = (" (a file added, removed or changed in the folder moves images between the splits; another Pillow may "
                "decode or resize them differently; runs from before 2026-11-29 read photos with an EXIF orientation "
                "sideways, where convlens now turns them upright)" if str(name).startswith("folder:") else "")
-        raise DataError(f"the {' and '.join(changed)} images of {name} differ from those {what} {used} on{why}; "
+        raise DataChanged(f"the {' and '.join(changed)} images of {name} differ from those {what} {used} on{why}; "
                         f"{fix}")
 
 

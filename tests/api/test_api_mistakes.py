@@ -212,24 +212,33 @@ spec = dict(name="t", model="mlp-128-64", dataset="digits", recipe_set={"epochs"
 '''
 
 
-@pytest.mark.parametrize("how", ["script", "stdin"])
-def test_workers_from_a_script_that_would_run_again_in_each_are_refused_before_anything(tmp_path, how):
-    """Spawned workers import the main script again: unguarded, it would train again in each (it did); read from
-    standard input, it cannot be imported (every run failed as 'its worker process died')."""
+def test_workers_from_a_script_that_would_run_again_in_each_are_refused_before_anything(tmp_path, monkeypatch):
+    """Spawned workers run the main script's top level again: unguarded, it trained again in each; read from
+    standard input, it cannot be run again (every run failed as 'its worker process died')."""
     import subprocess
     import sys
+    import types
+
+    from convlens.experiments.local import check_workers_can_start
     script = tmp_path / "unguarded.py"
     script.write_text(SPAWNING + 'convlens.Experiment(spec).run(out="exp", workers=2, quiet=True)\n')
-    done = subprocess.run([sys.executable, *(["-"] if how == "stdin" else [str(script)])], cwd=tmp_path,
-                          input=script.read_text() if how == "stdin" else None, capture_output=True, text=True,
-                          timeout=120)
-    last = done.stderr.strip().splitlines()[-1]
-    expected = (f"convlens.errors.UsageError: {script}, line 4, starts 2 worker processes outside `if __name__ == "
-                '"__main__":`; each worker imports the script again' if how == "script" else
-                "convlens.errors.UsageError: workers=2 start fresh Python processes, which import the main script "
-                "again, and <stdin> is not a file they can import")
-    assert done.returncode == 1 and last.startswith(expected)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"convlens.errors.UsageError: {script}, line 4, starts 2 worker processes outside `if __name__ == "
+        '"__main__":`; each worker runs the script again and would run that line too: put the script\'s calls under '
+        "that guard, or use workers=1")
     assert not (tmp_path / "exp").exists()  # refused before anything was written
+    # what multiprocessing's spawn runs again, by the main module's spec and file (as its get_preparation_data)
+    stdin = types.ModuleType("__main__")
+    stdin.__file__, stdin.__spec__ = "<stdin>", None
+    monkeypatch.setitem(sys.modules, "__main__", stdin)
+    with pytest.raises(convlens.UsageError, match="<stdin> is not a file they can run"):
+        check_workers_can_start(2)
+    check_workers_can_start(1)  # one worker: nothing spawned
+    package = types.ModuleType("__main__")  # python -m pkg, a zipapp: spawn does not run pkg/__main__ again
+    package.__file__, package.__spec__ = str(script), types.SimpleNamespace(name="pkg.__main__")
+    monkeypatch.setitem(sys.modules, "__main__", package)
+    check_workers_can_start(2)
 
 
 def test_the_main_guard_is_found_by_the_line_that_calls(tmp_path):
@@ -244,9 +253,11 @@ def test_the_main_guard_is_found_by_the_line_that_calls(tmp_path):
               "else:\n"                           # 8
               "    main()\n"                      # 9: the else branch runs in the workers
               "if __name__ != '__main__':\n"      # 10
-              "    main()\n")                     # 11
+              "    main()\n"                      # 11
+              "if __name__ == '__main__' and os:\n"  # 12
+              "    main()\n")                     # 13: a guard with a condition beside it
     (tmp_path / "script.py").write_text(source)
-    assert [line for line in range(1, 12) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7]
+    assert [line for line in range(1, 14) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7, 13]
     assert _under_main_guard("/nonexistent/script.py", 4)  # unreadable: nothing is claimed
 
 
@@ -270,3 +281,14 @@ def test_load_dataset_downloads_what_is_missing_as_train_does(tmp_path, monkeypa
     assert ds.train_images.shape == (60_000, 28, 28) and ds.source.origin == "download"
     assert sorted(p.name for p in (tmp_path / "cache" / "convlens" / "fashion-mnist").iterdir()) == sorted(
         p.name for p in fashion_files())
+
+
+def test_missing_data_is_not_blamed_on_a_dataset_changed_in_python(tmp_path):
+    from tests.data.test_catalog import write_folder
+    folder = tmp_path / "colours"
+    write_folder(folder, {"red": (220, 30, 30), "blue": (20, 40, 230)}, n=10)
+    run = convlens.train("mlp", f"folder:{folder}", out=tmp_path / "run", **FAST)
+    shutil.rmtree(folder)
+    with pytest.raises(DataError) as info:
+        run.evaluate()
+    assert "does not exist" in str(info.value) and "run.evaluate(dataset=" not in str(info.value)

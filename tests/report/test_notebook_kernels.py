@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -77,6 +78,24 @@ def test_a_tcp_port_taken_by_another_process_does_not_stop_the_kernel(tmp_path, 
         assert not os.path.exists(folder)  # removed with the kernel
     finally:
         taken.close()
+
+
+def test_ctrl_c_while_a_kernel_starts_leaves_no_socket_directory(monkeypatch):
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    short = tempfile.mkdtemp(prefix="cl-", dir="/tmp")  # a short path: the sockets go there, not to TCP
+    monkeypatch.setattr(tempfile, "tempdir", short)
+
+    async def interrupted(self, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(AsyncKernelManager, "start_kernel", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            notebook._start_warm_kernel(Path(short))
+        assert os.listdir(short) == []  # its convlens-kernel-* directory went with it
+    finally:
+        os.rmdir(short)
 
 
 def test_with_a_socket_path_too_long_for_unix_kernels_listen_on_local_tcp(tmp_path, monkeypatch):

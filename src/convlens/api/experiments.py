@@ -76,14 +76,13 @@ class Experiment:
         from convlens.display import RunsProgress
         from convlens.experiments import with_changes
         from convlens.experiments.local import check_workers_can_start
-        from convlens.experiments.run import execute_plan, make_backend, plan
+        from convlens.experiments.run import execute_plan, local_workers, make_backend, plan
         from convlens.tracking import make_tracker
         from convlens.training import threads_kept
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
-        if runner.name == "local":  # a script that would run again in every worker: said before anything is written
-            check_workers_can_start(workers)
+        check_workers_can_start(local_workers(workers, runner))  # said before anything is written
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = output_path(out) if out is not None else Path("runs") / "experiments" / spec.name

@@ -11,7 +11,7 @@ import numpy as np
 
 from convlens.config import TrainConfig, train_config
 from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
-from convlens.errors import DataError, UsageError
+from convlens.errors import DataChanged, UsageError
 
 if TYPE_CHECKING:  # imported where used: a notebook loads a study's dataset to draw its images without torch
     import torch
@@ -145,12 +145,12 @@ class Run:
         try:
             return evaluate_run(self._saved("be evaluated"), data_dir=Path(data_dir) if data_dir else None,
                                 dataset=dataset)
-        except DataError as e:
+        except DataChanged as e:
             if dataset is not None:
                 raise
             # read by name, a dataset the run was trained on after changing it in Python gives other images
-            raise DataError(f"{e}; if it was trained on a Dataset changed in Python, give that: "
-                            "run.evaluate(dataset=...)") from None
+            raise DataChanged(f"{e}; if it was trained on a Dataset changed in Python, give that: "
+                              "run.evaluate(dataset=...)") from None
 
     def export(self, directory: str | Path, *, onnx: bool = False) -> Path:
         """A model directory that ``convlens serve``, ``predict`` and SageMaker load."""
@@ -259,7 +259,8 @@ def output_path(out: str | Path, name: str = "out") -> Path:
     path = Path(out).expanduser()
     blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise UsageError(f"{blocking} is a file, where a directory is needed; choose another --out")
+        raise UsageError(f"{blocking} is a file, where a directory is needed; choose another "
+                         + ("--out" if name == "out" else name))
     return path
 
 

@@ -55,9 +55,10 @@ class Study:
         report.ipynb and results.json there."""
         from convlens.api.runs import output_path
         from convlens.display import StudyProgress
-        from convlens.experiments.run import make_backend
+        from convlens.experiments.local import check_workers_can_start
+        from convlens.experiments.run import local_workers, make_backend
         from convlens.run_files import experiment_of
-        from convlens.study.pipeline import run_study
+        from convlens.study.pipeline import run_study, study_workers
         from convlens.tracking import log_study, make_tracker
         from convlens.training import threads_kept
         out = output_path(out)
@@ -72,6 +73,8 @@ class Study:
                 raise UsageError(f"{out} holds a {name} (a training run or an exported model), not a study; nothing "
                                  "was written: choose another --out")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
+        # a script that would run again in every worker: said before anything is written (the tracker makes OUT)
+        check_workers_can_start(local_workers(study_workers(self.config, runner), runner))
         tracker = make_tracker(bool(mlflow), mlflow if isinstance(mlflow, str) else None, out)  # a bad store: now
         progress = StudyProgress(quiet)
         try:

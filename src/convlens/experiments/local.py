@@ -119,29 +119,34 @@ def _die_with(parent: int) -> None:
 def check_workers_can_start(workers: int) -> None:
     """One line now, before anything trains, when ``workers`` processes cannot start cleanly from this program.
 
-    Workers are spawned: each starts a fresh Python that imports the caller's main script again (as
-    multiprocessing does), so a script that trains at its top level, outside ``if __name__ == "__main__":``,
-    would train again in every worker; and a script read from standard input cannot be imported at all (every
-    run would fail as "its worker process died"). Notebooks, ``python -c`` and the CLI import nothing again."""
+    Workers are spawned: each starts a fresh Python that runs the main script's top level again (multiprocessing
+    prepares a child so: the script by its path, or ``python -m module`` by name), so the line that starts them
+    must sit under ``if __name__ == "__main__":``, or every worker would run it too; a script read from standard
+    input cannot be run again at all (every run would fail as "its worker process died"). Only that line is
+    checked. Notebooks, ``python -c``, a package's ``__main__`` (``python -m pkg``, zipapps) and the CLI run
+    nothing again."""
     import sys
-    if workers <= 1:
-        return
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if main is None or path is None:
+    if workers <= 1 or main is None or path is None:
+        return
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):  # as multiprocessing.spawn skips
+        return
+    if name is None and os.path.splitext(os.path.basename(path))[0] == "ipython":  # spawn skips IPython too
         return
     if not os.path.isfile(path):
-        raise UsageError(f"workers={workers} start fresh Python processes, which import the main script again, and "
-                         f"{path} is not a file they can import: save the script to a file, or use one worker")
+        raise UsageError(f"workers={workers} start fresh Python processes, which run the main script again, and "
+                         f"{path} is not a file they can run: save the script to a file, or use workers=1")
     frame = sys._getframe(1)
     while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
-    if frame is None:  # not called from the script's top level (a thread, a callback): nothing to check
+    if frame is None or frame.f_code.co_filename != path:  # not from the script's own lines (a thread, exec)
         return
     if not _under_main_guard(path, frame.f_lineno):
         raise UsageError(f"{path}, line {frame.f_lineno}, starts {workers} worker processes outside "
-                         "`if __name__ == \"__main__\":`; each worker imports the script again and would run that "
-                         "line too: put the script's calls under that guard, or use one worker")
+                         "`if __name__ == \"__main__\":`; each worker runs the script again and would run that "
+                         "line too: put the script's calls under that guard, or use workers=1")
 
 
 def _under_main_guard(path: str, line: int) -> bool:
@@ -154,6 +159,8 @@ def _under_main_guard(path: str, line: int) -> bool:
         return True
 
     def is_guard(test: ast.expr) -> bool:
+        if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):  # `if __name__ == "__main__" and x:`
+            return any(is_guard(value) for value in test.values)
         if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
             return False
         sides = [test.left, test.comparators[0]]

@@ -114,14 +114,20 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
     return Backend(name, address, cpus_per_run, gpus_per_run, batch_seeds)
 
 
+def local_workers(workers: int, backend: Backend) -> int:
+    """How many processes ``train_pending`` trains in here for ``workers`` (0 with Ray: the cluster's tasks)."""
+    if backend.name != "local":
+        return 0
+    return max(workers, shared_gpu_workers(backend.gpus_per_run)) if backend.gpus_per_run > 0 else workers
+
+
 def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[JobResult], None] = lambda r: None,
                   on_start: Callable[[Job], None] = lambda j: None, backend: Backend = Backend(),
                   dataset: ImageDataset | None = None) -> None:
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
     as Ray tasks. ``dataset``: the jobs' dataset, already loaded by the caller: runs in this process use it
     instead of reading it again, and Ray's driver puts it in the object store (worker processes read their own)."""
-    if backend.name == "local" and backend.gpus_per_run > 0:  # share the GPUs: 1/gpus_per_run runs per GPU
-        workers = max(workers, shared_gpu_workers(backend.gpus_per_run))
+    workers = local_workers(workers, backend) or workers  # with GPUs shared, 1/gpus_per_run runs per GPU
     if backend.name == "ray":
         from convlens.experiments.ray_backend import run_jobs_ray
         run_jobs_ray(jobs, on_result, address=backend.address, cpus_per_run=backend.cpus_per_run,

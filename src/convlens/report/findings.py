@@ -222,9 +222,9 @@ def _detectable(c: dict) -> str:
     text = f"; with n={c['n']} seeds, {undetectable(mde)}"
     if c.get("mde_alpha"):  # the level the power is computed at, as the experiments' sentences say it
         text += f" (at alpha {c['mde_alpha']:.3g}, the family's strictest level)"
-    if c.get("seeds_needed"):
-        text += (f" (the observed {abs(c['diff']) * 100:.2f} pp would need roughly {c['seeds_needed']} seeds, "
-                 f"{FRESH_SEEDS})")
+    if c.get("seeds_needed"):  # worded as the experiments' sentences word it
+        text += (f"; detecting the observed {abs(c['diff']) * 100:.2f} pp would take roughly {c['seeds_needed']} "
+                 f"seeds ({FRESH_SEEDS})")
     return text
 
 
@@ -262,7 +262,7 @@ def classification_findings(report: dict, missed: dict, names: list[str]) -> lis
         if "missed_every_seed" in missed:  # the images shown are only the lowest indices among those tied
             every, n = missed["missed_every_seed"], missed["n_images"]
             line += (f". {every:,} of the {n:,} test images ({every / n:.1%}) are missed on every seed; the "
-                     f"{len(missed['images'])} shown are the first by index of those missed on the most seeds.")
+                     f"{len(missed['images'])} shown are ranked by the seeds that miss them, ties by lowest index.")
         else:  # a results.json from before the count
             line += f"; {always} of the {len(missed['images'])} images shown are missed on every seed."
         lines.append(line)
@@ -377,10 +377,13 @@ def receptive_field_findings(rf: dict) -> list[str]:
                      f"{side['mean']:.1f} px (mean over n={n} seeds{ci}), {side['mean'] / visible:.0%} of the "
                      "visible side.")
     sizes = rf["kernel_sizes"]
-    if sizes:
-        untested = [t["verdict"].startswith("not tested") for t in sizes["tests"]]
+    if sizes and sizes["tests"]:
+        verdicts = [t["verdict"] for t in sizes["tests"]]
+        untested = all(v.startswith(("not tested", "identical")) for v in verdicts)
+        same = all(v.startswith("not tested (the same difference") for v in verdicts)
         lines.append(f"Kernel sizes, each against {sizes['reference']} (paired by seed; "
-                     + ("no test could run: every difference is the same on every seed):" if all(untested) else
+                     + ("no test could run: every difference is the same on every seed):" if same else
+                        "none could be tested, each line says why):" if untested else
                         f"the {sizes['family']} tests below are one family, Holm-corrected):"))
         for t in sizes["tests"]:
             (a, b), (ea, eb) = t["theoretical_visible"], t["side90"]
@@ -392,10 +395,9 @@ def receptive_field_findings(rf: dict) -> list[str]:
                     if t["verdict"].startswith("not tested (the same difference") else t["verdict"])
             lines.append(f"{t['level']} at {t['block']}: the visible theoretical field grows {a} -> {b} px; the 90% "
                          f"side {ea:.1f} -> {eb:.1f} px, difference {t['diff']:+.1f} px{ci}: {said}{use}.")
-        if sizes["tests"]:
-            lines.append("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
-                         "image" + ("." if all(untested) else ": with few seeds these intervals are coarse, and one "
-                                    "may reach past what the image allows."))
+        lines.append("The 90% side is a centred square that grows in steps of 2 px and holds no more than the "
+                     "image" + ("." if untested else ": with few seeds these intervals are coarse, and one may reach "
+                                "past what the image allows."))
     return lines
 
 

@@ -157,8 +157,10 @@ def _start_warm_kernel(out: Path, warm_up: str = WARM_UP) -> Any:
     try:
         run_sync(manager.start_kernel)(cwd=str(out), stderr=stderr,
                                        extra_arguments=[*_KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={warm_up}"])
-    except Exception:  # no kernel now: the notebook stage starts one and reports what goes wrong
-        _shut_down(manager)
+    except BaseException as e:  # no kernel now: the notebook stage starts one and reports what goes wrong
+        _shut_down(manager)  # also on Ctrl-C: the kernel and its socket directory go with it
+        if not isinstance(e, Exception):
+            raise
         return None
     return manager
 
