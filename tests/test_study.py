@@ -556,8 +556,8 @@ def test_headline_numbers_recomputed_from_the_run_files_match_the_html(study):
         f"no significant difference (p={_p(sps.ttest_rel(cnn, mlp).pvalue)}" in headline
     assert ("The same comparison, on the same runs, is one of the locality experiment's 5 (section 4), corrected "
             "within that family: ") in headline and f"(p={_p(corrected[0])}, n={TINY['seeds']})." in headline
-    assert headline.endswith("The first is this study's primary comparison: its family of one (the cnn-vs-mlp "
-                             "experiment) was fixed by the study's design before anything trained.")  # said up front
+    assert headline.endswith("The cnn-vs-mlp result before it is the study's primary comparison: its family of "
+                             "one was fixed by the study's design before anything trained.")  # said up front
     # the train-minus-validation gap with its spread, from each run's last epoch (it was printed as a bare mean)
     runs = out / "experiments" / "cnn-vs-mlp" / "runs" / "model=cnn-32-64-128"
     last = [json.loads((runs / f"seed{s}" / "metrics.json").read_text())["history"][-1] for s in range(TINY["seeds"])]

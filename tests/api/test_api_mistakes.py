@@ -228,6 +228,11 @@ def test_workers_from_a_script_that_would_run_again_in_each_are_refused_before_a
         '"__main__":`; each worker runs the script again and would run that line too: put the script\'s calls under '
         "that guard, or use workers=1")
     assert not (tmp_path / "exp").exists()  # refused before anything was written
+    executed = tmp_path / "executed.py"  # the call in exec'd code, itself at the script's top level
+    executed.write_text(SPAWNING + 'exec(\'convlens.Experiment(spec).run(out="exp", workers=2, quiet=True)\')\n')
+    done = subprocess.run([sys.executable, executed.name], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"{executed}, line 4, starts 2 worker processes" in done.stderr  # relative path
+    assert not (tmp_path / "exp").exists()
     # what multiprocessing's spawn runs again, by the main module's spec and file (as its get_preparation_data)
     stdin = types.ModuleType("__main__")
     stdin.__file__, stdin.__spec__ = "<stdin>", None
@@ -255,9 +260,13 @@ def test_the_main_guard_is_found_by_the_line_that_calls(tmp_path):
               "if __name__ != '__main__':\n"      # 10
               "    main()\n"                      # 11
               "if __name__ == '__main__' and os:\n"  # 12
-              "    main()\n")                     # 13: a guard with a condition beside it
+              "    main()\n"                      # 13: a guard with a condition beside it
+              "if __name__ != '__main__':\n"      # 14
+              "    pass\n"                        # 15
+              "else:\n"                           # 16
+              "    main()\n")                     # 17: the guard's other spelling
     (tmp_path / "script.py").write_text(source)
-    assert [line for line in range(1, 14) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7, 13]
+    assert [line for line in range(1, 18) if _under_main_guard(str(tmp_path / "script.py"), line)] == [6, 7, 13, 17]
     assert _under_main_guard("/nonexistent/script.py", 4)  # unreadable: nothing is claimed
 
 

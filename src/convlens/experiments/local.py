@@ -135,16 +135,23 @@ def check_workers_can_start(workers: int) -> None:
         return
     if name is None and os.path.splitext(os.path.basename(path))[0] == "ipython":  # spawn skips IPython too
         return
-    if not os.path.isfile(path):
+    from multiprocessing.process import ORIGINAL_DIR  # what spawn resolves a relative __file__ against
+
+    def absolute(name: str) -> str:
+        return os.path.normpath(os.path.join(ORIGINAL_DIR or os.getcwd(), name))
+    script = absolute(path)
+    if not os.path.isfile(script):
         raise UsageError(f"workers={workers} start fresh Python processes, which run the main script again, and "
                          f"{path} is not a file they can run: save the script to a file, or use workers=1")
+    # The script's own top-level frame: past exec'd code and wrappers (runpy), to the line the script runs
     frame = sys._getframe(1)
-    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"
+                                     and absolute(frame.f_code.co_filename) == script):
         frame = frame.f_back
-    if frame is None or frame.f_code.co_filename != path:  # not from the script's own lines (a thread, exec)
+    if frame is None:  # not from the script's lines (a thread, a callback): nothing to check
         return
-    if not _under_main_guard(path, frame.f_lineno):
-        raise UsageError(f"{path}, line {frame.f_lineno}, starts {workers} worker processes outside "
+    if not _under_main_guard(script, frame.f_lineno):
+        raise UsageError(f"{script}, line {frame.f_lineno}, starts {workers} worker processes outside "
                          "`if __name__ == \"__main__\":`; each worker runs the script again and would run that "
                          "line too: put the script's calls under that guard, or use workers=1")
 
@@ -158,16 +165,19 @@ def _under_main_guard(path: str, line: int) -> bool:
     except (OSError, SyntaxError, ValueError):
         return True
 
-    def is_guard(test: ast.expr) -> bool:
-        if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):  # `if __name__ == "__main__" and x:`
-            return any(is_guard(value) for value in test.values)
-        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+    def names_main(test: ast.expr, op: type) -> bool:  # __name__ == "__main__" (op Eq) or != (NotEq)
+        if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) and op is ast.Eq:  # `... and x:`
+            return any(names_main(value, op) for value in test.values)
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], op)):
             return False
         sides = [test.left, test.comparators[0]]
         return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
                 and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
-    return any(isinstance(node, ast.If) and is_guard(node.test)
-               and any(child.lineno <= line <= (child.end_lineno or child.lineno) for child in node.body)
+
+    def inside(block: list[ast.stmt]) -> bool:
+        return any(child.lineno <= line <= (child.end_lineno or child.lineno) for child in block)
+    return any(isinstance(node, ast.If) and (names_main(node.test, ast.Eq) and inside(node.body)
+                                             or names_main(node.test, ast.NotEq) and inside(node.orelse))
                for node in ast.walk(tree))
 
 
