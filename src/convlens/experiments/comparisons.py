@@ -137,8 +137,8 @@ def evidence_sentence(c: dict[str, Any]) -> str | None:
     agreement = np.mean([s["agreement"] for s in e["per_seed"]])
     return (f"{c['label']}, image by image ({e['test']}): {seeds}; {significant} of {len(e['per_seed'])} seeds "
             f"show a significant imbalance. The two predict the same class for {agreement * 100:.1f}% of the "
-            f"{e['n_images']:,} test images (mean over seeds); {_images_are(e['gained_every_seed'])} gained and {e['lost_every_seed']} "
-            "lost on every seed.")
+            f"{e['n_images']:,} test images (mean over seeds); {_images_are(e['gained_every_seed'])} gained and "
+            f"{e['lost_every_seed']} lost on every seed.")
 
 
 def _images_are(n: int) -> str:

@@ -10,8 +10,8 @@ its worker and returns the run's files (a few MB), and the driver writes them in
 each file atomically. So it works the same whether or not the driver and the workers share a filesystem, a
 retried or duplicated task only rewrites the same run, and a driver killed mid-sweep loses at most the runs in
 flight. The driver reads the data, as the local backend does, so runs kept from before are checked against it
-before any task starts. Each dataset goes to the object store once (``ray.put``) and is passed by reference; its arrays arrive
-read-only and are copied before torch wraps them. A Python exception in a run is recorded as a failed run (not
+before any task starts. Each dataset goes to the object store once (``ray.put``) and is passed by reference;
+its arrays arrive read-only and are copied before torch wraps them. A Python exception in a run is recorded as a failed run (not
 retried: it would fail again); a lost worker or node is retried by Ray (``max_retries``), then recorded.
 """
 
