@@ -28,6 +28,15 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 
 
+def refuse_run_or_model(directory: Path, what: str) -> None:
+    """One line when ``directory`` holds a training run's or an exported model's files: ``what`` (a study, an
+    experiment) written there would be mixed into them."""
+    for name in ("config.json", METRICS_FILE):
+        if (directory / name).is_file():
+            raise UsageError(f"{directory} holds a {name} (a training run or an exported model), not {what}; nothing "
+                             "was written: choose another --out")
+
+
 def experiment_of(run_dir: Path) -> Path | None:
     """The experiment (or study experiment) directory ``run_dir`` is inside, or is: one with an experiment.json,
     ``run_dir`` being it, its runs/ or a level or run directory under runs/. None when it is in none."""

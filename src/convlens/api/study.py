@@ -57,7 +57,7 @@ class Study:
         from convlens.display import StudyProgress
         from convlens.experiments.local import check_workers_can_start
         from convlens.experiments.run import local_workers, make_backend
-        from convlens.run_files import experiment_of
+        from convlens.run_files import experiment_of, refuse_run_or_model
         from convlens.study.pipeline import run_study, study_workers
         from convlens.tracking import log_study, make_tracker
         from convlens.training import threads_kept
@@ -68,10 +68,7 @@ class Study:
         if experiment is not None:
             where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
             raise UsageError(f"{out} {where}; a study writes its experiments in its own directory: give another --out")
-        for name in ("config.json", "metrics.json"):
-            if (out / name).is_file():
-                raise UsageError(f"{out} holds a {name} (a training run or an exported model), not a study; nothing "
-                                 "was written: choose another --out")
+        refuse_run_or_model(out, "a study")
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         # a script that would run again in every worker: said before anything is written (the tracker makes OUT)
         check_workers_can_start(local_workers(study_workers(self.config, runner), runner))

@@ -127,12 +127,12 @@ def train_pending(jobs: list[Job], *, workers: int = 1, on_result: Callable[[Job
     """Train ``jobs``: in this process one after another (reporting each start), in ``workers`` processes, or
     as Ray tasks. ``dataset``: the jobs' dataset, already loaded by the caller: runs in this process use it
     instead of reading it again, and Ray's driver puts it in the object store (worker processes read their own)."""
-    workers = local_workers(workers, backend) or workers  # with GPUs shared, 1/gpus_per_run runs per GPU
     if backend.name == "ray":
         from convlens.experiments.ray_backend import run_jobs_ray
         run_jobs_ray(jobs, on_result, address=backend.address, cpus_per_run=backend.cpus_per_run,
                      gpus_per_run=backend.gpus_per_run, dataset=dataset)
         return
+    workers = local_workers(workers, backend)  # with GPUs shared, 1/gpus_per_run runs per GPU
     if workers <= 1:
         for group in seed_groups(jobs) if backend.batch_seeds else [[job] for job in jobs]:
             for job in group:

@@ -23,7 +23,7 @@ from convlens.experiments.spec import ExperimentSpec, Level, parse_spec
 from convlens.models.checkpoint import CONFIG_FILE, read_json_object
 from convlens.provenance import package_versions
 from convlens.records import ExperimentRecord, checked
-from convlens.run_files import METRICS_FILE, check_same_data, read_metrics
+from convlens.run_files import METRICS_FILE, check_same_data, read_metrics, refuse_run_or_model
 
 if TYPE_CHECKING:
     from convlens.config import TrainConfig
@@ -119,10 +119,8 @@ class RunStore:
             "diff": diff,
             "versions": package_versions(),
         }
-        for name in ("config.json", "metrics.json"):  # a run's or an exported model's files, not a store's
-            if (self.root / name).is_file() and not self.experiment_file.is_file():
-                raise UsageError(f"{self.root} holds a {name} (a training run or an exported model), not an "
-                                 "experiment; nothing was written: choose another --out")
+        if not self.experiment_file.is_file():  # a run's or an exported model's files, not a store's
+            refuse_run_or_model(self.root, "an experiment")
         runs = self.root / "runs"
         if not force and not self.experiment_file.is_file() and runs.is_dir() and any(runs.iterdir()):
             # Without its record nothing says what trained them: reused, they would be analysed under this spec

@@ -27,8 +27,8 @@ from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, model_spec, resolve_recipe
 from convlens.data.dataset import ImageDataset, data_checksums, load_named, validation_size
 from convlens.errors import first_sentence
-from convlens.experiments.local import Job, JobResult, check_workers_can_start, threads_per_run
-from convlens.experiments.run import Backend, Plan, local_workers, plan, train_pending, write_analysis
+from convlens.experiments.local import Job, JobResult, threads_per_run
+from convlens.experiments.run import Backend, Plan, plan, train_pending, write_analysis
 from convlens.experiments.spec import flatten_config, resolve_levels
 from convlens.experiments.store import copy_run
 from convlens.figure_files import drawing_in_background
@@ -204,7 +204,6 @@ def _run_study(config: StudyConfig, out: Path, *, events: StudyEvents | None = N
 
     events = events or StudyEvents()
     config = config.model_copy(update={"workers": study_workers(config, backend)})
-    check_workers_can_start(local_workers(config.workers, backend))  # Study.run checked it before writing anything
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
