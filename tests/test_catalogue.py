@@ -306,6 +306,17 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "the class folder b'caf\\xe9' is not named in UTF-8 text"),
     ("dataset folder missing", lambda t, r, m: ["data", "info", "--dataset", f"folder:{t / 'nowhere'}"], 1,
      "does not exist"),
+    ("dataset folder under an unknown ~user", lambda t, r, m: ["data", "info", "--dataset", "folder:~nouser_cl/x"], 2,
+     "the dataset folder ~nouser_cl/x: there is no user 'nouser_cl'"),
+    ("train --out under an unknown ~user", lambda t, r, m: ["train", "-m", "mlp", "--dataset", "digits", "--out",
+                                                            "~nouser_cl/run"], 2,
+     "--out ~nouser_cl/run: there is no user 'nouser_cl'"),
+    ("dataset folder: a PNG whose pixel data is corrupt (it was read as a black image)",
+     lambda t, r, m: ["data", "info", "--dataset", f"folder:{_corrupt_png(t)}"], 1,
+     "b/0.png: not a readable PNG or JPEG (OSError)"),
+    ("an IDX .gz far larger than its file can be (it was read whole: a MemoryError)",
+     lambda t, r, m: ["data", "info", "--data-dir", _oversized_gz(t)], 1,
+     "more than the 95,128,608 its file can take"),
     ("cifar10 without its batches", lambda t, r, m: ["data", "info", "--dataset", "cifar10", "--data-dir", str(t)], 1,
      "holds no CIFAR-10 binary batches"),
     ("model dir: truncated weights", lambda t, r, m: ["evaluate", copy_of(r, t, lambda d: (d / "model.safetensors")
@@ -487,6 +498,29 @@ def _non_utf8_class(tmp: Path) -> Path:
         for i in range(3):
             Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(os.path.join(directory, b"%d.png" % i))
     return root
+
+
+def _corrupt_png(tmp: Path) -> Path:
+    """Two classes of 8x8 PNGs, one of which has its compressed pixel stream scrambled behind an intact header."""
+    from PIL import Image
+    root = tmp / "folder"
+    for c in "ab":
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i + 1, dtype=np.uint8)).save(root / c / f"{i}.png")
+    raw = (root / "b" / "0.png").read_bytes()
+    k = raw.find(b"IDAT") + 4
+    (root / "b" / "0.png").write_bytes(raw[:k] + bytes(b ^ 0x5A for b in raw[k:k + 16]) + raw[k + 16:])
+    return root
+
+
+def _oversized_gz(tmp: Path) -> str:
+    """The four Fashion-MNIST file names, the training images a sparse 3 GiB file (no disk used)."""
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        with (tmp / f"{name}.gz").open("wb") as f:
+            f.truncate(3 * 2**30 if name == "train-images-idx3-ubyte" else 100)
+    return str(tmp)
 
 
 def _binary(path: Path) -> str:

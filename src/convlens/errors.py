@@ -5,8 +5,10 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback i
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,3 +98,18 @@ def format_validation_error(e: ValidationError, whole: str | None = "spec", fiel
     more = f"; and {rest} more" if rest > 0 else ""
     where = f"{loc}: " if loc else f"{whole}: " if whole else ""
     return f"{where}{msg}{got}{more}"
+
+
+def user_path(path: str | os.PathLike, what: str = "path") -> Path:
+    """``path`` with ``~`` and ``~user`` expanded, as a shell would; one line where it cannot be (an unknown user,
+    no home directory) or is no path at all (a NUL byte, from Python), where pathlib raises RuntimeError or
+    ValueError deep inside whatever reads it."""
+    text = os.fspath(path)
+    if "\0" in str(text):
+        raise UsageError(f"{what} {str(text)!r} holds a NUL byte, which no path can")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "Could not determine home directory."
+        user = str(text)[1:].split("/", 1)[0]
+        raise UsageError(f"{what} {text}: " + (f"there is no user {user!r} (~{user} is that user's home)" if user
+                                               else "this process has no home directory for ~ (set HOME)")) from None

@@ -5,11 +5,12 @@ Every figure convlens saves goes through ``save_figure``: the experiments' plots
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import queue
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -21,6 +22,18 @@ import matplotlib
 if "ipykernel" not in sys.modules:  # files only, on servers too; in a notebook its inline backend shows figures
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def literal_text(draw: Callable) -> Callable:
+    """``draw`` (a function that makes a figure) with every text it creates shown as written. Class names and
+    labels come from the user's folders and specs, and matplotlib reads "$...$" in them as a formula: a class
+    folder named "cheap $\\foo$" failed the study's figures. Texts keep the setting they were made with, also
+    through pickling to a background drawer."""
+    @functools.wraps(draw)
+    def made_literally(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return made_literally
 
 
 def save_figure(fig, path: Path | None):

@@ -137,7 +137,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
         "data": {"dataset": ds.name, "origin": ds.source.origin, "directory": str(ds.source.directory),
                  "checksums": data_checksums(ds), "digests": {split: read.digest(split) for split in ("train", "test")},
                  "n_train": len(splits.y_train), "n_val": len(splits.y_val), "n_test": len(splits.y_test),
-                 "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, "pixels": cfg.pixels,
+                 "train_subset": read.subsets[0], "test_subset": read.subsets[1], "pixels": cfg.pixels,
                  **({"permutation_seed": PERMUTATION_SEED} if cfg.pixels == "permuted" else {})},
         "input": input_contract(ds),
         "class_names": list(ds.class_names),

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError, first_sentence
+from convlens.errors import UsageError, first_sentence, user_path
 from convlens.experiments.store import RunStore
 from convlens.models.checkpoint import read_checked_config
 from convlens.run_files import read_metrics
@@ -48,7 +48,7 @@ def check_store_uri(uri: str) -> None:
     if scheme in STORE_SCHEMES or uri == "databricks":
         return
     if scheme in ("", "file"):
-        path = Path(uri[len("file://"):] if scheme else uri).expanduser()
+        path = user_path(uri[len("file://"):] if scheme else uri, "MLflow store")
         database = path if path.suffix in (".db", ".sqlite", ".sqlite3") else path / DEFAULT_DB
         raise UsageError(f"the MLflow store {uri!r} is a {'path' if not scheme else 'file store'}, not a database or "
                          f"server URI: use sqlite:///{database.resolve()} (an SQLite file) or http://HOST:PORT "

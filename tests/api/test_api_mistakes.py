@@ -197,6 +197,17 @@ def test_a_run_trained_on_a_changed_dataset_is_evaluated_on_it(tmp_path):
         run.evaluate(dataset="digits")
 
 
+def test_a_run_on_a_subset_taken_in_python_records_it_and_evaluates_on_the_same_images(tmp_path):
+    """train(data=ds.subset(...)) recorded no subset, so evaluating the run reloaded every image and called the
+    data changed. Each subset taken is recorded (a subset of a subset: the smaller), as --train-subset is."""
+    ds = convlens.load_dataset("digits")
+    run = convlens.train("mlp", ds.subset(400, 300).subset(200), out=tmp_path / "run", **FAST)
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert (data["train_subset"], data["test_subset"], data["n_test"]) == (200, 300, 300)
+    again = convlens.load_run(tmp_path / "run").evaluate()
+    assert again["test_correct"] == run.metrics["test_correct"] and again["n_test"] == 300
+
+
 def test_a_spec_error_is_prefixed_once():
     bad = dict(name="x", model="cnn", factor=dict(name="kernel_size", levels=[3, 5]))
     with pytest.raises(convlens.UsageError) as info:

@@ -354,3 +354,96 @@ def test_train_on_cifar10_binary_files_then_predict_rgb(cifar_dir, tmp_path, cap
     np.save(tmp_path / "hwc.npy", image)
     assert main(["predict", str(model), str(tmp_path / "hwc.npy"), "--json"]) == 0
     assert label in range(10)
+
+
+def test_a_folder_subset_is_a_sample_of_every_class_not_the_first_classes(tmp_path):
+    """--train-subset and a quick study take a split's first N images; in class order those were the first classes
+    only (a reviewer's folder scored 100% on a test subset of one class). Each split is now in one fixed shuffled
+    order: the same at every load, every image still there, the test split still stratified."""
+    write_folder(tmp_path / "d", {"a": (30, 30, 30), "b": (120, 120, 120), "c": (220, 220, 220)}, n=10, size=4)
+    ds = load_named(f"folder:{tmp_path / 'd'}")
+    assert np.bincount(ds.train_labels).tolist() == [8, 8, 8] and np.bincount(ds.test_labels).tolist() == [2, 2, 2]
+    small = ds.subset(8, 3)
+    assert len(np.unique(small.train_labels)) >= 2 and len(np.unique(small.test_labels)) >= 2
+    assert (np.diff(ds.train_labels) < 0).any()  # not sorted by class
+    again = load_named(f"folder:{tmp_path / 'd'}")
+    np.testing.assert_array_equal(again.train_labels, ds.train_labels)
+    np.testing.assert_array_equal(again.train_images, ds.train_images)
+    means = {0: 30, 1: 120, 2: 220}  # each image still carries its own class's label
+    assert all(abs(float(img.mean()) - means[int(t)]) < 25 for img, t in zip(ds.train_images, ds.train_labels))
+
+
+def test_a_corrupt_pixel_stream_is_refused_not_read_as_black(tmp_path):
+    """A PNG whose header is intact but whose compressed pixels are not: Pillow refuses it, and convlens read it as
+    an all-black image (the EXIF lookup's decode failed quietly, and the next one found a zeroed buffer)."""
+    write_folder(tmp_path / "d", {"a": (30, 30, 30), "b": (220, 220, 220)}, n=3, size=12)
+    bad = tmp_path / "d" / "b" / "1.png"
+    raw = bad.read_bytes()
+    k = raw.find(b"IDAT") + 4
+    bad.write_bytes(raw[:k] + bytes(b ^ 0x5A for b in raw[k:k + 40]) + raw[k + 40:])
+    with pytest.raises(OSError):  # Pillow alone
+        Image.open(bad).load()
+    with pytest.raises(DataError, match=r"b/1\.png: not a readable PNG or JPEG"):
+        load_named(f"folder:{tmp_path / 'd'}")
+
+
+def test_every_image_decides_grey_or_colour_and_hidden_files_are_not_images(tmp_path, recwarn):
+    """Channels were decided from the first 200 images: colour photos after 205 grey ones were read as grey. A
+    macOS "._photo.png" (metadata, not an image) failed the whole folder. A header over Pillow's own bomb
+    threshold warned on stderr before convlens' one line."""
+    root = tmp_path / "d"
+    for k in range(205):
+        (root / "a").mkdir(parents=True, exist_ok=True)
+        Image.new("L", (4, 4), k).save(root / "a" / f"{k:03d}.png")
+    (root / "b").mkdir()
+    for k in range(3):
+        Image.new("RGB", (4, 4), (200, 10 * k, 0)).save(root / "b" / f"{k}.png")
+    (root / "b" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    ds = load_named(f"folder:{root}")
+    assert ds.input_shape == (3, 4, 4) and ds.class_names == ("a", "b")
+    colour = ds.train_images[ds.train_labels == 1]
+    assert (colour[..., 0] > 150).all() and (colour[..., 2] < 50).all()  # red, not its grey
+    (root / "b" / "big.png").write_bytes(_png_header(10_000, 10_000))  # 100 MP: above Pillow's 89 MP warning
+    with pytest.raises(DataError, match="10000x10000 pixels is too large"):
+        load_named(f"folder:{root}")
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_an_image_rewritten_in_place_is_seen_in_the_same_session(tmp_path):
+    """The folder's description was cached by its directories' mtimes, which a file rewritten in place leaves as
+    they were: a notebook kept the old shape until it restarted."""
+    write_folder(tmp_path / "d", {"a": (30, 30, 30), "b": (220, 220, 220)}, n=3, size=8, mode="L")
+    assert catalog.dataset_info(f"folder:{tmp_path / 'd'}").input_shape == (1, 8, 8)
+    for path in (tmp_path / "d").glob("*/*"):
+        Image.new("RGB", (24, 24), (200, 0, 0)).save(path, format="PNG" if path.suffix == ".png" else "JPEG")
+    assert catalog.dataset_info(f"folder:{tmp_path / 'd'}").input_shape == (3, 24, 24)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("folder:~no_such_user_convlens/x", "there is no user 'no_such_user_convlens'"),
+    ("folder:a\x00b", "holds a NUL byte"),
+])
+def test_a_path_that_cannot_be_a_path_is_one_usage_line(name, message):
+    with pytest.raises(UsageError, match=message) as info:
+        load_named(name)
+    assert "\n" not in str(info.value)
+
+
+def test_data_files_far_larger_than_their_dataset_are_refused_before_they_are_read(tmp_path):
+    """A wrong file of gigabytes was read whole (a MemoryError under a memory cap). The bound: the file's size for
+    a raw file; for a .gz, twice it and a MiB, which no gzip of it reaches (deflate adds 5 bytes per 64 KiB)."""
+    from convlens.data.idx import read_file_bytes
+    big = tmp_path / "train-images-idx3-ubyte.gz"
+    with big.open("wb") as f:
+        f.truncate(2 * 1000 + 2**20 + 1)  # sparse: no disk used
+    with pytest.raises(DataError, match=f"{2 * 1000 + 2**20 + 1:,} bytes, more than the {2 * 1000 + 2**20:,}"):
+        read_file_bytes(big, 1000)
+    raw = tmp_path / "raw-idx"
+    raw.write_bytes(b"\x00" * 1001)
+    with pytest.raises(DataError, match="1,001 bytes, more than the 1,000"):
+        read_file_bytes(raw, 1000)
+    batch = tmp_path / "test_batch.bin"
+    with batch.open("wb") as f:
+        f.truncate(3 * 2**30)  # 3 GiB, sparse
+    with pytest.raises(DataError, match=f"test_batch.bin: {3 * 2**30:,} bytes, more than the {10_000 * 3073:,}"):
+        catalog.read_cifar_batch(batch)

@@ -48,8 +48,9 @@ def test_a_run_records_its_splits_and_a_changed_folder_is_refused(tmp_path, caps
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == (f"convlens: error: the test images of folder:{folder} differ from those this run was tested on "
                     "(a file added, removed or changed in the folder moves images between the splits; another Pillow "
-                    "may decode or resize them differently; runs from before 2026-11-29 read photos with an EXIF "
-                    "orientation sideways, where convlens now turns them upright); give the data it was trained on, "
+                    "may decode or resize them differently; runs of earlier convlens versions read photos with an EXIF "
+                    "orientation sideways, or a folder's images class by class, where convlens now turns them upright "
+                    "and shuffles each split once); give the data it was trained on, "
                     "or train again")
     (folder / "red" / "extra.png").unlink()  # the folder as it was: the same score again
     assert main(["evaluate", str(run), "--json"]) == 0

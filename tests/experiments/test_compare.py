@@ -119,6 +119,20 @@ def test_the_same_seed_twice_is_refused_and_the_same_directory_counts_once(runs,
     assert len(err.strip().splitlines()) == 1 and "the same configuration with the same seed (0)" in err
 
 
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_seeds_that_read_other_images_are_not_averaged(runs, tmp_path, capsys, split):
+    """Two seeds of one configuration whose recorded data digests differ (a folder changed between them): their
+    mean would mix two datasets, as an experiment already refuses."""
+    other = tmp_path / "other"
+    shutil.copytree(runs / "s1", other)
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["digests"][split] = "0" * 64
+    (other / "config.json").write_text(json.dumps(config))
+    assert main(["compare", str(runs / "s0"), str(other)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"one configuration {split}ed on different images" in err
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "metrics.json").write_text("{not json"), "metrics.json is not valid JSON"),
     (lambda d: (d / "config.json").write_text(json.dumps({"model": {"name": "mlp"}, "seed": 0})),

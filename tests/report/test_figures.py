@@ -98,3 +98,23 @@ def test_an_error_bar_whose_interval_was_cut_at_zero_reaches_zero():
     [container] = [c for c in fig.axes[0].containers if hasattr(c, "lines") and c.lines[2]]
     segments = container.lines[2][0].get_segments()  # one vertical error line per bar, in % of accuracy
     assert [tuple(map(float, seg[:, 1])) for seg in segments] == [(0.0, 90.0), (50.0, 50.0)]
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_written_also_in_a_background_drawer(tmp_path):
+    """matplotlib reads "$...$" as a formula: a class folder named "cheap $\\foo$" failed the study (a parse error
+    at savefig), and "$x$" would have shown as an italic x. The figures draw such names as they are written."""
+    import pickle
+
+    from convlens.experiments.plots import per_class_figure
+    names = [r"cheap $\foo$", "$x$", "a $ b", "plain"]
+    balance = figures.class_balance({"train": [3, 4, 5, 6]}, names, None)
+    confusion = figures.confusion_matrices([np.eye(4, dtype=int)], ["t"], names, None)
+    per_class = per_class_figure({"levels": [{"n": 2, "label": "$k$=3", "per_class_accuracy": [0.9] * 4}]}, names)
+    for fig in (balance, confusion, per_class):
+        fig.savefig(tmp_path / "here.png")
+        pickle.loads(pickle.dumps(fig)).savefig(tmp_path / "drawer.png")  # as a background drawer gets it
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        # not parsed: matplotlib's own test of whether a text is a formula
+        assert all(not t._preprocess_math(t.get_text())[1] for t in ax.get_xticklabels())
+    assert matplotlib.rcParams["text.parse_math"]  # the user's own setting is left as it was

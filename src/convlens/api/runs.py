@@ -11,7 +11,7 @@ import numpy as np
 
 from convlens.config import TrainConfig, train_config
 from convlens.data.dataset import ImageDataset, images_to_tensor, load_named
-from convlens.errors import DataChanged, UsageError
+from convlens.errors import DataChanged, UsageError, user_path
 
 if TYPE_CHECKING:  # imported where used: a notebook loads a study's dataset to draw its images without torch
     import torch
@@ -256,7 +256,7 @@ def output_path(out: str | Path, name: str = "out") -> Path:
     a file (mkdir's FileExistsError or NotADirectoryError, halfway through), worded as the CLI words those."""
     if not isinstance(out, (str, os.PathLike)):
         raise UsageError(f"{name} takes a directory (a path), got {out!r}")
-    path = Path(out).expanduser()
+    path = user_path(out, "--out" if name == "out" else name)
     blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise UsageError(f"{blocking} is a file, where a directory is needed; choose another "
@@ -311,7 +311,7 @@ def load_run(directory: str | Path) -> Run:
     from convlens.run_files import read_metrics
     if not isinstance(directory, (str, os.PathLike)):
         raise UsageError(f"load_run takes a run's directory (a path), got {directory!r}")
-    directory = Path(directory).expanduser()
+    directory = user_path(directory, "run directory")
     config = read_checked_config(directory)
     if config.get("format") == MODEL_FORMAT:  # it has no metrics.json: "has not finished" would mislead
         source = (config.get("source_run") or {}).get("directory")

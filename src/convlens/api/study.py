@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError
+from convlens.errors import UsageError, user_path
 from convlens.study.config import STUDY_PRESETS, StudyConfig
 
 
@@ -41,7 +41,7 @@ class Study:
         elif not isinstance(config, (str, os.PathLike)):
             raise UsageError(f"Study takes a preset name ({presets}), a YAML file or a StudyConfig, got {config!r}")
         else:
-            path = Path(config).expanduser()
+            path = user_path(config, "study config")
             if not path.exists() and path.suffix.lower() not in (".yaml", ".yml") and len(path.parts) == 1:
                 # a name, not a path: most likely a misspelled preset ("study config quik not found" said neither)
                 raise UsageError(f"{str(config)!r} is neither a file nor a study preset ({presets})")

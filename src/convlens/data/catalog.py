@@ -19,13 +19,14 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.data.idx import REFETCH
+from convlens.data.idx import REFETCH, read_at_most
 from convlens.data.sources import (
     DOWNLOAD_ERRORS,
     FASHION_MNIST,
@@ -37,8 +38,8 @@ from convlens.data.sources import (
     download_problem,
     user_cache_dir,
 )
-from convlens.errors import DataError, UsageError
-from convlens.images import MAX_IMAGE_PIXELS, to_8bit_grey, upright
+from convlens.errors import DataError, UsageError, user_path
+from convlens.images import DEEP_GREY, MAX_IMAGE_PIXELS, to_8bit_grey, upright
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
 TEST_FRACTION = 0.2
@@ -106,7 +107,7 @@ def check_dataset_name(name: str) -> str:
     if name in BUILTIN_DATASETS:
         return name
     if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
-        return FOLDER_PREFIX + str(Path(name[len(FOLDER_PREFIX):]).expanduser().resolve())
+        return FOLDER_PREFIX + str(user_path(name[len(FOLDER_PREFIX):], "the dataset folder").resolve())
     raise UsageError(f"unknown dataset '{name}'; valid datasets: {dataset_names_text()}")
 
 
@@ -132,7 +133,7 @@ def _cifar_dir(directory: Path) -> Path | None:
 
 def read_cifar_batch(path: Path, fix: str = REFETCH) -> tuple[np.ndarray, np.ndarray]:
     """One binary batch -> images (N, 32, 32, 3) uint8, labels (N,) uint8; size and labels checked."""
-    data = path.read_bytes()
+    data = read_at_most(path, CIFAR10_BATCH_BYTES, fix)
     if len(data) != CIFAR10_BATCH_BYTES:
         raise DataError(f"{path}: {len(data):,} bytes, expected {CIFAR10_BATCH_BYTES:,} (10,000 records of "
                         f"{CIFAR10_RECORD} bytes); {fix}")
@@ -180,7 +181,7 @@ def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[di
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     cache = Path(os.environ.get("CONVLENS_CIFAR10_CACHE") or user_cache_dir(_named("cifar10")))
     if explicit is not None:
-        directory = _cifar_dir(Path(explicit).expanduser().absolute())  # recorded in runs, as the IDX files' is
+        directory = _cifar_dir(user_path(explicit, "data directory").absolute())  # recorded in runs, as the IDX files' is
         if directory is None:
             raise DataError(f"{explicit} holds no CIFAR-10 binary batches ({', '.join(CIFAR10_TRAIN + CIFAR10_TEST)}"
                             ", directly or in cifar-10-batches-bin/); extract cifar-10-binary.tar.gz there")
@@ -242,7 +243,10 @@ MAX_FOLDER_BYTES = 4 * 2**30  # the decoded dataset in memory
 
 
 def _images_in(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The class folder's images; hidden files are not (macOS writes a "._photo.png" of metadata beside each
+    photo copied to a foreign disk, and hidden class folders are skipped too)."""
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
 
 
 def _folder_classes(root: Path) -> list[str]:
@@ -271,15 +275,28 @@ def _folder_images(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarr
 def _open_image(path: Path):
     """A PIL image, read as a served image is (convlens.images): upright as its EXIF orientation says, 16- and
     32-bit grey scaled to 8 bits (PIL's convert("L") would clip them)."""
-    from PIL import Image
-    img = Image.open(path, formats=["PNG", "JPEG"])
-    if img.width * img.height > MAX_IMAGE_PIXELS:
+    img = _open_header(path)
+    try:
+        img.load()  # here, where a corrupt pixel stream raises: upright() would swallow it and leave black pixels
+    except BaseException:
         img.close()
-        raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
+        raise
     turned = upright(img)
     if turned is not img:
         img.close()  # the turned copy holds the pixels
     return to_8bit_grey(turned)
+
+
+def _open_header(path: Path):
+    """A PIL image with only its header read (size, mode, palette), its size checked before any pixel is decoded."""
+    from PIL import Image
+    with warnings.catch_warnings():  # Pillow's own warning, for images far above the limit refused just below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(path, formats=["PNG", "JPEG"])
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise DataError(f"{path}: {img.width}x{img.height} pixels is too large for a dataset image")
+    return img
 
 
 def _read_folder_images(paths: list[Path], size: int, channels: int) -> np.ndarray:
@@ -305,7 +322,8 @@ def _split_layout(path: Path) -> bool:
 
 def describe_folder(path: Path) -> DatasetInfo:
     """Classes from the subfolders that hold images; channels 1 when every image is grayscale, else 3; size the
-    most common side of the first images (at most MAX_FOLDER_SIDE; each image is resized to it)."""
+    most common side (at most MAX_FOLDER_SIDE; each image is resized to it). Read from every image's header, which
+    gives its side and mode without decoding its pixels (loading the dataset decodes them)."""
     from PIL import Image, UnidentifiedImageError
     if not path.is_dir():
         raise DataError(f"dataset folder {path} {'is not a directory' if path.exists() else 'does not exist'}")
@@ -320,13 +338,13 @@ def describe_folder(path: Path) -> DatasetInfo:
         if test_classes != classes:
             raise DataError(f"{path}: train/ and test/ must hold the same class folders (train/: "
                             f"{', '.join(classes)}; test/: {', '.join(test_classes)})")
-    paths, _ = _folder_images(root, classes)
+    paths = _folder_images(root, classes)[0] + (_folder_images(path / "test", classes)[0] if split else [])
     sides, gray = [], True
-    for p in paths[:200]:
+    for p in paths:
         try:
-            with _open_image(p) as img:
-                sides.append(max(img.size))
-                gray &= img.mode in ("L", "1", "LA") or (img.mode == "P" and _palette_is_gray(img))
+            with _open_header(p) as img:
+                sides.append(max(img.size))  # an EXIF rotation swaps the sides, not the longer one
+                gray &= img.mode in ("L", "1", "LA", *DEEP_GREY) or (img.mode == "P" and _palette_is_gray(img))
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"{p}: not a readable PNG or JPEG ({type(e).__name__}); remove it or fix it") from None
     size = min(int(np.bincount(sides).argmax()), MAX_FOLDER_SIDE)
@@ -364,6 +382,12 @@ def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], L
                         f"{MAX_FOLDER_BYTES // 2**30} GiB); resize the images or use fewer")
     if not len(test_paths) or not len(train_paths):
         raise DataError(f"{path}: too few images for a train and a test split (give each class at least 2)")
+    # Each split in one fixed shuffled order, not class by class: a subset is its first N images (--train-subset,
+    # a quick study), which in folder order would hold the first classes only.
+    rng = np.random.default_rng(DATASET_SPLIT_SEED)
+    train_order, test_order = rng.permutation(len(train_paths)), rng.permutation(len(test_paths))
+    train_paths, train_labels = [train_paths[i] for i in train_order], train_labels[train_order]
+    test_paths, test_labels = [test_paths[i] for i in test_order], test_labels[test_order]
     arrays = {"train_images": _read_folder_images(train_paths, info.size, info.channels), "train_labels": train_labels,
               "test_images": _read_folder_images(test_paths, info.size, info.channels), "test_labels": test_labels}
     files = {str(p.relative_to(path)): p for p in train_paths + test_paths}  # what was read, and uploaded
@@ -375,20 +399,29 @@ def _named(name: str) -> DatasetManifest:
     return DatasetManifest(name, {}, (), "")
 
 
-_FOLDER_INFOS: dict[tuple, DatasetInfo] = {}  # by the folder's directory mtimes: planning asks for it per level
+_FOLDER_INFOS: dict[tuple, DatasetInfo] = {}  # by the folder's signature: planning asks for it per level
 
 
 def _folder_signature(path: Path) -> tuple:
-    """The mtimes of the folder and its (class) directories: adding or removing an image changes one of them."""
+    """The mtimes of the folder and its (class) directories, and each file's name, size and mtime: adding or
+    removing an image changes a directory's mtime, rewriting one in place changes only its own."""
     if not path.is_dir():
         return (str(path), None)
     dirs = [path] + [d for top in (path, path / "train", path / "test") if top.is_dir()
                      for d in sorted(top.iterdir()) if d.is_dir()]
-    return tuple((str(d), d.stat().st_mtime_ns) for d in dirs)
+    signature = []
+    for d in dirs:
+        signature.append((str(d), d.stat().st_mtime_ns))
+        with os.scandir(d) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    stat = entry.stat()
+                    signature.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The description of dataset ``name`` (for a folder, its first 200 images are opened: their sides and modes)."""
+    """The description of dataset ``name`` (for a folder, every image's header is read: its side and mode)."""
     name = check_dataset_name(name)
     if not name.startswith(FOLDER_PREFIX):
         return BUILTIN_DATASETS[name]

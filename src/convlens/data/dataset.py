@@ -7,12 +7,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from convlens.data.sources import FASHION_MNIST, DatasetManifest, LocatedFiles, load_arrays, locate
-from convlens.errors import UsageError
+from convlens.errors import UsageError, user_path
 
 if TYPE_CHECKING:  # imported where used: reading a dataset and drawing its images need no torch
     import torch
@@ -31,6 +31,9 @@ class ImageDataset:
     class_names: tuple[str, ...]
     source: LocatedFiles
     name: str = "fashion-mnist"
+    # (train, test): how many of the first images of the dataset as loaded by name ``subset`` kept (None: all). A run
+    # records them, so that evaluating it loads the same images again, however the subset was taken.
+    subsets: tuple[int | None, int | None] = (None, None)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -57,8 +60,8 @@ class ImageDataset:
             cache[split] = h.hexdigest()
         return cache[split]
 
-    def _replace(self, **arrays: np.ndarray) -> ImageDataset:
-        return dataclasses.replace(self, **arrays)
+    def _replace(self, **fields: Any) -> ImageDataset:
+        return dataclasses.replace(self, **fields)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> ImageDataset:
         """The first ``n_train`` / ``n_test`` images (deterministic; for quick runs and tests)."""
@@ -69,8 +72,12 @@ class ImageDataset:
                 raise UsageError(f"{what} subset size must be between 1 and {total}, got {n}")
         if n_train is None and n_test is None:  # nothing to cut: the same object, its split digests already taken
             return self
+        # the first n of the first m images are the first n (n <= m, checked above)
+        subsets = (n_train if n_train is not None else self.subsets[0],
+                   n_test if n_test is not None else self.subsets[1])
         return self._replace(train_images=self.train_images[:n_train], train_labels=self.train_labels[:n_train],
-                             test_images=self.test_images[:n_test], test_labels=self.test_labels[:n_test])
+                             test_images=self.test_images[:n_test], test_labels=self.test_labels[:n_test],
+                             subsets=subsets)
 
     def with_permuted_pixels(self) -> ImageDataset:
         """Train and test images with their pixels reordered by the one fixed permutation (locality probe)."""
@@ -128,7 +135,7 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
         # from; where it is (SageMaker's channel holding a folder dataset, digits' own directory) is accepted
         here = (Path(name[len(catalog.FOLDER_PREFIX):]) if name.startswith(catalog.FOLDER_PREFIX)
                 else catalog.digits_directory())
-        if Path(data_dir).expanduser().resolve() != here.expanduser().resolve():
+        if user_path(data_dir, "data_dir (--data-dir)").resolve() != here.resolve():
             raise UsageError(f"data_dir (--data-dir) {data_dir} does not apply to {name}: "
                              + ("scikit-learn's digits come with scikit-learn" if name == "digits" else
                                 "a folder dataset is read from its own path") + "; leave it out")
@@ -137,7 +144,7 @@ def load_named(name: str = "fashion-mnist", data_dir: str | os.PathLike | None =
     elif name == "digits":
         arrays, located = catalog.load_digits_arrays()
     else:
-        arrays, located = catalog.load_folder(Path(name[len(catalog.FOLDER_PREFIX):]).expanduser(), info)
+        arrays, located = catalog.load_folder(Path(name[len(catalog.FOLDER_PREFIX):]), info)
     return ImageDataset(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                         arrays["test_labels"], info.class_names, located, name)
 

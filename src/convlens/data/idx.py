@@ -56,15 +56,27 @@ def gunzip_at_most(raw: bytes, limit: int) -> bytes:
 REFETCH = "delete it so convlens fetches it again (or copy a good one there)"  # a file in convlens' own cache
 
 
+def gzip_bound(n_bytes: int) -> int:
+    """The most bytes a gzip file of ``n_bytes`` can take: deflate's stored blocks add 5 bytes per 64 KiB, so twice
+    the size and a MiB is far above any gzip of it, and a file past that is not the file expected."""
+    return 2 * n_bytes + 2**20
+
+
+def read_at_most(path: Path, most: int, fix: str = REFETCH) -> bytes:
+    """The bytes of ``path``, its size checked before it is read: a wrong file of gigabytes is one line, not a
+    MemoryError."""
+    try:
+        if (size := path.stat().st_size) > most:
+            raise DataError(f"{path}: {size:,} bytes, more than the {most:,} its file can take; {fix}")
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+
+
 def read_file_bytes(path: Path, limit: int, fix: str = REFETCH) -> bytes:
     """The decompressed bytes of ``path`` (``.gz`` or raw), at most ``limit`` of them. Raises DataError if it
     cannot be decompressed or is larger; ``fix`` says what to do about it."""
-    try:
-        if path.suffix != ".gz" and path.stat().st_size > limit:
-            raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than the {limit:,} expected; {fix}")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_at_most(path, gzip_bound(limit) if path.suffix == ".gz" else limit, fix)
     if path.suffix != ".gz":
         return raw
     try:

@@ -25,8 +25,17 @@ import numpy as np
 import platformdirs
 
 from convlens.atomic_files import atomic_write_bytes
-from convlens.data.idx import REFETCH, IdxFileSpec, gunzip_at_most, gzip_problem, parse_idx, read_file_bytes
-from convlens.errors import DataError
+from convlens.data.idx import (
+    REFETCH,
+    IdxFileSpec,
+    gunzip_at_most,
+    gzip_bound,
+    gzip_problem,
+    parse_idx,
+    read_at_most,
+    read_file_bytes,
+)
+from convlens.errors import DataError, user_path
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 OFFICIAL_BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -127,7 +136,7 @@ def locate(
     """Find the dataset files following the search order above; download them if allowed and needed."""
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     if explicit is not None:
-        directory = Path(explicit).expanduser().absolute()  # recorded in runs: not relative to today's directory
+        directory = user_path(explicit, "data directory").absolute()  # recorded in runs: not relative to today's directory
         if not directory.is_dir():
             state = "is not a directory" if directory.exists() else "does not exist"
             raise DataError(f"data directory {directory} {state}; pass an existing --data-dir "
@@ -187,12 +196,12 @@ def download_manifest(manifest: DatasetManifest, directory: Path, base_url: str 
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
                     # a .gz of the file is never much larger than the file: read no more than twice it
-                    payload = response.read(2 * spec.n_bytes + 2**20 + 1)
+                    payload = response.read(gzip_bound(spec.n_bytes) + 1)
             except DOWNLOAD_ERRORS as e:
                 reason = download_problem(e)
                 raise DataError(f"cannot download {url} ({reason}); check the network, or pass --data-dir with "
                                 f"the {manifest.name} files") from None
-            if len(payload) > 2 * spec.n_bytes + 2**20:
+            if len(payload) > gzip_bound(spec.n_bytes):
                 raise DataError(f"{url}: the download is larger than any .gz of {spec.name} ({spec.n_bytes:,} "
                                 "bytes) can be; check the mirror (CONVLENS_DATA_URL)")
             # before decompressing: what it decompresses to is then known
@@ -222,7 +231,7 @@ def load_arrays(located: LocatedFiles, manifest: DatasetManifest = FASHION_MNIST
             if path.suffix != ".gz":
                 raise DataError(f"{path}: only the official .gz file's checksum is known for {manifest.name}; "
                                 f"put {spec.name}.gz there instead of the decompressed file")
-            check_gz_md5(path.read_bytes(), spec, path, fix)
+            check_gz_md5(read_at_most(path, gzip_bound(spec.n_bytes), fix), spec, path, fix)
         arrays[role] = parse_idx(read_file_bytes(path, spec.n_bytes, fix), spec, path, fix)
     n_classes = len(manifest.class_names)
     for role in ("train_labels", "test_labels"):

@@ -78,18 +78,22 @@ def collect(store: RunStore) -> tuple[dict, list[dict], dict[str, dict[int, dict
     return experiment, rows, ok, predictions
 
 
+def recorded_digests(config: dict) -> dict[str, str]:
+    """{"train": ..., "test": ...}: the digests of the images a run read, as its config.json recorded them (none
+    for runs from before the digests)."""
+    data = config.get("data")
+    found = data.get("digests") if isinstance(data, dict) else None
+    return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
+
+
 def check_same_images(store: RunStore, name: str, ok: dict[str, dict[int, dict]]) -> None:
     """One line (DataError) when the counted runs were tested on different images, or a level's seeds trained on
     different ones, by the digests each run recorded: the comparisons pair runs on one test set. Runs trained where
     the data was read anew (Ray tasks, another machine) after a folder dataset changed would otherwise be mixed; a
     local run is checked against the data before it trains (RunStore.check_data)."""
     from convlens.models.checkpoint import read_checked_config
-
-    def digests(label: str, seed: int) -> dict:
-        data = read_checked_config(store.run_dir(label, seed)).get("data")
-        found = data.get("digests") if isinstance(data, dict) else None
-        return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
-    recorded = {(label, seed): digests(label, seed) for label, runs in ok.items() for seed in runs}
+    recorded = {(label, seed): recorded_digests(read_checked_config(store.run_dir(label, seed)))
+                for label, runs in ok.items() for seed in runs}
     why = ("the data they read changed between them (a file of the dataset, or for a folder the Pillow that decoded "
            "it); run the experiment again with --force on the data as it is now")
     seen: dict[str, tuple] = {}

@@ -14,8 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError
-from convlens.experiments.analysis import level_statistics, timing_note, timing_summary, without_nan
+from convlens.errors import DataError, UsageError
+from convlens.experiments.analysis import (
+    level_statistics,
+    recorded_digests,
+    timing_note,
+    timing_summary,
+    without_nan,
+)
 from convlens.experiments.spec import run_identity
 from convlens.experiments.store import status_of
 from convlens.models.checkpoint import MODEL_FORMAT, read_checked_config
@@ -44,11 +50,20 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
         if metrics.get("precision") or status_of(metrics) == "done":
             identity["recipe.precision"] = metrics.get("precision") or "fp32"
         group = groups.setdefault(json.dumps(identity, sort_keys=True), {
-            "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}})
+            "model": config["model"]["name"], "identity": identity, "runs": {}, "metrics": {}, "digests": {}})
         seed = config.get("seed")
         if seed in group["runs"]:
             raise UsageError(f"{group['runs'][seed]} and {directory} are the same configuration with the same seed "
                              f"({seed}); give each seed of a configuration once")
+        digests = recorded_digests(config)
+        for other, theirs in group["digests"].items():  # runs from before the digests are not checked
+            split = next((k for k in ("test", "train") if k in digests and k in theirs and digests[k] != theirs[k]),
+                         None)
+            if split is not None:
+                raise DataError(f"{other} and {directory} are one configuration {split}ed on different images "
+                                "(their data digests differ: the dataset changed between them), so their mean "
+                                "would mix two datasets; compare runs of one version of the data")
+        group["digests"][str(directory)] = digests
         group["runs"][seed], group["metrics"][seed] = str(directory), metrics
     identities = [g["identity"] for g in groups.values()]
     differs = sorted(k for k in set().union(*identities)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from convlens.experiments.store import RunStore
-from convlens.figure_files import plt, save_figure  # pyplot, its backend chosen there for files
+from convlens.figure_files import literal_text, plt, save_figure  # pyplot, its backend chosen there for files
 
 
 def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> None:
@@ -23,6 +23,7 @@ def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> N
         ax.errorbar([xi], [mean], yerr=yerr, fmt="o", capsize=4, label=label)
 
 
+@literal_text
 def curves_figure(store: RunStore, summary: dict):
     """Validation accuracy per epoch per level: mean over seeds, band = min-max. Runs without a validation split
     (``val_fraction: 0``, or too few images for one) record none: then the training accuracy, and the title says so."""
@@ -48,6 +49,7 @@ def curves_figure(store: RunStore, summary: dict):
     return fig
 
 
+@literal_text
 def accuracy_figure(summary: dict, against: str):
     """Mean test accuracy with 95% CI bars against ``params`` (log axis) or ``train_seconds`` per level."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
@@ -62,6 +64,7 @@ def accuracy_figure(summary: dict, against: str):
     return fig
 
 
+@literal_text
 def per_class_figure(summary: dict, class_names: list[str]):
     """Mean per-class test accuracy, one bar per level."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
