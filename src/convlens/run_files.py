@@ -79,7 +79,7 @@ def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...]
     changed = [split for split in splits if split in recorded and (ds is None or recorded[split] != ds.digest(split))]
     if changed:
         used = "trained and tested" if len(changed) == 2 else f"{changed[0]}ed"
-        name = data.get("dataset", dataset.name)
+        name = dataset.name or data.get("dataset")  # what was read: a folder may have moved since
         why = (" (a file added, removed or changed in the folder moves images between the splits; another Pillow may "
                "decode or resize them differently; runs of earlier convlens versions read photos with an EXIF orientation "
                "sideways, or a folder's images class by class, where convlens now turns them upright and shuffles each "

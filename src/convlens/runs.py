@@ -14,6 +14,7 @@ import torch
 
 from convlens.atomic_files import atomic_write_json
 from convlens.config import TrainConfig, check_augmentation, model_spec
+from convlens.data.catalog import FOLDER_PREFIX
 from convlens.data.dataset import (
     PIXEL_SCALE,
     DeviceSplits,
@@ -273,7 +274,12 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
     if config.get("format") != MODEL_FORMAT:  # a run's directory: its weights are scored once it finished
         check_finished(run_dir)
     if dataset is None:
-        dataset = load_named(dataset_of(config), data_dir)
+        name = dataset_of(config)
+        if name.startswith(FOLDER_PREFIX) and data_dir is not None:
+            # The folder moved (copied to another machine, a SageMaker channel): read it where it is now; the
+            # digests the run recorded say whether it still holds the images the run was tested on.
+            name, data_dir = f"{FOLDER_PREFIX}{data_dir}", None
+        dataset = load_named(name, data_dir)
     model, config, x, y = load_with_test_set(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")

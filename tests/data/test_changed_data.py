@@ -40,6 +40,12 @@ def test_a_run_records_its_splits_and_a_changed_folder_is_refused(tmp_path, caps
                         "test": _split_digest(ds.test_images, ds.test_labels, classes)}
     assert main(["evaluate", str(run), "--json"]) == 0
     before = json.loads(capsys.readouterr().out)["test_accuracy"]
+    shutil.copytree(folder, tmp_path / "moved")  # the folder moved: --data-dir says where it is now
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "moved"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] == before
+    shutil.copy(folder / "red" / "1.png", tmp_path / "moved" / "red" / "extra.png")  # the copy then changed
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "moved")]) == 1
+    assert f"the test images of folder:{tmp_path / 'moved'} differ" in capsys.readouterr().err
 
     shutil.copy(folder / "red" / "1.png", folder / "red" / "extra.png")  # one more image: the split is drawn anew
     changed = load_named(f"folder:{folder}")

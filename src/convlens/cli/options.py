@@ -23,7 +23,8 @@ def path_option(name: str, help: str, **kwargs: object) -> Any:
 
 DataDirOption = Annotated[Optional[Path], path_option(
     "--data-dir", "Directory with the dataset's files (IDX .gz or raw; CIFAR-10 binary batches); default: "
-    "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download.", show_default=False)]
+    "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download. To evaluate a run on a "
+    "folder dataset that moved: where the folder is now.", show_default=False)]
 DatasetOption = Annotated[str, typer.Option(
     "--dataset", help="fashion-mnist, mnist, kmnist, cifar10, digits (scikit-learn's 8x8), or folder:PATH "
     "(PATH/<class>/*.png|jpg).")]
