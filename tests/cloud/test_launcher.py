@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import tarfile
 
@@ -69,7 +70,8 @@ def test_training_job_request_channels_hyperparameters_image_and_output(aws):
     assert channel["ChannelName"] == "training"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://train-bucket/convlens/data/training/"
     assert job["OutputDataConfig"]["S3OutputPath"] == "s3://train-bucket/convlens/output"
-    assert job["HyperParameters"]["epochs"] == "5" and job["HyperParameters"]["sagemaker_program"] == "convlens_entry.py"
+    assert job["HyperParameters"]["epochs"] == "5"
+    assert job["HyperParameters"]["sagemaker_program"] == "convlens_entry.py"
     assert job["HyperParameters"]["sagemaker_submit_directory"] == \
         "s3://train-bucket/convlens/source/convlens-test-1/sourcedir.tar.gz"
     assert job["RoleArn"] == ROLE and job["ResourceConfig"]["InstanceType"] == "ml.m5.large"
@@ -97,7 +99,8 @@ def test_other_datasets_get_their_own_channel_or_none(aws, tmp_path):
     uri = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
     prefix = uri.removeprefix("s3://data-bucket/")
     assert prefix.startswith("convlens/data/folder-") and prefix.endswith("/training/")
-    assert {k for k in keys if k.startswith(prefix)} == {f"{prefix}{c}/{k}.png" for c in ("cat", "dog") for k in range(3)}
+    assert {k for k in keys if k.startswith(prefix)} == {f"{prefix}{c}/{k}.png" for c in ("cat", "dog")
+                                                         for k in range(3)}
     assert folder["classes"] == ["cat", "dog"] and job["HyperParameters"]["dataset"] == "folder"
     # another folder (here: the same one with one more image) gets its own channel: nothing old mixes in
     Image.new("RGB", (10, 10)).save(tmp_path / "pets" / "cat" / "9.png")
@@ -136,9 +139,12 @@ def test_deploy_invoke_delete_create_and_remove_everything(aws, tmp_path):
     config = sm.describe_endpoint_config(EndpointConfigName="fmnist-config")
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
     assert sm.describe_endpoint(EndpointName="fmnist")["EndpointConfigName"] == "fmnist-config"
-    assert delete(gw, "fmnist") == ["fmnist", "fmnist-config", "fmnist-model"]
+    everything = ["endpoint fmnist", "endpoint config fmnist-config", "model fmnist-model"]
+    assert delete(gw, "fmnist") == {"deleted": everything, "absent": []}
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    # Again: moto answers each as SageMaker does ("Could not find ..."), and delete carries on past each.
+    assert delete(gw, "fmnist") == {"deleted": [], "absent": everything}
 
 
 @pytest.mark.parametrize("body, message", [
@@ -270,7 +276,8 @@ def test_invoke_counts_the_images_it_can_tell_without_the_model(tmp_path, capsys
     assert _images_in(b"{", "application/json") is None
     for n, code in ((1000, 0), (1001, 2)):
         np.save(tmp_path / "x.npy", np.zeros((n, 1, 28, 28), np.uint8))
-        assert main(["sagemaker", "invoke", "--endpoint", "ep", str(tmp_path / "x.npy"), "--dry-run"]) == code
+        assert main(["sagemaker", "invoke", "--endpoint", "ep", str(tmp_path / "x.npy"), "--region", "us-east-1",
+                     "--dry-run"]) == code
     assert "the request holds 1,001 images" in capsys.readouterr().err
 
 
@@ -293,3 +300,184 @@ def test_s3_prefixes_that_make_empty_or_odd_key_parts_are_refused(prefix):
     from convlens.cloud.sagemaker.launcher import SageMakerSettings
     with pytest.raises(ValidationError, match="must be an S3 key prefix"):
         SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/R", bucket="my-bucket", prefix=prefix)
+
+
+def stubbed(region: str = "us-east-1"):
+    """A Gateway whose SageMaker and S3 clients are botocore Stubbers' (nothing leaves the process)."""
+    from botocore.stub import Stubber
+    session = boto3.session.Session(region_name=region, aws_access_key_id="x", aws_secret_access_key="y")
+    gw = Gateway(region=region)
+    gw._session = session
+    gw._clients = {"sagemaker": session.client("sagemaker"), "s3": session.client("s3")}
+    return gw, Stubber(gw._clients["sagemaker"]), Stubber(gw._clients["s3"])
+
+
+def stub_model_archive(s3_stub) -> None:
+    from botocore.response import StreamingBody
+    data = model_tar_gz("code/inference.py")
+    s3_stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))},
+                         {"Bucket": "models", "Key": "model.tar.gz"})
+
+
+DENIED = "User: arn:aws:sts::1:assumed-role/LabRole/x is not authorized to perform: sagemaker:{}"
+NOT_FOUND = 'Could not find {} "arn:aws:sagemaker:us-east-1:123456789012:{}".'
+
+
+@pytest.mark.parametrize("model_deleted, tail", [
+    (True, "; removed the model fmnist-model it had created, so the same deploy can run again"),
+    (False, "; could not remove the model fmnist-model it had created (access denied: this identity is not allowed "
+            "sagemaker:DeleteModel; ask an administrator to grant it (AWS Academy/lab roles often deny endpoints: "
+            "serve locally with 'convlens serve')): run 'convlens sagemaker delete --endpoint fmnist'"),
+])
+def test_deploy_that_fails_after_creating_the_model_removes_it(model_deleted, tail):
+    gw, sm, s3 = stubbed()
+    stub_model_archive(s3)
+    sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/fmnist-model"})
+    sm.add_client_error("create_endpoint_config", "AccessDeniedException", DENIED.format("CreateEndpointConfig"))
+    if model_deleted:
+        sm.add_response("delete_model", {}, {"ModelName": "fmnist-model"})
+    else:
+        sm.add_client_error("delete_model", "AccessDeniedException", DENIED.format("DeleteModel"),
+                            expected_params={"ModelName": "fmnist-model"})
+    with sm, s3, pytest.raises(ConvlensError) as caught:
+        deploy(gw, settings("models"), "s3://models/model.tar.gz", "fmnist", wait=False)
+    sm.assert_no_pending_responses()
+    assert str(caught.value) == ("access denied: this identity is not allowed sagemaker:CreateEndpointConfig; ask an "
+                                 "administrator to grant it (AWS Academy/lab roles often deny endpoints: serve "
+                                 "locally with 'convlens serve')" + tail)
+
+
+def test_deploy_whose_endpoint_fails_removes_all_three_and_an_existing_model_is_left_alone():
+    gw, sm, s3 = stubbed()
+    stub_model_archive(s3)
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:"
+    sm.add_response("create_model", {"ModelArn": arn + "model/fmnist-model"})
+    sm.add_response("create_endpoint_config", {"EndpointConfigArn": arn + "endpoint-config/fmnist-config"})
+    sm.add_response("create_endpoint", {"EndpointArn": arn + "endpoint/fmnist"})
+    sm.add_response("describe_endpoint", {"EndpointName": "fmnist", "EndpointArn": arn + "endpoint/fmnist",
+                                          "EndpointStatus": "Failed",
+                                          "FailureReason": "The primary container did not pass the ping health check",
+                                          "CreationTime": 0, "LastModifiedTime": 0})
+    sm.add_response("delete_endpoint", {}, {"EndpointName": "fmnist"})
+    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "fmnist-config"})
+    sm.add_client_error("delete_model", "ValidationException", NOT_FOUND.format("model", "model/fmnist-model"))
+    with sm, s3, pytest.raises(ConvlensError) as caught:
+        deploy(gw, settings("models"), "s3://models/model.tar.gz", "fmnist", poll_s=0, on_status=lambda status: None)
+    assert str(caught.value) == (
+        "endpoint fmnist: Failed: The primary container did not pass the ping health check; removed the endpoint "
+        "fmnist, endpoint config fmnist-config, model fmnist-model it had created, so the same deploy can run again")
+    # A model left by an earlier deploy is not this deploy's to delete: one line says how to remove it.
+    gw, sm, s3 = stubbed()
+    stub_model_archive(s3)
+    sm.add_client_error("create_model", "ValidationException",
+                        'Cannot create already existing model "arn:aws:sagemaker:us-east-1:123456789012:model/'
+                        'fmnist-model".')
+    with sm, s3, pytest.raises(ConvlensError) as caught:
+        deploy(gw, settings("models"), "s3://models/model.tar.gz", "fmnist", wait=False)
+    sm.assert_no_pending_responses()  # no Delete* was called
+    assert str(caught.value).endswith("; an earlier deploy left it: 'convlens sagemaker delete --endpoint fmnist' "
+                                      "removes that deploy's endpoint, config and model")
+
+
+def test_delete_carries_on_past_what_is_gone_and_stops_at_other_errors():
+    gw, sm, _ = stubbed()
+    sm.add_client_error("delete_endpoint", "ValidationException", NOT_FOUND.format("endpoint", "endpoint/fmnist"),
+                        expected_params={"EndpointName": "fmnist"})
+    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "fmnist-config"})
+    sm.add_response("delete_model", {}, {"ModelName": "fmnist-model"})
+    with sm:
+        assert delete(gw, "fmnist") == {"deleted": ["endpoint config fmnist-config", "model fmnist-model"],
+                                        "absent": ["endpoint fmnist"]}
+    gw, sm, _ = stubbed()
+    sm.add_response("delete_endpoint", {}, {"EndpointName": "fmnist"})
+    sm.add_client_error("delete_endpoint_config", "AccessDeniedException", DENIED.format("DeleteEndpointConfig"))
+    with sm, pytest.raises(ConvlensError) as caught:
+        delete(gw, "fmnist")
+    assert str(caught.value).startswith("access denied: this identity is not allowed sagemaker:DeleteEndpointConfig")
+    assert str(caught.value).endswith(" (deleted before it: endpoint fmnist)")
+
+
+@pytest.fixture
+def aws_config(monkeypatch, tmp_path):
+    """No AWS settings from this machine: the config file is a temporary one the test writes."""
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    return tmp_path / "aws-config"
+
+
+def deploy_dry_run(capsys, *options: str) -> tuple[int, dict, str]:
+    """``sagemaker deploy --dry-run``: its exit code, the CreateModel request it printed, and stderr."""
+    code = main(["sagemaker", "deploy", "--role-arn", ROLE, "--bucket", "models", "--job-name", "j", "--endpoint", "e",
+                 "--dry-run", *options])
+    captured = capsys.readouterr()
+    requests = [json.loads(block) for block in re.findall(r"^\{\n.*?\n\}$", captured.out, re.S | re.M)]
+    create_model = next((r["params"] for r in requests if r["operation"] == "CreateModel"), {})
+    return code, create_model, captured.err
+
+
+@pytest.mark.parametrize("env, profile, option, region, image", [
+    # Values from aws/deep-learning-containers' table of registries (docs/reference/region_availability.md).
+    (None, None, None, "us-east-1", "763104351884.dkr.ecr.us-east-1.amazonaws.com"),  # the documented default
+    ("af-south-1", "eu-west-2", None, "af-south-1", "626614931356.dkr.ecr.af-south-1.amazonaws.com"),
+    (None, "ap-east-1", None, "ap-east-1", "871362719292.dkr.ecr.ap-east-1.amazonaws.com"),
+    ("eu-west-2", None, "me-south-1", "me-south-1", "217643126080.dkr.ecr.me-south-1.amazonaws.com"),
+    (None, "cn-northwest-1", None, "cn-northwest-1", "727897471807.dkr.ecr.cn-northwest-1.amazonaws.com.cn"),
+    ("eu-south-1", None, None, "eu-south-1", "692866216735.dkr.ecr.eu-south-1.amazonaws.com"),
+])
+def test_region_comes_from_the_option_then_the_environment_then_the_profile(aws_config, monkeypatch, capsys, env,
+                                                                            profile, option, region, image):
+    if env:
+        monkeypatch.setenv("AWS_DEFAULT_REGION", env)
+    aws_config.write_text(f"[default]\nregion = {profile}\n" if profile else "")
+    code, create_model, err = deploy_dry_run(capsys, *(["--region", option] if option else []))
+    assert code == 0, err
+    assert create_model["PrimaryContainer"]["Environment"]["SAGEMAKER_REGION"] == region
+    assert create_model["PrimaryContainer"]["Image"] == (
+        f"{image}/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker")
+
+
+def test_a_region_without_a_known_registry_needs_image(aws_config, capsys):
+    code, create_model, err = deploy_dry_run(capsys, "--region", "us-gov-west-1")
+    assert code == 2 and create_model == {} and err.count("\n") == 1  # refused before any request
+    assert ("no AWS Deep Learning Containers registry is known in region us-gov-west-1: pass --image with a PyTorch "
+            "inference image URI") in err
+    mine = "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/my-pytorch:1"
+    code, create_model, err = deploy_dry_run(capsys, "--region", "us-gov-west-1", "--image", mine)
+    assert code == 0 and create_model["PrimaryContainer"]["Image"] == mine
+    aws_config.write_text("[default]\nregion = a/b\n")  # a region from the profile is checked too, and said so
+    code, _, err = deploy_dry_run(capsys)
+    assert code == 2 and "the region 'a/b' from AWS_DEFAULT_REGION or the AWS profile must be an AWS region" in err
+
+
+@pytest.mark.parametrize("command", [["train", "--hp", "dataset=digits"],
+                                     ["deploy", "--job-name", "j", "--endpoint", "e"]])
+def test_an_instance_type_without_the_ml_prefix_is_refused(capsys, command):
+    code = main(["sagemaker", *command, "--role-arn", ROLE, "--bucket", "models", "--region", "us-east-1",
+                 "--instance-type", "m5.large", "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 2 and '"operation"' not in captured.out
+    assert captured.err.strip() == ("convlens: error: --instance-type 'm5.large' must be a SageMaker instance type "
+                                    "like ml.m5.large (with 'ml.')")
+
+
+def test_training_job_sends_metric_definitions_and_onnx_requirements(aws):
+    """onnx=true puts the exporter's packages in the job's requirements.txt (the image has none); the job gets
+    SageMaker metric definitions for the line the entry point prints (checked against that line in
+    test_sagemaker_container)."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="metric-bucket")
+    gw = Gateway(region="us-east-1")
+    for job, onnx in (("with-onnx", "true"), ("without-onnx", "false")):
+        launch_training(gw, settings("metric-bucket", hyperparameters={"dataset": "digits", "onnx": onnx}), None,
+                        job_name=job, wait=False)
+        body = s3.get_object(Bucket="metric-bucket", Key=f"convlens/source/{job}/sourcedir.tar.gz")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+            names = {line.split("==")[0] for line in tar.extractfile("requirements.txt").read().decode().split()}
+        assert ({"onnx", "onnxscript"} <= names) == (onnx == "true"), names
+    [request] = [c["params"] for c in gw.sent if c["operation"] == "CreateTrainingJob"][-1:]
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "test_accuracy", "Regex": r"test_accuracy=([0-9.]+)"},
+        {"Name": "test_loss", "Regex": r"test_loss=([0-9.]+)"},
+        {"Name": "train_seconds", "Regex": r"train_seconds=([0-9.]+)"}]

@@ -233,6 +233,9 @@ MISTAKES = [
     ("wrong shape", JSON, JSON, b"[[1, 2, 3]]", 400, "unsupported shape [1, 3]"),
     ("unknown content type", "text/csv", JSON, b"0.1,0.2", 415, "unsupported content type 'text/csv'"),
     ("unsupported accept", JSON, "text/csv", None, 406, "unsupported accept type 'text/csv'"),
+    # The toolkit decoded JSON and CSV bodies as UTF-8 before any handler: a 500 with a traceback.
+    ("JSON not UTF-8", JSON, JSON, b"[\xff\xfe]", 400, "body is not valid JSON (not UTF-8 text)"),
+    ("CSV not UTF-8", "text/csv", JSON, b"\xff,1", 415, "unsupported content type 'text/csv'"),
 ]
 
 
@@ -412,3 +415,50 @@ def test_the_seed_hyperparameter_is_a_whole_number_or_refused(value, seed):
             train_config({"seed": value, "dataset": "digits"}, None)
     else:
         assert train_config({"seed": value, "dataset": "digits"}, None).seed == seed
+
+
+def test_metric_definitions_read_the_line_the_entry_point_prints(trained):
+    from convlens.cloud.sagemaker.train import METRIC_DEFINITIONS
+    root, proc = trained
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    # SageMaker applies each regex to the job's log and records its first group as the metric's value.
+    found = {d["Name"]: float(re.search(d["Regex"], proc.stdout + proc.stderr).group(1)) for d in METRIC_DEFINITIONS}
+    assert found == pytest.approx({"test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
+                                   "train_seconds": metrics["train_seconds"]}, abs=0.05)
+    assert found["test_accuracy"] == round(metrics["test_accuracy"], 4)
+
+
+def in_process_entry(monkeypatch, tmp_path, hps: str) -> tuple[int, str, list]:
+    """The entry point's main() here, with SM_HPS ``hps`` and training replaced by a recorder (nothing trains)."""
+    import convlens.runs
+    from convlens.cloud.sagemaker import train
+    trained = []
+    monkeypatch.setattr(convlens.runs, "run_training", lambda *args, **kwargs: trained.append(args) or 1 / 0)
+    for name, value in {"SM_HPS": hps, "SM_MODEL_DIR": tmp_path / "model", "SM_OUTPUT_DIR": tmp_path / "output",
+                        "SM_OUTPUT_DATA_DIR": tmp_path / "output" / "data"}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delenv("SM_CHANNEL_TRAINING", raising=False)
+    code = train.main()
+    failure = tmp_path / "output" / "failure"
+    return code, failure.read_text() if failure.exists() else "", trained
+
+
+@pytest.mark.parametrize("hps, reason", [
+    ("[1, 2]", "hyperparameters must be a JSON object of name: value pairs, not an array"),
+    ("null", "hyperparameters must be a JSON object of name: value pairs, not null"),
+    ('"cnn"', "hyperparameters must be a JSON object of name: value pairs, not a string"),
+])
+def test_hyperparameters_that_are_no_json_object_are_one_line(monkeypatch, tmp_path, hps, reason):
+    code, failure, trained = in_process_entry(monkeypatch, tmp_path, hps)
+    assert (code, failure, trained) == (1, reason, [])  # the reason alone: no AttributeError, no traceback
+
+
+def test_onnx_without_its_packages_fails_before_training(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as in the PyTorch training image: an import fails
+    code, failure, trained = in_process_entry(monkeypatch, tmp_path, json.dumps(
+        {"dataset": "digits", "epochs": "1", "onnx": "true"}))
+    assert code == 1 and trained == [] and not (tmp_path / "model").exists()
+    assert failure.startswith("hyperparameter onnx=true needs onnx and onnxscript, which this training image cannot "
+                              "import (import of onnxscript halted; None in sys.modules): launch the job with "
+                              "'convlens sagemaker train'")
+    assert "\n" not in failure and "convlens[onnx]" not in failure  # no advice that makes no sense in a container

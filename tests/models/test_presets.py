@@ -233,3 +233,14 @@ def test_one_filter_count_is_one_block_from_python_yaml_and_the_command_line_ali
     assert from_cli.filters == (16,) and from_cli.depth == 1
     assert resolve_spec("cnn", {"filters": 16}) == resolve_spec("cnn", {"filters": [16]}) == from_cli
     assert resolve_spec("cnn", {"filters": "16,32"}).depth == 2
+
+
+def test_counting_on_the_meta_device_does_not_build_again_where_torch_hides_the_device_context(monkeypatch):
+    """torch 2.5 (SageMaker's PyTorch images) answers get_default_device() with cpu inside `with
+    torch.device("meta")`; building a Network there counted its parameters by building one, which counted again:
+    RecursionError for every model, before any training job or endpoint could start. Simulated here."""
+    from convlens.models.network import Network, parameter_count
+    monkeypatch.setattr(torch, "get_default_device", lambda: torch.device("cpu"))
+    spec = resolve_spec("mlp-128-64", {})
+    assert parameter_count(spec) == (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)
+    assert sum(p.numel() for p in Network(spec).parameters()) == 109_386

@@ -13,25 +13,33 @@ from convlens.errors import UsageError, format_validation_error
 
 app = typer.Typer(help="Train and deploy on Amazon SageMaker (needs the 'cloud' extra and AWS credentials).",
                   no_args_is_help=True)
-RegionOption = Annotated[str, typer.Option(help="AWS region.")]
+RegionOption = Annotated[Optional[str], typer.Option(
+    help="AWS region (default: AWS_DEFAULT_REGION, else the AWS profile's region, else us-east-1).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the exact API requests; send nothing.")]
 
 
-def _gateway(region: str, dry_run: bool):
+def _region(region: str | None) -> str:
+    """The region to work in (see RegionOption), checked; first, since it needs the 'cloud' extra's boto3."""
     try:
         import boto3  # noqa: F401
-
-        from convlens.cloud.sagemaker.launcher import Gateway
     except ImportError:
         raise UsageError("SageMaker commands need the 'cloud' extra: pip install 'convlens[cloud]'") from None
+    from convlens.cloud.sagemaker.launcher import resolve_region
+    return resolve_region(region)
+
+
+def _gateway(region: str, dry_run: bool):
+    from convlens.cloud.sagemaker.launcher import Gateway
     return Gateway(region=region, dry_run=dry_run, echo=lambda text: out.print(text))
 
 
 def _settings(**kwargs):
     from pydantic import ValidationError
 
-    from convlens.cloud.sagemaker.launcher import SageMakerSettings, check_region
-    check_region(kwargs["region"])  # worded as every command words it, before the other settings
+    from convlens.cloud.sagemaker.launcher import SageMakerSettings, check_instance_type
+    for key in ("training_instance", "inference_instance"):  # worded with the option's name, as --region is
+        if kwargs.get(key) is not None:
+            check_instance_type(kwargs[key])
     try:
         return SageMakerSettings(**{k: v for k, v in kwargs.items() if v is not None})
     except ValidationError as e:
@@ -42,10 +50,11 @@ def _settings(**kwargs):
 def sagemaker_train(
     role_arn: Annotated[str, typer.Option(help="IAM role SageMaker assumes (arn:aws:iam::ACCOUNT:role/NAME).")],
     bucket: Annotated[str, typer.Option(help="S3 bucket for data, source and model artifacts.")],
-    region: RegionOption = "us-east-1",
+    region: RegionOption = None,
     prefix: Annotated[str, typer.Option(help="S3 key prefix.")] = "convlens",
     instance_type: Annotated[str, typer.Option(help="Training instance type.")] = "ml.m5.large",
-    image: Annotated[Optional[str], typer.Option(help="Training image URI (default: AWS PyTorch CPU container).")] = None,
+    image: Annotated[Optional[str], typer.Option(
+        help="Training image URI (default: the AWS PyTorch CPU container in the region's registry).")] = None,
     hp: Annotated[Optional[list[str]], typer.Option(help="Hyperparameter key=value (repeatable), e.g. "
                                                      "--hp model=cnn --hp epochs=5.")] = None,
     base_job_name: Annotated[str, typer.Option(help="Job name prefix.")] = "convlens",
@@ -55,6 +64,7 @@ def sagemaker_train(
     dry_run: DryRunOption = False,
 ) -> None:
     """Upload data and code to S3 and start a SageMaker training job."""
+    region = _region(region)
     from convlens.cloud.sagemaker.launcher import launch_training
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix, base_job_name=base_job_name,
                          training_instance=instance_type, training_image=image,
@@ -62,7 +72,7 @@ def sagemaker_train(
     result = launch_training(_gateway(region, dry_run), settings, data_dir, job_name=job_name, wait=wait,
                              on_status=lambda status: out.print(f"training job: {status}"))
     if not dry_run:
-        out.print(f"training job {result['job_name']}: model at {result['model_data']}")
+        out.print(f"training job {result['job_name']} ({region}): model at {result['model_data']}")
 
 
 @app.command("deploy")
@@ -71,14 +81,16 @@ def sagemaker_deploy(
     bucket: Annotated[str, typer.Option(help="S3 bucket used by 'convlens sagemaker train'.")],
     job_name: Annotated[str, typer.Option(help="The training job whose model to deploy.")],
     endpoint: Annotated[str, typer.Option(help="Endpoint name to create.")],
-    region: RegionOption = "us-east-1",
+    region: RegionOption = None,
     prefix: Annotated[str, typer.Option(help="S3 key prefix used for training.")] = "convlens",
     instance_type: Annotated[str, typer.Option(help="Inference instance type.")] = "ml.m5.large",
-    image: Annotated[Optional[str], typer.Option(help="Inference image URI (default: AWS PyTorch CPU container).")] = None,
+    image: Annotated[Optional[str], typer.Option(
+        help="Inference image URI (default: the AWS PyTorch CPU container in the region's registry).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the endpoint is InService.")] = True,
     dry_run: DryRunOption = False,
 ) -> None:
     """Create model, endpoint config and endpoint for a finished training job."""
+    region = _region(region)
     from convlens.cloud.sagemaker.launcher import check_name, deploy
     check_name("--job-name", job_name)  # it becomes part of the model's S3 key
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix,
@@ -87,14 +99,16 @@ def sagemaker_deploy(
                    endpoint, wait=wait,
                    on_status=lambda status: out.print(f"endpoint: {status}"))
     if not dry_run:
-        out.print(f"endpoint {names['endpoint']} created (model {names['model']}, config {names['config']})")
+        out.print(f"endpoint {names['endpoint']} created in {region} "
+                  f"(model {names['model']}, config {names['config']})")
 
 
 @app.command("invoke")
 def sagemaker_invoke(endpoint: Annotated[str, typer.Option(help="Endpoint name.")],
                      image: Annotated[Path, typer.Argument(help="A PNG/JPEG image, .npy array or .json body.")],
-                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+                     region: RegionOption = None, dry_run: DryRunOption = False) -> None:
     """Send one image to an endpoint and print the class probabilities."""
+    region = _region(region)
     from convlens.cloud.sagemaker.launcher import invoke
     from convlens.serving.inputs import CONTENT_TYPE_BY_SUFFIX
     kind = CONTENT_TYPE_BY_SUFFIX.get(image.suffix.lower())
@@ -107,11 +121,14 @@ def sagemaker_invoke(endpoint: Annotated[str, typer.Option(help="Endpoint name."
 
 @app.command("delete")
 def sagemaker_delete(endpoint: Annotated[str, typer.Option(help="Endpoint name (its -config and -model too).")],
-                     region: RegionOption = "us-east-1", dry_run: DryRunOption = False) -> None:
+                     region: RegionOption = None, dry_run: DryRunOption = False) -> None:
     """Delete an endpoint and the endpoint config and model that 'deploy' created for it."""
+    region = _region(region)
     from convlens.cloud.sagemaker.launcher import delete
-    deleted = delete(_gateway(region, dry_run), endpoint)
+    result = delete(_gateway(region, dry_run), endpoint)
     if not dry_run:
-        out.print("deleted " + ", ".join(deleted))
+        parts = [f"deleted {', '.join(result['deleted'])}"] if result["deleted"] else []
+        parts += [f"not found (already gone): {', '.join(result['absent'])}"] if result["absent"] else []
+        out.print("; ".join(parts))
 
 

@@ -29,7 +29,9 @@ class Network(nn.Module):
 
     def __init__(self, spec: MLPSpec | CNNSpec):
         super().__init__()
-        if torch.get_default_device().type != "meta":  # a meta copy allocates nothing: counted before building
+        # A meta copy allocates nothing: counted before building. Asked of a new tensor, not get_default_device(),
+        # which on torch 2.5 (SageMaker's images) ignores `with torch.device("meta")`: counting recursed forever.
+        if torch.empty(()).device.type != "meta":
             check_size(spec, training=False)
         self.spec = spec
         if isinstance(spec, CNNSpec):

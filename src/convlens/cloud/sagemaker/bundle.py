@@ -30,6 +30,13 @@ CODE_DIR = "code"
 # Installed in the training container next to its own torch (so no torch pin here: the image brings it).
 TRAINING_REQUIREMENTS = ["numpy", "pydantic>=2.6", "pyyaml", "safetensors", "platformdirs", "typer>=0.12",
                          "rich", "scipy", "matplotlib", "pillow"]
+# What export_onnx imports (onnx, and onnxscript for torch.onnx.export(dynamo=True)), added for onnx=true: the
+# training image has neither. Pinned to versions that export every registered model correctly under the default
+# image's torch 2.5.1 (numpy 1.26, protobuf 4.25): with onnxscript 0.1-0.4 its exporter fails on the flatten of a
+# dynamic batch, with 0.5.4 and later on BatchNorm; onnx-ir is onnxscript's IR package, pinned so that a newer
+# one cannot break this onnxscript.
+ONNX_TRAINING_REQUIREMENTS = ["onnx==1.17.0", "onnxscript==0.5.3", "onnx-ir==0.1.10"]
+ONNX_MODULES = ("onnx", "onnxscript")
 # What serving imports beyond the image's torch and numpy (tests/cloud checks the modules an inference
 # actually loads against this list); pillow decodes image/png and image/jpeg requests.
 INFERENCE_REQUIREMENTS = ["numpy", "pydantic>=2.6", "safetensors", "pillow"]
@@ -51,6 +58,10 @@ def package_files() -> Iterator[tuple[str, Path]]:
 
 def requirements_text(requirements: list[str]) -> bytes:
     return ("\n".join(requirements) + "\n").encode()
+
+
+def training_requirements(onnx: bool) -> list[str]:
+    return TRAINING_REQUIREMENTS + (ONNX_TRAINING_REQUIREMENTS if onnx else [])
 
 
 def inference_requirements(model_dir: Path) -> list[str]:

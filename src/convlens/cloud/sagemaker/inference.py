@@ -34,6 +34,26 @@ from convlens.serving.predictor import Predictor
 JSON = ANSWER_TYPE
 
 
+def _keep_bodies_as_bytes() -> None:
+    """Make the toolkit hand JSON and CSV bodies to ``transform_fn`` as the bytes the client sent.
+
+    ``Transformer.transform`` decodes a body whose content type is in ``content_types.UTF8_TYPES`` (JSON, CSV)
+    with ``bytes.decode("utf-8")`` before calling any handler, so a body that is not UTF-8 raised
+    UnicodeDecodeError there: a 500 with a traceback instead of our 400 (JSON) or 415 (CSV). Our decoder takes
+    bytes and checks the encoding itself. The list is read at each request, and this module is imported (as the
+    user module's import) when the handler service initializes, before the first request. The image's default
+    handlers read the list too, but they never run: this module's transform_fn replaces them.
+    """
+    try:
+        from sagemaker_inference import content_types
+    except ImportError:  # outside the container: nothing decodes before us
+        return
+    content_types.UTF8_TYPES[:] = [t for t in content_types.UTF8_TYPES if t not in ("application/json", "text/csv")]
+
+
+_keep_bodies_as_bytes()
+
+
 @functools.cache
 def _client_error_type() -> type[InputError]:
     """InputError, or where sagemaker-inference is importable, an InputError that the toolkit honours too."""
@@ -68,7 +88,7 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.
 
 
 def decode_request(request_body: bytes | str, request_content_type: str | None, image: ImageShape) -> np.ndarray:
-    # The toolkit hands text/csv and application/json bodies over as str (Transformer.transform decodes UTF-8).
+    # str where a caller decoded the body already (the toolkit did, before _keep_bodies_as_bytes).
     body = request_body.encode() if isinstance(request_body, str) else request_body
     try:
         return decode(body, request_content_type, SERVER_LIMITS, image)

@@ -30,26 +30,80 @@ from convlens.cloud.sagemaker.bundle import (
     ENTRY_SCRIPT,
     ENTRY_SOURCE,
     INFERENCE_SCRIPT,
-    TRAINING_REQUIREMENTS,
     package_files,
     requirements_text,
+    training_requirements,
 )
 from convlens.errors import ConvlensError, UsageError
 from convlens.serving.inputs import CONTENT_TYPES
 
 # AWS Deep Learning Containers for PyTorch (CPU); any torch 2.x runs convlens' layers.
-DLC_ACCOUNT = "763104351884"
 DLC_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+# The registry account of the Deep Learning Containers in each region that has them (aws/deep-learning-containers,
+# docs/reference/region_availability.md; available_images.md before): most regions share 763104351884, the
+# opt-in and newer ones have their own, and the China regions are in the amazonaws.com.cn domain.
+DLC_ACCOUNTS = {
+    **dict.fromkeys(["us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-south-1", "ap-northeast-1",
+                     "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+                     "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "sa-east-1"], "763104351884"),
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
+    "ap-south-2": "772153158452", "ap-southeast-3": "907027046896", "ap-southeast-4": "457447274322",
+    "ap-southeast-5": "550225433462", "ap-southeast-6": "633930458069", "ap-southeast-7": "590183813437",
+    "ap-northeast-3": "364406365360", "ca-west-1": "204538143572", "eu-south-1": "692866216735",
+    "eu-south-2": "503227376785", "eu-central-2": "380420809688", "il-central-1": "780543022126",
+    "mx-central-1": "637423239942", "me-south-1": "217643126080", "me-central-1": "914824155844",
+    "cn-north-1": "727897471807", "cn-northwest-1": "727897471807",
+}
+# Where neither --region, AWS_DEFAULT_REGION nor the AWS profile names a region (as boto3 finds them).
+DEFAULT_REGION = "us-east-1"
 
 
 REGION_PATTERN = r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}"  # us-east-1, us-gov-west-1, ap-southeast-2, eusc-de-east-1
 
 
-def check_region(region: str) -> str:
-    """``region`` if it has the shape of an AWS region (botocore's own error for 'a/b' is about an endpoint URL)."""
+def check_region(region: str, source: str | None = None) -> str:
+    """``region`` if it has the shape of an AWS region (botocore's own error for 'a/b' is about an endpoint URL);
+    ``source`` says where it came from when it was not --region."""
     if not re.fullmatch(REGION_PATTERN, region):
-        raise UsageError(f"--region {region!r} {_FORMATS['region'][1]}")
+        where = f"the region {region!r} from {source}" if source else f"--region {region!r}"
+        raise UsageError(f"{where} {_FORMATS['region'][1]}")
     return region
+
+
+def resolve_region(region: str | None) -> str:
+    """``region``, else the one boto3 finds (AWS_DEFAULT_REGION, then the AWS profile's), else DEFAULT_REGION."""
+    if region is not None:
+        return check_region(region)
+    import boto3
+    from botocore.exceptions import BotoCoreError
+    try:
+        found = boto3.session.Session().region_name
+    except BotoCoreError as e:  # a missing AWS_PROFILE, an unreadable config file
+        raise UsageError(f"cannot read the AWS configuration: {e}") from None
+    if not found:
+        return DEFAULT_REGION
+    return check_region(found, "AWS_DEFAULT_REGION or the AWS profile")
+
+
+def dlc_image(region: str, kind: str) -> str:
+    """The PyTorch ``kind`` ('training' or 'inference') container in ``region``'s Deep Learning Containers registry."""
+    account = DLC_ACCOUNTS.get(region)
+    if account is None:
+        raise UsageError(f"no AWS Deep Learning Containers registry is known in region {region}: pass --image with "
+                         f"a PyTorch {kind} image URI that SageMaker can pull there")
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-{kind}:{DLC_TAG}"
+
+
+INSTANCE_TYPE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9]+"  # ml.m5.large, ml.g4dn.xlarge, ml.p4d.24xlarge
+
+
+def check_instance_type(value: str, option: str = "--instance-type") -> str:
+    """SageMaker's instance types carry the 'ml.' prefix; 'm5.large' (EC2's name) passed --dry-run, then failed in
+    the API call."""
+    if not re.fullmatch(INSTANCE_TYPE_PATTERN, value):
+        raise UsageError(f"{option} {value!r} {_FORMATS['training_instance'][1]}")
+    return value
 
 
 # Field -> (pattern, what to tell the user); a plain sentence instead of pydantic's raw regex message.
@@ -63,7 +117,9 @@ _FORMATS = {
                "must be an S3 key prefix: parts separated by single slashes, none empty, no ? # \\ or control "
                "characters"),
     "region": (REGION_PATTERN, "must be an AWS region like us-east-1 or eu-west-2"),
+    "training_instance": (INSTANCE_TYPE_PATTERN, "must be a SageMaker instance type like ml.m5.large (with 'ml.')"),
 }
+_FORMATS["inference_instance"] = _FORMATS["training_instance"]
 
 
 # SageMaker's names (training jobs, endpoints, their configs and models): letters, digits and single hyphens, at
@@ -94,7 +150,7 @@ class SageMakerSettings(BaseModel):
     max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
     hyperparameters: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("role_arn", "bucket", "prefix", "region")
+    @field_validator("role_arn", "bucket", "prefix", "region", "training_instance", "inference_instance")
     @classmethod
     def _well_formed(cls, value: str, info) -> str:
         pattern, message = _FORMATS[info.field_name]
@@ -104,10 +160,28 @@ class SageMakerSettings(BaseModel):
 
     def image(self, kind: str) -> str:
         explicit = self.training_image if kind == "training" else self.inference_image
-        return explicit or f"{DLC_ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/pytorch-{kind}:{DLC_TAG}"
+        return explicit or dlc_image(self.region, kind)
 
     def s3(self, *parts: str) -> str:
         return "s3://" + "/".join([self.bucket, self.prefix.strip("/"), *parts])
+
+
+class AwsError(ConvlensError):
+    """A failed AWS request as ``explain`` words it, with AWS's error code and message where AWS answered."""
+
+    def __init__(self, message: str, code: str = "", aws_message: str = ""):
+        super().__init__(message)
+        self.code, self.aws_message = code, aws_message
+
+    @property
+    def not_found(self) -> bool:
+        # SageMaker's Delete*/Describe* answer a missing resource with ValidationException "Could not find ...".
+        return self.code in {"ResourceNotFound", "ResourceNotFoundException"} or (
+            self.code in {"ValidationException", "ValidationError"} and "could not find" in self.aws_message.lower())
+
+
+class FailedStatus(ConvlensError):
+    """A job or endpoint that SageMaker reports as failed (not a wait that ran out of time)."""
 
 
 @dataclass
@@ -143,7 +217,10 @@ class Gateway:
         try:
             return getattr(self._client(service), method)(**params)
         except Exception as e:  # noqa: BLE001 - translated to one actionable line below
-            raise ConvlensError(explain(e, service, operation)) from None
+            error = getattr(e, "response", None)
+            error = error.get("Error", {}) if isinstance(error, dict) else {}
+            raise AwsError(explain(e, service, operation), str(error.get("Code", "")),
+                           str(error.get("Message", ""))) from None
 
 
 def explain(error: Exception, service: str, operation: str) -> str:
@@ -182,9 +259,10 @@ def explain(error: Exception, service: str, operation: str) -> str:
     return f"{service} {operation} failed: {type(error).__name__}: {error}"
 
 
-def source_tarball() -> bytes:
+def source_tarball(onnx: bool = False) -> bytes:
     """sourcedir.tar.gz for the training container: the convlens package, the entry script and requirements.txt
-    (the training toolkit pip-installs it before running the entry script)."""
+    (the training toolkit pip-installs it before running the entry script; with ``onnx``, the exporter's packages
+    too)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         def add_bytes(name: str, data: bytes) -> None:
@@ -194,7 +272,7 @@ def source_tarball() -> bytes:
         for name, path in package_files():
             add_bytes(name, path.read_bytes())
         add_bytes(ENTRY_SCRIPT, ENTRY_SOURCE)
-        add_bytes("requirements.txt", requirements_text(TRAINING_REQUIREMENTS))
+        add_bytes("requirements.txt", requirements_text(training_requirements(onnx)))
     return buffer.getvalue()
 
 
@@ -224,7 +302,7 @@ def wait_for(gw: Gateway, describe: Callable[[], dict], status_key: str, done: s
             return description
         if status in failed:
             reason = description.get("FailureReason", "no reason given")
-            raise ConvlensError(f"{status}: {reason}")
+            raise FailedStatus(f"{status}: {reason}")
         if time.monotonic() > deadline:
             raise ConvlensError(f"still {status} after {timeout_s:.0f} s; check the SageMaker console")
         time.sleep(poll_s)
@@ -262,24 +340,28 @@ def training_files(dataset: str, data_dir: Path | None, train_subset: int | None
 
 def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_name: str | None = None,
                     wait: bool = True, poll_s: float = 15, on_status: Callable[[str], None] = print) -> dict:
-    from convlens.cloud.sagemaker.train import normalize_hyperparameters, train_config
+    from convlens.cloud.sagemaker.train import METRIC_DEFINITIONS, _truthy, normalize_hyperparameters, train_config
     hps = normalize_hyperparameters(s.hyperparameters)
     cfg = train_config(hps, data_dir)  # what the container will build, checked now
+    image = s.image("training")  # a region without a known registry fails before any upload
     job_name = check_name("--job-name", job_name) if job_name else f"{s.base_job_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     files, class_names = training_files(cfg.dataset, data_dir, cfg.train_subset, cfg.test_subset)
     name = channel_name(cfg.dataset, files)
     channel = s.s3("data", "training") if name is None else s.s3("data", name, "training")
     for relative, path in files.items():
         upload(gw, f"{channel}/{relative}", path.read_bytes())
-    source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"), source_tarball())
+    source = upload(gw, s.s3("source", job_name, "sourcedir.tar.gz"),
+                    source_tarball(onnx=_truthy(hps.get("onnx", "false"))))
     hyperparameters = {**s.hyperparameters, "sagemaker_program": ENTRY_SCRIPT, "sagemaker_submit_directory": source,
                        "sagemaker_region": s.region}
     # digits come with scikit-learn in the container: no channel at all (the API refuses an empty list)
     channels = [{"ChannelName": "training", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": channel + "/", "S3DataDistributionType": "FullyReplicated"}}}] if files else []
+        "S3DataType": "S3Prefix", "S3Uri": channel + "/", "S3DataDistributionType": "FullyReplicated"}}}
+    ] if files else []
     gw.call("sagemaker", "CreateTrainingJob",
             TrainingJobName=job_name,
-            AlgorithmSpecification={"TrainingImage": s.image("training"), "TrainingInputMode": "File"},
+            AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File",
+                                    "MetricDefinitions": METRIC_DEFINITIONS},
             RoleArn=s.role_arn,
             **({"InputDataConfig": channels} if channels else {}),
             OutputDataConfig={"S3OutputPath": s.s3("output")},
@@ -322,26 +404,67 @@ def check_model_code(gw: Gateway, model_data: str) -> None:
                         "train again with 'convlens sagemaker train' and deploy that job")
 
 
+def deployed_resources(endpoint: str) -> list[tuple[str, str, dict]]:
+    """(what, delete operation, its parameters) for what ``deploy`` creates for ``endpoint``, in deletion order."""
+    return [(f"endpoint {endpoint}", "DeleteEndpoint", {"EndpointName": endpoint}),
+            (f"endpoint config {endpoint}-config", "DeleteEndpointConfig",
+             {"EndpointConfigName": f"{endpoint}-config"}),
+            (f"model {endpoint}-model", "DeleteModel", {"ModelName": f"{endpoint}-model"})]
+
+
 def deploy(gw: Gateway, s: SageMakerSettings, model_data: str, endpoint: str, *, wait: bool = True,
            poll_s: float = 20, on_status: Callable[[str], None] = print) -> dict:
     """Model, endpoint config and endpoint for ``model_data``; the inference image loads the code from
     model.tar.gz (code/), never from a submit directory."""
     check_name("--endpoint", endpoint, 63 - len("-config"))
+    image = s.image("inference")  # a region without a known registry fails before anything is read or created
     check_model_code(gw, model_data)
     names = {"model": f"{endpoint}-model", "config": f"{endpoint}-config", "endpoint": endpoint}
-    gw.call("sagemaker", "CreateModel", ModelName=names["model"], ExecutionRoleArn=s.role_arn,
-            PrimaryContainer={"Image": s.image("inference"), "ModelDataUrl": model_data,
-                              "Environment": {"SAGEMAKER_PROGRAM": INFERENCE_SCRIPT,
-                                              "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_PATH,
-                                              "SAGEMAKER_REGION": s.region}})
-    gw.call("sagemaker", "CreateEndpointConfig", EndpointConfigName=names["config"], ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": names["model"], "InstanceType": s.inference_instance,
-        "InitialInstanceCount": 1}])
-    gw.call("sagemaker", "CreateEndpoint", EndpointName=endpoint, EndpointConfigName=names["config"])
+    undo_endpoint, undo_config, undo_model = deployed_resources(endpoint)
+    created: list[tuple[str, str, dict]] = []  # most recent first: the order to delete them in
+    try:
+        gw.call("sagemaker", "CreateModel", ModelName=names["model"], ExecutionRoleArn=s.role_arn,
+                PrimaryContainer={"Image": image, "ModelDataUrl": model_data,
+                                  "Environment": {"SAGEMAKER_PROGRAM": INFERENCE_SCRIPT,
+                                                  "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_PATH,
+                                                  "SAGEMAKER_REGION": s.region}})
+        created.insert(0, undo_model)
+        gw.call("sagemaker", "CreateEndpointConfig", EndpointConfigName=names["config"], ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": names["model"], "InstanceType": s.inference_instance,
+            "InitialInstanceCount": 1}])
+        created.insert(0, undo_config)
+        gw.call("sagemaker", "CreateEndpoint", EndpointName=endpoint, EndpointConfigName=names["config"])
+        created.insert(0, undo_endpoint)
+    except AwsError as e:
+        # What this deploy created goes again, so that the same command can run again once the cause is fixed
+        # (CreateModel refuses a name that exists, and the model alone is no use).
+        if created:
+            raise ConvlensError(f"{e}; {_roll_back(gw, created, endpoint)}") from None
+        hint = (f"; an earlier deploy left it: 'convlens sagemaker delete --endpoint {endpoint}' removes that "
+                "deploy's endpoint, config and model" if "already exist" in e.aws_message else "")
+        raise ConvlensError(f"{e}{hint}") from None
     if wait:
-        wait_for(gw, lambda: gw.call("sagemaker", "DescribeEndpoint", EndpointName=endpoint), "EndpointStatus",
-                 {"InService"}, {"Failed"}, poll_s, 3600, on_status)
+        try:
+            wait_for(gw, lambda: gw.call("sagemaker", "DescribeEndpoint", EndpointName=endpoint), "EndpointStatus",
+                     {"InService"}, {"Failed"}, poll_s, 3600, on_status)
+        except FailedStatus as e:  # a wait that ran out of time leaves the endpoint alone: it may still come up
+            raise ConvlensError(f"endpoint {endpoint}: {e}; {_roll_back(gw, created, endpoint)}") from None
     return names
+
+
+def _roll_back(gw: Gateway, created: list[tuple[str, str, dict]], endpoint: str) -> str:
+    """Delete what a failed deploy created; says what it removed, or what is left and how to remove it."""
+    removed = []
+    for what, operation, params in created:
+        try:
+            gw.call("sagemaker", operation, **params)
+        except AwsError as e:
+            if not e.not_found:
+                done = f"removed {', '.join(removed)}; " if removed else ""
+                return (f"{done}could not remove the {what} it had created ({e}): run 'convlens sagemaker delete "
+                        f"--endpoint {endpoint}'")
+        removed.append(what)
+    return f"removed the {', '.join(removed)} it had created, so the same deploy can run again"
 
 
 def invoke(gw: Gateway, endpoint: str, body: bytes, content_type: str) -> dict:
@@ -386,10 +509,19 @@ def _images_in(body: bytes, content_type: str) -> int | None:
     return None
 
 
-def delete(gw: Gateway, endpoint: str) -> list[str]:
-    """Delete the endpoint, its config and its model (the names ``deploy`` created)."""
+def delete(gw: Gateway, endpoint: str) -> dict[str, list[str]]:
+    """Delete the endpoint, its config and its model (the names ``deploy`` created); one already gone (a deploy that
+    stopped halfway, an earlier delete) is reported as absent and the others are deleted all the same."""
     check_name("--endpoint", endpoint, 63 - len("-config"))  # as deploy names it
-    gw.call("sagemaker", "DeleteEndpoint", EndpointName=endpoint)
-    gw.call("sagemaker", "DeleteEndpointConfig", EndpointConfigName=f"{endpoint}-config")
-    gw.call("sagemaker", "DeleteModel", ModelName=f"{endpoint}-model")
-    return [endpoint, f"{endpoint}-config", f"{endpoint}-model"]
+    result: dict[str, list[str]] = {"deleted": [], "absent": []}
+    for what, operation, params in deployed_resources(endpoint):
+        try:
+            gw.call("sagemaker", operation, **params)
+        except AwsError as e:
+            if not e.not_found:
+                done = f" (deleted before it: {', '.join(result['deleted'])})" if result["deleted"] else ""
+                raise ConvlensError(f"{e}{done}") from None
+            result["absent"].append(what)
+        else:
+            result["deleted"].append(what)
+    return result

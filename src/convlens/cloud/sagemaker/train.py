@@ -50,7 +50,14 @@ def read_hyperparameters() -> dict[str, Any]:
         hps = json.loads(raw)
     except json.JSONDecodeError as e:
         raise UsageError(f"hyperparameters are not valid JSON ({e.msg})") from None
+    if not isinstance(hps, dict):  # '[1,2]' or 'null' parse, then failed on .items() with a traceback
+        raise UsageError(f"hyperparameters must be a JSON object of name: value pairs, not {_json_kind(hps)}")
     return normalize_hyperparameters(hps)
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null")
 
 
 def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -138,6 +145,24 @@ def train_config(hps: dict[str, Any], data_dir: Path | None) -> TrainConfig:
         raise UsageError(f"invalid hyperparameter: {detail}") from None
 
 
+# SageMaker's metric definitions for the line run() prints (the launcher sends them with CreateTrainingJob): the
+# job's CloudWatch metrics and its console page then show these numbers.
+METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"{name}=([0-9.]+)"}
+                      for name in ("test_accuracy", "test_loss", "train_seconds")]
+
+
+def check_onnx_export() -> None:
+    """Refuse onnx=true before training when the exporter's packages are missing, instead of after the paid work."""
+    from convlens.cloud.sagemaker.bundle import ONNX_MODULES
+    for module in ONNX_MODULES:
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise UsageError(f"hyperparameter onnx=true needs {' and '.join(ONNX_MODULES)}, which this training "
+                             f"image cannot import ({e}): launch the job with 'convlens sagemaker train' (its "
+                             "requirements.txt installs them), use an image that has them, or set onnx=false") from None
+
+
 def run() -> Path:
     """Train, evaluate and export; returns the model directory."""
     from convlens.cloud.sagemaker.bundle import write_model_code
@@ -152,15 +177,18 @@ def run() -> Path:
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_data = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     cfg = train_config(hps, Path(channel) if channel else None)
+    onnx = _truthy(hps.get("onnx", "false"))
+    if onnx:
+        check_onnx_export()
     with tempfile.TemporaryDirectory() as tmp:
         result = run_training(cfg, Path(tmp) / "run")
-        export_run(result.directory, model_dir, onnx=_truthy(hps.get("onnx", "false")), data_dir=cfg.data_dir)
+        export_run(result.directory, model_dir, onnx=onnx, data_dir=cfg.data_dir)
         write_model_code(model_dir)
         # Atomic: SageMaker uploads output/data when the job ends, and a crash must not leave half a file.
         atomic_write_bytes(output_data / "metrics.json", (result.directory / "metrics.json").read_bytes())
     m = result.metrics
     print(f"test_accuracy={m['test_accuracy']:.4f}; test_loss={m['test_loss']:.4f}; "
-          f"train_seconds={m['train_seconds']:.1f}", flush=True)  # for SageMaker metric definitions
+          f"train_seconds={m['train_seconds']:.1f}", flush=True)  # read by METRIC_DEFINITIONS
     return model_dir
 
 
