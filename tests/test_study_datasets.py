@@ -93,6 +93,9 @@ def test_a_quick_study_of_the_digits_is_complete_and_sized_for_8x8(digits_study)
     assert json.loads(next((digits_study / "experiments").rglob("config.json")).read_text())["data"]["checksums"] == {}
     # the SageMaker command the report gives trains on the study's dataset, not the entry point's default
     assert "convlens sagemaker train --role-arn ARN --bucket BUCKET --hp dataset=digits --dry-run" in report
+    # and so do the experiments it says were left out (pasted as they were, they trained on Fashion-MNIST)
+    assert "`convlens experiment run augmentation --dataset digits`" in report
+    assert "`convlens experiment run weight-sharing --dataset digits`" in report
     assert any("a digit" in f for f in results["design"]["findings"] + results["baseline"]["findings"]) or \
         any("a stroke" in f for f in results["baseline"]["findings"])
     html = (digits_study / "report.html").read_text()

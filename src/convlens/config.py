@@ -5,6 +5,7 @@ YAML files and CLI flags both resolve into these; the resolved config is written
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +26,8 @@ Precision = Literal["fp32", "bf16", "auto"]
 
 # Evaluation batch: on 2 CPU cores 256 images per forward run ~2.2x faster than 1,000 (the activations stay in the
 # caches; bench/README.md, "Training throughput").
-DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when present; and cuda:N, one GPU of several (DEVICE_PATTERN)
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d{1,3})?"
 EVAL_BATCH_SIZE = 256
 
 
@@ -134,6 +136,12 @@ ModelName = Annotated[str, AfterValidator(_as_validation(canonical_name))]
 DatasetName = Annotated[str, AfterValidator(_as_validation(_dataset_name))]
 
 
+def _device_name(name: str) -> str:
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise ValueError(f"must be {', '.join(DEVICES)} or cuda:N")
+    return name
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs; stored (resolved) in the run's config.json."""
 
@@ -143,7 +151,7 @@ class TrainConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     recipe: Recipe = RECIPES[DEFAULT_RECIPE]
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    device: Literal[DEVICES] = "auto"
+    device: Annotated[str, AfterValidator(_device_name)] = "auto"  # as pick_device takes it
     threads: Annotated[int, Field(ge=1)] | None = None  # CPU threads; None = all cores
     # How many runs shared this machine while this one trained (experiment --workers): recorded with the timings,
     # which are compared only between runs trained under equal conditions. Not part of what a run trains.

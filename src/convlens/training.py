@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens.augment import augment_batch, augment_seed, parse_augment
-from convlens.config import DEVICES, EVAL_BATCH_SIZE, Recipe
+from convlens.config import DEVICE_PATTERN, DEVICES, EVAL_BATCH_SIZE, Recipe
 from convlens.data.dataset import DeviceSplits
 from convlens.errors import TrainingDiverged, UsageError
 from convlens.models.network import Network
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested not in DEVICES and not re.fullmatch(r"cuda:\d{1,3}", requested):
+    if not re.fullmatch(DEVICE_PATTERN, requested):
         raise UsageError(f"device {requested!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {requested} (--device {requested}) was asked for but no CUDA device is available; "

@@ -23,8 +23,10 @@ def path_option(name: str, help: str, **kwargs: object) -> Any:
 
 DataDirOption = Annotated[Optional[Path], path_option(
     "--data-dir", "Directory with the dataset's files (IDX .gz or raw; CIFAR-10 binary batches); default: "
-    "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download. To evaluate a run on a "
-    "folder dataset that moved: where the folder is now.", show_default=False)]
+    "$CONVLENS_DATA, the user cache, the Debian package path (Fashion-MNIST), else download.", show_default=False)]
+EvaluateDataDirOption = Annotated[Optional[Path], path_option(
+    "--data-dir", "Directory with the dataset's files (as for train); for a run on a folder dataset that moved, "
+    "where the folder is now (its images are checked against the run's).", show_default=False)]
 DatasetOption = Annotated[str, typer.Option(
     "--dataset", help="fashion-mnist, mnist, kmnist, cifar10, digits (scikit-learn's 8x8), or folder:PATH "
     "(PATH/<class>/*.png|jpg).")]
@@ -32,7 +34,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a spec field, e.g. --set kernel_size=5 --set filters=16,32 (repeatable).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")]
-DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N (one GPU of several).")]
 PrecisionOption = Annotated[Optional[str], typer.Option(
     help="fp32, bf16 (autocast) or auto (the recipe's default: bf16 on CPUs with AVX512_BF16 or AMX and on CUDA, "
          "else fp32).")]
@@ -59,7 +61,8 @@ BatchSeedsOption = Annotated[Optional[bool], typer.Option(
 
 
 MlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: mlflow.db, SQLite, and "
-                                            "mlartifacts/ in the output directory; for train, beside the run "
-                                            "directory).")]
+                                            "mlartifacts/ in the output directory).")]
+TrainMlflowOption = Annotated[bool, typer.Option("--mlflow", help="Log to MLflow (default store: mlflow.db, SQLite, "
+                                                 "and mlartifacts/ beside the run directory).")]
 MlflowUriOption = Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (a server's "
                                                         "http://... or sqlite:///...); implies --mlflow.")]

@@ -12,12 +12,13 @@ from convlens.cli.options import (
     DataDirOption,
     DatasetOption,
     DeviceOption,
+    EvaluateDataDirOption,
     JsonOption,
-    MlflowOption,
     MlflowUriOption,
     PrecisionOption,
     QuietOption,
     SetOption,
+    TrainMlflowOption,
     overrides,
     path_option,
 )
@@ -57,7 +58,7 @@ def train_cmd(
     dataset: DatasetOption = "fashion-mnist",
     train_subset: Annotated[Optional[int], typer.Option(help="Train on the first N images only.")] = None,
     test_subset: Annotated[Optional[int], typer.Option(help="Test on the first N images only.")] = None,
-    mlflow: MlflowOption = False,
+    mlflow: TrainMlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -89,7 +90,8 @@ def train_cmd(
 
 
 def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'convlens train'.")],
-                 data_dir: DataDirOption = None, device: DeviceOption = "auto", as_json: JsonOption = False) -> None:
+                 data_dir: EvaluateDataDirOption = None, device: DeviceOption = "auto",
+                 as_json: JsonOption = False) -> None:
     """Reload a saved run and evaluate it on the test set, without the original command."""
     from convlens.models.checkpoint import read_checked_config
     read_checked_config(run_dir)  # a wrong directory is answered before torch is imported (1.3-2.2 s)

@@ -55,7 +55,7 @@ def study_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only where the report is.")] = False,
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
-    and one self-contained report (report.html, report.md, results.json)."""
+    and one self-contained report (report.html, report.md, report.ipynb, results.json)."""
     from convlens.api.study import Study
     if quick and full:
         raise UsageError("--quick and --full exclude each other; pick one")

@@ -14,6 +14,7 @@ import html
 import json
 import math
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,17 @@ def lookup(results: dict, key: str) -> Any:
     return value
 
 
+def same_data_args(results: dict) -> str:
+    """What a command the report suggests needs to run on this study's dataset (" --dataset NAME"; nothing for
+    Fashion-MNIST, the default), for pasting into a shell. Shown inside a Markdown code span, so a name that could
+    end the span or read as HTML there (a backtick, <, &) is given as a placeholder instead."""
+    dataset = ((results.get("study") or {}).get("config") or {}).get("dataset") or "fashion-mnist"
+    if dataset == "fashion-mnist":
+        return ""
+    quoted = shlex.quote(str(dataset))
+    return markupsafe.Markup(f" --dataset {quoted}") if not set(quoted) & set("`<>&\"") else " --dataset DATASET"
+
+
 def _render_markdown(results: dict, *, html_facts: bool) -> str:
     # For report.html every value from results.json is HTML-escaped (a results.json from elsewhere must not put
     # a <script> into the page); report.md keeps the text as it is.
@@ -72,7 +84,8 @@ def _render_markdown(results: dict, *, html_facts: bool) -> str:
         return markupsafe.Markup(f'<span class="fact" data-key="{html.escape(key)}" data-format="{fmt}">'
                                  f'{html.escape(text)}</span>')
 
-    env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results, value=lambda key: lookup(results, key))
+    env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results, value=lambda key: lookup(results, key),
+                       same_data=same_data_args(results))
     return env.get_template("report.md.j2").render()
 
 
@@ -100,10 +113,11 @@ def render_report(out: str | Path) -> tuple[Path, Path]:
         raise UsageError(f"give the study's directory ({out.parent}), not its results.json")
     results_path = out / "results.json"
     if not results_path.is_file() and (out / "experiment.json").is_file():  # an experiment has tables, not a report
-        raise UsageError(f"{out} is an experiment, not a study: 'convlens experiment table {out}' prints its results "
+        raise UsageError(f"{out} is an experiment, not a study: 'convlens experiment table {shlex.quote(str(out))}' "
+                         "prints its results "
                          "(summary.json, runs.csv and plots/ are in it)")
     if not results_path.is_file():
-        raise UsageError(f"{results_path} not found: run 'convlens study --out {out}' first")
+        raise UsageError(f"{results_path} not found: run 'convlens study --out {shlex.quote(str(out))}' first")
     try:
         results = json.loads(results_path.read_text())
     except json.JSONDecodeError as e:

@@ -405,8 +405,9 @@ def export_section(config: StudyConfig, store: RunStore, out: Path, summary_leve
     return {"exported": True, "model_dir": str(rel), "onnx": onnx, "note": note,
             "source_run": _rel(source, out), "test_accuracy": metrics["test_accuracy"],
             "commands": {
-                "predict": f"convlens predict {rel} image.png",
-                "serve": f"convlens serve {rel}  # http://127.0.0.1:8080/ : web page; POST /invocations; GET /ping",
+                "predict": f"convlens predict {shlex.quote(str(rel))} image.png",  # pasted into a shell
+                "serve": f"convlens serve {shlex.quote(str(rel))}  # http://127.0.0.1:8080/ : web page; POST "
+                         "/invocations; GET /ping",
                 "sagemaker_train": "convlens sagemaker train --role-arn ARN --bucket BUCKET"
                                    f"{sagemaker_dataset_args(config.dataset)} --dry-run",
                 "sagemaker_deploy": "convlens sagemaker deploy --role-arn ARN --bucket BUCKET --job-name JOB "
