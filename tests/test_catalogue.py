@@ -100,6 +100,9 @@ def tiny_with_bad_label(tmp: Path) -> list[str]:
 CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     # command-line arguments
     ("unknown model", lambda t, r, m: ["train", "-m", "nope"], 2, "unknown model 'nope'"),
+    ("misspelled model", lambda t, r, m: ["train", "-m", "cnnn"], 2, "unknown model 'cnnn' (did you mean 'cnn'?)"),
+    ("misspelled experiment", lambda t, r, m: ["experiment", "run", "kernel-sise"], 2,
+     "'kernel-sise' (did you mean 'kernel-size'?) is neither a built-in experiment"),
     ("--set without =", lambda t, r, m: ["models", "show", "cnn", "--set", "depth"], 2, "not of the form key=value"),
     ("--set depth=abc", lambda t, r, m: ["models", "show", "cnn", "--set", "depth=abc"], 2,
      "depth: Input should be a valid integer"),

@@ -74,7 +74,7 @@ def test_data_info_reports_source_and_balance(capsys, fashion):
     (["train", "--model", "cnn-32-64-128", "--recipe", "slow"], "unknown recipe 'slow'; valid recipes: keras, fast"),
     (["train", "--model", "cnn", "--recipe", "seed"], "unknown recipe 'seed'; valid recipes: keras, fast"),
     (["train", "--model", "seed000-cnn"], "unknown model 'seed000-cnn'; valid models: cnn, mlp, mlp-128-64"),
-    (["train", "--model", "cnn-32-64-128", "--device", "tpu"], "device: Input should be 'auto', 'cpu' or 'cuda'"),
+    (["train", "--model", "cnn-32-64-128", "--device", "tpu"], "device: must be auto, cpu, cuda or cuda:N (got 'tpu')"),
     (["train", "--model", "cnn-32-64-128", "--optimizer", "rmsprop"], "optimizer: Input should be"),
     (["evaluate", "/nonexistent/run"], "/nonexistent/run does not exist"),
     (["compare", "/nonexistent/run"], "/nonexistent/run does not exist"),

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convlens.errors import UsageError, format_validation_error
+from convlens.errors import UsageError, did_you_mean, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
 
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -105,7 +105,7 @@ RECIPE_DESCRIPTIONS = {
 def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe:
     """Recipe ``name`` with ``overrides`` (None values are ignored), validated."""
     if name not in RECIPES:
-        raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(RECIPES)}")
+        raise UsageError(f"unknown recipe '{name}'{did_you_mean(name, RECIPES)}; valid recipes: {', '.join(RECIPES)}")
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     if not changes:
         return RECIPES[name]

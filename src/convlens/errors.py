@@ -113,3 +113,11 @@ def user_path(path: str | os.PathLike, what: str = "path") -> Path:
         user = str(text)[1:].split("/", 1)[0]
         raise UsageError(f"{what} {text}: " + (f"there is no user {user!r} (~{user} is that user's home)" if user
                                                else "this process has no home directory for ~ (set HOME)")) from None
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" for the one choice closest to a misspelled ``word``, else "" (difflib's ratio, at
+    least 0.6: "cnnn" finds "cnn", "kernel-sise" "kernel-size"; nothing is offered for a word unlike every choice)."""
+    import difflib
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -60,9 +60,9 @@ def test_a_preset_applies_whatever_the_config_is_given_as(tmp_path):
     assert convlens.Study().config == convlens.Study("default").config
     for call, message in [
         (lambda: convlens.Study(tmp_path / "s.yaml", preset="quik"),  # was a KeyError
-         "unknown study preset 'quik'; presets: quick, default, full"),
+         "unknown study preset 'quik' (did you mean 'quick'?); presets: quick, default, full"),
         (lambda: convlens.Study("quik"),  # was "study config quik not found"
-         "'quik' is neither a file nor a study preset (quick, default, full)"),
+         "'quik' (did you mean 'quick'?) is neither a file nor a study preset (quick, default, full)"),
         (lambda: convlens.Study(tmp_path / "missing.yaml"), "study config"),  # meant as a file: not found
         (lambda: convlens.Study("quick", preset="full"), "give the preset once"),
         (lambda: convlens.Study(convlens.Study("quick").config, preset="full"), "a StudyConfig is complete"),
@@ -212,7 +212,8 @@ def test_a_spec_error_is_prefixed_once():
     bad = dict(name="x", model="cnn", factor=dict(name="kernel_size", levels=[3, 5]))
     with pytest.raises(convlens.UsageError) as info:
         convlens.Experiment({**bad, "recipe": "kears"})
-    assert str(info.value) == "spec: unknown recipe 'kears'; valid recipes: keras, fast"  # was "spec: spec: ..."
+    assert str(info.value) == ("spec: unknown recipe 'kears' (did you mean 'keras'?); valid recipes: keras, "
+                               "fast")  # was "spec: spec: ..."
     with pytest.raises(convlens.UsageError, match=r"^spec: factr: Extra inputs are not permitted"):
         convlens.Experiment({k: v for k, v in {**bad, "factr": bad["factor"]}.items() if k != "factor"})
 

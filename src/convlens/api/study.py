@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError, user_path
+from convlens.errors import UsageError, did_you_mean, user_path
 from convlens.study.config import STUDY_PRESETS, StudyConfig
 
 
@@ -44,7 +44,8 @@ class Study:
             path = user_path(config, "study config")
             if not path.exists() and path.suffix.lower() not in (".yaml", ".yml") and len(path.parts) == 1:
                 # a name, not a path: most likely a misspelled preset ("study config quik not found" said neither)
-                raise UsageError(f"{str(config)!r} is neither a file nor a study preset ({presets})")
+                raise UsageError(f"{str(config)!r}{did_you_mean(config, STUDY_PRESETS)} is neither a file nor a study "
+                                 f"preset ({presets})")
             self.config = load_study_config(preset or "default", path, **changes)
 
     def run(self, out: str | Path = "runs/study", *, force: bool = False, retry_failed: bool = False,

@@ -38,7 +38,7 @@ from convlens.data.sources import (
     download_problem,
     user_cache_dir,
 )
-from convlens.errors import DataError, UsageError, user_path
+from convlens.errors import DataError, UsageError, did_you_mean, user_path
 from convlens.images import DEEP_GREY, MAX_IMAGE_PIXELS, to_8bit_grey, upright
 
 DATASET_SPLIT_SEED = 0  # the test split of datasets that have none: fixed, independent of the training seed
@@ -108,7 +108,8 @@ def check_dataset_name(name: str) -> str:
         return name
     if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
         return FOLDER_PREFIX + str(user_path(name[len(FOLDER_PREFIX):], "the dataset folder").resolve())
-    raise UsageError(f"unknown dataset '{name}'; valid datasets: {dataset_names_text()}")
+    raise UsageError(f"unknown dataset '{name}'{did_you_mean(name, BUILTIN_DATASETS)}; valid datasets: "
+                     f"{dataset_names_text()}")
 
 
 # --- CIFAR-10, binary version -------------------------------------------------------------------------------

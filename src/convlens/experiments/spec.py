@@ -25,7 +25,7 @@ from convlens.config import (
     read_yaml,
     resolve_recipe,
 )
-from convlens.errors import UsageError, format_validation_error
+from convlens.errors import UsageError, did_you_mean, format_validation_error
 from convlens.models.registry import canonical_name, resolve_spec
 from convlens.models.spec import SPEC_TYPES, CNNSpec, MLPSpec
 
@@ -123,7 +123,8 @@ class ExperimentSpec(BaseModel):
         if self.second_factor is not None and self.second_factor.name == self.factor.name:
             raise ValueError(f"second_factor repeats the factor '{self.factor.name}'")
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe '{self.recipe}'; valid recipes: {', '.join(RECIPES)}")
+            raise ValueError(f"unknown recipe '{self.recipe}'{did_you_mean(self.recipe, RECIPES)}; valid recipes: "
+                             f"{', '.join(RECIPES)}")
         return self
 
     @property
@@ -164,7 +165,8 @@ def load_spec(source: str | Path, builtins: dict[str, ExperimentSpec]) -> Experi
     if not path.is_file() and (path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1):
         raise UsageError(f"experiment spec file '{source}' not found")  # meant as a file: no list of built-ins
     if not path.is_file():
-        raise UsageError(f"'{source}' is neither a built-in experiment ({', '.join(builtins)}) nor a YAML file")
+        raise UsageError(f"'{source}'{did_you_mean(source, builtins)} is neither a built-in experiment "
+                         f"({', '.join(builtins)}) nor a YAML file")
     return parse_spec(read_yaml(path), origin=str(path))
 
 

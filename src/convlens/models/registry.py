@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 import numpy as np
 from pydantic import ValidationError
 
-from convlens.errors import UsageError, format_validation_error
+from convlens.errors import UsageError, did_you_mean, format_validation_error
 from convlens.models.presets import ALIASES, PRESETS
 from convlens.models.spec import SPEC_TYPES, CNNSpec, MLPSpec
 
@@ -34,7 +34,8 @@ def canonical_name(name: str) -> str:
         return name
     if name in ALIASES:
         return ALIASES[name]
-    raise UsageError(f"unknown model '{name}'; valid models: {', '.join(model_names())}")
+    raise UsageError(f"unknown model '{name}'{did_you_mean(name, model_names())}; valid models: "
+                     f"{', '.join(model_names())}")
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -117,8 +118,8 @@ def resolve_spec(name: str, overrides: Mapping[str, Any] | None = None) -> Spec:
     fields = {k: f for k, f in spec_cls.model_fields.items() if k != "kind"}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise UsageError(f"unknown override '{unknown[0]}' for {name} ({base.kind}); "
-                         f"valid keys: {', '.join(fields)}")
+        raise UsageError(f"unknown override '{unknown[0]}'{did_you_mean(unknown[0], fields)} for {name} "
+                         f"({base.kind}); valid keys: {', '.join(fields)}")
     typed = {k: _coerce_text(k, fields[k].annotation, v) for k, v in overrides.items()}
     merged = spec_cls.reconcile_overrides(base.model_dump(), typed)
     try:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, DatasetName, Precision, read_yaml
-from convlens.errors import UsageError, format_validation_error
+from convlens.errors import UsageError, did_you_mean, format_validation_error
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels, with_changes
 
@@ -30,7 +30,8 @@ class ExperimentChoice(BaseModel):
     @classmethod
     def _builtin(cls, name: str) -> str:
         if name not in BUILTIN_EXPERIMENTS:
-            raise ValueError(f"unknown experiment '{name}'; built-in experiments: {', '.join(BUILTIN_EXPERIMENTS)}")
+            raise ValueError(f"unknown experiment '{name}'{did_you_mean(name, BUILTIN_EXPERIMENTS)}; built-in "
+                             f"experiments: {', '.join(BUILTIN_EXPERIMENTS)}")
         return name
 
     @model_validator(mode="after")
@@ -66,7 +67,7 @@ class StudyConfig(BaseModel):
     @classmethod
     def _known_recipe(cls, name: str) -> str:
         if name not in RECIPES:
-            raise ValueError(f"unknown recipe '{name}'; valid recipes: {', '.join(RECIPES)}")
+            raise ValueError(f"unknown recipe '{name}'{did_you_mean(name, RECIPES)}; valid recipes: {', '.join(RECIPES)}")
         return name
 
     def experiment_specs(self) -> list[ExperimentSpec]:
@@ -105,7 +106,8 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 def load_study_config(mode: str = "default", path: str | Path | None = None, **overrides: Any) -> StudyConfig:
     """The preset ``mode``, then the YAML file's keys, then ``overrides`` (None values ignored)."""
     if mode not in STUDY_PRESETS:
-        raise UsageError(f"unknown study preset {mode!r}; presets: {', '.join(STUDY_PRESETS)}")
+        raise UsageError(f"unknown study preset {mode!r}{did_you_mean(mode, STUDY_PRESETS)}; presets: "
+                         f"{', '.join(STUDY_PRESETS)}")
     data = dict(STUDY_PRESETS[mode])
     if path is not None:
         path = Path(path)
