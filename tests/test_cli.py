@@ -21,6 +21,14 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+def test_version_and_short_help(capsys):
+    from importlib.metadata import version
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"convlens {version('convlens')}"  # the installed package's metadata
+    assert main(["-h"]) == 0 and "Usage: convlens [OPTIONS] COMMAND" in capsys.readouterr().out
+    assert main(["train", "-h"]) == 0 and "Usage: convlens train [OPTIONS]" in capsys.readouterr().out
+
+
 def test_models_list_and_show_json(capsys):
     code, out, _ = run(capsys, "models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -30,7 +31,23 @@ from convlens.shutdown import skip_the_last_collection
 
 app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST by default; "
                        "MNIST, KMNIST, CIFAR-10, scikit-learn's digits or a folder of your images).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["--help", "-h"]})
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from convlens import __version__
+        out.print(f"convlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print convlens' version and exit.")] = False) -> None:
+    pass  # the top-level options; the app's help text is Typer(help=...) above
+
+
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 for name, command in (("train", runs.train_cmd), ("evaluate", runs.evaluate_cmd), ("compare", runs.compare_cmd)):
