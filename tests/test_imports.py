@@ -83,9 +83,12 @@ def test_convlens_has_no_import_cycle():
 
 def python_output(code: str) -> str:
     """What ``code`` prints in a fresh interpreter (this one has imported torch long ago); it must exit 0."""
+    import os
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # os.environ, not the C environment: GNU readline (imported by pytest) puts COLUMNS=80 in the latter, and the
+    # CLI's piped output takes its width from COLUMNS
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-800:]
     return done.stdout
 

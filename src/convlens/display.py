@@ -8,7 +8,9 @@ user or run data, and text in brackets (``[fast]``, ``[data]``) must print as wr
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import (
@@ -22,9 +24,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-if not out.is_terminal:  # piped output: rich would assume 80 columns and wrap the tables
-    out = Console(highlight=False, soft_wrap=True, markup=False, width=160)
+PIPED_WIDTH = 160  # rich would assume 80 columns for a pipe and wrap the tables a script reads
+
+
+def piped_width(environ: Mapping[str, str] = os.environ) -> int:
+    """The width of output that goes to a pipe or file: COLUMNS when it is a positive integer (the user chose it:
+    ``COLUMNS=60 convlens models list | cat``), else PIPED_WIDTH."""
+    columns = environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
+
+
+def stdout_console(environ: Mapping[str, str] = os.environ, file=None) -> Console:
+    """The console for stdout (``file``: another stream, for tests); a terminal gives its own width."""
+    console = Console(highlight=False, soft_wrap=True, markup=False, file=file)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, soft_wrap=True, markup=False, file=file, width=piped_width(environ))
+
+
+out = stdout_console()
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
@@ -113,7 +131,8 @@ class RunsProgress:
         self.describe(f"{job.level} seed {job.seed}")
 
     def run_finished(self, result, weight: float = 1.0) -> None:
-        self.line(f"{result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.line(f"{result.level} seed {result.seed}: {result.status}"
+                  + (f" ({result.reason})" if result.reason else ""))
         self.advance(weight)
 
     def advance(self, weight: float) -> None:
@@ -147,7 +166,8 @@ class StudyProgress(RunsProgress):
         self.describe(f"training {job.level} seed {job.seed}")
 
     def run_finished(self, result, weight: float = 1.0) -> None:  # indented under its stage line
-        self.line(f"  {result.level} seed {result.seed}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
+        self.line(f"  {result.level} seed {result.seed}: {result.status}"
+                  + (f" ({result.reason})" if result.reason else ""))
         self.advance(weight)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,22 +23,43 @@ from convlens.cli.options import (
     QuietOption,
     path_option,
 )
-from convlens.cli.tables import print_experiment_table, print_plan
+from convlens.cli.tables import LABEL, NUMBER, fitted_table, print_experiment_table, print_plan
 from convlens.display import RunsProgress, out, print_json
 from convlens.errors import ConvlensError, UsageError
+
+
+def experiment_directory(directory: Path) -> Path:
+    """``directory``, refused as evaluate and compare refuse a run's (not 'nope/experiment.json not found; nope
+    holds no experiment', as the store words a directory without its experiment.json)."""
+    if not directory.is_dir():
+        state = "is a file, where a directory is needed" if directory.exists() else "does not exist"
+        raise UsageError(f"{directory} {state}; give an experiment directory (written by 'convlens experiment run')")
+    return directory
+
 
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
 
 
 @app.command("list")
-def experiment_list() -> None:
-    """The built-in experiments (run one with: convlens experiment run NAME)."""
+def experiment_list(as_json: JsonOption = False) -> None:
+    """The built-in experiments (run one with: convlens experiment run NAME): factors, levels and runs."""
     from convlens.experiments import BUILTIN_EXPERIMENTS
-    table = Table("name", "base model", "factor: levels", "description")
-    for name, spec in BUILTIN_EXPERIMENTS.items():
-        levels = ", ".join(label.split("=", 1)[1] for label, _ in spec.factor.labelled_levels())
-        table.add_row(name, spec.model, f"{spec.factor.name}: {levels}", spec.description)
-    out.print(table)
+    specs = [{"name": name, "description": spec.description, "model": spec.model,
+              "factors": [{"name": f.name, "levels": f.model_dump(mode="json")["levels"],
+                           "labels": [label for label, _ in f.labelled_levels()], "reference": f.reference_label}
+                          for f in spec.factors],
+              "seeds": spec.seeds, "runs": math.prod(len(f.levels) for f in spec.factors) * spec.seeds}
+             for name, spec in BUILTIN_EXPERIMENTS.items()]
+    if as_json:
+        return print_json(specs)
+    # one line per factor: a second factor doubles the runs, and a reader counts them from here
+    rows = [[s["name"], s["model"], "\n".join(f"{f['name']}: " + ", ".join(label.removeprefix(f"{f['name']}=")
+                                                                          for label in f["labels"])
+                                            for f in s["factors"]),
+             str(s["seeds"]), str(s["runs"]), s["description"]] for s in specs]
+    out.print(fitted_table("Built-in experiments (convlens experiment run NAME)",
+                           [("name", LABEL), ("base model", LABEL), ("factors: levels", LABEL), ("seeds", NUMBER),
+                            ("runs", NUMBER), ("description", LABEL)], rows, out.width))
 
 
 @app.command("run")
@@ -118,7 +140,7 @@ def experiment_plan(
     if not 0 < effect < 100:
         raise UsageError(f"--effect is in percentage points, between 0 and 100; got {effect}")
     if not 0.05 < power < 1:
-        raise UsageError(f"--power must be between 0.05 and 1, got {power}")
+        raise UsageError(f"--power must be above 0.05 and below 1 (both excluded), got {power}")
     if pilot_seeds < 2:
         raise UsageError(f"--pilot-seeds must be at least 2 (a spread needs two seeds), got {pilot_seeds}")
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), epochs=epochs, precision=precision,
@@ -142,7 +164,7 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
                       as_json: JsonOption = False) -> None:
     """Done / failed / pending per level and seed ('left out': done, but no longer its level's run)."""
     from convlens.experiments.store import LEFT_OUT, RunStore, kept_run_problem
-    store = RunStore(directory)
+    store = RunStore(experiment_directory(directory))
     grid: dict = store.status_grid()
     configs = {level["label"]: level["config"] for level in store.read_experiment()["levels"]}
     problems = {(label, seed): kept_run_problem(store.run_dir(label, seed), configs[label], seed)
@@ -153,7 +175,8 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
     if as_json:
         return print_json(grid)
     seeds = sorted({seed for row in grid.values() for seed in row})
-    table = Table("level", *[f"seed {s}" for s in seeds], title=f"{store.read_experiment()['spec']['name']} in {directory}")
+    table = Table("level", *[f"seed {s}" for s in seeds],
+                  title=f"{store.read_experiment()['spec']['name']} in {directory}")
     for label, row in grid.items():
         table.add_row(label, *row.values())
     out.print(table)
@@ -169,7 +192,7 @@ def experiment_table(directory: Annotated[Path, typer.Argument(help="An experime
                      as_json: JsonOption = False) -> None:
     """The statistics table of an experiment, computed from its run files."""
     from convlens.api.experiments import load_experiment
-    summary = load_experiment(directory).summary
+    summary = load_experiment(experiment_directory(directory)).summary
     if as_json:
         return print_json(summary)
     print_experiment_table(summary)

@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from convlens.cli.options import DatasetOption, JsonOption, SetOption, overrides
-from convlens.display import out, print_json
+from convlens.cli.tables import LABEL, NUMBER, fitted_table
+from convlens.display import model_label, out, print_json
 
 app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
 
@@ -18,15 +19,17 @@ def models_list(as_json: JsonOption = False) -> None:
     models = list_models()
     if as_json:
         return print_json(models)
-    table = Table("name", "alias", "architecture", "params (Keras)", "reproduces write-up (../shared/seeds/)",
-                  title="Model presets (convlens models show NAME)")
+    rows = []
     for m in models:
         reproduces = [r["write_up"] + "".join(f" (--set {k}={v})" for k, v in r["overrides"].items())
                       for r in m["reproduces"]]
-        table.add_row(m["name"], ", ".join(m["aliases"]), m["description"], f"{m['params']['total']:,}",
-                      "; ".join(reproduces) or "-")
-    out.print(table)
-    out.print("Each write-up's notes: convlens models show NAME. Aliases name the same preset; runs record the full name.")
+        rows.append([m["name"], ", ".join(m["aliases"]), m["description"], f"{m['params']['total']:,}",
+                     "; ".join(reproduces) or "-"])
+    out.print(fitted_table("Model presets (convlens models show NAME)",
+                           [("name", LABEL), ("alias", LABEL), ("architecture", LABEL), ("params (Keras)", NUMBER),
+                            ("reproduces write-up (../shared/seeds/)", LABEL)], rows, out.width))
+    out.print("Each write-up's notes: convlens models show NAME. Aliases name the same preset; runs record the full "
+              "name.")
 
 
 @app.command("show")
@@ -38,13 +41,16 @@ def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fas
     from convlens.models.presets import PRESETS
     from convlens.models.registry import canonical_name, resolve_spec
     from convlens.models.summary import summarize
-    spec = model_spec(train_config(name, dataset, set=overrides(set_)))  # as train builds it (convlens.summary too)
+    config = train_config(name, dataset, set=overrides(set_))
+    spec = model_spec(config)  # as train builds it (convlens.summary too)
     summary = summarize(Network(spec), canonical_name(name))
-    if as_json:
-        return print_json({**summary.to_dict(), "spec": spec.model_dump(mode="json")})
+    if as_json:  # the overrides as given, as a run's config.json records them
+        return print_json({**summary.to_dict(), "overrides": dict(config.overrides),
+                           "spec": spec.model_dump(mode="json")})
     rows = summary.rows()
-    table = Table(*rows[0], title=f'Model: "{summary.name}"  (shapes as Keras prints them: batch, H, W, C; '
-                                  "RF = receptive field in px)")
+    # the preset's name alone would title a network it does not build (a 2-block 5x5 'cnn-32-64-128')
+    table = Table(*rows[0], title=f'Model: "{model_label(summary.name, config.overrides)}"  (shapes as Keras '
+                                  "prints them: batch, H, W, C; RF = receptive field in px)")
     for row in rows:
         table.add_row(*row.values())
     out.print(table)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+from rich.cells import cell_len
 from rich.table import Table
 
 from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp
@@ -21,20 +23,90 @@ def recipe_label(recipe: dict) -> str:
     return recipe["name"] + changes({k: v for k, v in recipe.items() if base.get(k) != v})
 
 
+# How a column gives way when the table is wider than the terminal. A LABEL (a level, a model name) wraps at
+# spaces and folds within a word, so all of it stays readable. A NUMBER (an interval such as 66.47..68.47
+# included) is never wrapped: a folded '109,3' / '86' reads as two numbers, and rich's ellipsis hides digits.
+# WORDS (numbers with spaces, '67.47 ± 0.32') wrap only between words. Headers wrap as they must.
+LABEL, NUMBER, WORDS = "label", "number", "words"
+LABEL_FLOOR, HEADER_FLOOR = 8, 5  # what a label and a header word keep while the other columns can give way
+
+
+def _longest(texts, words: bool = False) -> int:
+    return max((cell_len(part) for text in texts for line in text.splitlines()
+                for part in (line.split() if words else [line])), default=0)
+
+
+def _fitted_widths(columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> list[int] | None:
+    """Content widths that fit the table into ``width`` without cutting a value; None when it fits as it is.
+
+    Rich alone does not do this: it narrows the widest wrappable columns and then every column evenly, so a
+    number column loses digits while a label beside it could have folded once more."""
+    overhead = 3 * len(columns) + 1  # a border per column and one more, a space either side of each cell
+    values = [[row[i] for row in rows] for i in range(len(columns))]
+    if sum(max(_longest([h]), _longest(v)) for (h, _), v in zip(columns, values)) + overhead <= width:
+        return None
+    whole_words, want, need, value_need = [], [], [], []
+    for (header, kind), v in zip(columns, values):
+        header_word = _longest([header], words=True)
+        whole_words.append(max(_longest(v, words=True), header_word, 1))
+        want.append(max(_longest(v), header_word, 1))
+        value_need.append(max(_longest(v, words=kind == WORDS), 1) if kind != LABEL else 3)
+        own = value_need[-1] if kind != LABEL else min(_longest(v), LABEL_FLOOR)
+        need.append(max(own, min(header_word, HEADER_FLOOR), 1))
+    available = width - overhead
+    labels = [i for i, (_, kind) in enumerate(columns) if kind == LABEL]
+    if columns[0][1] == LABEL:  # the row's name (a preset, a level) whole, while the other labels can fold for it
+        need[0] = whole_words[0]
+    # Too wide: the other labels fold down to 5 columns, then every label to 3, then headers fold within a word
+    # down to their values' width (one value never).
+    for shrinking, floors in (([i for i in labels if i], [5] * len(need)), (labels, [3] * len(need)),
+                              (range(len(need)), value_need)):
+        while sum(need) > available:
+            over = [i for i in shrinking if need[i] > floors[i]]
+            if not over:
+                break
+            need[max(over, key=lambda i: need[i] - floors[i])] -= 1
+    widths = need  # wider than the terminal when the numbers alone are: its lines wrap, but no digit is lost
+    # Spare columns go one at a time: first to the column furthest from whole words, then to the one closest to its
+    # natural width (a column on one line each row reads better than two columns wrapped a little less).
+    for goal, pick in ((whole_words, max), (want, min)):
+        while sum(widths) < available:
+            short = [i for i in range(len(widths)) if goal[i] > widths[i]]
+            if not short:
+                break
+            widths[pick(short, key=lambda i: goal[i] - widths[i])] += 1
+    return widths
+
+
+def fitted_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> Table:
+    """A table of ``columns`` (header, LABEL/NUMBER/WORDS) for a console ``width`` columns wide: labels fold,
+    numbers stay whole."""
+    widths = _fitted_widths(columns, rows, width)
+    # rich would narrow a table wider than its console evenly, cutting numbers: its own width keeps them whole
+    table = Table(title=title, width=None if widths is None else max(width, sum(widths) + 3 * len(columns) + 1))
+    for i, (header, _) in enumerate(columns):
+        table.add_column(header, overflow="fold", width=None if widths is None else widths[i])
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+LEVEL_COLUMNS = {"level": LABEL, "n": LABEL, "test acc % (mean ± std)": WORDS, "95% CI": NUMBER,
+                 "test-set noise": WORDS, "params": NUMBER, "train s": NUMBER, "ms/img": NUMBER}
+TEST_COLUMNS = {"comparison": LABEL, "n": NUMBER, "diff, pp [95% CI]": WORDS, "p (Holm)": NUMBER,
+                "verdict": WORDS, "detectable, pp": WORDS}
+
+
 def print_experiment_table(summary: dict) -> None:
     """Per level n, mean ± std and 95% CI; then every comparison of the design with its paired test (one Holm
     family), the conclusions and any warning."""
     levels, tests = experiment_rows(summary)
-    table = Table(*levels[0], title=f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, "
-                                    f"{summary['seeds']} seeds")
-    for row in levels:
-        table.add_row(*row.values())
-    out.print(table)
-    comparisons = Table(*(tests[0] if tests else ["comparison"]),
-                        title=f"Comparisons ({comparisons_title(summary['comparisons'])})")
-    for row in tests:
-        comparisons.add_row(*row.values())
-    out.print(comparisons)
+    out.print(fitted_table(f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, "
+                           f"{summary['seeds']} seeds", list(LEVEL_COLUMNS.items()),
+                           [list(row.values()) for row in levels], out.width))
+    out.print(fitted_table(f"Comparisons ({comparisons_title(summary['comparisons'])})",
+                           list(TEST_COLUMNS.items()) if tests else [("comparison", LABEL)],
+                           [list(row.values()) for row in tests], out.width))
     for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
         out.print(f"- {line}")
 
@@ -42,6 +114,15 @@ def print_experiment_table(summary: dict) -> None:
 def _setting(value) -> str:
     """A setting as a table cell: a string as it is (sgd, not "sgd"), a missing one as -, the rest as JSON."""
     return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _numeric(setting: str) -> bool:
+    """Whether a setting's cell is a number or numbers ('600', '0.001', '[16, 32]'; '-' when unset), kept whole in
+    the table as numbers are (a name, 'fashion-mnist', folds as a label)."""
+    try:
+        return setting == "-" or isinstance(json.loads(setting), (int, float, list))
+    except ValueError:
+        return False
 
 
 def print_comparison(comparison: dict) -> None:
@@ -57,15 +138,17 @@ def print_comparison(comparison: dict) -> None:
             for kind in kinds)}
         differs = [k for k in differs if k not in spec_keys or k in varies]
         named = ["the architecture", *differs]
-    table = Table("model", *differs, "n", "test acc % (mean ± std)", "95% CI", "per seed", "params", "train s",
-                  title="Runs grouped by configuration (everything but the seed)")
+    rows = []
     for g in comparison["groups"]:
         n = f"{g['n']}" + (f" (+{len(g['failed'])} failed)" if g["failed"] else "")
         secs = g["train_seconds"]["mean"]
-        table.add_row(g["model"], *(_setting(g["settings"].get(k)) for k in differs), n, mean_std(g["test_accuracy"]),
-                      ci95(g["test_accuracy"]), ", ".join(f"{s}: {pp(a)}" for s, a in g["per_seed"].items()),
-                      f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-")
-    out.print(table)
+        rows.append([g["model"], *(_setting(g["settings"].get(k)) for k in differs), n, mean_std(g["test_accuracy"]),
+                     ci95(g["test_accuracy"]), ", ".join(f"{s}: {pp(a)}" for s, a in g["per_seed"].items()),
+                     f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-"])
+    settings = [(k, WORDS if all(_numeric(row[1 + i]) for row in rows) else LABEL) for i, k in enumerate(differs)]
+    columns = [("model", LABEL), *settings, ("n", LABEL), ("test acc % (mean ± std)", WORDS), ("95% CI", NUMBER),
+               ("per seed", WORDS), ("params", NUMBER), ("train s", NUMBER)]
+    out.print(fitted_table("Runs grouped by configuration (everything but the seed)", columns, rows, out.width))
     if len(comparison["groups"]) > 1:
         out.print(f"The groups differ in {', '.join(named)}. They are not tested against each other; to "
                   "test one factor, run it as an experiment (convlens experiment run).")
@@ -76,27 +159,43 @@ def print_comparison(comparison: dict) -> None:
                   "spread means nothing.")
 
 
+def duration(seconds: float) -> str:
+    """'12.5 min', '45 s', '2.4 s', '0.031 s': under a minute in seconds, to two significant digits below 10 s (a
+    pilot of tiny runs is not 'about 0.0 min')."""
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds >= 10 or seconds <= 0:
+        return f"{seconds:.0f} s"
+    return f"{seconds:.{max(1, 1 - math.floor(math.log10(seconds)))}f} s"
+
+
 def print_plan(plan: dict) -> None:
     """Seeds needed per comparison to detect the effect, then the seeds per level and the time they cost."""
-    table = Table("comparison", "paired seeds", "spread of differences, pp", "seeds needed",
-                  title=f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
-                        f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: "
-                        + ("a family of one comparison)" if plan["family"] == 1 else
-                           f"0.05 over the family's {plan['family']} comparisons)"))
-    for c in plan["comparisons"]:
-        table.add_row(c["label"], str(c["n"]), pp(c["std_diff"]) if c["std_diff"] is not None else "-",
-                      str(c["seeds_needed"]) if c["seeds_needed"] is not None else f"- ({c['reason']})")
-    out.print(table)
+    rows = [[c["label"], str(c["n"]), pp(c["std_diff"]) if c["std_diff"] is not None else "-",
+             str(c["seeds_needed"]) if c["seeds_needed"] is not None else f"- ({c['reason']})"]
+            for c in plan["comparisons"]]
+    out.print(fitted_table(
+        f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
+        f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: "
+        + ("a family of one comparison)" if plan["family"] == 1 else
+           f"0.05 over the family's {plan['family']} comparisons)"),
+        [("comparison", LABEL), ("paired seeds", NUMBER), ("spread of differences, pp", NUMBER),
+         ("seeds needed", WORDS)], rows, out.width))
     if plan["seeds"] is None:
-        out.print("No comparison shows a spread to plan from.")
+        spread = [c for c in plan["comparisons"] if c["std_diff"] is not None]
+        if not spread:
+            out.print("No comparison shows a spread to plan from.")
+        else:  # each comparison with a spread needs more seeds than seeds_needed tries (convlens.stats)
+            out.print(f"An effect of {plan['effect'] * 100:.2f} pp is too small for this spread: no comparison "
+                      f"detects it with {plan['power']:.0%} power with up to 10,000 seeds per level"
+                      + (", and the others show no spread to plan from" if len(spread) < len(plan["comparisons"])
+                         else "") + ". Plan for a larger effect (--effect).")
         return
-    minutes = plan["total_seconds"] / 60
     conditions = plan["timing"]["conditions"]
     where = (f"{conditions[0]['device']}, {conditions[0]['threads']} threads" if plan["timing"]["comparable"]
              else "mixed conditions, so only a rough guide")
-    out.print(f"{plan['seeds']} seeds per level ({plan['levels']} levels): about {minutes:.1f} min of training "
-              f"({plan['seconds_per_seed']:.{0 if plan['seconds_per_seed'] >= 10 else 1}f} s per seed for all levels, "
-              f"measured on {where}); with the runs "
-              f"already finished, {plan['additional_seconds'] / 60:.1f} min more.")
+    out.print(f"{plan['seeds']} seeds per level ({plan['levels']} levels): about {duration(plan['total_seconds'])} of "
+              f"training ({duration(plan['seconds_per_seed'])} per seed for all levels, measured on {where}); with "
+              f"the runs already finished, {duration(plan['additional_seconds'])} more.")
     if plan["untimed_levels"]:
         out.print(f"Not timed (no finished run): {', '.join(plan['untimed_levels'])}; the time leaves them out.")
