@@ -27,16 +27,6 @@ from convlens.cli.tables import LABEL, NUMBER, fitted_table, print_experiment_ta
 from convlens.display import RunsProgress, out, print_json
 from convlens.errors import ConvlensError, UsageError
 
-
-def experiment_directory(directory: Path) -> Path:
-    """``directory``, refused as evaluate and compare refuse a run's (not 'nope/experiment.json not found; nope
-    holds no experiment', as the store words a directory without its experiment.json)."""
-    if not directory.is_dir():
-        state = "is a file, where a directory is needed" if directory.exists() else "does not exist"
-        raise UsageError(f"{directory} {state}; give an experiment directory (written by 'convlens experiment run')")
-    return directory
-
-
 app = typer.Typer(help="Controlled experiments: one factor, several seeds, statistics.", no_args_is_help=True)
 
 
@@ -164,7 +154,7 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
                       as_json: JsonOption = False) -> None:
     """Done / failed / pending per level and seed ('left out': done, but no longer its level's run)."""
     from convlens.experiments.store import LEFT_OUT, RunStore, kept_run_problem
-    store = RunStore(experiment_directory(directory))
+    store = RunStore(directory)
     grid: dict = store.status_grid()
     configs = {level["label"]: level["config"] for level in store.read_experiment()["levels"]}
     problems = {(label, seed): kept_run_problem(store.run_dir(label, seed), configs[label], seed)
@@ -192,7 +182,7 @@ def experiment_table(directory: Annotated[Path, typer.Argument(help="An experime
                      as_json: JsonOption = False) -> None:
     """The statistics table of an experiment, computed from its run files."""
     from convlens.api.experiments import load_experiment
-    summary = load_experiment(experiment_directory(directory)).summary
+    summary = load_experiment(directory).summary
     if as_json:
         return print_json(summary)
     print_experiment_table(summary)

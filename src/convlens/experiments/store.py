@@ -102,6 +102,10 @@ class RunStore:
             mode="json")}
 
     def _read_experiment_file(self) -> dict:
+        if not self.root.is_dir():  # not "nope/experiment.json not found; nope holds no experiment"
+            state = "is a file, where a directory is needed" if self.root.exists() else "does not exist"
+            raise UsageError(f"{self.root} {state}; give an experiment directory (written by 'convlens experiment "
+                             "run')")
         advice = ("restore it, or start the experiment again with --force (it deletes the experiment's runs)"
                   if self.experiment_file.exists() else  # damaged: 'run it first' would send the user in a circle
                   f"{self.root} holds no experiment; run 'convlens experiment run' first")
