@@ -80,7 +80,7 @@ def test_an_rgb_model_gets_an_upload_and_no_drawing_pad(browser, tmp_path):
         assert not page.locator("#pad").is_visible() and page.locator("#file").count() == 1
         assert "3 x 12 x 12 (RGB)" in page.locator("#card").inner_text()
         page.wait_for_function("document.querySelectorAll('#examples img').length === 2")
-        page.locator("#examples button").nth(1).click()  # the red test image (classes sorted: blue, red)
+        page.locator('#examples button[title="red"]').click()  # the red test image, by its label
         page.wait_for_function("document.getElementById('top-class').textContent.length > 0", timeout=15_000)
         assert page.locator("#top-class").get_attribute("data-class") == "red"
         assert problems == []
