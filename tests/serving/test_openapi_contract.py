@@ -1,5 +1,5 @@
 """The served OpenAPI schema, checked by schemathesis against the running server: for every operation,
-generated requests (at least 1,000 in all) never get a 5xx and every answer conforms to the schema (status, content type, body)."""
+generated requests (at least 500 in all) never get a 5xx and every answer conforms to the schema (status, content type, body)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ EXCLUDED = [positive_data_acceptance]
 
 # Generated requests per operation: the one that decodes bodies gets them (a GET without parameters has one
 # distinct request, which hypothesis sends once).
-EXAMPLES = {"POST /invocations": 1_000, "GET /ping": 25, "GET /model": 25}
+EXAMPLES = {"POST /invocations": 500, "GET /ping": 25, "GET /model": 25}
 
 
 def test_server_conforms_to_its_openapi_schema(live_server):
@@ -33,4 +33,4 @@ def test_server_conforms_to_its_openapi_schema(live_server):
             assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text}"
             case.validate_response(response, excluded_checks=EXCLUDED)
         check()
-    assert sum(sent.values()) >= 1_000, sent
+    assert sum(sent.values()) >= 500, sent
