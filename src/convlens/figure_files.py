@@ -5,12 +5,12 @@ Every figure convlens saves goes through ``save_figure``: the experiments' plots
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import queue
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -23,17 +23,30 @@ if "ipykernel" not in sys.modules:  # files only, on servers too; in a notebook 
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 
-def literal_text(draw: Callable) -> Callable:
-    """``draw`` (a function that makes a figure) with every text it creates shown as written. Class names and
-    labels come from the user's folders and specs, and matplotlib reads "$...$" in them as a formula: a class
-    folder named "cheap $\\foo$" failed the study's figures. Texts keep the setting they were made with, also
-    through pickling to a background drawer."""
-    @functools.wraps(draw)
-    def made_literally(*args, **kwargs):
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return draw(*args, **kwargs)
-    return made_literally
+
+def show_as_written(fig) -> None:
+    """Escape every "$" in the texts of ``fig`` that convlens or its user wrote (titles, labels, legends, captions,
+    fixed tick labels such as class names): matplotlib reads "$...$" as a formula, and a class folder named
+    "cheap $\\foo$" failed the study's figures. An escaped "\\$" is drawn as "$". Tick labels that matplotlib
+    formats itself (a log axis's "$\\mathdefault{10^{3}}$") are left as they are: they need the formula."""
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter
+    ticks = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t.get_text() for t in axis.get_majorticklabels()]
+            # labels given with set_xticks(ticks, labels) (a FuncFormatter over them in matplotlib 3.11) are
+            # drawn again from the formatter: it is replaced by one of the escaped labels, at the same fixed ticks
+            if (isinstance(axis.get_major_locator(), FixedLocator)
+                    and isinstance(axis.get_major_formatter(), (FixedFormatter, FuncFormatter))
+                    and any(_UNESCAPED_DOLLAR.search(label) for label in labels)):
+                axis.set_major_formatter(FixedFormatter([_UNESCAPED_DOLLAR.sub(r"\\$", label) for label in labels]))
+            ticks.update(id(t) for t in (*axis.get_majorticklabels(), *axis.get_minorticklabels()))
+    for text in fig.findobj(Text):
+        if id(text) not in ticks:
+            text.set_text(_UNESCAPED_DOLLAR.sub(r"\\$", text.get_text()))
 
 
 def save_figure(fig, path: Path | None):
@@ -41,6 +54,7 @@ def save_figure(fig, path: Path | None):
     (for a notebook: closed in pyplot, so it is shown once, as the cell's value). Inside ``drawing_in_background``
     the PNG is drawn by another process and is on disk when that block ends."""
     plt.close(fig)
+    show_as_written(fig)
     if path is None:
         return fig
     background = _BACKGROUND.get()

@@ -25,7 +25,7 @@ from convlens.data.dataset import (
     to_device,
 )
 from convlens.data.permutation import PERMUTATION_SEED
-from convlens.errors import TrainingDiverged, UsageError
+from convlens.errors import DataError, TrainingDiverged, UsageError
 from convlens.models.checkpoint import (
     CONFIG_FILE,
     MODEL_FORMAT,
@@ -267,6 +267,18 @@ def load_with_test_set(run_dir: Path, dataset: ImageDataset,
     return model, config, x, y
 
 
+def check_fits(config: dict, dataset: ImageDataset) -> None:
+    """One line when ``dataset`` has other classes or another image shape than the run or model of ``config``: an
+    exported model records no digests, so another folder given to evaluate was scored against its class order."""
+    classes, shape = config.get("class_names"), (config.get("input") or {}).get("shape")
+    if classes is not None and list(dataset.class_names) != list(classes):
+        raise DataError(f"{dataset.name} has the classes {', '.join(dataset.class_names)}; the model was trained on "
+                        f"{', '.join(classes)}: give the data it was trained on")
+    if shape is not None and list(dataset.input_shape) != list(shape):
+        raise DataError(f"{dataset.name} has images of {'x'.join(map(str, dataset.input_shape))}; the model takes "
+                        f"{'x'.join(map(str, shape))}: give the data it was trained on")
+
+
 def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "auto",
                  dataset: ImageDataset | None = None) -> dict:
     """Reload a saved run and evaluate it on the test images it was evaluated on when trained."""
@@ -280,6 +292,7 @@ def evaluate_run(run_dir: Path, *, data_dir: Path | None = None, device: str = "
             # digests the run recorded say whether it still holds the images the run was tested on.
             name, data_dir = f"{FOLDER_PREFIX}{data_dir}", None
         dataset = load_named(name, data_dir)
+    check_fits(config, dataset)
     model, config, x, y = load_with_test_set(run_dir, dataset, pick_device(device))
     result = evaluate(model, x, y, model.spec.num_classes)
     seed = config["seed"] if "seed" in config else config.get("source_run", {}).get("seed")

@@ -208,6 +208,16 @@ def test_a_run_on_a_subset_taken_in_python_records_it_and_evaluates_on_the_same_
     assert again["test_correct"] == run.metrics["test_correct"] and again["n_test"] == 300
 
 
+def test_results_are_loaded_from_a_home_relative_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for load, what in ((convlens.load_experiment, "experiment directory"), (convlens.load_study, "study directory")):
+        with pytest.raises(convlens.UsageError, match=f"{what} ~nouser_cl/x: there is no user 'nouser_cl'"):
+            load("~nouser_cl/x")
+        with pytest.raises(Exception) as info:  # ~ is the home directory, not a folder named ~
+            load("~/absent")
+        assert str(tmp_path / "absent") in str(info.value)
+
+
 def test_a_spec_error_is_prefixed_once():
     bad = dict(name="x", model="cnn", factor=dict(name="kernel_size", levels=[3, 5]))
     with pytest.raises(convlens.UsageError) as info:

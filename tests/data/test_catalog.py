@@ -373,6 +373,18 @@ def test_a_folder_subset_is_a_sample_of_every_class_not_the_first_classes(tmp_pa
     assert all(abs(float(img.mean()) - means[int(t)]) < 25 for img, t in zip(ds.train_images, ds.train_labels))
 
 
+def test_images_added_to_train_leave_the_test_splits_order_as_it_was(tmp_path):
+    """Each split is shuffled by its own generator: with one generator the test order hung on how many training
+    images drew before it, so adding one to train/ changed test/'s digest and evaluate refused a run."""
+    for split, n in (("train", 3), ("test", 4)):  # 6 then 7 training images: sizes where one generator differed
+        write_folder(tmp_path / "d" / split, {"a": (30, 30, 30), "b": (220, 220, 220)}, n=n, size=4)
+    before = load_named(f"folder:{tmp_path / 'd'}")
+    Image.new("RGB", (4, 4), (30, 30, 30)).save(tmp_path / "d" / "train" / "a" / "extra.png")
+    after = load_named(f"folder:{tmp_path / 'd'}")
+    assert len(after.train_labels) == len(before.train_labels) + 1
+    assert after.digest("test") == before.digest("test")
+
+
 def test_a_corrupt_pixel_stream_is_refused_not_read_as_black(tmp_path):
     """A PNG whose header is intact but whose compressed pixels are not: Pillow refuses it, and convlens read it as
     an all-black image (the EXIF lookup's decode failed quietly, and the next one found a zeroed buffer)."""
@@ -442,6 +454,9 @@ def test_data_files_far_larger_than_their_dataset_are_refused_before_they_are_re
     raw.write_bytes(b"\x00" * 1001)
     with pytest.raises(DataError, match="1,001 bytes, more than the 1,000"):
         read_file_bytes(raw, 1000)
+    (tmp_path / "zeros.gz").symlink_to("/dev/zero")  # its size says 0, and it never ends
+    with pytest.raises(DataError, match="zeros.gz: not a regular file"):
+        read_file_bytes(tmp_path / "zeros.gz", 1000)
     batch = tmp_path / "test_batch.bin"
     with batch.open("wb") as f:
         f.truncate(3 * 2**30)  # 3 GiB, sparse

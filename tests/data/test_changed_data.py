@@ -102,3 +102,17 @@ def test_the_check_names_what_changed_without_blaming_a_folder_and_refuses_data_
     with pytest.raises(DataError, match="the train and test images of digits differ"):
         check_same_data(config, digits, ("train", "test"))
     assert digits.subset() is digits  # nothing cut: the same object, its digests computed once
+
+
+def test_an_exported_model_is_not_scored_on_a_folder_of_other_classes(tmp_path):
+    """An exported model keeps no digests, so evaluate --data-dir with another folder scored it against that
+    folder's class order. The classes and the image shape are checked against the model's."""
+    from convlens.errors import DataError
+    from convlens.runs import check_fits
+    write_folder(tmp_path / "colours", {"red": (220, 30, 30), "green": (30, 200, 40)}, n=4, size=8)
+    ds = load_named(f"folder:{tmp_path / 'colours'}")
+    check_fits({"class_names": ["green", "red"], "input": {"shape": [3, 8, 8]}}, ds)  # the same: no error
+    with pytest.raises(DataError, match="has the classes green, red; the model was trained on cat, dog"):
+        check_fits({"class_names": ["cat", "dog"], "input": {"shape": [3, 8, 8]}}, ds)
+    with pytest.raises(DataError, match="has images of 3x8x8; the model takes 1x28x28"):
+        check_fits({"class_names": ["green", "red"], "input": {"shape": [1, 28, 28]}}, ds)

@@ -101,7 +101,9 @@ def test_figures_whose_worker_died_are_drawn_here(tmp_path):
 
 def test_a_figure_that_fails_to_draw_raises_at_the_end_of_the_block(tmp_path):
     fig = _figure(0)
-    fig.axes[0].set_title(r"$\frac$")  # bad mathtext: an error when drawn, not when made
+    from matplotlib.ticker import FormatStrFormatter
+    # bad mathtext in the tick labels matplotlib formats (texts convlens writes are escaped): an error when drawn
+    fig.axes[0].yaxis.set_major_formatter(FormatStrFormatter(r"$\frac%d$"))
     with pytest.raises(ValueError, match="frac"):
         with drawing_in_background(1):
             save_figure(fig, tmp_path / "bad.png")
@@ -170,8 +172,9 @@ def test_stopping_with_many_short_jobs_queued_fails_no_thread(monkeypatch):
 
 
 def test_a_failed_figure_is_raised_at_the_next_figure_handed_over(tmp_path):
+    from matplotlib.ticker import FormatStrFormatter
     bad = _figure(0)
-    bad.axes[0].set_title(r"$\frac$")
+    bad.axes[0].yaxis.set_major_formatter(FormatStrFormatter(r"$\frac%d$"))  # fails when drawn
     with pytest.raises(ValueError, match="frac"):
         with drawing_in_background(1):
             save_figure(bad, tmp_path / "bad.png")

@@ -102,19 +102,26 @@ def test_an_error_bar_whose_interval_was_cut_at_zero_reaches_zero():
 
 def test_class_names_with_dollar_signs_are_drawn_as_written_also_in_a_background_drawer(tmp_path):
     """matplotlib reads "$...$" as a formula: a class folder named "cheap $\\foo$" failed the study (a parse error
-    at savefig), and "$x$" would have shown as an italic x. The figures draw such names as they are written."""
+    at savefig), and "$x$" would have shown as an italic x. The figures draw such names as they are written, and
+    the formulas matplotlib writes itself (a log axis's ticks) stay formulas."""
     import pickle
 
-    from convlens.experiments.plots import per_class_figure
+    from convlens.experiments.plots import figure
     names = [r"cheap $\foo$", "$x$", "a $ b", "plain"]
     balance = figures.class_balance({"train": [3, 4, 5, 6]}, names, None)
-    confusion = figures.confusion_matrices([np.eye(4, dtype=int)], ["t"], names, None)
-    per_class = per_class_figure({"levels": [{"n": 2, "label": "$k$=3", "per_class_accuracy": [0.9] * 4}]}, names)
+    confusion = figures.confusion_matrices([np.eye(4, dtype=int)], ["$t$"], names, None)
+    per_class = figure("per_class", None, {"levels": [{"n": 2, "label": "$k$=3", "per_class_accuracy": [0.9] * 4}],
+                                           "seeds": 2}, names)
     for fig in (balance, confusion, per_class):
         fig.savefig(tmp_path / "here.png")
         pickle.loads(pickle.dumps(fig)).savefig(tmp_path / "drawer.png")  # as a background drawer gets it
         ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_xticklabels()] == names
-        # not parsed: matplotlib's own test of whether a text is a formula
-        assert all(not t._preprocess_math(t.get_text())[1] for t in ax.get_xticklabels())
-    assert matplotlib.rcParams["text.parse_math"]  # the user's own setting is left as it was
+        # what matplotlib draws, and that it is no formula: its own reading of each label
+        assert [t._preprocess_math(t.get_text()) for t in ax.get_xticklabels()] == [(n, False) for n in names]
+    assert confusion.axes[0].title._preprocess_math(confusion.axes[0].title.get_text()) == ("$t$", False)
+    legend = per_class.axes[0].get_legend().get_texts()[0]
+    assert legend._preprocess_math(legend.get_text()) == ("$k$=3", False)
+    histogram = figures.pixel_histogram([5, 0, 1000, 10_000], None)  # a log axis: matplotlib's formulas
+    histogram.savefig(tmp_path / "log.png")
+    ticks = [t for t in histogram.axes[0].get_yticklabels() if t.get_text()]
+    assert ticks and all(t._preprocess_math(t.get_text())[1] for t in ticks)

@@ -18,6 +18,7 @@ from convlens.report.render import render_report, same_data_args
     ("folder:/data/my photos", " --dataset 'folder:/data/my photos'"),
     ("folder:/data/a`b", " --dataset DATASET"),  # a backtick would end the Markdown code span it is shown in
     ("folder:/data/<b>", " --dataset DATASET"),
+    ("folder:/data/x\n\n![](http://example.com/y.png)", " --dataset DATASET"),  # out of the span: Markdown
 ])
 def test_suggested_commands_run_on_the_studys_dataset(dataset, expected):
     assert str(same_data_args({"study": {"config": {"dataset": dataset}}})) == expected

@@ -51,7 +51,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         import torch
         # On the CPU: same seed, same threads, same weights. cuDNN's kernels are not deterministic.
-        tags.non_deterministic = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+        tags.non_deterministic = str(self.device).startswith("cuda") or (self.device == "auto"
+                                                                         and torch.cuda.is_available())
         return tags
 
     # -- input -----------------------------------------------------------------------------------------------

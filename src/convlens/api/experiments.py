@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import UsageError
+from convlens.errors import UsageError, user_path
 from convlens.experiments.spec import ExperimentSpec
 from convlens.run_files import METRICS_FILE
 
@@ -166,7 +166,7 @@ class ExperimentResult:
     def __init__(self, directory: str | Path, summary: dict | None = None, tracked: str | None = None):
         from convlens.experiments.analysis import analyze
         from convlens.experiments.store import RunStore
-        self.directory = Path(directory)
+        self.directory = user_path(directory, "experiment directory")
         self.summary = summary if summary is not None else analyze(RunStore(self.directory))
         self.tracked = tracked  # where MLflow shows it, when it was tracked
 

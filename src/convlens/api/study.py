@@ -97,7 +97,7 @@ class StudyResult:
 
     def __init__(self, directory: str | Path, results: dict | None = None, tracked: str | None = None):
         from convlens.models.checkpoint import read_json_object
-        self.directory = Path(directory)
+        self.directory = user_path(directory, "study directory")
         self.results = results if results is not None else read_json_object(
             self.directory / "results.json", "give a directory written by 'convlens study'")
         self.tracked = tracked

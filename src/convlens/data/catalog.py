@@ -324,7 +324,7 @@ def _split_layout(path: Path) -> bool:
 def describe_folder(path: Path) -> DatasetInfo:
     """Classes from the subfolders that hold images; channels 1 when every image is grayscale, else 3; size the
     most common side (at most MAX_FOLDER_SIDE; each image is resized to it). Read from every image's header, which
-    gives its side and mode without decoding its pixels (loading the dataset decodes them)."""
+    gives its side and mode without decoding its pixels (palette images aside; loading the dataset decodes them)."""
     from PIL import Image, UnidentifiedImageError
     if not path.is_dir():
         raise DataError(f"dataset folder {path} {'is not a directory' if path.exists() else 'does not exist'}")
@@ -340,6 +340,8 @@ def describe_folder(path: Path) -> DatasetInfo:
             raise DataError(f"{path}: train/ and test/ must hold the same class folders (train/: "
                             f"{', '.join(classes)}; test/: {', '.join(test_classes)})")
     paths = _folder_images(root, classes)[0] + (_folder_images(path / "test", classes)[0] if split else [])
+    if len(paths) > MAX_FOLDER_IMAGES:  # before a header of millions is opened
+        raise DataError(f"{path}: more than {MAX_FOLDER_IMAGES:,} images; convlens holds a dataset in memory")
     sides, gray = [], True
     for p in paths:
         try:
@@ -353,7 +355,7 @@ def describe_folder(path: Path) -> DatasetInfo:
                        f"images from {path.name}/, resized to {size}x{size}")
 
 
-def _palette_is_gray(img) -> bool:
+def _palette_is_gray(img) -> bool:  # Pillow decodes a palette image to give its palette
     palette = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
     return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
@@ -384,9 +386,10 @@ def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], L
     if not len(test_paths) or not len(train_paths):
         raise DataError(f"{path}: too few images for a train and a test split (give each class at least 2)")
     # Each split in one fixed shuffled order, not class by class: a subset is its first N images (--train-subset,
-    # a quick study), which in folder order would hold the first classes only.
-    rng = np.random.default_rng(DATASET_SPLIT_SEED)
-    train_order, test_order = rng.permutation(len(train_paths)), rng.permutation(len(test_paths))
+    # a quick study), which in folder order would draw from the first classes only. One generator per split, so
+    # that images added to train/ leave test/'s order (and the digest evaluate checks) as it was.
+    train_order = np.random.default_rng([DATASET_SPLIT_SEED, 0]).permutation(len(train_paths))
+    test_order = np.random.default_rng([DATASET_SPLIT_SEED, 1]).permutation(len(test_paths))
     train_paths, train_labels = [train_paths[i] for i in train_order], train_labels[train_order]
     test_paths, test_labels = [test_paths[i] for i in test_order], test_labels[test_order]
     arrays = {"train_images": _read_folder_images(train_paths, info.size, info.channels), "train_labels": train_labels,
@@ -413,11 +416,10 @@ def _folder_signature(path: Path) -> tuple:
     signature = []
     for d in dirs:
         signature.append((str(d), d.stat().st_mtime_ns))
-        with os.scandir(d) as entries:
-            for entry in entries:
-                if entry.is_file():
-                    stat = entry.stat()
-                    signature.append((entry.name, stat.st_size, stat.st_mtime_ns))
+        with os.scandir(d) as entries:  # one stat a file, about 4 us: 0.2 s for 50,000 images
+            files = sorted((entry.name, entry.stat()) for entry in entries if entry.is_file())
+        # ctime and inode too: a copy that keeps size and mtime (cp -p, rsync -a, tar x) changes them
+        signature += [(name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for name, st in files]
     return tuple(signature)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from convlens.experiments.store import RunStore
-from convlens.figure_files import literal_text, plt, save_figure  # pyplot, its backend chosen there for files
+from convlens.figure_files import plt, save_figure, show_as_written  # pyplot, its backend chosen there for files
 
 
 def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> None:
@@ -23,7 +23,6 @@ def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> N
         ax.errorbar([xi], [mean], yerr=yerr, fmt="o", capsize=4, label=label)
 
 
-@literal_text
 def curves_figure(store: RunStore, summary: dict):
     """Validation accuracy per epoch per level: mean over seeds, band = min-max. Runs without a validation split
     (``val_fraction: 0``, or too few images for one) record none: then the training accuracy, and the title says so."""
@@ -49,7 +48,6 @@ def curves_figure(store: RunStore, summary: dict):
     return fig
 
 
-@literal_text
 def accuracy_figure(summary: dict, against: str):
     """Mean test accuracy with 95% CI bars against ``params`` (log axis) or ``train_seconds`` per level."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
@@ -64,7 +62,6 @@ def accuracy_figure(summary: dict, against: str):
     return fig
 
 
-@literal_text
 def per_class_figure(summary: dict, class_names: list[str]):
     """Mean per-class test accuracy, one bar per level."""
     levels = [lv for lv in summary["levels"] if lv["n"] > 0]
@@ -88,12 +85,15 @@ def _n_note(summary: dict) -> str:
 
 
 def figure(kind: str, store: RunStore, summary: dict, class_names: list[str]):
-    """One of ``PLOTS`` as a matplotlib figure."""
+    """One of ``PLOTS`` as a matplotlib figure, its labels shown as written (ExperimentResult.plot shows it)."""
     if kind == "curves":
-        return curves_figure(store, summary)
-    if kind in ("accuracy_vs_params", "accuracy_vs_time"):
-        return accuracy_figure(summary, "params" if kind == "accuracy_vs_params" else "train_seconds")
-    return per_class_figure(summary, class_names)
+        fig = curves_figure(store, summary)
+    elif kind in ("accuracy_vs_params", "accuracy_vs_time"):
+        fig = accuracy_figure(summary, "params" if kind == "accuracy_vs_params" else "train_seconds")
+    else:
+        fig = per_class_figure(summary, class_names)
+    show_as_written(fig)
+    return fig
 
 
 PLOTS = ("curves", "accuracy_vs_params", "accuracy_vs_time", "per_class")

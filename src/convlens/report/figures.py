@@ -12,10 +12,9 @@ import matplotlib
 import numpy as np
 from matplotlib.collections import PolyCollection
 
-from convlens.figure_files import literal_text, plt, save_figure
+from convlens.figure_files import plt, save_figure
 
 
-@literal_text
 def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Path | None):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x, width = np.arange(len(class_names)), 0.4
@@ -101,7 +100,6 @@ def _fit(labels: list[str], n: int) -> list[str]:
     return [*labels[:n], *[""] * (n - len(labels[:n]))]
 
 
-@literal_text
 def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path | None, *, title: str = "",
                col_labels: list[str] | None = None, cmap: str = "gray_r", symmetric: bool = False):
     """A grid of small images, one row per label; ``symmetric`` colours around 0 (weights, activations). Each
@@ -118,7 +116,6 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path |
     return save_figure(fig, path)
 
 
-@literal_text
 def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path | None, title: str):
     """Rows of test images, each with its own caption (true and predicted classes); an empty row says so."""
     n_cols = max([len(images) for _, images, _ in rows] + [1])
@@ -134,7 +131,6 @@ def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path
     return save_figure(fig, path)
 
 
-@literal_text
 def pixel_histogram(histogram: list[int], path: Path | None):
     fig, ax = plt.subplots(figsize=(7, 3.4))
     # one outline, not 256 bars; empty grey levels drop to the bottom of the log axis
@@ -145,7 +141,6 @@ def pixel_histogram(histogram: list[int], path: Path | None):
     return save_figure(fig, path)
 
 
-@literal_text
 def brightness_per_class(per_class: list[dict], path: Path | None):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     names = [c["class"] for c in per_class]
@@ -156,7 +151,6 @@ def brightness_per_class(per_class: list[dict], path: Path | None):
     return save_figure(fig, path)
 
 
-@literal_text
 def training_curves(histories: list[list[dict]], title: str, path: Path | None):
     """Accuracy per epoch, mean over runs, band = min-max: training subset and validation both in eval mode (like
     with like), and the running training accuracy (dropout on, before each update) dashed for reference."""
@@ -178,7 +172,6 @@ def training_curves(histories: list[list[dict]], title: str, path: Path | None):
     return save_figure(fig, path)
 
 
-@literal_text
 def confusion_matrices(matrices: list[np.ndarray], titles: list[str], class_names: list[str], path: Path | None):
     """Row-normalised confusion matrices (% of each true class), side by side."""
     n = len(matrices)
@@ -205,7 +198,6 @@ def with_ci(ax, x, summaries: list[dict], label: str, **kwargs) -> None:
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
 
 
-@literal_text
 def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path: Path | None):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, summaries in curves.items():
@@ -217,7 +209,6 @@ def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path:
     return save_figure(fig, path)
 
 
-@literal_text
 def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title: str, path: Path | None):
     """Bars of mean accuracy with 95% CI error bars: one group per entry of ``groups``, one bar per series."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -236,7 +227,6 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title
     return save_figure(fig, path)
 
 
-@literal_text
 def efficiency(points: list[dict], n: int, path: Path | None):
     """Test accuracy (mean, 95% CI) against parameters and against multiply-adds, log scale, one point per
     configuration; the frontier of each panel (no point both cheaper and more accurate) joined by a line."""
@@ -278,7 +268,6 @@ def weight_sharing_figure(ws: dict, path: Path | None = None):
     return grouped_bars(["original pixels", "permuted pixels"], series, n, "Locality vs weight sharing", path)
 
 
-@literal_text
 def equivariance_figure(eq: dict, shift: dict, path: Path | None = None):
     """Left: feature-map cosine similarity per stage of the CNN, one line per shift; right: the shift probe's
     accuracy curves (``probes.assumptions.equivariance``, ``probes.shift``)."""
@@ -304,7 +293,6 @@ def equivariance_figure(eq: dict, shift: dict, path: Path | None = None):
     return save_figure(fig, path)
 
 
-@literal_text
 def receptive_field_figure(rf: dict, path: Path | None = None):
     """The CNN's effective receptive field per block (mean |gradient| of the central unit, theoretical window
     dashed, the 90% square solid) and, when measured, the 90% side per block for each kernel size."""

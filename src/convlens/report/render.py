@@ -24,7 +24,7 @@ import markupsafe
 from markdown_it import MarkdownIt
 
 from convlens.atomic_files import atomic_write_text
-from convlens.errors import UsageError
+from convlens.errors import UsageError, user_path
 from convlens.stats import format_p, p_equals
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -63,12 +63,13 @@ def lookup(results: dict, key: str) -> Any:
 def same_data_args(results: dict) -> str:
     """What a command the report suggests needs to run on this study's dataset (" --dataset NAME"; nothing for
     Fashion-MNIST, the default), for pasting into a shell. Shown inside a Markdown code span, so a name that could
-    end the span or read as HTML there (a backtick, <, &) is given as a placeholder instead."""
+    end the span or read as HTML there (a backtick, <, &, a newline) is given as a placeholder instead."""
     dataset = ((results.get("study") or {}).get("config") or {}).get("dataset") or "fashion-mnist"
     if dataset == "fashion-mnist":
         return ""
     quoted = shlex.quote(str(dataset))
-    return markupsafe.Markup(f" --dataset {quoted}") if not set(quoted) & set("`<>&\"") else " --dataset DATASET"
+    safe = quoted.isprintable() and not set(quoted) & set("`<>&\"")  # a newline would end the span too
+    return markupsafe.Markup(f" --dataset {quoted}") if safe else " --dataset DATASET"
 
 
 def _render_markdown(results: dict, *, html_facts: bool) -> str:
@@ -108,7 +109,7 @@ def _embed_images(body: str, root: Path) -> str:
 
 def render_report(out: str | Path) -> tuple[Path, Path]:
     """Write OUT/report.md and OUT/report.html from OUT/results.json."""
-    out = Path(out)
+    out = user_path(out, "study directory")
     if out.name == "results.json" and out.is_file():
         raise UsageError(f"give the study's directory ({out.parent}), not its results.json")
     results_path = out / "results.json"
