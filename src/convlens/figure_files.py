@@ -36,14 +36,15 @@ def show_as_written(fig) -> None:
     ticks = set()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            labels = [t.get_text() for t in axis.get_majorticklabels()]
+            major = axis.get_majorticklabels()
+            labels = [t.get_text() for t in major]
             # labels given with set_xticks(ticks, labels) (a FuncFormatter over them in matplotlib 3.11) are
             # drawn again from the formatter: it is replaced by one of the escaped labels, at the same fixed ticks
             if (isinstance(axis.get_major_locator(), FixedLocator)
                     and isinstance(axis.get_major_formatter(), (FixedFormatter, FuncFormatter))
                     and any(_UNESCAPED_DOLLAR.search(label) for label in labels)):
                 axis.set_major_formatter(FixedFormatter([_UNESCAPED_DOLLAR.sub(r"\\$", label) for label in labels]))
-            ticks.update(id(t) for t in (*axis.get_majorticklabels(), *axis.get_minorticklabels()))
+            ticks.update(id(t) for t in (*major, *axis.get_minorticklabels()))
     for text in fig.findobj(Text):
         if id(text) not in ticks:
             text.set_text(_UNESCAPED_DOLLAR.sub(r"\\$", text.get_text()))

@@ -80,10 +80,10 @@ def check_same_data(config: dict, dataset: ImageDataset, splits: tuple[str, ...]
     if changed:
         used = "trained and tested" if len(changed) == 2 else f"{changed[0]}ed"
         name = dataset.name or data.get("dataset")  # what was read: a folder may have moved since
-        why = (" (a file added, removed or changed in the folder moves images between the splits; another Pillow may "
-               "decode or resize them differently; runs of earlier convlens versions read photos with an EXIF orientation "
-               "sideways, or a folder's images class by class, where convlens now turns them upright and shuffles each "
-               "split once)" if str(name).startswith("folder:") else "")
+        why = (" (a file added, removed or changed in the folder moves images between the splits; another Pillow "
+               "may decode or resize them differently; runs of earlier convlens versions read photos with an EXIF "
+               "orientation sideways, or a folder's images class by class, where convlens now turns them upright "
+               "and shuffles each split once)" if str(name).startswith("folder:") else "")
         raise DataChanged(f"the {' and '.join(changed)} images of {name} differ from those {what} {used} on{why}; "
                         f"{fix}")
 

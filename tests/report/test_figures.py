@@ -107,11 +107,13 @@ def test_class_names_with_dollar_signs_are_drawn_as_written_also_in_a_background
     import pickle
 
     from convlens.experiments.plots import figure
+    from convlens.figure_files import save_figure
     names = [r"cheap $\foo$", "$x$", "a $ b", "plain"]
     balance = figures.class_balance({"train": [3, 4, 5, 6]}, names, None)
     confusion = figures.confusion_matrices([np.eye(4, dtype=int)], ["$t$"], names, None)
-    per_class = figure("per_class", None, {"levels": [{"n": 2, "label": "$k$=3", "per_class_accuracy": [0.9] * 4}],
-                                           "seeds": 2}, names)
+    per_class = save_figure(figure("per_class", None, {"levels": [{"n": 2, "label": "$k$=3",
+                                                                  "per_class_accuracy": [0.9] * 4}], "seeds": 2},
+                                   names), None)  # as ExperimentResult.plot gives it
     for fig in (balance, confusion, per_class):
         fig.savefig(tmp_path / "here.png")
         pickle.loads(pickle.dumps(fig)).savefig(tmp_path / "drawer.png")  # as a background drawer gets it

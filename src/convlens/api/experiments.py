@@ -250,10 +250,9 @@ class ExperimentResult:
                              "workers), so they are not put on one axis; see summary['timing']")
         store = RunStore(self.directory)
         dataset = store.read_experiment()["spec"].get("dataset", "fashion-mnist")
-        fig = figure(kind, store, self.summary, list(dataset_info(dataset).class_names))
-        import matplotlib.pyplot as plt
-        plt.close(fig)  # returned, not also drawn by a notebook's inline backend at the end of the cell
-        return fig
+        from convlens.figure_files import save_figure
+        # closed in pyplot (a notebook's inline backend would draw it twice) and its labels shown as written
+        return save_figure(figure(kind, store, self.summary, list(dataset_info(dataset).class_names)), None)
 
     def _effects(self) -> dict[str, dict]:
         """level -> its comparison with the reference (the rows of ``table``)."""

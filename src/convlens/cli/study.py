@@ -52,7 +52,8 @@ def study_cmd(
     batch_seeds: BatchSeedsOption = None,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress: print only the headline and where the report is.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="No progress: print only the headline and where the report is.")] = False,
 ) -> None:
     """The whole assignment end to end: EDA, MLP baseline, CNN design, controlled experiments, probes, export,
     and one self-contained report (report.html, report.md, report.ipynb, results.json)."""

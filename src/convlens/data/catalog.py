@@ -182,7 +182,8 @@ def load_cifar10(data_dir: str | os.PathLike | None, download: bool) -> tuple[di
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     cache = Path(os.environ.get("CONVLENS_CIFAR10_CACHE") or user_cache_dir(_named("cifar10")))
     if explicit is not None:
-        directory = _cifar_dir(user_path(explicit, "data directory").absolute())  # recorded in runs, as the IDX files' is
+        # recorded in runs, as the IDX files' directory is
+        directory = _cifar_dir(user_path(explicit, "data directory").absolute())
         if directory is None:
             raise DataError(f"{explicit} holds no CIFAR-10 binary batches ({', '.join(CIFAR10_TRAIN + CIFAR10_TEST)}"
                             ", directly or in cifar-10-batches-bin/); extract cifar-10-binary.tar.gz there")
@@ -376,9 +377,7 @@ def load_folder(path: Path, info: DatasetInfo) -> tuple[dict[str, np.ndarray], L
         train_idx, test_idx = stratified_split(all_labels)
         train_paths, test_paths = [all_paths[i] for i in train_idx], [all_paths[i] for i in test_idx]
         train_labels, test_labels = all_labels[train_idx], all_labels[test_idx]
-    n = len(train_paths) + len(test_paths)
-    if n > MAX_FOLDER_IMAGES:
-        raise DataError(f"{path}: more than {MAX_FOLDER_IMAGES:,} images; convlens holds a dataset in memory")
+    n = len(train_paths) + len(test_paths)  # at most MAX_FOLDER_IMAGES: describe_folder counted them
     if n * info.channels * info.size ** 2 > MAX_FOLDER_BYTES:
         raise DataError(f"{path}: {n:,} images at {info.size}x{info.size}x{info.channels} would take "
                         f"{n * info.channels * info.size ** 2 / 2**30:.1f} GiB in memory (limit "

@@ -136,7 +136,8 @@ def locate(
     """Find the dataset files following the search order above; download them if allowed and needed."""
     explicit = data_dir if data_dir is not None else os.environ.get("CONVLENS_DATA") or None
     if explicit is not None:
-        directory = user_path(explicit, "data directory").absolute()  # recorded in runs: not relative to today's directory
+        # recorded in runs: not relative to today's directory
+        directory = user_path(explicit, "data directory").absolute()
         if not directory.is_dir():
             state = "is not a directory" if directory.exists() else "does not exist"
             raise DataError(f"data directory {directory} {state}; pass an existing --data-dir "

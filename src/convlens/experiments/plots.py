@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from convlens.experiments.store import RunStore
-from convlens.figure_files import plt, save_figure, show_as_written  # pyplot, its backend chosen there for files
+from convlens.figure_files import plt, save_figure  # pyplot, its backend chosen there for files
 
 
 def _errorbar(ax, x: list[float], summaries: list[dict], labels: list[str]) -> None:
@@ -85,15 +85,12 @@ def _n_note(summary: dict) -> str:
 
 
 def figure(kind: str, store: RunStore, summary: dict, class_names: list[str]):
-    """One of ``PLOTS`` as a matplotlib figure, its labels shown as written (ExperimentResult.plot shows it)."""
+    """One of ``PLOTS`` as a matplotlib figure."""
     if kind == "curves":
-        fig = curves_figure(store, summary)
-    elif kind in ("accuracy_vs_params", "accuracy_vs_time"):
-        fig = accuracy_figure(summary, "params" if kind == "accuracy_vs_params" else "train_seconds")
-    else:
-        fig = per_class_figure(summary, class_names)
-    show_as_written(fig)
-    return fig
+        return curves_figure(store, summary)
+    if kind in ("accuracy_vs_params", "accuracy_vs_time"):
+        return accuracy_figure(summary, "params" if kind == "accuracy_vs_params" else "train_seconds")
+    return per_class_figure(summary, class_names)
 
 
 PLOTS = ("curves", "accuracy_vs_params", "accuracy_vs_time", "per_class")

@@ -67,7 +67,8 @@ class StudyConfig(BaseModel):
     @classmethod
     def _known_recipe(cls, name: str) -> str:
         if name not in RECIPES:
-            raise ValueError(f"unknown recipe '{name}'{did_you_mean(name, RECIPES)}; valid recipes: {', '.join(RECIPES)}")
+            raise ValueError(f"unknown recipe '{name}'{did_you_mean(name, RECIPES)}; valid recipes: "
+                             f"{', '.join(RECIPES)}")
         return name
 
     def experiment_specs(self) -> list[ExperimentSpec]:
