@@ -124,7 +124,7 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("--lr -1", lambda t, r, m: ["train", "-m", "cnn", "--lr", "-1", "--out", str(t / "o")], 2,
      "lr: Input should be greater than 0"),
     ("--val-fraction 1.5", lambda t, r, m: ["train", "-m", "cnn", "--val-fraction", "1.5", "--out", str(t / "o")], 2,
-     "val_fraction: Input should be less than 1"),
+     "--val-fraction: Input should be less than 1"),
     ("--train-subset beyond the data", lambda t, r, m: ["train", "-m", "mlp", "--train-subset", "10000000", "--out",
                                                         str(t / "o")], 2, "train subset size must be between 1"),
     ("unknown recipe", lambda t, r, m: ["train", "-m", "cnn", "--recipe", "slow"], 2, "unknown recipe 'slow'"),
@@ -255,6 +255,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     # run and model directories
     ("model dir: missing", lambda t, r, m: ["predict", str(t / "nowhere"), str(t / "x.npy")], 2,
      "nowhere does not exist; give a directory written by 'convlens train' or 'convlens export'"),
+    ("compare: a directory that is no run (it suggested 'convlens export', whose models compare refuses)",
+     lambda t, r, m: ["compare", str(t / "nowhere"), str(t / "nowhere2")], 2,
+     "nowhere does not exist; give a directory written by 'convlens train' or an experiment"),
     ("evaluate a file, not a run directory (it said 'notes.txt/config.json not found')", lambda t, r, m: [
         "evaluate", str(t / "notes.txt")], 2, "notes.txt is a file; give a directory written by 'convlens train'"),
     ("model dir: config.json not JSON", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")

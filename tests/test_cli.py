@@ -29,6 +29,28 @@ def test_version_and_short_help(capsys):
     assert main(["train", "-h"]) == 0 and "Usage: convlens train [OPTIONS]" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["train", "-m", "cnn", "--dataset", "digits", "--train-subset", "-5"],
+     "invalid option: --train-subset: Input should be greater than or equal to 1 (got -5)"),
+    (["train", "-m", "cnn", "--batch-size=0"],  # the --flag=value spelling too
+     "invalid training option: --batch-size: Input should be greater than or equal to 1 (got 0)"),
+    (["experiment", "run", "kernel-size", "--train-subset", "0"],
+     "experiment kernel-size: --train-subset: Input should be greater than or equal to 1 (got 0)"),
+])
+def test_a_bad_option_is_named_as_typed(capsys, tmp_path, argv, expected):
+    """The CLI user typed --train-subset, so the message says so (the library's train_subset is what the Python API
+    and a YAML spec spell)."""
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "o"))
+    assert code == 2 and err == f"convlens: error: {expected}\n"
+
+
+def test_a_field_written_in_a_spec_keeps_its_spec_name(capsys, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: cnn\ntrain_subset: 0\nfactor: {name: kernel_size, levels: [3, 5]}\n")
+    code, _, err = run(capsys, "experiment", "run", str(spec), "--out", str(tmp_path / "o"))
+    assert code == 2 and "train_subset: Input should be greater than or equal to 1 (got 0)" in err and "--" not in err
+
+
 def test_models_list_and_show_json(capsys):
     code, out, _ = run(capsys, "models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}

@@ -159,8 +159,8 @@ def test_a_mistake_in_train_options_is_answered_before_torch_is_imported():
     *answers, torch_imported = python_output(code).splitlines()
     assert torch_imported == "False"
     expected = ("convlens: error: unknown model 'nope'; valid models: cnn, mlp",
-                "convlens: error: invalid training option: epochs: Input should be greater than or equal to 1",
-                "convlens: error: invalid option: dataset: unknown dataset 'nope'")
+                "convlens: error: invalid training option: --epochs: Input should be greater than or equal to 1",
+                "convlens: error: invalid option: --dataset: unknown dataset 'nope'")
     for answer, start in zip(answers, expected, strict=True):
         code, message = answer.split(" ", 1)
         message = ast.literal_eval(message)

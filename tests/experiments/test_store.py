@@ -63,6 +63,8 @@ def test_batched_seeds_train_time_has_a_mean_but_no_spread():
                 "timing": {"batched_seeds": batched} if batched else {"workers": 1}}
     apart = level_statistics({0: run(10.0, 0), 1: run(12.0, 0)})["train_seconds"]
     assert apart["mean"] == 11.0 and apart["std"] == pytest.approx(math.sqrt(2))  # (10 - 11)^2 + (12 - 11)^2, ddof 1
+    # t(0.975, 1 df) = 12.706: the interval 11 -/+ 12.706 * sqrt(2) / sqrt(2) is cut at 0 s, a time's floor
+    assert apart["ci95"][0] == 0.0 and apart["ci95"][1] == pytest.approx(11 + 12.7062047, abs=1e-6)
     shared = level_statistics({0: run(4.0, 2), 1: run(4.0, 2)})
     assert shared["train_seconds"]["mean"] == 4.0
     assert math.isnan(shared["train_seconds"]["std"]) and all(math.isnan(c) for c in shared["train_seconds"]["ci95"])

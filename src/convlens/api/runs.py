@@ -307,12 +307,12 @@ def load_run(directory: str | Path) -> Run:
 
     Example: ``convlens.load_run("runs/k5").history``
     """
-    from convlens.models.checkpoint import MODEL_FORMAT, read_checked_config
+    from convlens.models.checkpoint import MODEL_FORMAT, RUN_WRITERS, read_checked_config
     from convlens.run_files import read_metrics
     if not isinstance(directory, (str, os.PathLike)):
         raise UsageError(f"load_run takes a run's directory (a path), got {directory!r}")
     directory = user_path(directory, "run directory")
-    config = read_checked_config(directory)
+    config = read_checked_config(directory, RUN_WRITERS)
     if config.get("format") == MODEL_FORMAT:  # it has no metrics.json: "has not finished" would mislead
         source = (config.get("source_run") or {}).get("directory")
         raise UsageError(f"{directory} is an exported model{f' (of the run {source})' if source else ''}, not a "

@@ -18,6 +18,7 @@ exit: 2 for usage errors, 1 for everything else. No traceback is shown for them.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +27,7 @@ import typer
 
 from convlens.cli import data, experiment, models, runs, sagemaker, serving, study
 from convlens.display import err, out
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, UsageError
 from convlens.shutdown import skip_the_last_collection
 
 app = typer.Typer(help="Controlled, multi-seed experiments on convolutional architectures (Fashion-MNIST by default; "
@@ -100,6 +101,18 @@ def interrupted_message(argv: list[str], terminated: bool = False) -> str:
     return f"convlens: {stopped}"
 
 
+def _in_the_users_words(message: str, args: list[str]) -> str:
+    """A setting the user gave as an option is named as they typed it: '--train-subset: Input should be ...', where
+    the library (and a YAML spec) says 'train_subset: ...'. Only a field whose option is on the command line."""
+    typed = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+
+    def as_typed(m: re.Match) -> str:
+        flag = "--" + m.group(2).replace("_", "-")
+        return f"{m.group(1)}{flag}:" if flag in typed else m.group(0)
+    # a field follows the message's start or a 'where: ' prefix: 'invalid option: train_subset: ...'
+    return re.sub(r"(^|: )([a-z][a-z0-9_]*):", as_typed, message, count=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn expected errors into one line on stderr."""
     command = typer.main.get_command(app)
@@ -123,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"convlens: error: {message}{hint}")
         return e.exit_code
     except ConvlensError as e:
-        err.print(f"convlens: error: {e}")
+        message = _in_the_users_words(str(e), sys.argv[1:] if argv is None else argv) if isinstance(e, UsageError) \
+            else str(e)
+        err.print(f"convlens: error: {message}")
         return e.exit_code
     except OSError as e:
         if e.filename is None:  # not about a path the user named: a real fault, keep the traceback

@@ -138,7 +138,9 @@ def level_statistics(runs: dict[int, dict]) -> dict:
     first = next(iter(runs.values()), {})
     values = {m: [exact_accuracy(r) if m == "test_accuracy" else r[m] for r in runs.values() if r.get(m) is not None]
               for m in SUMMARIZED}
-    summaries = {m: mean_ci(v, bounds=(0, 1) if m in ("test_accuracy", "val_accuracy") else None).to_dict()
+    # accuracies lie in [0, 1]; seconds, milliseconds and a loss are never negative (2 seeds' t interval of a time
+    # can otherwise reach below 0 s)
+    summaries = {m: mean_ci(v, bounds=(0, 1) if m in ("test_accuracy", "val_accuracy") else (0, math.inf)).to_dict()
                  for m, v in values.items()}
     if any((r.get("timing") or {}).get("batched_seeds", 1) > 1 for r in runs.values()):
         # seeds trained as one batched model record equal shares of its time: their spread was not measured

@@ -24,7 +24,7 @@ from convlens.experiments.analysis import (
 )
 from convlens.experiments.spec import run_identity
 from convlens.experiments.store import status_of
-from convlens.models.checkpoint import MODEL_FORMAT, read_checked_config
+from convlens.models.checkpoint import MODEL_FORMAT, RUN_WRITERS, read_checked_config
 from convlens.run_files import read_metrics
 
 
@@ -39,7 +39,7 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
             if status_of(metrics) == "failed":  # the run died before it wrote its config (e.g. no data)
                 raise UsageError(f"{directory} failed before training started ({metrics.get('reason')}); leave it "
                                  "out or run it again")
-        config = read_checked_config(directory)
+        config = read_checked_config(directory, RUN_WRITERS)
         if config.get("format") == MODEL_FORMAT:
             raise UsageError(f"{directory} holds an exported model, not a training run; compare the runs it was "
                              "exported from")

@@ -66,18 +66,22 @@ def model_file(directory: Path, name: str) -> Path:
     return path
 
 
-def read_config(directory: Path) -> dict:
+ANY_WRITER = "'convlens train' or 'convlens export'"
+RUN_WRITERS = "'convlens train' or an experiment"  # for what reads training runs only (compare, load_run)
+
+
+def read_config(directory: Path, written_by: str = ANY_WRITER) -> dict:
+    """``written_by``: what the message says writes the directory the caller takes."""
     if not Path(directory).is_dir():  # not '.../notes.txt/config.json not found'
         state = "is a file" if Path(directory).exists() else "does not exist"
-        raise UsageError(f"{directory} {state}; give a directory written by 'convlens train' or 'convlens export'")
-    return read_json_object(model_file(directory, CONFIG_FILE),
-                            "give a directory written by 'convlens train' or 'convlens export'")
+        raise UsageError(f"{directory} {state}; give a directory written by {written_by}")
+    return read_json_object(model_file(directory, CONFIG_FILE), f"give a directory written by {written_by}")
 
 
-def read_checked_config(directory: Path) -> dict:
+def read_checked_config(directory: Path, written_by: str = ANY_WRITER) -> dict:
     """A training run's config.json or an exported model's, checked against its shape (``convlens.records``
     RunConfig, ModelConfig): what compare, evaluate and export read from a directory."""
-    config = read_config(directory)
+    config = read_config(directory, written_by)
     return checked(config, ModelConfig if config.get("format") == MODEL_FORMAT else RunConfig,
                    Path(directory) / CONFIG_FILE)
 
