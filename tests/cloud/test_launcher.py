@@ -162,12 +162,23 @@ def test_deploy_refuses_a_model_without_its_code_before_creating_anything(aws, b
     assert [c["operation"] for c in gw.sent] == ["GetObject"]  # no model, config or endpoint was created
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--max-runtime", "59"], "--max-runtime: Input should be greater than or equal to 60 (got 59)"),
+    (["--volume-gb", "0"], "--volume-gb: Input should be greater than or equal to 1 (got 0)")])
+def test_the_jobs_limits_are_checked_before_anything_is_sent(aws, capsys, option, message):
+    code = main(["sagemaker", "train", "--role-arn", ROLE, "--bucket", "my-bucket", *option, "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err == f"convlens: error: invalid SageMaker setting: {message}\n"
+    assert '"operation"' not in captured.out
+
+
 def test_dry_run_prints_requests_and_sends_nothing(aws, capsys):
     boto3.client("s3").create_bucket(Bucket="dry-bucket")
     code = main(["sagemaker", "train", "--role-arn", ROLE, "--bucket", "dry-bucket", "--hp", "epochs=3",
-                 "--job-name", "dry-1", "--dry-run"])
+                 "--job-name", "dry-1", "--max-runtime", "7200", "--volume-gb", "30", "--dry-run"])
     printed = capsys.readouterr().out
     assert code == 0 and '"operation": "CreateTrainingJob"' in printed and '"epochs": "3"' in printed
+    assert '"MaxRuntimeInSeconds": 7200' in printed and '"VolumeSizeInGB": 30' in printed  # as given, not 3600 / 10
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="dry-bucket")
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == [] or all(
         j["TrainingJobName"] != "dry-1" for j in boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
@@ -226,7 +237,7 @@ def test_cli_without_credentials_fails_with_one_line(monkeypatch, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "no AWS credentials" in err
     assert main(["sagemaker", "train", "--role-arn", "not-an-arn", "--bucket", "b"]) == 2
-    assert "role_arn" in capsys.readouterr().err
+    assert "invalid SageMaker setting: --role-arn: must be an IAM role ARN" in capsys.readouterr().err  # as typed
 
 
 def test_invoke_sends_the_request_and_parses_the_answer(aws, tmp_path, capsys, fashion):

@@ -60,6 +60,10 @@ def sagemaker_train(
     base_job_name: Annotated[str, typer.Option(help="Job name prefix.")] = "convlens",
     job_name: Annotated[Optional[str], typer.Option(help="Exact job name (default: prefix + time).")] = None,
     data_dir: DataDirOption = None,
+    max_runtime: Annotated[Optional[int], typer.Option(
+        help="Stop the job after this many seconds, 60 to 432,000 (default 3,600).")] = None,
+    volume_gb: Annotated[Optional[int], typer.Option(
+        help="The training instance's storage in GB, 1 to 16,384 (default 10).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the job, showing its status.")] = True,
     dry_run: DryRunOption = False,
 ) -> None:
@@ -67,8 +71,8 @@ def sagemaker_train(
     region = _region(region)
     from convlens.cloud.sagemaker.launcher import launch_training
     settings = _settings(role_arn=role_arn, bucket=bucket, region=region, prefix=prefix, base_job_name=base_job_name,
-                         training_instance=instance_type, training_image=image,
-                         hyperparameters=overrides(hp, "--hp epochs=5"))
+                         training_instance=instance_type, training_image=image, max_runtime=max_runtime,
+                         volume_gb=volume_gb, hyperparameters=overrides(hp, "--hp epochs=5"))
     result = launch_training(_gateway(region, dry_run), settings, data_dir, job_name=job_name, wait=wait,
                              on_status=lambda status: out.print(f"training job: {status}"))
     if not dry_run:

@@ -147,7 +147,9 @@ class SageMakerSettings(BaseModel):
     inference_instance: str = "ml.m5.large"
     training_image: str | None = None
     inference_image: str | None = None
-    max_runtime_s: Annotated[int, Field(ge=60, le=432_000)] = 3600
+    # the job is stopped after this many seconds (SageMaker's MaxRuntimeInSeconds; 5 days without a quota raise)
+    max_runtime: Annotated[int, Field(ge=60, le=432_000)] = 3600
+    volume_gb: Annotated[int, Field(ge=1, le=16_384)] = 10  # the training instance's storage (data, checkpoints)
     hyperparameters: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("role_arn", "bucket", "prefix", "region", "training_instance", "inference_instance")
@@ -365,15 +367,15 @@ def launch_training(gw: Gateway, s: SageMakerSettings, data_dir: Path, *, job_na
             RoleArn=s.role_arn,
             **({"InputDataConfig": channels} if channels else {}),
             OutputDataConfig={"S3OutputPath": s.s3("output")},
-            ResourceConfig={"InstanceType": s.training_instance, "InstanceCount": 1, "VolumeSizeInGB": 10},
-            StoppingCondition={"MaxRuntimeInSeconds": s.max_runtime_s},
+            ResourceConfig={"InstanceType": s.training_instance, "InstanceCount": 1, "VolumeSizeInGB": s.volume_gb},
+            StoppingCondition={"MaxRuntimeInSeconds": s.max_runtime},
             HyperParameters=hyperparameters)
     result = {"job_name": job_name, "model_data": s.s3("output", job_name, "output", "model.tar.gz"),
               "classes": list(class_names)}
     if wait:
         description = wait_for(gw, lambda: gw.call("sagemaker", "DescribeTrainingJob", TrainingJobName=job_name),
                                "TrainingJobStatus", {"Completed"}, {"Failed", "Stopped"}, poll_s,
-                               s.max_runtime_s + 600, on_status)
+                               s.max_runtime + 600, on_status)
         result["model_data"] = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", result["model_data"])
     return result
 
