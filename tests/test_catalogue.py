@@ -362,6 +362,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "device 'tpu' is not one of auto, cpu, cuda (or cuda:N)"),
     ("serve --host '' (an empty host binds every interface)", lambda t, r, m: ["serve", str(m), "--host", ""], 2,
      "--host is empty, which would bind every interface"),
+    ("export --out another run's export, without --force (it was replaced)", lambda t, r, m: [
+        "export", str(r), "--out", copy_of(m, t, _as_another_runs)], 2,
+     "holds the export of another run; nothing was written: choose another directory, or replace it with --force"),
     ("export --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r), 2,
      "is not an exported convlens model"),
     ("train --out a directory with its own config.json", lambda t, r, m: _foreign_config(t, r, "train"), 2,
@@ -477,6 +480,13 @@ def _json_instances(path: Path, n: int) -> str:
 def _npy(path: Path, shape: tuple[int, ...]) -> str:
     np.save(path, np.zeros(shape, np.uint8))
     return str(path)
+
+
+def _as_another_runs(model: Path) -> None:
+    """An exported model made to look exported from another run: another source directory and other weights."""
+    edit_json("config.json", lambda c: c["source_run"].update(directory="/elsewhere/other-run"))(model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
 
 
 def _foreign_config(tmp: Path, run: Path, command: str = "export") -> list[str]:

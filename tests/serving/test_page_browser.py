@@ -87,3 +87,23 @@ def test_an_rgb_model_gets_an_upload_and_no_drawing_pad(browser, tmp_path):
         page.close()
     finally:
         proc.kill()
+
+
+def test_a_drawing_of_pure_white_is_sent_as_white(browser, live_server, exported):
+    """The pad filled white downscales to pixels of exactly 255. Sent as floats pixel / 255, JSON wrote them 1, which
+    the server reads as integer pixels (1/255: black, the scale rule); sent as the integer pixels, they are 1.0."""
+    page = browser.new_page()
+    problems = record_page_problems(page)
+    page.goto(f"{live_server}/")
+    page.wait_for_function("document.getElementById('card').textContent.includes('Fashion-MNIST')")
+    page.evaluate("ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, pad.width, pad.height)")
+    with page.expect_request(lambda r: r.url.endswith("/invocations")) as sent:
+        page.click("#predict")
+    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    x = decode(sent.value.post_data_buffer, "application/json")
+    assert x.shape == (1, 1, 28, 28) and np.array_equal(x, np.ones((1, 1, 28, 28), np.float32))
+    predictor = Predictor(exported[0])
+    expected = predictor.class_names[int(predictor.predict(np.ones((1, 1, 28, 28), np.float32))[0].argmax())]
+    assert page.locator("#top-class").get_attribute("data-class") == expected
+    assert problems == []
+    page.close()

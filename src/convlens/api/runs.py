@@ -152,10 +152,12 @@ class Run:
             raise DataChanged(f"{e}; if it was trained on a Dataset changed in Python, give that: "
                               "run.evaluate(dataset=...)") from None
 
-    def export(self, directory: str | Path, *, onnx: bool = False) -> Path:
-        """A model directory that ``convlens serve``, ``predict`` and SageMaker load."""
+    def export(self, directory: str | Path, *, onnx: bool = False, force: bool = False) -> Path:
+        """A model directory that ``convlens serve``, ``predict`` and SageMaker load. ``directory`` holding another
+        run's export is refused unless ``force``; this run's own export is replaced."""
         from convlens.serving.export import export_run
-        return export_run(self._saved("be exported"), output_path(directory, "directory"), onnx=onnx)
+        return export_run(self._saved("be exported"), output_path(directory, "directory"), onnx=onnx,
+                          replace_other=force)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)

@@ -18,14 +18,37 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run dire
                out_dir: Annotated[Optional[Path], path_option("--out", "Model directory (default RUN_DIR/export).")]
                = None,
                fmt: Annotated[Optional[str], typer.Option("--format", help="Also write 'onnx' (model.onnx).")] = None,
+               force: Annotated[bool, typer.Option("--force", help="Replace another run's export in --out.")] = False,
                ) -> None:
     """Export a run to a self-contained model directory (safetensors + config.json, optionally ONNX)."""
     from convlens.serving.export import export_run
     if fmt not in (None, "onnx"):
         raise UsageError(f"unknown format '{fmt}'; the only extra format is 'onnx'")
     out_dir = out_dir or run_dir / "export"
-    export_run(run_dir, out_dir, onnx=fmt == "onnx")
+    export_run(run_dir, out_dir, onnx=fmt == "onnx", replace_other=force)
     out.print(f"exported {run_dir} -> {out_dir} ({', '.join(sorted(p.name for p in out_dir.iterdir()))})")
+
+
+def read_input(path: Path, most: int) -> bytes:
+    """The bytes of one input file, at most ``most`` of them read: a regular file only (a FIFO would block, and a
+    link to /dev/zero, whose size says 0, would be read until memory runs out), checked before it is opened."""
+    import os
+    import stat
+
+    from convlens.serving.inputs import InputError
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{path} is not a regular file; give PNG/JPEG images, .npy arrays or .json bodies")
+        with open(path, "rb") as f:
+            if (size := os.fstat(f.fileno()).st_size) > most:
+                raise InputError(f"{size:,} bytes is more than convlens predict reads from one file (2 GB); split it")
+            data = f.read(most + 1)
+    except FileNotFoundError:  # any other OSError: the CLI's line naming the path and the reason (exit 1)
+        raise UsageError(f"{path} not found") from None
+    if len(data) > most:  # it grew while it was read
+        raise InputError(f"more than {most:,} bytes, more than convlens predict reads from one file (2 GB); split it")
+    return data
 
 
 PREDICT_BATCH = 1_000  # images per forward pass: a 10,000-image file must not hold every activation at once
@@ -52,12 +75,7 @@ def predict_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported mode
         if kind is None:
             raise UsageError(f"{path}: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files")
         try:
-            if path.stat().st_size > LOCAL_FILE_LIMITS.body_bytes:
-                raise InputError(f"{path.stat().st_size:,} bytes is more than convlens predict reads from one "
-                                 "file (2 GB); split it")
-            x = decode(path.read_bytes(), kind, LOCAL_FILE_LIMITS, predictor.image)
-        except FileNotFoundError:
-            raise UsageError(f"{path} not found") from None
+            x = decode(read_input(path, LOCAL_FILE_LIMITS.body_bytes), kind, LOCAL_FILE_LIMITS, predictor.image)
         except InputError as e:
             raise UsageError(f"{path}: {e}") from None
         probabilities = np.concatenate([predictor.predict(x[i:i + PREDICT_BATCH])

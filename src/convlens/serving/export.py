@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -122,15 +123,35 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
         os.replace(tmp_path, path)
 
 
+def _same_source(existing: Path, run_dir: Path) -> bool:
+    """Whether the export whose config.json is ``existing`` came from ``run_dir``: its recorded source directory
+    is that run (absolute, or relative to here, as it was given), or its weights are the run's, byte for byte
+    (a copy of the run, or the same exported model exported again)."""
+    import filecmp
+    try:
+        source = json.loads(existing.read_text()).get("source_run", {}).get("directory")
+        if isinstance(source, str) and source and Path(source).resolve() == run_dir.resolve():
+            return True
+    except (OSError, ValueError, AttributeError, RecursionError):
+        pass
+    try:
+        return filecmp.cmp(existing.parent / WEIGHTS_FILE, run_dir / WEIGHTS_FILE, shallow=False)
+    except OSError:
+        return False
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
                over_seeds: dict | None = None, data_dir: Path | None = None,
-               dataset: ImageDataset | None = None) -> Path:
+               dataset: ImageDataset | None = None, replace_other: bool = True) -> Path:
     """Copy weights, write the model config (and ONNX) from a finished run into ``out_dir``.
 
     A crash at any moment leaves ``out_dir`` holding either the old model, the new one, or no config.json
     (which every loader refuses with one line), never new weights under an old config: everything is written
     to temp files first, then config.json is removed, the weights and ONNX file renamed into place, and the
     new config.json renamed in last.
+
+    ``replace_other=False`` (``convlens export`` without --force, ``Run.export`` without force) refuses an ``out_dir`` that holds the export of
+    another run; exporting the same run again replaces its export either way.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     # A run's metrics, checked before torch is imported; an exported model (exported again) has none.
@@ -146,6 +167,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
         if stored_format(existing) != MODEL_FORMAT:
             raise UsageError(f"{existing} exists and is not an exported convlens model; nothing was written: "
                              "choose another --out")
+        if not replace_other and not _same_source(existing, run_dir):
+            raise UsageError(f"{out_dir} holds the export of another run; nothing was written: choose another "
+                             "directory, or replace it with --force (force=True in Python)")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".export-*"):  # what a killed export left
         shutil.rmtree(stale, ignore_errors=True)
