@@ -174,7 +174,11 @@ def test_equivariance_sentences_follow_the_numbers():
     assert lines[1].startswith("block1 pool: shifts of 2 and 4 px (whole steps of its 2-px jump) keep 1.0000 at each, "
                                "to 4 decimals; shifts of 1 and 3 px fall as low as 0.880 (at 3 px, 95% CI 0.870 to "
                                "0.890)")
-    assert "shifted by 1 px keep a cosine similarity of 0.970" in lines[2] and "at 4 px 0.900" in lines[2]
+    assert "shifted by 1 px have a cosine similarity of 0.970" in lines[2] and "at 4 px 0.900" in lines[2]
+    assert "two different test images" not in " ".join(lines)  # a results.json from before the floor: none stated
+    with_floor = equivariance_findings({**eq, "unrelated": _sim([0.5, 0.52, 0.31])})
+    assert with_floor[1].endswith("; two different test images give 0.520 (cosine similarity, n=2 seeds, 500 images).")
+    assert with_floor[2].endswith("at 4 px 0.900; two different test images give 0.310 (n=2 seeds, 500 images).")
     assert lines[3].startswith("The first stage that does not give every shift back (cosine below 0.999) is block1 "
                                "pool, with a jump of 2 px")
     eq["similarity"][0] = _sim([0.99996, 0.99942, 1.0, 0.99991])  # not all of it: the smallest is a floor
@@ -261,8 +265,9 @@ def test_equivariance_in_chunks_of_images_is_the_probe_over_all_of_them_at_once(
     whole = equivariance(net, x, max_shift=4, chunk=len(x))
     for chunk in (1, 7, 32):
         chunked = equivariance(net, x, max_shift=4, chunk=chunk)
-        assert {k: v for k, v in chunked.items() if k != "similarity"} == \
-            {k: v for k, v in whole.items() if k != "similarity"}
+        assert {k: v for k, v in chunked.items() if k not in ("similarity", "unrelated")} == \
+            {k: v for k, v in whole.items() if k not in ("similarity", "unrelated")}
+        assert chunked["unrelated"] == pytest.approx(whole["unrelated"], abs=1e-6)
         for a, b in zip(chunked["similarity"], whole["similarity"]):
             assert a == pytest.approx(b, abs=1e-6)
     assert min(min(s) for s in whole["similarity"]) < 0.99  # pooled stages in it: not a comparison of 1s with 1s

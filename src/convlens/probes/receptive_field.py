@@ -2,8 +2,9 @@
 
 For each conv block's output, the unit at the centre of the map (summed over channels): the absolute gradient of
 that unit with respect to the input image, averaged over test images, is the block's effective receptive field.
-Its size is the side of the smallest square, centred where the theoretical receptive field is, that holds 90% of
-the gradient mass; the theoretical field is the window the unit can see at all (clipped to the image).
+Its size is the side of the smallest square, centred on the theoretical receptive field's part inside the image,
+that holds 90% of the gradient mass; the theoretical field is the window the unit can see at all (clipped to the
+image), so the side is at most the visible field's.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def effective_receptive_fields(model: Network, x: torch.Tensor) -> list[dict]:
             (grad,) = torch.autograd.grad(out[:, :, cy, cx].float().sum(), image)
             erf = grad.abs().sum(1).mean(0).cpu().double().numpy()  # channels summed, images averaged: (H, W)
             window = [(first + c * jump, first + c * jump + size - 1) for c in (cy, cx)]
-            centre = [(lo + hi) / 2 for lo, hi in window]
             clipped = [(max(lo, 0), min(hi, n - 1)) for (lo, hi), n in zip(window, (h, w))]
+            # The square is centred on the part of the window inside the image, the part the side is compared
+            # with: centred on the whole window, a square that reaches past the image edge can be wider than
+            # the visible field (8 px of a 7 px one on 8 x 8 digits) while holding fewer image pixels.
+            centre = [(lo + hi) / 2 for lo, hi in clipped]
             results.append({"block": name, "erf": erf, "theoretical_size": size,
                             "theoretical_window": [list(c) for c in clipped],
                             "theoretical_visible": [hi - lo + 1 for lo, hi in clipped],

@@ -25,6 +25,8 @@ def shift_images(x: torch.Tensor, shift: int, directions: torch.Tensor) -> torch
         return x
     out = torch.zeros_like(x)
     h, w = x.shape[-2:]
+    if shift >= min(h, w):  # every pixel leaves the image (the slices below would not match): all background
+        return out
     for d, (dy, dx) in enumerate(DIRECTIONS):
         idx = (directions == d).nonzero().squeeze(1)
         if len(idx) == 0:

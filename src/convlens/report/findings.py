@@ -324,12 +324,16 @@ def equivariance_findings(eq: dict) -> list[str]:
     stage's jump) apart from the others; then the first stage that loses it, and the dense layer."""
     n, images, shifts = len(eq["seeds"]), eq["images"], eq["shifts"]
     lines, first_lost = [], None
-    for stage, jump, sims, exact in zip(eq["stages"], eq["jumps"], eq["similarity"], eq["exact"]):
+    # The floor: two different images' unshifted maps (non-negative after a ReLU, so well above 0); results.json
+    # from before it has none.
+    floors = [None if u is None else u["mean"] for u in eq.get("unrelated") or [None] * len(eq["stages"])]
+    for stage, jump, sims, exact, floor in zip(eq["stages"], eq["jumps"], eq["similarity"], eq["exact"], floors):
         means = [s["mean"] for s in sims]
+        against = "" if floor is None else f"; two different test images give {floor:.3f}"
         if jump is None:  # the dense layer: no spatial axes, compared with the unshifted image
             lines.append(f"{stage} has no spatial axes, so it can only be invariant: its activations for an image "
-                         f"shifted by {shifts[0]} px keep a cosine similarity of {means[0]:.3f} with the unshifted "
-                         f"image's, at {shifts[-1]} px {means[-1]:.3f} (n={n} seeds, {images} images).")
+                         f"shifted by {shifts[0]} px have a cosine similarity of {means[0]:.3f} with the unshifted "
+                         f"image's, at {shifts[-1]} px {means[-1]:.3f}{against} (n={n} seeds, {images} images).")
             continue
         whole = [k for k, e in zip(shifts, exact) if e]
         other = [(k, s) for k, s, e in zip(shifts, sims, exact) if not e]
@@ -345,7 +349,8 @@ def equivariance_findings(eq: dict) -> list[str]:
             ci = "" if lo is None or math.isnan(lo) else f", 95% CI {lo:.3f} to {hi:.3f}"
             parts.append(f"shifts of {_list([k for k, _ in other])} px fall as low as {worst['mean']:.3f} "
                          f"(at {k} px{ci})")
-        lines.append(f"{stage}: " + "; ".join(parts) + f" (cosine similarity, n={n} seeds, {images} images).")
+        lines.append(f"{stage}: " + "; ".join(parts) + f"{against} (cosine similarity, n={n} seeds, {images} "
+                     "images).")
         if first_lost is None and min(means) < 0.999:
             first_lost = (stage, jump)
     if first_lost:
