@@ -57,6 +57,37 @@ def check_store_uri(uri: str) -> None:
                      "postgresql://, mysql://, mssql://, http(s)://HOST:PORT or databricks")
 
 
+def _check_sqlite(uri: str) -> None:
+    """One line (UsageError) when the SQLite database of ``uri`` cannot be opened or written: its directory cannot
+    be made or written, it is not a file, or not a database. MLflow would retry it ten times over 100 s, with a
+    three-line warning each time, before failing."""
+    import sqlite3
+    if not uri.lower().startswith("sqlite:///"):
+        return
+    name = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not name or name == ":memory:":
+        return
+    path = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
+    except OSError as e:
+        raise UsageError(f"cannot use the MLflow store {uri!r}: cannot make its directory {path.parent} "
+                         f"({e.strerror or e})") from None
+    if path.exists() and not path.is_file():
+        raise UsageError(f"cannot use the MLflow store {uri!r}: {path} is not a file")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise UsageError(f"cannot use the MLflow store {uri!r}: {path if path.exists() else path.parent} is not "
+                         "writable")
+    try:
+        connection = sqlite3.connect(path, timeout=30)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()  # opens the file: not a database fails here
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        raise UsageError(f"cannot use the MLflow store {uri!r}: {path}: {e}") from None
+
+
 def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -81,6 +112,7 @@ class Tracker:
         # "Updating database tables" are not news for a user
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        _check_sqlite(uri)  # before MLflow, which retries an unusable database for 100 s, a warning each time
         self.uri = uri
         self._children: dict[str, dict[tuple[str, int], tuple[str, str]]] = {}  # parent -> what is logged under it
         try:
@@ -143,8 +175,11 @@ class Tracker:
                                            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"):
             tags = run.data.tags
             if tags.get("convlens.kind") == "run" and "convlens.level" in tags:
-                found[(tags["convlens.level"], int(tags["convlens.seed"]))] = (run.info.run_id,
-                                                                               tags.get("convlens.status", ""))
+                # A child still RUNNING was being logged when its command died (killed mid-upload: params, metrics or
+                # artifacts missing): status "" so that catch_up logs the run again in its place.
+                complete = run.info.status in ("FINISHED", "FAILED")
+                found[(tags["convlens.level"], int(tags["convlens.seed"]))] = (
+                    run.info.run_id, tags.get("convlens.status", "") if complete else "")
         return found
 
     def catch_up(self, parent_id: str, store: RunStore, experiment: str) -> int:

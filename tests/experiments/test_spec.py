@@ -41,6 +41,26 @@ def test_levels_that_build_no_valid_model_name_the_level():
         resolve_levels(spec(factor=dict(name="kernel_size", levels=[3, 0])))
 
 
+@pytest.mark.parametrize("changes, message", [
+    (dict(set={"dropuot": 0.3}), "set: unknown override 'dropuot' (did you mean 'dropout'?)"),
+    (dict(set={"dropout": 2}), "set: invalid override for cnn-32-64-128: dropout: Input should be less than 1"),
+    (dict(recipe_set={"epochs": -1}), "recipe_set: invalid training option: epochs: Input should be greater than"),
+    (dict(recipe_set={"precision": "fp16"}), "recipe_set: invalid training option: precision: Input should be"),
+])
+def test_a_mistake_in_the_base_names_the_key_the_spec_file_holds_not_a_level(changes, message):
+    """It said 'level kernel_size=3: ...', as though the first level were wrong, for a mistake that is in every level."""
+    with pytest.raises(UsageError) as info:
+        resolve_levels(spec(**changes))
+    assert str(info.value).startswith(message)
+
+
+def test_an_option_for_every_level_is_named_as_the_option_not_as_recipe_set_or_a_level():
+    from convlens.experiments.spec import with_changes
+    with pytest.raises(UsageError) as info:  # the CLI names the field as typed: 'invalid training option: --epochs: '
+        with_changes(spec(), epochs=0)
+    assert str(info.value).startswith("invalid training option: epochs: Input should be greater than or equal to 1")
+
+
 def test_one_factor_check_accepts_the_factor_and_its_coupled_fields():
     s = spec(factor=dict(name="depth", levels=[1, 3], reference=3))
     diff = one_factor_diff(s, resolve_levels(s))

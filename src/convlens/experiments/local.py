@@ -217,10 +217,13 @@ def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[JobResult], Non
             on_result(result)
             results.append(result)
         return results
+    units_of = seed_groups if batch_seeds else (lambda js: [[j] for j in js])
+    # No more processes than units to train: the cores go to the runs that train (--workers 8 for 3 pending runs
+    # gives each of 3 runs a third of the cores, not an eighth), and their timing says how many shared the machine.
+    workers = min(workers, len(units_of(jobs)))
     threads = threads_per_run(workers)
     queue = [Job(j.level, j.seed, j.config.model_copy(update={"threads": threads, "workers": workers}), j.directory)
              for j in jobs]
-    units_of = seed_groups if batch_seeds else (lambda js: [[j] for j in js])
     units = units_of(queue)
     while units:
         broken = _run_pool(units, workers, threads, (execute_job, execute_group), on_result, results)

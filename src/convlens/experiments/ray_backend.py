@@ -45,22 +45,58 @@ def import_ray():
     return ray
 
 
-def check_reachable(address: str | None, timeout: float = 10) -> None:
+def check_reachable(address: str | None, timeout: float = 10, what: str = "--address") -> None:
     """One line now, before anything is written, when nothing answers at ``address`` (host:port or
-    ray://host:port): Ray itself retries for minutes without a word. 'auto', 'local' and None are Ray's to find."""
+    ray://host:port), or something that is not a Ray head node does (a web server, the dashboard's port): Ray
+    itself retries for minutes without a word. 'auto', 'local' and None are Ray's to find. ``what``: where the
+    address came from (--address, $RAY_ADDRESS)."""
     import socket
-    host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()):
+    if address in (None, "", "auto", "local"):
         return
+    scheme = address.split("://", 1)[0].lower() if "://" in address else ""
+    if scheme not in ("", "ray", "rays"):  # e.g. the dashboard's http://HEAD:8265, which 'ray job submit' takes
+        raise UsageError(f"{what} {address}: a Ray cluster's address is HOST:PORT (the head node's GCS port, 6379 "
+                         "by default) or ray://HOST:PORT; an http:// address is the dashboard's, for 'ray job submit'")
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()):
+        if scheme:
+            return
+        raise UsageError(f"{what} {address}: give the head node's HOST:PORT (its GCS port, 6379 unless "
+                         "'ray start --head --port' said otherwise), ray://HOST:PORT, auto or local")
     if not 0 < int(port) < 65536:
-        raise UsageError(f"--address {address}: the port must be between 1 and 65535")
+        raise UsageError(f"{what} {address}: the port must be between 1 and 65535")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            answer = None if scheme == "rays" else _http2_answer(connection, timeout)
     except OSError as e:
         reason = e.strerror or str(e) or type(e).__name__
         raise ConvlensError(f"cannot reach the Ray cluster at {address}: {reason} (check the address; is its head "
                             "node running? 'ray status' there tells)") from None
+    if answer is not None and not (len(answer) == 9 and answer[3] == 0x04):  # not an HTTP/2 SETTINGS frame
+        said = "nothing" if not answer else repr(answer.split(b"\n")[0][:20].decode("ascii", "replace"))
+        raise ConvlensError(f"cannot reach the Ray cluster at {address}: something listens there but is not a Ray "
+                            f"head node (it answered {said} where Ray's GCS speaks gRPC; the dashboard's port, "
+                            "8265, is for 'ray job submit': give the GCS port, 6379 by default)")
+
+
+def _http2_answer(connection, timeout: float) -> bytes | None:
+    """The first 9 bytes the server at ``connection`` sends back to an HTTP/2 client preface (a gRPC server such as
+    Ray's GCS answers with its SETTINGS frame), or None when not asked (Ray with TLS: the preface would be refused)."""
+    import socket
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return None
+    connection.settimeout(timeout)
+    connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    answer = b""
+    try:
+        while len(answer) < 9:
+            chunk = connection.recv(9 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return answer
 
 
 def _token_available() -> bool:
@@ -135,15 +171,22 @@ def _connect_now(ray, address: str | None) -> None:
         os.close(saved)
 
 
-def _train_task(job: Job, dataset, threads: int) -> dict[str, bytes]:
-    """On a Ray worker: train ``job`` into a temporary directory and return its files."""
+def _train_task(job: Job, dataset, threads: int, command: list[str] | None = None) -> dict[str, bytes]:
+    """On a Ray worker: train ``job`` into a temporary directory and return its files. ``command``: the driver's
+    command line, recorded in the run's provenance (the worker's own is Ray's default_worker.py)."""
     import torch
     torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS from num_cpus; torch's pool is set explicitly
     writable = dataclasses.replace(dataset, **{f: getattr(dataset, f).copy() for f in
                                                ("train_images", "train_labels", "test_images", "test_labels")})
-    with tempfile.TemporaryDirectory() as tmp:
-        execute(dataclasses.replace(job, directory=Path(tmp)), writable)
-        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    argv = sys.argv
+    if command:
+        sys.argv = list(command)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            execute(dataclasses.replace(job, directory=Path(tmp)), writable)
+            return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    finally:
+        sys.argv = argv
 
 
 def write_run_files(directory: Path, files: dict[str, bytes]) -> None:
@@ -189,21 +232,31 @@ def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, add
                 datasets[key] = ray.put(dataset if dataset is not None else
                                         load_named(job.config.dataset, job.config.data_dir))
             config = job.config.model_copy(update={"threads": threads, "workers": concurrent})
-            pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads)] = job
+            pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads,
+                                list(sys.argv))] = job
         results = []
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ref)
-            try:
-                files = ray.get(ref)
-            except ray.exceptions.RayError as e:  # the worker or node was lost max_retries + 1 times
-                reason = f"its Ray task failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-                files = {METRICS_FILE: json.dumps({"status": "failed", "reason": reason}).encode()}
-            job.directory.mkdir(parents=True, exist_ok=True)
-            write_run_files(job.directory, files)
-            result = _result(job, files)
-            on_result(result)
-            results.append(result)
+        try:
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(ref)
+                try:
+                    files = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the worker or node was lost max_retries + 1 times
+                    reason = f"its Ray task failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                    files = {METRICS_FILE: json.dumps({"status": "failed", "reason": reason}).encode()}
+                job.directory.mkdir(parents=True, exist_ok=True)
+                write_run_files(job.directory, files)
+                result = _result(job, files)
+                on_result(result)
+                results.append(result)
+        except BaseException:  # Ctrl-C, an error here: on a Ray this command did not start (a notebook's, a
+            # cluster kept connected) the tasks would train on for nothing, beside the rerun's tasks for the same runs
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - finished meanwhile, or the connection is gone: nothing to stop
+                    pass
+            raise
         return results
     finally:
         if started_here:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +102,12 @@ def make_backend(name: str = "local", address: str | None = None, cpus_per_run: 
         raise UsageError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {cpus_per_run:g}, {gpus_per_run:g})")
     if name == "ray":
         from convlens.experiments.ray_backend import check_reachable, import_ray
-        import_ray()
-        check_reachable(address)
+        ray = import_ray()
+        if address is None and os.environ.get("RAY_ADDRESS"):  # where run_jobs_ray connects without --address
+            if not ray.is_initialized():
+                check_reachable(os.environ["RAY_ADDRESS"], what="$RAY_ADDRESS")
+        else:
+            check_reachable(address)
     elif gpus_per_run > 0:
         shared_gpu_workers(gpus_per_run)  # no CUDA here: one line now, not after planning
     if batch_seeds is None:

@@ -8,6 +8,7 @@ levels may differ only in the named factor(s) (and fields the factor determines,
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -191,6 +192,8 @@ def with_changes(spec: ExperimentSpec, *, seeds: int | None = None, recipe: str 
             raise UsageError(f"--{option.replace('_', '-')} sets every level, but {factor} is what {spec.name}'s "
                              "levels vary; drop the option, or change the levels in the spec")
     if recipe_set:
+        for option, value in recipe_set.items():  # 'epochs: ...' (the CLI says --epochs), not recipe_set's or a level's
+            resolve_recipe(spec.recipe, {option: value})
         changes["recipe_set"] = {**spec.recipe_set, **recipe_set}
     if not changes:
         return spec
@@ -236,9 +239,13 @@ def resolve_levels(spec: ExperimentSpec) -> list[Level]:
         label = " ".join(lbl for lbl, _ in cell)
         try:
             resolve_spec(model, overrides)
+        except UsageError as e:
+            raise _base_or_level(e, label, "set", lambda: resolve_spec(spec.model, dict(spec.set))) from None
+        try:
             recipe = resolve_recipe(spec.recipe, recipe_overrides)
         except UsageError as e:
-            raise UsageError(f"level {label}: {e}") from None
+            raise _base_or_level(e, label, "recipe_set",
+                                 lambda: resolve_recipe(spec.recipe, dict(spec.recipe_set))) from None
         try:
             config = TrainConfig(model=model, overrides=overrides, recipe=recipe, seed=0, dataset=spec.dataset,
                                  train_subset=spec.train_subset, test_subset=spec.test_subset, **data)
@@ -249,6 +256,17 @@ def resolve_levels(spec: ExperimentSpec) -> list[Level]:
             raise UsageError(f"level {label}: {e}") from None
         levels.append(Level(label=label, values={f.name: v for f, (_, v) in zip(spec.factors, cell)}, config=config))
     return levels
+
+
+def _base_or_level(error: UsageError, label: str, key: str, resolve_base: Callable[[], object]) -> UsageError:
+    """The error of a level, named by what the spec file says: the base's ``key`` (set, recipe_set) when the base
+    alone fails the same way (the mistake is there, in every level), else the level."""
+    try:
+        resolve_base()
+    except UsageError as base:
+        if str(base) == str(error):
+            return UsageError(f"{key}: {error}")
+    return UsageError(f"level {label}: {error}")
 
 
 def reference_level(spec: ExperimentSpec, levels: list[Level]) -> Level:
