@@ -135,6 +135,9 @@ class _FakeRay:
     def cancel(self, ref, force=False):
         self.cancelled.append((ref, force))
 
+    def get_runtime_context(self):
+        return types.SimpleNamespace(gcs_address="127.0.0.1:6379")
+
 
 def test_an_interrupted_driver_cancels_its_tasks_on_a_ray_it_did_not_start(tmp_path, monkeypatch):
     """Otherwise they train on in the notebook's Ray, for nothing, beside the tasks a rerun starts for the same runs."""
@@ -224,3 +227,19 @@ def test_an_sqlite_store_that_cannot_be_used_is_one_line_at_once(tmp_path, monke
     with pytest.raises(UsageError, match=r"cannot make its directory .*a-file"):
         Tracker(f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
     assert waits == []
+
+
+def test_an_address_other_than_the_connected_clusters_is_refused_not_ignored(tmp_path, monkeypatch):
+    """Connected already (a notebook's ray.init to 127.0.0.1:6379), Experiment.run(backend="ray", address=...) used
+    that cluster whatever address said."""
+    from convlens.experiments import ray_backend
+    fake = _FakeRay()
+    monkeypatch.setattr(ray_backend, "import_ray", lambda: fake)
+    jobs = [Job("kernel_size=3", 0, TrainConfig(model="cnn-16-32", dataset="digits"), tmp_path / "seed0")]
+    with pytest.raises(UsageError, match=r"^address 127\.0\.0\.1:6380: this process is already connected to the "
+                                         r"Ray cluster at 127\.0\.0\.1:6379 \(ray\.init\)"):
+        ray_backend.run_jobs_ray(jobs, lambda result: None, address="127.0.0.1:6380", dataset=object())
+    assert fake.submitted == []
+    for same in ("localhost:6379", "127.0.0.1:6379", "auto", None):  # the same cluster, or none named: it goes on
+        with pytest.raises(KeyboardInterrupt):  # the fake's wait
+            ray_backend.run_jobs_ray(jobs, lambda result: None, address=same, dataset=object())

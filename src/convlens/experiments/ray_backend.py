@@ -189,6 +189,26 @@ def _train_task(job: Job, dataset, threads: int, command: list[str] | None = Non
         sys.argv = argv
 
 
+def _check_connected_to(ray, address: str | None) -> None:
+    """One line when this process is connected to another cluster than ``address`` names (host:port of a head
+    node's GCS; 'auto', 'local', a ray:// client address or none: nothing to compare)."""
+    import socket
+    if address in (None, "", "auto", "local") or "://" in address:
+        return
+    connected = ray.get_runtime_context().gcs_address or ""
+
+    def endpoint(text: str) -> tuple[str, str] | None:
+        host, _, port = text.rpartition(":")
+        try:
+            return socket.gethostbyname(host.strip("[]")), port
+        except (OSError, UnicodeError):
+            return None
+    named, actual = endpoint(address), endpoint(connected)
+    if named and actual and named != actual:
+        raise UsageError(f"address {address}: this process is already connected to the Ray cluster at {connected} "
+                         "(ray.init), which Ray would use instead; call ray.shutdown() first, or leave the address out")
+
+
 def write_run_files(directory: Path, files: dict[str, bytes]) -> None:
     """The run's files into the store, metrics.json last (a run counts as finished only once it is complete)."""
     for name in sorted(files, key=lambda n: n == METRICS_FILE):
@@ -215,6 +235,8 @@ def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, add
     started_here = not ray.is_initialized()
     if started_here:
         _connect(ray, address or os.environ.get("RAY_ADDRESS") or None)  # None: a local Ray for this command
+    else:  # connected already (a notebook's ray.init): its cluster is the one used, so it must be the one named
+        _check_connected_to(ray, address)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         if gpus_per_run > gpus:  # Ray would wait for such a node forever
