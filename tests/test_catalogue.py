@@ -51,6 +51,11 @@ def spec_file(tmp: Path, text: str) -> str:
     return str(tmp / "spec.yaml")
 
 
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
 def study_config(tmp: Path, text: str) -> list[str]:
     (tmp / "study.yaml").write_text(text)
     return ["study", "--config", str(tmp / "study.yaml"), "--out", str(tmp / "study")]
@@ -150,6 +155,12 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
     ("experiment run --out a directory of runs whose experiment.json is gone", lambda t, r, m: [
         "experiment", "run", "kernel-size", "--dataset", "digits", "--out", _lost_record(t)], 2,
      "but no experiment.json, so what trained those runs is unknown; nothing was written"),
+    ("spec: a FIFO named as the spec (it said 'not found')", lambda t, r, m: [
+        "experiment", "run", _fifo(t / "spec.yaml"), "--out", str(t / "o")], 2,
+     "spec.yaml' is not a regular file; give a YAML file"),
+    ("study --config a FIFO (it said 'not found')", lambda t, r, m: [
+        "study", "--config", _fifo(t / "study.yaml"), "--out", str(t / "o")], 2,
+     "study.yaml is not a regular file, where a YAML file is needed"),
     ("experiment run --epochs where the levels vary the epochs (it was ignored)", lambda t, r, m: [
         "experiment", "run", spec_file(t, "name: ep\nmodel: cnn\nfactor: {name: recipe.epochs, levels: [1, 2]}\n"),
         "--epochs", "3", "--out", str(t / "o")], 2, "--epochs sets every level, but recipe.epochs is what ep's"),

@@ -163,6 +163,8 @@ def load_spec(source: str | Path, builtins: dict[str, ExperimentSpec]) -> Experi
     if path.is_dir():
         raise UsageError(f"experiment spec '{source}' is a directory; give a YAML file or a built-in experiment "
                          f"({', '.join(builtins)})")
+    if path.exists() and not path.is_file():  # a FIFO, a device: reading it would block or never end
+        raise UsageError(f"experiment spec '{source}' is not a regular file; give a YAML file")
     if not path.is_file() and (path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1):
         raise UsageError(f"experiment spec file '{source}' not found")  # meant as a file: no list of built-ins
     if not path.is_file():

@@ -113,7 +113,8 @@ def load_study_config(mode: str = "default", path: str | Path | None = None, **o
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            state = "is a directory, where a YAML file is needed" if path.is_dir() else "not found"
+            state = ("is a directory, where a YAML file is needed" if path.is_dir() else
+                     "is not a regular file, where a YAML file is needed" if path.exists() else "not found")
             raise UsageError(f"study config {path} {state}")
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
