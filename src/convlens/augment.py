@@ -48,6 +48,9 @@ def parse_augment(text: str) -> Augmentation:
     values: dict[str, float] = {}
     for term in (t.strip() for t in text.split(",")):
         name, sep, amount = term.partition(":")
+        name, amount = name.strip(), amount.strip()  # 'shift : 2' is shift:2
+        if not term:
+            raise ValueError(f"augmentation '{text}' has an empty term (a comma too many); e.g. shift:2,rotate:10")
         if name not in ORDER or not sep:
             raise ValueError(f"augmentation '{term}' is not one of {', '.join(f'{n}:AMOUNT' for n in ORDER)} "
                              "(e.g. shift:2,rotate:10) or none")
@@ -75,7 +78,9 @@ def canonical(text: str) -> str:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    # repr: the shortest text that reads back as the same float ('{:g}' kept 6 digits: rotate:10.1234567 was
+    # recorded, and run, as rotate:10.1235)
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def augment_seed(seed: int) -> int:
@@ -86,28 +91,36 @@ def augment_seed(seed: int) -> int:
 
 
 def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
-    """A new augmented batch x (N, C, H, W) on x's device; ``generator`` lives on that device too."""
+    """A new augmented batch x (N, C, H, W) on x's device, in x's dtype and memory format (channels_last stays
+    channels_last); ``generator`` lives on that device too."""
     import torch
     import torch.nn.functional as F
     n, _, h, w = x.shape
-    device = x.device
+    device, dtype = x.device, x.dtype
+    layout = (torch.channels_last if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+              else torch.contiguous_format)
 
     def uniform(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, device=device, generator=generator)
     if aug.flip:
         x = torch.where(uniform(n, 1, 1, 1) < aug.flip, x.flip(3), x)
     if aug.shift or aug.rotate:
-        # one affine resampling per batch: rotation about the centre, then a whole-pixel translation. At a
-        # whole-pixel shift without rotation, bilinear sampling lands on pixel centres: the shift is exact.
+        # the draws, in this order, whatever the terms: angles, then the whole-pixel shifts (dx, dy)
         angle = (uniform(n) * 2 - 1) * math.radians(aug.rotate)
-        shift = torch.randint(-aug.shift, aug.shift + 1, (n, 2), device=device, generator=generator).float()
-        cos, sin = angle.cos(), angle.sin()
-        # theta maps output coordinates to input coordinates in [-1, 1] units; a content shift of +s px moves
-        # the sampling point by -s px, i.e. -2 s / size
-        theta = torch.stack([torch.stack([cos, -sin * h / w, -2 * shift[:, 0] / w], 1),
-                             torch.stack([sin * w / h, cos, -2 * shift[:, 1] / h], 1)], 1)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        shift = torch.randint(-aug.shift, aug.shift + 1, (n, 2), device=device, generator=generator)
+        if not aug.rotate:
+            x = _translate(x, shift, aug.shift)  # by indexing: exact in any dtype (resampling was off by ~1e-6)
+        else:
+            # one affine resampling per batch: rotation about the centre, then the translation. theta maps
+            # output coordinates to input coordinates in [-1, 1] units; a content shift of +s px moves the
+            # sampling point by -s px, i.e. -2 s / size. In float32 (grid_sample wants one dtype for the image
+            # and the grid, and a bf16 grid would misplace pixels).
+            cos, sin, shift = angle.cos(), angle.sin(), shift.float()
+            theta = torch.stack([torch.stack([cos, -sin * h / w, -2 * shift[:, 0] / w], 1),
+                                 torch.stack([sin * w / h, cos, -2 * shift[:, 1] / h], 1)], 1)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False).to(dtype)
     if aug.erase:
         area = (ERASE_AREA[0] + uniform(n) * (ERASE_AREA[1] - ERASE_AREA[0])) * h * w
         ratio = torch.exp(math.log(ERASE_RATIO[0]) + uniform(n) * math.log(ERASE_RATIO[1] / ERASE_RATIO[0]))
@@ -121,4 +134,17 @@ def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator
                & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
         chosen = (uniform(n) < aug.erase).view(n, 1, 1)
         x = x.masked_fill((box & chosen).unsqueeze(1), 0.0)
-    return x
+    return x.contiguous(memory_format=layout)
+
+
+def _translate(x: torch.Tensor, shift: torch.Tensor, most: int) -> torch.Tensor:
+    """Each image of x (N, C, H, W) with its content moved by ``shift[i] = (dx, dy)`` whole px (right and down for
+    positive values, |dx|, |dy| <= ``most``); vacated px are 0 and nothing wraps round. out[i, :, r, c] =
+    x[i, :, r - dy, c - dx] where that lies in the image, read from x zero-padded by ``most`` px on every side."""
+    import torch
+    import torch.nn.functional as F
+    n, _, h, w = x.shape
+    padded = F.pad(x, (most, most, most, most)).permute(0, 2, 3, 1)  # (N, H + 2 most, W + 2 most, C)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - shift[:, 1].view(n, 1, 1) + most
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - shift[:, 0].view(n, 1, 1) + most
+    return padded[torch.arange(n, device=x.device).view(n, 1, 1), rows, cols].permute(0, 3, 1, 2)
