@@ -47,8 +47,15 @@ def test_a_bad_option_is_named_as_typed(capsys, tmp_path, argv, expected):
 def test_a_field_written_in_a_spec_keeps_its_spec_name(capsys, tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nmodel: cnn\ntrain_subset: 0\nfactor: {name: kernel_size, levels: [3, 5]}\n")
-    code, _, err = run(capsys, "experiment", "run", str(spec), "--out", str(tmp_path / "o"))
-    assert code == 2 and "train_subset: Input should be greater than or equal to 1 (got 0)" in err and "--" not in err
+    for typed in ([], ["--train-subset", "100"]):  # the spec's 0 is the mistake, not the 100 typed
+        code, _, err = run(capsys, "experiment", "run", str(spec), *typed, "--out", str(tmp_path / "o"))
+        assert code == 2 and err == f"convlens: error: {spec}: train_subset: Input should be greater than or equal to " \
+                                    "1 (got 0)\n"
+    from convlens.cli import _in_the_users_words  # a file named like an option: its name before the colon stays
+    message = "json: unsupported file type; give .png, .jpg/.jpeg, .npy or .json files"
+    assert _in_the_users_words(message, ["predict", "model", "json", "--json"]) == message
+    assert _in_the_users_words("lr: Input should be greater than 0 (got -1.0)", ["train", "--lr", "-1"]) == \
+        "--lr: Input should be greater than 0 (got -1.0)"  # -1 typed, -1.0 quoted: the same number
 
 
 def test_models_list_and_show_json(capsys):

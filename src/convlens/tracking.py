@@ -58,13 +58,19 @@ def check_store_uri(uri: str) -> None:
 
 
 def _check_sqlite(uri: str) -> None:
-    """One line (UsageError) when the SQLite database of ``uri`` cannot be opened or written: its directory cannot
-    be made or written, it is not a file, or not a database. MLflow would retry it ten times over 100 s, with a
-    three-line warning each time, before failing."""
+    """One line (UsageError) when the SQLite database of ``uri`` cannot be used: its directory cannot be made or
+    written, it is not a file, or not a database. MLflow would retry it ten times over 100 s, with a three-line
+    warning each time, before failing. The path is SQLAlchemy's reading of the URI (percent-decoded), the file
+    MLflow opens; a database that does not exist yet is left for MLflow to create."""
     import sqlite3
-    if not uri.lower().startswith("sqlite:///"):
+
+    from sqlalchemy.engine import make_url
+    if not uri.lower().startswith("sqlite:"):
         return
-    name = uri[len("sqlite:///"):].split("?", 1)[0]
+    try:
+        name = make_url(uri).database
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: MLflow's own message follows
+        return
     if not name or name == ":memory:":
         return
     path = Path(name)
@@ -73,15 +79,18 @@ def _check_sqlite(uri: str) -> None:
     except OSError as e:
         raise UsageError(f"cannot use the MLflow store {uri!r}: cannot make its directory {path.parent} "
                          f"({e.strerror or e})") from None
-    if path.exists() and not path.is_file():
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            raise UsageError(f"cannot use the MLflow store {uri!r}: {path.parent} is not writable")
+        return
+    if not path.is_file():
         raise UsageError(f"cannot use the MLflow store {uri!r}: {path} is not a file")
-    if not os.access(path if path.exists() else path.parent, os.W_OK):
-        raise UsageError(f"cannot use the MLflow store {uri!r}: {path if path.exists() else path.parent} is not "
-                         "writable")
-    try:
-        connection = sqlite3.connect(path, timeout=30)
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"cannot use the MLflow store {uri!r}: {path} is not writable")
+    try:  # mode=rw: opens what is there, creates nothing
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
         try:
-            connection.execute("PRAGMA schema_version").fetchone()  # opens the file: not a database fails here
+            connection.execute("PRAGMA schema_version").fetchone()  # reads the header: not a database fails here
         finally:
             connection.close()
     except sqlite3.Error as e:

@@ -135,8 +135,10 @@ class _FakeRay:
     def cancel(self, ref, force=False):
         self.cancelled.append((ref, force))
 
-    def get_runtime_context(self):
-        return types.SimpleNamespace(gcs_address="127.0.0.1:6379")
+    def get_runtime_context(self):  # as Ray records a head on this machine: under the node's IP, not loopback
+        return types.SimpleNamespace(gcs_address="192.0.2.2:6379")
+
+    util = types.SimpleNamespace(get_node_ip_address=lambda: "192.0.2.2")
 
 
 def test_an_interrupted_driver_cancels_its_tasks_on_a_ray_it_did_not_start(tmp_path, monkeypatch):
@@ -227,6 +229,15 @@ def test_an_sqlite_store_that_cannot_be_used_is_one_line_at_once(tmp_path, monke
     with pytest.raises(UsageError, match=r"cannot make its directory .*a-file"):
         Tracker(f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
     assert waits == []
+    # the file SQLAlchemy opens: '%20' is a space; and the check itself creates no file
+    (tmp_path / "my dir").mkdir()
+    (tmp_path / "my dir" / "m.db").write_text("not a database\n")
+    with pytest.raises(UsageError, match=r"my dir/m\.db: file is not a database$"):
+        Tracker(f"sqlite:///{tmp_path}/my%20dir/m.db")
+    assert not (tmp_path / "my%20dir").exists()
+    from convlens.tracking import _check_sqlite
+    _check_sqlite(f"sqlite:///{tmp_path / 'new.db'}")  # MLflow creates it
+    assert not (tmp_path / "new.db").exists()
 
 
 def test_an_address_other_than_the_connected_clusters_is_refused_not_ignored(tmp_path, monkeypatch):
@@ -236,10 +247,33 @@ def test_an_address_other_than_the_connected_clusters_is_refused_not_ignored(tmp
     fake = _FakeRay()
     monkeypatch.setattr(ray_backend, "import_ray", lambda: fake)
     jobs = [Job("kernel_size=3", 0, TrainConfig(model="cnn-16-32", dataset="digits"), tmp_path / "seed0")]
-    with pytest.raises(UsageError, match=r"^address 127\.0\.0\.1:6380: this process is already connected to the "
-                                         r"Ray cluster at 127\.0\.0\.1:6379 \(ray\.init\)"):
-        ray_backend.run_jobs_ray(jobs, lambda result: None, address="127.0.0.1:6380", dataset=object())
+    for other in ("127.0.0.1:6380", "192.0.2.9:6379"):  # another port here, another machine
+        with pytest.raises(UsageError, match=rf"^address {other}: this process is already connected to the Ray "
+                                             r"cluster at 192\.0\.2\.2:6379 \(ray\.init\)"):
+            ray_backend.run_jobs_ray(jobs, lambda result: None, address=other, dataset=object())
     assert fake.submitted == []
-    for same in ("localhost:6379", "127.0.0.1:6379", "auto", None):  # the same cluster, or none named: it goes on
+    # the same cluster (by the node's IP or a loopback name, as ray.init takes it), or none named: it goes on
+    for same in ("localhost:6379", "127.0.0.1:6379", "192.0.2.2:6379", "auto", None):
         with pytest.raises(KeyboardInterrupt):  # the fake's wait
             ray_backend.run_jobs_ray(jobs, lambda result: None, address=same, dataset=object())
+
+
+def test_ctrl_c_while_a_second_dataset_is_read_cancels_the_tasks_already_submitted(tmp_path, monkeypatch):
+    import convlens.data
+    from convlens.experiments import ray_backend
+    fake = _FakeRay()
+    monkeypatch.setattr(ray_backend, "import_ray", lambda: fake)
+    reads = []
+
+    def load_named(name, data_dir):
+        reads.append(name)
+        if len(reads) == 2:
+            raise KeyboardInterrupt
+        return object()
+    monkeypatch.setattr(convlens.data, "load_named", load_named)
+    jobs = [Job("d", 0, TrainConfig(model="cnn-16-32", dataset="digits"), tmp_path / "a"),
+            Job("f", 0, TrainConfig(model="cnn-16-32", dataset="fashion-mnist"), tmp_path / "b")]
+    with pytest.raises(KeyboardInterrupt):
+        ray_backend.run_jobs_ray(jobs, lambda result: None)
+    assert reads == ["digits", "fashion-mnist"] and len(fake.submitted) == 1
+    assert fake.cancelled == [(fake.submitted[0], True)]

@@ -71,6 +71,23 @@ def test_export_refuses_another_runs_export_without_force(two_runs, tmp_path, ca
     assert _digests(out)["model.safetensors"] == before["model.safetensors"]
 
 
+def test_two_runs_named_alike_from_two_working_directories_are_two_runs(two_runs, tmp_path, capsys, monkeypatch):
+    """A run directory recorded as typed (runs/k3) is relative to a working directory the export does not record:
+    runs/k3 exported from B in place of A's runs/k3 was taken for the same run and replaced it."""
+    import convlens.serving.export
+    monkeypatch.setattr(convlens.serving.export, "write_examples", lambda *a, **k: False)
+    a, _, b = two_runs
+    for home, run in (("A", a), ("B", b)):
+        shutil.copytree(run, tmp_path / home / "runs" / "k3")
+    out = tmp_path / "model"
+    monkeypatch.chdir(tmp_path / "A")
+    assert main(["export", "runs/k3", "--out", str(out)]) == 0
+    before = _digests(out)
+    monkeypatch.chdir(tmp_path / "B")
+    assert main(["export", "runs/k3", "--out", str(out)]) == 2
+    assert "holds the export of another run" in capsys.readouterr().err and _digests(out) == before
+
+
 @pytest.mark.parametrize("kind", ["link to a device", "fifo"])
 def test_predict_refuses_an_input_that_is_not_a_regular_file_before_reading_it(exported, tmp_path, capsys, kind):
     """A link to /dev/zero (its size says 0) was read until memory ran out (the OOM killer, or a MemoryError

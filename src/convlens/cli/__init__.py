@@ -18,6 +18,7 @@ exit: 2 for usage errors, 1 for everything else. No traceback is shown for them.
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -101,16 +102,44 @@ def interrupted_message(argv: list[str], terminated: bool = False) -> str:
     return f"convlens: {stopped}"
 
 
+def _typed_values(args: list[str]) -> dict[str, list[str]]:
+    """Each --option on the command line and the values typed for it (--opt=value or --opt value)."""
+    values: dict[str, list[str]] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            flag, eq, value = arg.partition("=")
+            if eq or i + 1 < len(args):
+                values.setdefault(flag, []).append(value if eq else args[i + 1])
+    return values
+
+
+def _is_typed(shown: str, typed: str) -> bool:
+    """Whether a message's '(got X)' (X as Python's repr) is the text the user typed: 'nope' for nope, -1.0 for -1."""
+    try:
+        value = ast.literal_eval(shown)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(typed) == float(value)
+        except ValueError:
+            return False
+    return isinstance(value, str) and value == typed
+
+
 def _in_the_users_words(message: str, args: list[str]) -> str:
     """A setting the user gave as an option is named as they typed it: '--train-subset: Input should be ...', where
-    the library (and a YAML spec) says 'train_subset: ...'. Only a field whose option is on the command line."""
-    typed = {a.split("=", 1)[0] for a in args if a.startswith("--")}
-
-    def as_typed(m: re.Match) -> str:
-        flag = "--" + m.group(2).replace("_", "-")
-        return f"{m.group(1)}{flag}:" if flag in typed else m.group(0)
-    # a field follows the message's start or a 'where: ' prefix: 'invalid option: train_subset: ...'
-    return re.sub(r"(^|: )([a-z][a-z0-9_]*):", as_typed, message, count=1)
+    the library (and a YAML spec) says 'train_subset: ...'. Only when the value the message quotes ('(got 0)') is
+    the one typed after that option: the same field written in a spec file, or a file name before a colon, keeps
+    its own words."""
+    got = re.search(r" \(got (.*)\)(?:; and \d+ more)?$", message)
+    field = re.search(r"(?:^|: )([a-z][a-z0-9_]*):", message)  # 'invalid option: train_subset: ...'
+    if got is None or field is None:
+        return message
+    flag = "--" + field.group(1).replace("_", "-")
+    if not any(_is_typed(got.group(1), value) for value in _typed_values(args).get(flag, [])):
+        return message
+    return message[:field.start(1)] + flag + message[field.end(1):]
 
 
 def main(argv: list[str] | None = None) -> int:

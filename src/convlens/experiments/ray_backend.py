@@ -191,7 +191,9 @@ def _train_task(job: Job, dataset, threads: int, command: list[str] | None = Non
 
 def _check_connected_to(ray, address: str | None) -> None:
     """One line when this process is connected to another cluster than ``address`` names (host:port of a head
-    node's GCS; 'auto', 'local', a ray:// client address or none: nothing to compare)."""
+    node's GCS; 'auto', 'local', a ray:// client address or none: nothing to compare). Ray records a head on this
+    machine under the node's own IP, so a loopback host (localhost, 127.0.0.1) is read as that IP."""
+    import ipaddress
     import socket
     if address in (None, "", "auto", "local") or "://" in address:
         return
@@ -200,8 +202,9 @@ def _check_connected_to(ray, address: str | None) -> None:
     def endpoint(text: str) -> tuple[str, str] | None:
         host, _, port = text.rpartition(":")
         try:
-            return socket.gethostbyname(host.strip("[]")), port
-        except (OSError, UnicodeError):
+            ip = socket.gethostbyname(host.strip("[]"))
+            return (ray.util.get_node_ip_address() if ipaddress.ip_address(ip).is_loopback else ip), port
+        except (OSError, UnicodeError, ValueError):
             return None
     named, actual = endpoint(address), endpoint(connected)
     if named and actual and named != actual:
@@ -248,16 +251,16 @@ def run_jobs_ray(jobs: list[Job], on_result: Callable[[JobResult], None], *, add
                           retry_exceptions=False)(_train_task)
         datasets: dict[tuple, object] = {}
         pending = {}
-        for job in jobs:
-            key = (job.config.dataset, str(job.config.data_dir))
-            if key not in datasets:  # once per dataset, by reference to every task
-                datasets[key] = ray.put(dataset if dataset is not None else
-                                        load_named(job.config.dataset, job.config.data_dir))
-            config = job.config.model_copy(update={"threads": threads, "workers": concurrent})
-            pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads,
-                                list(sys.argv))] = job
         results = []
-        try:
+        try:  # from the first submission: Ctrl-C while a second dataset is read leaves the first tasks running
+            for job in jobs:
+                key = (job.config.dataset, str(job.config.data_dir))
+                if key not in datasets:  # once per dataset, by reference to every task
+                    datasets[key] = ray.put(dataset if dataset is not None else
+                                            load_named(job.config.dataset, job.config.data_dir))
+                config = job.config.model_copy(update={"threads": threads, "workers": concurrent})
+                pending[task.remote(dataclasses.replace(job, config=config), datasets[key], threads,
+                                    list(sys.argv))] = job
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(ref)

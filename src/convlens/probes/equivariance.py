@@ -15,10 +15,10 @@ from both maps first: otherwise the background, identical in both, would count a
 dense layer: it has no spatial axes, so its activations of the shifted image (at its own size) are compared with
 the unshifted image's (invariance: what the head keeps), the empty image's taken out likewise.
 
-A cosine of maps after a ReLU is well above 0 even for unrelated images (the maps are non-negative), so each
-stage also gets a floor to read the figures against: the mean cosine of each unshifted image's maps with the next
-test image's ("unrelated"; ~0.3-0.5 for a trained CNN on Fashion-MNIST, and 0.29 at dense1, whose 4-px figure is
-~0.76).
+Unrelated images' maps are far from orthogonal, the empty canvas's taken out or not (mostly non-negative after a
+ReLU, and alike where the images are alike), so each stage also gets a floor to read the figures against: the
+mean cosine of each unshifted image's maps with the next test image's ("unrelated"; measured 0.3-0.5 per stage for
+a trained CNN on Fashion-MNIST, 0.29 at dense1 whose 4-px figure is ~0.76, and 0.72-0.96 on digits).
 """
 
 from __future__ import annotations

@@ -125,12 +125,13 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
 
 def _same_source(existing: Path, run_dir: Path) -> bool:
     """Whether the export whose config.json is ``existing`` came from ``run_dir``: its recorded source directory
-    is that run (absolute, or relative to here, as it was given), or its weights are the run's, byte for byte
-    (a copy of the run, or the same exported model exported again)."""
+    is that run (when it was recorded absolute: a relative one was relative to a working directory not recorded,
+    so runs/k3 from two directories are two runs), or its weights are the run's, byte for byte (a copy of the
+    run, or the same exported model exported again)."""
     import filecmp
     try:
         source = json.loads(existing.read_text()).get("source_run", {}).get("directory")
-        if isinstance(source, str) and source and Path(source).resolve() == run_dir.resolve():
+        if isinstance(source, str) and Path(source).is_absolute() and Path(source).resolve() == run_dir.resolve():
             return True
     except (OSError, ValueError, AttributeError, RecursionError):
         pass
