@@ -22,7 +22,8 @@ def class_balance(counts: dict[str, list[int]], class_names: list[str], path: Pa
         ax.bar(x + (i - 0.5) * width, values, width, label=f"{split} (n={sum(values):,})")
     ax.set_xticks(x, class_names, rotation=30, ha="right")
     ax.set(ylabel="images", title="Images per class")
-    ax.legend()
+    # right of the axes: inside them it covered the bars of balanced classes, which all reach the top
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return save_figure(fig, path)
 
 
@@ -119,9 +120,14 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], path: Path |
 def flip_gallery(rows: list[tuple[str, list[np.ndarray], list[str]]], path: Path | None, title: str):
     """Rows of test images, each with its own caption (true and predicted classes); an empty row says so."""
     n_cols = max([len(images) for _, images, _ in rows] + [1])
-    fig, ax = plt.subplots(figsize=(n_cols * 1.6 + 1.8, len(rows) * 1.55 + 0.6))
+    # Each column as wide as its longest caption line (6-pt text, ~0.6 em a character) and the tile's 1.1 in, so
+    # captions such as "model=cnn-32-64-128: T-shirt/top" do not run into the next column's.
+    longest = max([len(line) for _, images, captions in rows for c in captions[:len(images)]
+                   for line in c.splitlines()] + [1])
+    column = max(1.6, longest * 0.6 * 6 / 72 + 0.25)
+    fig, ax = plt.subplots(figsize=(n_cols * column + 1.8, len(rows) * 1.55 + 0.6))
     size, cols, centres = _mosaic(ax, [images for _, images, _ in rows], cmap="gray_r", caption_space=0.45,
-                                  column_space=0.45)
+                                  column_space=max(0.45, column / 1.1 - 1))
     for (_, images, captions), y in zip(rows, centres):
         for x, caption in zip(cols, captions[:len(images)]):
             ax.text(x, y - size / 2 - 1, caption, ha="center", va="bottom", fontsize=6)
@@ -173,20 +179,24 @@ def training_curves(histories: list[list[dict]], title: str, path: Path | None):
 
 
 def confusion_matrices(matrices: list[np.ndarray], titles: list[str], class_names: list[str], path: Path | None):
-    """Row-normalised confusion matrices (% of each true class), side by side."""
+    """Row-normalised confusion matrices (% of each true class), side by side, sharing the true classes' axis."""
     n = len(matrices)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), squeeze=False)
-    for ax, m, title in zip(axes[0], matrices, titles):
+    for k, (ax, m, title) in enumerate(zip(axes[0], matrices, titles)):
         pct = 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
         ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
         for i in range(len(class_names)):
             for j in range(len(class_names)):
-                if pct[i, j] >= 0.5:
-                    ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                text = f"{pct[i, j]:.0f}"
+                if text != "0":  # 0.5% rounds to "0" (half to even): a blank cell says under 1% already
+                    ax.text(j, i, text, ha="center", va="center", fontsize=6,
                             color="white" if pct[i, j] > 60 else "black")
         ax.set_xticks(range(len(class_names)), class_names, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="true", title=title)
+        # the class names and "true" once, on the left: beside a panel they ran into the one before it
+        ax.set_yticks(range(len(class_names)), class_names if k == 0 else [], fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true" if k == 0 else "", title=title)
+    fig.suptitle("% of each true class's test images (each row sums to 100; blank: under 0.5%)", fontsize=8,
+                 y=1.0, va="bottom")  # above the panels' titles (savefig's tight box takes it in)
     return save_figure(fig, path)
 
 
@@ -278,8 +288,11 @@ def equivariance_figure(eq: dict, shift: dict, path: Path | None = None):
         mean = np.array([s["mean"] for s in summaries])
         lo = np.array([s["ci95"][0] if s["ci95"][0] is not None else s["mean"] for s in summaries])
         hi = np.array([s["ci95"][1] if s["ci95"][1] is not None else s["mean"] for s in summaries])
-        line, = left.plot(x, mean, marker="o", label=f"shift {k} px")
+        line, = left.plot(x, mean, marker="osD^v<>"[j % 7], ls=("-", "--", "-.", ":")[j % 4], label=f"shift {k} px")
         left.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+    if eq.get("unrelated"):  # two different test images' maps: the floor the text reads the curves against
+        left.plot(x, [u["mean"] for u in eq["unrelated"]], color="grey", ls=(0, (1, 1)), marker="x",
+                  label="two different images (floor)")
     left.set_xticks(x, [f"{s}\n(jump {j})" if j else f"{s}\n(no space)" for s, j in zip(eq["stages"], eq["jumps"])],
                     fontsize=7)
     left.set(ylabel="cosine similarity to the shifted original",
@@ -327,7 +340,9 @@ def receptive_field_figure(rf: dict, path: Path | None = None):
         ax.set(ylabel="side (px)", title="Effective vs theoretical, per kernel size")
         ax.legend(fontsize=7)
     fig.suptitle(f"Effective receptive field of each block's central unit (n={len(rf['cnn']['seeds'])} seeds, "
-                 f"{rf['images']} test images)", fontsize=9)
+                 f"{rf['images']} test images; brighter = larger mean |gradient|)\ndashed cyan square: theoretical "
+                 "receptive field; solid white square: the centred square holding 90% of the gradient", fontsize=9,
+                 y=1.0, va="bottom")  # above the panels' titles
     return save_figure(fig, path)
 
 

@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 from convlens.atomic_files import atomic_write_text
 from convlens.errors import UsageError, user_path
-from convlens.stats import format_p, p_equals
+from convlens.stats import ALPHA, format_p, p_equals
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The layout of results.json this template reads; the study writes it, a different one is refused.
@@ -86,7 +86,7 @@ def _render_markdown(results: dict, *, html_facts: bool) -> str:
                                  f'{html.escape(text)}</span>')
 
     env.globals.update(fact=fact, fmt=lambda v, f: FORMATS[f](v), r=results, value=lambda key: lookup(results, key),
-                       same_data=same_data_args(results))
+                       same_data=same_data_args(results), alpha=f"{ALPHA:g}")
     return env.get_template("report.md.j2").render()
 
 
