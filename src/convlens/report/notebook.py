@@ -31,7 +31,8 @@ from typing import Any
 from convlens.atomic_files import atomic_write_text
 
 NOTEBOOK_FILE = "report.ipynb"
-SETUP = '''# Elsewhere (e.g. Colab): `pip install convlens`, upload this study's directory and name it here.
+SETUP = '''# Elsewhere (e.g. Colab): install convlens from its source (`pip install '/path/to/convlens[notebook]'`, or a
+# wheel built there with `pip wheel .`), upload this study's directory and name it here.
 STUDY = "."  # the study directory: results.json, figures/, experiments/
 
 import convlens
