@@ -151,8 +151,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False,
     to temp files first, then config.json is removed, the weights and ONNX file renamed into place, and the
     new config.json renamed in last.
 
-    ``replace_other=False`` (``convlens export`` without --force, ``Run.export`` without force) refuses an ``out_dir`` that holds the export of
-    another run; exporting the same run again replaces its export either way.
+    ``replace_other=False`` (``convlens export`` without --force, ``Run.export`` without force) refuses an
+    ``out_dir`` that holds the export of another run; exporting the same run again replaces its export either way.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     # A run's metrics, checked before torch is imported; an exported model (exported again) has none.
