@@ -75,7 +75,8 @@ def test_ray_address_from_the_environment_is_checked_before_anything_is_written(
     port = _closed_port()
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
     started = time.monotonic()
-    with pytest.raises(ConvlensError, match=rf"cannot reach the Ray cluster at 127\.0\.0\.1:{port}: Connection refused"):
+    with pytest.raises(ConvlensError,
+                       match=rf"cannot reach the Ray cluster at 127\.0\.0\.1:{port}: Connection refused"):
         make_backend("ray")
     assert time.monotonic() - started < 30
     monkeypatch.setenv("RAY_ADDRESS", "nonsense")
