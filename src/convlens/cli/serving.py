@@ -32,23 +32,17 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run dire
 def read_input(path: Path, most: int) -> bytes:
     """The bytes of one input file, at most ``most`` of them read: a regular file only (a FIFO would block, and a
     link to /dev/zero, whose size says 0, would be read until memory runs out), checked before it is opened."""
-    import os
-    import stat
-
+    from convlens.file_reads import NotRegularFile, TooLarge, read_bounded
     from convlens.serving.inputs import InputError
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise UsageError(f"{path} is not a regular file; give PNG/JPEG images, .npy arrays or .json bodies")
-        with open(path, "rb") as f:
-            if (size := os.fstat(f.fileno()).st_size) > most:
-                raise InputError(f"{size:,} bytes is more than convlens predict reads from one file (2 GB); split it")
-            data = f.read(most + 1)
+        return read_bounded(path, most)
+    except NotRegularFile:
+        raise UsageError(f"{path} is not a regular file; give PNG/JPEG images, .npy arrays or .json bodies") from None
     except FileNotFoundError:  # any other OSError: the CLI's line naming the path and the reason (exit 1)
         raise UsageError(f"{path} not found") from None
-    if len(data) > most:  # it grew while it was read
-        raise InputError(f"more than {most:,} bytes, more than convlens predict reads from one file (2 GB); split it")
-    return data
+    except TooLarge as e:
+        size = f"{e.size:,} bytes is" if e.size is not None else f"more than {most:,} bytes,"
+        raise InputError(f"{size} more than convlens predict reads from one file (2 GB); split it") from None
 
 
 PREDICT_BATCH = 1_000  # images per forward pass: a 10,000-image file must not hold every activation at once

@@ -7,8 +7,6 @@ followed by one uint32 per dimension and the raw values.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from convlens.errors import DataError
+from convlens.file_reads import NotRegularFile, TooLarge, read_bounded
 
 UINT8_CODE = 0x08
 
@@ -68,17 +67,14 @@ def read_at_most(path: Path, most: int, fix: str = REFETCH) -> bytes:
     """The bytes of ``path``, at most ``most`` of them read: a wrong file of gigabytes is one line, not a
     MemoryError (nor is a link to /dev/zero, whose size says 0, or a file that grows while it is read)."""
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise DataError(f"{path}: not a regular file; {fix}")
-            if (size := os.fstat(f.fileno()).st_size) > most:
-                raise DataError(f"{path}: {size:,} bytes, more than the {most:,} its file can take; {fix}")
-            data = f.read(most + 1)
+        return read_bounded(path, most)
+    except NotRegularFile:
+        raise DataError(f"{path}: not a regular file; {fix}") from None
+    except TooLarge as e:
+        size = f"{e.size:,} bytes, more than the {most:,}" if e.size is not None else f"more than the {most:,} bytes"
+        raise DataError(f"{path}: {size} its file can take; {fix}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if len(data) > most:
-        raise DataError(f"{path}: more than the {most:,} bytes its file can take; {fix}")
-    return data
 
 
 def read_file_bytes(path: Path, limit: int, fix: str = REFETCH) -> bytes:
