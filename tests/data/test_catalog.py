@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import tarfile
 import threading
 from functools import partial
@@ -457,6 +458,9 @@ def test_data_files_far_larger_than_their_dataset_are_refused_before_they_are_re
     (tmp_path / "zeros.gz").symlink_to("/dev/zero")  # its size says 0, and it never ends
     with pytest.raises(DataError, match="zeros.gz: not a regular file"):
         read_file_bytes(tmp_path / "zeros.gz", 1000)
+    os.mkfifo(tmp_path / "fifo.gz")  # no writer: opening it for reading would block for ever
+    with pytest.raises(DataError, match="fifo.gz: not a regular file"):
+        read_file_bytes(tmp_path / "fifo.gz", 1000)
     batch = tmp_path / "test_batch.bin"
     with batch.open("wb") as f:
         f.truncate(3 * 2**30)  # 3 GiB, sparse
