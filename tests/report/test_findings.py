@@ -44,7 +44,7 @@ def test_balance_is_called_fair_only_when_it_is():
     eda = _eda()
     lines = eda_findings(eda)
     assert "3.00x the images of the smallest" in lines[1] and "fair summary metric" not in lines[1]
-    assert "a difference of 10.0 points of brightness" in lines[3]
+    assert "a difference of 0.1000 in mean brightness" in lines[3]
     balanced = eda_findings({**eda, "class_counts": {"train": [50, 50]}, "imbalance_ratio": {"train": 1.0}})
     assert balanced[1].startswith("Classes are exactly balanced") and "fair summary metric" in balanced[1]
 
@@ -53,8 +53,9 @@ def test_duplicates_are_said_to_possibly_inflate_accuracy_not_measured_to():
     eda = _eda(duplicates={"exact": 2, "near": 3, "max_rms": 0.05})
     # under "every number below was measured": the effect on accuracy is not, so it is not stated as a fact
     assert eda_findings(eda)[4] == ("2 test images are byte-identical to a training image and 3 more are near "
-                                    "duplicates (RMS difference <= 0.05); a model may have seen those, so test "
-                                    "accuracy may be slightly optimistic for them (not measured here).")
+                                    "duplicates (RMS pixel difference <= 0.05 on the same 0-1 scale); a model may "
+                                    "have seen those, so test accuracy may be slightly optimistic for them (not "
+                                    "measured here).")
     clean = {**eda, "duplicates": {"exact": 0, "near": 0, "max_rms": 0.05}}
     assert eda_findings(clean)[4].endswith("the test set is clean of them.")
-    assert eda_findings(eda)[3].endswith("points of brightness, a cue that needs no notion of shape.")
+    assert eda_findings(eda)[3].endswith("in mean brightness, a cue that needs no notion of shape.")

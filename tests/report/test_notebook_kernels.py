@@ -114,7 +114,8 @@ def test_with_a_socket_path_too_long_for_unix_kernels_listen_on_local_tcp(tmp_pa
 def test_a_kernel_that_dies_stops_the_other_shares_and_no_kernel_is_left(tmp_path, monkeypatch):
     started = []
     real = notebook._start_warm_kernel
-    monkeypatch.setattr(notebook, "_start_warm_kernel", lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
+    monkeypatch.setattr(notebook, "_start_warm_kernel",
+                        lambda out, warm_up: started.append(real(out, warm_up)) or started[-1])
     nb = small_notebook("import os, signal, time",
                         "time.sleep(1)\nos.kill(os.getpid(), signal.SIGKILL)",  # the first share's kernel dies
                         "time.sleep(300)")  # the second share would take 5 minutes

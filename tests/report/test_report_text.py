@@ -58,18 +58,6 @@ def test_the_equivariance_list_is_its_own_block(md):
     assert lines[at - 1] == ""  # glued to the paragraph, Markdown readers other than markdown-it join them
 
 
-def test_the_sagemaker_note_gives_placeholders_convlens_accepts():
-    from convlens.cloud.sagemaker.launcher import _FORMATS
-    md = _render_markdown(RESULTS, html_facts=False)
-    note = md[md.index("The SageMaker commands"):].split("\n", 1)[0]
-    arn = re.search(r"`(arn:[^`]+)`", note).group(1)
-    assert re.fullmatch(_FORMATS["role_arn"][0], arn)
-    assert not re.fullmatch(_FORMATS["role_arn"][0], "ARN")  # the command's placeholder, pasted as it is
-    for placeholder in ("ARN", "BUCKET", "JOB", "NAME"):
-        assert any(placeholder in cmd.split() for cmd in RESULTS["deployment"]["commands"].values())
-        assert placeholder in note
-
-
 def test_the_runs_trained_now_are_counted_as_they_were():
     md = _render_markdown(RESULTS, html_facts=False)
     runs = RESULTS["study"]["runs"]

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from convlens.experiments.store import RunStore
 from convlens.figure_files import plt, save_figure  # pyplot, its backend chosen there for files
@@ -57,8 +57,12 @@ def accuracy_figure(summary: dict, against: str):
     _errorbar(ax, x, [lv["test_accuracy"] for lv in levels], [lv["label"] for lv in levels])
     if against == "params":
         ax.set_xscale("log")
-    ax.set(xlabel="parameters" if against == "params" else "train time (s, mean)", ylabel="test accuracy (%)",
-           title=f"Test accuracy, mean ± 95% CI ({_n_note(summary)})")
+        # the levels' own counts as the ticks: a log axis's minor labels (2.2x10^5, 2.4x10^5) ran into each other
+        counts = sorted(set(x))
+        ax.set_xticks(counts, [f"{c:,}" for c in counts], rotation=30, ha="right")
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set(xlabel="parameters (log scale)" if against == "params" else "training time per run (s, mean over seeds)",
+           ylabel="test accuracy (%)", title=f"Test accuracy, mean ± 95% CI ({_n_note(summary)})")
     ax.legend(fontsize=8)
     return fig
 
@@ -72,10 +76,13 @@ def per_class_figure(summary: dict, class_names: list[str]):
         ax.bar(np.arange(len(class_names)) + i * width, np.array(lv["per_class_accuracy"]) * 100, width,
                label=lv["label"])
     ax.set_xticks(np.arange(len(class_names)) + width * (len(levels) - 1) / 2, class_names, rotation=30, ha="right")
-    ax.set(ylabel="test accuracy (%)", title=f"Per-class test accuracy, mean over seeds ({_n_note(summary)})")
     # from 50% as a rule (the classes differ there), lower when a bar is lower: a class at 41% had no bar at all
     lowest = min([float(np.min(lv["per_class_accuracy"])) * 100 for lv in levels] + [100.0])
-    ax.set_ylim(max(0.0, min(50.0, 10 * math.floor((lowest - 5) / 10))), 100)
+    bottom = max(0.0, min(50.0, 10 * math.floor((lowest - 5) / 10)))
+    ax.set_ylim(bottom, 100)
+    # bars that do not start at 0 say so: their lengths are not the accuracies
+    ax.set(ylabel="test accuracy (%)" + (f", axis from {bottom:.0f}%" if bottom else ""),
+           title=f"Per-class test accuracy, mean over seeds ({_n_note(summary)})")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
     return fig
 

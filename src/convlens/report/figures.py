@@ -150,10 +150,12 @@ def pixel_histogram(histogram: list[int], path: Path | None):
 def brightness_per_class(per_class: list[dict], path: Path | None):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     names = [c["class"] for c in per_class]
-    ax.bar(names, [c["mean_brightness"] * 100 for c in per_class],
-           yerr=[c["brightness_std"] * 100 for c in per_class], capsize=3, color="tab:blue")
+    # on the 0-1 scale the models see (pixel / 255), as the EDA table and its sentences give it
+    ax.bar(names, [c["mean_brightness"] for c in per_class], yerr=[c["brightness_std"] for c in per_class],
+           capsize=3, color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set(ylabel="mean pixel value (% of 255)", title="Mean brightness per class (bar: ± std across images)")
+    ax.set(ylabel="mean pixel value (pixel / 255, 0-1)",
+           title="Mean brightness per class (error bar: ± std of the images' mean brightness)")
     return save_figure(fig, path)
 
 
@@ -220,20 +222,23 @@ def shift_curves(shifts: list[int], curves: dict[str, list[dict]], n: int, path:
 
 
 def grouped_bars(groups: list[str], series: dict[str, list[dict]], n: int, title: str, path: Path | None):
-    """Bars of mean accuracy with 95% CI error bars: one group per entry of ``groups``, one bar per series."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    """Bars of mean accuracy with 95% CI error bars: one group per entry of ``groups``, one bar per series. The
+    axis runs from 0 to 100% (a bar's length is its accuracy: an axis from just below the lowest bar made a gap of
+    a few pp look like a factor of two), and each bar carries its mean, so differences of a few pp stay readable."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     x, width = np.arange(len(groups)), 0.8 / max(len(series), 1)
     for i, (label, summaries) in enumerate(series.items()):
         mean = np.array([s["mean"] for s in summaries]) * 100
         # an end cut to 0 (convlens.stats.mean_ci's bounds) is falsy: only a missing end falls back to the mean
         end = lambda s, side: s["ci95"][side] if s["ci95"][side] is not None else s["mean"]  # noqa: E731
         err = np.array([[m - end(s, 0) * 100, end(s, 1) * 100 - m] for m, s in zip(mean, summaries)]).T
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=err, capsize=4, label=label)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=err, capsize=4, label=label)
+        ax.bar_label(bars, [f"{m:.2f}" for m in mean], label_type="center", color="white", fontsize=8)
     ax.set_xticks(x, groups)
-    ax.set(ylabel="test accuracy (%)", title=f"{title} (mean ± 95% CI, n={n} seeds)")
-    low = min(s["mean"] for v in series.values() for s in v) * 100
-    ax.set_ylim(max(0, low - 10), 100)
-    ax.legend()
+    ax.set(ylabel="test accuracy (%, axis from 0)", title=f"{title} (mean ± 95% CI, n={n} seeds)")
+    ax.set_ylim(0, 100)
+    # beside the axes: bars near 100% reach the top, where a legend inside the axes sat on them
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return save_figure(fig, path)
 
 

@@ -36,13 +36,16 @@ def eda_findings(eda: dict) -> list[str]:
         + ("accuracy is a fair summary metric." if eda["imbalance_ratio"]["train"] <= 1.5 else
            "overall accuracy favours the large classes: read the per-class accuracy too."),
         f"{eda['zero_pixel_fraction'] * 100:.1f}% of training pixels are pure background (0); mean pixel "
-        f"{eda['normalisation']['train_mean']:.4f}, std {eda['normalisation']['train_std']:.4f} after scaling by 1/255.",
-        f"{brightest['class']} is the brightest class ({brightest['mean_brightness'] * 100:.1f}% of 255 on average), "
-        f"{darkest['class']} the darkest ({darkest['mean_brightness'] * 100:.1f}%): a difference of "
-        f"{(brightest['mean_brightness'] - darkest['mean_brightness']) * 100:.1f} points of brightness, a cue that "
-        "needs no notion of shape.",
+        f"{eda['normalisation']['train_mean']:.4f}, std {eda['normalisation']['train_std']:.4f} on the 0-1 scale the "
+        "models see (pixel / 255), the scale of every brightness below.",
+        # to the 4 decimals of the EDA table, where a reader looks them up; the difference is of the values as
+        # printed, so that it adds up
+        f"{brightest['class']} is the brightest class (mean pixel {brightest['mean_brightness']:.4f}), "
+        f"{darkest['class']} the darkest ({darkest['mean_brightness']:.4f}): a difference of "
+        f"{round(brightest['mean_brightness'], 4) - round(darkest['mean_brightness'], 4):.4f} in mean brightness, a "
+        "cue that needs no notion of shape.",
         f"{dup['exact']} test images are byte-identical to a training image and {dup['near']} more are near "
-        f"duplicates (RMS difference <= {dup['max_rms']}); "
+        f"duplicates (RMS pixel difference <= {dup['max_rms']} on the same 0-1 scale); "
         + ("a model may have seen those, so test accuracy may be slightly optimistic for them (not measured here)."
            if dup["exact"] + dup["near"] else
            "the test set is clean of them."),
@@ -176,8 +179,9 @@ def augmentation_findings(aug: dict, shift: dict) -> list[str]:
                         f"{share:.1f}x what convolution gives, more than all of it")
                      + " (a ratio of two mean differences, with no interval of its own).")
     for model, c in aug["clean"].items():
-        lines.append(f"Clean test accuracy, {model} with {aug['augment']} vs without: {_pp(c['diff'])}{interval_text(c)}: "
-                     f"{c['verdict']} (a test of the augmentation experiment's family of {aug['experiment_family']}).")
+        lines.append(f"Clean test accuracy, {model} with {aug['augment']} vs without: {_pp(c['diff'])}"
+                     f"{interval_text(c)}: {c['verdict']} (a test of the augmentation experiment's family of "
+                     f"{aug['experiment_family']}).")
     if aug["timing"]["comparable"]:
         secs = {k: v["mean"] for k, v in aug["seconds"].items()}
         lines.append(f"Training time per run: MLP {secs['MLP']:.1f} s -> {secs['MLP + shift aug']:.1f} s, CNN "
@@ -252,8 +256,8 @@ def classification_findings(report: dict, missed: dict, names: list[str]) -> lis
     lines = [f"Macro averages over the {len(names)} classes: precision {_pct(macro['precision']['mean'])}, recall "
              f"{_pct(macro['recall']['mean'])}, F1 {_pct(macro['f1']['mean'])}"
              + (f" ± {macro['f1']['std'] * 100:.2f} pp (mean ± std, n={n} seeds)." if n > 1 else " (n=1 seed)."),
-             f"Lowest F1: {worst}, {_pct(rows[worst]['f1']['mean'])} (precision {_pct(rows[worst]['precision']['mean'])}"
-             f", recall {_pct(rows[worst]['recall']['mean'])})."]
+             f"Lowest F1: {worst}, {_pct(rows[worst]['f1']['mean'])} (precision "
+             f"{_pct(rows[worst]['precision']['mean'])}, recall {_pct(rows[worst]['recall']['mean'])})."]
     if missed["images"]:
         always = sum(m["missed_seeds"] == len(missed["seeds"]) for m in missed["images"])
         first = missed["images"][0]
