@@ -68,3 +68,11 @@ def test_the_runs_trained_now_are_counted_as_they_were():
     md = _render_markdown(reused, html_facts=False)
     assert "(4 trained by this invocation, the rest reused from earlier ones)" in md
     assert "data-key" in _render_markdown(reused, html_facts=True)
+
+
+def test_gained_and_lost_are_defined_before_the_first_sentence_that_counts_them():
+    md = _render_markdown(RESULTS, html_facts=False)
+    definition = md.find("counts the test images A gets right and B gets wrong (gained), and those B gets right and "
+                         "A gets wrong (lost)")
+    counts = [m.start() for m in re.finditer(r"\d+ gained, \d+ lost", md)]
+    assert counts and definition != -1 and definition < counts[0]
