@@ -104,6 +104,8 @@ def user_path(path: str | os.PathLike, what: str = "path") -> Path:
     """``path`` with ``~`` and ``~user`` expanded, as a shell would; one line where it cannot be (an unknown user,
     no home directory) or is no path at all (a NUL byte, from Python), where pathlib raises RuntimeError or
     ValueError deep inside whatever reads it."""
+    if not isinstance(path, (str, os.PathLike)):  # an int or None from Python: os.fspath's TypeError, a traceback
+        raise UsageError(f"{what} takes a path, got {path!r}")
     text = os.fspath(path)
     if "\0" in str(text):
         raise UsageError(f"{what} {str(text)!r} holds a NUL byte, which no path can")

@@ -142,7 +142,8 @@ def test_train_through_the_api_equals_the_cli_and_reads_back(tmp_path, capsys):
             again.predict_proba(bad)
     assert (again.export(tmp_path / "model") / "config.json").is_file()
     unsaved = convlens.train("mlp", "digits", epochs=1, quiet=True)
-    assert repr(unsaved) == f"Run(mlp-128-64, seed 0: test accuracy {unsaved.metrics['test_accuracy']:.2%} after 1 epoch)"
+    accuracy = unsaved.metrics["test_accuracy"]
+    assert repr(unsaved) == f"Run(mlp-128-64, seed 0: test accuracy {accuracy:.2%} after 1 epoch)"
     with pytest.raises(convlens.UsageError, match="was not saved"):
         unsaved.export(tmp_path / "nope")
     assert not capsys.readouterr().out  # quiet=True prints nothing

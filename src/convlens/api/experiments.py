@@ -4,6 +4,7 @@ table`` are this, printed."""
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ class Experiment:
             self.spec = parse_spec({**(spec or {}), **fields})
             fields = {}
         elif isinstance(spec, (str, os.PathLike)):
-            self.spec = load_spec(spec, BUILTIN_EXPERIMENTS)
+            # a YAML file's "~/specs/k.yaml" expanded, as every other path of the API is (else "not found")
+            self.spec = load_spec(spec if str(spec) in BUILTIN_EXPERIMENTS else user_path(spec, "experiment spec"),
+                                  BUILTIN_EXPERIMENTS)
         else:
             raise UsageError("Experiment takes a built-in name, a YAML file, an ExperimentSpec or a dict, got "
                              f"{spec!r}")
@@ -70,7 +73,7 @@ class Experiment:
         recipe; ``data_dir``: where the dataset's files are (not part of the design). Rerunning resumes: finished
         runs are kept. The dataset is read (or found missing) before anything is written, with either backend.
         """
-        from convlens.api.runs import output_path
+        from convlens.api.runs import data_path, output_path, study_of
         from convlens.data import load_named
         from convlens.directory_lock import holding
         from convlens.display import RunsProgress
@@ -79,13 +82,17 @@ class Experiment:
         from convlens.experiments.run import execute_plan, local_workers, make_backend, plan
         from convlens.tracking import make_tracker
         from convlens.training import threads_kept
-        if workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {workers}")
+        check_run_options(workers=workers, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, mlflow=mlflow,
+                          batch_seeds=batch_seeds)
+        data_dir = data_path(data_dir)
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)  # before planning
         check_workers_can_start(local_workers(workers, runner))  # said before anything is written
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = output_path(out) if out is not None else Path("runs") / "experiments" / spec.name
+        if study_of(out_dir):  # its experiment.json and runs/ in a study's root: the study refuses to run there again
+            raise UsageError(f"{out_dir} is a study's directory; its experiments are in {out_dir / 'experiments'}: "
+                             "give another --out")
         # Read here, once: data that is missing is one line before anything is written (not a failed run per level
         # and seed), runs kept from before are checked against it, and the runs trained in this process (or Ray's
         # object store) take it. Worker processes read their own.
@@ -144,8 +151,28 @@ class Experiment:
             return ExperimentResult(out_dir, summary, tracked=tracker.where(parent) if tracker is not None else None)
 
     def __repr__(self) -> str:
-        levels = ", ".join(label for label, _ in self.spec.factor.labelled_levels())
+        # a grid's every factor: its levels are their product
+        per_factor = [", ".join(label for label, _ in f.labelled_levels()) for f in self.spec.factors]
+        levels = per_factor[0] if len(per_factor) == 1 else " x ".join(f"({levels})" for levels in per_factor)
         return f"Experiment({self.spec.name}: {self.spec.model}, {levels}; {self.spec.seeds} seeds)"
+
+
+def check_run_options(*, workers: Any = 1, cpus_per_run: Any = 1, gpus_per_run: Any = 0, mlflow: Any = False,
+                      batch_seeds: Any = None) -> None:
+    """One line for an option of the wrong type from Python (the CLI's are typed): compared or formatted later,
+    a string was a TypeError, 2.5 workers was read as a script starting "2.5 worker processes", and mlflow=5 was
+    taken as True."""
+    if not isinstance(workers, numbers.Integral) or isinstance(workers, bool):
+        raise UsageError(f"workers takes a whole number, 1 or more; got {workers!r}")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    for name, value in (("cpus_per_run", cpus_per_run), ("gpus_per_run", gpus_per_run)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise UsageError(f"{name} takes a number, got {value!r}")
+    if mlflow is not None and not isinstance(mlflow, (bool, str)):
+        raise UsageError(f"mlflow takes True (tracking in OUT/mlflow.db), False or a tracking URI, got {mlflow!r}")
+    if batch_seeds is not None and not isinstance(batch_seeds, bool):
+        raise UsageError(f"batch_seeds takes True, False or None (the backend decides), got {batch_seeds!r}")
 
 
 def _describe_deleted(deleted: tuple[Path, ...], root: Path) -> str:
@@ -232,6 +259,17 @@ class ExperimentResult:
         """Run the same experiment with ``seeds`` seeds in this directory: the finished runs are kept, only the new
         seeds train (``options``: as ``Experiment.run``). This result then holds the new statistics, and is
         returned. In a study's directory, rerun the study to update its report."""
+        if "out" in options:  # else Python's "got multiple values for keyword argument 'out'"
+            raise UsageError("run_more trains in this result's directory; to run the experiment in another: "
+                             "result.experiment().run(seeds, out=...)")
+        if options.get("force"):  # it would delete the finished runs this method promises to keep
+            raise UsageError("run_more keeps the finished runs, which force=True would delete; to train them all "
+                             "again: result.experiment().run(seeds, out=result.directory, force=True)")
+        have = self.summary["seeds"]
+        if not isinstance(seeds, numbers.Integral) or isinstance(seeds, bool) or seeds < have:
+            # fewer would replace this analysis (and summary.json) with one of fewer seeds, not add any
+            raise UsageError(f"run_more takes the number of seeds to have, at least the {have} this result has; got "
+                             f"{seeds!r} (to analyse fewer: result.experiment().run(seeds, out=result.directory))")
         more = self.experiment().run(seeds, out=self.directory, **options)
         self.summary, self.tracked = more.summary, more.tracked
         return self
@@ -263,11 +301,13 @@ class ExperimentResult:
         """The tables ``convlens experiment run`` prints: levels, then every comparison (verdicts coloured)."""
         from html import escape
 
-        from convlens.display import comparisons_title, experiment_rows, html_table
+        from convlens.display import comparisons_title, experiment_rows, html_table, recipe_label  # as the CLI's title
         levels, tests = experiment_rows(self.summary)
         styles = [{"verdict": next((css for key, css in VERDICT_COLOURS.items() if c["verdict"].startswith(key)), "")}
                   for c in self.summary["comparisons"]]
-        return (html_table(levels, f"{self.summary['experiment']}: {self.summary['seeds']} seeds") +
+        s = self.summary
+        title = f"{s['experiment']}: recipe {recipe_label(s['recipe'])}, {s['seeds']} seeds"
+        return (html_table(levels, title) +
                 html_table(tests, f"Comparisons: {comparisons_title(self.summary['comparisons'])}", styles) +
                 "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in self.conclusions + self.warnings) + "</ul>")
 

@@ -28,15 +28,15 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None
     Example: ``ds = convlens.load_dataset("digits"); ds.explore()["class_counts"]``
     """
     import dataclasses
-    loaded = load_named(name, data_dir, download=download)
+    loaded = load_named(name, data_path(data_dir), download=download)
     return Dataset(**{f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded)})
 
 
-def summary(model, *, dataset: str = "fashion-mnist", **overrides: Any) -> ModelSummary:
+def summary(model, *, dataset: str | None = None, **overrides: Any) -> ModelSummary:
     """The Keras-like summary of a model: print it, or ``.to_frame()``.
 
-    ``model``: a name (sized for ``dataset``; ``overrides`` change its fields) or a network from
-    ``create_model`` or ``Run.model``.
+    ``model``: a name (sized for ``dataset``, default fashion-mnist; ``overrides`` change its fields) or a network
+    from ``create_model`` or ``Run.model``.
 
     Example: ``convlens.summary("cnn", kernel_size=5).params["total"]``
     """
@@ -45,12 +45,14 @@ def summary(model, *, dataset: str = "fashion-mnist", **overrides: Any) -> Model
     from convlens.models.registry import canonical_name
     from convlens.models.summary import summarize
     if isinstance(model, Network):
-        if overrides:
-            raise UsageError("overrides apply to a model name; a built network is summarised as it is")
+        if overrides or dataset is not None:  # else silently not applied: the network's sizes are summarised
+            raise UsageError(f"{'overrides apply' if overrides else 'dataset applies'} to a model name; a built "
+                             "network is summarised as it is")
         return summarize(model, model.spec.kind)
     if not isinstance(model, str):
         raise UsageError(f"summary takes a model name or a convlens network, not {type(model).__name__}")
-    spec = model_spec(train_config(model, dataset, set=overrides))  # a wrong name or field: one line
+    # a wrong name or field: one line
+    spec = model_spec(train_config(model, "fashion-mnist" if dataset is None else dataset, set=overrides))
     return summarize(Network(spec), canonical_name(model))
 
 
@@ -63,7 +65,13 @@ class Dataset(ImageDataset):
 
     def explore(self, *, samples_per_class: int = 8, seed: int = 0) -> dict:
         """The study's EDA numbers: sizes, balance, pixel statistics, normalisation, train/test duplicates."""
+        import numbers
+
         from convlens.eda import explore
+        for name, value in (("samples_per_class", samples_per_class), ("seed", seed)):
+            # numpy's own errors ("negative dimensions are not allowed") named neither argument
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{name} takes a whole number, 0 or more; got {value!r}")
         return explore(self, samples_per_class=samples_per_class, seed=seed)
 
     def tensors(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,8 +151,7 @@ class Run:
         if dataset is not None and not isinstance(dataset, ImageDataset):
             raise UsageError(f"dataset takes a Dataset (convlens.load_dataset, changed or not), got {dataset!r}")
         try:
-            return evaluate_run(self._saved("be evaluated"), data_dir=Path(data_dir) if data_dir else None,
-                                dataset=dataset)
+            return evaluate_run(self._saved("be evaluated"), data_dir=data_path(data_dir), dataset=dataset)
         except DataChanged as e:
             if dataset is not None:
                 raise
@@ -156,8 +163,10 @@ class Run:
         """A model directory that ``convlens serve``, ``predict`` and SageMaker load. ``directory`` holding another
         run's export is refused unless ``force``; this run's own export is replaced."""
         from convlens.serving.export import export_run
-        return export_run(self._saved("be exported"), output_path(directory, "directory"), onnx=onnx,
-                          replace_other=force)
+        out = output_path(directory, "directory")
+        # a model's config.json in an experiment's or a study's directory makes it refuse to run again there
+        refuse_results_directory(out, "an exported model", "directory")
+        return export_run(self._saved("be exported"), out, onnx=onnx, replace_other=force)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for images as the dataset holds them: uint8 (N, H, W) or (N, H, W, C)
@@ -246,6 +255,9 @@ def train(model: str = "cnn", data: str | ImageDataset = "fashion-mnist", *, rec
     """
     if "dataset" in recipe_overrides:  # the CLI's --dataset; here it would collide with train_config's own
         raise UsageError("convlens.train takes the dataset as data=... (a name or a loaded dataset), not dataset=")
+    if isinstance(data, ImageDataset) and data_dir is not None:  # else silently not read, yet recorded
+        raise UsageError("data_dir applies to a dataset named by text; a loaded dataset is trained on as it is: "
+                         "leave data_dir out")
     cfg = train_config(model, data.name if isinstance(data, ImageDataset) else data, recipe=recipe, seed=seed,
                        set=set, device=device, threads=threads, train_subset=train_subset, test_subset=test_subset,
                        data_dir=data_dir, **recipe_overrides)
@@ -266,16 +278,39 @@ def output_path(out: str | Path, name: str = "out") -> Path:
     return path
 
 
+def data_path(data_dir: str | Path | None) -> Path | None:
+    """``data_dir`` as a Path with ``~`` expanded; None (and "", as the CLI's empty option) for the default places.
+    One line when it is no path (an int from Python: a TypeError deep in the loader)."""
+    return None if data_dir is None or data_dir == "" else user_path(data_dir, "data_dir")
+
+
+def study_of(directory: Path) -> bool:
+    """Whether ``directory`` is a study's: one with an experiments/NAME/experiment.json, which a study writes
+    before anything else (so an interrupted one is recognised too)."""
+    return any(Path(directory).glob("experiments/*/experiment.json"))
+
+
+def refuse_results_directory(out: Path, what: str, option: str = "--out") -> None:
+    """One line when ``out`` is a study's directory, or an experiment's or inside one (its runs): ``what`` written
+    there would be mixed into their files. A study refuses to run again in a directory holding a config.json."""
+    from convlens.run_files import experiment_of
+    if study_of(out):
+        raise UsageError(f"{out} is a study's directory; {what} there would stop the study from running again in "
+                         f"it: give another {option}")
+    experiment = experiment_of(out)
+    if experiment is not None:
+        where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
+        raise UsageError(f"{out} {where}, whose runs 'convlens experiment run' trains; give another {option}")
+
+
 def refuse_to_replace(out: str | Path | None, force: bool) -> None:
     """Refuse ``out`` when it already holds a convlens run, unless ``force``: training there would replace its
     weights and metrics (a directory with another program's config.json is refused later, force or not)."""
     from convlens.models.checkpoint import CONFIG_FILE, stored_format
     from convlens.records import RUN_FORMAT
-    from convlens.run_files import METRICS_FILE, experiment_of
-    experiment = experiment_of(Path(out)) if out is not None else None
-    if experiment is not None:  # force or not: a run trained there by hand would be counted as the experiment's
-        where = "is the experiment" if experiment == Path(out).absolute() else f"is inside the experiment {experiment}"
-        raise UsageError(f"{out} {where}, whose runs 'convlens experiment run' trains; give another --out")
+    from convlens.run_files import METRICS_FILE
+    if out is not None:  # force or not: counted as the experiment's runs, or the study refusing to run there again
+        refuse_results_directory(Path(out), "a run")
     if out is not None and not force and stored_format(Path(out) / CONFIG_FILE) == RUN_FORMAT:
         what = "a run" if (Path(out) / METRICS_FILE).exists() else "an unfinished run (interrupted, or still training)"
         raise UsageError(f"{out} already holds {what}; nothing was written: choose another output directory, or "

@@ -54,7 +54,8 @@ class Study:
             quiet: bool = False, batch_seeds: bool | None = None) -> StudyResult:
         """Run (or resume: finished runs are reused) the study into ``out``; writes report.html, report.md,
         report.ipynb and results.json there."""
-        from convlens.api.runs import output_path
+        from convlens.api.experiments import check_run_options
+        from convlens.api.runs import data_path, output_path
         from convlens.display import StudyProgress
         from convlens.experiments.local import check_workers_can_start
         from convlens.experiments.run import local_workers, make_backend
@@ -70,6 +71,7 @@ class Study:
             where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
             raise UsageError(f"{out} {where}; a study writes its experiments in its own directory: give another --out")
         refuse_run_or_model(out, "a study")
+        check_run_options(cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, mlflow=mlflow, batch_seeds=batch_seeds)
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         # a script that would run again in every worker: said before anything is written (the tracker makes OUT)
         check_workers_can_start(local_workers(study_workers(self.config, runner), runner))
@@ -78,7 +80,7 @@ class Study:
         try:
             with threads_kept():  # runs trained here set torch's thread count; the session keeps its own
                 results = run_study(self.config, out, events=progress, force=force, retry_failed=retry_failed,
-                                    data_dir=Path(data_dir) if data_dir else None, backend=runner)
+                                    data_dir=data_path(data_dir), backend=runner)
         finally:
             progress.close()
         tracked = tracker.where(log_study(tracker, out, results, fresh=force)) if tracker is not None else None
@@ -174,8 +176,10 @@ class StudyResult:
     def headline(self) -> str:
         """The study's one line: CNN and MLP test accuracy over seeds and the wall time."""
         cnn, mlp = self.results["design"]["test_accuracy"], self.results["baseline"]["test_accuracy"]
+        # None in the results.json of a study stopped while it rendered its report (written before the time is known)
+        wall = self.results["study"].get("wall_seconds")
         return (f"CNN {cnn['mean'] * 100:.2f}% ± {cnn['std'] * 100:.2f} pp, MLP {mlp['mean'] * 100:.2f}% ± "
-                f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds); {self.results['study']['wall_seconds'] / 60:.1f} min")
+                f"{mlp['std'] * 100:.2f} pp (n={cnn['n']} seeds)" + ("" if wall is None else f"; {wall / 60:.1f} min"))
 
     def accuracy(self) -> dict[str, dict]:
         """Test accuracy over seeds (n, mean, std, 95% CI) of the MLP baseline and the CNN design."""

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convlens.config import DEFAULT_RECIPE, MAX_LEVELS, RECIPES, DatasetName, Precision, read_yaml
-from convlens.errors import UsageError, did_you_mean, format_validation_error
+from convlens.errors import UsageError, did_you_mean, first_repeated, format_validation_error
 from convlens.experiments.builtin import BUILTIN_EXPERIMENTS
 from convlens.experiments.spec import ExperimentSpec, one_factor_diff, parse_spec, resolve_levels, with_changes
 
@@ -62,6 +62,14 @@ class StudyConfig(BaseModel):
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
     onnx: bool = True  # also export model.onnx (needs the onnx extra; skipped with a note when missing)
     dataset: DatasetName = "fashion-mnist"
+
+    @field_validator("experiments")
+    @classmethod
+    def _each_once(cls, choices: list[ExperimentChoice]) -> list[ExperimentChoice]:
+        twice = first_repeated(c.name for c in choices)
+        if twice is not None:  # experiment_specs keeps one of them: the other's levels were silently dropped
+            raise ValueError(f"{twice} is listed twice; list each experiment once, with the levels meant")
+        return choices
 
     @field_validator("recipe")
     @classmethod
