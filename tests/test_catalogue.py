@@ -128,6 +128,14 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "epochs: Input should be greater than or equal to 1"),
     ("--lr -1", lambda t, r, m: ["train", "-m", "cnn", "--lr", "-1", "--out", str(t / "o")], 2,
      "lr: Input should be greater than 0"),
+    ("--batch-size larger than the training images (each epoch was one batch of them all, without a word)",
+     lambda t, r, m: ["train", "-m", "mlp", "--dataset", "digits", "--batch-size", "2000", "--out", str(t / "o")], 2,
+     "--batch-size: larger than the 1,294 images digits trains on (1,438 less the 144 held out for validation), so "
+     "each epoch would be one batch of 1,294; give at most 1,294 (got 2000)"),
+    ("spec: a batch size larger than --train-subset's training images", lambda t, r, m: [
+        "experiment", "run", spec_file(t, "name: b\nmodel: mlp\ndataset: digits\ntrain_subset: 200\n"
+                                          "factor: {name: recipe.batch_size, levels: [64, 256]}\n"), "--out",
+        str(t / "o")], 2, "level recipe.batch_size=256: batch_size: larger than the 180 images digits trains on"),
     ("--val-fraction 1.5", lambda t, r, m: ["train", "-m", "cnn", "--val-fraction", "1.5", "--out", str(t / "o")], 2,
      "--val-fraction: Input should be less than 1"),
     ("--train-subset beyond the data", lambda t, r, m: ["train", "-m", "mlp", "--train-subset", "10000000", "--out",
@@ -271,6 +279,10 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
      "nowhere does not exist; give a directory written by 'convlens train' or an experiment"),
     ("evaluate a file, not a run directory (it said 'notes.txt/config.json not found')", lambda t, r, m: [
         "evaluate", str(t / "notes.txt")], 2, "notes.txt is a file; give a directory written by 'convlens train'"),
+    ("compare an experiment's directory, not its runs (it said 'config.json not found')", lambda t, r, m: [
+        "compare", str(r), _experiment_dir(t)], 2, "exp is an experiment, not a run: 'convlens experiment table"),
+    ("evaluate an experiment's directory (it said 'config.json not found')", lambda t, r, m: [
+        "evaluate", _experiment_dir(t)], 2, "statistics; to evaluate one of its runs, name it"),
     ("model dir: config.json not JSON", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")
                                                                             .write_text("{")), str(t / "x.npy")], 2,
      "is not valid JSON"),
@@ -577,6 +589,13 @@ def _lost_record(tmp: Path) -> str:
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"recipe": {"lr": 0.1}}))
     (run / "metrics.json").write_text(json.dumps({"status": "done"}))
+    return str(tmp / "exp")
+
+
+def _experiment_dir(tmp: Path) -> str:
+    """An experiment's directory as compare and evaluate see it: its experiment.json (they read nothing else)."""
+    (tmp / "exp").mkdir()
+    (tmp / "exp" / "experiment.json").write_text("{}")
     return str(tmp / "exp")
 
 

@@ -280,3 +280,52 @@ def check_augmentation(cfg: TrainConfig) -> None:
         raise UsageError(f"--augment {cfg.recipe.augment}: a shift of up to {augmentation.shift} px would move "
                          f"{cfg.dataset}'s {info.size}x{info.size} images off the canvas; use shift:"
                          f"{max(1, info.size // 8)} or so (at most {info.size // 2})")
+
+
+def check_before_training(cfg: TrainConfig) -> None:
+    """What can be refused in ``cfg`` before any data is read or anything written, beyond its fields' own checks: a
+    run (runs.py) and each level of an experiment (its plan) call this first."""
+    check_augmentation(cfg)
+    check_batch_size(cfg)
+
+
+def _training_images(cfg: TrainConfig) -> tuple[int, int] | None:
+    """(images the run trains on, the training images they are left from once validation is held out), known before
+    the data is read: a built-in dataset's training images, or --train-subset's N when fewer; None for a folder
+    dataset without --train-subset."""
+    from convlens.data import catalog
+    from convlens.data.dataset import validation_size
+    info = catalog.dataset_info(cfg.dataset)
+    if info.manifest is not None:
+        total = info.manifest.files["train_images"].shape[0]
+    elif cfg.dataset == "cifar10":
+        total = len(catalog.CIFAR10_TRAIN) * 10_000
+    elif cfg.dataset == "digits":  # scikit-learn's 1,797 images less the fixed test split (a few ms to read)
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:  # reading the data says what to install
+            return None
+        total = len(catalog.stratified_split(load_digits().target)[0])
+    else:
+        total = cfg.train_subset
+    if total is None or (cfg.train_subset or 0) > total:  # a subset larger than the data: refused when it is read
+        return None
+    total = cfg.train_subset or total
+    return total - validation_size(total, cfg.recipe.val_fraction), total
+
+
+def check_batch_size(cfg: TrainConfig) -> None:
+    """A batch size the user chose (other than its recipe's) no larger than the images a run trains on: a larger
+    one trained one batch of all of them per epoch, without a word. The recipe's own batch size on a small
+    --train-subset is not refused (its choice, not the user's): each epoch is then one smaller batch."""
+    named = RECIPES.get(cfg.recipe.name)
+    if named is not None and named.batch_size == cfg.recipe.batch_size:
+        return
+    sizes = _training_images(cfg)
+    if sizes is None or cfg.recipe.batch_size <= sizes[0]:
+        return
+    n, total = sizes
+    held_out = f" ({total:,} less the {total - n:,} held out for validation)" if total != n else ""
+    # 'batch_size: ... (got N)': the CLI names it --batch-size when that is where N was typed (cli._in_the_users_words)
+    raise UsageError(f"batch_size: larger than the {n:,} images {cfg.dataset} trains on{held_out}, so each epoch "
+                     f"would be one batch of {n:,}; give at most {n:,} (got {cfg.recipe.batch_size})")

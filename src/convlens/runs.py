@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from convlens.atomic_files import atomic_write_json
-from convlens.config import TrainConfig, check_augmentation, model_spec
+from convlens.config import TrainConfig, check_before_training, model_spec
 from convlens.data.catalog import FOLDER_PREFIX
 from convlens.data.dataset import (
     PIXEL_SCALE,
@@ -112,7 +112,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     spec = model_spec(cfg)  # validate before any expensive work (loading data)
     if out_dir is not None:
         _check_run_directory(Path(out_dir))
-    check_augmentation(cfg)
+    check_before_training(cfg)
     device = pick_device(cfg.device)
     check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)

@@ -9,6 +9,7 @@ validates, calls one library function and prints:
     serving.py     convlens export | predict | serve
     sagemaker.py   convlens sagemaker train | deploy | invoke | delete
     tables.py      the experiment table and the comparison table
+    json_output.py where --json differs from the library's record (parameter counts as metrics.json has them)
     options.py     options shared by several commands
 (Consoles and progress displays are convlens/display.py: the Python API shows them too.)
 

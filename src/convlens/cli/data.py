@@ -35,11 +35,15 @@ def data_info(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-
 
 
 @app.command("fetch")
-def data_fetch(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-mnist") -> None:
+def data_fetch(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion-mnist",
+               as_json: JsonOption = False) -> None:
     """Make sure the dataset is available (download it if no local copy exists) and verify it."""
     from convlens.data import load_named
     from convlens.data.dataset import data_checksums
     ds = load_named(dataset, data_dir)
+    if as_json:  # the keys as data info --json names them
+        return print_json({"dataset": dataset, "source": ds.describe()["source"], "train": {"n": len(ds.train_labels)},
+                           "test": {"n": len(ds.test_labels)}, "checksums_verified": bool(data_checksums(ds))})
     checked = "verified" if data_checksums(ds) else "read (not verified against published checksums)"
     out.print(f"{dataset} ready: {ds.source.directory} ({ds.source.origin}), "
               f"{len(ds.train_labels):,} train + {len(ds.test_labels):,} test images {checked}")

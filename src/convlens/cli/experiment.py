@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
+from convlens.cli.json_output import summary_json
 from convlens.cli.options import (
     AddressOption,
     BackendOption,
@@ -23,7 +23,7 @@ from convlens.cli.options import (
     QuietOption,
     path_option,
 )
-from convlens.cli.tables import LABEL, NUMBER, fitted_table, print_experiment_table, print_plan
+from convlens.cli.tables import LABEL, NUMBER, WORDS, fitted_table, print_experiment_table, print_plan
 from convlens.display import RunsProgress, out, print_json
 from convlens.errors import ConvlensError, UsageError
 
@@ -79,6 +79,8 @@ def experiment_run(
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
     quiet: QuietOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="No progress; print the statistics as JSON (as "
+                                          "'experiment table --json').")] = False,
 ) -> None:
     """Run an experiment: every level x seed (skipping finished runs), then statistics, tables and plots."""
     from convlens.api.experiments import Experiment
@@ -86,13 +88,15 @@ def experiment_run(
         seeds, out=out_dir, workers=workers, backend=backend, address=address, cpus_per_run=cpus_per_run,
         gpus_per_run=gpus_per_run, epochs=epochs, precision=precision, train_subset=train_subset,
         test_subset=test_subset, dataset=dataset, force=force, retry_failed=retry_failed,
-        mlflow=mlflow_uri or mlflow, quiet=quiet, batch_seeds=batch_seeds, data_dir=data_dir)
+        mlflow=mlflow_uri or mlflow, quiet=quiet or as_json, batch_seeds=batch_seeds, data_dir=data_dir)
     levels = result.summary["levels"]
     failed = [f for lv in levels for f in lv["failed"]]
     if failed and not any(lv["n"] for lv in levels):  # nothing to show but dashes: say why, exit 1
         raise ConvlensError(f"all {len(failed)} runs failed, none finished (the first: {failed[0]['reason']}); "
                             f"fix the cause, then run again with --retry-failed (records in "
                             f"{result.directory / 'runs.csv'})")
+    if as_json:
+        return print_json(summary_json(result.summary, result.directory))
     print_experiment_table(result.summary)
     if not quiet:
         plots = " and plots/*.png" if any((result.directory / "plots").glob("*.png")) else ""
@@ -120,6 +124,8 @@ def experiment_plan(
     test_subset: Annotated[Optional[int], typer.Option(help="The test subset it ran with.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="The dataset it ran on.")] = None,
     data_dir: DataDirOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the seeds per level and "
+                                        "the time they cost.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Seeds per level needed to detect an effect with the given power, from the spread of finished runs (or of a
@@ -136,7 +142,7 @@ def experiment_plan(
     spec = with_changes(load_spec(spec_source, BUILTIN_EXPERIMENTS), epochs=epochs, precision=precision,
                         train_subset=train_subset, test_subset=test_subset, dataset=dataset)
     out_dir = out_dir or Path("runs") / "experiments" / spec.name
-    progress = RunsProgress(as_json)
+    progress = RunsProgress(quiet or as_json)
     try:
         result = plan_experiment(spec, out_dir, effect / 100, power=power, pilot_seeds=pilot_seeds,
                                  on_pilot=lambda n: progress.line(f"{out_dir} holds too few finished runs: running a "
@@ -146,7 +152,7 @@ def experiment_plan(
         progress.close()
     if as_json:
         return print_json(result)
-    print_plan(result)
+    print_plan(result, quiet)
 
 
 @app.command("status")
@@ -165,11 +171,10 @@ def experiment_status(directory: Annotated[Path, typer.Argument(help="An experim
     if as_json:
         return print_json(grid)
     seeds = sorted({seed for row in grid.values() for seed in row})
-    table = Table("level", *[f"seed {s}" for s in seeds],
-                  title=f"{store.read_experiment()['spec']['name']} in {directory}")
-    for label, row in grid.items():
-        table.add_row(label, *row.values())
-    out.print(table)
+    # fitted as the other tables: a plain rich table cut a long level's label, and 'pending', with an ellipsis
+    out.print(fitted_table(f"{store.read_experiment()['spec']['name']} in {directory}",
+                           [("level", LABEL), *[(f"seed {s}", WORDS) for s in seeds]],
+                           [[label, *row.values()] for label, row in grid.items()], out.width))
     counts = [s for row in grid.values() for s in row.values()]
     out.print(f"{counts.count('done')} done, {counts.count('failed')} failed, {counts.count('pending')} pending"
               + (f", {counts.count(LEFT_OUT)} left out" if LEFT_OUT in counts else ""))
@@ -184,5 +189,5 @@ def experiment_table(directory: Annotated[Path, typer.Argument(help="An experime
     from convlens.api.experiments import load_experiment
     summary = load_experiment(directory).summary
     if as_json:
-        return print_json(summary)
+        return print_json(summary_json(summary, directory))
     print_experiment_table(summary)

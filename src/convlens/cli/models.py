@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from convlens.cli.options import DatasetOption, JsonOption, SetOption, overrides
-from convlens.cli.tables import LABEL, NUMBER, fitted_table
+from convlens.cli.tables import LABEL, NUMBER, WORDS, fitted_table
 from convlens.display import model_label, out, print_json
 
 app = typer.Typer(help="List and inspect model presets.", no_args_is_help=True)
@@ -26,8 +25,9 @@ def models_list(as_json: JsonOption = False) -> None:
         rows.append([m["name"], ", ".join(m["aliases"]), m["description"], f"{m['params']['total']:,}",
                      "; ".join(reproduces) or "-"])
     out.print(fitted_table("Model presets (convlens models show NAME)",
-                           [("name", LABEL), ("alias", LABEL), ("architecture", LABEL), ("params (Keras)", NUMBER),
-                            ("reproduces write-up (../shared/seeds/)", LABEL)], rows, out.width))
+                           [("name", LABEL), ("alias", LABEL), ("architecture", LABEL, "layers"),
+                            ("params (Keras)", NUMBER, "params"),
+                            ("reproduces write-up (../shared/seeds/)", LABEL, "write-up")], rows, out.width))
     out.print("Each write-up's notes: convlens models show NAME. Aliases name the same preset; runs record the full "
               "name.")
 
@@ -48,12 +48,13 @@ def models_show(name: str, set_: SetOption = None, dataset: DatasetOption = "fas
         return print_json({**summary.to_dict(), "overrides": dict(config.overrides),
                            "spec": spec.model_dump(mode="json")})
     rows = summary.rows()
-    # the preset's name alone would title a network it does not build (a 2-block 5x5 'cnn-32-64-128')
-    table = Table(*rows[0], title=f'Model: "{model_label(summary.name, config.overrides)}"  (shapes as Keras '
-                                  "prints them: batch, H, W, C; RF = receptive field in px)")
-    for row in rows:
-        table.add_row(*row.values())
-    out.print(table)
+    # the preset's name alone would title a network it does not build (a 2-block 5x5 'cnn-32-64-128'); a plain
+    # rich table cut MACs ('225,7…') and layer types ('BatchNorma…') at 60-80 columns
+    kinds = {"Layer": LABEL, "Type": LABEL, "Output Shape": WORDS}
+    out.print(fitted_table(f'Model: "{model_label(summary.name, config.overrides)}"  (shapes as Keras prints them: '
+                           "batch, H, W, C; RF = receptive field in px)",
+                           [(header, kinds.get(header, NUMBER)) for header in rows[0]],
+                           [list(row.values()) for row in rows], out.width))
     out.print(" " + summary.totals().replace("\n", "\n "))
     preset = PRESETS[summary.name]  # its notes, when this is the preset as is or as a write-up's --set has it,
     # on the write-ups' dataset

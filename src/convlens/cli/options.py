@@ -32,7 +32,7 @@ DatasetOption = Annotated[str, typer.Option(
     "(PATH/<class>/*.png|jpg).")]
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a spec field, e.g. --set kernel_size=5 --set filters=16,32 (repeatable).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")]
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N (one GPU of several).")]
 PrecisionOption = Annotated[Optional[str], typer.Option(

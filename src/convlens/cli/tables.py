@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from rich.cells import cell_len
 from rich.table import Table
 
-from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp
-
-
-def changes(values: dict) -> str:
-    return "".join(f" {k}={v}" for k, v in values.items())
-
-
-def recipe_label(recipe: dict) -> str:
-    """'keras' or 'keras epochs=1': the recipe's name plus what differs from the named recipe."""
-    from convlens.config import RECIPES
-    named = RECIPES.get(recipe["name"])
-    base = named.model_dump(mode="json") if named else {}
-    return recipe["name"] + changes({k: v for k, v in recipe.items() if base.get(k) != v})
-
+from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp, recipe_label
 
 # How a column gives way when the table is wider than the terminal. A LABEL (a level, a model name) wraps at
 # spaces and folds within a word, so all of it stays readable. A NUMBER (an interval such as 66.47..68.47
 # included) is never wrapped: a folded '109,3' / '86' reads as two numbers, and rich's ellipsis hides digits.
-# WORDS (numbers with spaces, '67.47 ± 0.32') wrap only between words. Headers wrap as they must.
+# WORDS (numbers with spaces, '67.47 ± 0.32') wrap only between words. A header wraps at spaces; when its words
+# are what keeps the table too wide, it takes its shorter form (a column's third item), and only then does a word
+# break, after a '-', '/', '.' or '_' in it (data.|train_|subset): never between two letters ('test-se' / 't').
 LABEL, NUMBER, WORDS = "label", "number", "words"
-LABEL_FLOOR, HEADER_FLOOR = 8, 5  # what a label and a header word keep while the other columns can give way
+LABEL_FLOOR = 8  # what a label keeps while the other columns can give way
+_BREAKS = re.compile(r"[^-/._]*[-/._]+|[^-/._]+")  # a piece of a word, up to and with the punctuation after it
 
 
 def _longest(texts, words: bool = False) -> int:
@@ -36,37 +27,100 @@ def _longest(texts, words: bool = False) -> int:
                 for part in (line.split() if words else [line])), default=0)
 
 
-def _fitted_widths(columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> list[int] | None:
-    """Content widths that fit the table into ``width`` without cutting a value; None when it fits as it is.
+def _pieces(word: str) -> list[str]:
+    """A word cut where a line may break inside it, after its punctuation: 'data.', 'train_', 'subset'. Punctuation
+    alone stays with the piece before it ('seeds/)', not ')' on a line of its own)."""
+    pieces: list[str] = []
+    for piece in _BREAKS.findall(word):
+        if pieces and not any(c.isalnum() for c in piece):
+            pieces[-1] += piece
+        else:
+            pieces.append(piece)
+    return pieces
 
-    Rich alone does not do this: it narrows the widest wrappable columns and then every column evenly, so a
-    number column loses digits while a label beside it could have folded once more."""
-    overhead = 3 * len(columns) + 1  # a border per column and one more, a space either side of each cell
-    values = [[row[i] for row in rows] for i in range(len(columns))]
-    if sum(max(_longest([h]), _longest(v)) for (h, _), v in zip(columns, values)) + overhead <= width:
-        return None
-    whole_words, want, need, value_need = [], [], [], []
-    for (header, kind), v in zip(columns, values):
-        header_word = _longest([header], words=True)
-        whole_words.append(max(_longest(v, words=True), header_word, 1))
-        want.append(max(_longest(v), header_word, 1))
-        value_need.append(max(_longest(v, words=kind == WORDS), 1) if kind != LABEL else 3)
-        own = value_need[-1] if kind != LABEL else min(_longest(v), LABEL_FLOOR)
-        need.append(max(own, min(header_word, HEADER_FLOOR), 1))
-    available = width - overhead
-    labels = [i for i, (_, kind) in enumerate(columns) if kind == LABEL]
-    if columns[0][1] == LABEL:  # the row's name (a preset, a level) whole, while the other labels can fold for it
-        need[0] = whole_words[0]
-    # Too wide: the other labels fold down to 5 columns, then every label to 3, then headers fold within a word
-    # down to their values' width (one value never).
-    for shrinking, floors in (([i for i in labels if i], [5] * len(need)), (labels, [3] * len(need)),
-                              (range(len(need)), value_need)):
+
+def _longest_piece(header: str) -> int:
+    return max((cell_len(piece) for word in header.split() for piece in _pieces(word)), default=0)
+
+
+def wrapped_header(header: str, width: int) -> str:
+    """``header`` in lines of at most ``width`` cells: at spaces, as rich wraps it, and a word longer than
+    ``width`` broken after its punctuation (never between two letters; a piece still too long stays whole)."""
+    lines, line = [], ""
+    for word in header.split():
+        for k, part in enumerate([word] if cell_len(word) <= width else _pieces(word)):
+            joined = line + (" " if k == 0 and line else "") + part
+            if line and cell_len(joined) > width:
+                lines.append(line)
+                line = part
+            else:
+                line = joined
+    return "\n".join([*lines, line])
+
+
+def _needs(columns: list[tuple], values: list[list[str]], headers: list[str], available: int, fold_all: bool,
+           break_headers: bool) -> list[int]:
+    """Each column's narrowest width: a number's or a word's value whole, a header's words whole (or, with
+    ``break_headers``, its pieces, still never narrower than its values). Labels but the first fold down to 5 columns
+    as far as the others need, then (``fold_all``) every label down to 3: the row's name, in the first column,
+    keeps whole words until then."""
+    need, floors = [], []
+    for (_, kind, *_), v, header in zip(columns, values, headers):
+        value_need = max(_longest(v, words=kind == WORDS), 1) if kind != LABEL else 3
+        header_need = _longest_piece(header) if break_headers else _longest([header], words=True)
+        own = value_need if kind != LABEL else min(_longest(v), LABEL_FLOOR)
+        need.append(max(own, header_need, 1))
+        floors.append(max(value_need, header_need))
+    labels = [i for i, (_, kind, *_) in enumerate(columns) if kind == LABEL]
+    if labels[:1] == [0]:
+        need[0] = max(_longest(values[0], words=True), need[0])
+    for shrinking, floor in (([i for i in labels if i], 5), *([(labels, 3)] if fold_all else [])):
         while sum(need) > available:
-            over = [i for i in shrinking if need[i] > floors[i]]
+            over = [i for i in shrinking if need[i] > max(floor, floors[i])]
             if not over:
                 break
-            need[max(over, key=lambda i: need[i] - floors[i])] -= 1
+            need[max(over, key=lambda i: need[i] - max(floor, floors[i]))] -= 1
+    return need
+
+
+def _fitted_widths(columns: list[tuple], rows: list[list[str]],
+                   width: int) -> tuple[list[int] | None, list[str], bool]:
+    """Content widths that fit the table into ``width`` without cutting a value or a header's word, the headers to
+    print (each column's (header, kind) or (header, kind, shorter header)), and whether the outer cells keep their
+    padding; widths None when it fits as it is.
+
+    Rich alone does not do this: it narrows the widest wrappable columns and then every column evenly, so a
+    number column loses digits while a label beside it could have folded once more, and a header folds
+    mid-word."""
+    overhead = 3 * len(columns) + 1  # a border per column and one more, a space either side of each cell
+    values = [[row[i] for row in rows] for i in range(len(columns))]
+    headers = [column[0] for column in columns]
+    if sum(max(_longest([h]), _longest(v)) for h, v in zip(headers, values)) + overhead <= width:
+        return None, headers, True
+    available = width - overhead
+
+    def needs(fold_all: bool = False, break_headers: bool = False) -> list[int]:
+        return _needs(columns, values, headers, available, fold_all, break_headers)
+    # Too wide: the labels but the row's name fold; then the headers take their shorter forms, one at a time, the
+    # one that saves most first; then the row's name folds too; last, header words break after their punctuation.
+    need = needs()
+    shorter = sorted((i for i, column in enumerate(columns) if len(column) > 2 and column[2] != column[0]),
+                     key=lambda i: _longest([columns[i][2]], words=True) - _longest([headers[i]], words=True))
+    for i in shorter:
+        if sum(need) <= available:
+            break
+        headers[i] = columns[i][2]
+        need = needs()
+    for fold_all, break_headers in ((True, False), (True, True)):
+        if sum(need) > available:
+            need = needs(fold_all, break_headers)
+    pad_edge = sum(need) > available
+    if pad_edge:  # without the space inside the table's two outer borders, before it is wider than the terminal
+        available += 2
+        need = needs(True, True)
     widths = need  # wider than the terminal when the numbers alone are: its lines wrap, but no digit is lost
+    whole_words = [max(_longest(v, words=True), _longest([h], words=True), 1) for h, v in zip(headers, values)]
+    want = [max(_longest(v), _longest([h], words=True), 1) for h, v in zip(headers, values)]
     # Spare columns go one at a time: first to the column furthest from whole words, then to the one closest to its
     # natural width (a column on one line each row reads better than two columns wrapped a little less).
     for goal, pick in ((whole_words, max), (want, min)):
@@ -75,16 +129,18 @@ def _fitted_widths(columns: list[tuple[str, str]], rows: list[list[str]], width:
             if not short:
                 break
             widths[pick(short, key=lambda i: goal[i] - widths[i])] += 1
-    return widths
+    return widths, [wrapped_header(h, w) for h, w in zip(headers, widths)], not pad_edge
 
 
-def fitted_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> Table:
-    """A table of ``columns`` (header, LABEL/NUMBER/WORDS) for a console ``width`` columns wide: labels fold,
-    numbers stay whole."""
-    widths = _fitted_widths(columns, rows, width)
+def fitted_table(title: str, columns: list[tuple], rows: list[list[str]], width: int) -> Table:
+    """A table of ``columns`` ((header, LABEL/NUMBER/WORDS), or with a shorter header third) for a console
+    ``width`` columns wide: labels fold, numbers and header words stay whole."""
+    widths, headers, pad_edge = _fitted_widths(columns, rows, width)
+    overhead = 3 * len(columns) + (1 if pad_edge else -1)
     # rich would narrow a table wider than its console evenly, cutting numbers: its own width keeps them whole
-    table = Table(title=title, width=None if widths is None else max(width, sum(widths) + 3 * len(columns) + 1))
-    for i, (header, _) in enumerate(columns):
+    table = Table(title=title, width=None if widths is None else max(width, sum(widths) + overhead),
+                  pad_edge=pad_edge)
+    for i, header in enumerate(headers):
         table.add_column(header, overflow="fold", width=None if widths is None else widths[i])
     for row in rows:
         table.add_row(*row)
@@ -95,6 +151,11 @@ LEVEL_COLUMNS = {"level": LABEL, "n": LABEL, "test acc % (mean ± std)": WORDS, 
                  "test-set noise": WORDS, "params": NUMBER, "train s": NUMBER, "ms/img": NUMBER}
 TEST_COLUMNS = {"comparison": LABEL, "n": NUMBER, "diff, pp [95% CI]": WORDS, "p (Holm)": NUMBER,
                 "verdict": WORDS, "detectable, pp": WORDS}
+SHORTER = {"test-set noise": "noise"}  # a header's shorter form, for a terminal too narrow for its words
+
+
+def _columns(kinds: dict[str, str]) -> list[tuple[str, str, str]]:
+    return [(header, kind, SHORTER.get(header, header)) for header, kind in kinds.items()]
 
 
 def print_experiment_table(summary: dict) -> None:
@@ -102,10 +163,10 @@ def print_experiment_table(summary: dict) -> None:
     family), the conclusions and any warning."""
     levels, tests = experiment_rows(summary)
     out.print(fitted_table(f"{summary['experiment']}: recipe {recipe_label(summary['recipe'])}, "
-                           f"{summary['seeds']} seeds", list(LEVEL_COLUMNS.items()),
+                           f"{summary['seeds']} seeds", _columns(LEVEL_COLUMNS),
                            [list(row.values()) for row in levels], out.width))
     out.print(fitted_table(f"Comparisons ({comparisons_title(summary['comparisons'])})",
-                           list(TEST_COLUMNS.items()) if tests else [("comparison", LABEL)],
+                           _columns(TEST_COLUMNS) if tests else [("comparison", LABEL)],
                            [list(row.values()) for row in tests], out.width))
     for line in summary["conclusions"] + summary["warnings"]:  # warnings include a timing note when needed
         out.print(f"- {line}")
@@ -145,7 +206,9 @@ def print_comparison(comparison: dict) -> None:
         rows.append([g["model"], *(_setting(g["settings"].get(k)) for k in differs), n, mean_std(g["test_accuracy"]),
                      ci95(g["test_accuracy"]), ", ".join(f"{s}: {pp(a)}" for s, a in g["per_seed"].items()),
                      f"{g['params']:,}" if g["params"] else "-", f"{secs:.1f}" if secs is not None else "-"])
-    settings = [(k, WORDS if all(_numeric(row[1 + i]) for row in rows) else LABEL) for i, k in enumerate(differs)]
+    # a setting's shorter header drops its part ('spec.kernel_size' -> 'kernel_size')
+    settings = [(k, WORDS if all(_numeric(row[1 + i]) for row in rows) else LABEL, k.split(".", 1)[-1])
+                for i, k in enumerate(differs)]
     columns = [("model", LABEL), *settings, ("n", LABEL), ("test acc % (mean ± std)", WORDS), ("95% CI", NUMBER),
                ("per seed", WORDS), ("params", NUMBER), ("train s", NUMBER)]
     out.print(fitted_table("Runs grouped by configuration (everything but the seed)", columns, rows, out.width))
@@ -169,18 +232,20 @@ def duration(seconds: float) -> str:
     return f"{seconds:.{max(1, 1 - math.floor(math.log10(seconds)))}f} s"
 
 
-def print_plan(plan: dict) -> None:
-    """Seeds needed per comparison to detect the effect, then the seeds per level and the time they cost."""
+def print_plan(plan: dict, quiet: bool = False) -> None:
+    """Seeds needed per comparison to detect the effect, then the seeds per level and the time they cost
+    (``quiet``: that sentence alone)."""
     rows = [[c["label"], str(c["n"]), pp(c["std_diff"]) if c["std_diff"] is not None else "-",
              str(c["seeds_needed"]) if c["seeds_needed"] is not None else f"- ({c['reason']})"]
             for c in plan["comparisons"]]
-    out.print(fitted_table(
-        f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
-        f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: "
-        + ("a family of one comparison)" if plan["family"] == 1 else
-           f"0.05 over the family's {plan['family']} comparisons)"),
-        [("comparison", LABEL), ("paired seeds", NUMBER), ("spread of differences, pp", NUMBER),
-         ("seeds needed", WORDS)], rows, out.width))
+    if not quiet:
+        out.print(fitted_table(
+            f"{plan['experiment']}: seeds to detect {plan['effect'] * 100:.2f} pp with "
+            f"{plan['power']:.0%} power (paired t-test at alpha {plan['alpha']:.3g}: "
+            + ("a family of one comparison)" if plan["family"] == 1 else
+               f"0.05 over the family's {plan['family']} comparisons)"),
+            [("comparison", LABEL), ("paired seeds", NUMBER), ("spread of differences, pp", NUMBER, "spread, pp"),
+             ("seeds needed", WORDS)], rows, out.width))
     if plan["seeds"] is None:
         spread = [c for c in plan["comparisons"] if c["std_diff"] is not None]
         if not spread:

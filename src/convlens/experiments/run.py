@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convlens.config import check_augmentation
+from convlens.config import check_before_training
 from convlens.errors import UsageError
 from convlens.experiments.analysis import write_outputs
 from convlens.experiments.local import Job, JobResult, execute, execute_batched, run_jobs, seed_groups
@@ -38,7 +38,7 @@ def plan(spec: ExperimentSpec, out: Path, *, force: bool = False, retry_failed: 
     diff = one_factor_diff(spec, levels)  # raises on a confounded design, before anything is written
     for level in levels:  # each level's augmentation on this dataset: one line now, not a failed run per seed
         try:
-            check_augmentation(level.for_seed(0))
+            check_before_training(level.for_seed(0))
         except UsageError as e:
             raise UsageError(f"level {level.label}: {e}") from None
     store = RunStore(out)
