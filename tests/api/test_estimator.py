@@ -108,3 +108,15 @@ def test_complex_images_are_refused_as_scikit_learn_refuses_complex_rows():
     for X in (np.zeros((10, 8, 8), complex), np.zeros((10, 64), complex)):  # images here, rows by scikit-learn
         with pytest.raises(ValueError, match="Complex data not supported"):
             ConvNetClassifier(epochs=1).fit(X, y)
+
+
+def test_a_batch_larger_than_the_fit_s_training_images_is_clipped_with_a_warning_as_scikit_learn_does():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:100], y[:100]
+    # 100 samples, 10% held out for validation (round(100 * 0.1) = 10, by hand): 90 train
+    with pytest.warns(UserWarning, match=r"batch_size=200 is larger than the 90 images this fit trains on"):
+        ConvNetClassifier(epochs=1, seed=0, batch_size=200, val_fraction=0.1).fit(X, y)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exactly the training images: no warning
+        ConvNetClassifier(epochs=1, seed=0, batch_size=90, val_fraction=0.1).fit(X, y)

@@ -9,6 +9,7 @@ convlens' own loop (the recipe, seeded): ``seed`` fixes the weights, the validat
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             train_idx, val_idx = (i.to(device) for i in validation_indices(len(y_all), val_fraction, cfg.seed))
             splits = DeviceSplits(x_all[train_idx].contiguous(memory_format=layout), y_all[train_idx],
                                   x_all[val_idx].contiguous(memory_format=layout), y_all[val_idx], x_all[:0], y_all[:0])
+            if self.batch_size is not None and self.batch_size > len(train_idx):
+                # as scikit-learn's MLPClassifier does: clipped, with a warning (a grid search's small folds are
+                # not an error); each epoch is then one batch of every training image
+                warnings.warn(f"batch_size={self.batch_size} is larger than the {len(train_idx):,} images this fit "
+                              f"trains on (after the validation split): each epoch is one batch of {len(train_idx):,}",
+                              UserWarning, stacklevel=2)
             seed_everything(cfg.seed)
             network = Network(spec).to(device=device, memory_format=layout)
             outcome = train(network, splits, cfg.recipe, seed=cfg.seed)
