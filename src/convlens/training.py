@@ -68,7 +68,8 @@ def bf16_is_native(device: torch.device) -> bool:
     dot products (AVX512_BF16; every CPU with AMX tiles has it too). Measured (bench/README.md): on an Intel Xeon with
     AMX a `fast` run was 2.1x faster in bf16, validation +0.03 pp [-0.15, +0.21] (n=5); on an AMD Zen 4 (AVX512_BF16,
     no AMX) 1.5x faster, validation -0.02 pp [-0.17, +0.13] (n=10, seeds 0-9; seeds 0-4 alone had said -0.15 pp,
-    seeds 5-9 +0.11), held-out test -0.075 pp [-0.14, -0.01] (p=0.035, measured after the choice). An Intel CPU with
+    seeds 5-9 +0.11), held-out test -0.075 pp [-0.14, -0.01] (p=0.035, measured after the choice); an AMD Zen 5
+    runs the same oneDNN kernels and gave the Zen 4's ten held-out accuracies exactly, 1.6x faster. An Intel CPU with
     AVX512_BF16 but no AMX (Cooper Lake) was not measured. Elsewhere (AVX2 only, e.g. a Zen 3) bf16 would be
     emulated: fp32."""
     if device.type == "cuda":  # in hardware (Ampere and later), not emulated (T4, V100: slower than fp32)
