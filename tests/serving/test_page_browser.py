@@ -1,5 +1,8 @@
 """The web page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): upload a real test
-image, read the rendered top class; draw on the canvas; no console errors or failed loads; a screenshot."""
+image, read the rendered top class; draw on the canvas; no console errors or failed loads; a screenshot.
+
+The page is served with a Content-Security-Policy without 'unsafe-eval': wait_for_function is given functions, as
+Playwright evaluates a string predicate with eval in the page each time it polls, which the policy refuses."""
 
 from __future__ import annotations
 
@@ -25,21 +28,21 @@ def test_upload_a_real_test_image_and_read_the_top_class(browser, live_server, e
     problems = record_page_problems(page)
 
     page.goto(f"{live_server}/")
-    page.wait_for_function("document.getElementById('card').textContent.includes('Fashion-MNIST')")
+    page.wait_for_function("() => document.getElementById('card').textContent.includes('Fashion-MNIST')")
     card = page.locator("#card").inner_text()
     config = json.loads((exported[0] / "config.json").read_text())
     assert f"{config['params']:,}" in card and "1 x 28 x 28 (grayscale)" in card and "Ankle boot" in card
     assert f"{config['source_run']['test_accuracy'] * 100:.2f}%" in card and "one run, seed 0: no spread" in card
     assert page.locator("h1").inner_text() == "Fashion-MNIST classifier" and page.locator("#pad").is_visible()
 
-    page.wait_for_function("document.querySelectorAll('#examples img').length === 10")  # one test image per class
+    page.wait_for_function("() => document.querySelectorAll('#examples img').length === 10")  # one test image per class
     page.locator("#examples button").first.click()  # test image 0, an ankle boot
-    page.wait_for_function("document.getElementById('top-class').textContent.length > 0", timeout=15_000)
+    page.wait_for_function("() => document.getElementById('top-class').textContent.length > 0", timeout=15_000)
     assert page.locator("#top-class").get_attribute("data-class") == expected
     page.click("#clear")
 
     page.set_input_files("#file", str(image))
-    page.wait_for_function("document.getElementById('top-class').textContent.length > 0", timeout=15_000)
+    page.wait_for_function("() => document.getElementById('top-class').textContent.length > 0", timeout=15_000)
     top = page.locator("#top-class").get_attribute("data-class")
     assert top == expected == "Ankle boot"
     assert page.locator("#bars .bar").count() == 10
@@ -50,7 +53,7 @@ def test_upload_a_real_test_image_and_read_the_top_class(browser, live_server, e
     page.mouse.move(pad["x"] + 140, pad["y"] + 240, steps=12)
     page.mouse.up()
     page.click("#predict")
-    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    page.wait_for_function("() => document.querySelectorAll('#bars .bar').length === 10")
     assert page.locator("#top-class").get_attribute("data-class") in predictor.class_names
 
     shot = tmp_path / "page.png"
@@ -76,12 +79,12 @@ def test_an_rgb_model_gets_an_upload_and_no_drawing_pad(browser, tmp_path):
         page = browser.new_page(viewport={"width": 900, "height": 650})
         problems = record_page_problems(page)
         page.goto(f"http://127.0.0.1:{port}/")
-        page.wait_for_function("document.getElementById('card').textContent.includes('RGB')")
+        page.wait_for_function("() => document.getElementById('card').textContent.includes('RGB')")
         assert not page.locator("#pad").is_visible() and page.locator("#file").count() == 1
         assert "3 x 12 x 12 (RGB)" in page.locator("#card").inner_text()
-        page.wait_for_function("document.querySelectorAll('#examples img').length === 2")
+        page.wait_for_function("() => document.querySelectorAll('#examples img').length === 2")
         page.locator('#examples button[title="red"]').click()  # the red test image, by its label
-        page.wait_for_function("document.getElementById('top-class').textContent.length > 0", timeout=15_000)
+        page.wait_for_function("() => document.getElementById('top-class').textContent.length > 0", timeout=15_000)
         assert page.locator("#top-class").get_attribute("data-class") == "red"
         assert problems == []
         page.close()
@@ -95,11 +98,11 @@ def test_a_drawing_of_pure_white_is_sent_as_white(browser, live_server, exported
     page = browser.new_page()
     problems = record_page_problems(page)
     page.goto(f"{live_server}/")
-    page.wait_for_function("document.getElementById('card').textContent.includes('Fashion-MNIST')")
+    page.wait_for_function("() => document.getElementById('card').textContent.includes('Fashion-MNIST')")
     page.evaluate("ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, pad.width, pad.height)")
     with page.expect_request(lambda r: r.url.endswith("/invocations")) as sent:
         page.click("#predict")
-    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    page.wait_for_function("() => document.querySelectorAll('#bars .bar').length === 10")
     x = decode(sent.value.post_data_buffer, "application/json")
     assert x.shape == (1, 1, 28, 28) and np.array_equal(x, np.ones((1, 1, 28, 28), np.float32))
     predictor = Predictor(exported[0])

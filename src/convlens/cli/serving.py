@@ -132,14 +132,16 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
               host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port (SageMaker uses 8080).")] = 8080,
               workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
-              body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a request body may take "
-                                                          "to arrive (408 after).")] = 30.0) -> None:
+              body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a request's headers, "
+                                                          "then its body, may take to arrive (408 after).")] = 30.0
+              ) -> None:
     """Serve the model over the SageMaker inference contract, with a web page at /."""
     import os
 
     import uvicorn
 
-    from convlens.serving.app import BODY_TIMEOUT_ENV, MODEL_DIR_ENV
+    from convlens.serving.app import MODEL_DIR_ENV
+    from convlens.serving.http_policy import BODY_TIMEOUT_ENV
     from convlens.serving.http_protocol import protocol_class
     from convlens.serving.predictor import Predictor
     for wrong, message in ((not host.strip(), "--host is empty, which would bind every interface; give an address "
@@ -162,7 +164,8 @@ def serve_cmd(model_dir: Annotated[Path, typer.Argument(help="An exported model 
     stopped_by: list[int] = []
     with _supervisor_telling(stopped_by):
         uvicorn.run("convlens.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False, timeout_graceful_shutdown=25, http=protocol_class())
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=25, http=protocol_class(),
+                    server_header=False)  # "server: uvicorn" on every answer told a client what to try
     if stopped_by:  # as one worker ends (its signal raised again): 130 for Ctrl-C, 143 for SIGTERM, one line
         raise typer.Exit(128 + stopped_by[0])
 

@@ -1,7 +1,9 @@
 """The HTTP server: the SageMaker inference contract (GET /ping, POST /invocations) plus a small web page.
 
 Client mistakes get a 4xx with a JSON ``{"error": ...}`` body, never a 500: 400 for undecodable or invalid
-input, 413 above 6 MB or too many instances, 415 for an unsupported content type. Imports no training code.
+input, 413 above 6 MB or too many instances, 415 for an unsupported content type. Every answer carries
+X-Content-Type-Options: nosniff, the page its Content-Security-Policy (convlens.serving.http_policy); HEAD is
+answered for every GET route. Imports no training code.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convlens.records import RUN_FORMAT
+from convlens.serving.http_policy import COMMON_HEADERS, configured_body_timeout_s, page_headers
 from convlens.serving.inputs import (
     CONTENT_TYPES,
     MAX_BODY_BYTES,
@@ -34,8 +37,6 @@ from convlens.serving.inputs import (
 from convlens.serving.predictor import Predictor
 
 MODEL_DIR_ENV = "CONVLENS_MODEL_DIR"
-BODY_TIMEOUT_ENV = "CONVLENS_BODY_TIMEOUT_S"  # set by `convlens serve --body-timeout`
-BODY_TIMEOUT_S = 30.0
 INFERENCE_SLOTS = 4  # requests decoded and predicted at once; the rest wait (each may hold ~100 MB while decoding)
 # A small body of pixel numbers (a few images) is decoded and predicted on the event loop: well under a millisecond,
 # less than the hop to a worker thread and back (bench/README.md, serving). Never PNG/JPEG, in a body or as b64:
@@ -55,7 +56,7 @@ def _numeric(body: bytes, content_type: str | None) -> bool:
 def _declared_length(value: str | bytes | None) -> int | None:
     """A Content-Length header as a number; more than 12 digits counts as too large (int() of thousands of digits
     raises, and no body here is near 10^12 bytes)."""
-    if value is None or not value.isdigit():
+    if value is None or not (value.isascii() and value.isdigit()):  # str.isdigit() takes '²', int() does not
         return None
     return int(value) if len(value) <= 12 else 10**12
 
@@ -113,14 +114,22 @@ class InlineInvocations:
     without FastAPI's routing, request object and response classes, which cost more than the prediction itself
     for one image (bench/README.md, serving). Everything else, and any body that is not small and numeric, goes to
     the app with the body replayed, so its limits, threads and OpenAPI description stay the one definition.
-    Errors are the app's: the same statuses and {"error": ...} bodies (tested on both paths)."""
+    Errors are the app's: the same statuses and {"error": ...} bodies (tested on both paths).
+
+    Every answer passed to the app gets COMMON_HEADERS here (a send wrapper: a BaseHTTPMiddleware costs more
+    than the prediction), and HEAD is answered as GET without the body, for every GET route (FastAPI's routes
+    answered HEAD /ping, what health checkers and `curl -I` send, with 405)."""
 
     def __init__(self, app, predict: Callable[[bytes, str | None], bytes], body_timeout_s: float):
         self.app, self.predict, self.body_timeout_s = app, predict, body_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["path"] != "/invocations" or scope["method"] != "POST":
+            if scope["method"] == "HEAD":
+                return await self.app({**scope, "method": "GET"}, receive, _with_headers(send, head=True))
+            return await self.app(scope, receive, _with_headers(send))
         content_type = length = accept = None
         for name, value in scope["headers"]:
             if name == b"content-type" and content_type is None:  # the first, as Starlette reads it
@@ -130,7 +139,7 @@ class InlineInvocations:
             elif name == b"accept" and accept is None:
                 accept = value.decode("latin-1")
         if length is None or length > INLINE_BODY_BYTES:
-            return await self.app(scope, receive, send)  # large, chunked or refused: the app's route
+            return await self.app(scope, receive, _with_headers(send))  # large, chunked or refused: the app's route
         body, more = b"", True
         try:
             with anyio.fail_after(self.body_timeout_s):
@@ -152,7 +161,7 @@ class InlineInvocations:
                     replayed = True
                     return {"type": "http.request", "body": body, "more_body": more}
                 return await receive()
-            return await self.app(scope, replay, send)
+            return await self.app(scope, replay, _with_headers(send))
         try:
             check_accept(accept)
             status, answer = 200, self.predict(body, content_type)
@@ -161,13 +170,28 @@ class InlineInvocations:
         await _send_json(send, status, answer)
 
 
+def _with_headers(send, head: bool = False):
+    """``send`` adding COMMON_HEADERS to the answer's head, and for a HEAD request dropping its body (the app
+    answers it as a GET: the same status and headers, Content-Length included, as RFC 9110 has it)."""
+    async def sending(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *COMMON_HEADERS]}
+        elif head and message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+    return sending
+
+
 def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+_JSON_HEADERS = ((b"content-type", b"application/json"), *COMMON_HEADERS)
+
+
 async def _send_json(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -249,7 +273,7 @@ def model_card(config: dict, model_dir: Path) -> dict:
 def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None = None) -> FastAPI:
     """The app for ``model_dir`` (default: $CONVLENS_MODEL_DIR, as set by ``convlens serve``)."""
     model_dir = model_dir or os.environ.get(MODEL_DIR_ENV)
-    body_timeout_s = body_timeout_s or float(os.environ.get(BODY_TIMEOUT_ENV) or BODY_TIMEOUT_S)
+    body_timeout_s = body_timeout_s or configured_body_timeout_s()
     if not model_dir:
         raise RuntimeError(f"no model directory: pass one or set {MODEL_DIR_ENV}")
     predictor = Predictor(model_dir)
@@ -259,13 +283,27 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     app = FastAPI(title="convlens model server",
                   description=f"SageMaker inference contract for a convlens model of {len(predictor.class_names)} "
                               "classes (GET /model describes it).",
-                  version=predictor.config.get("versions", {}).get("convlens", "0"), docs_url=None, redoc_url=None)
+                  version=predictor.config.get("versions", {}).get("convlens", "0"), docs_url=None, redoc_url=None,
+                  # /ping/ was a 307 to http://<the request's Host header>/ping: a redirect anywhere a client's
+                  # Host said (poisoned through a cache or a proxy). A trailing slash is a 404, as any unknown path.
+                  redirect_slashes=False)
     app.state.predictor = predictor
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # 404 / 405 in the same shape as every other error ({"error": ...}), not FastAPI's {"detail": ...}
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and headers and "GET" in headers.get("Allow", "").split(", "):
+            headers = {**headers, "Allow": headers["Allow"] + ", HEAD"}  # answered by InlineInvocations
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, or the machine out of memory: the same JSON shape as every error, not Starlette's plain text, and
+        # no detail of the exception (the log has its traceback). Starlette's ServerErrorMiddleware sends it,
+        # outside InlineInvocations, so its headers are given here.
+        return JSONResponse({"error": "internal server error"}, status_code=500,
+                            headers={name.decode(): value.decode() for name, value in COMMON_HEADERS})
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -311,9 +349,13 @@ def create_app(model_dir: str | Path | None = None, body_timeout_s: float | None
     async def run_in_threadpool_limited(fn, *args):
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
+    html = resources.files("convlens.serving").joinpath("page.html").read_text(encoding="utf-8")
+    html_headers = page_headers(html)  # its CSP holds the hashes of its inline script and style: computed once
+    html_bytes = html.encode("utf-8")
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> str:
-        return resources.files("convlens.serving").joinpath("page.html").read_text()
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html_bytes, headers=html_headers)
 
     examples = load_examples(Path(model_dir), predictor.class_names)
 
