@@ -3,6 +3,8 @@
 Every preset reproduces one or more of the reference write-ups (the assignment's five write-ups,
 ``../shared/seeds/``), some with an override such as ``--set dropout=0``; ``convlens models list`` shows which.
 Write-up 003 gives no exact architecture (its text has placeholders), so nothing claims to reproduce it.
+Where a write-up contradicts itself (its layer list against a parameter count it states), the preset follows the
+layer list and its note says what does not match (write-up 004).
 Parameter totals in the docstrings are Keras ``summary()`` totals, checked by hand in tests/models/test_presets.py.
 
 This module is data only: the registry (registry.py) reads ``PRESETS`` and ``ALIASES``; nothing here imports it.
@@ -52,7 +54,9 @@ def _preset(name: str, *reproduces: Reproduction) -> Callable[[Callable[[], MLPS
     return register
 
 
-@_preset("mlp-128-64", Reproduction("000"), Reproduction("001", {"dropout": 0.0}, "its diagram draws no dropout"),
+@_preset("mlp-128-64", Reproduction("000", note="its model takes the images already flattened (Input(shape=(784,))), "
+                                          "so its summary has no Flatten row"),
+         Reproduction("001", {"dropout": 0.0}, "its diagram draws no dropout"),
          Reproduction("004", {"dropout": 0.3}))
 def mlp_128_64() -> MLPSpec:
     """784-128-64-10, ReLU, dropout 0.2 after each hidden layer: the default MLP.
@@ -89,8 +93,9 @@ def cnn_16_32() -> CNNSpec:
     return CNNSpec(depth=2, filters=(16, 32), kernel_size=3, padding="same", pool="max", dense=(128,), dropout=0.0)
 
 
-@_preset("cnn-32-64", Reproduction("002", note="padding 'same' from its flatten size 3,136 = 7x7x64; its "
-                                          "kernel study varies kernel_size over 3, 5, 7"))
+@_preset("cnn-32-64", Reproduction("002", note="padding 'same' as its text says (flatten 3,136 = 7x7x64); ReLU "
+                                          "assumed, as it names no activation for its CNN; its kernel study varies "
+                                          "kernel_size over 3, 5, 7"))
 def cnn_32_64() -> CNNSpec:
     """conv 32-64 (3x3 same, ReLU, max-pool 2) -> dense 128, no dropout.
 
@@ -99,7 +104,9 @@ def cnn_32_64() -> CNNSpec:
 
 
 @_preset("cnn-32-64-128-bn", Reproduction("004", note="BatchNorm after the ReLU as its diagram draws it; its text's "
-                                                 "~201,000 params do not match its own layer list"))
+                                                 "~201,000 params and its depth table's ~422,026 (2 conv) and "
+                                                 "~897,802 (3 conv) do not match its own layer list (250,058; with "
+                                                 "--set depth=1 or 2: 812,298, 429,642)"))
 def cnn_32_64_128_bn() -> CNNSpec:
     """conv 32-64-128 (3x3 same, ReLU -> BatchNorm, max-pool 2) -> dense 128-64, dropout 0.3.
 

@@ -3,8 +3,8 @@
 Parameters are counted as Keras' ``summary()`` counts them: weights and biases (and BatchNorm's gamma/beta)
 are trainable; BatchNorm's moving mean and variance are non-trainable. MACs come from
 ``torch.utils.flop_counter`` (FLOPs / 2), for one image, forward pass. Shapes are printed Keras-style,
-(batch, H, W, C), so they read like the reference write-ups' notebooks. Activations are folded into the layer before them,
-like Keras' ``activation='relu'`` argument.
+(batch, H, W, C), so they read like the reference write-ups' notebooks. Activations are folded into the layer before
+them, like Keras' ``activation='relu'`` argument; an empty container (the MLP's ``features``) is no row.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from convlens.models.layers import LocallyConnected2d
 from convlens.models.network import ACTIVATIONS, Network
 
 _NON_TRAINABLE_BUFFERS = ("running_mean", "running_var")  # Keras: moving_mean, moving_variance
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def count_params(module: nn.Module, recurse: bool = True) -> tuple[int, int]:
     """(trainable, non_trainable) parameter counts, the Keras way."""
     trainable = sum(p.numel() for p in module.parameters(recurse) if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters(recurse) if not p.requires_grad)
-    moving = sum(b.numel() for n, b in module.named_buffers(recurse=recurse) if n.split(".")[-1] in _NON_TRAINABLE_BUFFERS)
+    moving = sum(b.numel() for n, b in module.named_buffers(recurse=recurse)
+                 if n.split(".")[-1] in _NON_TRAINABLE_BUFFERS)
     return trainable, frozen + moving
 
 
@@ -143,7 +145,9 @@ def _kernel_stride(module: nn.Module) -> tuple[int, int] | None:
 def summarize(model: Network, name: str) -> ModelSummary:
     spec = model.spec
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)  # (C, H, W)
-    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    # An empty container is no layer (the MLP's `features`, an empty nn.Sequential): Keras prints no row for it.
+    leaves = [(n, m) for n, m in model.named_modules()
+              if n and not list(m.children()) and not isinstance(m, _CONTAINERS)]
 
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:])))
