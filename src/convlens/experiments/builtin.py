@@ -8,7 +8,8 @@ _BUILTIN = [
     dict(name="kernel-size", model="cnn-32-64-128",
          # Descriptions name the factor, not its levels: a study or a spec may run other levels of the same
          # experiment (the default study runs kernel sizes 3 and 5), and the report lists the levels that ran.
-         description="Kernel size in the default CNN (three of the reference write-ups varied it, each run once).",
+         description="Kernel size in the default CNN (four of the five reference write-ups varied it, 000 and 001 "
+                    "3/5, 002 and 003 3/5/7, each run once).",
          factor=dict(name="kernel_size", levels=[3, 5, 7], reference=3)),
     dict(name="depth", model="cnn-32-64-128-bn",
          description="The number of conv blocks in the BatchNorm CNN (one of the reference write-ups varied it, "
