@@ -281,6 +281,9 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], int, str]] = [
         "evaluate", str(t / "notes.txt")], 2, "notes.txt is a file; give a directory written by 'convlens train'"),
     ("compare an experiment's directory, not its runs (it said 'config.json not found')", lambda t, r, m: [
         "compare", str(r), _experiment_dir(t)], 2, "exp is an experiment, not a run: 'convlens experiment table"),
+    ("export a run into an experiment's directory (it wrote a model's files among the experiment's)",
+     lambda t, r, m: ["export", str(r), "--out", _experiment_dir(t)], 2,
+     "exp is the experiment, whose runs 'convlens experiment run' trains; give another --out"),
     ("evaluate an experiment's directory (it said 'config.json not found')", lambda t, r, m: [
         "evaluate", _experiment_dir(t)], 2, "statistics; to evaluate one of its runs, name it"),
     ("model dir: config.json not JSON", lambda t, r, m: ["predict", copy_of(m, t, lambda d: (d / "config.json")

@@ -212,6 +212,21 @@ def test_data_fetch_json_counts_as_data_info_does(capsys):
     assert f"{fetched['train']['n']:,} train + {fetched['test']['n']:,} test images" in out
 
 
+def test_data_fetch_json_names_a_folder_dataset_as_data_info_does(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("L", (8, 8), 40 * i).save(tmp_path / split / name / f"{i}.png")
+    given = f"folder:{tmp_path.name}"  # relative, as typed: it was printed so, where data info resolves it
+    monkeypatch.chdir(tmp_path.parent)
+    fetched = json.loads(run(capsys, "data", "fetch", "--dataset", given, "--json")[1])
+    info = json.loads(run(capsys, "data", "info", "--dataset", given, "--json")[1])
+    assert fetched["dataset"] == info["dataset"] == f"folder:{tmp_path}"
+    assert fetched["train"] == info["train"] == {"n": 6, "shape": [8, 8]} and fetched["test"] == info["test"]
+
+
 # 3. A batch size larger than the training images -------------------------------------------------------------
 
 def test_a_batch_size_larger_than_the_training_images_is_refused_naming_both(trained, tmp_path, capsys):

@@ -282,21 +282,25 @@ def check_augmentation(cfg: TrainConfig) -> None:
                          f"{max(1, info.size // 8)} or so (at most {info.size // 2})")
 
 
-def check_before_training(cfg: TrainConfig) -> None:
+def check_before_training(cfg: TrainConfig, train_images: int | None = None) -> None:
     """What can be refused in ``cfg`` before any data is read or anything written, beyond its fields' own checks: a
-    run (runs.py) and each level of an experiment (its plan) call this first."""
+    run (runs.py) and each level of an experiment (its plan) call this first. ``train_images``: the training images
+    of a dataset given already loaded (the API's ``train(data=...)``, changed or not), counted instead of the
+    named dataset's."""
     check_augmentation(cfg)
-    check_batch_size(cfg)
+    check_batch_size(cfg, train_images)
 
 
-def _training_images(cfg: TrainConfig) -> tuple[int, int] | None:
+def _training_images(cfg: TrainConfig, given: int | None = None) -> tuple[int, int] | None:
     """(images the run trains on, the training images they are left from once validation is held out), known before
-    the data is read: a built-in dataset's training images, or --train-subset's N when fewer; None for a folder
-    dataset without --train-subset."""
+    the data is read: ``given`` (a loaded dataset's), else a built-in dataset's training images, or --train-subset's
+    N when fewer; None for a folder dataset without --train-subset."""
     from convlens.data import catalog
     from convlens.data.dataset import validation_size
     info = catalog.dataset_info(cfg.dataset)
-    if info.manifest is not None:
+    if given is not None:  # a loaded dataset may hold more or fewer images than the one its name reads
+        total = given
+    elif info.manifest is not None:
         total = info.manifest.files["train_images"].shape[0]
     elif cfg.dataset == "cifar10":
         total = len(catalog.CIFAR10_TRAIN) * 10_000
@@ -314,14 +318,14 @@ def _training_images(cfg: TrainConfig) -> tuple[int, int] | None:
     return total - validation_size(total, cfg.recipe.val_fraction), total
 
 
-def check_batch_size(cfg: TrainConfig) -> None:
+def check_batch_size(cfg: TrainConfig, train_images: int | None = None) -> None:
     """A batch size the user chose (other than its recipe's) no larger than the images a run trains on: a larger
     one trained one batch of all of them per epoch, without a word. The recipe's own batch size on a small
     --train-subset is not refused (its choice, not the user's): each epoch is then one smaller batch."""
     named = RECIPES.get(cfg.recipe.name)
     if named is not None and named.batch_size == cfg.recipe.batch_size:
         return
-    sizes = _training_images(cfg)
+    sizes = _training_images(cfg, train_images)
     if sizes is None or cfg.recipe.batch_size <= sizes[0]:
         return
     n, total = sizes

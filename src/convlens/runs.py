@@ -112,7 +112,7 @@ def _prepare_run(cfg: TrainConfig, out_dir: Path | None, dataset: ImageDataset |
     spec = model_spec(cfg)  # validate before any expensive work (loading data)
     if out_dir is not None:
         _check_run_directory(Path(out_dir))
-    check_before_training(cfg)
+    check_before_training(cfg, len(dataset.train_labels) if dataset is not None else None)
     device = pick_device(cfg.device)
     check_size(spec, training=True, memory=device_memory(device))
     threads = configure_threads(cfg.threads)

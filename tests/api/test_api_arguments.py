@@ -4,6 +4,7 @@ a result shows is what the CLI prints."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -75,8 +76,12 @@ def test_a_run_option_of_the_wrong_type_is_one_line_and_writes_nothing(option, v
 
 def test_numpys_integers_are_whole_numbers(experiment):
     # a count from a numpy computation is accepted as the int it is: nothing to train, the same statistics
+    runs = sorted(experiment.directory.glob("runs/*/seed*/metrics.json"))
+    written = {p: p.stat().st_mtime_ns for p in runs}
     again = experiment.experiment().run(out=experiment.directory, workers=np.int64(1), quiet=True)
-    assert again.summary["levels"] == json.loads((experiment.directory / "summary.json").read_text())["levels"]
+    assert len(runs) == 4 and {p: p.stat().st_mtime_ns for p in runs} == written  # none trained again
+    # against the analysis read before the call: summary.json is rewritten by it, so the file would be its own answer
+    assert again.summary["levels"] == experiment.summary["levels"]
 
 
 def test_run_more_only_adds_seeds_and_keeps_the_finished_runs(experiment):
@@ -169,11 +174,11 @@ def test_a_studys_directory_is_not_given_a_runs_or_a_models_files(begun_study, s
              lambda: saved.export(begun_study),
              lambda: convlens.Experiment(SPEC).run(out=begun_study, quiet=True)]
     for call in calls:
-        with pytest.raises(convlens.UsageError, match="is a study's directory"):
+        with pytest.raises(convlens.UsageError, match="holds experiments .*, as a study's directory does"):
             call()
     capsys.readouterr()
     assert main(["train", "-m", "mlp", "--dataset", "digits", "--epochs", "1", "--out", str(begun_study)]) == 2
-    assert "is a study's directory" in capsys.readouterr().err  # the CLI's train: the same check
+    assert "as a study's directory does" in capsys.readouterr().err  # the CLI's train: the same check
     assert listing(begun_study) == before
     refuse_run_or_model(begun_study, "a study")  # what Study.run checks first: it can still run there
     # a directory inside the study is not the study's: an export there is taken
@@ -209,3 +214,40 @@ def test_the_headline_of_a_study_stopped_while_it_rendered_its_report(tmp_path):
     results["study"]["wall_seconds"] = 90
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert convlens.load_study(tmp_path).headline().endswith("(n=2 seeds); 1.5 min")
+
+
+def test_a_batch_size_is_checked_against_the_loaded_dataset_it_trains_on():
+    ds = convlens.load_dataset("digits")
+    doubled = dataclasses.replace(ds, train_images=np.concatenate([ds.train_images] * 2),
+                                  train_labels=np.concatenate([ds.train_labels] * 2))
+    images = 2 * len(ds.train_labels)
+    expected = images - round(images * 0.1)  # the recipe's 10% held out for validation
+    # more than the 1,294 images the named digits trains on, no more than the doubled set's: was refused
+    run = convlens.train("mlp", doubled, batch_size=2000, **FAST)
+    assert run.config["data"]["n_train"] == expected > 2000 and run.config["recipe"]["batch_size"] == 2000
+    with pytest.raises(convlens.UsageError, match=f"^batch_size: larger than the {expected:,} images digits trains on "
+                                                  rf"\({images:,} less the {images - expected} held out"):
+        convlens.train("mlp", doubled, batch_size=expected + 1, **FAST)
+
+
+def test_a_study_tracked_in_mlflow_refuses_a_data_dir_that_is_no_path_before_writing(tmp_path):
+    pytest.importorskip("mlflow")
+    with pytest.raises(convlens.UsageError, match=r"^data_dir takes a path, got 3$"):
+        convlens.Study("quick", dataset="digits", seeds=2).run(out=tmp_path / "s", data_dir=3, quiet=True, mlflow=True)
+    assert listing(tmp_path) == []  # was s/mlflow.db, the tracker's store made first
+
+
+def test_load_run_says_an_experiments_directory_is_one_as_the_cli_does(experiment, capsys):
+    directory = experiment.directory
+    with pytest.raises(convlens.UsageError) as refused:
+        convlens.load_run(directory)  # was "config.json not found; give a directory written by ... or an experiment"
+    assert str(refused.value) == (f"{directory} is an experiment, not a run: convlens.load_experiment("
+                                  f"{str(directory)!r}) shows its statistics; to load one of its runs, name it "
+                                  f"({directory / 'runs'}/LEVEL/seedN)")
+    # the runs it points to are what load_run reads
+    seed0 = directory / "runs" / "kernel_size=3" / "seed0"
+    recorded = json.loads((seed0 / "metrics.json").read_text())["test_accuracy"]
+    assert convlens.load_run(seed0).metrics["test_accuracy"] == recorded
+    capsys.readouterr()
+    assert main(["evaluate", str(directory)]) == 2
+    assert "is an experiment, not a run: 'convlens experiment table" in capsys.readouterr().err

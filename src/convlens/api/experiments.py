@@ -91,7 +91,8 @@ class Experiment:
                             test_subset=test_subset, dataset=dataset)
         out_dir = output_path(out) if out is not None else Path("runs") / "experiments" / spec.name
         if study_of(out_dir):  # its experiment.json and runs/ in a study's root: the study refuses to run there again
-            raise UsageError(f"{out_dir} is a study's directory; its experiments are in {out_dir / 'experiments'}: "
+            raise UsageError(f"{out_dir} holds experiments ({out_dir / 'experiments'}), as a study's directory "
+                             "does; an experiment's own files there would stop a study from running again in it: "
                              "give another --out")
         # Read here, once: data that is missing is one line before anything is written (not a failed run per level
         # and seed), runs kept from before are checked against it, and the runs trained in this process (or Ray's

@@ -285,8 +285,9 @@ def data_path(data_dir: str | Path | None) -> Path | None:
 
 
 def study_of(directory: Path) -> bool:
-    """Whether ``directory`` is a study's: one with an experiments/NAME/experiment.json, which a study writes
-    before anything else (so an interrupted one is recognised too)."""
+    """Whether ``directory`` holds experiments as a study's directory does (experiments/NAME/experiment.json, which
+    a study writes before anything else, so an interrupted one is recognised too). The default root of `convlens
+    experiment run`, runs/, looks the same: the messages say "holds experiments", not "is a study"."""
     return any(Path(directory).glob("experiments/*/experiment.json"))
 
 
@@ -295,12 +296,22 @@ def refuse_results_directory(out: Path, what: str, option: str = "--out") -> Non
     there would be mixed into their files. A study refuses to run again in a directory holding a config.json."""
     from convlens.run_files import experiment_of
     if study_of(out):
-        raise UsageError(f"{out} is a study's directory; {what} there would stop the study from running again in "
-                         f"it: give another {option}")
+        raise UsageError(f"{out} holds experiments ({out / 'experiments'}), as a study's directory does; {what} "
+                         f"there would stop a study from running again in it: give another {option}")
     experiment = experiment_of(out)
     if experiment is not None:
         where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
         raise UsageError(f"{out} {where}, whose runs 'convlens experiment run' trains; give another {option}")
+
+
+def refuse_an_experiment(directory: Path, instead: str, statistics: str | None = None) -> None:
+    """An experiment's directory given where a run is wanted: 'config.json not found; give a directory written by
+    'convlens train' or an experiment' read as if one were accepted. ``instead``: what to do with its runs (where
+    they are follows); ``statistics``: what shows the experiment's own (the CLI's command unless given)."""
+    if (directory / "experiment.json").is_file() and not (directory / "config.json").exists():
+        shows = statistics or f"'convlens experiment table {directory}'"
+        raise UsageError(f"{directory} is an experiment, not a run: {shows} shows its statistics; {instead} "
+                         f"({directory / 'runs'}/LEVEL/seedN)")
 
 
 def refuse_to_replace(out: str | Path | None, force: bool) -> None:
@@ -349,6 +360,8 @@ def load_run(directory: str | Path) -> Run:
     if not isinstance(directory, (str, os.PathLike)):
         raise UsageError(f"load_run takes a run's directory (a path), got {directory!r}")
     directory = user_path(directory, "run directory")
+    refuse_an_experiment(directory, "to load one of its runs, name it",
+                         f"convlens.load_experiment({str(directory)!r})")
     config = read_checked_config(directory, RUN_WRITERS)
     if config.get("format") == MODEL_FORMAT:  # it has no metrics.json: "has not finished" would mislead
         source = (config.get("source_run") or {}).get("directory")

@@ -72,6 +72,7 @@ class Study:
             raise UsageError(f"{out} {where}; a study writes its experiments in its own directory: give another --out")
         refuse_run_or_model(out, "a study")
         check_run_options(cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, mlflow=mlflow, batch_seeds=batch_seeds)
+        data_dir = data_path(data_dir)  # before the tracker: with mlflow=True it writes OUT/mlflow.db
         runner = make_backend(backend, address, cpus_per_run, gpus_per_run, batch_seeds)
         # a script that would run again in every worker: said before anything is written (the tracker makes OUT)
         check_workers_can_start(local_workers(study_workers(self.config, runner), runner))
@@ -80,7 +81,7 @@ class Study:
         try:
             with threads_kept():  # runs trained here set torch's thread count; the session keeps its own
                 results = run_study(self.config, out, events=progress, force=force, retry_failed=retry_failed,
-                                    data_dir=data_path(data_dir), backend=runner)
+                                    data_dir=data_dir, backend=runner)
         finally:
             progress.close()
         tracked = tracker.where(log_study(tracker, out, results, fresh=force)) if tracker is not None else None

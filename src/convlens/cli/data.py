@@ -41,9 +41,10 @@ def data_fetch(data_dir: DataDirOption = None, dataset: DatasetOption = "fashion
     from convlens.data import load_named
     from convlens.data.dataset import data_checksums
     ds = load_named(dataset, data_dir)
-    if as_json:  # the keys as data info --json names them
-        return print_json({"dataset": dataset, "source": ds.describe()["source"], "train": {"n": len(ds.train_labels)},
-                           "test": {"n": len(ds.test_labels)}, "checksums_verified": bool(data_checksums(ds))})
+    if as_json:  # data info --json's keys and values (a folder's name as it resolves it), less the class lists
+        info = ds.describe()
+        return print_json({**{key: info[key] for key in ("dataset", "source", "train", "test")},
+                           "checksums_verified": bool(data_checksums(ds))})
     checked = "verified" if data_checksums(ds) else "read (not verified against published checksums)"
     out.print(f"{dataset} ready: {ds.source.directory} ({ds.source.origin}), "
               f"{len(ds.train_labels):,} train + {len(ds.test_labels):,} test images {checked}")

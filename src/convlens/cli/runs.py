@@ -26,7 +26,6 @@ from convlens.cli.options import (
 from convlens.cli.tables import print_comparison
 from convlens.config import DEFAULT_RECIPE, RECIPE_DESCRIPTIONS, train_config
 from convlens.display import model_label, out, print_json
-from convlens.errors import UsageError
 from convlens.tracking import make_tracker
 
 RECIPE_HELP = "Training recipe: " + "; ".join(f"'{name}' ({text})" for name, text in RECIPE_DESCRIPTIONS.items()) + "."
@@ -91,18 +90,11 @@ def train_cmd(
         out.print(f"MLflow: {tracked}")
 
 
-def refuse_an_experiment(directory: Path, instead: str) -> None:
-    """An experiment's directory given where a run is wanted: 'config.json not found' did not say what to do.
-    ``instead``: what to do with its runs, ending with where they are."""
-    if (directory / "experiment.json").is_file() and not (directory / "config.json").exists():
-        raise UsageError(f"{directory} is an experiment, not a run: 'convlens experiment table {directory}' shows its "
-                         f"statistics; {instead} ({directory / 'runs'}/LEVEL/seedN)")
-
-
 def evaluate_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'convlens train'.")],
                  data_dir: EvaluateDataDirOption = None, device: DeviceOption = "auto",
                  as_json: JsonOption = False) -> None:
     """Reload a saved run and evaluate it on the test set, without the original command."""
+    from convlens.api.runs import refuse_an_experiment
     from convlens.models.checkpoint import read_checked_config
     refuse_an_experiment(run_dir, "to evaluate one of its runs, name it")
     read_checked_config(run_dir)  # a wrong directory is answered before torch is imported (1.3-2.2 s)
@@ -124,6 +116,7 @@ def compare_cmd(run_dirs: Annotated[list[Path], typer.Argument(help="Run directo
                 as_json: JsonOption = False) -> None:
     """Finished runs grouped by configuration (everything but the seed): n, mean ± std and 95% CI per group,
     and what differs between the groups."""
+    from convlens.api.runs import refuse_an_experiment
     from convlens.experiments.compare import compare_runs
     for run_dir in run_dirs:
         refuse_an_experiment(run_dir, "to compare its runs, name them")

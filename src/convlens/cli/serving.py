@@ -21,10 +21,12 @@ def export_cmd(run_dir: Annotated[Path, typer.Argument(help="A finished run dire
                force: Annotated[bool, typer.Option("--force", help="Replace another run's export in --out.")] = False,
                ) -> None:
     """Export a run to a self-contained model directory (safetensors + config.json, optionally ONNX)."""
+    from convlens.api.runs import refuse_results_directory
     from convlens.serving.export import export_run
     if fmt not in (None, "onnx"):
         raise UsageError(f"unknown format '{fmt}'; the only extra format is 'onnx'")
     out_dir = out_dir or run_dir / "export"
+    refuse_results_directory(out_dir, "an exported model")  # as Run.export: not among an experiment's files
     export_run(run_dir, out_dir, onnx=fmt == "onnx", replace_other=force)
     out.print(f"exported {run_dir} -> {out_dir} ({', '.join(sorted(p.name for p in out_dir.iterdir()))})")
 
