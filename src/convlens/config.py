@@ -102,6 +102,14 @@ RECIPE_DESCRIPTIONS = {
 }
 
 
+def recipe_label(recipe: dict) -> str:
+    """'keras' or 'keras epochs=1': a recipe record's name plus what differs from the named recipe (as the CLI's
+    experiment table and the notebook's title print it)."""
+    named = RECIPES.get(recipe["name"])
+    base = named.model_dump(mode="json") if named else {}
+    return recipe["name"] + "".join(f" {k}={v}" for k, v in recipe.items() if base.get(k) != v)
+
+
 def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe:
     """Recipe ``name`` with ``overrides`` (None values are ignored), validated."""
     if name not in RECIPES:

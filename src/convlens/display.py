@@ -193,14 +193,6 @@ def model_label(name: str, overrides: dict | None) -> str:
     return f"{name} ({changes})" if changes else name
 
 
-def recipe_label(recipe: dict) -> str:
-    """'keras' or 'keras epochs=1': the recipe's name plus what differs from the named recipe."""
-    from convlens.config import RECIPES
-    named = RECIPES.get(recipe["name"])
-    base = named.model_dump(mode="json") if named else {}
-    return recipe["name"] + "".join(f" {k}={v}" for k, v in recipe.items() if base.get(k) != v)
-
-
 def pp(x: float | None, signed: bool = False) -> str:
     """A fraction in percent (points), two decimals; '-' when missing."""
     if x is None:

@@ -302,7 +302,8 @@ class ExperimentResult:
         """The tables ``convlens experiment run`` prints: levels, then every comparison (verdicts coloured)."""
         from html import escape
 
-        from convlens.display import comparisons_title, experiment_rows, html_table, recipe_label  # as the CLI's title
+        from convlens.config import recipe_label  # the CLI's title, word for word
+        from convlens.display import comparisons_title, experiment_rows, html_table
         levels, tests = experiment_rows(self.summary)
         styles = [{"verdict": next((css for key, css in VERDICT_COLOURS.items() if c["verdict"].startswith(key)), "")}
                   for c in self.summary["comparisons"]]

@@ -9,7 +9,8 @@ import re
 from rich.cells import cell_len
 from rich.table import Table
 
-from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp, recipe_label
+from convlens.config import recipe_label
+from convlens.display import ci95, comparisons_title, experiment_rows, mean_std, out, pp
 
 # How a column gives way when the table is wider than the terminal. A LABEL (a level, a model name) wraps at
 # spaces and folds within a word, so all of it stays readable. A NUMBER (an interval such as 66.47..68.47
