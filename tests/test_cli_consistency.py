@@ -99,7 +99,7 @@ def metrics_of(run_dir: Path) -> dict:
 
 # 1. Headers wrap at spaces ----------------------------------------------------------------------------------
 
-LEVEL_WORDS = set("level n test acc % (mean ± std) 95% CI test-set noise params train s ms/img".split())
+LEVEL_WORDS = set("level n test acc % (mean ± std) 95% CI test-set SE params train s ms/img".split())
 TEST_WORDS = set("comparison n diff, pp [95% CI] p (Holm) verdict detectable, pp".split())
 
 

@@ -224,7 +224,7 @@ def comparisons_title(comparisons: list[dict]) -> str:
 
 
 def experiment_rows(summary: dict) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """An experiment's two tables as text rows: per level (n, mean ± std, CI, test-set noise, params, seconds,
+    """An experiment's two tables as text rows: per level (n, mean ± std, CI, test-set SE, params, seconds,
     ms per image) and per comparison (n, diff with CI, Holm p, verdict, detectable effect)."""
     from convlens.stats import format_p
     levels = []
@@ -235,7 +235,7 @@ def experiment_rows(summary: dict) -> tuple[list[dict[str, str]], list[dict[str,
         levels.append({
             "level": lv["label"] + (" (reference)" if lv["label"] == summary["reference"] else ""), "n": n,
             "test acc % (mean ± std)": mean_std(lv["test_accuracy"]), "95% CI": ci95(lv["test_accuracy"]),
-            "test-set noise": f"± {pp(lv['sampling_noise'])}" if lv["sampling_noise"] is not None else "-",
+            "test-set SE": f"± {pp(lv['sampling_noise'])}" if lv["sampling_noise"] is not None else "-",
             "params": f"{lv['params']:,}" if lv["params"] else "-",
             "train s": f"{secs:.1f}" if secs is not None else "-", "ms/img": f"{ms:.3f}" if ms is not None else "-"})
     tests = []

@@ -149,10 +149,10 @@ def fitted_table(title: str, columns: list[tuple], rows: list[list[str]], width:
 
 
 LEVEL_COLUMNS = {"level": LABEL, "n": LABEL, "test acc % (mean ± std)": WORDS, "95% CI": NUMBER,
-                 "test-set noise": WORDS, "params": NUMBER, "train s": NUMBER, "ms/img": NUMBER}
+                 "test-set SE": WORDS, "params": NUMBER, "train s": NUMBER, "ms/img": NUMBER}
 TEST_COLUMNS = {"comparison": LABEL, "n": NUMBER, "diff, pp [95% CI]": WORDS, "p (Holm)": NUMBER,
                 "verdict": WORDS, "detectable, pp": WORDS}
-SHORTER = {"test-set noise": "noise"}  # a header's shorter form, for a terminal too narrow for its words
+SHORTER = {"test-set SE": "SE"}  # a header's shorter form, for a terminal too narrow for its words
 
 
 def _columns(kinds: dict[str, str]) -> list[tuple[str, str, str]]:
