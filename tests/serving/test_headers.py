@@ -318,6 +318,29 @@ def test_a_body_trickling_in_after_its_answer_does_not_hold_the_connection(proto
     assert closed and time.monotonic() - t0 < 6
 
 
+def test_a_connection_idle_after_a_late_body_ends_is_closed(protocol_server):
+    """GET with a 5-byte body answered before the body came; the body then arrives whole and the client says
+    nothing more. That read unset uvicorn's keep-alive timer (every read does) and none was set again: the idle
+    connection was held for ever. Closed now within the body timeout (1 s), as a connection that never spoke is."""
+    with socket.create_connection(("127.0.0.1", protocol_server), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        answer = b""
+        while not answer.endswith((b"ok", b"(closed)")):
+            answer += s.recv(65536) or b"(closed)"
+        time.sleep(0.2)  # answered; the body comes after its answer
+        s.sendall(b"hello")
+        t0 = time.monotonic()
+        s.settimeout(8)
+        try:
+            rest = s.recv(65536)
+        except socket.timeout:
+            rest = b"(still open)"
+        except ConnectionResetError:
+            rest = b""
+    assert answer.startswith(b"HTTP/1.1 200 OK") and rest == b"", rest
+    assert time.monotonic() - t0 < 4  # the body timeout, not uvicorn's 5 s keep-alive nor for ever
+
+
 @pytest.mark.parametrize("pipelined", [False, True])
 def test_an_answer_slower_than_the_head_timeout_is_not_cut(protocol_server, pipelined):
     """The head's clock stops once the head is in: a request answered after 1.5 s (the timeout is 1 s) gets its

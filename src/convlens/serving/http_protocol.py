@@ -6,8 +6,9 @@
   header, or millions of short ones, all held in memory);
 * a head that has not all arrived within the body timeout gets a 408, and a connection that sends nothing is
   closed then: uvicorn waited for ever, so idle connections (slowloris) could take every file descriptor;
-* so is one still sending the body of a request already answered (GET /ping with a large Content-Length, a 404):
-  each byte put off uvicorn's keep-alive timeout, so a byte now and then held the connection for ever.
+* so is one still sending the body of a request already answered (GET /ping with a large Content-Length, a 404),
+  or idle once that body is in: each byte put off uvicorn's keep-alive timeout, and the read that ended the body
+  left none set, so a byte now and then, or the last byte and then silence, held the connection for ever.
 
 Each answer carries the headers every answer does (convlens.serving.http_policy) and closes the connection.
 """
@@ -106,7 +107,9 @@ class _HeadGuard:
     def _check_head(self) -> None:
         """After each read is parsed: a head still incomplete is refused past the limit, and timed from its first
         bytes; so is the rest of a body once its request is answered. The clock stops once a head is complete,
-        and between requests (uvicorn's keep-alive timeout closes an idle connection)."""
+        and between requests (uvicorn's keep-alive timeout closes an idle connection), except after the read that
+        ended the body of a request already answered: every read unsets the keep-alive timer, and uvicorn sets it
+        again only as an answer completes, so such a connection was held for ever; the clock closes it instead."""
         if self.transport.is_closing():
             return
         if self._head_pending():
@@ -114,7 +117,12 @@ class _HeadGuard:
             if size > MAX_HEAD_BYTES:
                 self._refuse(431, HEAD_TOO_LARGE)
             elif not size:
-                self._disarm_head_timer()
+                if (self.cycle is not None and self.cycle.response_complete
+                        and getattr(self, "timeout_keep_alive_task", None) is None):
+                    if self._head_timer is None:
+                        self._arm_head_timer()
+                else:
+                    self._disarm_head_timer()
             elif self._head_timer is None:
                 self._arm_head_timer()
         elif self.cycle is not None and self.cycle.response_complete:  # answered; its body still coming
