@@ -73,7 +73,7 @@ class Experiment:
         recipe; ``data_dir``: where the dataset's files are (not part of the design). Rerunning resumes: finished
         runs are kept. The dataset is read (or found missing) before anything is written, with either backend.
         """
-        from convlens.api.runs import data_path, output_path, study_of
+        from convlens.api.runs import data_path, holds_experiments, output_path
         from convlens.data import load_named
         from convlens.directory_lock import holding
         from convlens.display import RunsProgress
@@ -90,7 +90,7 @@ class Experiment:
         spec = with_changes(self.spec, seeds=seeds, epochs=epochs, precision=precision, train_subset=train_subset,
                             test_subset=test_subset, dataset=dataset)
         out_dir = output_path(out) if out is not None else Path("runs") / "experiments" / spec.name
-        if study_of(out_dir):  # its experiment.json and runs/ in a study's root: the study refuses to run there again
+        if holds_experiments(out_dir):  # its experiment.json and runs/ in a study's root: the study refuses to run there again
             raise UsageError(f"{out_dir} holds experiments ({out_dir / 'experiments'}), as a study's directory "
                              "does; an experiment's own files there would stop a study from running again in it: "
                              "give another --out")

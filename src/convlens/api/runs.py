@@ -284,7 +284,7 @@ def data_path(data_dir: str | Path | None) -> Path | None:
     return None if data_dir is None or data_dir == "" else user_path(data_dir, "data_dir")
 
 
-def study_of(directory: Path) -> bool:
+def holds_experiments(directory: Path) -> bool:
     """Whether ``directory`` holds experiments as a study's directory does (experiments/NAME/experiment.json, which
     a study writes before anything else, so an interrupted one is recognised too). The default root of `convlens
     experiment run`, runs/, looks the same: the messages say "holds experiments", not "is a study"."""
@@ -294,14 +294,22 @@ def study_of(directory: Path) -> bool:
 def refuse_results_directory(out: Path, what: str, option: str = "--out") -> None:
     """One line when ``out`` is a study's directory, or an experiment's or inside one (its runs): ``what`` written
     there would be mixed into their files. A study refuses to run again in a directory holding a config.json."""
-    from convlens.run_files import experiment_of
-    if study_of(out):
+    if holds_experiments(out):
         raise UsageError(f"{out} holds experiments ({out / 'experiments'}), as a study's directory does; {what} "
                          f"there would stop a study from running again in it: give another {option}")
-    experiment = experiment_of(out)
-    if experiment is not None:
-        where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
+    where = in_an_experiment(out)
+    if where is not None:
         raise UsageError(f"{out} {where}, whose runs 'convlens experiment run' trains; give another {option}")
+
+
+def in_an_experiment(out: Path) -> str | None:
+    """'is the experiment' or 'is inside the experiment DIR' when ``out`` is an experiment's directory or in its
+    runs (convlens.run_files.experiment_of), else None: the words of every refusal to write there."""
+    from convlens.run_files import experiment_of
+    experiment = experiment_of(out)
+    if experiment is None:
+        return None
+    return "is the experiment" if experiment == Path(out).absolute() else f"is inside the experiment {experiment}"
 
 
 def refuse_an_experiment(directory: Path, instead: str, statistics: str | None = None) -> None:

@@ -55,20 +55,19 @@ class Study:
         """Run (or resume: finished runs are reused) the study into ``out``; writes report.html, report.md,
         report.ipynb and results.json there."""
         from convlens.api.experiments import check_run_options
-        from convlens.api.runs import data_path, output_path
+        from convlens.api.runs import data_path, in_an_experiment, output_path
         from convlens.display import StudyProgress
         from convlens.experiments.local import check_workers_can_start
         from convlens.experiments.run import local_workers, make_backend
-        from convlens.run_files import experiment_of, refuse_run_or_model
+        from convlens.run_files import refuse_run_or_model
         from convlens.study.pipeline import run_study, study_workers
         from convlens.tracking import log_study, make_tracker
         from convlens.training import threads_kept
         out = output_path(out)
         # as train and Experiment.run refuse each other's directories: a study there would mix its files into
         # a run's (whose --force would then delete them) or have its runs analysed as the experiment's
-        experiment = experiment_of(out)
-        if experiment is not None:
-            where = "is the experiment" if experiment == out.absolute() else f"is inside the experiment {experiment}"
+        where = in_an_experiment(out)
+        if where is not None:
             raise UsageError(f"{out} {where}; a study writes its experiments in its own directory: give another --out")
         refuse_run_or_model(out, "a study")
         check_run_options(cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, mlflow=mlflow, batch_seeds=batch_seeds)
